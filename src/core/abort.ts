@@ -1,0 +1,38 @@
+import { AbortedError } from './errors.js';
+
+/**
+ * Throw {@link AbortedError} if `signal` has fired.
+ *
+ * @example
+ * ```ts
+ * throwIfAborted(options.signal);
+ * ```
+ */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new AbortedError(signal.reason);
+}
+
+/**
+ * Wait `ms` milliseconds, or reject with {@link AbortedError} as soon as
+ * `signal` fires. The timer and the abort listener are always removed.
+ *
+ * @example
+ * ```ts
+ * await sleep(50, request.signal);
+ * ```
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted === true) return Promise.reject(new AbortedError(signal.reason));
+  if (ms <= 0) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new AbortedError(signal?.reason));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

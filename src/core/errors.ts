@@ -1,0 +1,132 @@
+/**
+ * The error hierarchy shared by every raceguard module.
+ *
+ * Every error raceguard throws is an instance of {@link RaceguardError} with a
+ * stable `code` that callers can switch on, and the original failure attached
+ * as `cause` where there is one.
+ */
+
+/** Options accepted by every raceguard error constructor. */
+export interface RaceguardErrorOptions {
+  /** The underlying failure, if any. */
+  readonly cause?: unknown;
+}
+
+/**
+ * Base class of all raceguard errors.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await transaction(pool, work);
+ * } catch (error) {
+ *   if (error instanceof RaceguardError && error.code === 'RACEGUARD_RETRY_EXHAUSTED') {
+ *     reply.code(409);
+ *   }
+ * }
+ * ```
+ */
+export class RaceguardError extends Error {
+  /** A stable, machine-readable identifier of the failure kind. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options: RaceguardErrorOptions = {}) {
+    super(message, 'cause' in options ? { cause: options.cause } : undefined);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * An argument failed validation. Thrown before any side effect happens.
+ *
+ * @example
+ * ```ts
+ * atomicDecrement(pool, { table: 'products', key: { id: 1 }, column: 'stock', amount: -1 });
+ * // InvalidArgumentError: amount must be a positive safe integer, received -1 (number)
+ * ```
+ */
+export class InvalidArgumentError extends RaceguardError {
+  /** Name of the offending argument or option, e.g. `options.amount`. */
+  readonly argument: string;
+  /** The value that was rejected. */
+  readonly value: unknown;
+
+  constructor(argument: string, expected: string, value: unknown) {
+    super(
+      'RACEGUARD_INVALID_ARGUMENT',
+      `${argument} must be ${expected}, received ${describeValue(value)}`,
+    );
+    this.argument = argument;
+    this.value = value;
+  }
+}
+
+/**
+ * A bounded retry loop gave up. Carries how many attempts ran, how long they
+ * took in total and, as `cause`, the failure of the last attempt.
+ *
+ * @example
+ * ```ts
+ * catch (error) {
+ *   if (error instanceof RetryExhaustedError) log.warn({ attempts: error.attempts }, 'gave up');
+ * }
+ * ```
+ */
+export class RetryExhaustedError extends RaceguardError {
+  /** Number of attempts that ran. */
+  readonly attempts: number;
+  /** Milliseconds from the first attempt's start to giving up (monotonic clock). */
+  readonly elapsedMs: number;
+  /** Why the loop stopped: attempts ran out, or the deadline would have passed. */
+  readonly reason: 'max-attempts' | 'deadline';
+
+  constructor(
+    attempts: number,
+    elapsedMs: number,
+    reason: 'max-attempts' | 'deadline',
+    cause: unknown,
+  ) {
+    const why =
+      reason === 'deadline'
+        ? 'the deadline would pass before the next attempt'
+        : 'no attempts left';
+    super(
+      'RACEGUARD_RETRY_EXHAUSTED',
+      `gave up after ${attempts} attempt(s) in ${Math.round(elapsedMs)}ms: ${why}; last error: ${messageOf(cause)}`,
+      { cause },
+    );
+    this.attempts = attempts;
+    this.elapsedMs = elapsedMs;
+    this.reason = reason;
+  }
+}
+
+/**
+ * The caller's `AbortSignal` fired. `cause` is the signal's `reason`.
+ */
+export class AbortedError extends RaceguardError {
+  constructor(reason: unknown) {
+    super('RACEGUARD_ABORTED', `operation aborted: ${messageOf(reason)}`, { cause: reason });
+  }
+}
+
+/** Render a value and its type for an error message: `-1 (number)`, `"" (string)`. */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string')
+    return `${JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)} (string)`;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return `${String(value)} (${typeof value})`;
+  }
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`;
+}
+
+/** The message of an unknown thrown value. */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

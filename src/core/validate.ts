@@ -1,0 +1,78 @@
+/**
+ * Argument checks shared by every public function. Each throws
+ * {@link InvalidArgumentError} naming the argument, what was expected and
+ * what was received, before any side effect.
+ */
+import { InvalidArgumentError } from './errors.js';
+
+export function assertNonEmptyString(argument: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new InvalidArgumentError(argument, 'a non-empty string', value);
+  }
+}
+
+export function assertPositiveInteger(argument: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new InvalidArgumentError(argument, 'a positive safe integer', value);
+  }
+}
+
+export function assertNonNegativeInteger(
+  argument: string,
+  value: unknown,
+): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidArgumentError(argument, 'a non-negative safe integer', value);
+  }
+}
+
+export function assertSafeInteger(argument: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+    throw new InvalidArgumentError(argument, 'a safe integer', value);
+  }
+}
+
+export function assertNonNegativeFinite(argument: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new InvalidArgumentError(argument, 'a finite number >= 0', value);
+  }
+}
+
+export function assertFunction(
+  argument: string,
+  value: unknown,
+): asserts value is (...args: never[]) => unknown {
+  if (typeof value !== 'function') throw new InvalidArgumentError(argument, 'a function', value);
+}
+
+export function assertOneOf<const T extends string>(
+  argument: string,
+  value: unknown,
+  allowed: readonly T[],
+): asserts value is T {
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(
+      argument,
+      `one of ${allowed.map((a) => `"${a}"`).join(', ')}`,
+      value,
+    );
+  }
+}
+
+export function assertPlainObject<T>(
+  argument: string,
+  value: T,
+): asserts value is T & Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(argument, 'an object', value);
+  }
+}
+
+export function assertAbortSignal(
+  argument: string,
+  value: unknown,
+): asserts value is AbortSignal | undefined {
+  if (value !== undefined && !(value instanceof AbortSignal)) {
+    throw new InvalidArgumentError(argument, 'an AbortSignal', value);
+  }
+}

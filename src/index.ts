@@ -1,0 +1,15 @@
+/**
+ * `raceguard`: the backend-free core shared by every adapter.
+ *
+ * @packageDocumentation
+ */
+export {
+  RaceguardError,
+  InvalidArgumentError,
+  RetryExhaustedError,
+  AbortedError,
+  type RaceguardErrorOptions,
+} from './core/errors.js';
+export { retry, type RetryOptions, type RetryEvent, type AttemptContext } from './core/retry.js';
+export { backoffDelay, type BackoffOptions } from './core/backoff.js';
+export { sleep, throwIfAborted } from './core/abort.js';

@@ -1,0 +1,229 @@
+/**
+ * PostgreSQL-specific failures, and the mapping from driver errors to them.
+ */
+import { RaceguardError, messageOf } from '../core/errors.js';
+import type { Row } from './types.js';
+
+/** The shape of an error raised by the server through `pg`. */
+interface ServerErrorShape {
+  readonly code: string;
+  readonly severity?: string;
+  readonly table?: string;
+  readonly column?: string;
+  readonly constraint?: string;
+}
+
+function isServerError(error: unknown): error is Error & ServerErrorShape {
+  return (
+    error instanceof Error &&
+    typeof (error as { code?: unknown }).code === 'string' &&
+    /^[0-9A-Z]{5}$/.test((error as unknown as { code: string }).code) &&
+    'severity' in error
+  );
+}
+
+/**
+ * The server rejected a statement. `sqlState` is PostgreSQL's five-character
+ * error code (`23505` unique violation, `40001` serialization failure, ...).
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof DatabaseError && e.sqlState === '23505') return reply.code(409).send(); }
+ * ```
+ */
+export class DatabaseError extends RaceguardError {
+  /** SQLSTATE of the server error. */
+  readonly sqlState: string;
+  /** Constraint named by the server, for integrity violations. */
+  readonly constraint: string | undefined;
+
+  constructor(cause: Error & ServerErrorShape, code = 'RACEGUARD_DATABASE_ERROR') {
+    super(code, `database error ${cause.code}: ${cause.message}`, { cause });
+    this.sqlState = cause.code;
+    this.constraint = cause.constraint;
+  }
+}
+
+/**
+ * A table or column named in the options does not exist (SQLSTATE 42P01 or
+ * 42703). Nothing was written.
+ */
+export class UnknownIdentifierError extends DatabaseError {
+  constructor(cause: Error & ServerErrorShape) {
+    super(cause, 'RACEGUARD_UNKNOWN_IDENTIFIER');
+  }
+}
+
+/**
+ * The connection to the server failed or was cut (network error, server
+ * shutdown, terminated backend).
+ */
+export class ConnectionError extends RaceguardError {
+  constructor(cause: unknown) {
+    super('RACEGUARD_CONNECTION_ERROR', `connection to PostgreSQL failed: ${messageOf(cause)}`, {
+      cause,
+    });
+  }
+}
+
+/** The pool was closed (`end()` was called) before the operation started. */
+export class PoolClosedError extends RaceguardError {
+  constructor() {
+    super(
+      'RACEGUARD_POOL_CLOSED',
+      'the connection pool is closed (end() was called); nothing was run',
+    );
+  }
+}
+
+/**
+ * The connection died while COMMIT was in flight: the transaction may or may
+ * not have committed. raceguard does not retry, because re-running a
+ * transaction that did commit would apply it twice. Reconcile by reading the
+ * data (or use an idempotency key).
+ */
+export class CommitOutcomeUnknownError extends RaceguardError {
+  constructor(cause: unknown) {
+    super(
+      'RACEGUARD_COMMIT_OUTCOME_UNKNOWN',
+      `the connection failed during COMMIT; the transaction may or may not have been applied: ${messageOf(cause)}`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * COMMIT answered ROLLBACK: a statement inside the transaction failed, the
+ * error was caught by the callback, and the server discarded the whole
+ * transaction. Nothing was written.
+ */
+export class TransactionRolledBackError extends RaceguardError {
+  constructor() {
+    super(
+      'RACEGUARD_TRANSACTION_ROLLED_BACK',
+      'COMMIT was answered with ROLLBACK: a statement failed inside the transaction and its error was swallowed; nothing was written',
+    );
+  }
+}
+
+/** A query was sent through a {@link Transaction} after it had finished. */
+export class TransactionClosedError extends RaceguardError {
+  constructor() {
+    super(
+      'RACEGUARD_TRANSACTION_CLOSED',
+      'this transaction has already finished; queries through it are refused',
+    );
+  }
+}
+
+/**
+ * A row lock or advisory lock could not be taken: NOWAIT found it held, or
+ * `lockTimeoutMs` passed (SQLSTATE 55P03). The transaction is aborted.
+ */
+export class LockTimeoutError extends RaceguardError {
+  /** What was being locked, e.g. `"products" FOR UPDATE NOWAIT` or `advisory lock "order:42"`. */
+  readonly target: string;
+  /** The timeout that expired; `0` for NOWAIT and try-locks; `undefined` for a `lock_timeout` set elsewhere. */
+  readonly lockTimeoutMs: number | undefined;
+
+  constructor(target: string, lockTimeoutMs: number | undefined, cause: unknown) {
+    const how =
+      lockTimeoutMs === undefined
+        ? 'within the lock_timeout in force'
+        : lockTimeoutMs > 0
+          ? `within ${lockTimeoutMs}ms`
+          : 'immediately (NOWAIT)';
+    super('RACEGUARD_LOCK_TIMEOUT', `could not lock ${target} ${how}`, { cause });
+    this.target = target;
+    this.lockTimeoutMs = lockTimeoutMs;
+  }
+}
+
+/**
+ * Optimistic locking lost every race it entered: the version kept changing
+ * between read and write until attempts ran out. Carries the row as it was
+ * last read, so the caller can show the user what changed.
+ */
+export class OptimisticConflictError extends RaceguardError {
+  /** The row's current content, as last read. */
+  readonly current: Row | undefined;
+  /** Attempts made. */
+  readonly attempts: number;
+  /** Milliseconds spent (monotonic clock). */
+  readonly elapsedMs: number;
+
+  constructor(current: Row | undefined, attempts: number, elapsedMs: number, cause?: unknown) {
+    super(
+      'RACEGUARD_OPTIMISTIC_CONFLICT',
+      `the row kept changing concurrently; gave up after ${attempts} attempt(s) in ${Math.round(elapsedMs)}ms`,
+      { cause },
+    );
+    this.current = current;
+    this.attempts = attempts;
+    this.elapsedMs = elapsedMs;
+  }
+}
+
+/** No row matched the key. */
+export class RowNotFoundError extends RaceguardError {
+  /** The key that matched nothing. */
+  readonly key: Readonly<Record<string, unknown>>;
+
+  constructor(table: string, key: Readonly<Record<string, unknown>>) {
+    super('RACEGUARD_ROW_NOT_FOUND', `no row in ${table} matches ${JSON.stringify(key, jsonSafe)}`);
+    this.key = key;
+  }
+}
+
+function jsonSafe(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}
+
+const CONNECTION_MESSAGES = [
+  'Connection terminated',
+  'not queryable',
+  'Client was closed',
+  'connection timeout',
+  'timeout exceeded when trying to connect',
+];
+
+/**
+ * Translate a failure from the driver into a raceguard error. raceguard
+ * errors pass through unchanged; errors of unknown origin become
+ * {@link ConnectionError} only when they look like transport failures and are
+ * otherwise returned unchanged.
+ */
+export function fromDriverError(error: unknown): unknown {
+  if (error instanceof RaceguardError) return error;
+  if (isServerError(error)) {
+    if (
+      error.code.startsWith('08') ||
+      error.code === '57P01' ||
+      error.code === '57P02' ||
+      error.code === '57P03'
+    ) {
+      return new ConnectionError(error);
+    }
+    if (error.code === '42P01' || error.code === '42703') return new UnknownIdentifierError(error);
+    return new DatabaseError(error);
+  }
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return new ConnectionError(error);
+    if (error.message.includes('after calling end on the pool')) return new PoolClosedError();
+    if (CONNECTION_MESSAGES.some((m) => error.message.includes(m)))
+      return new ConnectionError(error);
+  }
+  return error;
+}
+
+/** SQLSTATEs after which re-running the whole transaction is safe and likely to succeed. */
+const TRANSIENT_SQLSTATES = new Set(['40001', '40P01']);
+
+/**
+ * `true` for a serialization failure (40001) or a deadlock (40P01): the
+ * server rolled the transaction back and it may be re-run from the start.
+ */
+export function isTransientConflict(error: unknown): boolean {
+  return error instanceof DatabaseError && TRANSIENT_SQLSTATES.has(error.sqlState);
+}

@@ -1,0 +1,59 @@
+/**
+ * `raceguard/postgres`: the relational fixes for race conditions, over any
+ * `pg`-compatible pool.
+ *
+ * @packageDocumentation
+ */
+export {
+  transaction,
+  type Transaction,
+  type TransactionOptions,
+  type IsolationLevel,
+} from './transaction.js';
+export {
+  optimisticUpdate,
+  compareAndSet,
+  type OptimisticUpdateOptions,
+  type OptimisticUpdateResult,
+  type CompareAndSetOptions,
+  type CompareAndSetResult,
+} from './optimistic.js';
+export { lockRows, type LockRowsOptions, type RowLockMode, type RowLockWait } from './row-lock.js';
+export {
+  atomicDecrement,
+  atomicIncrement,
+  type AtomicDecrementOptions,
+  type AtomicIncrementOptions,
+  type AtomicUpdateResult,
+} from './atomic.js';
+export {
+  advisoryLockKey,
+  advisoryXactLock,
+  tryAdvisoryXactLock,
+  withAdvisoryLock,
+  type AdvisoryLockOptions,
+} from './advisory.js';
+export { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
+export { isTransientConflict } from './errors.js';
+export {
+  DatabaseError,
+  UnknownIdentifierError,
+  ConnectionError,
+  PoolClosedError,
+  CommitOutcomeUnknownError,
+  TransactionRolledBackError,
+  TransactionClosedError,
+  LockTimeoutError,
+  OptimisticConflictError,
+  RowNotFoundError,
+} from './errors.js';
+export { createScratchSchema, type ScratchSchema } from './scratch-schema.js';
+export type {
+  PoolLike,
+  PoolClientLike,
+  Queryable,
+  QueryResultLike,
+  Row,
+  SqlValue,
+  KeyValues,
+} from './types.js';

@@ -1,0 +1,229 @@
+import { InvalidArgumentError, RetryExhaustedError } from '../core/errors.js';
+import { retry, type RetryEvent } from '../core/retry.js';
+import {
+  assertAbortSignal,
+  assertFunction,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
+import { OptimisticConflictError, RowNotFoundError } from './errors.js';
+import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
+import { assertQueryable, renderAssignments, renderConditions, runQuery } from './statements.js';
+import type { KeyValues, Queryable, Row } from './types.js';
+
+/** Options of {@link compareAndSet}. */
+export interface CompareAndSetOptions {
+  /** Table holding the row. */
+  readonly table: TableName;
+  /** Equality conditions that identify the row, e.g. `{ id: 42 }`. */
+  readonly key: KeyValues;
+  /**
+   * Integer column incremented by every successful write.
+   * @default 'version'
+   */
+  readonly versionColumn?: string;
+  /** The version the caller read. */
+  readonly expectedVersion: number | string | bigint;
+  /** Columns to write. The version column is incremented by the statement itself. */
+  readonly set: Readonly<Record<string, unknown>>;
+}
+
+/** Result of {@link compareAndSet}. */
+export interface CompareAndSetResult {
+  /** `true` when the row still had `expectedVersion` and was written. */
+  readonly applied: boolean;
+  /** The written row (all columns), when applied. */
+  readonly row: Row | undefined;
+}
+
+/**
+ * One version-checked write: `UPDATE t SET ..., version = version + 1 WHERE
+ * key AND version = $expected RETURNING *`. `applied` is `false` when someone
+ * else wrote the row since it was read (or it no longer exists).
+ *
+ * @example
+ * ```ts
+ * const { applied } = await compareAndSet(pool, {
+ *   table: 'loans', key: { id: 7 }, expectedVersion: 3, set: { status: 'approved' },
+ * });
+ * if (!applied) return reply.code(409).send({ error: 'changed by someone else' });
+ * ```
+ */
+export async function compareAndSet(
+  db: Queryable,
+  options: CompareAndSetOptions,
+): Promise<CompareAndSetResult> {
+  assertQueryable('db', db);
+  assertPlainObject('options', options);
+  const table = quoteTable(options.table);
+  const version = quoteIdentifier(options.versionColumn ?? 'version', 'options.versionColumn');
+  const expected = options.expectedVersion;
+  if (!(
+    typeof expected === 'bigint' ||
+    (typeof expected === 'number' && Number.isSafeInteger(expected)) ||
+    (typeof expected === 'string' && /^-?\d+$/.test(expected))
+  )) {
+    throw new InvalidArgumentError(
+      'options.expectedVersion',
+      'an integer (number, bigint or digit string)',
+      expected,
+    );
+  }
+  const values: unknown[] = [];
+  const assignments = renderAssignments('options.set', options.set, values);
+  const where = renderConditions('options.key', options.key, values);
+  values.push(typeof expected === 'bigint' ? expected.toString() : expected);
+  const { rows } = await runQuery(
+    db,
+    `UPDATE ${table} SET ${assignments}, ${version} = ${version} + 1 WHERE ${where} AND ${version} = $${values.length} RETURNING *`,
+    values,
+  );
+  return { applied: rows.length === 1, row: rows[0] };
+}
+
+/** Options of {@link optimisticUpdate}. */
+export interface OptimisticUpdateOptions<R extends Row = Row> {
+  /** Table holding the row. */
+  readonly table: TableName;
+  /** Equality conditions that identify exactly one row, e.g. `{ id: 42 }`. */
+  readonly key: KeyValues;
+  /**
+   * Integer column incremented by every successful write.
+   * @default 'version'
+   */
+  readonly versionColumn?: string;
+  /**
+   * Computes the changes from the row as just read. Return `null` to write
+   * nothing (the precondition no longer holds); throw to abort. Called again
+   * with a fresh row after every lost race, so it must be safe to re-run.
+   */
+  readonly update: (
+    current: R,
+    context: { readonly attempt: number },
+  ) => Promise<Readonly<Record<string, unknown>> | null> | Readonly<Record<string, unknown>> | null;
+  /**
+   * Total read-compute-write attempts.
+   * @default 5
+   */
+  readonly maxAttempts?: number;
+  /** Backoff cap of the first retry in ms (doubles per retry, full jitter). @default 5 */
+  readonly baseDelayMs?: number;
+  /** Largest backoff in ms. @default 250 */
+  readonly maxDelayMs?: number;
+  /** Stop retrying when the next attempt could not start within this many ms. */
+  readonly deadlineMs?: number;
+  /** Cancels waiting between attempts. */
+  readonly signal?: AbortSignal;
+  /** Called before each retry. */
+  readonly onRetry?: (event: RetryEvent) => void;
+  /** Uniform random source in [0, 1) for the jitter. @default Math.random */
+  readonly random?: () => number;
+}
+
+/** Result of {@link optimisticUpdate}. */
+export interface OptimisticUpdateResult<R extends Row = Row> {
+  /** `false` when `update` returned `null`. */
+  readonly applied: boolean;
+  /** The row after the write, or as read when nothing was written. */
+  readonly row: R;
+  /** Attempts used (1 when the first write won). */
+  readonly attempts: number;
+}
+
+class VersionMoved extends Error {
+  constructor(readonly current: Row | undefined) {
+    super('the version changed between read and write');
+  }
+}
+
+/**
+ * Optimistic locking: read the row, compute changes with `update`, write them
+ * only if the version column is unchanged ({@link compareAndSet}), and on a
+ * lost race re-read and try again with capped exponential backoff and full
+ * jitter. No lock is held while `update` runs.
+ *
+ * Throws {@link OptimisticConflictError} (carrying the current row) when
+ * attempts run out, {@link RowNotFoundError} when no row matches.
+ *
+ * @example
+ * ```ts
+ * const result = await optimisticUpdate(pool, {
+ *   table: 'products',
+ *   key: { id: 1 },
+ *   update: (row) => (Number(row.stock) > 0 ? { stock: Number(row.stock) - 1 } : null),
+ * });
+ * if (!result.applied) return reply.code(410).send({ error: 'sold out' });
+ * ```
+ */
+export async function optimisticUpdate<R extends Row = Row>(
+  db: Queryable,
+  options: OptimisticUpdateOptions<R>,
+): Promise<OptimisticUpdateResult<R>> {
+  assertQueryable('db', db);
+  assertPlainObject('options', options);
+  assertFunction('options.update', options.update);
+  const maxAttempts = options.maxAttempts ?? 5;
+  assertPositiveInteger('options.maxAttempts', maxAttempts);
+  assertAbortSignal('options.signal', options.signal);
+  const table = quoteTable(options.table);
+  const versionColumn = options.versionColumn ?? 'version';
+  quoteIdentifier(versionColumn, 'options.versionColumn');
+  const keyValues: unknown[] = [];
+  const where = renderConditions('options.key', options.key, keyValues);
+  const select = `SELECT * FROM ${table} WHERE ${where}`;
+  const started = performance.now();
+  let lastRead: Row | undefined;
+
+  try {
+    return await retry(
+      async ({ attempt }) => {
+        const { rows } = await runQuery(db, select, keyValues);
+        const current = rows[0];
+        if (current === undefined) throw new RowNotFoundError(table, options.key);
+        lastRead = current;
+        const expectedVersion = current[versionColumn];
+        if (expectedVersion === undefined) {
+          throw new RowNotFoundError(
+            `${table} (no column "${versionColumn}" in the row)`,
+            options.key,
+          );
+        }
+        const changes = await options.update(current as R, { attempt });
+        if (changes === null) return { applied: false, row: current as R, attempts: attempt };
+        const written = await compareAndSet(db, {
+          table: options.table,
+          key: options.key,
+          versionColumn,
+          expectedVersion: expectedVersion as number | string,
+          set: changes,
+        });
+        if (!written.applied || written.row === undefined) throw new VersionMoved(current);
+        return { applied: true, row: written.row as R, attempts: attempt };
+      },
+      {
+        maxAttempts,
+        baseDelayMs: options.baseDelayMs ?? 5,
+        maxDelayMs: options.maxDelayMs ?? 250,
+        isRetryable: (error) => error instanceof VersionMoved,
+        ...(options.deadlineMs !== undefined && { deadlineMs: options.deadlineMs }),
+        ...(options.signal !== undefined && { signal: options.signal }),
+        ...(options.onRetry !== undefined && { onRetry: options.onRetry }),
+        ...(options.random !== undefined && { random: options.random }),
+      },
+    );
+  } catch (error) {
+    if (error instanceof RetryExhaustedError) {
+      const fresh = await runQuery(db, select, keyValues).then(
+        (r) => r.rows[0],
+        () => lastRead,
+      );
+      throw new OptimisticConflictError(
+        fresh,
+        error.attempts,
+        performance.now() - started,
+        error.cause,
+      );
+    }
+    throw error;
+  }
+}

