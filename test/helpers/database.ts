@@ -19,6 +19,7 @@ export interface TestDatabase {
 export async function openTestDatabase(max = 30): Promise<TestDatabase> {
   const server = await usePostgres();
   const admin = new pg.Pool({ connectionString: server.url, max: 2 });
+  admin.on('error', () => undefined);
   const schema = await createScratchSchema(admin, 'rg_test');
   const pools: pg.Pool[] = [];
   const newPool = (size = max): pg.Pool => {
@@ -28,6 +29,7 @@ export async function openTestDatabase(max = 30): Promise<TestDatabase> {
       options: schema.connectionOptions,
     });
     pool.on('error', () => undefined);
+    pool.on('connect', (connection) => connection.on('error', () => undefined));
     pools.push(pool);
     return pool;
   };

@@ -15,7 +15,7 @@ import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 describe('advisory locks', () => {
   let db: TestDatabase;
   before(async () => {
-    db = await openTestDatabase(40);
+    db = await openTestDatabase(30);
     await db.pool.query('CREATE TABLE counters (id int primary key, value int not null)');
   });
   after(() => db.close());

@@ -8,7 +8,7 @@ import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 describe('atomic conditional updates', () => {
   let db: TestDatabase;
   before(async () => {
-    db = await openTestDatabase(40);
+    db = await openTestDatabase(30);
     await db.pool.query(`CREATE TABLE products (id int primary key, stock int not null);
       CREATE TABLE coupons (code text primary key, redeemed int not null, max_redemptions int not null);`);
   });

@@ -14,7 +14,7 @@ import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 describe('optimistic locking', () => {
   let db: TestDatabase;
   before(async () => {
-    db = await openTestDatabase(40);
+    db = await openTestDatabase(30);
     await db.pool.query(
       'CREATE TABLE "Loans" (id int primary key, status text not null, decided_by text, rev bigint not null default 0)',
     );

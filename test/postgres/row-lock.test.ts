@@ -10,7 +10,7 @@ import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 describe('lockRows (pessimistic locking)', () => {
   let db: TestDatabase;
   before(async () => {
-    db = await openTestDatabase(40);
+    db = await openTestDatabase(30);
     await db.pool.query(`CREATE TABLE accounts (id int primary key, balance int not null);
       CREATE TABLE withdrawals (account_id int not null, amount int not null);
       CREATE TABLE jobs (id int primary key, taken boolean not null default false);`);

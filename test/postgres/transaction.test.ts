@@ -19,7 +19,7 @@ import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 describe('transaction', () => {
   let db: TestDatabase;
   before(async () => {
-    db = await openTestDatabase(120);
+    db = await openTestDatabase(30);
     await db.pool.query(`
       CREATE TABLE doctors (name text primary key, on_call boolean not null);
       CREATE TABLE counters (id int primary key, value int not null);

@@ -1,0 +1,183 @@
+import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
+import { AbortedError } from '../core/errors.js';
+import { runLab, type LabReport } from '../lab/run-lab.js';
+import { SCENARIOS } from '../lab/scenarios/index.js';
+import { STRATEGIES, type Strategy } from '../lab/scenario.js';
+import { createProgress } from './progress.js';
+import { renderTable } from './table.js';
+
+const integer =
+  (min: number) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+      throw new CommanderArgumentError(`expected an integer >= ${min}, got "${value}"`);
+    }
+    return n;
+  };
+
+const nonNegative = (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new CommanderArgumentError(`expected a number >= 0, got "${value}"`);
+  }
+  return n;
+};
+
+const list =
+  (allowed: readonly string[]) =>
+  (value: string, previous: string[] = []): string[] => {
+    const items = value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    for (const item of items) {
+      if (!allowed.includes(item))
+        throw new CommanderArgumentError(`"${item}" is not one of: ${allowed.join(', ')}`);
+    }
+    return [...previous, ...items];
+  };
+
+const fmt = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+
+/** Human-readable report: the table, then the verdict lines. */
+export function formatLabReport(report: LabReport): string {
+  const rows = report.results.map((r) => [
+    r.scenario,
+    r.strategy,
+    r.trials,
+    r.anomalousTrials,
+    Object.entries(r.anomalies)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ') || '-',
+    r.accepted,
+    r.rejected,
+    r.conflicts,
+    r.retries,
+    fmt(r.throughputPerSec, 0),
+    fmt(r.p50Ms),
+    fmt(r.p99Ms),
+  ]);
+  const table = renderTable(
+    [
+      'scenario',
+      'strategy',
+      'trials',
+      'anomalous',
+      'anomalies',
+      'accepted',
+      'rejected',
+      'conflicts',
+      'retries',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+    ],
+    rows,
+  );
+  const unsafe = report.results.filter((r) => r.strategy === 'unsafe');
+  const caught = unsafe.filter((r) => r.anomalousTrials > 0);
+  const dirtyFixes = report.results.filter((r) => r.strategy !== 'unsafe' && r.anomalousTrials > 0);
+  const lines = [
+    table,
+    '',
+    `PostgreSQL: ${report.embeddedPostgres ? 'embedded' : 'DATABASE_URL'}; ${report.concurrency} concurrent requests per burst, ${report.trials} trial(s), gap ${report.gapMs} ms`,
+  ];
+  if (unsafe.length > 0) {
+    const detail = unsafe.map((r) => `${r.scenario} ${r.anomalousTrials}/${r.trials}`).join(', ');
+    lines.push(
+      `unsafe variants caught: ${caught.length}/${unsafe.length} (trials with anomalies: ${detail})`,
+    );
+  }
+  lines.push(
+    dirtyFixes.length === 0
+      ? 'fixes: every fix showed zero anomalies in every trial'
+      : `FIXES BROKEN: ${dirtyFixes.map((r) => `${r.scenario}/${r.strategy}`).join(', ')}`,
+  );
+  return lines.join('\n');
+}
+
+/** `raceguard lab`. */
+export function labCommand(): Command {
+  return new Command('lab')
+    .description(
+      'Start PostgreSQL (embedded unless DATABASE_URL is set) and the race lab service, fire synchronized bursts at every scenario in its unsafe variant and in every fix, and check the invariants. Exits 0 only when every fix is clean.',
+    )
+    .addOption(
+      new Option('-c, --concurrency <n>', 'requests per burst, released together')
+        .default(100)
+        .argParser(integer(2)),
+    )
+    .addOption(
+      new Option('-t, --trials <n>', 'bursts per scenario and strategy')
+        .default(5)
+        .argParser(integer(1)),
+    )
+    .addOption(
+      new Option(
+        '-s, --scenario <names>',
+        `scenarios to run, comma-separated (${SCENARIOS.map((s) => s.name).join(', ')})`,
+      ).argParser(list(SCENARIOS.map((s) => s.name))),
+    )
+    .addOption(
+      new Option(
+        '--strategy <names>',
+        `strategies to run, comma-separated (${STRATEGIES.join(', ')})`,
+      ).argParser(list(STRATEGIES)),
+    )
+    .addOption(
+      new Option('--gap-ms <ms>', 'awaited pause between read and write; 0 = no artificial delay')
+        .default(2)
+        .argParser(nonNegative),
+    )
+    .addOption(
+      new Option('--pool-size <n>', 'connections of the lab service to PostgreSQL')
+        .default(32)
+        .argParser(integer(1)),
+    )
+    .option('--json', 'print the results as JSON on stdout')
+    .action(
+      async (opts: {
+        concurrency: number;
+        trials: number;
+        scenario?: string[];
+        strategy?: Strategy[];
+        gapMs: number;
+        poolSize: number;
+        json?: boolean;
+      }) => {
+        const progress = createProgress();
+        const controller = new AbortController();
+        const onSignal = (): void => controller.abort(new Error('interrupted'));
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          const report = await runLab({
+            concurrency: opts.concurrency,
+            trials: opts.trials,
+            gapMs: opts.gapMs,
+            poolSize: opts.poolSize,
+            signal: controller.signal,
+            ...(opts.scenario && { scenarios: opts.scenario }),
+            ...(opts.strategy && { strategies: opts.strategy }),
+            onProgress: (p) => progress.update(p.done, p.total, `${p.scenario}/${p.strategy}`),
+          });
+          progress.done();
+          process.stdout.write(
+            opts.json === true
+              ? `${JSON.stringify({ results: report.results }, null, 2)}\n`
+              : `${formatLabReport(report)}\n`,
+          );
+          process.exitCode = report.fixesClean ? 0 : 1;
+        } catch (error) {
+          // After Ctrl-C, what failed next (a stopped server) is a consequence, not the story.
+          if (controller.signal.aborted) throw new AbortedError(controller.signal.reason);
+          throw error;
+        } finally {
+          progress.done();
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      },
+    );
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+/**
+ * The `raceguard` command. Exit codes: 0 success (every fix clean), 1 a fix
+ * showed anomalies, 2 usage error or failure, 130 interrupted.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { AbortedError, messageOf } from '../core/errors.js';
+import { labCommand } from './lab-command.js';
+
+const { version } = JSON.parse(
+  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+) as { version: string };
+
+const program = new Command('raceguard')
+  .description('Prevent and detect race conditions in Node.js backends.')
+  .version(version)
+  .showHelpAfterError()
+  .exitOverride()
+  .addCommand(labCommand().exitOverride().showHelpAfterError());
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  // Usage errors were already printed by commander; `--help` and `--version` exit 0.
+  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+  process.stderr.write(`raceguard: ${messageOf(error)}\n`);
+  process.exitCode = error instanceof AbortedError ? 130 : 2;
+}

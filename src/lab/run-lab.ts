@@ -1,0 +1,219 @@
+/**
+ * The lab runner: start PostgreSQL and the lab service, fire synchronized
+ * bursts at every scenario and strategy, check the invariants, aggregate.
+ */
+import type pg from 'pg';
+import { createBurstClient, type BurstClient } from '../burst/burst.js';
+import { percentile } from '../burst/percentile.js';
+import { InvalidArgumentError, throwIfAborted } from '../index.js';
+import { createScratchSchema, type PoolLike } from '../postgres/index.js';
+import { usePostgres } from '../postgres/server.js';
+import { createLabServer } from './server.js';
+import { SCENARIOS } from './scenarios/index.js';
+import { STRATEGIES, type ObservedResponse, type Strategy } from './scenario.js';
+
+/** Options of {@link runLab}. */
+export interface LabOptions {
+  /** Requests per burst. @default 100 */
+  readonly concurrency?: number;
+  /** Bursts per scenario and strategy. @default 5 */
+  readonly trials?: number;
+  /** The awaited pause between read and write in ms; 0 = no artificial delay. @default 2 */
+  readonly gapMs?: number;
+  /** Scenario names to run. @default all */
+  readonly scenarios?: readonly string[];
+  /** Strategies to run. @default all */
+  readonly strategies?: readonly Strategy[];
+  /** PostgreSQL to use. @default process.env.DATABASE_URL, else an embedded server */
+  readonly databaseUrl?: string;
+  /** Connections of the service's pool. @default 32 */
+  readonly poolSize?: number;
+  /** Called after every trial. */
+  readonly onProgress?: (progress: LabProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** Progress of a lab run. */
+export interface LabProgress {
+  readonly done: number;
+  readonly total: number;
+  readonly scenario: string;
+  readonly strategy: Strategy;
+}
+
+/** The aggregate of one scenario under one strategy. */
+export interface LabResult {
+  readonly scenario: string;
+  readonly strategy: Strategy;
+  readonly trials: number;
+  readonly anomalousTrials: number;
+  readonly anomalies: Record<string, number>;
+  readonly accepted: number;
+  readonly rejected: number;
+  readonly conflicts: number;
+  readonly errors: number;
+  readonly retries: number;
+  readonly throughputPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** A whole lab run. */
+export interface LabReport {
+  readonly results: LabResult[];
+  readonly concurrency: number;
+  readonly trials: number;
+  readonly gapMs: number;
+  readonly embeddedPostgres: boolean;
+  /** `true` when every fix showed zero anomalies in every trial. */
+  readonly fixesClean: boolean;
+}
+
+/**
+ * Run the race lab.
+ *
+ * @example
+ * ```ts
+ * const report = await runLab({ concurrency: 50, trials: 3, scenarios: ['inventory'] });
+ * console.log(report.fixesClean);
+ * ```
+ */
+export async function runLab(options: LabOptions = {}): Promise<LabReport> {
+  const { concurrency = 100, trials = 5, gapMs = 2, poolSize = 32, signal } = options;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 2 || concurrency > 1000) {
+    throw new InvalidArgumentError('concurrency', 'an integer from 2 to 1000', concurrency);
+  }
+  if (!Number.isSafeInteger(trials) || trials < 1)
+    throw new InvalidArgumentError('trials', 'a positive integer', trials);
+  if (typeof gapMs !== 'number' || !Number.isFinite(gapMs) || gapMs < 0) {
+    throw new InvalidArgumentError('gapMs', 'a finite number >= 0', gapMs);
+  }
+  const scenarios =
+    options.scenarios === undefined
+      ? SCENARIOS
+      : options.scenarios.map((name) => {
+          const found = SCENARIOS.find((s) => s.name === name);
+          if (!found)
+            throw new InvalidArgumentError(
+              'scenario',
+              `one of ${SCENARIOS.map((s) => s.name).join(', ')}`,
+              name,
+            );
+          return found;
+        });
+  const strategies = options.strategies ?? STRATEGIES;
+  for (const strategy of strategies) {
+    if (!STRATEGIES.includes(strategy))
+      throw new InvalidArgumentError('strategy', `one of ${STRATEGIES.join(', ')}`, strategy);
+  }
+
+  let pgModule: typeof pg;
+  try {
+    pgModule = (await import('pg')).default;
+  } catch (error) {
+    throw new InvalidArgumentError('pg', 'installed (npm install pg) to run the lab', error);
+  }
+  await using server = await usePostgres({ url: options.databaseUrl, ...(signal && { signal }) });
+  // Torn down in reverse order of creation, whatever happens.
+  const cleanup: (() => Promise<unknown>)[] = [];
+  try {
+    const admin = new pgModule.Pool({ connectionString: server.url, max: 2 });
+    // An idle connection cut by a server shutdown must not crash the process.
+    admin.on('error', () => undefined);
+    cleanup.push(() => admin.end());
+    const schema = await createScratchSchema(admin, 'raceguard_lab');
+    cleanup.push(() => schema.drop());
+    const pool = new pgModule.Pool({
+      connectionString: server.url,
+      max: poolSize,
+      options: schema.connectionOptions,
+    });
+    // Failures reach the queries that hit them; a connection cut while idle or
+    // during shutdown (Ctrl-C stops the embedded server) must not crash the process.
+    pool.on('error', () => undefined);
+    pool.on('connect', (connection) => connection.on('error', () => undefined));
+    cleanup.push(() => pool.end());
+    const app = createLabServer({ pool, scenarios, gapMs });
+    const address = await app.listen({ host: '127.0.0.1', port: 0 });
+    cleanup.push(() => app.close());
+    const client = await createBurstClient(address, {
+      connections: concurrency,
+      warmupPath: '/health',
+    });
+    cleanup.push(() => client.close());
+    const results = await runAll(pool, client);
+    return {
+      results,
+      concurrency,
+      trials,
+      gapMs,
+      embeddedPostgres: server.embedded,
+      fixesClean: results.every((r) => r.strategy === 'unsafe' || r.anomalousTrials === 0),
+    };
+  } finally {
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  }
+
+  async function runAll(pool: PoolLike, client: BurstClient): Promise<LabResult[]> {
+    const results: LabResult[] = [];
+    const total = scenarios.length * strategies.length * trials;
+    let done = 0;
+    for (const scenario of scenarios) {
+      for (const strategy of strategies) {
+        await scenario.createSchema(pool, strategy);
+        const anomalies: Record<string, number> = {};
+        let anomalousTrials = 0;
+        const latencies: number[] = [];
+        const counts = { accepted: 0, rejected: 0, conflicts: 0, errors: 0, retries: 0 };
+        let busyMs = 0;
+        for (let trial = 0; trial < trials; trial++) {
+          throwIfAborted(signal);
+          const shape = { concurrency };
+          await scenario.seed(pool, shape);
+          const requests = scenario.requests(shape);
+          const burst = await client.fire(
+            requests.map((body) => ({ path: `/scenarios/${scenario.name}/${strategy}`, body })),
+            signal ? { signal } : {},
+          );
+          busyMs += burst.durationMs;
+          const observed: ObservedResponse[] = burst.responses.map((r) => ({
+            status: r.status,
+            body: r.body,
+            request: requests[r.index] ?? {},
+          }));
+          for (const r of burst.responses) {
+            latencies.push(r.latencyMs);
+            const retries = (r.body as { retries?: unknown } | undefined)?.retries;
+            if (typeof retries === 'number') counts.retries += retries;
+            if (r.status >= 200 && r.status < 300) counts.accepted++;
+            else if (r.status === 409) counts.conflicts++;
+            else if (r.status >= 400 && r.status < 500) counts.rejected++;
+            else counts.errors++;
+          }
+          const found = await scenario.check(pool, observed, shape);
+          const serverErrors = burst.responses.filter(
+            (r) => r.status === 0 || r.status >= 500,
+          ).length;
+          if (serverErrors > 0) found['server-error'] = (found['server-error'] ?? 0) + serverErrors;
+          if (Object.keys(found).length > 0) anomalousTrials++;
+          for (const [kind, count] of Object.entries(found))
+            anomalies[kind] = (anomalies[kind] ?? 0) + count;
+          done++;
+          options.onProgress?.({ done, total, scenario: scenario.name, strategy });
+        }
+        results.push({
+          scenario: scenario.name,
+          strategy,
+          trials,
+          anomalousTrials,
+          anomalies,
+          ...counts,
+          throughputPerSec: busyMs > 0 ? (trials * concurrency * 1000) / busyMs : 0,
+          p50Ms: percentile(latencies, 50),
+          p99Ms: percentile(latencies, 99),
+        });
+      }
+    }
+    return results;
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The lab's HTTP service: every scenario under every strategy, on one
+ * Fastify server over one PostgreSQL pool.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { sleep } from '../index.js';
+import type { PoolLike } from '../postgres/index.js';
+import { STRATEGIES, type HandlerContext, type Scenario, type Strategy } from './scenario.js';
+import { serve } from './strategy.js';
+
+/** Options of {@link createLabServer}. */
+export interface LabServerOptions {
+  readonly pool: PoolLike;
+  readonly scenarios: readonly Scenario[];
+  /** The awaited pause between read and write, in ms; 0 = none at all. */
+  readonly gapMs: number;
+  /** Attempts of every transaction and optimistic update. @default 10 */
+  readonly maxAttempts?: number;
+}
+
+/**
+ * Build (not start) the lab service. Routes: `GET /health`, and
+ * `POST /scenarios/:scenario/:strategy` with the scenario's JSON body. Each
+ * answer carries `retries`: how many times the strategy re-ran its work.
+ *
+ * @example
+ * ```ts
+ * const app = createLabServer({ pool, scenarios: SCENARIOS, gapMs: 2 });
+ * await app.listen({ host: '127.0.0.1', port: 0 });
+ * ```
+ */
+export function createLabServer(options: LabServerOptions): FastifyInstance {
+  const app = Fastify({ logger: false, keepAliveTimeout: 120_000 });
+  const byName = new Map(options.scenarios.map((s) => [s.name, s]));
+  const gap = options.gapMs > 0 ? () => sleep(options.gapMs) : () => Promise.resolve();
+
+  app.get('/health', () => ({ ok: true }));
+  app.post<{ Params: { scenario: string; strategy: string }; Body: Record<string, unknown> }>(
+    '/scenarios/:scenario/:strategy',
+    async (request, reply) => {
+      const scenario = byName.get(request.params.scenario);
+      const strategy = request.params.strategy as Strategy;
+      if (scenario === undefined || !STRATEGIES.includes(strategy)) {
+        return reply.code(404).send({ error: 'unknown scenario or strategy' });
+      }
+      let retries = 0;
+      const context: HandlerContext = {
+        pool: options.pool,
+        gap,
+        retryOptions: {
+          maxAttempts: options.maxAttempts ?? 10,
+          maxDelayMs: 100,
+          onRetry: () => {
+            retries++;
+          },
+        },
+      };
+      try {
+        const result = await serve(scenario, strategy, request.body, context);
+        return await reply.code(result.status).send({ ...result.body, retries });
+      } catch (error) {
+        return reply
+          .code(500)
+          .send({ error: error instanceof Error ? error.message : String(error), retries });
+      }
+    },
+  );
+  return app;
+}

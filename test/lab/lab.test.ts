@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { runLab, type LabReport } from '../../src/lab/run-lab.js';
+import { SCENARIOS } from '../../src/lab/scenarios/index.js';
+
+function assertExpectedOutcome(report: LabReport): void {
+  for (const scenario of SCENARIOS) {
+    const unsafe = report.results.find(
+      (r) => r.scenario === scenario.name && r.strategy === 'unsafe',
+    );
+    assert.ok(
+      unsafe && unsafe.anomalousTrials > 0,
+      `unsafe ${scenario.name} was not caught: ${JSON.stringify(unsafe)}`,
+    );
+  }
+  const dirty = report.results.filter((r) => r.strategy !== 'unsafe' && r.anomalousTrials > 0);
+  assert.deepEqual(dirty, [], 'every fix must be clean');
+  assert.equal(report.fixesClean, true);
+  assert.equal(report.results.length, SCENARIOS.length * 6);
+}
+
+describe('race lab', () => {
+  it('catches every unsafe variant and shows every fix clean (gap 2 ms)', async () => {
+    const report = await runLab({ concurrency: 40, trials: 2, gapMs: 2 });
+    assertExpectedOutcome(report);
+    // 40 buyers, 4 units, 2 trials: every fix sells exactly 8.
+    for (const r of report.results.filter(
+      (x) => x.scenario === 'inventory' && x.strategy !== 'unsafe',
+    )) {
+      assert.equal(r.accepted, 8, `${r.strategy} sold ${r.accepted}`);
+    }
+    const serializable = report.results.filter((r) => r.strategy === 'serializable');
+    assert.ok(
+      serializable.some((r) => r.retries > 0),
+      'serializable under contention retries',
+    );
+  });
+
+  it('catches every unsafe variant with no artificial delay at all (gap 0)', async () => {
+    assertExpectedOutcome(await runLab({ concurrency: 40, trials: 2, gapMs: 0 }));
+  });
+
+  it('rejects bad options before starting anything', async () => {
+    await assert.rejects(
+      runLab({ concurrency: 1 }),
+      /concurrency must be an integer from 2 to 1000/,
+    );
+    await assert.rejects(runLab({ scenarios: ['nope'] }), /scenario must be one of/);
+    await assert.rejects(runLab({ gapMs: Number.NaN }), /gapMs/);
+  });
+});
+
+describe('raceguard lab (CLI)', () => {
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'lab', ...args], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+
+  it('prints the documented JSON and exits 0 when the fixes are clean', () => {
+    const run = cli(
+      '--json',
+      '-c',
+      '20',
+      '-t',
+      '1',
+      '-s',
+      'counter,loan',
+      '--strategy',
+      'unsafe,atomic',
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const parsed = JSON.parse(run.stdout) as { results: Record<string, unknown>[] };
+    assert.equal(parsed.results.length, 4);
+    for (const r of parsed.results) {
+      assert.deepEqual(Object.keys(r).sort(), [
+        'accepted',
+        'anomalies',
+        'anomalousTrials',
+        'conflicts',
+        'errors',
+        'p50Ms',
+        'p99Ms',
+        'rejected',
+        'retries',
+        'scenario',
+        'strategy',
+        'throughputPerSec',
+        'trials',
+      ]);
+    }
+    assert.ok(
+      parsed.results.some((r) => r.strategy === 'unsafe' && (r.anomalousTrials as number) > 0),
+    );
+  });
+
+  it('prints a table with the verdict lines', () => {
+    const run = cli('-c', '10', '-t', '1', '-s', 'seat');
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /scenario\s+strategy\s+trials\s+anomalous/);
+    assert.match(run.stdout, /unsafe variants caught: \d\/1/);
+    assert.match(run.stdout, /fixes: every fix showed zero anomalies/);
+  });
+
+  it('exits 2 with a clear message on bad arguments', () => {
+    const run = cli('--concurrency', 'lots');
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /expected an integer >= 2, got "lots"/);
+    const unknown = cli('--strategy', 'magic');
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /"magic" is not one of/);
+  });
+});
