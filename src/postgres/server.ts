@@ -55,6 +55,46 @@ function freePort(): Promise<number> {
   });
 }
 
+/** How long {@link drainThenStop} waits for clients that are already disconnecting. */
+const DRAIN_MS = 2000;
+
+/**
+ * Stop the server once the sessions still open have gone, for at most
+ * {@link DRAIN_MS}. `pg`'s `Pool.end()` resolves before its sockets are
+ * closed; stopping the server at that moment makes it send those sessions a
+ * FATAL "terminating connection" error, which crashes a process whose pool
+ * has no `error` listener. Sessions that outlive the wait are terminated.
+ */
+async function drainThenStop(server: {
+  getPgClient(
+    database?: string,
+    host?: string,
+  ): {
+    connect(): Promise<unknown>;
+    query(text: string): Promise<{ rows: Record<string, unknown>[] }>;
+    end(): Promise<unknown>;
+  };
+  stop(): Promise<void>;
+}): Promise<void> {
+  const client = server.getPgClient('postgres', '127.0.0.1');
+  try {
+    await client.connect();
+    const until = performance.now() + DRAIN_MS;
+    while (performance.now() < until) {
+      const { rows } = await client.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+      );
+      if (rows[0]?.n === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } catch {
+    // The server is unreachable: nothing to drain.
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  await server.stop();
+}
+
 /**
  * Use the server at `url` (default `DATABASE_URL`), or start an embedded
  * PostgreSQL on a free loopback port when there is none.
@@ -152,7 +192,7 @@ export async function startEmbeddedPostgres(
       continue;
     }
     let stopped: Promise<void> | undefined;
-    const stop = (): Promise<void> => (stopped ??= server.stop());
+    const stop = (): Promise<void> => (stopped ??= drainThenStop(server));
     return {
       url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
       embedded: true,

@@ -4,23 +4,48 @@
  * lists whose names go through {@link quoteIdentifier} and whose values are
  * always bound parameters.
  */
+import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../core/errors.js';
 import { assertPlainObject } from '../core/validate.js';
 import { fromDriverError, PoolClosedError } from './errors.js';
 import { quoteIdentifier } from './identifiers.js';
 import type { PoolLike, Queryable, QueryResultLike } from './types.js';
 
-/** Run one statement, translating driver failures into raceguard errors. */
+/**
+ * Run one statement, translating driver failures into raceguard errors. With
+ * `name`, the statement is sent as a named prepared statement, which the
+ * driver parses once per connection.
+ */
 export async function runQuery(
   db: Queryable,
   text: string,
   values?: unknown[],
+  name?: string,
 ): Promise<QueryResultLike> {
   try {
-    return await db.query(text, values);
+    return await (name === undefined
+      ? db.query(text, values)
+      : db.query({ name, text, ...(values !== undefined && { values }) }));
   } catch (error) {
     throw fromDriverError(error);
   }
+}
+
+const statementNames = new Map<string, string>();
+/** Distinct statement texts that get a name; later texts run unnamed, so the map cannot grow without bound. */
+const MAX_NAMED_STATEMENTS = 1000;
+
+/**
+ * A stable name for a statement text (`raceguard_<hash>`), or `undefined`
+ * once {@link MAX_NAMED_STATEMENTS} texts have been named.
+ */
+export function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_NAMED_STATEMENTS) {
+    name = `raceguard_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
 
 /** Reject anything that is not queryable, and pools that were closed. */

@@ -17,7 +17,13 @@ import {
   TransactionRolledBackError,
 } from './errors.js';
 import { assertQueryable, runQuery } from './statements.js';
-import type { PoolClientLike, PoolLike, Queryable, QueryResultLike } from './types.js';
+import type {
+  PoolClientLike,
+  PoolLike,
+  QueryConfigLike,
+  Queryable,
+  QueryResultLike,
+} from './types.js';
 
 /** SQL isolation levels PostgreSQL implements. */
 export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
@@ -102,9 +108,13 @@ class ActiveTransaction implements Transaction {
     readonly signal: AbortSignal | undefined,
   ) {}
 
-  query(text: string, values?: unknown[]): Promise<QueryResultLike> {
+  query(text: string, values?: unknown[]): Promise<QueryResultLike>;
+  query(config: QueryConfigLike): Promise<QueryResultLike>;
+  query(textOrConfig: string | QueryConfigLike, values?: unknown[]): Promise<QueryResultLike> {
     if (!this.#open) return Promise.reject(new TransactionClosedError());
-    return runQuery(this.client, text, values);
+    return typeof textOrConfig === 'string'
+      ? runQuery(this.client, textOrConfig, values)
+      : runQuery(this.client, textOrConfig.text, textOrConfig.values, textOrConfig.name);
   }
 
   close(): void {

@@ -15,9 +15,17 @@ export interface QueryResultLike {
   readonly command?: string;
 }
 
+/** A query with an optional statement name (a named statement is parsed once per connection). */
+export interface QueryConfigLike {
+  readonly text: string;
+  readonly values?: unknown[];
+  readonly name?: string;
+}
+
 /** Anything that runs a parameterised query: a pool, a client, a {@link Transaction}. */
 export interface Queryable {
   query(text: string, values?: unknown[]): Promise<QueryResultLike>;
+  query(config: QueryConfigLike): Promise<QueryResultLike>;
 }
 
 /** A connection checked out of a pool. */

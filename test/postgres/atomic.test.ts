@@ -85,6 +85,32 @@ describe('atomic conditional updates', () => {
     assert.equal(!floored.applied && floored.reason === 'limit' && floored.current.stock, 10);
   });
 
+  it('prepared statements survive a schema change, and can be turned off', async () => {
+    const take = (prepare?: boolean) =>
+      atomicDecrement(db.pool, {
+        table: 'products',
+        key: { id: 1 },
+        column: 'stock',
+        amount: 1,
+        ...(prepare !== undefined && { prepare }),
+      });
+    await Promise.all(Array.from({ length: 30 }, () => take()));
+    await db.pool.query('ALTER TABLE products ADD COLUMN note text');
+    try {
+      const after = await take();
+      assert.deepEqual(after, {
+        applied: false,
+        reason: 'limit',
+        current: { id: 1, stock: 0, note: null },
+      });
+      await db.pool.query('UPDATE products SET stock = 2 WHERE id = 1');
+      const unprepared = await take(false);
+      assert.deepEqual(unprepared, { applied: true, row: { id: 1, stock: 1 } });
+    } finally {
+      await db.pool.query('ALTER TABLE products DROP COLUMN note');
+    }
+  });
+
   it('bad input gets a typed error before any SQL and changes nothing', async () => {
     const base = { table: 'products', key: { id: 1 }, column: 'stock' } as const;
     for (const amount of [-1, 0, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
