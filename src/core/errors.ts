@@ -104,6 +104,11 @@ export class RetryExhaustedError extends RaceguardError {
 
 /**
  * The caller's `AbortSignal` fired. `cause` is the signal's `reason`.
+ *
+ * @example
+ * ```ts
+ * await retry(work, { signal: AbortSignal.timeout(1000) }); // AbortedError after 1 s of retrying
+ * ```
  */
 export class AbortedError extends RaceguardError {
   constructor(reason: unknown) {

@@ -47,6 +47,12 @@ export class DatabaseError extends RaceguardError {
 /**
  * A table or column named in the options does not exist (SQLSTATE 42P01 or
  * 42703). Nothing was written.
+ *
+ * @example
+ * ```ts
+ * await atomicDecrement(pool, { table: 'prodcts', key: { id: 1 }, column: 'stock', amount: 1 });
+ * // UnknownIdentifierError: database error 42P01: relation "prodcts" does not exist
+ * ```
  */
 export class UnknownIdentifierError extends DatabaseError {
   constructor(cause: Error & ServerErrorShape) {
@@ -57,6 +63,11 @@ export class UnknownIdentifierError extends DatabaseError {
 /**
  * The connection to the server failed or was cut (network error, server
  * shutdown, terminated backend).
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof ConnectionError) return reply.code(503).send(); }
+ * ```
  */
 export class ConnectionError extends RaceguardError {
   constructor(cause: unknown) {
@@ -66,7 +77,13 @@ export class ConnectionError extends RaceguardError {
   }
 }
 
-/** The pool was closed (`end()` was called) before the operation started. */
+/** The pool was closed (`end()` was called) before the operation started. *
+ * @example
+ * ```ts
+ * await pool.end();
+ * await transaction(pool, work); // PoolClosedError, `work` never runs
+ * ```
+ */
 export class PoolClosedError extends RaceguardError {
   constructor() {
     super(
@@ -81,6 +98,13 @@ export class PoolClosedError extends RaceguardError {
  * not have committed. raceguard does not retry, because re-running a
  * transaction that did commit would apply it twice. Reconcile by reading the
  * data (or use an idempotency key).
+ *
+ * @example
+ * ```ts
+ * catch (e) {
+ *   if (e instanceof CommitOutcomeUnknownError) await reconcile(orderId); // read back, do not blindly retry
+ * }
+ * ```
  */
 export class CommitOutcomeUnknownError extends RaceguardError {
   constructor(cause: unknown) {
@@ -96,6 +120,14 @@ export class CommitOutcomeUnknownError extends RaceguardError {
  * COMMIT answered ROLLBACK: a statement inside the transaction failed, the
  * error was caught by the callback, and the server discarded the whole
  * transaction. Nothing was written.
+ *
+ * @example
+ * ```ts
+ * await transaction(pool, async (tx) => {
+ *   await tx.query('INSERT INTO orders ...');
+ *   await tx.query('INSERT INTO audit ...').catch(() => {}); // swallowed: the transaction is now aborted
+ * }); // rejects with TransactionRolledBackError instead of pretending success
+ * ```
  */
 export class TransactionRolledBackError extends RaceguardError {
   constructor() {
@@ -106,7 +138,14 @@ export class TransactionRolledBackError extends RaceguardError {
   }
 }
 
-/** A query was sent through a {@link Transaction} after it had finished. */
+/** A query was sent through a {@link Transaction} after it had finished. *
+ * @example
+ * ```ts
+ * let leaked: Transaction;
+ * await transaction(pool, async (tx) => { leaked = tx; });
+ * await leaked.query('SELECT 1'); // TransactionClosedError
+ * ```
+ */
 export class TransactionClosedError extends RaceguardError {
   constructor() {
     super(
@@ -119,6 +158,11 @@ export class TransactionClosedError extends RaceguardError {
 /**
  * A row lock or advisory lock could not be taken: NOWAIT found it held, or
  * `lockTimeoutMs` passed (SQLSTATE 55P03). The transaction is aborted.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof LockTimeoutError) return reply.code(409).send({ retryAfterMs: 100 }); }
+ * ```
  */
 export class LockTimeoutError extends RaceguardError {
   /** What was being locked, e.g. `"products" FOR UPDATE NOWAIT` or `advisory lock "order:42"`. */
@@ -143,6 +187,13 @@ export class LockTimeoutError extends RaceguardError {
  * Optimistic locking lost every race it entered: the version kept changing
  * between read and write until attempts ran out. Carries the row as it was
  * last read, so the caller can show the user what changed.
+ *
+ * @example
+ * ```ts
+ * catch (e) {
+ *   if (e instanceof OptimisticConflictError) return reply.code(409).send({ current: e.current });
+ * }
+ * ```
  */
 export class OptimisticConflictError extends RaceguardError {
   /** The row's current content, as last read. */
@@ -164,7 +215,14 @@ export class OptimisticConflictError extends RaceguardError {
   }
 }
 
-/** No row matched the key. */
+/**
+ * No row matched the key.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof RowNotFoundError) return reply.code(404).send(); }
+ * ```
+ */
 export class RowNotFoundError extends RaceguardError {
   /** The key that matched nothing. */
   readonly key: Readonly<Record<string, unknown>>;
@@ -223,6 +281,11 @@ const TRANSIENT_SQLSTATES = new Set(['40001', '40P01']);
 /**
  * `true` for a serialization failure (40001) or a deadlock (40P01): the
  * server rolled the transaction back and it may be re-run from the start.
+ *
+ * @example
+ * ```ts
+ * await retry(() => myOwnTransaction(), { isRetryable: isTransientConflict });
+ * ```
  */
 export function isTransientConflict(error: unknown): boolean {
   return error instanceof DatabaseError && TRANSIENT_SQLSTATES.has(error.sqlState);

@@ -1,11 +1,7 @@
 import { InvalidArgumentError, RetryExhaustedError } from '../core/errors.js';
-import { retry, type RetryEvent } from '../core/retry.js';
-import {
-  assertAbortSignal,
-  assertFunction,
-  assertPlainObject,
-  assertPositiveInteger,
-} from '../core/validate.js';
+import { retry } from '../core/retry.js';
+import { retryOptionsOf, type RetryPolicy } from './retry-policy.js';
+import { assertAbortSignal, assertFunction, assertPlainObject } from '../core/validate.js';
 import { OptimisticConflictError, RowNotFoundError } from './errors.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 import { assertQueryable, renderAssignments, renderConditions, runQuery } from './statements.js';
@@ -81,8 +77,8 @@ export async function compareAndSet(
   return { applied: rows.length === 1, row: rows[0] };
 }
 
-/** Options of {@link optimisticUpdate}. */
-export interface OptimisticUpdateOptions<R extends Row = Row> {
+/** Options of {@link optimisticUpdate}; `maxAttempts` counts read-compute-write rounds. */
+export interface OptimisticUpdateOptions<R extends Row = Row> extends RetryPolicy {
   /** Table holding the row. */
   readonly table: TableName;
   /** Equality conditions that identify exactly one row, e.g. `{ id: 42 }`. */
@@ -101,23 +97,6 @@ export interface OptimisticUpdateOptions<R extends Row = Row> {
     current: R,
     context: { readonly attempt: number },
   ) => Promise<Readonly<Record<string, unknown>> | null> | Readonly<Record<string, unknown>> | null;
-  /**
-   * Total read-compute-write attempts.
-   * @default 5
-   */
-  readonly maxAttempts?: number;
-  /** Backoff cap of the first retry in ms (doubles per retry, full jitter). @default 5 */
-  readonly baseDelayMs?: number;
-  /** Largest backoff in ms. @default 250 */
-  readonly maxDelayMs?: number;
-  /** Stop retrying when the next attempt could not start within this many ms. */
-  readonly deadlineMs?: number;
-  /** Cancels waiting between attempts. */
-  readonly signal?: AbortSignal;
-  /** Called before each retry. */
-  readonly onRetry?: (event: RetryEvent) => void;
-  /** Uniform random source in [0, 1) for the jitter. @default Math.random */
-  readonly random?: () => number;
 }
 
 /** Result of {@link optimisticUpdate}. */
@@ -162,8 +141,6 @@ export async function optimisticUpdate<R extends Row = Row>(
   assertQueryable('db', db);
   assertPlainObject('options', options);
   assertFunction('options.update', options.update);
-  const maxAttempts = options.maxAttempts ?? 5;
-  assertPositiveInteger('options.maxAttempts', maxAttempts);
   assertAbortSignal('options.signal', options.signal);
   const table = quoteTable(options.table);
   const versionColumn = options.versionColumn ?? 'version';
@@ -200,16 +177,7 @@ export async function optimisticUpdate<R extends Row = Row>(
         if (!written.applied || written.row === undefined) throw new VersionMoved(current);
         return { applied: true, row: written.row as R, attempts: attempt };
       },
-      {
-        maxAttempts,
-        baseDelayMs: options.baseDelayMs ?? 5,
-        maxDelayMs: options.maxDelayMs ?? 250,
-        isRetryable: (error) => error instanceof VersionMoved,
-        ...(options.deadlineMs !== undefined && { deadlineMs: options.deadlineMs }),
-        ...(options.signal !== undefined && { signal: options.signal }),
-        ...(options.onRetry !== undefined && { onRetry: options.onRetry }),
-        ...(options.random !== undefined && { random: options.random }),
-      },
+      retryOptionsOf(options, (error) => error instanceof VersionMoved),
     );
   } catch (error) {
     if (error instanceof RetryExhaustedError) {

