@@ -13,3 +13,15 @@ export {
 export { retry, type RetryOptions, type RetryEvent, type AttemptContext } from './core/retry.js';
 export { backoffDelay, type BackoffOptions } from './core/backoff.js';
 export { sleep, throwIfAborted } from './core/abort.js';
+export {
+  withLock,
+  LockAcquireTimeoutError,
+  LockNotOwnerError,
+  LockLostError,
+  LockBackendError,
+  StaleTokenError,
+  type Locker,
+  type LockHandle,
+  type AcquireOptions,
+  type LockLossReason,
+} from './core/lock.js';
