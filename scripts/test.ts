@@ -3,7 +3,7 @@
  * when set, otherwise an embedded server started here and removed after),
  * then node's test runner over every test file, each in its own schema.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { usePostgres } from '../src/postgres/server.js';
@@ -18,10 +18,30 @@ function findTests(dir: string): string[] {
     });
 }
 
+/**
+ * Redis tests start their own redis-server processes (so they can kill and
+ * pause them); on a fresh Debian machine, install it when missing.
+ */
+function ensureRedisServer(): void {
+  if (spawnSync('redis-server', ['--version']).status === 0) return;
+  if (process.getuid?.() !== 0) {
+    throw new Error('redis-server is not installed: run `apt-get install -y redis-server`');
+  }
+  process.stderr.write('tests: installing redis-server from Debian packages\n');
+  for (const args of [['update'], ['install', '-y', '--no-install-recommends', 'redis-server']]) {
+    const result = spawnSync('apt-get', args, {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    if (result.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed`);
+  }
+}
+
 const filters = process.argv.slice(2);
 const files = findTests('test').filter(
   (f) => filters.length === 0 || filters.some((x) => f.includes(x)),
 );
+ensureRedisServer();
 const server = await usePostgres();
 process.stderr.write(
   server.embedded

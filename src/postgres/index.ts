@@ -33,6 +33,7 @@ export {
   withAdvisoryLock,
   type AdvisoryLockOptions,
 } from './advisory.js';
+export { fencedUpdate, type FencedUpdateOptions } from './fenced-update.js';
 export { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 export { isTransientConflict } from './errors.js';
 export {

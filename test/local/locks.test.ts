@@ -130,9 +130,9 @@ describe('KeyedMutex', () => {
 
   it('extend pushes the lease out', async () => {
     const mutex = new KeyedMutex();
-    const holder = await mutex.acquire('k', { ttlMs: 40 });
+    const holder = await mutex.acquire('k', { ttlMs: 300 });
     for (let i = 0; i < 4; i++) {
-      await delay(20);
+      await delay(100);
       await holder.extend();
     }
     assert.equal(holder.signal.aborted, false);

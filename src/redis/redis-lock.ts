@@ -1,0 +1,400 @@
+import { randomBytes } from 'node:crypto';
+import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
+import {
+  LockAcquireTimeoutError,
+  LockBackendError,
+  LockLostError,
+  LockNotOwnerError,
+  type AcquireOptions,
+  type LockHandle,
+  type LockLossReason,
+  type Locker,
+} from '../core/lock.js';
+import {
+  assertAbortSignal,
+  assertNonEmptyString,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
+import { LuaScript } from './script.js';
+import type { RedisClientLike, RedisSubscriberLike } from './types.js';
+
+// KEYS[1] lock, KEYS[2] fencing counter; ARGV[1] owner, ARGV[2] ttl ms.
+// The grant and its token are minted in one atomic script: no holder ever
+// exists without a token, and tokens follow grant order.
+const ACQUIRE = new LuaScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('INCR', KEYS[2])}
+end
+return {0, redis.call('PTTL', KEYS[1])}`);
+
+// KEYS[1] lock; ARGV[1] owner, ARGV[2] channel. Compare-and-delete.
+const RELEASE = new LuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], 'released')
+  return 1
+end
+return 0`);
+
+// KEYS[1] lock; ARGV[1] owner, ARGV[2] ttl ms. Owner-checked renewal.
+const EXTEND = new LuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`);
+
+/** Options of {@link RedisLock}. */
+export interface RedisLockOptions {
+  /** The connection that runs the scripts. */
+  readonly client: RedisClientLike;
+  /**
+   * A second connection for pub/sub, to wake waiters the moment a lock is
+   * released (ioredis: `client.duplicate()`). Without it waiters poll.
+   */
+  readonly subscriber?: RedisSubscriberLike;
+  /**
+   * Prefix of every key raceguard writes.
+   * @default 'raceguard:'
+   */
+  readonly prefix?: string;
+  /**
+   * Default lease when `acquire` is given no `ttlMs`.
+   * @default 30000
+   */
+  readonly ttlMs?: number;
+  /**
+   * Longest sleep between attempts while waiting (also the fallback when a
+   * release notification is missed).
+   * @default 100
+   */
+  readonly pollMs?: number;
+  /**
+   * Share of the lease subtracted from its validity for clock drift between
+   * this process and the server (Redlock's drift factor).
+   * @default 0.01
+   */
+  readonly driftFactor?: number;
+}
+
+type Wake = () => void;
+
+/** Read through a call, so the checker does not assume the signal is unchanged across awaits. */
+const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;
+
+/**
+ * A lock on one Redis server: `SET NX PX` with an `INCR`-minted fencing
+ * token in one Lua script, compare-and-delete release, owner-checked
+ * extension, lease expiry kept by the server's clock. Waiters are woken by a
+ * pub/sub notification on release and poll only as a fallback; Redis offers
+ * no FIFO, so waiters are served in no particular order.
+ *
+ * The fencing counter lives in Redis too: it survives restarts only if the
+ * server persists data. A Redis lock is a lease, not a consensus lock: a
+ * holder paused past its lease (GC, SIGSTOP, a slow disk) keeps running
+ * while someone else holds the lock, so a correctness-critical resource must
+ * check the token ({@link fencedSet}, `fencedUpdate` in `raceguard/postgres`).
+ *
+ * @example
+ * ```ts
+ * import Redis from 'ioredis';
+ * const redis = new Redis();
+ * const locks = new RedisLock({ client: redis, subscriber: redis.duplicate() });
+ * await withLock(locks, `invoice:${id}`, async (lock) => {
+ *   await fencedUpdate(pool, { table: 'invoices', key: { id }, set: { status: 'sent' }, token: lock.token });
+ * }, { ttlMs: 10_000, autoExtend: true });
+ * ```
+ */
+export class RedisLock implements Locker {
+  readonly #client: RedisClientLike;
+  readonly #subscriber: RedisSubscriberLike | undefined;
+  readonly #prefix: string;
+  readonly #ttlMs: number;
+  readonly #pollMs: number;
+  readonly #driftFactor: number;
+  readonly #waiters = new Map<string, Set<Wake>>();
+
+  constructor(options: RedisLockOptions) {
+    assertPlainObject('options', options);
+    if (
+      typeof options.client?.evalsha !== 'function' ||
+      typeof options.client.eval !== 'function'
+    ) {
+      throw new InvalidArgumentError(
+        'options.client',
+        'a Redis client with eval and evalsha (ioredis)',
+        options.client,
+      );
+    }
+    this.#client = options.client;
+    this.#subscriber = options.subscriber;
+    this.#prefix = options.prefix ?? 'raceguard:';
+    this.#ttlMs = options.ttlMs ?? 30_000;
+    this.#pollMs = options.pollMs ?? 100;
+    this.#driftFactor = options.driftFactor ?? 0.01;
+    assertPositiveInteger('options.ttlMs', this.#ttlMs);
+    assertPositiveInteger('options.pollMs', this.#pollMs);
+    if (!(this.#driftFactor >= 0 && this.#driftFactor < 0.5)) {
+      throw new InvalidArgumentError(
+        'options.driftFactor',
+        'a number in [0, 0.5)',
+        this.#driftFactor,
+      );
+    }
+    this.#subscriber?.on('message', (channel) => {
+      for (const wake of this.#waiters.get(channel) ?? []) wake();
+    });
+  }
+
+  #keys(key: string): { lock: string; fence: string; channel: string } {
+    // One hash tag, so the lock and its counter live in the same cluster slot.
+    return {
+      lock: `${this.#prefix}lock:{${key}}`,
+      fence: `${this.#prefix}fence:{${key}}`,
+      channel: `${this.#prefix}released:{${key}}`,
+    };
+  }
+
+  async #run(
+    script: LuaScript,
+    keys: string[],
+    args: (string | number)[],
+    what: string,
+  ): Promise<unknown> {
+    try {
+      return await script.run(this.#client, keys, args);
+    } catch (error) {
+      throw new LockBackendError(`Redis failed to ${what}: ${messageOf(error)}`, error);
+    }
+  }
+
+  /**
+   * Wait up to `waitMs` for the lock on `key`.
+   *
+   * @example
+   * ```ts
+   * await using lock = await locks.acquire('report', { ttlMs: 5000, waitMs: 2000 });
+   * ```
+   */
+  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    assertNonEmptyString('key', key);
+    assertPlainObject('options', options);
+    const { ttlMs = this.#ttlMs, waitMs = Number.POSITIVE_INFINITY, signal } = options;
+    assertPositiveInteger('options.ttlMs', ttlMs);
+    if (!(typeof waitMs === 'number' && waitMs >= 0)) {
+      throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
+    }
+    assertAbortSignal('options.signal', signal);
+    if (signal?.aborted === true) throw new AbortedError(signal.reason);
+
+    const keys = this.#keys(key);
+    const started = performance.now();
+    const deadline = started + waitMs;
+    const subscribed = waitMs > 0 ? await this.#subscribe(keys.channel) : undefined;
+    try {
+      for (;;) {
+        const owner = randomBytes(16).toString('hex');
+        const sentAt = performance.now();
+        const [granted, value] = (await this.#run(
+          ACQUIRE,
+          [keys.lock, keys.fence],
+          [owner, ttlMs],
+          'acquire a lock',
+        )) as [number, number];
+        if (granted === 1) {
+          const validUntil = sentAt + ttlMs - this.#margin(ttlMs);
+          // Granted after the caller gave up, or already lapsed in flight: give it back.
+          if (isAborted(signal) || performance.now() >= validUntil) {
+            await this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock').catch(
+              () => undefined,
+            );
+            if (isAborted(signal)) throw new AbortedError(signal?.reason);
+          } else {
+            return this.#handle(key, keys, owner, BigInt(value), validUntil, ttlMs, options);
+          }
+        }
+        const remaining = deadline - performance.now();
+        if (remaining <= 0) {
+          throw new LockAcquireTimeoutError(
+            key,
+            performance.now() - started,
+            'held by another owner',
+          );
+        }
+        const pttl = granted === 1 ? 0 : value;
+        await this.#waitForRelease(
+          keys.channel,
+          Math.min(remaining, this.#pollMs, pttl > 0 ? pttl + 1 : this.#pollMs),
+          signal,
+        );
+      }
+    } finally {
+      if (subscribed) await subscribed();
+    }
+  }
+
+  /**
+   * Take the lock on `key` if it is free right now.
+   *
+   * @example
+   * ```ts
+   * const lock = await locks.tryAcquire('nightly-job', { ttlMs: 60_000, autoExtend: true });
+   * if (!lock) return;
+   * ```
+   */
+  async tryAcquire(
+    key: string,
+    options: Omit<AcquireOptions, 'waitMs'> = {},
+  ): Promise<LockHandle | undefined> {
+    try {
+      return await this.acquire(key, { ...options, waitMs: 0 });
+    } catch (error) {
+      if (error instanceof LockAcquireTimeoutError) return undefined;
+      throw error;
+    }
+  }
+
+  #margin(ttlMs: number): number {
+    return Math.ceil(ttlMs * this.#driftFactor) + 2;
+  }
+
+  async #subscribe(channel: string): Promise<(() => Promise<void>) | undefined> {
+    const subscriber = this.#subscriber;
+    if (subscriber === undefined) return undefined;
+    let set = this.#waiters.get(channel);
+    if (set === undefined) {
+      set = new Set();
+      this.#waiters.set(channel, set);
+      try {
+        await subscriber.subscribe(channel);
+      } catch {
+        // Polling still works without notifications.
+      }
+    }
+    const waiters = set;
+    const marker: Wake = () => undefined;
+    waiters.add(marker);
+    return async () => {
+      waiters.delete(marker);
+      if (waiters.size === 0 && this.#waiters.get(channel) === waiters) {
+        this.#waiters.delete(channel);
+        await subscriber.unsubscribe(channel).catch(() => undefined);
+      }
+    };
+  }
+
+  #waitForRelease(channel: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiters = this.#waiters.get(channel);
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters?.delete(done);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        done();
+        reject(new AbortedError(signal?.reason));
+      };
+      const timer = setTimeout(() => {
+        done();
+        resolve();
+      }, ms);
+      waiters?.add(() => {
+        done();
+        resolve();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #handle(
+    key: string,
+    keys: { lock: string; channel: string },
+    owner: string,
+    token: bigint,
+    initialValidUntil: number,
+    ttlMs: number,
+    options: AcquireOptions,
+  ): LockHandle {
+    const controller = new AbortController();
+    let validUntil = initialValidUntil;
+    let held = true;
+    let timer: NodeJS.Timeout | undefined;
+    let renewal: Promise<void> | undefined;
+
+    const lose = (reason: LockLossReason, cause?: unknown): void => {
+      if (!held) return;
+      held = false;
+      if (timer !== undefined) clearTimeout(timer);
+      const lost = new LockLostError(key, reason, cause);
+      controller.abort(lost);
+      try {
+        options.onLost?.(lost);
+      } catch {
+        // Loss is reported, never thrown from a timer.
+      }
+    };
+
+    const renew = async (leaseMs: number): Promise<boolean> => {
+      const sentAt = performance.now();
+      const renewed = await this.#run(EXTEND, [keys.lock], [owner, leaseMs], 'extend a lock');
+      if (renewed !== 1) return false;
+      validUntil = sentAt + leaseMs - this.#margin(leaseMs);
+      return true;
+    };
+
+    // Without the watchdog, a timer marks the lease's end; with it, renewals
+    // run one after another (never overlapping) at a third of the lease.
+    const schedule = (): void => {
+      if (!held) return;
+      if (options.autoExtend !== true) {
+        timer = setTimeout(() => lose('expired'), Math.max(0, validUntil - performance.now()));
+      } else {
+        timer = setTimeout(() => {
+          // A timer firing past the lease means the event loop stalled: the lease may be gone.
+          if (performance.now() >= validUntil) return lose('stall');
+          renewal = renew(ttlMs).then(
+            (ok) => (ok ? schedule() : lose('expired')),
+            (error: unknown) =>
+              performance.now() < validUntil ? schedule() : lose('extend-failed', error),
+          );
+        }, ttlMs / 3);
+      }
+      timer.unref();
+    };
+    schedule();
+
+    const release = async (): Promise<void> => {
+      if (!held) return;
+      held = false;
+      if (timer !== undefined) clearTimeout(timer);
+      await renewal; // never let a renewal land after the release
+      await this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock');
+    };
+
+    return {
+      key,
+      token,
+      get validUntil() {
+        return validUntil;
+      },
+      signal: controller.signal,
+      extend: async (leaseMs = ttlMs) => {
+        assertPositiveInteger('ttlMs', leaseMs);
+        if (!held) throw new LockNotOwnerError(key);
+        if (timer !== undefined) clearTimeout(timer);
+        await renewal;
+        if (!(await renew(leaseMs))) {
+          lose('expired');
+          throw new LockNotOwnerError(key);
+        }
+        if (held) {
+          if (timer !== undefined) clearTimeout(timer);
+          schedule();
+        }
+      },
+      release,
+      [Symbol.asyncDispose]: release,
+    };
+  }
+}

@@ -1,0 +1,18 @@
+/**
+ * The slice of a Redis client raceguard calls. ioredis's `Redis` satisfies it
+ * structurally; raceguard never imports the driver.
+ */
+export interface RedisClientLike {
+  evalsha(sha: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+}
+
+/**
+ * A connection in subscriber mode, used to wake waiters when a lock is
+ * released (ioredis: `redis.duplicate()`).
+ */
+export interface RedisSubscriberLike {
+  subscribe(channel: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  on(event: 'message', listener: (channel: string, message: string) => void): unknown;
+}
