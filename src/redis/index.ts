@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 export { RedisLock, type RedisLockOptions } from './redis-lock.js';
+export { Redlock, QuorumNotReachedError, type RedlockOptions, type NodeVote } from './redlock.js';
 export { fencedSet } from './fenced-set.js';
 export { LuaScript } from './script.js';
 export type { RedisClientLike, RedisSubscriberLike } from './types.js';

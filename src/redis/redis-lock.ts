@@ -1,13 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
+import { createLeaseHandle } from '../core/lease-handle.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
-  LockLostError,
-  LockNotOwnerError,
   type AcquireOptions,
   type LockHandle,
-  type LockLossReason,
   type Locker,
 } from '../core/lock.js';
 import {
@@ -16,33 +14,9 @@ import {
   assertPlainObject,
   assertPositiveInteger,
 } from '../core/validate.js';
-import { LuaScript } from './script.js';
+import { ACQUIRE, EXTEND, RELEASE } from './lock-scripts.js';
+import type { LuaScript } from './script.js';
 import type { RedisClientLike, RedisSubscriberLike } from './types.js';
-
-// KEYS[1] lock, KEYS[2] fencing counter; ARGV[1] owner, ARGV[2] ttl ms.
-// The grant and its token are minted in one atomic script: no holder ever
-// exists without a token, and tokens follow grant order.
-const ACQUIRE = new LuaScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('INCR', KEYS[2])}
-end
-return {0, redis.call('PTTL', KEYS[1])}`);
-
-// KEYS[1] lock; ARGV[1] owner, ARGV[2] channel. Compare-and-delete.
-const RELEASE = new LuaScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], 'released')
-  return 1
-end
-return 0`);
-
-// KEYS[1] lock; ARGV[1] owner, ARGV[2] ttl ms. Owner-checked renewal.
-const EXTEND = new LuaScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0`);
 
 /** Options of {@link RedisLock}. */
 export interface RedisLockOptions {
@@ -312,89 +286,24 @@ export class RedisLock implements Locker {
     keys: { lock: string; channel: string },
     owner: string,
     token: bigint,
-    initialValidUntil: number,
+    validUntil: number,
     ttlMs: number,
     options: AcquireOptions,
   ): LockHandle {
-    const controller = new AbortController();
-    let validUntil = initialValidUntil;
-    let held = true;
-    let timer: NodeJS.Timeout | undefined;
-    let renewal: Promise<void> | undefined;
-
-    const lose = (reason: LockLossReason, cause?: unknown): void => {
-      if (!held) return;
-      held = false;
-      if (timer !== undefined) clearTimeout(timer);
-      const lost = new LockLostError(key, reason, cause);
-      controller.abort(lost);
-      try {
-        options.onLost?.(lost);
-      } catch {
-        // Loss is reported, never thrown from a timer.
-      }
-    };
-
-    const renew = async (leaseMs: number): Promise<boolean> => {
-      const sentAt = performance.now();
-      const renewed = await this.#run(EXTEND, [keys.lock], [owner, leaseMs], 'extend a lock');
-      if (renewed !== 1) return false;
-      validUntil = sentAt + leaseMs - this.#margin(leaseMs);
-      return true;
-    };
-
-    // Without the watchdog, a timer marks the lease's end; with it, renewals
-    // run one after another (never overlapping) at a third of the lease.
-    const schedule = (): void => {
-      if (!held) return;
-      if (options.autoExtend !== true) {
-        timer = setTimeout(() => lose('expired'), Math.max(0, validUntil - performance.now()));
-      } else {
-        timer = setTimeout(() => {
-          // A timer firing past the lease means the event loop stalled: the lease may be gone.
-          if (performance.now() >= validUntil) return lose('stall');
-          renewal = renew(ttlMs).then(
-            (ok) => (ok ? schedule() : lose('expired')),
-            (error: unknown) =>
-              performance.now() < validUntil ? schedule() : lose('extend-failed', error),
-          );
-        }, ttlMs / 3);
-      }
-      timer.unref();
-    };
-    schedule();
-
-    const release = async (): Promise<void> => {
-      if (!held) return;
-      held = false;
-      if (timer !== undefined) clearTimeout(timer);
-      await renewal; // never let a renewal land after the release
-      await this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock');
-    };
-
-    return {
+    return createLeaseHandle({
       key,
       token,
-      get validUntil() {
-        return validUntil;
+      validUntil,
+      ttlMs,
+      acquireOptions: options,
+      renew: async (leaseMs) => {
+        const sentAt = performance.now();
+        const renewed = await this.#run(EXTEND, [keys.lock], [owner, leaseMs], 'extend a lock');
+        return renewed === 1 ? sentAt + leaseMs - this.#margin(leaseMs) : undefined;
       },
-      signal: controller.signal,
-      extend: async (leaseMs = ttlMs) => {
-        assertPositiveInteger('ttlMs', leaseMs);
-        if (!held) throw new LockNotOwnerError(key);
-        if (timer !== undefined) clearTimeout(timer);
-        await renewal;
-        if (!(await renew(leaseMs))) {
-          lose('expired');
-          throw new LockNotOwnerError(key);
-        }
-        if (held) {
-          if (timer !== undefined) clearTimeout(timer);
-          schedule();
-        }
+      release: async () => {
+        await this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock');
       },
-      release,
-      [Symbol.asyncDispose]: release,
-    };
+    });
   }
 }

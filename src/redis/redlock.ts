@@ -1,0 +1,311 @@
+import { randomBytes } from 'node:crypto';
+import { sleep } from '../core/abort.js';
+import { AbortedError, InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
+import { createLeaseHandle } from '../core/lease-handle.js';
+import {
+  LockAcquireTimeoutError,
+  type AcquireOptions,
+  type LockHandle,
+  type Locker,
+} from '../core/lock.js';
+import {
+  assertAbortSignal,
+  assertNonEmptyString,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
+import { ACQUIRE, EXTEND, RELEASE } from './lock-scripts.js';
+import type { RedisClientLike } from './types.js';
+
+/** How one node answered an acquisition attempt. */
+export interface NodeVote {
+  /** Index of the node in `clients`. */
+  readonly node: number;
+  /** `granted`: it took the lock for us; `held`: someone else holds it there; `error`: failed or too slow. */
+  readonly vote: 'granted' | 'held' | 'error';
+  /** The error message, for `error`. */
+  readonly detail?: string;
+}
+
+/**
+ * Too many nodes failed or timed out for a majority to be possible. Carries
+ * every node's vote.
+ */
+export class QuorumNotReachedError extends RaceguardError {
+  readonly key: string;
+  readonly quorum: number;
+  readonly votes: readonly NodeVote[];
+
+  constructor(key: string, quorum: number, votes: readonly NodeVote[]) {
+    const summary = votes
+      .map((v) => `node ${v.node}: ${v.vote}${v.detail ? ` (${v.detail})` : ''}`)
+      .join('; ');
+    super(
+      'RACEGUARD_QUORUM_NOT_REACHED',
+      `lock ${JSON.stringify(key)}: ${votes.filter((v) => v.vote === 'granted').length} of ${votes.length} nodes granted, ${quorum} needed: ${summary}`,
+    );
+    this.key = key;
+    this.quorum = quorum;
+    this.votes = votes;
+  }
+}
+
+/** Options of {@link Redlock}. */
+export interface RedlockOptions {
+  /** One client per independent Redis server (not replicas of one another). 5 is the usual count. */
+  readonly clients: readonly RedisClientLike[];
+  /** @default 'raceguard:' */
+  readonly prefix?: string;
+  /** Default lease. @default 30000 */
+  readonly ttlMs?: number;
+  /**
+   * Share of the lease subtracted for clock drift between servers.
+   * @default 0.01
+   */
+  readonly driftFactor?: number;
+  /**
+   * How long to wait for one node's answer before counting it as failed;
+   * keep it far below the lease so a dead or paused node costs little.
+   * @default 50
+   */
+  readonly nodeTimeoutMs?: number;
+  /**
+   * Upper bound of the random pause between attempts while waiting.
+   * @default 50
+   */
+  readonly retryDelayMs?: number;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms}ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Redlock: a lease lock over N independent Redis servers. An attempt asks
+ * every node in parallel and succeeds when a majority granted it and the
+ * time spent, plus a drift margin, still leaves the lease valid; otherwise
+ * the attempt is undone on every node and retried after a random pause.
+ *
+ * Fencing: each node mints its own counter, and the handle's `token` is the
+ * largest granted. Per-node counters are not a consensus token: after a
+ * node restarts without persistence, or after partial grants left the
+ * counters apart, a later grant can carry a smaller token than an earlier
+ * one. Use the tokens as a best effort; when a stale write would corrupt
+ * data, take the lock from PostgreSQL, etcd or ZooKeeper, whose tokens are
+ * totally ordered. Likewise a node restarting empty forgets the locks it
+ * granted; keep restarted nodes out for at least one lease (Redlock's
+ * "delayed restart").
+ *
+ * @example
+ * ```ts
+ * const redlock = new Redlock({ clients: [a, b, c, d, e] });
+ * await withLock(redlock, 'payout:42', () => payOut(42), { ttlMs: 10_000 });
+ * ```
+ */
+export class Redlock implements Locker {
+  readonly #clients: readonly RedisClientLike[];
+  readonly #prefix: string;
+  readonly #ttlMs: number;
+  readonly #driftFactor: number;
+  readonly #nodeTimeoutMs: number;
+  readonly #retryDelayMs: number;
+  /** Votes needed: a strict majority of the nodes. */
+  readonly quorum: number;
+
+  constructor(options: RedlockOptions) {
+    assertPlainObject('options', options);
+    const clients: readonly RedisClientLike[] = options.clients;
+    if (!isList(clients) || clients.length === 0) {
+      throw new InvalidArgumentError(
+        'options.clients',
+        'a non-empty array of Redis clients',
+        clients,
+      );
+    }
+    clients.forEach((c: RedisClientLike, i) => {
+      if (typeof c?.evalsha !== 'function') {
+        throw new InvalidArgumentError(
+          `options.clients[${i}]`,
+          'a Redis client with eval and evalsha',
+          c,
+        );
+      }
+    });
+    this.#clients = [...clients];
+    this.quorum = Math.floor(clients.length / 2) + 1;
+    this.#prefix = options.prefix ?? 'raceguard:';
+    this.#ttlMs = options.ttlMs ?? 30_000;
+    this.#driftFactor = options.driftFactor ?? 0.01;
+    this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 50;
+    this.#retryDelayMs = options.retryDelayMs ?? 50;
+    assertPositiveInteger('options.ttlMs', this.#ttlMs);
+    assertPositiveInteger('options.nodeTimeoutMs', this.#nodeTimeoutMs);
+    assertPositiveInteger('options.retryDelayMs', this.#retryDelayMs);
+    if (!(this.#driftFactor >= 0 && this.#driftFactor < 0.5)) {
+      throw new InvalidArgumentError(
+        'options.driftFactor',
+        'a number in [0, 0.5)',
+        this.#driftFactor,
+      );
+    }
+  }
+
+  #margin(ttlMs: number): number {
+    return Math.ceil(ttlMs * this.#driftFactor) + 2;
+  }
+
+  /** Run a script on every node at once; each answer is a value or an error (timeouts included). */
+  #fanOut(
+    script: typeof ACQUIRE,
+    keys: string[],
+    args: (string | number)[],
+  ): Promise<PromiseSettledResult<unknown>[]> {
+    return Promise.allSettled(
+      this.#clients.map((client) =>
+        withTimeout(script.run(client, keys, args), this.#nodeTimeoutMs),
+      ),
+    );
+  }
+
+  async #attempt(
+    key: string,
+    ttlMs: number,
+  ): Promise<{
+    handleParts?: { owner: string; token: bigint; validUntil: number };
+    votes: NodeVote[];
+  }> {
+    const lock = `${this.#prefix}lock:{${key}}`;
+    const fence = `${this.#prefix}fence:{${key}}`;
+    const owner = randomBytes(16).toString('hex');
+    const sentAt = performance.now();
+    const answers = await this.#fanOut(ACQUIRE, [lock, fence], [owner, ttlMs]);
+    const tokens: bigint[] = [];
+    const votes = answers.map((answer, node): NodeVote => {
+      if (answer.status === 'rejected')
+        return { node, vote: 'error', detail: messageOf(answer.reason) };
+      const [granted, value] = answer.value as [number, number];
+      if (granted !== 1) return { node, vote: 'held' };
+      tokens.push(BigInt(value));
+      return { node, vote: 'granted' };
+    });
+    const validUntil = sentAt + ttlMs - this.#margin(ttlMs);
+    if (tokens.length >= this.quorum && performance.now() < validUntil) {
+      const token = tokens.reduce((a, b) => (b > a ? b : a));
+      return { handleParts: { owner, token, validUntil }, votes };
+    }
+    // Undo the partial grant everywhere, so the nodes that said yes do not block others for a lease.
+    await this.#fanOut(RELEASE, [lock], [owner, `${this.#prefix}released:{${key}}`]);
+    return { votes };
+  }
+
+  /**
+   * Wait up to `waitMs` for a majority of nodes to grant the lock on `key`.
+   * Throws {@link QuorumNotReachedError} when too many nodes failed for a
+   * majority to be possible, {@link LockAcquireTimeoutError} when the lock
+   * stayed held.
+   *
+   * @example
+   * ```ts
+   * await using lock = await redlock.acquire('report', { ttlMs: 5000, waitMs: 1000 });
+   * ```
+   */
+  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    assertNonEmptyString('key', key);
+    assertPlainObject('options', options);
+    const { ttlMs = this.#ttlMs, waitMs = Number.POSITIVE_INFINITY, signal } = options;
+    assertPositiveInteger('options.ttlMs', ttlMs);
+    if (!(typeof waitMs === 'number' && waitMs >= 0)) {
+      throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
+    }
+    assertAbortSignal('options.signal', signal);
+    const started = performance.now();
+    for (;;) {
+      if (signal?.aborted === true) throw new AbortedError(signal.reason);
+      const { handleParts, votes } = await this.#attempt(key, ttlMs);
+      if (handleParts !== undefined) {
+        if (isAborted(signal)) {
+          await this.#releaseEverywhere(key, handleParts.owner);
+          throw new AbortedError(signal?.reason);
+        }
+        return this.#handle(key, ttlMs, handleParts, options);
+      }
+      const remaining = started + waitMs - performance.now();
+      if (remaining <= 0) {
+        const failed = votes.filter((v) => v.vote === 'error').length;
+        if (failed > this.#clients.length - this.quorum)
+          throw new QuorumNotReachedError(key, this.quorum, votes);
+        throw new LockAcquireTimeoutError(
+          key,
+          performance.now() - started,
+          'held by another owner',
+        );
+      }
+      await sleep(Math.min(remaining, Math.random() * this.#retryDelayMs), signal);
+    }
+  }
+
+  /**
+   * One attempt: the lock, or `undefined` if it is held. Still throws
+   * {@link QuorumNotReachedError} when the nodes cannot form a majority.
+   *
+   * @example
+   * ```ts
+   * const lock = await redlock.tryAcquire('nightly', { ttlMs: 60_000, autoExtend: true });
+   * ```
+   */
+  async tryAcquire(
+    key: string,
+    options: Omit<AcquireOptions, 'waitMs'> = {},
+  ): Promise<LockHandle | undefined> {
+    try {
+      return await this.acquire(key, { ...options, waitMs: 0 });
+    } catch (error) {
+      if (error instanceof LockAcquireTimeoutError) return undefined;
+      throw error;
+    }
+  }
+
+  async #releaseEverywhere(key: string, owner: string): Promise<void> {
+    await this.#fanOut(
+      RELEASE,
+      [`${this.#prefix}lock:{${key}}`],
+      [owner, `${this.#prefix}released:{${key}}`],
+    );
+  }
+
+  #handle(
+    key: string,
+    ttlMs: number,
+    parts: { owner: string; token: bigint; validUntil: number },
+    options: AcquireOptions,
+  ): LockHandle {
+    const lock = `${this.#prefix}lock:{${key}}`;
+    return createLeaseHandle({
+      key,
+      token: parts.token,
+      validUntil: parts.validUntil,
+      ttlMs,
+      acquireOptions: options,
+      renew: async (leaseMs) => {
+        const sentAt = performance.now();
+        const answers = await this.#fanOut(EXTEND, [lock], [parts.owner, leaseMs]);
+        const renewed = answers.filter((a) => a.status === 'fulfilled' && a.value === 1).length;
+        const validUntil = sentAt + leaseMs - this.#margin(leaseMs);
+        return renewed >= this.quorum && performance.now() < validUntil ? validUntil : undefined;
+      },
+      release: () => this.#releaseEverywhere(key, parts.owner),
+    });
+  }
+}
+
+/** `Array.isArray` without narrowing the checked value's type to `any[]`. */
+const isList = (value: unknown): boolean => Array.isArray(value);
+
+/** Read through a call, so the checker does not assume the signal is unchanged across awaits. */
+const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;

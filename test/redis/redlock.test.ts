@@ -1,0 +1,145 @@
+/**
+ * Redlock on five real redis-server processes, with nodes killed (-9),
+ * paused (SIGSTOP) and restarted empty while clients contend for the lock.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { withLock } from '../../src/core/lock.js';
+import { QuorumNotReachedError, Redlock } from '../../src/redis/redlock.js';
+import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
+
+async function connect(url: string): Promise<Redis> {
+  const client = new Redis(url, {
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    lazyConnect: true,
+    retryStrategy: () => 20,
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+describe('Redlock on five nodes', () => {
+  let servers: RedisServer[];
+  let clients: Redis[];
+
+  before(async () => {
+    servers = await Promise.all(Array.from({ length: 5 }, () => startRedisServer()));
+    clients = await Promise.all(servers.map((s) => connect(s.url)));
+  });
+  after(async () => {
+    for (const c of clients) c.disconnect();
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  const newRedlock = () =>
+    new Redlock({
+      clients,
+      prefix: `rl${randomBytes(3).toString('hex')}:`,
+      nodeTimeoutMs: 100,
+      retryDelayMs: 20,
+    });
+
+  /** Contend for one lock; a read-gap-write on shared state detects any overlap. */
+  async function contend(redlock: Redlock, workers: number, onProgress?: (done: number) => void) {
+    let inside = 0;
+    let peak = 0;
+    let value = 0;
+    let done = 0;
+    await Promise.all(
+      Array.from({ length: workers }, () =>
+        withLock(
+          redlock,
+          'resource',
+          async () => {
+            inside++;
+            peak = Math.max(peak, inside);
+            const read = value;
+            await delay(2);
+            value = read + 1;
+            inside--;
+            onProgress?.(++done);
+          },
+          { ttlMs: 2000, waitMs: 30_000 },
+        ),
+      ),
+    );
+    return { peak, value };
+  }
+
+  it('excludes concurrent holders and serves everyone', async () => {
+    const result = await contend(newRedlock(), 40);
+    assert.deepEqual(result, { peak: 1, value: 40 });
+  });
+
+  it('keeps working, and exclusive, when a node is paused (SIGSTOP)', async () => {
+    const paused = servers[4] as RedisServer;
+    paused.process.kill('SIGSTOP');
+    try {
+      const result = await contend(newRedlock(), 20);
+      assert.deepEqual(result, { peak: 1, value: 20 });
+    } finally {
+      paused.process.kill('SIGCONT');
+    }
+  });
+
+  it('survives kill -9 of one and then a second node mid-run', async () => {
+    const redlock = newRedlock();
+    const result = await contend(redlock, 60, (done) => {
+      if (done === 15) servers[0]?.process.kill('SIGKILL');
+      if (done === 35) servers[1]?.process.kill('SIGKILL');
+    });
+    assert.deepEqual(result, { peak: 1, value: 60 });
+    // Three of five nodes left: still a majority, still a lock.
+    const lock = await redlock.acquire('after-kills', { ttlMs: 1000 });
+    await lock.release();
+  });
+
+  it('with a third node down, fails with the per-node votes', async () => {
+    const third = servers[2] as RedisServer;
+    third.process.kill('SIGSTOP');
+    try {
+      const error = await newRedlock()
+        .acquire('no-quorum', { ttlMs: 1000, waitMs: 200 })
+        .catch((e: unknown) => e);
+      assert.ok(error instanceof QuorumNotReachedError, String(error));
+      assert.equal(error.code, 'RACEGUARD_QUORUM_NOT_REACHED');
+      assert.equal(error.quorum, 3);
+      assert.deepEqual(
+        error.votes.map((v) => v.vote),
+        ['error', 'error', 'error', 'granted', 'granted'],
+      );
+    } finally {
+      third.process.kill('SIGCONT');
+    }
+  });
+
+  it('a node restarted empty (no persistence) does not hand out a held lock, as long as a majority still remembers it', async () => {
+    // Bring the killed nodes back, empty, on their old ports.
+    for (const i of [0, 1]) {
+      const old = servers[i] as RedisServer;
+      servers[i] = await startRedisServer({ port: old.port });
+    }
+    await delay(100); // let the clients reconnect
+    const redlock = newRedlock();
+    const holder = await redlock.acquire('restart', { ttlMs: 5000 });
+    const restarted = servers[3] as RedisServer;
+    restarted.process.kill('SIGKILL');
+    servers[3] = await startRedisServer({ port: restarted.port });
+    await delay(100);
+    assert.equal(await redlock.tryAcquire('restart', { ttlMs: 5000 }), undefined);
+    await holder.release();
+    const next = await redlock.acquire('restart', { ttlMs: 1000, waitMs: 1000 });
+    await next.release();
+  });
+
+  it('rejects bad options', () => {
+    assert.throws(() => new Redlock({ clients: [] }), /non-empty array/);
+    assert.throws(() => new Redlock({ clients: [{} as never] }), /clients\[0\]/);
+    assert.throws(() => new Redlock({ clients, driftFactor: 0.9 }), /driftFactor/);
+  });
+});
