@@ -34,6 +34,12 @@ export {
   type AdvisoryLockOptions,
 } from './advisory.js';
 export { fencedUpdate, type FencedUpdateOptions } from './fenced-update.js';
+export {
+  PostgresLeaseLock,
+  createLockTable,
+  type PostgresLeaseLockOptions,
+  type LockTableOptions,
+} from './lease-lock.js';
 export { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 export { isTransientConflict } from './errors.js';
 export {

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
+import {
+  LockAcquireTimeoutError,
+  LockBackendError,
+  LockNotOwnerError,
+  StaleTokenError,
+  withLock,
+} from '../../src/core/lock.js';
+import { fencedUpdate } from '../../src/postgres/fenced-update.js';
+import { createLockTable, PostgresLeaseLock } from '../../src/postgres/lease-lock.js';
+import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+describe('PostgresLeaseLock', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await openTestDatabase(20);
+    await createLockTable(db.pool);
+    await createLockTable(db.pool); // idempotent
+    await db.pool
+      .query(`CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, fence_token bigint);
+      INSERT INTO accounts VALUES (1, 0, NULL)`);
+  });
+  after(() => db.close());
+
+  it('two "processes" (separate pools) doing 100 read-gap-write updates under the lock lose nothing; tokens increase', async () => {
+    const a = new PostgresLeaseLock({ db: db.newPool(10), pollMs: 5 });
+    const b = new PostgresLeaseLock({ db: db.newPool(10), pollMs: 5 });
+    const tokens: bigint[] = [];
+    await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        withLock(
+          i % 2 === 0 ? a : b,
+          'account:1',
+          async (lock) => {
+            tokens.push(lock.token);
+            const { rows } = await db.pool.query('SELECT balance FROM accounts WHERE id = 1');
+            await delay(1);
+            await db.pool.query('UPDATE accounts SET balance = $1 WHERE id = 1', [
+              rows[0].balance + 1,
+            ]);
+          },
+          { ttlMs: 5000, waitMs: 60_000 },
+        ),
+      ),
+    );
+    const { rows } = await db.pool.query('SELECT balance FROM accounts WHERE id = 1');
+    assert.equal(rows[0].balance, 100);
+    assert.ok(tokens.every((t, i) => i === 0 || t > (tokens[i - 1] as bigint)));
+    const { rows: left } = await db.pool.query('SELECT count(*)::int AS n FROM raceguard_locks');
+    assert.equal(left[0].n, 0, 'released grants leave no rows');
+  });
+
+  it('a crashed holder (never releases) frees the key when its lease runs out; its late write is fenced off', async () => {
+    const crashed = new PostgresLeaseLock({ db: db.newPool(2) });
+    const stale = await crashed.acquire('account:1', { ttlMs: 100 });
+    const locks = new PostgresLeaseLock({ db: db.pool, pollMs: 10 });
+    assert.equal(await locks.tryAcquire('account:1'), undefined);
+    const fresh = await locks.acquire('account:1', { ttlMs: 5000, waitMs: 2000 });
+    assert.ok(fresh.token > stale.token);
+    assert.equal(stale.signal.aborted, true);
+    await fencedUpdate(db.pool, {
+      table: 'accounts',
+      key: { id: 1 },
+      set: { balance: 7 },
+      token: fresh.token,
+    });
+    await assert.rejects(
+      fencedUpdate(db.pool, {
+        table: 'accounts',
+        key: { id: 1 },
+        set: { balance: -1 },
+        token: stale.token,
+      }),
+      StaleTokenError,
+    );
+    await assert.rejects(stale.extend(), LockNotOwnerError);
+    await stale.release(); // owner-checked: must not free `fresh`
+    assert.equal(await locks.tryAcquire('account:1'), undefined);
+    await fresh.release();
+  });
+
+  it('extends, auto-extends past the ttl, times out and aborts waiters', async () => {
+    const locks = new PostgresLeaseLock({ db: db.pool, pollMs: 10 });
+    const held = await locks.acquire('job', { ttlMs: 600, autoExtend: true });
+    await delay(900);
+    assert.equal(held.signal.aborted, false);
+    await assert.rejects(locks.acquire('job', { waitMs: 50 }), LockAcquireTimeoutError);
+    const controller = new AbortController();
+    const waiting = locks.acquire('job', { signal: controller.signal });
+    controller.abort(new Error('bye'));
+    await assert.rejects(waiting, AbortedError);
+    await held.extend(1000);
+    await held.release();
+    const next = await locks.tryAcquire('job');
+    assert.ok(next);
+    await next.release();
+  });
+
+  it('reports a missing table or a closed pool as LockBackendError, and bad input before any SQL', async () => {
+    const missing = new PostgresLeaseLock({ db: db.pool, table: 'no_such_locks' });
+    const error = await missing.acquire('k').catch((e: unknown) => e);
+    assert.ok(error instanceof LockBackendError);
+    assert.match(error.message, /does not exist/);
+    const closedPool = db.newPool(1);
+    const closed = new PostgresLeaseLock({ db: closedPool });
+    await closedPool.end();
+    await assert.rejects(closed.acquire('k'), LockBackendError);
+    const locks = new PostgresLeaseLock({ db: db.pool });
+    await assert.rejects(locks.acquire(''), InvalidArgumentError);
+    await assert.rejects(locks.acquire('k', { ttlMs: 1.5 }), /ttlMs/);
+    assert.throws(() => new PostgresLeaseLock({ db: db.pool, table: '' }), InvalidArgumentError);
+  });
+});
