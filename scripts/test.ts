@@ -19,16 +19,21 @@ function findTests(dir: string): string[] {
 }
 
 /**
- * Redis tests start their own redis-server processes (so they can kill and
- * pause them); on a fresh Debian machine, install it when missing.
+ * The Redis and etcd tests start their own server processes (so they can
+ * kill and pause them); on a fresh Debian machine, install what is missing.
  */
-function ensureRedisServer(): void {
-  if (spawnSync('redis-server', ['--version']).status === 0) return;
+function ensureServers(): void {
+  const wanted = [
+    { binary: 'redis-server', pkg: 'redis-server' },
+    { binary: 'etcd', pkg: 'etcd-server' },
+  ].filter(({ binary }) => spawnSync(binary, ['--version']).status !== 0);
+  if (wanted.length === 0) return;
+  const packages = wanted.map((w) => w.pkg);
   if (process.getuid?.() !== 0) {
-    throw new Error('redis-server is not installed: run `apt-get install -y redis-server`');
+    throw new Error(`missing server packages: run \`apt-get install -y ${packages.join(' ')}\``);
   }
-  process.stderr.write('tests: installing redis-server from Debian packages\n');
-  for (const args of [['update'], ['install', '-y', '--no-install-recommends', 'redis-server']]) {
+  process.stderr.write(`tests: installing ${packages.join(', ')} from Debian packages\n`);
+  for (const args of [['update'], ['install', '-y', '--no-install-recommends', ...packages]]) {
     const result = spawnSync('apt-get', args, {
       stdio: 'inherit',
       env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
@@ -41,7 +46,7 @@ const filters = process.argv.slice(2);
 const files = findTests('test').filter(
   (f) => filters.length === 0 || filters.some((x) => f.includes(x)),
 );
-ensureRedisServer();
+ensureServers();
 const server = await usePostgres();
 process.stderr.write(
   server.embedded

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Etcd3 } from 'etcd3';
+import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
+import { LockAcquireTimeoutError, LockBackendError, withLock } from '../../src/core/lock.js';
+import { EtcdLock } from '../../src/etcd/etcd-lock.js';
+import { startEtcdServer, type EtcdServer } from '../../src/etcd/server.js';
+
+describe('EtcdLock', () => {
+  let etcd: EtcdServer;
+  let client: Etcd3;
+  before(async () => {
+    etcd = await startEtcdServer();
+    client = new Etcd3({ hosts: etcd.endpoint });
+  });
+  after(async () => {
+    client.close();
+    await etcd.stop();
+  });
+  const newLock = () => new EtcdLock({ client, prefix: `t${randomBytes(3).toString('hex')}/` });
+
+  it('40 concurrent read-gap-write sections never overlap; tokens (create revisions) increase in grant order', async () => {
+    const locks = newLock();
+    let inside = 0;
+    let peak = 0;
+    let value = 0;
+    const tokens: bigint[] = [];
+    await Promise.all(
+      Array.from({ length: 40 }, () =>
+        withLock(
+          locks,
+          'ledger',
+          async (lock) => {
+            tokens.push(lock.token);
+            inside++;
+            peak = Math.max(peak, inside);
+            const read = value;
+            await delay(2);
+            value = read + 1;
+            inside--;
+          },
+          { ttlMs: 5000, waitMs: 30_000 },
+        ),
+      ),
+    );
+    assert.deepEqual({ peak, value }, { peak: 1, value: 40 });
+    assert.ok(tokens.every((t, i) => i === 0 || t > (tokens[i - 1] as bigint)));
+  });
+
+  it('session expiry while holding: the lease runs out, the holder is told, the next contender gets the lock', async () => {
+    const locks = newLock();
+    const holder = await locks.acquire('expiring', { ttlMs: 2000 });
+    const started = performance.now();
+    const next = await locks.acquire('expiring', { ttlMs: 5000, waitMs: 10_000 });
+    assert.ok(performance.now() - started >= 1000, 'granted only after the lease expired');
+    assert.equal(holder.signal.aborted, true);
+    assert.ok(next.token > holder.token);
+    await holder.release();
+    assert.equal(
+      await locks.tryAcquire('expiring'),
+      undefined,
+      'the stale release must not free the new holder',
+    );
+    await next.release();
+  });
+
+  it('session expiry while waiting: a waiter whose lease is revoked fails at once with a typed error', async () => {
+    const prefix = `w${randomBytes(3).toString('hex')}/`;
+    const locks = new EtcdLock({ client, prefix });
+    const holder = await locks.acquire('held', { ttlMs: 10_000 });
+    const waiting = locks.acquire('held', { ttlMs: 5000, waitMs: 20_000 });
+    await delay(300);
+    // The queue is `<prefix><key>/<lease id>`, oldest first: the second entry is the waiter's.
+    const queue = await client.getAll().prefix(`${prefix}held/`).sort('Create', 'Ascend').keys();
+    assert.equal(queue.length, 2);
+    const waiterLease = (queue[1] as string).split('/').at(-1) as string;
+    await client.leaseClient.leaseRevoke({ ID: waiterLease });
+    const started = performance.now();
+    await assert.rejects(
+      waiting,
+      (e) => e instanceof LockBackendError && /expired while waiting/.test(e.message),
+    );
+    assert.ok(performance.now() - started < 5000, 'noticed at once, not at the end of the wait');
+    assert.equal(holder.signal.aborted, false);
+    await holder.release();
+  });
+
+  it('tryAcquire, timeouts and aborts leave no queue entry behind', async () => {
+    const locks = newLock();
+    const holder = await locks.acquire('busy', { ttlMs: 10_000 });
+    assert.equal(await locks.tryAcquire('busy'), undefined);
+    await assert.rejects(locks.acquire('busy', { waitMs: 100 }), LockAcquireTimeoutError);
+    const controller = new AbortController();
+    const waiting = locks.acquire('busy', { signal: controller.signal });
+    const started = performance.now();
+    setTimeout(() => controller.abort(new Error('bye')), 100);
+    await assert.rejects(waiting, AbortedError);
+    assert.ok(performance.now() - started < 2000, 'an unbounded wait still stops at the abort');
+    await holder.release();
+    const next = await locks.acquire('busy', { waitMs: 2000 });
+    await next.release();
+  });
+
+  it('rejects bad input', async () => {
+    assert.throws(() => new EtcdLock({ client: {} as never }), /etcd3 client/);
+    await assert.rejects(newLock().acquire(''), InvalidArgumentError);
+  });
+});
