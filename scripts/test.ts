@@ -4,7 +4,7 @@
  * then node's test runner over every test file, each in its own schema.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { usePostgres } from '../src/postgres/server.js';
 
@@ -19,14 +19,16 @@ function findTests(dir: string): string[] {
 }
 
 /**
- * The Redis and etcd tests start their own server processes (so they can
+ * The Redis, etcd and ZooKeeper tests start their own server processes (so they can
  * kill and pause them); on a fresh Debian machine, install what is missing.
  */
 function ensureServers(): void {
+  const runs = (binary: string) => spawnSync(binary, ['--version']).status === 0;
   const wanted = [
-    { binary: 'redis-server', pkg: 'redis-server' },
-    { binary: 'etcd', pkg: 'etcd-server' },
-  ].filter(({ binary }) => spawnSync(binary, ['--version']).status !== 0);
+    { pkg: 'redis-server', present: () => runs('redis-server') },
+    { pkg: 'etcd-server', present: () => runs('etcd') },
+    { pkg: 'zookeeper', present: () => existsSync('/usr/share/zookeeper/bin/zkServer.sh') },
+  ].filter(({ present }) => !present());
   if (wanted.length === 0) return;
   const packages = wanted.map((w) => w.pkg);
   if (process.getuid?.() !== 0) {
