@@ -15,8 +15,8 @@ import {
   optimisticUpdate,
   transaction,
   withAdvisoryLock,
-} from '../src/postgres/index.js';
-import { usePostgres } from '../src/postgres/server.js';
+} from '../dist/postgres/index.js';
+import { usePostgres } from '../dist/postgres/server.js';
 
 const { values: args } = parseArgs({
   options: {

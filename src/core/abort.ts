@@ -36,3 +36,36 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** An abort signal created only when someone reads it. */
+export interface LazyAbort {
+  readonly signal: AbortSignal;
+  abort(reason: unknown): void;
+}
+
+/**
+ * An `AbortController` that is built on first use of `signal`. Lock handles
+ * carry a loss signal that most callers never read; creating an
+ * `AbortController` (an `EventTarget`) for every grant costs more than the
+ * rest of an in-process grant.
+ */
+export function createLazyAbort(): LazyAbort {
+  let controller: AbortController | undefined;
+  let aborted = false;
+  let reason: unknown;
+  return {
+    get signal() {
+      if (controller === undefined) {
+        controller = new AbortController();
+        if (aborted) controller.abort(reason);
+      }
+      return controller.signal;
+    },
+    abort(why: unknown) {
+      if (aborted) return;
+      aborted = true;
+      reason = why;
+      controller?.abort(why);
+    },
+  };
+}

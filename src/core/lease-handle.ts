@@ -10,6 +10,7 @@ import {
   type LockHandle,
   type LockLossReason,
 } from './lock.js';
+import { createLazyAbort, type LazyAbort } from './abort.js';
 import { assertPositiveInteger } from './validate.js';
 
 /** What a backend provides to {@link createLeaseHandle}. */
@@ -47,85 +48,105 @@ export interface LeaseHandleOptions {
  *   reported lost but may still be ours.
  */
 export function createLeaseHandle(options: LeaseHandleOptions): LockHandle {
-  const { key, token, ttlMs, acquireOptions } = options;
-  const controller = new AbortController();
-  let validUntil = options.validUntil;
-  let held = true;
-  let released: Promise<void> | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let renewal: Promise<void> | undefined;
+  return new LeaseHandle(options);
+}
 
-  const stopTimer = (): void => {
-    if (timer !== undefined) clearTimeout(timer);
-    timer = undefined;
-  };
+/** One object per grant (no closures per grant: grants are a hot path). */
+class LeaseHandle implements LockHandle {
+  readonly key: string;
+  readonly token: bigint;
+  validUntil: number;
+  readonly #options: LeaseHandleOptions;
+  #held = true;
+  #released: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #renewal: Promise<void> | undefined;
+  #loss: LazyAbort | undefined;
 
-  const lose = (reason: LockLossReason, cause?: unknown): void => {
-    if (!held) return;
-    held = false;
-    stopTimer();
-    const lost = new LockLostError(key, reason, cause);
-    controller.abort(lost);
+  constructor(options: LeaseHandleOptions) {
+    this.key = options.key;
+    this.token = options.token;
+    this.validUntil = options.validUntil;
+    this.#options = options;
+    this.#schedule();
+  }
+
+  get signal(): AbortSignal {
+    return (this.#loss ??= createLazyAbort()).signal;
+  }
+
+  #stopTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #lose(reason: LockLossReason, cause?: unknown): void {
+    if (!this.#held) return;
+    this.#held = false;
+    this.#stopTimer();
+    const lost = new LockLostError(this.key, reason, cause);
+    (this.#loss ??= createLazyAbort()).abort(lost);
     try {
-      acquireOptions.onLost?.(lost);
+      this.#options.acquireOptions.onLost?.(lost);
     } catch {
       // Loss is reported, never thrown from a timer.
     }
-  };
+  }
 
-  const schedule = (): void => {
-    if (!held || released !== undefined) return;
+  #schedule(): void {
+    if (!this.#held || this.#released !== undefined) return;
+    const { ttlMs, acquireOptions } = this.#options;
     if (acquireOptions.autoExtend !== true) {
-      timer = setTimeout(() => lose('expired'), Math.max(0, validUntil - performance.now()));
+      this.#timer = setTimeout(
+        () => this.#lose('expired'),
+        Math.max(0, this.validUntil - performance.now()),
+      );
     } else {
-      timer = setTimeout(() => {
-        timer = undefined;
-        if (performance.now() >= validUntil) return lose('stall');
-        renewal = options.renew(ttlMs).then(
-          (until) => {
-            if (until === undefined) return lose('expired');
-            validUntil = until;
-            schedule();
-          },
-          (error: unknown) =>
-            performance.now() < validUntil ? schedule() : lose('extend-failed', error),
-        );
-      }, ttlMs / 3);
+      this.#timer = setTimeout(() => this.#renewInBackground(), ttlMs / 3);
     }
-    timer.unref();
-  };
-  schedule();
+    this.#timer.unref();
+  }
 
-  const release = (): Promise<void> =>
-    (released ??= (async () => {
-      held = false;
-      stopTimer();
-      await renewal;
-      await options.release();
+  #renewInBackground(): void {
+    this.#timer = undefined;
+    // A renewal coming due after the lease means the event loop stalled: the lease may have been taken.
+    if (performance.now() >= this.validUntil) return this.#lose('stall');
+    this.#renewal = this.#options.renew(this.#options.ttlMs).then(
+      (until) => {
+        if (until === undefined) return this.#lose('expired');
+        this.validUntil = until;
+        this.#schedule();
+      },
+      (error: unknown) =>
+        performance.now() < this.validUntil ? this.#schedule() : this.#lose('extend-failed', error),
+    );
+  }
+
+  async extend(leaseMs = this.#options.ttlMs): Promise<void> {
+    assertPositiveInteger('ttlMs', leaseMs);
+    if (!this.#held || this.#released !== undefined) throw new LockNotOwnerError(this.key);
+    this.#stopTimer();
+    await this.#renewal;
+    const until = await this.#options.renew(leaseMs);
+    if (until === undefined) {
+      this.#lose('expired');
+      throw new LockNotOwnerError(this.key);
+    }
+    this.validUntil = until;
+    this.#stopTimer();
+    this.#schedule();
+  }
+
+  release(): Promise<void> {
+    return (this.#released ??= (async () => {
+      this.#held = false;
+      this.#stopTimer();
+      await this.#renewal;
+      await this.#options.release();
     })());
+  }
 
-  return {
-    key,
-    token,
-    get validUntil() {
-      return validUntil;
-    },
-    signal: controller.signal,
-    async extend(leaseMs = ttlMs) {
-      assertPositiveInteger('ttlMs', leaseMs);
-      if (!held || released !== undefined) throw new LockNotOwnerError(key);
-      stopTimer();
-      await renewal;
-      const until = await options.renew(leaseMs);
-      if (until === undefined) {
-        lose('expired');
-        throw new LockNotOwnerError(key);
-      }
-      validUntil = until;
-      stopTimer();
-      schedule();
-    },
-    release,
-    [Symbol.asyncDispose]: release,
-  };
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
 }

@@ -1,3 +1,4 @@
+import { createLazyAbort, type LazyAbort } from '../core/abort.js';
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import {
   LockAcquireTimeoutError,
@@ -190,57 +191,10 @@ export class KeyedSemaphore implements Locker {
 
   #grant(key: string, entry: Entry, weight: number, options: SemaphoreAcquireOptions): LockHandle {
     entry.used += weight;
-    const token = ++this.#lastToken;
-    const controller = new AbortController();
-    let held = true;
-    let expiry: NodeJS.Timeout | undefined;
-    let validUntil = Number.POSITIVE_INFINITY;
-
-    const giveBack = (): void => {
-      held = false;
-      if (expiry !== undefined) clearTimeout(expiry);
+    return new LocalHandle(key, ++this.#lastToken, options, () => {
       entry.used -= weight;
       this.#drain(key, entry);
-    };
-    const lease = (ttlMs: number | undefined): void => {
-      if (expiry !== undefined) clearTimeout(expiry);
-      if (ttlMs === undefined || options.autoExtend === true) return;
-      validUntil = performance.now() + ttlMs;
-      expiry = setTimeout(() => {
-        if (!held) return;
-        giveBack();
-        const lost = new LockLostError(key, 'expired');
-        controller.abort(lost);
-        try {
-          options.onLost?.(lost);
-        } catch {
-          // A failing onLost must not crash the process from a timer.
-        }
-      }, ttlMs);
-      expiry.unref();
-    };
-    lease(options.ttlMs);
-
-    const release = (): Promise<void> => {
-      if (held) giveBack();
-      return Promise.resolve();
-    };
-    return {
-      key,
-      token,
-      get validUntil() {
-        return validUntil;
-      },
-      signal: controller.signal,
-      extend: async (ttlMs = options.ttlMs) => {
-        if (!held) throw new LockNotOwnerError(key);
-        if (ttlMs !== undefined) assertPositiveInteger('ttlMs', ttlMs);
-        lease(ttlMs);
-        return Promise.resolve();
-      },
-      release,
-      [Symbol.asyncDispose]: release,
-    };
+    });
   }
 
   #drain(key: string, entry: Entry): void {
@@ -256,5 +210,73 @@ export class KeyedSemaphore implements Locker {
   #dropIfIdle(key: string, entry: Entry): void {
     if (entry.used === 0 && entry.queue.length === 0 && this.#entries.get(key) === entry)
       this.#entries.delete(key);
+  }
+}
+
+/** A grant of {@link KeyedSemaphore}: a class, so a grant allocates one object rather than a set of closures. */
+class LocalHandle implements LockHandle {
+  validUntil = Number.POSITIVE_INFINITY;
+  #held = true;
+  #expiry: NodeJS.Timeout | undefined;
+  #loss: LazyAbort | undefined;
+
+  constructor(
+    readonly key: string,
+    readonly token: bigint,
+    readonly options: SemaphoreAcquireOptions,
+    readonly giveBack: () => void,
+  ) {
+    if (options.ttlMs !== undefined && options.autoExtend !== true) this.#lease(options.ttlMs);
+  }
+
+  get signal(): AbortSignal {
+    return (this.#loss ??= createLazyAbort()).signal;
+  }
+
+  #lease(ttlMs: number): void {
+    if (this.#expiry !== undefined) clearTimeout(this.#expiry);
+    this.validUntil = performance.now() + ttlMs;
+    this.#expiry = setTimeout(() => this.#expire(), ttlMs);
+    this.#expiry.unref();
+  }
+
+  #expire(): void {
+    if (!this.#held) return;
+    this.#end();
+    const lost = new LockLostError(this.key, 'expired');
+    (this.#loss ??= createLazyAbort()).abort(lost);
+    try {
+      this.options.onLost?.(lost);
+    } catch {
+      // A failing onLost must not crash the process from a timer.
+    }
+  }
+
+  #end(): void {
+    this.#held = false;
+    if (this.#expiry !== undefined) clearTimeout(this.#expiry);
+    this.giveBack();
+  }
+
+  extend(ttlMs = this.options.ttlMs): Promise<void> {
+    if (!this.#held) return Promise.reject(new LockNotOwnerError(this.key));
+    if (ttlMs !== undefined && this.options.autoExtend !== true) {
+      try {
+        assertPositiveInteger('ttlMs', ttlMs);
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+      this.#lease(ttlMs);
+    }
+    return Promise.resolve();
+  }
+
+  release(): Promise<void> {
+    if (this.#held) this.#end();
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
   }
 }

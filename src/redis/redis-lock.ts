@@ -81,12 +81,18 @@ const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted 
  */
 export class RedisLock implements Locker {
   readonly #client: RedisClientLike;
+  /** Random per instance; with a counter it makes owner ids unique without random bytes per grant. */
+  readonly #id = randomBytes(12).toString('hex');
+  #grants = 0;
   readonly #subscriber: RedisSubscriberLike | undefined;
   readonly #prefix: string;
   readonly #ttlMs: number;
   readonly #pollMs: number;
   readonly #driftFactor: number;
-  readonly #waiters = new Map<string, Set<Wake>>();
+  readonly #waiters = new Map<
+    string,
+    { readonly wakers: Set<Wake>; readonly ready: Promise<void> }
+  >();
 
   constructor(options: RedisLockOptions) {
     assertPlainObject('options', options);
@@ -116,7 +122,7 @@ export class RedisLock implements Locker {
       );
     }
     this.#subscriber?.on('message', (channel) => {
-      for (const wake of this.#waiters.get(channel) ?? []) wake();
+      for (const wake of this.#waiters.get(channel)?.wakers ?? []) wake();
     });
   }
 
@@ -164,17 +170,14 @@ export class RedisLock implements Locker {
     const keys = this.#keys(key);
     const started = performance.now();
     const deadline = started + waitMs;
-    const subscribed = waitMs > 0 ? await this.#subscribe(keys.channel) : undefined;
+    // Subscribed only once a first attempt failed: an uncontended acquire costs one round trip.
+    let unsubscribe: (() => Promise<void>) | undefined;
+    let subscribeTried = false;
     try {
       for (;;) {
-        const owner = randomBytes(16).toString('hex');
+        const owner = `${this.#id}:${++this.#grants}`;
         const sentAt = performance.now();
-        const [granted, value] = (await this.#run(
-          ACQUIRE,
-          [keys.lock, keys.fence],
-          [owner, ttlMs],
-          'acquire a lock',
-        )) as [number, number];
+        const [granted, value] = await this.#tryOnce(keys, owner, ttlMs);
         if (granted === 1) {
           const validUntil = sentAt + ttlMs - this.#margin(ttlMs);
           // Granted after the caller gave up, or already lapsed in flight: give it back.
@@ -195,6 +198,12 @@ export class RedisLock implements Locker {
             'held by another owner',
           );
         }
+        if (!subscribeTried) {
+          subscribeTried = true;
+          unsubscribe = await this.#subscribe(keys.channel);
+          // Try again at once: a release between the attempt and the subscription sent no wake-up we could hear.
+          if (unsubscribe !== undefined) continue;
+        }
         const pttl = granted === 1 ? 0 : value;
         await this.#waitForRelease(
           keys.channel,
@@ -203,7 +212,7 @@ export class RedisLock implements Locker {
         );
       }
     } finally {
-      if (subscribed) await subscribed();
+      if (unsubscribe) await unsubscribe();
     }
   }
 
@@ -228,6 +237,20 @@ export class RedisLock implements Locker {
     }
   }
 
+  /** One attempt: `[1, token]` when granted, `[0, remaining lease ms]` when held. */
+  async #tryOnce(
+    keys: { lock: string; fence: string },
+    owner: string,
+    ttlMs: number,
+  ): Promise<[number, number]> {
+    return (await this.#run(
+      ACQUIRE,
+      [keys.lock, keys.fence],
+      [owner, ttlMs],
+      'acquire a lock',
+    )) as [number, number];
+  }
+
   #margin(ttlMs: number): number {
     return Math.ceil(ttlMs * this.#driftFactor) + 2;
   }
@@ -235,22 +258,26 @@ export class RedisLock implements Locker {
   async #subscribe(channel: string): Promise<(() => Promise<void>) | undefined> {
     const subscriber = this.#subscriber;
     if (subscriber === undefined) return undefined;
-    let set = this.#waiters.get(channel);
-    if (set === undefined) {
-      set = new Set();
-      this.#waiters.set(channel, set);
-      try {
-        await subscriber.subscribe(channel);
-      } catch {
-        // Polling still works without notifications.
-      }
+    let entry = this.#waiters.get(channel);
+    if (entry === undefined) {
+      // Polling still works if the subscription fails.
+      entry = {
+        wakers: new Set(),
+        ready: subscriber.subscribe(channel).then(
+          () => undefined,
+          () => undefined,
+        ),
+      };
+      this.#waiters.set(channel, entry);
     }
-    const waiters = set;
+    const current = entry;
     const marker: Wake = () => undefined;
-    waiters.add(marker);
+    current.wakers.add(marker);
+    // Later waiters wait for the same SUBSCRIBE, so none of them listens before it is active.
+    await current.ready;
     return async () => {
-      waiters.delete(marker);
-      if (waiters.size === 0 && this.#waiters.get(channel) === waiters) {
+      current.wakers.delete(marker);
+      if (current.wakers.size === 0 && this.#waiters.get(channel) === current) {
         this.#waiters.delete(channel);
         await subscriber.unsubscribe(channel).catch(() => undefined);
       }
@@ -259,24 +286,22 @@ export class RedisLock implements Locker {
 
   #waitForRelease(channel: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const waiters = this.#waiters.get(channel);
+      const waiters = this.#waiters.get(channel)?.wakers;
       const done = (): void => {
         clearTimeout(timer);
-        waiters?.delete(done);
+        waiters?.delete(wake);
         signal?.removeEventListener('abort', onAbort);
+      };
+      const wake = (): void => {
+        done();
+        resolve();
       };
       const onAbort = (): void => {
         done();
         reject(new AbortedError(signal?.reason));
       };
-      const timer = setTimeout(() => {
-        done();
-        resolve();
-      }, ms);
-      waiters?.add(() => {
-        done();
-        resolve();
-      });
+      const timer = setTimeout(wake, ms);
+      waiters?.add(wake);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

@@ -1,0 +1,265 @@
+/**
+ * Lock throughput and hand-off latency, raceguard beside its peers, in one
+ * run on the same servers:
+ *
+ * - uncontended: 64 workers, each on its own key, acquire + release in a loop;
+ * - contended: 8 workers on one key; hand-off latency is the time from one
+ *   holder's release to the next holder's grant.
+ *
+ * Redis libraries share one ioredis connection to one redis-server started
+ * here. The physical baseline (`baseline`) is raw `SET key v NX PX` + `DEL`
+ * (retried at once when contended). In-process locks are compared with
+ * `async-mutex` behind a `Map`, and with a bare `Set` of held keys as their
+ * baseline.
+ *
+ *   npm run bench:locks [-- --duration-ms 1000 --rounds 3 --json]
+ */
+import { parseArgs } from 'node:util';
+import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
+import { Mutex as AsyncMutex } from 'async-mutex';
+import { Redis } from 'ioredis';
+import { Mutex as SemaphoreMutex } from 'redis-semaphore';
+import Redlock from 'redlock';
+import { renderTable } from '../dist/cli/table.js';
+import { percentile } from '../dist/burst/percentile.js';
+import { KeyedMutex } from '../dist/local/keyed-mutex.js';
+import { RedisLock } from '../dist/redis/redis-lock.js';
+import { startRedisServer } from '../dist/redis/server.js';
+
+const { values: args } = parseArgs({
+  options: {
+    'duration-ms': { type: 'string', default: '1000' },
+    rounds: { type: 'string', default: '3' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const durationMs = Number(args['duration-ms']);
+const rounds = Number(args.rounds);
+const UNCONTENDED_WORKERS = 64;
+const CONTENDED_WORKERS = 8;
+const TTL_MS = 10_000;
+
+/** Acquire `key`; the returned function releases it. */
+type Take = (key: string) => Promise<() => Promise<void>>;
+
+interface Result {
+  library: string;
+  backend: 'redis' | 'in-process';
+  scenario: 'uncontended' | 'contended';
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  ratioToBaseline: number;
+}
+
+async function uncontended(take: Take, prefix: string) {
+  const latencies: number[] = [];
+  let ops = 0;
+  const until = performance.now() + durationMs;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: UNCONTENDED_WORKERS }, async (_, w) => {
+      const key = `${prefix}:u:${w}`;
+      while (performance.now() < until) {
+        const t = performance.now();
+        const release = await take(key);
+        await release();
+        latencies.push(performance.now() - t);
+        ops++;
+      }
+    }),
+  );
+  return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies };
+}
+
+async function contended(take: Take, prefix: string) {
+  const handoffs: number[] = [];
+  let last: { worker: number; releasedAt: number } | undefined;
+  let ops = 0;
+  const key = `${prefix}:c`;
+  const until = performance.now() + durationMs;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONTENDED_WORKERS }, async (_, worker) => {
+      while (performance.now() < until) {
+        const release = await take(key);
+        // A hand-off is a grant to another worker than the one that released.
+        if (last !== undefined && last.worker !== worker)
+          handoffs.push(performance.now() - last.releasedAt);
+        ops++;
+        last = { worker, releasedAt: performance.now() };
+        await release();
+        await new Promise((r) => setImmediate(r)); // give the others a chance at the next grant
+      }
+    }),
+  );
+  return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies: handoffs };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+const server = await startRedisServer();
+const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
+const subscriber = client.duplicate();
+await client.ping();
+
+const rawTake: Take = async (key) => {
+  for (;;) {
+    if ((await client.set(key, '1', 'PX', TTL_MS, 'NX')) === 'OK') {
+      return async () => {
+        await client.del(key);
+      };
+    }
+  }
+};
+const raceguard = new RedisLock({ client, subscriber, ttlMs: TTL_MS });
+const redlock = new Redlock([client], { retryCount: 10_000, retryDelay: 5, retryJitter: 5 });
+const sesame = new SesameRedlock([client], { retryCount: 10_000, retryDelay: 5, retryJitter: 5 });
+
+const redisLibraries: [string, Take][] = [
+  ['baseline', rawTake],
+  [
+    'raceguard',
+    async (key) => {
+      const lock = await raceguard.acquire(key, { ttlMs: TTL_MS });
+      return () => lock.release();
+    },
+  ],
+  [
+    'redlock',
+    async (key) => {
+      const lock = await redlock.acquire([key], TTL_MS);
+      return async () => {
+        await lock.release();
+      };
+    },
+  ],
+  [
+    '@sesamecare-oss/redlock',
+    async (key) => {
+      const lock = await sesame.acquire([key], TTL_MS);
+      return async () => {
+        await lock.release();
+      };
+    },
+  ],
+  [
+    'redis-semaphore',
+    async (key) => {
+      const mutex = new SemaphoreMutex(client, key, {
+        lockTimeout: TTL_MS,
+        acquireTimeout: 60_000,
+        retryInterval: 5,
+      });
+      await mutex.acquire();
+      return () => mutex.release();
+    },
+  ],
+];
+
+const keyed = new KeyedMutex();
+const asyncMutexes = new Map<string, AsyncMutex>();
+const held = new Set<string>();
+const localLibraries: [string, Take][] = [
+  [
+    'baseline',
+    async (key) => {
+      while (held.has(key)) await new Promise((r) => setImmediate(r));
+      held.add(key);
+      return () => {
+        held.delete(key);
+        return Promise.resolve();
+      };
+    },
+  ],
+  [
+    'raceguard',
+    async (key) => {
+      const lock = await keyed.acquire(key);
+      return () => lock.release();
+    },
+  ],
+  [
+    'async-mutex',
+    async (key) => {
+      // The hand-rolled keyed mutex people write: a Map of mutexes, never pruned.
+      let mutex = asyncMutexes.get(key);
+      if (mutex === undefined) {
+        mutex = new AsyncMutex();
+        asyncMutexes.set(key, mutex);
+      }
+      const release = await mutex.acquire();
+      return () => {
+        release();
+        return Promise.resolve();
+      };
+    },
+  ],
+];
+
+const results: Result[] = [];
+try {
+  for (const [backend, libraries] of [
+    ['redis', redisLibraries],
+    ['in-process', localLibraries],
+  ] as const) {
+    for (const scenario of ['uncontended', 'contended'] as const) {
+      // Rounds interleave the libraries; each reports its median round, so noise moves one sample, not a ratio.
+      const samples = new Map<string, { ops: number[]; latencies: number[] }>();
+      for (let round = 0; round < rounds; round++) {
+        for (const [library, take] of libraries) {
+          if (!args.json)
+            process.stderr.write(`  ${backend} ${scenario}, round ${round + 1}: ${library}...\n`);
+          const prefix = `bench:${library}:${Math.random().toString(36).slice(2)}`;
+          const run = await (scenario === 'uncontended' ? uncontended : contended)(take, prefix);
+          const sample = samples.get(library) ?? { ops: [], latencies: [] };
+          sample.ops.push(run.opsPerSec);
+          for (const latency of run.latencies) sample.latencies.push(latency);
+          samples.set(library, sample);
+        }
+      }
+      const baselineOps = median(samples.get('baseline')?.ops ?? []);
+      for (const [library, sample] of samples) {
+        const opsPerSec = median(sample.ops);
+        results.push({
+          library,
+          backend,
+          scenario,
+          opsPerSec: Math.round(opsPerSec),
+          p50Ms: Number(percentile(sample.latencies, 50).toFixed(3)),
+          p99Ms: Number(percentile(sample.latencies, 99).toFixed(3)),
+          ratioToBaseline: Number((opsPerSec / baselineOps).toFixed(3)),
+        });
+      }
+    }
+  }
+} finally {
+  client.disconnect();
+  subscriber.disconnect();
+  await server.stop();
+}
+
+if (args.json) {
+  process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
+} else {
+  process.stdout.write(
+    `${renderTable(
+      ['backend', 'scenario', 'library', 'ops/s', 'x baseline', 'p50 ms', 'p99 ms'],
+      results.map((r) => [
+        r.backend,
+        r.scenario,
+        r.library,
+        r.opsPerSec,
+        r.ratioToBaseline.toFixed(2),
+        r.p50Ms,
+        r.p99Ms,
+      ]),
+    )}\n\nuncontended: ${UNCONTENDED_WORKERS} workers on distinct keys, latency = acquire + release; contended: ${CONTENDED_WORKERS} workers on one key, latency = hand-off (one worker's release to another's grant); median of ${rounds} interleaved rounds of ${durationMs} ms\n`,
+  );
+}
