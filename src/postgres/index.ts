@@ -34,6 +34,7 @@ export {
   type AdvisoryLockOptions,
 } from './advisory.js';
 export { fencedUpdate, type FencedUpdateOptions } from './fenced-update.js';
+export { PostgresAdvisoryLock, type PostgresAdvisoryLockOptions } from './advisory-lock.js';
 export {
   PostgresLeaseLock,
   createLockTable,

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -11,6 +12,9 @@ import {
 import { LockTimeoutError } from '../../src/postgres/errors.js';
 import { transaction, type Transaction } from '../../src/postgres/transaction.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+/** Advisory locks are database-wide: keys unique to this run keep parallel test files and runs apart. */
+const run = randomBytes(4).toString('hex');
 
 describe('advisory locks', () => {
   let db: TestDatabase;
@@ -32,7 +36,7 @@ describe('advisory locks', () => {
   it('100 concurrent read-gap-write increments under the lock add exactly 100', async () => {
     await Promise.all(
       Array.from({ length: 100 }, () =>
-        withAdvisoryLock(db.pool, 'counter:1', async (tx) => {
+        withAdvisoryLock(db.pool, `${run}:counter:1`, async (tx) => {
           const { rows } = await tx.query('SELECT value FROM counters WHERE id = 1');
           await delay(1);
           await tx.query('UPDATE counters SET value = $1 WHERE id = 1', [
@@ -50,16 +54,22 @@ describe('advisory locks', () => {
     const held = new Promise<void>((r) => (release = r));
     let locked!: () => void;
     const isLocked = new Promise<void>((r) => (locked = r));
-    const holder = withAdvisoryLock(db.pool, 'report', async () => {
+    const holder = withAdvisoryLock(db.pool, `${run}:report`, async () => {
       locked();
       await held;
     });
     await isLocked;
     try {
-      assert.equal(await transaction(db.pool, (tx) => tryAdvisoryXactLock(tx, 'report')), false);
-      assert.equal(await transaction(db.pool, (tx) => tryAdvisoryXactLock(tx, 'other')), true);
+      assert.equal(
+        await transaction(db.pool, (tx) => tryAdvisoryXactLock(tx, `${run}:report`)),
+        false,
+      );
+      assert.equal(
+        await transaction(db.pool, (tx) => tryAdvisoryXactLock(tx, `${run}:other`)),
+        true,
+      );
       const error = await transaction(db.pool, (tx) =>
-        advisoryXactLock(tx, 'report', { lockTimeoutMs: 50 }),
+        advisoryXactLock(tx, `${run}:report`, { lockTimeoutMs: 50 }),
       ).catch((e: unknown) => e);
       assert.ok(error instanceof LockTimeoutError);
       assert.match(error.message, /advisory lock "report" within 50ms/);
@@ -67,7 +77,10 @@ describe('advisory locks', () => {
       release();
       await holder;
     }
-    assert.equal(await transaction(db.pool, (tx) => tryAdvisoryXactLock(tx, 'report')), true);
+    assert.equal(
+      await transaction(db.pool, (tx) => tryAdvisoryXactLock(tx, `${run}:report`)),
+      true,
+    );
   });
 
   it('validates its input', async () => {
