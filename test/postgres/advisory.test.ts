@@ -72,7 +72,7 @@ describe('advisory locks', () => {
         advisoryXactLock(tx, `${run}:report`, { lockTimeoutMs: 50 }),
       ).catch((e: unknown) => e);
       assert.ok(error instanceof LockTimeoutError);
-      assert.match(error.message, /advisory lock "report" within 50ms/);
+      assert.match(error.message, /advisory lock "[0-9a-f]+:report" within 50ms/);
     } finally {
       release();
       await holder;
