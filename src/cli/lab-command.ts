@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 
 import { AbortedError } from '../core/errors.js';
 import { runLab, type LabReport } from '../lab/run-lab.js';
 import { SCENARIOS } from '../lab/scenarios/index.js';
-import { STRATEGIES, type Strategy } from '../lab/scenario.js';
+import { ALL_STRATEGIES, LOCK_STRATEGIES, STRATEGIES, type Strategy } from '../lab/scenario.js';
 import { createProgress } from './progress.js';
 import { renderTable } from './table.js';
 
@@ -75,16 +75,22 @@ export function formatLabReport(report: LabReport): string {
     ],
     rows,
   );
-  const unsafe = report.results.filter((r) => r.strategy === 'unsafe');
+  const isUnsafe = (strategy: Strategy): boolean => report.unsafeStrategies.includes(strategy);
+  const unsafe = report.results.filter((r) => isUnsafe(r.strategy));
   const caught = unsafe.filter((r) => r.anomalousTrials > 0);
-  const dirtyFixes = report.results.filter((r) => r.strategy !== 'unsafe' && r.anomalousTrials > 0);
+  const dirtyFixes = report.results.filter((r) => !isUnsafe(r.strategy) && r.anomalousTrials > 0);
   const lines = [
     table,
     '',
-    `PostgreSQL: ${report.embeddedPostgres ? 'embedded' : 'DATABASE_URL'}; ${report.concurrency} concurrent requests per burst, ${report.trials} trial(s), gap ${report.gapMs} ms`,
+    `PostgreSQL: ${report.embeddedPostgres ? 'embedded' : 'DATABASE_URL'}; ${report.concurrency} concurrent requests per burst over ${report.servers} lab server(s), ${report.trials} trial(s), gap ${report.gapMs} ms`,
   ];
   if (unsafe.length > 0) {
-    const detail = unsafe.map((r) => `${r.scenario} ${r.anomalousTrials}/${r.trials}`).join(', ');
+    const detail = unsafe
+      .map(
+        (r) =>
+          `${r.scenario}${r.strategy === 'unsafe' ? '' : `/${r.strategy}`} ${r.anomalousTrials}/${r.trials}`,
+      )
+      .join(', ');
     lines.push(
       `unsafe variants caught: ${caught.length}/${unsafe.length} (trials with anomalies: ${detail})`,
     );
@@ -122,8 +128,8 @@ export function labCommand(): Command {
     .addOption(
       new Option(
         '--strategy <names>',
-        `strategies to run, comma-separated (${STRATEGIES.join(', ')})`,
-      ).argParser(list(STRATEGIES)),
+        `strategies to run, comma-separated (default: ${STRATEGIES.join(', ')}; also: ${LOCK_STRATEGIES.join(', ')})`,
+      ).argParser(list(ALL_STRATEGIES)),
     )
     .addOption(
       new Option('--gap-ms <ms>', 'awaited pause between read and write; 0 = no artificial delay')
@@ -135,6 +141,14 @@ export function labCommand(): Command {
         .default(32)
         .argParser(integer(1)),
     )
+    .addOption(
+      new Option(
+        '--servers <n>',
+        'lab servers behind the same database, requests spread over them (an in-process mutex fails with 2+)',
+      )
+        .default(1)
+        .argParser(integer(1)),
+    )
     .option('--json', 'print the results as JSON on stdout')
     .action(
       async (opts: {
@@ -144,6 +158,7 @@ export function labCommand(): Command {
         strategy?: Strategy[];
         gapMs: number;
         poolSize: number;
+        servers: number;
         json?: boolean;
       }) => {
         const progress = createProgress();
@@ -157,6 +172,7 @@ export function labCommand(): Command {
             trials: opts.trials,
             gapMs: opts.gapMs,
             poolSize: opts.poolSize,
+            servers: opts.servers,
             signal: controller.signal,
             ...(opts.scenario && { scenarios: opts.scenario }),
             ...(opts.strategy && { strategies: opts.strategy }),

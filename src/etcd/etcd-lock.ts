@@ -17,6 +17,9 @@ import {
   assertPositiveInteger,
 } from '../core/validate.js';
 
+/** Longest wait on a watch before the queue is listed again. */
+const RECHECK_MS = 1000;
+
 /** Options of {@link EtcdLock}. */
 export interface EtcdLockOptions {
   /** An `etcd3` client. */
@@ -234,25 +237,24 @@ export class EtcdLock implements Locker {
           done();
           reject(new AbortedError(signal?.reason));
         };
-        // On timeout, re-list: the caller decides whether the wait is over.
-        const timer = Number.isFinite(ms)
-          ? setTimeout(() => {
-              done();
-              resolve();
-            }, ms)
-          : undefined;
+        const wake = (): void => {
+          done();
+          resolve();
+        };
+        // On timeout, and at least every RECHECK_MS, re-list: a watch event
+        // delivered before our listener was attached must not strand us.
+        const timer = setTimeout(wake, Math.min(ms, RECHECK_MS));
         for (const watcher of watchers) {
-          watcher.on('delete', () => {
-            done();
-            resolve();
-          });
-          watcher.on('error', () => {
-            done();
-            resolve();
-          });
+          watcher.on('delete', wake);
+          watcher.on('error', wake);
         }
-        if (signal?.aborted === true) onAbort();
-        else signal?.addEventListener('abort', onAbort, { once: true });
+        if (signal?.aborted === true) return onAbort();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        // A key deleted before the watch was listening: look now rather than at the next recheck.
+        void Promise.all(keys.map((key) => this.#client.get(key).exists())).then(
+          (present) => (present.every(Boolean) ? undefined : wake()),
+          () => undefined,
+        );
       });
     } finally {
       await Promise.all(watchers.map((w) => w.cancel().catch(() => undefined)));

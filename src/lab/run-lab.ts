@@ -3,14 +3,21 @@
  * bursts at every scenario and strategy, check the invariants, aggregate.
  */
 import type pg from 'pg';
-import { createBurstClient, type BurstClient } from '../burst/burst.js';
+import { createBurstClient, type BurstClient, type BurstRequest } from '../burst/burst.js';
 import { percentile } from '../burst/percentile.js';
 import { InvalidArgumentError, throwIfAborted } from '../index.js';
 import { createScratchSchema, type PoolLike } from '../postgres/index.js';
 import { usePostgres } from '../postgres/server.js';
 import { createLabServer } from './server.js';
 import { SCENARIOS } from './scenarios/index.js';
-import { STRATEGIES, type ObservedResponse, type Strategy } from './scenario.js';
+import {
+  ALL_STRATEGIES,
+  LOCK_STRATEGIES,
+  STRATEGIES,
+  type ObservedResponse,
+  type Strategy,
+} from './scenario.js';
+import { setUpLockers } from './lock-backends.js';
 
 /** Options of {@link runLab}. */
 export interface LabOptions {
@@ -28,6 +35,12 @@ export interface LabOptions {
   readonly databaseUrl?: string;
   /** Connections of the service's pool. @default 32 */
   readonly poolSize?: number;
+  /**
+   * Lab servers behind the same database; requests are spread over them. With
+   * two or more, an in-process mutex no longer protects anything.
+   * @default 1
+   */
+  readonly servers?: number;
   /** Called after every trial. */
   readonly onProgress?: (progress: LabProgress) => void;
   readonly signal?: AbortSignal;
@@ -65,6 +78,10 @@ export interface LabReport {
   readonly trials: number;
   readonly gapMs: number;
   readonly embeddedPostgres: boolean;
+  /** Lab servers the bursts were spread over. */
+  readonly servers: number;
+  /** The strategies expected to show anomalies in this set-up (`unsafe`, and `local-mutex` across servers). */
+  readonly unsafeStrategies: readonly Strategy[];
   /** `true` when every fix showed zero anomalies in every trial. */
   readonly fixesClean: boolean;
 }
@@ -103,9 +120,14 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
         });
   const strategies = options.strategies ?? STRATEGIES;
   for (const strategy of strategies) {
-    if (!STRATEGIES.includes(strategy))
-      throw new InvalidArgumentError('strategy', `one of ${STRATEGIES.join(', ')}`, strategy);
+    if (!ALL_STRATEGIES.includes(strategy))
+      throw new InvalidArgumentError('strategy', `one of ${ALL_STRATEGIES.join(', ')}`, strategy);
   }
+  const servers = options.servers ?? 1;
+  if (!Number.isSafeInteger(servers) || servers < 1 || servers > 8) {
+    throw new InvalidArgumentError('servers', 'an integer from 1 to 8', servers);
+  }
+  const unsafeStrategies: Strategy[] = servers > 1 ? ['unsafe', 'local-mutex'] : ['unsafe'];
 
   let pgModule: typeof pg;
   try {
@@ -123,38 +145,71 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     cleanup.push(() => admin.end());
     const schema = await createScratchSchema(admin, 'raceguard_lab');
     cleanup.push(() => schema.drop());
-    const pool = new pgModule.Pool({
-      connectionString: server.url,
-      max: poolSize,
-      options: schema.connectionOptions,
+    // One pool, one set of lockers and one HTTP server per lab server, as separate processes would have.
+    const pools = Array.from({ length: servers }, () => {
+      const pool = new pgModule.Pool({
+        connectionString: server.url,
+        max: poolSize,
+        options: schema.connectionOptions,
+      });
+      // Failures reach the queries that hit them; a connection cut while idle or
+      // during shutdown (Ctrl-C stops the embedded server) must not crash the process.
+      pool.on('error', () => undefined);
+      pool.on('connect', (connection) => connection.on('error', () => undefined));
+      cleanup.push(() => pool.end());
+      return pool;
     });
-    // Failures reach the queries that hit them; a connection cut while idle or
-    // during shutdown (Ctrl-C stops the embedded server) must not crash the process.
-    pool.on('error', () => undefined);
-    pool.on('connect', (connection) => connection.on('error', () => undefined));
-    cleanup.push(() => pool.end());
-    const app = createLabServer({ pool, scenarios, gapMs });
-    const address = await app.listen({ host: '127.0.0.1', port: 0 });
-    cleanup.push(() => app.close());
-    const client = await createBurstClient(address, {
-      connections: concurrency,
-      warmupPath: '/health',
-    });
-    cleanup.push(() => client.close());
-    const results = await runAll(pool, client);
+    const lockStrategies = LOCK_STRATEGIES.filter((s) => strategies.includes(s));
+    const lockers = await setUpLockers(lockStrategies, pools, cleanup);
+    const clients: BurstClient[] = [];
+    for (const [i, pool] of pools.entries()) {
+      const app = createLabServer({ pool, scenarios, gapMs, lockers: lockers[i] ?? {} });
+      const address = await app.listen({ host: '127.0.0.1', port: 0 });
+      cleanup.push(() => app.close());
+      const client = await createBurstClient(address, {
+        connections: Math.ceil(concurrency / servers),
+        warmupPath: '/health',
+      });
+      cleanup.push(() => client.close());
+      clients.push(client);
+    }
+    const results = await runAll(pools[0] as PoolLike, clients);
     return {
       results,
       concurrency,
       trials,
       gapMs,
       embeddedPostgres: server.embedded,
-      fixesClean: results.every((r) => r.strategy === 'unsafe' || r.anomalousTrials === 0),
+      servers,
+      unsafeStrategies,
+      fixesClean: results.every(
+        (r) => unsafeStrategies.includes(r.strategy) || r.anomalousTrials === 0,
+      ),
     };
   } finally {
     for (const step of cleanup.reverse()) await step().catch(() => undefined);
   }
 
-  async function runAll(pool: PoolLike, client: BurstClient): Promise<LabResult[]> {
+  /** Spread one burst over every server (round robin), released together. */
+  async function fireAll(clients: readonly BurstClient[], requests: readonly BurstRequest[]) {
+    const parts = clients.map((_, c) =>
+      requests.map((r, i) => [r, i] as const).filter(([, i]) => i % clients.length === c),
+    );
+    const bursts = await Promise.all(
+      clients.map((client, c) =>
+        client.fire(
+          (parts[c] ?? []).map(([r]) => r),
+          signal ? { signal } : {},
+        ),
+      ),
+    );
+    const responses = bursts.flatMap((burst, c) =>
+      burst.responses.map((r) => ({ ...r, index: (parts[c] ?? [])[r.index]?.[1] ?? -1 })),
+    );
+    return { responses, durationMs: Math.max(...bursts.map((b) => b.durationMs)) };
+  }
+
+  async function runAll(pool: PoolLike, clients: readonly BurstClient[]): Promise<LabResult[]> {
     const results: LabResult[] = [];
     const total = scenarios.length * strategies.length * trials;
     let done = 0;
@@ -171,9 +226,9 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           const shape = { concurrency };
           await scenario.seed(pool, shape);
           const requests = scenario.requests(shape);
-          const burst = await client.fire(
+          const burst = await fireAll(
+            clients,
             requests.map((body) => ({ path: `/scenarios/${scenario.name}/${strategy}`, body })),
-            signal ? { signal } : {},
           );
           busyMs += burst.durationMs;
           const observed: ObservedResponse[] = burst.responses.map((r) => ({

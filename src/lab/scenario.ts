@@ -3,13 +3,23 @@
  * business logic written once per strategy, and the invariants that must
  * hold afterwards.
  */
+import type { Locker } from '../index.js';
 import type { KeyValues, PoolLike, Queryable, Row, TransactionOptions } from '../postgres/index.js';
+
+/** Strategies that take a lock around the unchanged read-check-write. */
+export type LockStrategy = 'local-mutex' | 'redis-lock' | 'lease-lock' | 'etcd-lock';
 
 /** How a handler protects its read-check-write. */
 export type Strategy =
-  'unsafe' | 'atomic' | 'pessimistic' | 'optimistic' | 'serializable' | 'advisory-lock';
+  | 'unsafe'
+  | 'atomic'
+  | 'pessimistic'
+  | 'optimistic'
+  | 'serializable'
+  | 'advisory-lock'
+  | LockStrategy;
 
-/** Every strategy, in report order. */
+/** The database-level strategies: what `raceguard lab` runs by default. */
 export const STRATEGIES: readonly Strategy[] = [
   'unsafe',
   'atomic',
@@ -18,6 +28,21 @@ export const STRATEGIES: readonly Strategy[] = [
   'serializable',
   'advisory-lock',
 ];
+
+/**
+ * Lock strategies, run on request (`--strategy`): an in-process mutex
+ * (correct with one server, broken with two), and the Redis, PostgreSQL
+ * lease and etcd locks (correct across servers).
+ */
+export const LOCK_STRATEGIES: readonly LockStrategy[] = [
+  'local-mutex',
+  'redis-lock',
+  'lease-lock',
+  'etcd-lock',
+];
+
+/** Every strategy the lab knows. */
+export const ALL_STRATEGIES: readonly Strategy[] = [...STRATEGIES, ...LOCK_STRATEGIES];
 
 /** The answer of a handler: HTTP status and JSON body. */
 export interface HandlerResult {
@@ -33,6 +58,8 @@ export interface HandlerContext {
   readonly gap: () => Promise<void>;
   /** Options every transaction and optimistic update of the lab uses (retry counting, attempts). */
   readonly retryOptions: Pick<TransactionOptions, 'maxAttempts' | 'maxDelayMs' | 'onRetry'>;
+  /** This server's lockers for the lock strategies that were set up. */
+  readonly lockers: Partial<Record<LockStrategy, Locker>>;
 }
 
 /** The fixture parameters of one trial. */

@@ -5,7 +5,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { sleep } from '../index.js';
 import type { PoolLike } from '../postgres/index.js';
-import { STRATEGIES, type HandlerContext, type Scenario, type Strategy } from './scenario.js';
+import { ALL_STRATEGIES, type HandlerContext, type Scenario, type Strategy } from './scenario.js';
 import { serve } from './strategy.js';
 
 /** Options of {@link createLabServer}. */
@@ -16,6 +16,8 @@ export interface LabServerOptions {
   readonly gapMs: number;
   /** Attempts of every transaction and optimistic update. @default 10 */
   readonly maxAttempts?: number;
+  /** This server's lockers, for the lock strategies. @default none */
+  readonly lockers?: HandlerContext['lockers'];
 }
 
 /**
@@ -40,13 +42,14 @@ export function createLabServer(options: LabServerOptions): FastifyInstance {
     async (request, reply) => {
       const scenario = byName.get(request.params.scenario);
       const strategy = request.params.strategy as Strategy;
-      if (scenario === undefined || !STRATEGIES.includes(strategy)) {
+      if (scenario === undefined || !ALL_STRATEGIES.includes(strategy)) {
         return reply.code(404).send({ error: 'unknown scenario or strategy' });
       }
       let retries = 0;
       const context: HandlerContext = {
         pool: options.pool,
         gap,
+        lockers: options.lockers ?? {},
         retryOptions: {
           maxAttempts: options.maxAttempts ?? 10,
           maxDelayMs: 100,

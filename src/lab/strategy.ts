@@ -1,4 +1,4 @@
-import { RetryExhaustedError } from '../index.js';
+import { LockAcquireTimeoutError, RetryExhaustedError, withLock } from '../index.js';
 import {
   LockTimeoutError,
   OptimisticConflictError,
@@ -71,6 +71,24 @@ export async function serve(
           },
           { ...context.retryOptions, lockTimeoutMs: 10_000 },
         );
+      case 'local-mutex':
+      case 'redis-lock':
+      case 'lease-lock':
+      case 'etcd-lock': {
+        const locker = context.lockers[strategy];
+        if (locker === undefined)
+          throw new Error(`the ${strategy} strategy was not set up on this server`);
+        // The unsafe code, unchanged, inside the lock.
+        return await withLock(
+          locker,
+          lockKey,
+          async () => {
+            const row = await readTarget(context.pool, table, key);
+            return row ? scenario.checkThenAct(context.pool, row, request, context) : missing;
+          },
+          { ttlMs: 30_000, waitMs: 30_000 },
+        );
+      }
       case 'atomic':
         return await scenario.atomic(request, context);
       case 'optimistic':
@@ -80,7 +98,8 @@ export async function serve(
     if (
       error instanceof OptimisticConflictError ||
       error instanceof RetryExhaustedError ||
-      error instanceof LockTimeoutError
+      error instanceof LockTimeoutError ||
+      error instanceof LockAcquireTimeoutError
     ) {
       return { status: 409, body: { error: error.code } };
     }

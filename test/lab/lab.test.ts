@@ -41,6 +41,43 @@ describe('race lab', () => {
     assertExpectedOutcome(await runLab({ concurrency: 40, trials: 2, gapMs: 0 }));
   });
 
+  it('two lab servers behind one database: an in-process mutex fails, the distributed locks hold', async () => {
+    const report = await runLab({
+      concurrency: 40,
+      trials: 2,
+      gapMs: 2,
+      servers: 2,
+      scenarios: ['counter', 'bank'],
+      strategies: ['local-mutex', 'redis-lock', 'lease-lock', 'etcd-lock'],
+    });
+    const byStrategy = (strategy: string) => report.results.filter((r) => r.strategy === strategy);
+    assert.ok(
+      byStrategy('local-mutex').every((r) => r.anomalousTrials > 0),
+      `each server's own mutex cannot see the other's holders: ${JSON.stringify(byStrategy('local-mutex'))}`,
+    );
+    for (const strategy of ['redis-lock', 'lease-lock', 'etcd-lock']) {
+      assert.deepEqual(
+        byStrategy(strategy).map((r) => r.anomalousTrials),
+        [0, 0],
+        strategy,
+      );
+    }
+    assert.deepEqual(report.unsafeStrategies, ['unsafe', 'local-mutex']);
+    assert.equal(report.fixesClean, true);
+  });
+
+  it('with one server, the in-process mutex is enough', async () => {
+    const report = await runLab({
+      concurrency: 30,
+      trials: 1,
+      gapMs: 2,
+      scenarios: ['counter'],
+      strategies: ['local-mutex'],
+    });
+    assert.equal(report.results[0]?.anomalousTrials, 0);
+    assert.equal(report.results[0]?.accepted, 30);
+  });
+
   it('rejects bad options before starting anything', async () => {
     await assert.rejects(
       runLab({ concurrency: 1 }),
@@ -48,6 +85,7 @@ describe('race lab', () => {
     );
     await assert.rejects(runLab({ scenarios: ['nope'] }), /scenario must be one of/);
     await assert.rejects(runLab({ gapMs: Number.NaN }), /gapMs/);
+    await assert.rejects(runLab({ servers: 0 }), /servers must be an integer from 1 to 8/);
   });
 });
 

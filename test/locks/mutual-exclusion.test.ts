@@ -41,6 +41,7 @@ describe('mutual exclusion across processes', () => {
 
   async function runWorkers(backend: string): Promise<void> {
     await db.pool.query('INSERT INTO mx_counter VALUES ($1, 0)', [backend]);
+    const startAt = String(Date.now() + 4000);
     const exits = Array.from({ length: WORKERS }, (_, worker) => {
       const child = fork(
         'test/helpers/lock-worker.ts',
@@ -51,6 +52,7 @@ describe('mutual exclusion across processes', () => {
           db.schema,
           String(worker),
           String(GRANTS_PER_WORKER),
+          startAt,
         ],
         { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
       );
@@ -77,23 +79,7 @@ describe('mutual exclusion across processes', () => {
 
   for (const backend of ['redis', 'postgres', 'etcd', 'zookeeper']) {
     it(`${backend}: ${WORKERS} processes x ${GRANTS_PER_WORKER} grants, one unbroken chain`, async () => {
-      await db.pool.query('INSERT INTO mx_counter VALUES ($1, 0)', [backend]);
-      const exits = Array.from({ length: WORKERS }, (_, worker) => {
-        const child = fork(
-          'test/helpers/lock-worker.ts',
-          [
-            backend,
-            endpoints()[backend] as string,
-            db.url,
-            db.schema,
-            String(worker),
-            String(GRANTS_PER_WORKER),
-          ],
-          { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-        );
-        return new Promise<number | null>((resolve) => child.once('exit', resolve));
-      });
-      assert.deepEqual(await Promise.all(exits), Array(WORKERS).fill(0));
+      await runWorkers(backend);
 
       const total = WORKERS * GRANTS_PER_WORKER;
       const { rows: counter } = await db.pool.query(
