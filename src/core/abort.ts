@@ -69,3 +69,11 @@ export function createLazyAbort(): LazyAbort {
     },
   };
 }
+
+/**
+ * `signal?.aborted === true`, read through a call so that the type checker
+ * does not assume a signal it already checked is unchanged across `await`s.
+ */
+export function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}

@@ -2,8 +2,15 @@
  * The lock API every backend implements (in-process, Redis, ...), and
  * {@link withLock}, its scoped form.
  */
-import { RaceguardError } from './errors.js';
-import { assertFunction } from './validate.js';
+import { throwIfAborted } from './abort.js';
+import { InvalidArgumentError, RaceguardError } from './errors.js';
+import {
+  assertAbortSignal,
+  assertFunction,
+  assertNonEmptyString,
+  assertPlainObject,
+  assertPositiveInteger,
+} from './validate.js';
 
 /** Options of {@link Locker.acquire}. */
 export interface AcquireOptions {
@@ -171,4 +178,58 @@ export async function withLock<T>(
   } finally {
     await handle.release();
   }
+}
+
+/**
+ * `tryAcquire` in terms of `acquire`: one attempt, `undefined` when the lock is held.
+ *
+ * @example
+ * ```ts
+ * tryAcquire(key, options) { return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 })); }
+ * ```
+ */
+export async function tryOnce(acquire: () => Promise<LockHandle>): Promise<LockHandle | undefined> {
+  try {
+    return await acquire();
+  } catch (error) {
+    if (error instanceof LockAcquireTimeoutError) return undefined;
+    throw error;
+  }
+}
+
+/** Acquire options after validation, with defaults applied. */
+export interface CheckedAcquireOptions {
+  readonly ttlMs: number;
+  readonly waitMs: number;
+  readonly signal: AbortSignal | undefined;
+}
+
+/**
+ * Validate the key and the common acquire options (before any I/O) and
+ * apply the backend's default lease. Throws {@link InvalidArgumentError}, or
+ * `AbortedError` if `signal` has already fired.
+ */
+export function checkAcquire(
+  key: unknown,
+  options: AcquireOptions,
+  defaultTtlMs: number,
+): CheckedAcquireOptions {
+  assertNonEmptyString('key', key);
+  assertPlainObject('options', options);
+  const { ttlMs = defaultTtlMs, waitMs = Number.POSITIVE_INFINITY, signal } = options;
+  assertPositiveInteger('options.ttlMs', ttlMs);
+  if (!(typeof waitMs === 'number' && waitMs >= 0)) {
+    throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
+  }
+  assertAbortSignal('options.signal', signal);
+  throwIfAborted(signal);
+  return { ttlMs, waitMs, signal };
+}
+
+/** Validate a drift factor: a share of the lease, in [0, 0.5). */
+export function checkDriftFactor(value: number): number {
+  if (!(typeof value === 'number' && value >= 0 && value < 0.5)) {
+    throw new InvalidArgumentError('options.driftFactor', 'a number in [0, 0.5)', value);
+  }
+  return value;
 }

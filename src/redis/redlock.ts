@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { sleep } from '../core/abort.js';
+import { sleep, isAborted } from '../core/abort.js';
 import { AbortedError, InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
@@ -7,13 +7,11 @@ import {
   type AcquireOptions,
   type LockHandle,
   type Locker,
+  tryOnce,
+  checkDriftFactor,
+  checkAcquire,
 } from '../core/lock.js';
-import {
-  assertAbortSignal,
-  assertNonEmptyString,
-  assertPlainObject,
-  assertPositiveInteger,
-} from '../core/validate.js';
+import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { ACQUIRE, EXTEND, RELEASE } from './lock-scripts.js';
 import type { RedisClientLike } from './types.js';
 
@@ -147,13 +145,7 @@ export class Redlock implements Locker {
     assertPositiveInteger('options.ttlMs', this.#ttlMs);
     assertPositiveInteger('options.nodeTimeoutMs', this.#nodeTimeoutMs);
     assertPositiveInteger('options.retryDelayMs', this.#retryDelayMs);
-    if (!(this.#driftFactor >= 0 && this.#driftFactor < 0.5)) {
-      throw new InvalidArgumentError(
-        'options.driftFactor',
-        'a number in [0, 0.5)',
-        this.#driftFactor,
-      );
-    }
+    checkDriftFactor(this.#driftFactor);
   }
 
   #margin(ttlMs: number): number {
@@ -216,14 +208,7 @@ export class Redlock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    assertNonEmptyString('key', key);
-    assertPlainObject('options', options);
-    const { ttlMs = this.#ttlMs, waitMs = Number.POSITIVE_INFINITY, signal } = options;
-    assertPositiveInteger('options.ttlMs', ttlMs);
-    if (!(typeof waitMs === 'number' && waitMs >= 0)) {
-      throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
-    }
-    assertAbortSignal('options.signal', signal);
+    const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
     const started = performance.now();
     for (;;) {
       if (signal?.aborted === true) throw new AbortedError(signal.reason);
@@ -259,16 +244,11 @@ export class Redlock implements Locker {
    * const lock = await redlock.tryAcquire('nightly', { ttlMs: 60_000, autoExtend: true });
    * ```
    */
-  async tryAcquire(
+  tryAcquire(
     key: string,
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
-    try {
-      return await this.acquire(key, { ...options, waitMs: 0 });
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError) return undefined;
-      throw error;
-    }
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   async #releaseEverywhere(key: string, owner: string): Promise<void> {
@@ -306,6 +286,3 @@ export class Redlock implements Locker {
 
 /** `Array.isArray` without narrowing the checked value's type to `any[]`. */
 const isList = (value: unknown): boolean => Array.isArray(value);
-
-/** Read through a call, so the checker does not assume the signal is unchanged across awaits. */
-const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;

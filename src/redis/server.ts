@@ -3,8 +3,9 @@
  * free loopback port, for tests, the lab and fault injection: stop it, kill
  * it, pause it.
  */
+import { freePort } from '../core/free-port.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { RaceguardError, messageOf } from '../core/errors.js';
 import { sleep } from '../core/abort.js';
 
@@ -22,19 +23,6 @@ export class RedisStartError extends RaceguardError {
   constructor(message: string, cause?: unknown) {
     super('RACEGUARD_REDIS_START_FAILED', message, { cause });
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        resolve(typeof address === 'object' && address !== null ? address.port : 0),
-      );
-    });
-  });
 }
 
 function ping(port: number): Promise<boolean> {

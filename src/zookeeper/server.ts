@@ -2,9 +2,10 @@
  * A throwaway standalone ZooKeeper (Debian package `zookeeper`) on a free
  * loopback port, with its data in a temporary directory removed on stop.
  */
+import { freePort } from '../core/free-port.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '../core/abort.js';
@@ -27,19 +28,6 @@ export class ZooKeeperStartError extends RaceguardError {
   constructor(message: string) {
     super('RACEGUARD_ZOOKEEPER_START_FAILED', message);
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        resolve(typeof address === 'object' && address !== null ? address.port : 0),
-      );
-    });
-  });
 }
 
 /** ZooKeeper's `ruok` four-letter command: `imok` when it serves requests. */

@@ -1,3 +1,4 @@
+import { isAborted } from '../core/abort.js';
 import type { Client, Event, Exception, Stat } from 'node-zookeeper-client';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import {
@@ -8,6 +9,7 @@ import {
   type AcquireOptions,
   type LockHandle,
   type Locker,
+  tryOnce,
 } from '../core/lock.js';
 import { assertAbortSignal, assertNonEmptyString, assertPlainObject } from '../core/validate.js';
 
@@ -219,16 +221,11 @@ export class ZooKeeperLock implements Locker {
    * const lock = await locks.tryAcquire('compaction');
    * ```
    */
-  async tryAcquire(
+  tryAcquire(
     key: string,
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
-    try {
-      return await this.acquire(key, { ...options, waitMs: 0 });
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError) return undefined;
-      throw error;
-    }
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   #handle(key: string, path: string, token: bigint, options: AcquireOptions = {}): LockHandle {
@@ -308,6 +305,3 @@ export class ZooKeeperLock implements Locker {
     };
   }
 }
-
-/** Read through a call, so the checker does not assume the signal is unchanged across awaits. */
-const isAborted = (signal: AbortSignal | undefined): boolean => signal?.aborted === true;
