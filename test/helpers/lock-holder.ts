@@ -1,8 +1,14 @@
 /**
  * A lock holder in a process of its own, driven over IPC by the fault tests,
  * so the test can freeze it with SIGSTOP while it believes it holds locks.
+ * Backend `redis` writes Redis hashes with `fencedSet`; backend `postgres`
+ * takes a `PostgresLeaseLock` and writes rows with `fencedUpdate`.
  */
 import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { Locker } from '../../src/core/lock.js';
+import { fencedUpdate } from '../../src/postgres/fenced-update.js';
+import { PostgresLeaseLock } from '../../src/postgres/lease-lock.js';
 import { fencedSet } from '../../src/redis/fenced-set.js';
 import { RedisLock } from '../../src/redis/redis-lock.js';
 
@@ -10,10 +16,38 @@ type Command =
   | { cmd: 'acquire'; keys: string[]; ttlMs: number }
   | { cmd: 'write'; items: { key: string; token: string }[]; fenced: boolean };
 
-const [url, prefix] = process.argv.slice(2) as [string, string];
-const client = new Redis(url, { maxRetriesPerRequest: 1 });
-client.on('error', () => undefined);
-const locks = new RedisLock({ client, prefix });
+const [backend, url, namespace] = process.argv.slice(2) as ['redis' | 'postgres', string, string];
+
+let locks: Locker;
+let write: (key: string, token: bigint, fenced: boolean) => Promise<void>;
+if (backend === 'redis') {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on('error', () => undefined);
+  locks = new RedisLock({ client, prefix: namespace });
+  write = (key, token, fenced) =>
+    fenced
+      ? fencedSet(client, `resource:${key}`, 'stale-holder', token)
+      : client.hset(`resource:${key}`, 'value', 'stale-holder').then(() => undefined);
+} else {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 2,
+    options: `-c search_path=${namespace}`,
+  });
+  pool.on('error', () => undefined);
+  locks = new PostgresLeaseLock({ db: pool, pollMs: 5 });
+  write = (key, token, fenced) =>
+    fenced
+      ? fencedUpdate(pool, {
+          table: 'resources',
+          key: { key },
+          set: { value: 'stale-holder' },
+          token,
+        }).then(() => undefined)
+      : pool
+          .query(`UPDATE resources SET value = 'stale-holder' WHERE key = $1`, [key])
+          .then(() => undefined);
+}
 
 process.on('message', (message: Command) => {
   void (async () => {
@@ -27,17 +61,12 @@ process.on('message', (message: Command) => {
     } else {
       const results: string[] = [];
       for (const { key, token } of message.items) {
-        if (message.fenced) {
-          results.push(
-            await fencedSet(client, `resource:${key}`, 'stale-holder', BigInt(token)).then(
-              () => 'written',
-              (e: unknown) => (e as { code?: string }).code ?? 'error',
-            ),
-          );
-        } else {
-          await client.hset(`resource:${key}`, 'value', 'stale-holder');
-          results.push('written');
-        }
+        results.push(
+          await write(key, BigInt(token), message.fenced).then(
+            () => 'written',
+            (e: unknown) => (e as { code?: string }).code ?? 'error',
+          ),
+        );
       }
       process.send?.({ results });
     }
