@@ -233,3 +233,13 @@ export function checkDriftFactor(value: number): number {
   }
   return value;
 }
+
+/**
+ * Until when a lease granted for `ttlMs`, asked for at `sentAt` (monotonic
+ * clock), is certainly held: the lease minus a margin for clock drift
+ * (`driftFactor` of the lease) and timer granularity (2 ms). Measuring from
+ * before the request makes the round trip count against the lease.
+ */
+export function leaseEnd(sentAt: number, ttlMs: number, driftFactor: number): number {
+  return sentAt + ttlMs - (Math.ceil(ttlMs * driftFactor) + 2);
+}

@@ -13,6 +13,7 @@ import {
   tryOnce,
   checkDriftFactor,
   checkAcquire,
+  leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 
@@ -80,10 +81,6 @@ export class EtcdLock implements Locker {
     this.#driftFactor = options.driftFactor ?? 0.01;
     assertPositiveInteger('options.ttlMs', this.#ttlMs);
     checkDriftFactor(this.#driftFactor);
-  }
-
-  #margin(ttlMs: number): number {
-    return Math.ceil(ttlMs * this.#driftFactor) + 2;
   }
 
   async #call<T>(what: string, run: () => Promise<T>): Promise<T> {
@@ -166,7 +163,7 @@ export class EtcdLock implements Locker {
         key,
         lease,
         myRevision,
-        leaseStart + ttlSeconds * 1000 - this.#margin(ttlSeconds * 1000),
+        leaseEnd(leaseStart, ttlSeconds * 1000, this.#driftFactor),
         ttlSeconds,
         options,
       );
@@ -260,7 +257,7 @@ export class EtcdLock implements Locker {
         const response = await this.#call('renew a lease', () => lease.keepaliveOnce());
         const ttl = Number(response.TTL ?? 0);
         return ttl > 0
-          ? sentAt + Math.min(ttl, ttlSeconds) * 1000 - this.#margin(ttlSeconds * 1000)
+          ? leaseEnd(sentAt, Math.min(ttl, ttlSeconds) * 1000, this.#driftFactor)
           : undefined;
       },
       release: async () => {

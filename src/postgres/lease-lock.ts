@@ -11,6 +11,7 @@ import {
   tryOnce,
   checkDriftFactor,
   checkAcquire,
+  leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { quoteIdentifier } from './identifiers.js';
@@ -125,10 +126,6 @@ export class PostgresLeaseLock implements Locker {
     }
   }
 
-  #margin(ttlMs: number): number {
-    return Math.ceil(ttlMs * this.#driftFactor) + 2;
-  }
-
   /**
    * Wait up to `waitMs` for the lock on `key`.
    *
@@ -147,7 +144,7 @@ export class PostgresLeaseLock implements Locker {
       const { rows } = await this.#query(this.#sql.acquire, [key, owner, ttlMs], 'acquire a lock');
       const granted = rows[0];
       if (granted !== undefined) {
-        const validUntil = sentAt + ttlMs - this.#margin(ttlMs);
+        const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
         if (!isAborted(signal) && performance.now() < validUntil) {
           return this.#handle(
             key,
@@ -212,7 +209,7 @@ export class PostgresLeaseLock implements Locker {
           [key, owner, leaseMs],
           'extend a lock',
         );
-        return rows.length === 1 ? sentAt + leaseMs - this.#margin(leaseMs) : undefined;
+        return rows.length === 1 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
       },
       release: async () => {
         await this.#query(this.#sql.release, [key, owner], 'release a lock');

@@ -11,6 +11,7 @@ import {
   tryOnce,
   checkDriftFactor,
   checkAcquire,
+  leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { ACQUIRE, EXTEND, RELEASE } from './lock-scripts.js';
@@ -161,7 +162,7 @@ export class RedisLock implements Locker {
         const sentAt = performance.now();
         const [granted, value] = await this.#attempt(keys, owner, ttlMs);
         if (granted === 1) {
-          const validUntil = sentAt + ttlMs - this.#margin(ttlMs);
+          const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
           // Granted after the caller gave up, or already lapsed in flight: give it back.
           if (isAborted(signal) || performance.now() >= validUntil) {
             await this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock').catch(
@@ -226,10 +227,6 @@ export class RedisLock implements Locker {
       [owner, ttlMs],
       'acquire a lock',
     )) as [number, number];
-  }
-
-  #margin(ttlMs: number): number {
-    return Math.ceil(ttlMs * this.#driftFactor) + 2;
   }
 
   async #subscribe(channel: string): Promise<(() => Promise<void>) | undefined> {
@@ -301,7 +298,7 @@ export class RedisLock implements Locker {
       renew: async (leaseMs) => {
         const sentAt = performance.now();
         const renewed = await this.#run(EXTEND, [keys.lock], [owner, leaseMs], 'extend a lock');
-        return renewed === 1 ? sentAt + leaseMs - this.#margin(leaseMs) : undefined;
+        return renewed === 1 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
       },
       release: async () => {
         await this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock');

@@ -10,6 +10,7 @@ import {
   tryOnce,
   checkDriftFactor,
   checkAcquire,
+  leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { ACQUIRE, EXTEND, RELEASE } from './lock-scripts.js';
@@ -148,10 +149,6 @@ export class Redlock implements Locker {
     checkDriftFactor(this.#driftFactor);
   }
 
-  #margin(ttlMs: number): number {
-    return Math.ceil(ttlMs * this.#driftFactor) + 2;
-  }
-
   /** Run a script on every node at once; each answer is a value or an error (timeouts included). */
   #fanOut(
     script: typeof ACQUIRE,
@@ -186,7 +183,7 @@ export class Redlock implements Locker {
       tokens.push(BigInt(value));
       return { node, vote: 'granted' };
     });
-    const validUntil = sentAt + ttlMs - this.#margin(ttlMs);
+    const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
     if (tokens.length >= this.quorum && performance.now() < validUntil) {
       const token = tokens.reduce((a, b) => (b > a ? b : a));
       return { handleParts: { owner, token, validUntil }, votes };
@@ -276,7 +273,7 @@ export class Redlock implements Locker {
         const sentAt = performance.now();
         const answers = await this.#fanOut(EXTEND, [lock], [parts.owner, leaseMs]);
         const renewed = answers.filter((a) => a.status === 'fulfilled' && a.value === 1).length;
-        const validUntil = sentAt + leaseMs - this.#margin(leaseMs);
+        const validUntil = leaseEnd(sentAt, leaseMs, this.#driftFactor);
         return renewed >= this.quorum && performance.now() < validUntil ? validUntil : undefined;
       },
       release: () => this.#releaseEverywhere(key, parts.owner),
