@@ -4,9 +4,10 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Etcd3 } from 'etcd3';
 import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
-import { LockAcquireTimeoutError, LockBackendError, withLock } from '../../src/core/lock.js';
+import { LockAcquireTimeoutError, LockBackendError } from '../../src/core/lock.js';
 import { EtcdLock } from '../../src/etcd/etcd-lock.js';
 import { startEtcdServer, type EtcdServer } from '../../src/etcd/server.js';
+import { contend, increasing } from '../helpers/contend.js';
 
 describe('EtcdLock', () => {
   let etcd: EtcdServer;
@@ -22,31 +23,12 @@ describe('EtcdLock', () => {
   const newLock = () => new EtcdLock({ client, prefix: `t${randomBytes(3).toString('hex')}/` });
 
   it('40 concurrent read-gap-write sections never overlap; tokens (create revisions) increase in grant order', async () => {
-    const locks = newLock();
-    let inside = 0;
-    let peak = 0;
-    let value = 0;
-    const tokens: bigint[] = [];
-    await Promise.all(
-      Array.from({ length: 40 }, () =>
-        withLock(
-          locks,
-          'ledger',
-          async (lock) => {
-            tokens.push(lock.token);
-            inside++;
-            peak = Math.max(peak, inside);
-            const read = value;
-            await delay(2);
-            value = read + 1;
-            inside--;
-          },
-          { ttlMs: 5000, waitMs: 30_000 },
-        ),
-      ),
-    );
+    const { peak, value, tokens } = await contend(newLock(), 'ledger', 40, {
+      ttlMs: 5000,
+      waitMs: 30_000,
+    });
     assert.deepEqual({ peak, value }, { peak: 1, value: 40 });
-    assert.ok(tokens.every((t, i) => i === 0 || t > (tokens[i - 1] as bigint)));
+    assert.ok(increasing(tokens));
   });
 
   it('session expiry while holding: the lease runs out, the holder is told, the next contender gets the lock', async () => {

@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
-import { LockAcquireTimeoutError, LockLostError, withLock } from '../../src/core/lock.js';
+import { LockAcquireTimeoutError, LockLostError } from '../../src/core/lock.js';
 import { advisoryLockKey } from '../../src/postgres/advisory.js';
 import { PostgresAdvisoryLock } from '../../src/postgres/advisory-lock.js';
 import { createLockTable } from '../../src/postgres/lease-lock.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { contend, increasing } from '../helpers/contend.js';
 
 /** Advisory locks are database-wide: keys unique to this run keep parallel test files and runs apart. */
 const run = randomBytes(4).toString('hex');
@@ -22,25 +23,9 @@ describe('PostgresAdvisoryLock (session advisory locks behind the lock API)', ()
 
   it('serializes 20 concurrent read-gap-write sections; tokens increase in grant order', async () => {
     const locks = new PostgresAdvisoryLock({ pool: db.newPool(22) });
-    let inside = 0;
-    let peak = 0;
-    let value = 0;
-    const tokens: bigint[] = [];
-    await Promise.all(
-      Array.from({ length: 20 }, () =>
-        withLock(locks, `${run}:report`, async (lock) => {
-          tokens.push(lock.token);
-          inside++;
-          peak = Math.max(peak, inside);
-          const read = value;
-          await delay(2);
-          value = read + 1;
-          inside--;
-        }),
-      ),
-    );
+    const { peak, value, tokens } = await contend(locks, `${run}:report`, 20);
     assert.deepEqual({ peak, value }, { peak: 1, value: 20 });
-    assert.ok(tokens.every((t, i) => i === 0 || t > (tokens[i - 1] as bigint)));
+    assert.ok(increasing(tokens));
   });
 
   it('try, timeout and abort; a killed session loses its lock and says so', async () => {

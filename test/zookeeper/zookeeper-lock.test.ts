@@ -3,14 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import zookeeper, { type Client } from 'node-zookeeper-client';
 import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
-import {
-  LockAcquireTimeoutError,
-  LockBackendError,
-  LockLostError,
-  withLock,
-} from '../../src/core/lock.js';
+import { LockAcquireTimeoutError, LockBackendError, LockLostError } from '../../src/core/lock.js';
 import { ZooKeeperLock } from '../../src/zookeeper/zookeeper-lock.js';
 import { startZooKeeperServer, type ZooKeeperServer } from '../../src/zookeeper/server.js';
+import { contend, increasing } from '../helpers/contend.js';
 
 /** Block the event loop: no heartbeats leave this process, as in a long GC pause. */
 function freeze(ms: number): void {
@@ -47,25 +43,9 @@ describe('ZooKeeperLock', () => {
   it('two sessions, 40 concurrent read-gap-write sections: never overlapping, zxid tokens in grant order', async () => {
     const a = new ZooKeeperLock({ client: await connect(4000) });
     const b = new ZooKeeperLock({ client: await connect(4000) });
-    let inside = 0;
-    let peak = 0;
-    let value = 0;
-    const tokens: bigint[] = [];
-    await Promise.all(
-      Array.from({ length: 40 }, (_, i) =>
-        withLock(i % 2 ? a : b, 'ledger', async (lock) => {
-          tokens.push(lock.token);
-          inside++;
-          peak = Math.max(peak, inside);
-          const read = value;
-          await delay(2);
-          value = read + 1;
-          inside--;
-        }),
-      ),
-    );
+    const { peak, value, tokens } = await contend([b, a], 'ledger', 40);
     assert.deepEqual({ peak, value }, { peak: 1, value: 40 });
-    assert.ok(tokens.every((t, i) => i === 0 || t > (tokens[i - 1] as bigint)));
+    assert.ok(increasing(tokens));
   });
 
   it('session expiry while holding frees the lock for the next contender and tells the holder', async () => {

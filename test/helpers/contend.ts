@@ -1,0 +1,43 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { withLock, type AcquireOptions, type Locker } from '../../src/core/lock.js';
+
+/**
+ * `workers` concurrent read-gap-write sections on one key, spread over
+ * `lockers` round robin. Any overlap of two holders shows as `peak > 1` and
+ * as a lost update (`value < workers`); `tokens` are in grant order.
+ */
+export async function contend(
+  lockers: Locker | readonly Locker[],
+  key: string,
+  workers: number,
+  options: AcquireOptions = {},
+): Promise<{ peak: number; value: number; tokens: bigint[] }> {
+  const list = Array.isArray(lockers) ? (lockers as readonly Locker[]) : [lockers as Locker];
+  let inside = 0;
+  let peak = 0;
+  let value = 0;
+  const tokens: bigint[] = [];
+  await Promise.all(
+    Array.from({ length: workers }, (_, i) =>
+      withLock(
+        list[i % list.length] as Locker,
+        key,
+        async (lock) => {
+          tokens.push(lock.token);
+          inside++;
+          peak = Math.max(peak, inside);
+          const read = value;
+          await delay(2);
+          value = read + 1;
+          inside--;
+        },
+        options,
+      ),
+    ),
+  );
+  return { peak, value, tokens };
+}
+
+/** `true` when every token is greater than the one before it. */
+export const increasing = (tokens: readonly bigint[]): boolean =>
+  tokens.every((t, i) => i === 0 || t > (tokens[i - 1] as bigint));
