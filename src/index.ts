@@ -25,3 +25,4 @@ export {
   type AcquireOptions,
   type LockLossReason,
 } from './core/lock.js';
+export * from './idempotency/index.js';

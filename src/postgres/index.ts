@@ -65,3 +65,11 @@ export type {
   SqlValue,
   KeyValues,
 } from './types.js';
+export {
+  PostgresIdempotencyStore,
+  createIdempotencyTable,
+  idempotentTransaction,
+  type PostgresIdempotencyStoreOptions,
+  type IdempotencyTableOptions,
+  type IdempotentTransactionOptions,
+} from './idempotency-store.js';

@@ -8,3 +8,4 @@ export { Redlock, QuorumNotReachedError, type RedlockOptions, type NodeVote } fr
 export { fencedSet } from './fenced-set.js';
 export { LuaScript } from './script.js';
 export type { RedisClientLike, RedisSubscriberLike } from './types.js';
+export { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from './idempotency-store.js';

@@ -1,0 +1,21 @@
+/**
+ * `raceguard/http`: idempotency keys as HTTP middleware for Fastify,
+ * Express and Hono, with the IETF draft's semantics.
+ *
+ * @packageDocumentation
+ */
+export { fastifyIdempotency, type FastifyIdempotencyOptions } from './fastify.js';
+export {
+  expressIdempotency,
+  BodyNotParsedError,
+  type ExpressIdempotencyOptions,
+  type ExpressMiddleware,
+  type ExpressRequestLike,
+} from './express.js';
+export { honoIdempotency, type HonoIdempotencyOptions } from './hono.js';
+export {
+  DEFAULT_REPLAY_HEADERS,
+  PROBLEM_TYPES,
+  type HttpIdempotencyOptions,
+  type StoredHttpResponse,
+} from './policy.js';

@@ -1,0 +1,434 @@
+/**
+ * Run an operation at most once per (scope, key): the claim protocol shared
+ * by the framework-free {@link idempotent} and the HTTP middleware.
+ */
+import { randomBytes } from 'node:crypto';
+import { isAborted, sleep } from '../core/abort.js';
+import { AbortedError, InvalidArgumentError } from '../core/errors.js';
+import {
+  assertAbortSignal,
+  assertFunction,
+  assertNonEmptyString,
+  assertOneOf,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
+import {
+  IdempotencyClaimLostError,
+  IdempotencyInFlightError,
+  IdempotencyKeyReusedError,
+  IdempotencyStoreError,
+} from './errors.js';
+import { fingerprintPayload } from './fingerprint.js';
+import { validateIdempotencyKey } from './key.js';
+import type { ClaimResult, IdempotencyStore } from './store.js';
+
+/** What to do when a request arrives while another with its key is running. */
+export type ConcurrentPolicy = 'conflict' | 'wait';
+
+/** Options of {@link claimIdempotency} and {@link idempotent}. */
+export interface IdempotencyOptions {
+  /** The caller's identity (tenant, user, API client). Required: results never cross scopes. */
+  readonly scope: string;
+  /** The client's idempotency key (printable ASCII, 1 to `maxKeyLength` characters). */
+  readonly key: string;
+  /**
+   * What the request asks for; a later request with the same key and a
+   * different payload is refused. Hashed as canonical JSON (member order
+   * does not matter). Ignored when `fingerprint` is given.
+   */
+  readonly payload?: unknown;
+  /** A precomputed request fingerprint, e.g. from `fingerprintRequest`. */
+  readonly fingerprint?: string;
+  /**
+   * `'conflict'`: a duplicate that arrives while the first request runs
+   * fails at once with {@link IdempotencyInFlightError}. `'wait'`: it waits
+   * (up to `waitMs`) and then gets the first request's result.
+   * @default 'conflict'
+   */
+  readonly concurrent?: ConcurrentPolicy;
+  /** Longest wait in `'wait'` mode. @default 30000 */
+  readonly waitMs?: number;
+  /**
+   * How long a claim holds without renewal. While the handler runs the
+   * lease is renewed every third of it; if the process dies, the key is
+   * free to be taken over (and resumed) when the lease runs out, never before.
+   * @default 30000
+   */
+  readonly leaseMs?: number;
+  /** How long a record lives after completion (the published key expiry). @default 86400000 (24 h) */
+  readonly ttlMs?: number;
+  /** Longest key accepted. @default 255 */
+  readonly maxKeyLength?: number;
+  /**
+   * When the store fails before the handler ran: `'closed'` refuses the
+   * request ({@link IdempotencyStoreError}); `'open'` runs the handler
+   * unprotected.
+   * @default 'closed'
+   */
+  readonly storeFailure?: 'closed' | 'open';
+  /** Stops waiting (claims in `'wait'` mode). */
+  readonly signal?: AbortSignal;
+}
+
+/** A claim found the operation already done: here is its result. */
+export interface Replay<R> {
+  readonly kind: 'replay';
+  readonly value: R;
+}
+
+/** The caller holds the key and must run the operation, then complete or abandon. */
+export interface Execution<R> {
+  readonly kind: 'execute';
+  /** `false` only when the store failed and `storeFailure: 'open'` let the request through. */
+  readonly protected: boolean;
+  /** `true` if this took over a claim whose owner stopped (crashed, or its lease ran out). */
+  readonly resumed: boolean;
+  /** The last recovery point the previous owner recorded with `advance`, if any. */
+  readonly recoveryPoint: string | null;
+  /** Aborts if the claim is lost while the operation runs. */
+  readonly signal: AbortSignal;
+  /** This attempt's owner id: the store checks it on every write. */
+  readonly owner: string;
+  /** Store the result and end the claim. Throws {@link IdempotencyClaimLostError} if it was lost. */
+  complete(value: R): Promise<void>;
+  /** Record a recovery point of a multi-step operation. */
+  advance(recoveryPoint: string): Promise<void>;
+  /**
+   * End the claim without a result. `keep: true` keeps the record (and its
+   * recovery point) so the next request resumes; otherwise it is deleted and
+   * the next request runs afresh.
+   */
+  abandon(options?: { readonly keep?: boolean }): Promise<void>;
+  /**
+   * For callers that stored the result with their own owner-checked
+   * statement (as `idempotentTransaction` does inside the handler's
+   * transaction): stop renewing the lease, write nothing.
+   */
+  markCompleted(): Promise<void>;
+  /** Abandon (deleting the record) unless completed or abandoned already. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The outcome of {@link claimIdempotency}. */
+export type Claim<R> = Replay<R> | Execution<R>;
+
+interface Settings {
+  readonly scope: string;
+  readonly key: string;
+  readonly fingerprint: string;
+  readonly concurrent: ConcurrentPolicy;
+  readonly waitMs: number;
+  readonly leaseMs: number;
+  readonly ttlMs: number;
+  readonly storeFailure: 'closed' | 'open';
+  readonly signal: AbortSignal | undefined;
+}
+
+const COMPLETE_ATTEMPTS = 3;
+
+function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Settings {
+  if (typeof store !== 'object' || store === null || typeof store.claim !== 'function') {
+    throw new InvalidArgumentError('store', 'an IdempotencyStore', store);
+  }
+  assertPlainObject('options', options);
+  assertNonEmptyString('options.scope', options.scope);
+  const maxKeyLength = options.maxKeyLength ?? 255;
+  assertPositiveInteger('options.maxKeyLength', maxKeyLength);
+  const key = validateIdempotencyKey(options.key, { maxLength: maxKeyLength });
+  if (options.fingerprint !== undefined) {
+    assertNonEmptyString('options.fingerprint', options.fingerprint);
+  }
+  const concurrent = options.concurrent ?? 'conflict';
+  assertOneOf('options.concurrent', concurrent, ['conflict', 'wait']);
+  const storeFailure = options.storeFailure ?? 'closed';
+  assertOneOf('options.storeFailure', storeFailure, ['closed', 'open']);
+  const waitMs = options.waitMs ?? 30_000;
+  const leaseMs = options.leaseMs ?? 30_000;
+  const ttlMs = options.ttlMs ?? 86_400_000;
+  assertPositiveInteger('options.waitMs', waitMs);
+  assertPositiveInteger('options.leaseMs', leaseMs);
+  assertPositiveInteger('options.ttlMs', ttlMs);
+  if (ttlMs < leaseMs) {
+    throw new InvalidArgumentError('options.ttlMs', `at least options.leaseMs (${leaseMs})`, ttlMs);
+  }
+  assertAbortSignal('options.signal', options.signal);
+  return {
+    scope: options.scope,
+    key,
+    fingerprint: options.fingerprint ?? fingerprintPayload(options.payload),
+    concurrent,
+    waitMs,
+    leaseMs,
+    ttlMs,
+    storeFailure,
+    signal: options.signal,
+  };
+}
+
+/**
+ * Claim an idempotency key: the low-level protocol under {@link idempotent}
+ * and the HTTP middleware, for code whose operation does not fit in one
+ * callback. Resolves a replay of the stored result, or an execution the
+ * caller must complete or abandon (use `await using` so an exception
+ * abandons it). Throws {@link IdempotencyInFlightError},
+ * {@link IdempotencyKeyReusedError} or {@link IdempotencyStoreError}.
+ *
+ * @example
+ * ```ts
+ * const claim = await claimIdempotency<Receipt>(store, { scope: user.id, key, payload: body });
+ * if (claim.kind === 'replay') return claim.value;
+ * await using execution = claim;
+ * const receipt = await charge(body);
+ * await execution.complete(receipt);
+ * return receipt;
+ * ```
+ */
+export async function claimIdempotency<R>(
+  store: IdempotencyStore,
+  options: IdempotencyOptions,
+): Promise<Claim<R>> {
+  const settings = settingsOf(store, options);
+  const owner = randomBytes(16).toString('hex');
+  const started = performance.now();
+  let pause = 10;
+  for (;;) {
+    if (isAborted(settings.signal)) throw new AbortedError(settings.signal?.reason);
+    let found: ClaimResult;
+    try {
+      found = await store.claim({
+        scope: settings.scope,
+        key: settings.key,
+        fingerprint: settings.fingerprint,
+        owner,
+        leaseMs: settings.leaseMs,
+        ttlMs: settings.ttlMs,
+      });
+    } catch (error) {
+      if (settings.storeFailure === 'open') return unprotected<R>();
+      throw new IdempotencyStoreError('claim', error);
+    }
+    switch (found.kind) {
+      case 'claimed':
+        return new StoreExecution<R>(store, settings, owner, found.resumed, found.recoveryPoint);
+      case 'completed':
+        return { kind: 'replay', value: JSON.parse(found.result) as R };
+      case 'mismatch':
+        throw new IdempotencyKeyReusedError();
+      case 'in-progress': {
+        const left = settings.waitMs - (performance.now() - started);
+        if (settings.concurrent === 'conflict' || left <= 0) {
+          throw new IdempotencyInFlightError(found.retryAfterMs);
+        }
+        await sleep(Math.min(pause, found.retryAfterMs + 1, left), settings.signal);
+        pause = Math.min(pause * 2, 200);
+      }
+    }
+  }
+}
+
+/** The result of {@link idempotent}. */
+export interface IdempotentResult<R> {
+  /** The handler's result, or the stored result of the first request. */
+  readonly value: R;
+  /** `true` if the handler did not run and `value` is the stored result. */
+  readonly replayed: boolean;
+}
+
+/** What the handler of {@link idempotent} receives. */
+export interface IdempotentContext {
+  /** Aborts if the claim is lost while the handler runs. */
+  readonly signal: AbortSignal;
+  /** `true` if a previous attempt with this key started and did not finish. */
+  readonly resumed: boolean;
+}
+
+/** Options of {@link idempotent}. */
+export interface IdempotentOptions<R> extends IdempotencyOptions {
+  /** Whether to store a result; a result not stored lets the next request run again. @default () => true */
+  readonly shouldStore?: (value: R) => boolean;
+}
+
+/**
+ * Run `handler` at most once per (`scope`, `key`) while its record lives.
+ * A retry after completion gets the stored result without running the
+ * handler; a concurrent duplicate gets {@link IdempotencyInFlightError} (or
+ * waits, with `concurrent: 'wait'`); a retry with a different payload gets
+ * {@link IdempotencyKeyReusedError}. If the handler throws, the claim is
+ * dropped and the error rethrown, so a retry runs it again. Results are
+ * stored as JSON: they must be JSON-serialisable and come back as parsed
+ * JSON on a replay.
+ *
+ * With the PostgreSQL store, prefer `idempotentTransaction` from
+ * `raceguard/postgres` when the handler only writes to that database: it
+ * stores the result in the handler's own transaction.
+ *
+ * @example
+ * ```ts
+ * const { value, replayed } = await idempotent(
+ *   store,
+ *   { scope: customer.id, key: request.headers['idempotency-key'], payload: body },
+ *   () => payments.charge(customer, body.amount),
+ * );
+ * ```
+ */
+export async function idempotent<R>(
+  store: IdempotencyStore,
+  options: IdempotentOptions<R>,
+  handler: (context: IdempotentContext) => Promise<R> | R,
+): Promise<IdempotentResult<R>> {
+  assertFunction('handler', handler);
+  const shouldStore = options.shouldStore ?? (() => true);
+  assertFunction('options.shouldStore', shouldStore);
+  const claim = await claimIdempotency<R>(store, options);
+  if (claim.kind === 'replay') return { value: claim.value, replayed: true };
+  await using execution = claim;
+  const value = await handler({ signal: execution.signal, resumed: execution.resumed });
+  if (shouldStore(value)) await execution.complete(value);
+  else await execution.abandon();
+  return { value, replayed: false };
+}
+
+function unprotected<R>(): Execution<R> {
+  const signal = new AbortController().signal;
+  const done = (): Promise<void> => Promise.resolve();
+  return {
+    kind: 'execute',
+    protected: false,
+    resumed: false,
+    recoveryPoint: null,
+    signal,
+    owner: '',
+    complete: done,
+    markCompleted: done,
+    advance: done,
+    abandon: done,
+    [Symbol.asyncDispose]: done,
+  };
+}
+
+class StoreExecution<R> implements Execution<R> {
+  readonly kind = 'execute';
+  readonly protected = true;
+  readonly #store: IdempotencyStore;
+  readonly #settings: Settings;
+  readonly owner: string;
+  readonly #lost = new AbortController();
+  readonly #heartbeat: NodeJS.Timeout;
+  #renewedAt = performance.now();
+  #renewing: Promise<void> | undefined;
+  #ended = false;
+
+  constructor(
+    store: IdempotencyStore,
+    settings: Settings,
+    owner: string,
+    readonly resumed: boolean,
+    readonly recoveryPoint: string | null,
+  ) {
+    this.#store = store;
+    this.#settings = settings;
+    this.owner = owner;
+    this.#heartbeat = setInterval(() => this.#renew(), Math.max(1, settings.leaseMs / 3));
+    this.#heartbeat.unref();
+  }
+
+  get signal(): AbortSignal {
+    return this.#lost.signal;
+  }
+
+  #id(): { scope: string; key: string; owner: string } {
+    return { scope: this.#settings.scope, key: this.#settings.key, owner: this.owner };
+  }
+
+  #renew(): void {
+    if (this.#ended || this.#renewing !== undefined) return;
+    const sentAt = performance.now();
+    this.#renewing = this.#store
+      .renew({ ...this.#id(), leaseMs: this.#settings.leaseMs })
+      .then(
+        (held) => {
+          if (this.#ended) return;
+          if (held) this.#renewedAt = sentAt;
+          else this.#lose(new IdempotencyClaimLostError());
+        },
+        (error: unknown) => {
+          if (this.#ended) return;
+          // A failed renewal is retried at the next beat; once the lease may
+          // have run out, another request may take over: report the loss.
+          if (performance.now() - this.#renewedAt >= this.#settings.leaseMs) {
+            this.#lose(new IdempotencyStoreError('renew', error));
+          }
+        },
+      )
+      .finally(() => {
+        this.#renewing = undefined;
+      });
+  }
+
+  #lose(reason: Error): void {
+    clearInterval(this.#heartbeat);
+    if (!this.#lost.signal.aborted) this.#lost.abort(reason);
+  }
+
+  async #end(): Promise<void> {
+    this.#ended = true;
+    clearInterval(this.#heartbeat);
+    await this.#renewing;
+  }
+
+  async complete(value: R): Promise<void> {
+    if (this.#ended) throw new IdempotencyClaimLostError();
+    await this.#end();
+    const result = JSON.stringify(value) ?? 'null';
+    let failure: unknown;
+    for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt += 1) {
+      try {
+        const held = await this.#store.complete({
+          ...this.#id(),
+          result,
+          ttlMs: this.#settings.ttlMs,
+        });
+        if (!held) throw new IdempotencyClaimLostError();
+        return;
+      } catch (error) {
+        if (error instanceof IdempotencyClaimLostError) throw error;
+        failure = error;
+        if (attempt < COMPLETE_ATTEMPTS) await sleep(20 * attempt);
+      }
+    }
+    throw new IdempotencyStoreError('complete', failure);
+  }
+
+  async markCompleted(): Promise<void> {
+    await this.#end();
+  }
+
+  async advance(recoveryPoint: string): Promise<void> {
+    assertNonEmptyString('recoveryPoint', recoveryPoint);
+    if (this.#ended) throw new IdempotencyClaimLostError();
+    let held: boolean;
+    try {
+      held = await this.#store.advance({ ...this.#id(), recoveryPoint });
+    } catch (error) {
+      throw new IdempotencyStoreError('advance', error);
+    }
+    if (!held) throw new IdempotencyClaimLostError();
+  }
+
+  async abandon(options: { readonly keep?: boolean } = {}): Promise<void> {
+    if (this.#ended) return;
+    await this.#end();
+    try {
+      await this.#store.abandon({ ...this.#id(), keep: options.keep === true });
+    } catch (error) {
+      // The lease still runs out on its own; the record is never stuck.
+      throw new IdempotencyStoreError('abandon', error);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#ended) return;
+    await this.abandon().catch(() => undefined);
+  }
+}
