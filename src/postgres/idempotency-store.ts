@@ -71,6 +71,14 @@ export async function createIdempotencyTable(
   await runQuery(db, `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (expires_at)`);
 }
 
+/** A record a completer can resume. */
+export interface AbandonedRecord {
+  readonly scope: string;
+  readonly key: string;
+  readonly fingerprint: string;
+  readonly recoveryPoint: string;
+}
+
 /** Options of {@link PostgresIdempotencyStore}. */
 export interface PostgresIdempotencyStoreOptions extends IdempotencyTableOptions {
   /** A pool (or anything queryable); every operation is one autocommit statement. */
@@ -86,6 +94,7 @@ interface Statements {
   readonly remove: string;
   readonly advance: string;
   readonly reap: string;
+  readonly abandoned: string;
 }
 
 const NOW = 'clock_timestamp()';
@@ -146,6 +155,10 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
       advance:
         `UPDATE ${t} SET recovery_point = $4 ` +
         `WHERE scope = $1 AND key = $2 AND owner = $3 AND expires_at > ${NOW}`,
+      abandoned:
+        `SELECT scope, key, fingerprint, recovery_point FROM ${t} WHERE result IS NULL ` +
+        `AND recovery_point IS NOT NULL AND (owner IS NULL OR lease_until <= ${NOW}) ` +
+        `AND expires_at > ${NOW} ORDER BY created_at LIMIT $1`,
       reap:
         `DELETE FROM ${t} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${t} ` +
         `WHERE expires_at <= ${NOW} LIMIT $1 FOR UPDATE SKIP LOCKED))`,
@@ -232,6 +245,29 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
       total += count;
       if (count < batchSize) return total;
     }
+  }
+
+  /**
+   * Records whose operation started, recorded a recovery point and then
+   * stopped (no live lease, no result): what a completer resumes.
+   */
+  async findAbandoned(limit: number): Promise<AbandonedRecord[]> {
+    assertPositiveInteger('limit', limit);
+    const { rows } = await this.#run(this.#sql.abandoned, [limit]);
+    return rows.map((row) => ({
+      scope: String(row.scope),
+      key: String(row.key),
+      fingerprint: String(row.fingerprint),
+      recoveryPoint: String(row.recovery_point),
+    }));
+  }
+
+  /** The owner-checked recovery-point write, run inside a caller's transaction; resolves rows written (0 or 1). */
+  advanceIn(tx: Queryable, request: OwnerRequest & { recoveryPoint: string }): Promise<number> {
+    const { scope, key, owner, recoveryPoint } = request;
+    return runQuery(tx, this.#sql.advance, [scope, key, owner, recoveryPoint]).then(
+      (r) => r.rowCount ?? 0,
+    );
   }
 
   /** The owner-checked completion statement, run inside a caller's transaction. */

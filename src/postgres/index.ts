@@ -72,4 +72,16 @@ export {
   type PostgresIdempotencyStoreOptions,
   type IdempotencyTableOptions,
   type IdempotentTransactionOptions,
+  type AbandonedRecord,
 } from './idempotency-store.js';
+export {
+  runPhases,
+  resumeAbandoned,
+  PhaseMismatchError,
+  type Phase,
+  type PhaseContext,
+  type PhasedOperation,
+  type RunPhasesOptions,
+  type ResumeAbandonedOptions,
+  type ResumeReport,
+} from './atomic-phases.js';
