@@ -12,6 +12,7 @@ import { createLabServer } from './server.js';
 import { SCENARIOS } from './scenarios/index.js';
 import {
   ALL_STRATEGIES,
+  appliesTo,
   LOCK_STRATEGIES,
   STRATEGIES,
   type ObservedResponse,
@@ -211,10 +212,13 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
 
   async function runAll(pool: PoolLike, clients: readonly BurstClient[]): Promise<LabResult[]> {
     const results: LabResult[] = [];
-    const total = scenarios.length * strategies.length * trials;
+    const plan = scenarios.map(
+      (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
+    );
+    const total = plan.reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
     let done = 0;
-    for (const scenario of scenarios) {
-      for (const strategy of strategies) {
+    for (const [scenario, applicable] of plan) {
+      for (const strategy of applicable) {
         await scenario.createSchema(pool, strategy);
         const anomalies: Record<string, number> = {};
         let anomalousTrials = 0;

@@ -17,6 +17,7 @@ export type Strategy =
   | 'optimistic'
   | 'serializable'
   | 'advisory-lock'
+  | 'idempotency-key'
   | LockStrategy;
 
 /** The database-level strategies: what `raceguard lab` runs by default. */
@@ -27,6 +28,7 @@ export const STRATEGIES: readonly Strategy[] = [
   'optimistic',
   'serializable',
   'advisory-lock',
+  'idempotency-key',
 ];
 
 /**
@@ -79,6 +81,16 @@ export interface ObservedResponse {
 /** Anomaly kind to how many times it was seen in one trial. */
 export type Anomalies = Record<string, number>;
 
+/** The strategies a scenario runs when it does not list its own: all but `idempotency-key`. */
+export const RACE_STRATEGIES: readonly Strategy[] = ALL_STRATEGIES.filter(
+  (s) => s !== 'idempotency-key',
+);
+
+/** Whether `strategy` applies to `scenario` (its bug is one that strategy can fix). */
+export function appliesTo(scenario: Scenario, strategy: Strategy): boolean {
+  return (scenario.strategies ?? RACE_STRATEGIES).includes(strategy);
+}
+
 /** A lab scenario. */
 export interface Scenario {
   /** Identifier used in URLs and on the command line, e.g. `inventory`. */
@@ -87,6 +99,8 @@ export interface Scenario {
   readonly title: string;
   /** The invariants, in words. */
   readonly invariant: string;
+  /** The strategies that apply to this scenario's bug. @default RACE_STRATEGIES */
+  readonly strategies?: readonly Strategy[];
   /** Recreate this scenario's tables; the DDL may depend on the strategy (the atomic fix may need a constraint). */
   createSchema(db: Queryable, strategy: Strategy): Promise<void>;
   /** Insert the fixtures of one trial. */
@@ -117,6 +131,11 @@ export interface Scenario {
   ): Promise<HandlerResult>;
   /** The version-check fix. */
   optimistic(
+    request: Readonly<Record<string, unknown>>,
+    context: HandlerContext,
+  ): Promise<HandlerResult>;
+  /** The idempotency-key fix (scenarios of duplicate requests). */
+  idempotent?(
     request: Readonly<Record<string, unknown>>,
     context: HandlerContext,
   ): Promise<HandlerResult>;

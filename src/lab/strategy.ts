@@ -1,4 +1,9 @@
-import { LockAcquireTimeoutError, RetryExhaustedError, withLock } from '../index.js';
+import {
+  IdempotencyInFlightError,
+  LockAcquireTimeoutError,
+  RetryExhaustedError,
+  withLock,
+} from '../index.js';
 import {
   LockTimeoutError,
   OptimisticConflictError,
@@ -93,13 +98,19 @@ export async function serve(
         return await scenario.atomic(request, context);
       case 'optimistic':
         return await scenario.optimistic(request, context);
+      case 'idempotency-key':
+        if (scenario.idempotent === undefined) {
+          throw new Error(`the ${scenario.name} scenario has no idempotency-key variant`);
+        }
+        return await scenario.idempotent(request, context);
     }
   } catch (error) {
     if (
       error instanceof OptimisticConflictError ||
       error instanceof RetryExhaustedError ||
       error instanceof LockTimeoutError ||
-      error instanceof LockAcquireTimeoutError
+      error instanceof LockAcquireTimeoutError ||
+      error instanceof IdempotencyInFlightError
     ) {
       return { status: 409, body: { error: error.code } };
     }
