@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { AbortedError, messageOf } from '../core/errors.js';
+import { idempotencyCommand } from './idempotency-command.js';
 import { labCommand } from './lab-command.js';
 
 const { version } = JSON.parse(
@@ -17,7 +18,8 @@ const program = new Command('raceguard')
   .version(version)
   .showHelpAfterError()
   .exitOverride()
-  .addCommand(labCommand().exitOverride().showHelpAfterError());
+  .addCommand(labCommand().exitOverride().showHelpAfterError())
+  .addCommand(idempotencyCommand().exitOverride().showHelpAfterError());
 
 try {
   await program.parseAsync();

@@ -7,12 +7,12 @@
  */
 import Fastify from 'fastify';
 import pg from 'pg';
-import { runPhases, type PhasedOperation } from '../../src/postgres/atomic-phases.js';
+import { runPhases } from '../../src/postgres/atomic-phases.js';
+import { checkoutOperation } from './checkout-operation.js';
 import {
   idempotentTransaction,
   PostgresIdempotencyStore,
 } from '../../src/postgres/idempotency-store.js';
-import type { Transaction } from '../../src/postgres/transaction.js';
 import { IdempotencyInFlightError } from '../../src/idempotency/errors.js';
 
 const [url, schema] = process.argv.slice(2) as [string, string];
@@ -32,59 +32,7 @@ function maybeStall(key: string, point: string): Promise<void> {
 interface Order {
   item: string;
 }
-interface CheckoutState {
-  orderId?: number;
-  chargeId?: number;
-}
-
-/** The "payment provider": deduplicates on the downstream key, counts every call. */
-async function providerCharge(downstreamKey: string): Promise<number> {
-  await pool.query('INSERT INTO provider_calls (downstream_key) VALUES ($1)', [downstreamKey]);
-  const { rows } = await pool.query<{ id: number }>(
-    `INSERT INTO provider_charges (downstream_key) VALUES ($1)
-     ON CONFLICT (downstream_key) DO UPDATE SET downstream_key = EXCLUDED.downstream_key RETURNING id`,
-    [downstreamKey],
-  );
-  return (rows[0] as { id: number }).id;
-}
-
-export const checkout = (key: string): PhasedOperation<Order, CheckoutState, unknown> => ({
-  name: 'checkout',
-  initialState: {},
-  phases: [
-    {
-      name: 'order-created',
-      commit: async (tx: Transaction, { input }) => {
-        const { rows } = await tx.query(
-          'INSERT INTO orders (idem_key, item) VALUES ($1, $2) RETURNING id',
-          [key, input.item],
-        );
-        return { orderId: Number(rows[0]?.id) };
-      },
-    },
-    {
-      name: 'charged',
-      call: async ({ downstreamKey }) => {
-        await maybeStall(key, 'before-charge');
-        return providerCharge(downstreamKey);
-      },
-      commit: async (tx, { state, called }) => {
-        await maybeStall(key, 'in-charge-commit');
-        await tx.query('UPDATE orders SET charge_id = $1 WHERE id = $2', [called, state.orderId]);
-        return { ...state, chargeId: called as number };
-      },
-    },
-    {
-      name: 'emailed',
-      call: () => maybeStall(key, 'before-email'),
-      commit: async (tx, { state }) => {
-        await tx.query('INSERT INTO outbox (order_id) VALUES ($1)', [state.orderId]);
-        return state;
-      },
-    },
-  ],
-  respond: (state) => ({ orderId: state.orderId, chargeId: state.chargeId }),
-});
+const checkout = (key: string) => checkoutOperation(pool, key, maybeStall);
 
 const app = Fastify();
 app.post<{ Body: Order }>('/orders', async (request, reply) => {

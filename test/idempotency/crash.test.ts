@@ -17,7 +17,7 @@ import {
   createIdempotencyTable,
   PostgresIdempotencyStore,
 } from '../../src/postgres/idempotency-store.js';
-import { checkout } from '../helpers/checkout-server.js';
+import { checkoutOperation } from '../helpers/checkout-operation.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const LEASE_MS = 1500;
@@ -150,10 +150,10 @@ describe('idempotency under SIGKILL', () => {
     const key = randomUUID();
     await crashAt('/checkout', key, 'before-email');
     const store = new PostgresIdempotencyStore({ db: db.pool });
-    const early = await resumeAbandoned(db.pool, store, [checkout(key)]);
+    const early = await resumeAbandoned(db.pool, store, [checkoutOperation(db.pool, key)]);
     assert.equal(early.completed, 0, 'a live lease must not be resumed');
     await delay(LEASE_MS + 200);
-    const report = await resumeAbandoned(db.pool, store, [checkout(key)]);
+    const report = await resumeAbandoned(db.pool, store, [checkoutOperation(db.pool, key)]);
     assert.deepEqual(
       { completed: report.completed, failed: report.failed.length },
       { completed: 1, failed: 0 },

@@ -1,0 +1,105 @@
+/**
+ * The server of `npm run bench:idempotency`, in its own process so the
+ * load generator does not share its event loop: one trivial JSON route,
+ * mounted bare and behind each idempotency layer.
+ */
+import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
+import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache';
+import { createClient } from '@redis/client';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { fastifyIdempotency } from '../dist/http/index.js';
+import { MemoryIdempotencyStore } from '../dist/idempotency/memory-store.js';
+import type { IdempotencyStore } from '../dist/idempotency/store.js';
+import { createIdempotencyTable, PostgresIdempotencyStore } from '../dist/postgres/index.js';
+import { RedisIdempotencyStore } from '../dist/redis/index.js';
+
+const [redisUrl, databaseUrl] = process.argv.slice(2) as [string, string];
+
+/** Store operations per route: each is one round trip to Redis or PostgreSQL. */
+const roundTrips = new Map<string, number>();
+function counted(path: string, store: IdempotencyStore): IdempotencyStore {
+  const count = (): void => {
+    roundTrips.set(path, (roundTrips.get(path) ?? 0) + 1);
+  };
+  return {
+    claim: (r) => (count(), store.claim(r)),
+    complete: (r) => (count(), store.complete(r)),
+    renew: (r) => (count(), store.renew(r)),
+    abandon: (r) => (count(), store.abandon(r)),
+    advance: (r) => (count(), store.advance(r)),
+  };
+}
+
+/** Powertools' layer, counting its reads and writes the same way. */
+class CountedCacheLayer extends CachePersistenceLayer {
+  protected override async _putRecord(...args: Parameters<CachePersistenceLayer['_putRecord']>) {
+    roundTrips.set('/powertools', (roundTrips.get('/powertools') ?? 0) + 1);
+    return super._putRecord(...args);
+  }
+  protected override async _getRecord(...args: Parameters<CachePersistenceLayer['_getRecord']>) {
+    roundTrips.set('/powertools', (roundTrips.get('/powertools') ?? 0) + 1);
+    return super._getRecord(...args);
+  }
+  protected override async _updateRecord(
+    ...args: Parameters<CachePersistenceLayer['_updateRecord']>
+  ) {
+    roundTrips.set('/powertools', (roundTrips.get('/powertools') ?? 0) + 1);
+    return super._updateRecord(...args);
+  }
+  protected override async _deleteRecord(
+    ...args: Parameters<CachePersistenceLayer['_deleteRecord']>
+  ) {
+    roundTrips.set('/powertools', (roundTrips.get('/powertools') ?? 0) + 1);
+    return super._deleteRecord(...args);
+  }
+}
+
+const handler = (body: { n?: number }) => ({ ok: true, n: body.n ?? 0 });
+
+const redis = new Redis(redisUrl);
+const pool = new pg.Pool({ connectionString: databaseUrl, max: 16 });
+pool.on('error', () => undefined);
+await createIdempotencyTable(pool, { table: 'bench_idempotency' });
+await pool.query('TRUNCATE bench_idempotency');
+
+const app = Fastify();
+app.post('/unprotected', (request) => handler(request.body as { n?: number }));
+
+function guarded(path: string, store: IdempotencyStore): void {
+  void app.register((scope: FastifyInstance, _options, done) => {
+    void scope.register(fastifyIdempotency({ store: counted(path, store), scope: () => 'bench' }));
+    scope.post(path, (request) => handler(request.body as { n?: number }));
+    done();
+  });
+}
+guarded('/memory', new MemoryIdempotencyStore());
+guarded('/redis', new RedisIdempotencyStore({ client: redis }));
+guarded('/postgres', new PostgresIdempotencyStore({ db: pool, table: 'bench_idempotency' }));
+
+// Powertools' Redis ("cache") persistence layer around the same handler.
+const powertoolsClient = await createClient({ url: redisUrl }).connect();
+const config = new IdempotencyConfig({ eventKeyJmesPath: 'key', expiresAfterSeconds: 86_400 });
+// Outside Lambda there is no context; give it the remaining time a 60 s function would have.
+config.registerLambdaContext({ getRemainingTimeInMillis: () => 60_000 } as Parameters<
+  IdempotencyConfig['registerLambdaContext']
+>[0]);
+const powertools = makeIdempotent(
+  (event: { key: string; body: { n?: number } }) => Promise.resolve(handler(event.body)),
+  {
+    persistenceStore: new CountedCacheLayer({ client: powertoolsClient }),
+    config,
+  },
+);
+app.post('/powertools', (request) =>
+  powertools({
+    key: String(request.headers['idempotency-key']),
+    body: request.body as { n?: number },
+  }),
+);
+
+app.get('/round-trips', () => Object.fromEntries(roundTrips));
+
+const url = await app.listen({ host: '127.0.0.1', port: 0 });
+process.send?.({ url });

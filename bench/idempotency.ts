@@ -1,0 +1,150 @@
+/**
+ * Idempotency middleware throughput: the same trivial Fastify route, bare
+ * and behind raceguard's Fastify plugin (memory, Redis and PostgreSQL
+ * stores) and behind `@aws-lambda-powertools/idempotency` with its Redis
+ * persistence layer, measured side by side in one run. The server runs in
+ * a child process; this process is the load generator (64 connections,
+ * a fresh key per request: the first-request path, claim + completion).
+ *
+ *   npm run bench:idempotency [-- --duration-ms 2000 --rounds 3 --json]
+ */
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { renderTable } from '../dist/cli/table.js';
+import { percentile } from '../dist/burst/percentile.js';
+import { usePostgres } from '../dist/postgres/server.js';
+import { startRedisServer } from '../dist/redis/server.js';
+
+const { values: args } = parseArgs({
+  options: {
+    'duration-ms': { type: 'string', default: '2000' },
+    rounds: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '64' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const durationMs = Number(args['duration-ms']);
+const rounds = Number(args.rounds);
+const connections = Number(args.connections);
+
+const VARIANTS = [
+  { variant: 'unprotected', store: '-', path: '/unprotected' },
+  { variant: 'raceguard', store: 'memory', path: '/memory' },
+  { variant: 'raceguard', store: 'redis', path: '/redis' },
+  { variant: 'raceguard', store: 'postgres', path: '/postgres' },
+  { variant: 'powertools', store: 'redis', path: '/powertools' },
+] as const;
+
+const log = (line: string): void => {
+  if (!args.json) process.stderr.write(`${line}\n`);
+};
+
+const redisServer = await startRedisServer();
+const postgres = await usePostgres();
+const server = fork(
+  new URL('./idempotency-server.ts', import.meta.url),
+  [redisServer.url, postgres.url],
+  {
+    execArgv: ['--import', 'tsx'],
+  },
+);
+const [ready] = (await once(server, 'message')) as [{ url: string }];
+const http = new Pool(ready.url, { connections, pipelining: 1 });
+
+let sequence = 0;
+async function measure(path: string) {
+  const latencies: number[] = [];
+  let done = 0;
+  let failed = 0;
+  const started = performance.now();
+  const until = started + durationMs;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < until) {
+        const n = sequence++;
+        const t = performance.now();
+        const response = await http.request({
+          method: 'POST',
+          path,
+          headers: {
+            'content-type': 'application/json',
+            'idempotency-key': `"bench-${process.pid}-${n}"`,
+          },
+          body: JSON.stringify({ n }),
+        });
+        await response.body.dump();
+        latencies.push(performance.now() - t);
+        if (response.statusCode === 200) done++;
+        else failed++;
+      }
+    }),
+  );
+  return { requestsPerSec: (done * 1000) / (performance.now() - started), latencies, failed, done };
+}
+
+/** Store round trips made so far by the route at `path` (counted in the server). */
+async function roundTrips(path: string): Promise<number> {
+  const response = await http.request({ method: 'GET', path: '/round-trips' });
+  const counts = (await response.body.json()) as Record<string, number>;
+  return counts[path] ?? 0;
+}
+
+const samples = new Map<string, { rps: number[]; p99: number[]; calls: number[] }>();
+for (let round = 0; round < rounds; round++) {
+  for (const v of VARIANTS) {
+    await measure(v.path); // warm-up of this route, not counted
+    const before = await roundTrips(v.path);
+    const result = await measure(v.path);
+    const calls = ((await roundTrips(v.path)) - before) / Math.max(1, result.done + result.failed);
+    if (result.failed > 0)
+      throw new Error(`${v.variant}/${v.store}: ${result.failed} requests failed`);
+    const id = `${v.variant}/${v.store}`;
+    const s = samples.get(id) ?? { rps: [], p99: [], calls: [] };
+    s.rps.push(result.requestsPerSec);
+    s.p99.push(percentile(result.latencies, 99));
+    s.calls.push(calls);
+    samples.set(id, s);
+    log(`round ${round + 1}/${rounds} ${id}: ${result.requestsPerSec.toFixed(0)} req/s`);
+  }
+}
+
+const median = (xs: number[]): number =>
+  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const base = median(samples.get('unprotected/-')?.rps ?? []);
+const results = VARIANTS.map((v) => {
+  const s = samples.get(`${v.variant}/${v.store}`) ?? { rps: [], p99: [], calls: [] };
+  const requestsPerSec = median(s.rps);
+  return {
+    variant: v.variant,
+    store: v.store,
+    requestsPerSec: Math.round(requestsPerSec),
+    p99Ms: Number(median(s.p99).toFixed(2)),
+    ratioToUnprotected: Number((requestsPerSec / base).toFixed(2)),
+    storeRoundTripsPerRequest: Number(median(s.calls).toFixed(2)),
+  };
+});
+
+if (args.json) {
+  process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
+} else {
+  process.stdout.write(
+    `${renderTable(
+      ['variant', 'store', 'req/s', '× unprotected', 'p99 ms', 'store trips/req'],
+      results.map((r) => [
+        r.variant,
+        r.store,
+        r.requestsPerSec,
+        r.ratioToUnprotected.toFixed(2),
+        r.p99Ms.toFixed(2),
+        r.storeRoundTripsPerRequest.toFixed(2),
+      ]),
+    )}\n\n${connections} connections, a fresh Idempotency-Key per request; median of ${rounds} interleaved rounds of ${durationMs} ms\n`,
+  );
+}
+
+await http.close();
+server.kill();
+await redisServer.stop();
+await postgres.stop();
