@@ -2,8 +2,8 @@
  * Run an operation at most once per (scope, key): the claim protocol shared
  * by the framework-free {@link idempotent} and the HTTP middleware.
  */
-import { randomBytes } from 'node:crypto';
-import { isAborted, sleep } from '../core/abort.js';
+import { randomUUID } from 'node:crypto';
+import { createLazyAbort, isAborted, sleep } from '../core/abort.js';
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import {
   assertAbortSignal,
@@ -189,7 +189,8 @@ export async function claimIdempotency<R>(
   options: IdempotencyOptions,
 ): Promise<Claim<R>> {
   const settings = settingsOf(store, options);
-  const owner = randomBytes(16).toString('hex');
+  // randomUUID draws from a cached entropy pool: much cheaper per request than randomBytes.
+  const owner = randomUUID();
   const started = performance.now();
   let pause = 10;
   for (;;) {
@@ -313,7 +314,8 @@ class StoreExecution<R> implements Execution<R> {
   readonly #store: IdempotencyStore;
   readonly #settings: Settings;
   readonly owner: string;
-  readonly #lost = new AbortController();
+  // Built on first read: the HTTP path never reads it.
+  readonly #lost = createLazyAbort();
   readonly #heartbeat: NodeJS.Timeout;
   #renewedAt = performance.now();
   #renewing: Promise<void> | undefined;
@@ -368,7 +370,7 @@ class StoreExecution<R> implements Execution<R> {
 
   #lose(reason: Error): void {
     clearInterval(this.#heartbeat);
-    if (!this.#lost.signal.aborted) this.#lost.abort(reason);
+    this.#lost.abort(reason);
   }
 
   async #end(): Promise<void> {
