@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { AbortedError, messageOf } from '../core/errors.js';
 import { idempotencyCommand } from './idempotency-command.js';
 import { labCommand } from './lab-command.js';
+import { runCommand } from './run-command.js';
 
 const { version } = JSON.parse(
   readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
@@ -19,6 +20,7 @@ const program = new Command('raceguard')
   .showHelpAfterError()
   .exitOverride()
   .addCommand(labCommand().exitOverride().showHelpAfterError())
+  .addCommand(runCommand().exitOverride().showHelpAfterError())
   .addCommand(idempotencyCommand().exitOverride().showHelpAfterError());
 
 try {

@@ -1,0 +1,174 @@
+/**
+ * `raceguard run <scenario files...>`: synchronised bursts at any HTTP API,
+ * then a verdict on the data. Exit codes: 0 clean, 1 an invariant was
+ * violated, 2 usage or scenario errors (or trials that could not run).
+ */
+import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
+import { AbortedError } from '../core/errors.js';
+import { loadScenarios } from '../run/load.js';
+import { runScenario, type ScenarioReport } from '../run/run-scenario.js';
+import type { ScenarioDefinition } from '../run/scenario.js';
+import { createProgress } from './progress.js';
+import { renderTable } from './table.js';
+
+const integer =
+  (min: number) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+      throw new CommanderArgumentError(`expected an integer >= ${min}, got "${value}"`);
+    }
+    return n;
+  };
+
+const ms = (n: number | undefined): string =>
+  n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(2);
+
+/** The human-readable report: one table row per scenario, then an explanation per violated invariant. */
+export function formatRunReport(reports: readonly ScenarioReport[]): string {
+  const table = renderTable(
+    [
+      'scenario',
+      'trials',
+      'violated',
+      'errored',
+      'invariants violated',
+      'statuses',
+      'send spread ms (p50/p95)',
+      'arrival spread ms (p50/p95)',
+      'p50 ms',
+      'p99 ms',
+    ],
+    reports.map((r) => [
+      r.name,
+      r.trials,
+      r.violatedTrials,
+      r.erroredTrials,
+      Object.entries(r.invariants)
+        .filter(([, v]) => v.violations > 0)
+        .map(([name, v]) => `${name}=${v.violations}`)
+        .join(' ') || '-',
+      Object.entries(r.statuses)
+        .map(([status, n]) => `${status}×${n}`)
+        .join(' '),
+      `${ms(r.sendSpreadMs.median)} / ${ms(r.sendSpreadMs.p95)}`,
+      r.arrivalSpreadMs === null
+        ? '-'
+        : `${ms(r.arrivalSpreadMs.median)} / ${ms(r.arrivalSpreadMs.p95)}`,
+      ms(r.latencyMs.p50),
+      ms(r.latencyMs.p99),
+    ]),
+  );
+  const lines = [table, ''];
+  for (const r of reports) {
+    for (const [name, v] of Object.entries(r.invariants)) {
+      if (v.violations > 0)
+        lines.push(
+          `RACE ${r.name}: ${name} violated in ${v.violations}/${r.trials} trials; ${v.example ?? ''}`,
+        );
+    }
+    const errored = r.trialReports.find((t) => t.error !== undefined);
+    if (errored !== undefined)
+      lines.push(
+        `ERROR ${r.name}: ${r.erroredTrials} trial(s) could not run; trial ${errored.trial + 1}: ${errored.error ?? ''}`,
+      );
+  }
+  const violated = reports.filter((r) => r.violatedTrials > 0);
+  lines.push(
+    violated.length === 0
+      ? `no invariant violated in ${reports.reduce((n, r) => n + r.trials, 0)} trial(s)`
+      : `races found in: ${violated.map((r) => r.name).join(', ')}`,
+  );
+  return lines.join('\n');
+}
+
+/** `raceguard run`. */
+export function runCommand(): Command {
+  return new Command('run')
+    .description(
+      'Release synchronised bursts (HTTP/1.1 last-byte synchronisation) at an API, as described by scenario files (.ts, .js or .json), and check their invariants. Exits 0 when clean, 1 when a race was found, 2 on errors.',
+    )
+    .argument('<files...>', 'scenario files')
+    .option('--target <url>', "base URL of the API (overrides each scenario's target)")
+    .addOption(
+      new Option(
+        '-t, --trials <n>',
+        "bursts per scenario (overrides the scenario's trials)",
+      ).argParser(integer(1)),
+    )
+    .addOption(
+      new Option('--max-requests <n>', 'refuse scenarios that would send more requests in total')
+        .default(10_000)
+        .argParser(integer(1)),
+    )
+    .addOption(
+      new Option('--max-duration-ms <ms>', 'stop starting trials after this long, per scenario')
+        .default(300_000)
+        .argParser(integer(1)),
+    )
+    .addOption(
+      new Option(
+        '--settle-ms <ms>',
+        'pause between the partial writes and the release of the final bytes',
+      )
+        .default(20)
+        .argParser(integer(0)),
+    )
+    .option('--json', 'print the reports as JSON on stdout')
+    .action(
+      async (
+        files: string[],
+        opts: {
+          target?: string;
+          trials?: number;
+          maxRequests: number;
+          maxDurationMs: number;
+          settleMs: number;
+          json?: boolean;
+        },
+      ) => {
+        const scenarios: ScenarioDefinition[] = [];
+        for (const file of files) scenarios.push(...(await loadScenarios(file)));
+        const progress = createProgress();
+        const controller = new AbortController();
+        const onSignal = (): void => controller.abort(new Error('interrupted'));
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        const reports: ScenarioReport[] = [];
+        try {
+          for (const scenario of scenarios) {
+            const trials = opts.trials ?? scenario.trials ?? 10;
+            reports.push(
+              await runScenario(scenario, {
+                ...(opts.target !== undefined && { target: opts.target }),
+                ...(opts.trials !== undefined && { trials: opts.trials }),
+                maxRequests: opts.maxRequests,
+                maxDurationMs: opts.maxDurationMs,
+                settleMs: opts.settleMs,
+                signal: controller.signal,
+                onTrial: (t) => progress.update(t.trial + 1, trials, scenario.name),
+              }),
+            );
+            progress.done();
+          }
+        } catch (error) {
+          if (controller.signal.aborted) throw new AbortedError(controller.signal.reason);
+          throw error;
+        } finally {
+          progress.done();
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+        process.stdout.write(
+          opts.json === true
+            ? `${JSON.stringify({ scenarios: reports.map(({ trialReports, ...rest }) => ({ ...rest, trialReports: trialReports.map(({ latenciesMs, ...t }) => ({ ...t, latencyCount: latenciesMs.length })) })) }, null, 2)}\n`
+            : `${formatRunReport(reports)}\n`,
+        );
+        process.exitCode = reports.some((r) => r.violatedTrials > 0)
+          ? 1
+          : reports.some((r) => r.erroredTrials > 0)
+            ? 2
+            : 0;
+      },
+    );
+}

@@ -1,0 +1,46 @@
+/**
+ * `raceguard/run`: find race conditions in any HTTP API with synchronised
+ * bursts and invariant checks, from the CLI (`raceguard run`) or from tests.
+ *
+ * @packageDocumentation
+ */
+export {
+  defineScenario,
+  validateScenario,
+  ScenarioError,
+  type ScenarioDefinition,
+  type ScenarioRequest,
+  type BurstSpec,
+  type TrialContext,
+  type CheckContext,
+  type HttpReply,
+} from './scenario.js';
+export {
+  runScenario,
+  RunCapError,
+  ARRIVAL_HEADER,
+  type RunScenarioOptions,
+  type ScenarioReport,
+  type TrialReport,
+} from './run-scenario.js';
+export {
+  atMostWinners,
+  exactlyEffects,
+  neverNegative,
+  conservedSum,
+  unique,
+  matchesSuccesses,
+  type ObservedResponse,
+  type Verdict,
+} from './invariants.js';
+export { loadScenarios } from './load.js';
+export { scenarioFromJson } from './json-scenario.js';
+export { burst, raceWindow, type BurstOptions } from './burst.js';
+export {
+  Http1BurstClient,
+  BurstTransportError,
+  type Http1BurstOptions,
+  type WireRequest,
+  type SyncResponse,
+  type SyncBurstResult,
+} from './http1.js';

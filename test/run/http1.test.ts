@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { ResponseReader } from '../../src/run/http1-parser.js';
+import { burst, raceWindow } from '../../src/run/burst.js';
+import { Http1BurstClient, serializeRequest } from '../../src/run/http1.js';
+
+describe('ResponseReader', () => {
+  it('reads content-length, chunked and bodiless responses, split at any byte', () => {
+    const wire = Buffer.from(
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello' +
+        'HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n' +
+        'HTTP/1.1 204 No Content\r\n\r\n',
+    );
+    for (const step of [1, 7, wire.length]) {
+      const reader = new ResponseReader();
+      const out = [];
+      for (let i = 0; i < wire.length; i += step)
+        out.push(...reader.push(wire.subarray(i, i + step)));
+      assert.deepEqual(
+        out.map((r) => [r.status, r.body.toString()]),
+        [
+          [200, 'hello'],
+          [201, 'abcde'],
+          [204, ''],
+        ],
+        `step ${step}`,
+      );
+      assert.equal(out[0]?.headers['x-a'], '1, 2');
+    }
+  });
+
+  it('refuses a malformed status line', () => {
+    assert.throws(
+      () => new ResponseReader().push(Buffer.from('HTTP/2 200\r\n\r\n')),
+      /malformed status line/,
+    );
+  });
+
+  it('serialises requests with content-length and refuses header injection', () => {
+    const url = new URL('http://127.0.0.1:8080');
+    const text = serializeRequest(url, {
+      method: 'POST',
+      path: '/buy',
+      body: '{"a":1}',
+      headers: { 'X-Id': '7' },
+    }).toString();
+    assert.equal(
+      text,
+      'POST /buy HTTP/1.1\r\nhost: 127.0.0.1:8080\r\nx-id: 7\r\ncontent-length: 7\r\n\r\n{"a":1}',
+    );
+    assert.throws(
+      () => serializeRequest(url, { method: 'GET', path: '/', headers: { x: 'a\r\nb: c' } }),
+      /line break/,
+    );
+  });
+});
+
+describe('Http1BurstClient (last-byte synchronisation)', () => {
+  let server: http.Server;
+  let origin: string;
+  const arrivals: number[] = [];
+  const partialSeen: number[] = [];
+  before(async () => {
+    server = http.createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => {
+        body += chunk.toString();
+        partialSeen.push(body.length);
+      });
+      request.on('end', () => {
+        arrivals.push(performance.now());
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ path: request.url, body }));
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => server.close());
+
+  it('holds every request one byte short, then releases them all together', async () => {
+    await using client = await Http1BurstClient.open(origin, { connections: 100, settleMs: 30 });
+    arrivals.length = 0;
+    partialSeen.length = 0;
+    const requests = Array.from({ length: 100 }, (_, i) => ({
+      method: 'POST',
+      path: `/r/${i}`,
+      body: JSON.stringify({ i }),
+    }));
+    const result = await client.fire(requests);
+    assert.equal(result.responses.length, 100);
+    for (const r of result.responses) {
+      assert.equal(r.status, 200);
+      assert.deepEqual(JSON.parse(r.text), {
+        path: `/r/${r.index}`,
+        body: JSON.stringify({ i: r.index }),
+      });
+    }
+    // The server saw partial bodies (one byte short) before the release.
+    assert.ok(partialSeen.some((n) => n === JSON.stringify({ i: 50 }).length - 1));
+    assert.ok(result.sendSpreadMs < 50, `release took ${result.sendSpreadMs} ms`);
+    // Reusable: a second burst on the same connections.
+    const again = await client.fire(requests.slice(0, 30));
+    assert.equal(again.responses.filter((r) => r.status === 200).length, 30);
+  });
+
+  it('refuses a burst larger than its connections, and reports an unreachable target', async () => {
+    await using client = await Http1BurstClient.open(origin, { connections: 2 });
+    await assert.rejects(
+      client.fire(Array.from({ length: 3 }, () => ({ method: 'GET', path: '/' }))),
+      /needs as many connections/,
+    );
+    await assert.rejects(
+      Http1BurstClient.open('http://127.0.0.1:1', { connections: 1 }),
+      /could not connect/,
+    );
+  });
+});
+
+describe('burst() and raceWindow()', () => {
+  it('burst() fires once over fresh connections and closes them', async () => {
+    const server = http.createServer((request, response) => {
+      request.resume();
+      request.on('end', () => response.end(request.url));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const result = await burst(
+        origin,
+        Array.from({ length: 20 }, (_, i) => ({ method: 'POST', path: `/${i}`, body: 'x' })),
+      );
+      assert.deepEqual(
+        result.responses.map((r) => r.text),
+        Array.from({ length: 20 }, (_, i) => `/${i}`),
+      );
+      await assert.rejects(burst(origin, []), /non-empty array/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('raceWindow() sleeps only when asked', async () => {
+    const t = performance.now();
+    await raceWindow(0);
+    assert.ok(performance.now() - t < 5);
+    await raceWindow(30);
+    assert.ok(performance.now() - t >= 25);
+  });
+});
