@@ -86,7 +86,7 @@ export function formatRunReport(reports: readonly ScenarioReport[]): string {
 export function runCommand(): Command {
   return new Command('run')
     .description(
-      'Release synchronised bursts (HTTP/1.1 last-byte synchronisation) at an API, as described by scenario files (.ts, .js or .json), and check their invariants. Exits 0 when clean, 1 when a race was found, 2 on errors.',
+      'Release synchronised bursts (HTTP/1.1 last-byte synchronisation, or HTTP/2 single-packet) at an API, as described by scenario files (.ts, .js or .json), and check their invariants. Exits 0 when clean, 1 when a race was found, 2 on errors.',
     )
     .argument('<files...>', 'scenario files')
     .option('--target <url>', "base URL of the API (overrides each scenario's target)")
@@ -114,6 +114,12 @@ export function runCommand(): Command {
         .default(20)
         .argParser(integer(0)),
     )
+    .addOption(
+      new Option('--protocol <protocol>', "overrides each scenario's burst.protocol").choices([
+        'http1',
+        'http2',
+      ]),
+    )
     .option('--json', 'print the reports as JSON on stdout')
     .action(
       async (
@@ -121,6 +127,7 @@ export function runCommand(): Command {
         opts: {
           target?: string;
           trials?: number;
+          protocol?: 'http1' | 'http2';
           maxRequests: number;
           maxDurationMs: number;
           settleMs: number;
@@ -142,6 +149,7 @@ export function runCommand(): Command {
               await runScenario(scenario, {
                 ...(opts.target !== undefined && { target: opts.target }),
                 ...(opts.trials !== undefined && { trials: opts.trials }),
+                ...(opts.protocol !== undefined && { protocol: opts.protocol }),
                 maxRequests: opts.maxRequests,
                 maxDurationMs: opts.maxDurationMs,
                 settleMs: opts.settleMs,

@@ -60,7 +60,7 @@ class Connection {
     socket.on('error', (error) => this.#fail(error));
   }
 
-  static open(url: URL, timeoutMs: number): Promise<Connection> {
+  static open(url: URL, timeoutMs: number, insecure: boolean): Promise<Connection> {
     return new Promise((resolve, reject) => {
       const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
       const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -69,6 +69,7 @@ class Connection {
           ? tls.connect({
               host,
               port,
+              rejectUnauthorized: !insecure,
               servername: net.isIP(host) === 0 ? host : undefined,
               ALPNProtocols: ['http/1.1'],
             })
@@ -184,15 +185,21 @@ export interface Http1BurstOptions {
   readonly timeoutMs?: number;
   /** Pause between the partial writes and the release, so partial requests reach the server. @default 20 */
   readonly settleMs?: number;
+  /** For https targets: accept a self-signed certificate (test servers only). @default false */
+  readonly insecure?: boolean;
 }
 
 /** A set of warmed HTTP/1.1 connections that release bursts by last-byte synchronisation. */
 export class Http1BurstClient implements AsyncDisposable {
   readonly #url: URL;
   readonly #connections: Connection[];
-  readonly #options: Required<Http1BurstOptions>;
+  readonly #options: Required<Omit<Http1BurstOptions, 'insecure'>>;
 
-  private constructor(url: URL, connections: Connection[], options: Required<Http1BurstOptions>) {
+  private constructor(
+    url: URL,
+    connections: Connection[],
+    options: Required<Omit<Http1BurstOptions, 'insecure'>>,
+  ) {
     this.#url = url;
     this.#connections = connections;
     this.#options = options;
@@ -209,14 +216,16 @@ export class Http1BurstClient implements AsyncDisposable {
    */
   static async open(origin: string, options: Http1BurstOptions): Promise<Http1BurstClient> {
     const url = new URL(origin);
-    const settings: Required<Http1BurstOptions> = {
+    const settings: Required<Omit<Http1BurstOptions, 'insecure'>> = {
       connections: options.connections,
       warmupPath: options.warmupPath ?? '/',
       timeoutMs: options.timeoutMs ?? 30_000,
       settleMs: options.settleMs ?? 20,
     };
     const opened = await Promise.allSettled(
-      Array.from({ length: settings.connections }, () => Connection.open(url, settings.timeoutMs)),
+      Array.from({ length: settings.connections }, () =>
+        Connection.open(url, settings.timeoutMs, options.insecure === true),
+      ),
     );
     const connections = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
     const failed = opened.find((o) => o.status === 'rejected');

@@ -44,3 +44,4 @@ export {
   type SyncResponse,
   type SyncBurstResult,
 } from './http1.js';
+export { Http2BurstClient, type Http2BurstOptions } from './http2.js';

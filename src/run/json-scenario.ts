@@ -58,7 +58,14 @@ const JsonScenario = z
     databaseUrl: z.string().min(1).optional(),
     trials: z.number().int().min(1).optional(),
     setup: z.array(Step).optional(),
-    burst: z.object({ count: z.number().int().min(1).max(10_000), request: Request }).strict(),
+    insecure: z.boolean().optional(),
+    burst: z
+      .object({
+        count: z.number().int().min(1).max(10_000),
+        protocol: z.enum(['http1', 'http2']).optional(),
+        request: Request,
+      })
+      .strict(),
     check: z.array(Check).min(1),
     teardown: z.array(Step).optional(),
   })
@@ -137,10 +144,12 @@ export function scenarioFromJson(value: unknown, file = 'scenario'): ScenarioDef
     target: spec.target,
     ...(spec.databaseUrl !== undefined && { databaseUrl: spec.databaseUrl }),
     ...(spec.trials !== undefined && { trials: spec.trials }),
+    ...(spec.insecure !== undefined && { insecure: spec.insecure }),
     setup: (context) => runSteps(spec.setup ?? [], context),
     teardown: (context) => runSteps(spec.teardown ?? [], context),
     burst: {
       count: spec.burst.count,
+      ...(spec.burst.protocol !== undefined && { protocol: spec.burst.protocol }),
       request: (i, context) =>
         substitute(spec.burst.request, {
           i: String(i),

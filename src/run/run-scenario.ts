@@ -7,7 +7,8 @@ import { Pool, request as undiciRequest } from 'undici';
 import { isAborted } from '../core/abort.js';
 import { AbortedError, RaceguardError, messageOf } from '../core/errors.js';
 import { percentile } from '../burst/percentile.js';
-import { Http1BurstClient, type WireRequest } from './http1.js';
+import { Http1BurstClient, type SyncBurstResult, type WireRequest } from './http1.js';
+import { Http2BurstClient } from './http2.js';
 import type { ObservedResponse, Verdict } from './invariants.js';
 import {
   ScenarioError,
@@ -34,6 +35,8 @@ export interface RunScenarioOptions {
   readonly maxDurationMs?: number;
   /** Pause between the partial writes and the release. @default 20 */
   readonly settleMs?: number;
+  /** Overrides the scenario's `burst.protocol`. */
+  readonly protocol?: 'http1' | 'http2';
   readonly signal?: AbortSignal;
   /** Called after each trial. */
   readonly onTrial?: (trial: TrialReport) => void;
@@ -153,15 +156,31 @@ export async function runScenario(
     );
   }
   const sqlPool = await openSql(scenario.databaseUrl ?? process.env.DATABASE_URL);
-  const helper = new Pool(target, { connections: 4 });
-  const client = await Http1BurstClient.open(target, {
-    connections: scenario.burst.count,
-    ...(options.settleMs !== undefined && { settleMs: options.settleMs }),
-  }).catch(async (error: unknown) => {
+  const helper = new Pool(target, {
+    connections: 4,
+    ...(scenario.insecure === true && { connect: { rejectUnauthorized: false } }),
+  });
+  const protocol = options.protocol ?? scenario.burst.protocol ?? 'http1';
+  const settle = options.settleMs !== undefined ? { settleMs: options.settleMs } : {};
+  let client: { fire(requests: readonly WireRequest[]): Promise<SyncBurstResult>; close(): void };
+  try {
+    client =
+      protocol === 'http2'
+        ? await Http2BurstClient.open(target, {
+            streams: scenario.burst.count,
+            insecure: scenario.insecure === true,
+            ...settle,
+          })
+        : await Http1BurstClient.open(target, {
+            connections: scenario.burst.count,
+            ...settle,
+            ...(scenario.insecure === true && { insecure: true }),
+          });
+  } catch (error) {
     await helper.close();
     await sqlPool?.end();
     throw error;
-  });
+  }
   const http = async (request: ScenarioRequest): Promise<HttpReply> => {
     validateRequest(request, 'http()');
     const wire = toWire(request);

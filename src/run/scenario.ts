@@ -50,6 +50,13 @@ export interface CheckContext extends TrialContext {
 export interface BurstSpec {
   /** Requests released together. */
   readonly count: number;
+  /**
+   * `'http1'`: one connection per request, last-byte synchronisation.
+   * `'http2'`: streams on shared connections (h2c for http://, ALPN h2 for
+   * https://), single-packet release of their final frames.
+   * @default 'http1'
+   */
+  readonly protocol?: 'http1' | 'http2';
   /** The request, or a function of its index for per-request variation (distinct users). */
   readonly request: ScenarioRequest | ((index: number, context: TrialContext) => ScenarioRequest);
 }
@@ -59,6 +66,8 @@ export interface ScenarioDefinition {
   readonly name: string;
   /** Base URL of the API under test (overridden by `--target`). */
   readonly target: string;
+  /** For https targets: accept a self-signed certificate (test servers only). @default false */
+  readonly insecure?: boolean;
   /** Database the `sql` helper queries. @default process.env.DATABASE_URL */
   readonly databaseUrl?: string;
   /** Bursts to run, each with its own setup and checks. @default 10 */
@@ -166,6 +175,16 @@ export function validateScenario(value: unknown, at: string): asserts value is S
     'an integer from 1 to 10000',
     burst.count,
   );
+  if (burst.protocol !== undefined) {
+    need(
+      burst.protocol === 'http1' || burst.protocol === 'http2',
+      `${at}.burst.protocol`,
+      '"http1" or "http2"',
+      burst.protocol,
+    );
+  }
+  if (s.insecure !== undefined)
+    need(typeof s.insecure === 'boolean', `${at}.insecure`, 'a boolean', s.insecure);
   if (typeof burst.request !== 'function') validateRequest(burst.request, `${at}.burst.request`);
 }
 

@@ -16,7 +16,7 @@ import {
 import { IdempotencyInFlightError } from '../../src/idempotency/errors.js';
 
 const [url, schema] = process.argv.slice(2) as [string, string];
-const LEASE_MS = 1500;
+const LEASE_MS = 3000;
 
 const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path=${schema}` });
 pool.on('error', () => undefined);

@@ -20,7 +20,7 @@ import {
 import { checkoutOperation } from '../helpers/checkout-operation.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
-const LEASE_MS = 1500;
+const LEASE_MS = 3000;
 
 interface Server {
   readonly child: ChildProcess;
@@ -87,8 +87,9 @@ describe('idempotency under SIGKILL', () => {
 
   it('killed inside the handler transaction: the key is held for its lease, then the retry runs exactly once', async () => {
     const key = randomUUID();
-    await crashAt('/orders', key, 'in-transaction');
+    // The retrying server is up before the crash, so the retry surely comes within the lease.
     const server = await startServer();
+    await crashAt('/orders', key, 'in-transaction');
     try {
       const early = await send(server, '/orders', key);
       assert.equal(early.statusCode, 409, 'the dead claim must hold until its lease runs out');
