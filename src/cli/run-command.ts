@@ -5,7 +5,10 @@
  */
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import { AbortedError } from '../core/errors.js';
+import { writeFile } from 'node:fs/promises';
 import { loadScenarios } from '../run/load.js';
+import { toHtml } from '../run/report-html.js';
+import { toJUnit } from '../run/report-junit.js';
 import { runScenario, type ScenarioReport } from '../run/run-scenario.js';
 import type { ScenarioDefinition } from '../run/scenario.js';
 import { createProgress } from './progress.js';
@@ -121,6 +124,8 @@ export function runCommand(): Command {
       ]),
     )
     .option('--json', 'print the reports as JSON on stdout')
+    .option('--junit <file>', 'also write a JUnit XML report (one test case per invariant)')
+    .option('--html <file>', 'also write a self-contained HTML report with charts')
     .action(
       async (
         files: string[],
@@ -132,6 +137,8 @@ export function runCommand(): Command {
           maxDurationMs: number;
           settleMs: number;
           json?: boolean;
+          junit?: string;
+          html?: string;
         },
       ) => {
         const scenarios: ScenarioDefinition[] = [];
@@ -167,6 +174,8 @@ export function runCommand(): Command {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
         }
+        if (opts.junit !== undefined) await writeFile(opts.junit, toJUnit(reports));
+        if (opts.html !== undefined) await writeFile(opts.html, toHtml(reports));
         process.stdout.write(
           opts.json === true
             ? `${JSON.stringify({ scenarios: reports.map(({ trialReports, ...rest }) => ({ ...rest, trialReports: trialReports.map(({ latenciesMs, ...t }) => ({ ...t, latencyCount: latenciesMs.length })) })) }, null, 2)}\n`

@@ -45,3 +45,5 @@ export {
   type SyncBurstResult,
 } from './http1.js';
 export { Http2BurstClient, type Http2BurstOptions } from './http2.js';
+export { toJUnit } from './report-junit.js';
+export { toHtml } from './report-html.js';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -185,6 +185,25 @@ describe('raceguard run', () => {
     const unsafe = await cli([join(dir, 'unsafe.json'), '--trials', '10']);
     assert.equal(unsafe.status, 1, unsafe.stderr);
     assert.match(unsafe.stdout, /RACE json-unsafe: at-most-1-winners violated/);
+    const unsafeReports = await cli([
+      join(dir, 'unsafe.json'),
+      '--trials',
+      '5',
+      '--junit',
+      join(dir, 'r.xml'),
+      '--html',
+      join(dir, 'r.html'),
+    ]);
+    assert.ok(unsafeReports.status === 1 || unsafeReports.status === 0, unsafeReports.stderr);
+    const junit = await readFile(join(dir, 'r.xml'), 'utf8');
+    assert.match(junit, /<testsuite name="json-unsafe" tests="3"/);
+    assert.match(junit, /<testcase classname="json-unsafe" name="at-most-1-winners">/);
+    if (unsafeReports.status === 1)
+      assert.match(junit, /<failure message="violated in \d+\/5 trials" type="race">/);
+    const html = await readFile(join(dir, 'r.html'), 'utf8');
+    assert.match(html, /^<!doctype html>/);
+    assert.match(html, /<svg viewBox/);
+    assert.doesNotMatch(html, /<script|https?:\/\/(?!127\.0\.0\.1)/);
     const fixed = await cli([join(dir, 'atomic.json'), '--json']);
     assert.equal(fixed.status, 0, fixed.stderr + fixed.stdout);
     const parsed = JSON.parse(fixed.stdout) as {
