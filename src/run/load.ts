@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import { messageOf } from '../core/errors.js';
 import { scenarioFromJson } from './json-scenario.js';
 import { ScenarioError, validateScenario, type ScenarioDefinition } from './scenario.js';
@@ -9,7 +10,7 @@ import { ScenarioError, validateScenario, type ScenarioDefinition } from './scen
 /**
  * Load the scenarios of one file. A module exports a scenario (or an array
  * of them) as its default export or as `scenario` / `scenarios`; a `.json`
- * file holds one scenario or an array. `.ts` files are compiled on the fly
+ * or `.yaml` file holds one scenario or an array (same fields). `.ts` files are compiled on the fly
  * (with `tsx`).
  *
  * @example
@@ -21,7 +22,7 @@ export async function loadScenarios(file: string): Promise<ScenarioDefinition[]>
   const path = isAbsolute(file) ? file : resolve(process.cwd(), file);
   const extension = extname(path).toLowerCase();
   let exported: unknown;
-  if (extension === '.json') {
+  if (extension === '.json' || extension === '.yaml' || extension === '.yml') {
     let text: string;
     try {
       text = await readFile(path, 'utf8');
@@ -29,10 +30,11 @@ export async function loadScenarios(file: string): Promise<ScenarioDefinition[]>
       throw new ScenarioError(file, 'a readable file', file, { cause: error });
     }
     let parsed: unknown;
+    const format = extension === '.json' ? 'JSON' : 'YAML';
     try {
-      parsed = JSON.parse(text);
+      parsed = format === 'JSON' ? JSON.parse(text) : parseYaml(text);
     } catch (error) {
-      throw new ScenarioError(file, `valid JSON (${messageOf(error)})`, text.slice(0, 40), {
+      throw new ScenarioError(file, `valid ${format} (${messageOf(error)})`, text.slice(0, 40), {
         cause: error,
       });
     }
@@ -40,7 +42,7 @@ export async function loadScenarios(file: string): Promise<ScenarioDefinition[]>
     return list.map((item, i) => scenarioFromJson(item, list.length > 1 ? `${file}[${i}]` : file));
   }
   if (!['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'].includes(extension)) {
-    throw new ScenarioError(file, 'a .ts, .js or .json scenario file', extension || file);
+    throw new ScenarioError(file, 'a .ts, .js, .json or .yaml scenario file', extension || file);
   }
   try {
     if (extension.endsWith('ts')) {

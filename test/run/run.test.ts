@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { stringify as stringifyYaml } from 'yaml';
 import { inventory } from '../../src/lab/scenarios/inventory.js';
 import { createLabServer } from '../../src/lab/server.js';
 import { atMostWinners, matchesSuccesses, neverNegative } from '../../src/run/invariants.js';
@@ -204,6 +205,10 @@ describe('raceguard run', () => {
     assert.match(html, /^<!doctype html>/);
     assert.match(html, /<svg viewBox/);
     assert.doesNotMatch(html, /<script|https?:\/\/(?!127\.0\.0\.1)/);
+    // The same scenario as YAML.
+    await writeFile(join(dir, 'unsafe.yaml'), stringifyYaml(json('unsafe')));
+    const yamlRun = await cli([join(dir, 'unsafe.yaml'), '--trials', '10']);
+    assert.equal(yamlRun.status, 1, yamlRun.stderr);
     const fixed = await cli([join(dir, 'atomic.json'), '--json']);
     assert.equal(fixed.status, 0, fixed.stderr + fixed.stdout);
     const parsed = JSON.parse(fixed.stdout) as {
@@ -254,9 +259,13 @@ export default defineScenario({
     const broken = await cli([join(dir, 'broken.json')]);
     assert.equal(broken.status, 2);
     assert.match(broken.stderr, /valid JSON/);
-    const unknownType = await cli([join(dir, 'scenario.yaml')]);
+    const unknownType = await cli([join(dir, 'scenario.toml')]);
     assert.equal(unknownType.status, 2);
-    assert.match(unknownType.stderr, /\.ts, \.js or \.json/);
+    assert.match(unknownType.stderr, /\.ts, \.js, \.json or \.yaml/);
+    await writeFile(join(dir, 'bad.yaml'), 'name: x\ntarget: [unclosed\n');
+    const badYaml = await cli([join(dir, 'bad.yaml')]);
+    assert.equal(badYaml.status, 2);
+    assert.match(badYaml.stderr, /valid YAML/);
     await writeFile(
       join(dir, 'big.json'),
       JSON.stringify({
