@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import { AbortedError } from '../core/errors.js';
 import { runLab, type LabReport } from '../lab/run-lab.js';
+import { serveLab } from '../lab/serve-lab.js';
 import { SCENARIOS } from '../lab/scenarios/index.js';
 import { ALL_STRATEGIES, LOCK_STRATEGIES, STRATEGIES, type Strategy } from '../lab/scenario.js';
 import { createProgress } from './progress.js';
@@ -150,6 +151,15 @@ export function labCommand(): Command {
         .argParser(integer(1)),
     )
     .option('--json', 'print the results as JSON on stdout')
+    .option(
+      '--serve',
+      'only start the lab service and keep it running, as a target for `raceguard run`',
+    )
+    .addOption(
+      new Option('--port <n>', 'loopback port of the service with --serve (0 = any free port)')
+        .default(4100)
+        .argParser(integer(0)),
+    )
     .action(
       async (opts: {
         concurrency: number;
@@ -160,7 +170,25 @@ export function labCommand(): Command {
         poolSize: number;
         servers: number;
         json?: boolean;
+        serve?: boolean;
+        port: number;
       }) => {
+        if (opts.serve === true) {
+          const lab = await serveLab({
+            port: opts.port,
+            gapMs: opts.gapMs,
+            poolSize: opts.poolSize,
+          });
+          process.stdout.write(
+            `lab service at ${lab.url} (Ctrl-C stops it)\ntry: raceguard run <scenario file> --target ${lab.url}; the lab's own scenarios: labScenarios('${lab.url}') from raceguard/lab\n`,
+          );
+          await new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+          });
+          await lab.close();
+          return;
+        }
         const progress = createProgress();
         const controller = new AbortController();
         const onSignal = (): void => controller.abort(new Error('interrupted'));

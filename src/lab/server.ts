@@ -5,7 +5,13 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { sleep } from '../index.js';
 import type { PoolLike } from '../postgres/index.js';
-import { ALL_STRATEGIES, type HandlerContext, type Scenario, type Strategy } from './scenario.js';
+import {
+  ALL_STRATEGIES,
+  type HandlerContext,
+  type ObservedResponse,
+  type Scenario,
+  type Strategy,
+} from './scenario.js';
 import { serve } from './strategy.js';
 
 /** Options of {@link createLabServer}. */
@@ -37,6 +43,43 @@ export function createLabServer(options: LabServerOptions): FastifyInstance {
   const gap = options.gapMs > 0 ? () => sleep(options.gapMs) : () => Promise.resolve();
 
   app.get('/health', () => ({ ok: true }));
+
+  // Test-bench routes for scenario files (`labScenarios`): reset a scenario
+  // for a strategy and get the burst's request bodies; check its invariants.
+  const schemaFor = new Map<string, Strategy>();
+  app.post<{ Params: { scenario: string; strategy: string }; Body: { concurrency?: unknown } }>(
+    '/lab/:scenario/:strategy/reset',
+    async (request, reply) => {
+      const scenario = byName.get(request.params.scenario);
+      const strategy = request.params.strategy as Strategy;
+      const concurrency = Number(request.body?.concurrency);
+      if (scenario === undefined || !ALL_STRATEGIES.includes(strategy)) {
+        return reply.code(404).send({ error: 'unknown scenario or strategy' });
+      }
+      if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+        return reply.code(400).send({ error: 'concurrency must be a positive integer' });
+      }
+      if (schemaFor.get(scenario.name) !== strategy) {
+        await scenario.createSchema(options.pool, strategy);
+        schemaFor.set(scenario.name, strategy);
+      }
+      await scenario.seed(options.pool, { concurrency });
+      return { requests: scenario.requests({ concurrency }) };
+    },
+  );
+  app.post<{
+    Params: { scenario: string };
+    Body: { concurrency?: unknown; responses?: ObservedResponse[] };
+  }>('/lab/:scenario/check', async (request, reply) => {
+    const scenario = byName.get(request.params.scenario);
+    const concurrency = Number(request.body?.concurrency);
+    const responses = request.body?.responses;
+    if (scenario === undefined) return reply.code(404).send({ error: 'unknown scenario' });
+    if (!Number.isSafeInteger(concurrency) || !Array.isArray(responses)) {
+      return reply.code(400).send({ error: 'expected { concurrency, responses }' });
+    }
+    return { anomalies: await scenario.check(options.pool, responses, { concurrency }) };
+  });
   app.post<{ Params: { scenario: string; strategy: string }; Body: Record<string, unknown> }>(
     '/scenarios/:scenario/:strategy',
     async (request, reply) => {

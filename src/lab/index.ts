@@ -1,0 +1,12 @@
+/**
+ * `raceguard/lab`: the race lab as a library: its server, its runner, and
+ * its scenarios as `raceguard run` scenario definitions.
+ *
+ * @packageDocumentation
+ */
+export { labScenarios, type LabScenariosOptions } from './as-scenarios.js';
+export { createLabServer, type LabServerOptions } from './server.js';
+export { runLab, type LabOptions, type LabReport, type LabResult } from './run-lab.js';
+export { STRATEGIES, LOCK_STRATEGIES, ALL_STRATEGIES, type Strategy } from './scenario.js';
+export { SCENARIOS } from './scenarios/index.js';
+export { serveLab, type ServeLabOptions, type ServedLab } from './serve-lab.js';
