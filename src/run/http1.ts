@@ -194,15 +194,18 @@ export class Http1BurstClient implements AsyncDisposable {
   readonly #url: URL;
   readonly #connections: Connection[];
   readonly #options: Required<Omit<Http1BurstOptions, 'insecure'>>;
+  readonly #insecure: boolean;
 
   private constructor(
     url: URL,
     connections: Connection[],
     options: Required<Omit<Http1BurstOptions, 'insecure'>>,
+    insecure: boolean,
   ) {
     this.#url = url;
     this.#connections = connections;
     this.#options = options;
+    this.#insecure = insecure;
   }
 
   /**
@@ -233,7 +236,7 @@ export class Http1BurstClient implements AsyncDisposable {
       for (const c of connections) c.close();
       throw failed.reason;
     }
-    const client = new Http1BurstClient(url, connections, settings);
+    const client = new Http1BurstClient(url, connections, settings, options.insecure === true);
     try {
       await Promise.all(
         connections.map(async (c) => {
@@ -259,8 +262,7 @@ export class Http1BurstClient implements AsyncDisposable {
         `a burst of ${requests.length} requests needs as many connections; this client has ${this.#connections.length}`,
       );
     }
-    const dead = this.#connections.findIndex((c) => !c.alive);
-    if (dead >= 0) throw new BurstTransportError(`connection ${dead} was closed by the server`);
+    await this.#replaceClosed(requests.length);
     const wire = requests.map((r) => serializeRequest(this.#url, r));
     const responses = requests.map((r, i) =>
       (this.#connections[i] as Connection).expect(r.method === 'HEAD'),
@@ -309,6 +311,24 @@ export class Http1BurstClient implements AsyncDisposable {
       }),
     );
     return { responses: settled, sendSpreadMs, durationMs: performance.now() - released };
+  }
+
+  /**
+   * Reopen connections the server closed since the last burst (keep-alive
+   * timeout, `Connection: close`), so a slow setup between trials does not
+   * cost requests. Reopened connections are not warmed: a server that
+   * closes after every response would close them again.
+   */
+  async #replaceClosed(needed: number): Promise<void> {
+    const dead = this.#connections.slice(0, needed).flatMap((c, i) => (c.alive ? [] : [i]));
+    if (dead.length === 0) return;
+    const opened = await Promise.all(
+      dead.map(() => Connection.open(this.#url, this.#options.timeoutMs, this.#insecure)),
+    );
+    dead.forEach((index, i) => {
+      this.#connections[index]?.close();
+      this.#connections[index] = opened[i] as Connection;
+    });
   }
 
   close(): void {

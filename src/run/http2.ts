@@ -65,12 +65,15 @@ export class Http2BurstClient implements AsyncDisposable {
   readonly #sessions: http2.ClientHttp2Session[];
   readonly #perSession: number;
   readonly #options: Required<Omit<Http2BurstOptions, 'insecure'>>;
+  readonly #reconnect: () => Promise<http2.ClientHttp2Session>;
 
   private constructor(
     sessions: http2.ClientHttp2Session[],
     perSession: number,
     options: Required<Omit<Http2BurstOptions, 'insecure'>>,
+    reconnect: () => Promise<http2.ClientHttp2Session>,
   ) {
+    this.#reconnect = reconnect;
     this.#sessions = sessions;
     this.#perSession = perSession;
     this.#options = options;
@@ -98,11 +101,20 @@ export class Http2BurstClient implements AsyncDisposable {
       throw error;
     }
     // Warm each connection with one request (HPACK tables, TCP and TLS state).
-    const client = new Http2BurstClient(sessions, perSession, {
-      streams: options.streams,
-      timeoutMs,
-      settleMs: options.settleMs ?? 20,
-    });
+    const client = new Http2BurstClient(
+      sessions,
+      perSession,
+      {
+        streams: options.streams,
+        timeoutMs,
+        settleMs: options.settleMs ?? 20,
+      },
+      async () => {
+        const session = await connect(origin, options, timeoutMs);
+        session.on('error', () => undefined);
+        return session;
+      },
+    );
     await Promise.all(
       sessions.map(
         (session) =>
@@ -134,6 +146,11 @@ export class Http2BurstClient implements AsyncDisposable {
       throw new BurstTransportError(
         `a burst of ${requests.length} requests needs more streams than this client has (${this.#sessions.length * this.#perSession})`,
       );
+    }
+    // Sessions the server closed since the last burst (idle timeout, GOAWAY) are reopened.
+    for (let i = 0; i < this.#sessions.length; i += 1) {
+      const session = this.#sessions[i] as http2.ClientHttp2Session;
+      if (session.closed || session.destroyed) this.#sessions[i] = await this.#reconnect();
     }
     let released = 0;
     const held = requests.map((request, index) => {

@@ -108,6 +108,31 @@ describe('Http1BurstClient (last-byte synchronisation)', () => {
     assert.equal(again.responses.filter((r) => r.status === 200).length, 30);
   });
 
+  it('reopens connections the server closed between bursts (keep-alive timeout, Connection: close)', async () => {
+    const short = http.createServer({ keepAliveTimeout: 50 }, (request, response) => {
+      request.resume();
+      request.on('end', () => {
+        if (request.url === '/close') response.setHeader('connection', 'close');
+        response.end('ok');
+      });
+    });
+    short.listen(0, '127.0.0.1');
+    await once(short, 'listening');
+    try {
+      const target = `http://127.0.0.1:${(short.address() as AddressInfo).port}`;
+      await using client = await Http1BurstClient.open(target, { connections: 10 });
+      for (let round = 0; round < 3; round += 1) {
+        const result = await client.fire(
+          Array.from({ length: 10 }, () => ({ method: 'POST', path: '/close', body: 'x' })),
+        );
+        assert.equal(result.responses.filter((r) => r.status === 200).length, 10, `round ${round}`);
+        await new Promise((r) => setTimeout(r, 120)); // longer than the keep-alive timeout
+      }
+    } finally {
+      short.close();
+    }
+  });
+
   it('refuses a burst larger than its connections, and reports an unreachable target', async () => {
     await using client = await Http1BurstClient.open(origin, { connections: 2 });
     await assert.rejects(

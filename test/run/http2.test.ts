@@ -154,6 +154,25 @@ describe('HTTP/2 bursts', () => {
     assert.equal(result.responses.filter((r) => r.status === 200).length, 100);
   });
 
+  it('reopens a connection the server closed between bursts', async () => {
+    const idle = http2.createServer();
+    const serverSessions: http2.ServerHttp2Session[] = [];
+    idle.on('session', (session) => serverSessions.push(session));
+    const origin = await listen(idle, 'http');
+    await using client = await Http2BurstClient.open(origin, { streams: 10 });
+    const first = await client.fire(
+      Array.from({ length: 10 }, () => ({ method: 'GET', path: '/health' })),
+    );
+    assert.equal(first.responses.filter((r) => r.status === 200).length, 10);
+    // The server ends every session (GOAWAY), as an idle timeout would.
+    for (const session of serverSessions) session.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const second = await client.fire(
+      Array.from({ length: 10 }, () => ({ method: 'GET', path: '/health' })),
+    );
+    assert.equal(second.responses.filter((r) => r.status === 200).length, 10);
+  });
+
   it('refuses an untrusted certificate unless insecure is set', async () => {
     await assert.rejects(Http2BurstClient.open(h2tls, { streams: 1 }), /self-signed|certificate/i);
   });
