@@ -9,3 +9,9 @@ export { fencedSet } from './fenced-set.js';
 export { LuaScript } from './script.js';
 export type { RedisClientLike, RedisSubscriberLike } from './types.js';
 export { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from './idempotency-store.js';
+export {
+  fromNodeRedis,
+  subscriberFromNodeRedis,
+  type NodeRedisClientLike,
+  type NodeRedisSubscriberLike,
+} from './node-redis.js';
