@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { it } from 'node:test';
 import { serveLab } from '../src/lab/serve-lab.js';
+import { runCli } from './helpers/cli.js';
 
 it('the README quick start runs and prints what the README says', () => {
   const run = spawnSync(process.execPath, ['--import', 'tsx', 'examples/quick-start.ts'], {
@@ -16,23 +17,7 @@ it('the README quick start runs and prints what the README says', () => {
 
 it('the lab’s scenarios run as scenario files: unsafe variants are races, every fix is clean', async () => {
   await using lab = await serveLab({ gapMs: 0 });
-  // Asynchronous: the lab service runs in this process and must keep serving.
-  const run = (args: string[], env: Record<string, string> = {}) =>
-    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        ['--import', 'tsx', 'src/cli/main.ts', 'run', ...args],
-        {
-          env: { ...process.env, ...env },
-        },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on('close', (status) => resolve({ status, stdout, stderr }));
-    });
-  const all = await run(['examples/race/lab.scenario.ts', '--json'], {
+  const all = await runCli(['run', 'examples/race/lab.scenario.ts', '--json'], {
     LAB_URL: lab.url,
     LAB_SCENARIOS: 'inventory,payment',
   });
@@ -59,7 +44,7 @@ it('the lab’s scenarios run as scenario files: unsafe variants are races, ever
     if (s.name.endsWith('/unsafe')) assert.ok(s.violatedTrials > 0, `${s.name} not caught`);
     else assert.equal(s.violatedTrials, 0, `${s.name} showed a violation`);
   }
-  const yaml = await run(['examples/race/last-unit.yaml', '--target', lab.url]);
+  const yaml = await runCli(['run', 'examples/race/last-unit.yaml', '--target', lab.url]);
   assert.equal(yaml.status, 1, yaml.stderr + yaml.stdout);
   assert.match(yaml.stdout, /RACE last unit \(unsafe\): at-most-1-winners violated/);
 });

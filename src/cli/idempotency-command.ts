@@ -4,19 +4,14 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command, InvalidArgumentError as CommanderArgumentError } from 'commander';
+import { Command } from 'commander';
 import type pg from 'pg';
 import { messageOf } from '../core/errors.js';
 import { resumeAbandoned, type PhasedOperation } from '../postgres/atomic-phases.js';
 import { PostgresIdempotencyStore } from '../postgres/idempotency-store.js';
+import { integer } from './options.js';
 
-const positive = (value: string): number => {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1) {
-    throw new CommanderArgumentError(`expected a positive integer, got "${value}"`);
-  }
-  return n;
-};
+const positive = integer(1);
 
 interface CommonOptions {
   databaseUrl?: string;

@@ -1,21 +1,11 @@
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
-import { AbortedError } from '../core/errors.js';
 import { runLab, type LabReport } from '../lab/run-lab.js';
 import { serveLab } from '../lab/serve-lab.js';
 import { SCENARIOS } from '../lab/scenarios/index.js';
 import { ALL_STRATEGIES, LOCK_STRATEGIES, STRATEGIES, type Strategy } from '../lab/scenario.js';
+import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
 import { renderTable } from './table.js';
-
-const integer =
-  (min: number) =>
-  (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
-      throw new CommanderArgumentError(`expected an integer >= ${min}, got "${value}"`);
-    }
-    return n;
-  };
 
 const nonNegative = (value: string): number => {
   const n = Number(value);
@@ -190,22 +180,20 @@ export function labCommand(): Command {
           return;
         }
         const progress = createProgress();
-        const controller = new AbortController();
-        const onSignal = (): void => controller.abort(new Error('interrupted'));
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
         try {
-          const report = await runLab({
-            concurrency: opts.concurrency,
-            trials: opts.trials,
-            gapMs: opts.gapMs,
-            poolSize: opts.poolSize,
-            servers: opts.servers,
-            signal: controller.signal,
-            ...(opts.scenario && { scenarios: opts.scenario }),
-            ...(opts.strategy && { strategies: opts.strategy }),
-            onProgress: (p) => progress.update(p.done, p.total, `${p.scenario}/${p.strategy}`),
-          });
+          const report = await interruptible((signal) =>
+            runLab({
+              concurrency: opts.concurrency,
+              trials: opts.trials,
+              gapMs: opts.gapMs,
+              poolSize: opts.poolSize,
+              servers: opts.servers,
+              signal,
+              ...(opts.scenario && { scenarios: opts.scenario }),
+              ...(opts.strategy && { strategies: opts.strategy }),
+              onProgress: (p) => progress.update(p.done, p.total, `${p.scenario}/${p.strategy}`),
+            }),
+          );
           progress.done();
           process.stdout.write(
             opts.json === true
@@ -213,14 +201,8 @@ export function labCommand(): Command {
               : `${formatLabReport(report)}\n`,
           );
           process.exitCode = report.fixesClean ? 0 : 1;
-        } catch (error) {
-          // After Ctrl-C, what failed next (a stopped server) is a consequence, not the story.
-          if (controller.signal.aborted) throw new AbortedError(controller.signal.reason);
-          throw error;
         } finally {
           progress.done();
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
         }
       },
     );

@@ -3,26 +3,16 @@
  * then a verdict on the data. Exit codes: 0 clean, 1 an invariant was
  * violated, 2 usage or scenario errors (or trials that could not run).
  */
-import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
-import { AbortedError } from '../core/errors.js';
+import { Command, Option } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { loadScenarios } from '../run/load.js';
 import { toHtml } from '../run/report-html.js';
 import { toJUnit } from '../run/report-junit.js';
 import { runScenario, type ScenarioReport } from '../run/run-scenario.js';
 import type { ScenarioDefinition } from '../run/scenario.js';
+import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
 import { renderTable } from './table.js';
-
-const integer =
-  (min: number) =>
-  (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
-      throw new CommanderArgumentError(`expected an integer >= ${min}, got "${value}"`);
-    }
-    return n;
-  };
 
 const ms = (n: number | undefined): string =>
   n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(2);
@@ -144,35 +134,28 @@ export function runCommand(): Command {
         const scenarios: ScenarioDefinition[] = [];
         for (const file of files) scenarios.push(...(await loadScenarios(file)));
         const progress = createProgress();
-        const controller = new AbortController();
-        const onSignal = (): void => controller.abort(new Error('interrupted'));
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
         const reports: ScenarioReport[] = [];
         try {
-          for (const scenario of scenarios) {
-            const trials = opts.trials ?? scenario.trials ?? 10;
-            reports.push(
-              await runScenario(scenario, {
-                ...(opts.target !== undefined && { target: opts.target }),
-                ...(opts.trials !== undefined && { trials: opts.trials }),
-                ...(opts.protocol !== undefined && { protocol: opts.protocol }),
-                maxRequests: opts.maxRequests,
-                maxDurationMs: opts.maxDurationMs,
-                settleMs: opts.settleMs,
-                signal: controller.signal,
-                onTrial: (t) => progress.update(t.trial + 1, trials, scenario.name),
-              }),
-            );
-            progress.done();
-          }
-        } catch (error) {
-          if (controller.signal.aborted) throw new AbortedError(controller.signal.reason);
-          throw error;
+          await interruptible(async (signal) => {
+            for (const scenario of scenarios) {
+              const trials = opts.trials ?? scenario.trials ?? 10;
+              reports.push(
+                await runScenario(scenario, {
+                  ...(opts.target !== undefined && { target: opts.target }),
+                  ...(opts.trials !== undefined && { trials: opts.trials }),
+                  ...(opts.protocol !== undefined && { protocol: opts.protocol }),
+                  maxRequests: opts.maxRequests,
+                  maxDurationMs: opts.maxDurationMs,
+                  settleMs: opts.settleMs,
+                  signal,
+                  onTrial: (t) => progress.update(t.trial + 1, trials, scenario.name),
+                }),
+              );
+              progress.done();
+            }
+          });
         } finally {
           progress.done();
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
         }
         if (opts.junit !== undefined) await writeFile(opts.junit, toJUnit(reports));
         if (opts.html !== undefined) await writeFile(opts.html, toHtml(reports));

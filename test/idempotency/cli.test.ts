@@ -1,29 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { idempotent } from '../../src/idempotency/idempotent.js';
 import {
   createIdempotencyTable,
   PostgresIdempotencyStore,
 } from '../../src/postgres/idempotency-store.js';
+import { runCli } from '../helpers/cli.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
-
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [
-      '--import',
-      'tsx',
-      'src/cli/main.ts',
-      'idempotency',
-      ...args,
-    ]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 describe('raceguard idempotency (CLI)', () => {
   let db: TestDatabase;
@@ -45,7 +28,8 @@ describe('raceguard idempotency (CLI)', () => {
     }
     await idempotent(store, { scope: 's', key: 'kept' }, () => 'kept');
     await new Promise((r) => setTimeout(r, 100));
-    const run = await cli([
+    const run = await runCli([
+      'idempotency',
       'reap',
       '--database-url',
       url,
@@ -65,13 +49,34 @@ describe('raceguard idempotency (CLI)', () => {
   });
 
   it('exits 2 with a clear message on bad arguments, a missing table or a bad operations module', async () => {
-    const badSize = await cli(['reap', '--database-url', url, '--batch-size', '0']);
+    const badSize = await runCli([
+      'idempotency',
+      'reap',
+      '--database-url',
+      url,
+      '--batch-size',
+      '0',
+    ]);
     assert.equal(badSize.status, 2);
-    assert.match(badSize.stderr, /expected a positive integer/);
-    const noTable = await cli(['reap', '--database-url', url, '--table', 'missing_table']);
+    assert.match(badSize.stderr, /expected an integer >= 1/);
+    const noTable = await runCli([
+      'idempotency',
+      'reap',
+      '--database-url',
+      url,
+      '--table',
+      'missing_table',
+    ]);
     assert.equal(noTable.status, 2);
     assert.match(noTable.stderr, /missing_table/);
-    const noModule = await cli(['resume', '--database-url', url, '--operations', 'package.json']);
+    const noModule = await runCli([
+      'idempotency',
+      'resume',
+      '--database-url',
+      url,
+      '--operations',
+      'package.json',
+    ]);
     assert.equal(noModule.status, 2);
     assert.match(noModule.stderr, /operations|PhasedOperation|import attribute/i);
   });

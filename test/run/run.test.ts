@@ -4,7 +4,6 @@
  * fixed; and a small server that stamps arrival times.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -19,18 +18,8 @@ import { createLabServer } from '../../src/lab/server.js';
 import { atMostWinners, matchesSuccesses, neverNegative } from '../../src/run/invariants.js';
 import { ARRIVAL_HEADER, RunCapError, runScenario } from '../../src/run/run-scenario.js';
 import { defineScenario, ScenarioError } from '../../src/run/scenario.js';
+import { runCli } from '../helpers/cli.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
-
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 describe('raceguard run', () => {
   let db: TestDatabase;
@@ -183,10 +172,11 @@ describe('raceguard run', () => {
     });
     await writeFile(join(dir, 'unsafe.json'), JSON.stringify(json('unsafe')));
     await writeFile(join(dir, 'atomic.json'), JSON.stringify(json('atomic')));
-    const unsafe = await cli([join(dir, 'unsafe.json'), '--trials', '10']);
+    const unsafe = await runCli(['run', join(dir, 'unsafe.json'), '--trials', '10']);
     assert.equal(unsafe.status, 1, unsafe.stderr);
     assert.match(unsafe.stdout, /RACE json-unsafe: at-most-1-winners violated/);
-    const unsafeReports = await cli([
+    const unsafeReports = await runCli([
+      'run',
       join(dir, 'unsafe.json'),
       '--trials',
       '5',
@@ -207,9 +197,9 @@ describe('raceguard run', () => {
     assert.doesNotMatch(html, /<script|https?:\/\/(?!127\.0\.0\.1)/);
     // The same scenario as YAML.
     await writeFile(join(dir, 'unsafe.yaml'), stringifyYaml(json('unsafe')));
-    const yamlRun = await cli([join(dir, 'unsafe.yaml'), '--trials', '10']);
+    const yamlRun = await runCli(['run', join(dir, 'unsafe.yaml'), '--trials', '10']);
     assert.equal(yamlRun.status, 1, yamlRun.stderr);
-    const fixed = await cli([join(dir, 'atomic.json'), '--json']);
+    const fixed = await runCli(['run', join(dir, 'atomic.json'), '--json']);
     assert.equal(fixed.status, 0, fixed.stderr + fixed.stdout);
     const parsed = JSON.parse(fixed.stdout) as {
       scenarios: { name: string; violatedTrials: number }[];
@@ -237,7 +227,7 @@ export default defineScenario({
 });
 `,
     );
-    const run = await cli([file]);
+    const run = await runCli(['run', file]);
     assert.equal(run.status, 0, run.stderr + run.stdout);
     assert.match(run.stdout, /ts-health/);
   });
@@ -252,18 +242,18 @@ export default defineScenario({
         check: [{ atMostWinners: 1 }],
       }),
     );
-    const bad = await cli([join(dir, 'bad.json')]);
+    const bad = await runCli(['run', join(dir, 'bad.json')]);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /bad\.json\.burst\.count/);
     await writeFile(join(dir, 'broken.json'), '{ "name": ');
-    const broken = await cli([join(dir, 'broken.json')]);
+    const broken = await runCli(['run', join(dir, 'broken.json')]);
     assert.equal(broken.status, 2);
     assert.match(broken.stderr, /valid JSON/);
-    const unknownType = await cli([join(dir, 'scenario.toml')]);
+    const unknownType = await runCli(['run', join(dir, 'scenario.toml')]);
     assert.equal(unknownType.status, 2);
     assert.match(unknownType.stderr, /\.ts, \.js, \.json or \.yaml/);
     await writeFile(join(dir, 'bad.yaml'), 'name: x\ntarget: [unclosed\n');
-    const badYaml = await cli([join(dir, 'bad.yaml')]);
+    const badYaml = await runCli(['run', join(dir, 'bad.yaml')]);
     assert.equal(badYaml.status, 2);
     assert.match(badYaml.stderr, /valid YAML/);
     await writeFile(
@@ -276,7 +266,7 @@ export default defineScenario({
         check: [{ atMostWinners: 1 }],
       }),
     );
-    const big = await cli([join(dir, 'big.json')]);
+    const big = await runCli(['run', join(dir, 'big.json')]);
     assert.equal(big.status, 2);
     assert.match(big.stderr, /exceeds the cap of 10000/);
   });
