@@ -1,10 +1,11 @@
 /**
- * The burst engine: N HTTP requests released together on warmed connections,
- * so they reach the server as close to simultaneously as the client allows.
+ * The lab's burst interface: N HTTP requests with JSON bodies released
+ * together on warmed connections, by the last-byte synchronisation engine of
+ * `raceguard run`.
  */
-import { Pool } from 'undici';
 import { RaceguardError, messageOf } from '../core/errors.js';
 import { throwIfAborted } from '../core/abort.js';
+import { Http1BurstClient } from '../run/http1.js';
 import {
   assertAbortSignal,
   assertNonEmptyString,
@@ -81,8 +82,10 @@ export interface BurstClient extends AsyncDisposable {
 
 /**
  * Open `connections` keep-alive connections to `origin` and warm each with a
- * request, so that a later burst pays no connection set-up and every request
- * leaves on its own socket in the same event-loop turn.
+ * request, so that a later burst pays no connection set-up. Bursts are
+ * released by HTTP/1.1 last-byte synchronisation (the engine of
+ * `raceguard run`): every request is sent but its final byte, then all final
+ * bytes together.
  *
  * @example
  * ```ts
@@ -101,27 +104,15 @@ export async function createBurstClient(
   const warmupPath = options.warmupPath ?? '/';
   const timeoutMs = options.timeoutMs ?? 30_000;
   assertPositiveInteger('options.timeoutMs', timeoutMs);
-  const pool = new Pool(origin, {
-    connections: options.connections,
-    pipelining: 1,
-    keepAliveTimeout: 120_000,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-  });
-
-  // Concurrent requests force the pool to open one socket each.
-  for (let round = 0; round < 3 && pool.stats.connected < options.connections; round++) {
-    try {
-      await Promise.all(
-        Array.from({ length: options.connections }, async () => {
-          const { body } = await pool.request({ method: 'GET', path: warmupPath });
-          await body.dump();
-        }),
-      );
-    } catch (error) {
-      await pool.close();
-      throw new BurstError(`could not warm connections to ${origin}: ${messageOf(error)}`, error);
-    }
+  let client: Http1BurstClient;
+  try {
+    client = await Http1BurstClient.open(origin, {
+      connections: options.connections,
+      warmupPath,
+      timeoutMs,
+    });
+  } catch (error) {
+    throw new BurstError(`could not warm connections to ${origin}: ${messageOf(error)}`, error);
   }
 
   const fire = async (
@@ -135,47 +126,38 @@ export async function createBurstClient(
         `a burst of ${requests.length} requests needs as many connections; this client has ${options.connections}`,
       );
     }
-    // Everything is serialised before the release, so the loop below only dispatches.
-    const prepared = requests.map((r) => ({
-      method: r.method ?? 'POST',
-      path: r.path,
-      headers: {
-        ...(r.body !== undefined && { 'content-type': 'application/json' }),
-        ...r.headers,
-      },
-      body: r.body === undefined ? null : JSON.stringify(r.body),
-    }));
-    const started = performance.now();
-    let lastDispatch = started;
-    const pending = prepared.map(async (request, index): Promise<BurstResponse> => {
-      const promise = pool.request(request);
-      lastDispatch = performance.now();
+    const burst = await client.fire(
+      requests.map((r) => ({
+        method: r.method ?? 'POST',
+        path: r.path,
+        headers: {
+          ...(r.body !== undefined && { 'content-type': 'application/json' }),
+          ...r.headers,
+        },
+        ...(r.body !== undefined && { body: JSON.stringify(r.body) }),
+      })),
+    );
+    const responses = burst.responses.map((r): BurstResponse => {
+      let body: unknown = r.text;
       try {
-        const response = await promise;
-        const text = await response.body.text();
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          // not JSON: keep the text
-        }
-        return { index, status: response.statusCode, body, latencyMs: performance.now() - started };
-      } catch (error) {
-        return {
-          index,
-          status: 0,
-          body: undefined,
-          latencyMs: performance.now() - started,
-          error: messageOf(error),
-        };
+        body = JSON.parse(r.text);
+      } catch {
+        // not JSON: keep the text
       }
+      return {
+        index: r.index,
+        status: r.status,
+        body: r.status === 0 ? undefined : body,
+        latencyMs: r.latencyMs,
+        ...(r.error !== undefined && { error: r.error }),
+      };
     });
-    const sendSpreadMs = lastDispatch - started;
-    const responses = await Promise.all(pending);
-    return { responses, durationMs: performance.now() - started, sendSpreadMs };
+    return { responses, durationMs: burst.durationMs, sendSpreadMs: burst.sendSpreadMs };
   };
 
-  let closed: Promise<void> | undefined;
-  const close = (): Promise<void> => (closed ??= pool.close());
+  const close = (): Promise<void> => {
+    client.close();
+    return Promise.resolve();
+  };
   return { fire, close, [Symbol.asyncDispose]: close };
 }
