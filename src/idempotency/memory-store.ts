@@ -48,7 +48,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   claim(request: ClaimRequest): Promise<ClaimResult> {
     const now = Date.now();
     this.#claims += 1;
-    if (this.#claims % this.#sweepEvery === 0) this.#sweep(now);
+    if (this.#claims % this.#sweepEvery === 0) this.#sweepOldest(now);
     const id = recordKey(request);
     const found = this.#records.get(id);
     if (found === undefined || found.expiresAt <= now) {
@@ -117,6 +117,19 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       return undefined;
     }
     return found;
+  }
+
+  /**
+   * Drop expired records from the front of the map (insertion order, which
+   * with one TTL is close to expiry order), stopping at the first live one:
+   * bounded work per sweep however many records there are. Expiry is also
+   * checked on every access, so a record this misses is never served.
+   */
+  #sweepOldest(now: number): void {
+    for (const [id, record] of this.#records) {
+      if (record.expiresAt > now) return;
+      this.#records.delete(id);
+    }
   }
 
   #sweep(now: number): void {
