@@ -253,7 +253,12 @@ export async function runScenario(
           latenciesMs: burst.responses.map((r) => r.latencyMs),
         };
       } catch (error) {
-        if (error instanceof ScenarioError || error instanceof AbortedError) throw error;
+        if (error instanceof ScenarioError || error instanceof AbortedError) {
+          await Promise.resolve()
+            .then(() => scenario.teardown?.(context))
+            .catch(() => undefined);
+          throw error;
+        }
         report = {
           trial,
           verdicts: [],
@@ -264,8 +269,12 @@ export async function runScenario(
           latenciesMs: [],
           error: messageOf(error),
         };
-      } finally {
+      }
+      try {
         await scenario.teardown?.(context);
+      } catch (error) {
+        // The trial's verdicts stand; a failed teardown makes it an errored trial too.
+        report = { ...report, error: report.error ?? `teardown: ${messageOf(error)}` };
       }
       reports.push(report);
       options.onTrial?.(report);

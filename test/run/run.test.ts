@@ -104,6 +104,33 @@ describe('raceguard run', () => {
     );
   });
 
+  it('a failing setup or teardown makes an errored trial, not a crash; teardown always runs', async () => {
+    let teardowns = 0;
+    const report = await runScenario(
+      defineScenario({
+        name: 'fragile',
+        target,
+        trials: 3,
+        setup: ({ trial }) => {
+          if (trial === 0) throw new Error('setup broke');
+        },
+        burst: { count: 5, request: { method: 'GET', path: '/health' } },
+        check: ({ responses }) => [atMostWinners(responses, 5)],
+        teardown: ({ trial }) => {
+          teardowns += 1;
+          if (trial === 1) throw new Error('teardown broke');
+        },
+      }),
+    );
+    assert.equal(teardowns, 3);
+    assert.deepEqual(
+      report.trialReports.map((t) => t.error ?? 'ok'),
+      ['setup broke', 'teardown: teardown broke', 'ok'],
+    );
+    assert.equal(report.erroredTrials, 2);
+    assert.equal(report.violatedTrials, 0);
+  });
+
   it('rejects bad definitions, naming the field', () => {
     assert.throws(
       () =>
