@@ -137,6 +137,14 @@ export function serializeRequest(url: URL, request: WireRequest): Buffer {
   if (body.length > 0 || !['GET', 'HEAD', 'DELETE', 'OPTIONS'].includes(request.method)) {
     headers['content-length'] = String(body.length);
   }
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(request.method)) {
+    throw new BurstTransportError(`method ${JSON.stringify(request.method)} is not an HTTP token`);
+  }
+  if (!/^[!-~]+$/.test(request.path)) {
+    throw new BurstTransportError(
+      `path ${JSON.stringify(request.path)} must be visible ASCII without spaces (percent-encode the rest)`,
+    );
+  }
   let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
   for (const [name, value] of Object.entries(headers)) {
     if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {

@@ -198,9 +198,9 @@ export function validateRequest(value: unknown, at: string): asserts value is Sc
   );
   const r = value as Record<string, unknown>;
   need(
-    typeof r.path === 'string' && r.path.startsWith('/'),
+    typeof r.path === 'string' && /^\/[!-~]*$/.test(r.path),
     `${at}.path`,
-    'a path starting with "/"',
+    'a path starting with "/", visible ASCII without spaces',
     r.path,
   );
   if (r.method !== undefined) {

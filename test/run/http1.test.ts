@@ -55,6 +55,12 @@ describe('ResponseReader', () => {
       () => serializeRequest(url, { method: 'GET', path: '/', headers: { x: 'a\r\nb: c' } }),
       /line break/,
     );
+    assert.throws(() => serializeRequest(url, { method: 'GET', path: '/a b' }), /visible ASCII/);
+    assert.throws(
+      () => serializeRequest(url, { method: 'GET', path: '/\r\nx: y' }),
+      /visible ASCII/,
+    );
+    assert.throws(() => serializeRequest(url, { method: 'G T', path: '/' }), /not an HTTP token/);
   });
 });
 
