@@ -79,7 +79,7 @@ export function formatRunReport(reports: readonly ScenarioReport[]): string {
 export function runCommand(): Command {
   return new Command('run')
     .description(
-      'Release synchronised bursts (HTTP/1.1 last-byte synchronisation, or HTTP/2 single-packet) at an API, as described by scenario files (.ts, .js or .json), and check their invariants. Exits 0 when clean, 1 when a race was found, 2 on errors.',
+      'Release synchronised bursts (HTTP/1.1 last-byte synchronisation, or HTTP/2 single-packet) at an API, as described by scenario files (.ts, .js, .json or .yaml), and check their invariants. Exits 0 when clean, 1 when a race was found, 2 on errors.',
     )
     .argument('<files...>', 'scenario files')
     .option('--target <url>', "base URL of the API (overrides each scenario's target)")
