@@ -2,12 +2,11 @@
  * The lab runner: start PostgreSQL and the lab service, fire synchronized
  * bursts at every scenario and strategy, check the invariants, aggregate.
  */
-import type pg from 'pg';
 import { createBurstClient, type BurstClient, type BurstRequest } from '../burst/burst.js';
 import { percentile } from '../burst/percentile.js';
 import { InvalidArgumentError, throwIfAborted } from '../index.js';
-import { createScratchSchema, type PoolLike } from '../postgres/index.js';
-import { usePostgres } from '../postgres/server.js';
+import type { PoolLike } from '../postgres/index.js';
+import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
 import { SCENARIOS } from './scenarios/index.js';
 import {
@@ -130,36 +129,15 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   }
   const unsafeStrategies: Strategy[] = servers > 1 ? ['unsafe', 'local-mutex'] : ['unsafe'];
 
-  let pgModule: typeof pg;
+  const database = await openLabDatabase({
+    databaseUrl: options.databaseUrl,
+    ...(signal && { signal }),
+  });
+  // Torn down in reverse order of creation, whatever happens; the database last.
+  const cleanup: (() => Promise<unknown>)[] = [() => database.close()];
   try {
-    pgModule = (await import('pg')).default;
-  } catch (error) {
-    throw new InvalidArgumentError('pg', 'installed (npm install pg) to run the lab', error);
-  }
-  await using server = await usePostgres({ url: options.databaseUrl, ...(signal && { signal }) });
-  // Torn down in reverse order of creation, whatever happens.
-  const cleanup: (() => Promise<unknown>)[] = [];
-  try {
-    const admin = new pgModule.Pool({ connectionString: server.url, max: 2 });
-    // An idle connection cut by a server shutdown must not crash the process.
-    admin.on('error', () => undefined);
-    cleanup.push(() => admin.end());
-    const schema = await createScratchSchema(admin, 'raceguard_lab');
-    cleanup.push(() => schema.drop());
     // One pool, one set of lockers and one HTTP server per lab server, as separate processes would have.
-    const pools = Array.from({ length: servers }, () => {
-      const pool = new pgModule.Pool({
-        connectionString: server.url,
-        max: poolSize,
-        options: schema.connectionOptions,
-      });
-      // Failures reach the queries that hit them; a connection cut while idle or
-      // during shutdown (Ctrl-C stops the embedded server) must not crash the process.
-      pool.on('error', () => undefined);
-      pool.on('connect', (connection) => connection.on('error', () => undefined));
-      cleanup.push(() => pool.end());
-      return pool;
-    });
+    const pools = Array.from({ length: servers }, () => database.newPool(poolSize));
     const lockStrategies = LOCK_STRATEGIES.filter((s) => strategies.includes(s));
     const lockers = await setUpLockers(lockStrategies, pools, cleanup);
     const clients: BurstClient[] = [];
@@ -180,7 +158,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       concurrency,
       trials,
       gapMs,
-      embeddedPostgres: server.embedded,
+      embeddedPostgres: database.embedded,
       servers,
       unsafeStrategies,
       fixesClean: results.every(

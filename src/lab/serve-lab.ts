@@ -1,8 +1,5 @@
 /** `raceguard lab --serve`: the lab service alone, as a target for `raceguard run`. */
-import type pg from 'pg';
-import { InvalidArgumentError } from '../core/errors.js';
-import { createScratchSchema } from '../postgres/index.js';
-import { usePostgres } from '../postgres/server.js';
+import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
 import { SCENARIOS } from './scenarios/index.js';
 
@@ -29,31 +26,19 @@ export interface ServedLab extends AsyncDisposable {
  * the lab service on a loopback port; close everything with `close()`.
  */
 export async function serveLab(options: ServeLabOptions = {}): Promise<ServedLab> {
-  let pgModule: typeof pg;
-  try {
-    pgModule = (await import('pg')).default;
-  } catch (error) {
-    throw new InvalidArgumentError('pg', 'installed (npm install pg) to serve the lab', error);
-  }
-  const server = await usePostgres({ url: options.databaseUrl });
-  const admin = new pgModule.Pool({ connectionString: server.url, max: 2 });
-  admin.on('error', () => undefined);
-  const schema = await createScratchSchema(admin, 'raceguard_lab');
-  const pool = new pgModule.Pool({
-    connectionString: server.url,
-    max: options.poolSize ?? 32,
-    options: schema.connectionOptions,
-  });
-  pool.on('error', () => undefined);
-  pool.on('connect', (connection) => connection.on('error', () => undefined));
+  const database = await openLabDatabase({ databaseUrl: options.databaseUrl });
+  const pool = database.newPool(options.poolSize ?? 32);
   const app = createLabServer({ pool, scenarios: SCENARIOS, gapMs: options.gapMs ?? 2 });
-  const url = await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
+  let url: string;
+  try {
+    url = await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
   const close = async (): Promise<void> => {
     await app.close();
-    await pool.end();
-    await schema.drop();
-    await admin.end();
-    await server.stop();
+    await database.close();
   };
   return { url, close, [Symbol.asyncDispose]: close };
 }
