@@ -127,6 +127,14 @@ interface Settings {
 
 const COMPLETE_ATTEMPTS = 3;
 
+/** The published record lifetime, 24 h: the default of every `ttlMs`. */
+export const DEFAULT_TTL_MS = 86_400_000;
+
+/** A result as the stores keep it: JSON text (`undefined` is kept as `null`). */
+export function serializeResult(value: unknown): string {
+  return JSON.stringify(value) ?? 'null';
+}
+
 function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Settings {
   if (typeof store !== 'object' || store === null || typeof store.claim !== 'function') {
     throw new InvalidArgumentError('store', 'an IdempotencyStore', store);
@@ -145,7 +153,7 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
   assertOneOf('options.storeFailure', storeFailure, ['closed', 'open']);
   const waitMs = options.waitMs ?? 30_000;
   const leaseMs = options.leaseMs ?? 30_000;
-  const ttlMs = options.ttlMs ?? 86_400_000;
+  const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
   assertPositiveInteger('options.waitMs', waitMs);
   assertPositiveInteger('options.leaseMs', leaseMs);
   assertPositiveInteger('options.ttlMs', ttlMs);
@@ -382,7 +390,7 @@ class StoreExecution<R> implements Execution<R> {
   async complete(value: R): Promise<void> {
     if (this.#ended) throw new IdempotencyClaimLostError();
     await this.#end();
-    const result = JSON.stringify(value) ?? 'null';
+    const result = serializeResult(value);
     let failure: unknown;
     for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt += 1) {
       try {

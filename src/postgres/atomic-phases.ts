@@ -19,6 +19,8 @@ import { IdempotencyClaimLostError, IdempotencyStoreError } from '../idempotency
 import { fingerprintPayload } from '../idempotency/fingerprint.js';
 import {
   claimIdempotency,
+  DEFAULT_TTL_MS,
+  serializeResult,
   type Execution,
   type IdempotencyOptions,
   type IdempotentResult,
@@ -258,8 +260,8 @@ async function continuePhases<I, S, R>(
             scope,
             key,
             owner,
-            result: JSON.stringify(value) ?? 'null',
-            ttlMs: options.ttlMs ?? 86_400_000,
+            result: serializeResult(value),
+            ttlMs: options.ttlMs ?? DEFAULT_TTL_MS,
           })
           .catch((error: unknown) => {
             throw new IdempotencyStoreError('complete', error);

@@ -4,6 +4,8 @@ import { assertPlainObject, assertPositiveInteger, assertFunction } from '../cor
 import { IdempotencyClaimLostError, IdempotencyStoreError } from '../idempotency/errors.js';
 import {
   claimIdempotency,
+  DEFAULT_TTL_MS,
+  serializeResult,
   type IdempotencyOptions,
   type IdempotentResult,
 } from '../idempotency/idempotent.js';
@@ -336,8 +338,8 @@ export async function idempotentTransaction<R>(
           scope: options.scope,
           key: options.key,
           owner,
-          result: JSON.stringify(result) ?? 'null',
-          ttlMs: options.ttlMs ?? 86_400_000,
+          result: serializeResult(result),
+          ttlMs: options.ttlMs ?? DEFAULT_TTL_MS,
         });
       } catch (error) {
         throw new IdempotencyStoreError('complete', error);
