@@ -112,7 +112,7 @@ export async function createBurstClient(
       timeoutMs,
     });
   } catch (error) {
-    throw new BurstError(`could not warm connections to ${origin}: ${messageOf(error)}`, error);
+    throw new BurstError(messageOf(error), error);
   }
 
   const fire = async (

@@ -1,4 +1,10 @@
 /** `raceguard lab --serve`: the lab service alone, as a target for `raceguard run`. */
+import {
+  assertNonNegativeFinite,
+  assertNonNegativeInteger,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
 import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
 import { SCENARIOS } from './scenarios/index.js';
@@ -24,8 +30,18 @@ export interface ServedLab extends AsyncDisposable {
 /**
  * Start PostgreSQL (embedded unless a URL is given), a scratch schema and
  * the lab service on a loopback port; close everything with `close()`.
+ *
+ * @example
+ * ```ts
+ * await using lab = await serveLab({ gapMs: 0 });
+ * const report = await runScenario(labScenarios(lab.url, { scenarios: ['inventory'] })[0]);
+ * ```
  */
 export async function serveLab(options: ServeLabOptions = {}): Promise<ServedLab> {
+  assertPlainObject('options', options);
+  if (options.port !== undefined) assertNonNegativeInteger('options.port', options.port);
+  if (options.gapMs !== undefined) assertNonNegativeFinite('options.gapMs', options.gapMs);
+  if (options.poolSize !== undefined) assertPositiveInteger('options.poolSize', options.poolSize);
   const database = await openLabDatabase({ databaseUrl: options.databaseUrl });
   const pool = database.newPool(options.poolSize ?? 32);
   const app = createLabServer({ pool, scenarios: SCENARIOS, gapMs: options.gapMs ?? 2 });

@@ -62,7 +62,16 @@ export function fromNodeRedis(client: NodeRedisClientLike): RedisClientLike {
   };
 }
 
-/** Wrap a connected node-redis subscriber connection for `RedisLock`'s release notifications. */
+/**
+ * Wrap a connected node-redis subscriber connection for `RedisLock`'s
+ * release notifications.
+ *
+ * @example
+ * ```ts
+ * const subscriber = await client.duplicate().connect();
+ * new RedisLock({ client: fromNodeRedis(client), subscriber: subscriberFromNodeRedis(subscriber) });
+ * ```
+ */
 export function subscriberFromNodeRedis(subscriber: NodeRedisSubscriberLike): RedisSubscriberLike {
   if (
     typeof subscriber !== 'object' ||

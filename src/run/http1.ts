@@ -9,7 +9,12 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { RaceguardError, messageOf } from '../core/errors.js';
+import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
+import {
+  assertNonNegativeInteger,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
 import { ResponseReader, type RawResponse } from './http1-parser.js';
 
 /** One request, ready to serialise. */
@@ -125,6 +130,20 @@ class Connection {
   }
 }
 
+/** Parse and check a burst target: an http:// or https:// URL. */
+export function checkOrigin(origin: unknown): URL {
+  let url: URL | undefined;
+  try {
+    url = typeof origin === 'string' ? new URL(origin) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new InvalidArgumentError('origin', 'an http:// or https:// URL', origin);
+  }
+  return url;
+}
+
 /** Serialise a request for the wire. */
 export function serializeRequest(url: URL, request: WireRequest): Buffer {
   const body =
@@ -226,7 +245,13 @@ export class Http1BurstClient implements AsyncDisposable {
    * ```
    */
   static async open(origin: string, options: Http1BurstOptions): Promise<Http1BurstClient> {
-    const url = new URL(origin);
+    const url = checkOrigin(origin);
+    assertPlainObject('options', options);
+    assertPositiveInteger('options.connections', options.connections);
+    if (options.timeoutMs !== undefined)
+      assertPositiveInteger('options.timeoutMs', options.timeoutMs);
+    if (options.settleMs !== undefined)
+      assertNonNegativeInteger('options.settleMs', options.settleMs);
     const settings: Required<Omit<Http1BurstOptions, 'insecure'>> = {
       connections: options.connections,
       warmupPath: options.warmupPath ?? '/',

@@ -10,6 +10,12 @@
 import http2 from 'node:http2';
 import { messageOf } from '../core/errors.js';
 import {
+  assertNonNegativeInteger,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
+import {
+  checkOrigin,
   BurstTransportError,
   type SyncBurstResult,
   type SyncResponse,
@@ -82,8 +88,21 @@ export class Http2BurstClient implements AsyncDisposable {
   /**
    * Connect to `origin` (`http:` for h2c with prior knowledge, `https:`
    * with ALPN) and open enough connections for `streams` concurrent streams.
+   *
+   * @example
+   * ```ts
+   * await using client = await Http2BurstClient.open('https://127.0.0.1:8443', { streams: 150, insecure: true });
+   * const { responses } = await client.fire(requests);
+   * ```
    */
   static async open(origin: string, options: Http2BurstOptions): Promise<Http2BurstClient> {
+    checkOrigin(origin);
+    assertPlainObject('options', options);
+    assertPositiveInteger('options.streams', options.streams);
+    if (options.timeoutMs !== undefined)
+      assertPositiveInteger('options.timeoutMs', options.timeoutMs);
+    if (options.settleMs !== undefined)
+      assertNonNegativeInteger('options.settleMs', options.settleMs);
     const timeoutMs = options.timeoutMs ?? 30_000;
     const first = await connect(origin, options, timeoutMs);
     first.on('error', () => undefined);

@@ -65,6 +65,11 @@ export function atMostWinners(
 /**
  * Exactly `expected` effects exist (rows, charges, emails), read from the
  * final state.
+ *
+ * @example
+ * ```ts
+ * exactlyEffects(Number(row?.charges), 1, 'charges');
+ * ```
  */
 export function exactlyEffects(actual: number, expected: number, what = 'effects'): Verdict {
   return {
@@ -77,7 +82,14 @@ export function exactlyEffects(actual: number, expected: number, what = 'effects
   };
 }
 
-/** A quantity (stock, balance, seats left) never goes below zero. */
+/**
+ * A quantity (stock, balance, seats left) never goes below zero.
+ *
+ * @example
+ * ```ts
+ * neverNegative(Number(product?.stock), 'stock');
+ * ```
+ */
 export function neverNegative(value: number, what = 'value'): Verdict {
   return {
     invariant: `${what}-never-negative`,
@@ -86,7 +98,14 @@ export function neverNegative(value: number, what = 'value'): Verdict {
   };
 }
 
-/** A sum is conserved (money moved between accounts neither created nor destroyed). */
+/**
+ * A sum is conserved (money moved between accounts neither created nor destroyed).
+ *
+ * @example
+ * ```ts
+ * conservedSum(totalBefore, Number(row?.total), 'balance');
+ * ```
+ */
 export function conservedSum(before: number, after: number, what = 'sum'): Verdict {
   return {
     invariant: `${what}-conserved`,
@@ -98,7 +117,14 @@ export function conservedSum(before: number, after: number, what = 'sum'): Verdi
   };
 }
 
-/** Values that must be unique (order numbers, seat holders, coupon redemptions per user). */
+/**
+ * Values that must be unique (order numbers, seat holders, coupon redemptions per user).
+ *
+ * @example
+ * ```ts
+ * unique((await sql('SELECT holder FROM seats')).map((r) => r.holder), 'seat holders');
+ * ```
+ */
 export function unique(values: readonly unknown[], what = 'values'): Verdict {
   const counts = new Map<string, number>();
   for (const value of values) {

@@ -130,6 +130,11 @@ async function runSteps(steps: readonly Step[], context: TrialContext): Promise<
 /**
  * Turn a parsed JSON scenario into a definition. Throws
  * {@link ScenarioError} naming the first invalid field.
+ *
+ * @example
+ * ```ts
+ * const scenario = scenarioFromJson(JSON.parse(await readFile('last-unit.json', 'utf8')), 'last-unit.json');
+ * ```
  */
 export function scenarioFromJson(value: unknown, file = 'scenario'): ScenarioDefinition {
   const parsed = JsonScenario.safeParse(value);
