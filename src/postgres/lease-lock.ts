@@ -51,6 +51,9 @@ export async function createLockTable(
   await runQuery(db, `CREATE SEQUENCE IF NOT EXISTS ${seq}`);
 }
 
+/** How long a key must have been free before {@link PostgresLeaseLock.reap} deletes its row, by default: one hour. */
+export const DEFAULT_REAP_AFTER_MS = 3_600_000;
+
 /** Options of {@link PostgresLeaseLock}. */
 export interface PostgresLeaseLockOptions extends LockTableOptions {
   /** A pool (or anything queryable); every operation is one autocommit statement. */
@@ -69,7 +72,8 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
  * computed by the server's clock, and the fencing token drawn from a
  * sequence in that same statement, so tokens are totally ordered across
  * every key and every process. A holder that crashes frees its key when the
- * lease runs out. Every operation is one autocommit statement with no
+ * lease runs out. A released key keeps its (small) row until
+ * {@link PostgresLeaseLock.reap} removes it. Every operation is one autocommit statement with no
  * session state, so it works through transaction-pooling proxies such as
  * PgBouncer. Waiters poll (every `pollMs`), in no particular order.
  *
@@ -90,7 +94,13 @@ export class PostgresLeaseLock implements Locker {
   readonly #ttlMs: number;
   readonly #pollMs: number;
   readonly #driftFactor: number;
-  readonly #sql: { acquire: string; remaining: string; extend: string; release: string };
+  readonly #sql: {
+    acquire: string;
+    remaining: string;
+    extend: string;
+    release: string;
+    reap: string;
+  };
 
   constructor(options: PostgresLeaseLockOptions) {
     assertPlainObject('options', options);
@@ -106,15 +116,25 @@ export class PostgresLeaseLock implements Locker {
     const t = quoteIdentifier(name, 'options.table');
     const seq = quoteIdentifier(`${name}_tokens`, 'options.table');
     const lease = "clock_timestamp() + $3 * interval '1 millisecond'";
+    const nextToken = `nextval('${seq.replaceAll("'", "''")}')`;
     this.#sql = {
-      // Take the key if it is free or its lease has run out; the token comes from the sequence in the same statement.
+      // Take the key if it is free or its lease has run out. A key's row is
+      // never deleted on release (only by reap(), long after), so every grant
+      // but a key's first goes through DO UPDATE, which draws its token while
+      // holding the row lock: after the previous grant committed. A token
+      // drawn in VALUES is used only when no row exists at all; had the row
+      // been deleted on release, a statement that drew its token before a
+      // grant and inserted after that grant's release would hand out a
+      // smaller token than the grant before it.
       acquire:
-        `INSERT INTO ${t} AS l (key, owner, token, expires_at) VALUES ($1, $2, nextval('${seq.replaceAll("'", "''")}'), ${lease}) ` +
-        `ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at ` +
+        `INSERT INTO ${t} AS l (key, owner, token, expires_at) VALUES ($1, $2, ${nextToken}, ${lease}) ` +
+        `ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, token = ${nextToken}, expires_at = EXCLUDED.expires_at ` +
         `WHERE l.expires_at <= clock_timestamp() RETURNING token`,
       remaining: `SELECT greatest(0, extract(epoch FROM expires_at - clock_timestamp()) * 1000)::int AS ms FROM ${t} WHERE key = $1`,
       extend: `UPDATE ${t} SET expires_at = ${lease} WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp() RETURNING token`,
-      release: `DELETE FROM ${t} WHERE key = $1 AND owner = $2`,
+      // Free the key, keeping its row (see acquire).
+      release: `UPDATE ${t} SET expires_at = clock_timestamp() WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp()`,
+      reap: `DELETE FROM ${t} WHERE expires_at < clock_timestamp() - $1 * interval '1 millisecond'`,
     };
   }
 
@@ -186,6 +206,27 @@ export class PostgresLeaseLock implements Locker {
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
     return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
+  }
+
+  /**
+   * Delete the rows of keys that have been free (released or expired) for
+   * at least `olderThanMs`, and return how many went. Released keys keep
+   * their row so that fencing tokens stay in grant order (see the class
+   * notes); run this from a periodic job to bound the table to the keys in
+   * recent use. A key reaped while a grant statement is in flight is safe
+   * as long as `olderThanMs` is far longer than a statement takes.
+   *
+   * @example
+   * ```ts
+   * setInterval(() => void locks.reap().catch(console.error), 600_000).unref();
+   * ```
+   */
+  async reap(options: { readonly olderThanMs?: number } = {}): Promise<number> {
+    assertPlainObject('options', options);
+    const olderThanMs = options.olderThanMs ?? DEFAULT_REAP_AFTER_MS;
+    assertPositiveInteger('options.olderThanMs', olderThanMs);
+    const { rowCount } = await this.#query(this.#sql.reap, [olderThanMs], 'reap free locks');
+    return rowCount ?? 0;
   }
 
   #handle(

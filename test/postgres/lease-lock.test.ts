@@ -49,8 +49,38 @@ describe('PostgresLeaseLock', () => {
     const { rows } = await db.pool.query('SELECT balance FROM accounts WHERE id = 1');
     assert.equal(rows[0].balance, 100);
     assert.ok(tokens.every((t, i) => i === 0 || t > (tokens[i - 1] as bigint)));
+    const { rows: held } = await db.pool.query(
+      'SELECT count(*)::int AS n FROM raceguard_locks WHERE expires_at > clock_timestamp()',
+    );
+    assert.equal(held[0].n, 0, 'released grants hold nothing');
+    assert.equal(await a.reap(), 0, 'a key freed just now is not reaped by default');
+    await delay(20);
+    assert.equal(await a.reap({ olderThanMs: 10 }), 1, 'the free row of account:1 is reaped');
     const { rows: left } = await db.pool.query('SELECT count(*)::int AS n FROM raceguard_locks');
-    assert.equal(left[0].n, 0, 'released grants leave no rows');
+    assert.equal(left[0].n, 0);
+    await assert.rejects(a.reap({ olderThanMs: 0 }), InvalidArgumentError);
+  });
+
+  it('tokens follow grant order even when grants and releases race (200 grants, 20 tryAcquire loops over 2 pools)', async () => {
+    const lockers = [
+      new PostgresLeaseLock({ db: db.newPool(10) }),
+      new PostgresLeaseLock({ db: db.newPool(10) }),
+    ];
+    // A statement that drew its token before another grant, and inserted after that grant's release, would hand out a smaller token later.
+    const grants: bigint[] = [];
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const locks = lockers[i % 2] as PostgresLeaseLock;
+        while (grants.length < 200) {
+          const lock = await locks.tryAcquire('race:tokens', { ttlMs: 5000 });
+          if (lock === undefined) continue;
+          grants.push(lock.token);
+          await lock.release();
+        }
+      }),
+    );
+    const outOfOrder = grants.filter((t, i) => i > 0 && t <= (grants[i - 1] as bigint));
+    assert.deepEqual(outOfOrder, [], `tokens out of grant order: ${grants.join(' ')}`);
   });
 
   it('a crashed holder (never releases) frees the key when its lease runs out; its late write is fenced off', async () => {
