@@ -36,7 +36,10 @@ export interface LeaseHandleOptions {
  * Build a {@link LockHandle} over a server-side lease.
  *
  * - Without `autoExtend`, a timer aborts `signal` (reason `expired`) when
- *   `validUntil` passes.
+ *   `validUntil` passes. The timer is armed only once someone can observe
+ *   the loss (`onLost` given, or `signal` read): most grants are released
+ *   long before their lease ends, and a timer per grant is measurable on the
+ *   hot path. `extend()` checks the lease itself.
  * - With `autoExtend`, renewals run at a third of the lease, one after the
  *   other (never overlapping); a renewal that comes due after `validUntil`
  *   means the event loop stalled and the lease may have been taken: the lock
@@ -62,17 +65,27 @@ class LeaseHandle implements LockHandle {
   #timer: NodeJS.Timeout | undefined;
   #renewal: Promise<void> | undefined;
   #loss: LazyAbort | undefined;
+  /** Whether the expiry or renewal timer runs (see {@link createLeaseHandle}). */
+  #watched: boolean;
 
   constructor(options: LeaseHandleOptions) {
     this.key = options.key;
     this.token = options.token;
     this.validUntil = options.validUntil;
     this.#options = options;
-    this.#schedule();
+    const { autoExtend, onLost } = options.acquireOptions;
+    this.#watched = autoExtend === true || onLost !== undefined;
+    if (this.#watched) this.#schedule();
   }
 
   get signal(): AbortSignal {
-    return (this.#loss ??= createLazyAbort()).signal;
+    const loss = (this.#loss ??= createLazyAbort());
+    if (!this.#watched) {
+      this.#watched = true;
+      if (performance.now() >= this.validUntil) this.#lose('expired');
+      else this.#schedule();
+    }
+    return loss.signal;
   }
 
   #stopTimer(): void {
@@ -127,6 +140,9 @@ class LeaseHandle implements LockHandle {
     if (!this.#held || this.#released !== undefined) throw new LockNotOwnerError(this.key);
     this.#stopTimer();
     await this.#renewal;
+    // Without a timer nobody has marked a lapsed lease lost yet.
+    if (this.#held && performance.now() >= this.validUntil) this.#lose('expired');
+    if (!this.#held) throw new LockNotOwnerError(this.key);
     const until = await this.#options.renew(leaseMs);
     if (until === undefined) {
       this.#lose('expired');
@@ -134,16 +150,18 @@ class LeaseHandle implements LockHandle {
     }
     this.validUntil = until;
     this.#stopTimer();
-    this.#schedule();
+    if (this.#watched) this.#schedule();
   }
 
   release(): Promise<void> {
-    return (this.#released ??= (async () => {
-      this.#held = false;
-      this.#stopTimer();
-      await this.#renewal;
-      await this.#options.release();
-    })());
+    if (this.#released !== undefined) return this.#released;
+    this.#held = false;
+    this.#stopTimer();
+    const renewal = this.#renewal;
+    // No renewal in flight (the common case): release at once, without an extra tick.
+    this.#released =
+      renewal === undefined ? this.#options.release() : renewal.then(() => this.#options.release());
+    return this.#released;
   }
 
   [Symbol.asyncDispose](): Promise<void> {

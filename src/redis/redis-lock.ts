@@ -53,6 +53,8 @@ export interface RedisLockOptions {
 
 type Wake = () => void;
 
+const noop = (): void => undefined;
+
 /**
  * A lock on one Redis server: `SET NX PX` with an `INCR`-minted fencing
  * token in one Lua script, compare-and-delete release, owner-checked
@@ -126,17 +128,18 @@ export class RedisLock implements Locker {
     };
   }
 
-  async #run(
+  #run(
     script: LuaScript,
     keys: string[],
     args: (string | number)[],
     what: string,
   ): Promise<unknown> {
-    try {
-      return await script.run(this.#client, keys, args);
-    } catch (error) {
-      throw new LockBackendError(`Redis failed to ${what}: ${messageOf(error)}`, error);
-    }
+    return script.run(
+      this.#client,
+      keys,
+      args,
+      (error) => new LockBackendError(`Redis failed to ${what}: ${messageOf(error)}`, error),
+    );
   }
 
   /**
@@ -156,10 +159,10 @@ export class RedisLock implements Locker {
     // Subscribed only once a first attempt failed: an uncontended acquire costs one round trip.
     let unsubscribe: (() => Promise<void>) | undefined;
     let subscribeTried = false;
+    let sentAt = started;
     try {
       for (;;) {
         const owner = `${this.#id}:${++this.#grants}`;
-        const sentAt = performance.now();
         const [granted, value] = await this.#attempt(keys, owner, ttlMs);
         if (granted === 1) {
           const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
@@ -185,7 +188,10 @@ export class RedisLock implements Locker {
           subscribeTried = true;
           unsubscribe = await this.#subscribe(keys.channel);
           // Try again at once: a release between the attempt and the subscription sent no wake-up we could hear.
-          if (unsubscribe !== undefined) continue;
+          if (unsubscribe !== undefined) {
+            sentAt = performance.now();
+            continue;
+          }
         }
         const pttl = granted === 1 ? 0 : value;
         await this.#waitForRelease(
@@ -193,6 +199,7 @@ export class RedisLock implements Locker {
           Math.min(remaining, this.#pollMs, pttl > 0 ? pttl + 1 : this.#pollMs),
           signal,
         );
+        sentAt = performance.now();
       }
     } finally {
       if (unsubscribe) await unsubscribe();
@@ -216,17 +223,14 @@ export class RedisLock implements Locker {
   }
 
   /** One attempt: `[1, token]` when granted, `[0, remaining lease ms]` when held. */
-  async #attempt(
+  #attempt(
     keys: { lock: string; fence: string },
     owner: string,
     ttlMs: number,
   ): Promise<[number, number]> {
-    return (await this.#run(
-      ACQUIRE,
-      [keys.lock, keys.fence],
-      [owner, ttlMs],
-      'acquire a lock',
-    )) as [number, number];
+    return this.#run(ACQUIRE, [keys.lock, keys.fence], [owner, ttlMs], 'acquire a lock') as Promise<
+      [number, number]
+    >;
   }
 
   async #subscribe(channel: string): Promise<(() => Promise<void>) | undefined> {
@@ -300,9 +304,8 @@ export class RedisLock implements Locker {
         const renewed = await this.#run(EXTEND, [keys.lock], [owner, leaseMs], 'extend a lock');
         return renewed === 1 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
       },
-      release: async () => {
-        await this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock');
-      },
+      release: () =>
+        this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock').then(noop),
     });
   }
 }

@@ -14,16 +14,28 @@ export class LuaScript {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
 
-  async run(
+  /**
+   * Run the script. `wrapError`, when given, turns any failure (a rejected
+   * reply, or a driver that throws at once) into the error the caller
+   * reports. Written with one `then` rather than `async` layers: lock grants
+   * and releases run through here, and every layer costs on that hot path.
+   */
+  run(
     client: RedisClientLike,
     keys: readonly string[],
     args: readonly (string | number)[],
+    wrapError?: (error: unknown) => Error,
   ): Promise<unknown> {
+    let reply: Promise<unknown>;
     try {
-      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
+      reply = client.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (error) {
-      if (!messageOf(error).includes('NOSCRIPT')) throw error;
-      return client.eval(this.source, keys.length, ...keys, ...args);
+      reply = Promise.reject(error instanceof Error ? error : new Error(messageOf(error)));
     }
+    return reply.then(undefined, (error: unknown) => {
+      if (!messageOf(error).includes('NOSCRIPT')) throw wrapError ? wrapError(error) : error;
+      const sent = (async () => client.eval(this.source, keys.length, ...keys, ...args))();
+      return wrapError ? sent.catch((cause: unknown) => Promise.reject(wrapError(cause))) : sent;
+    });
   }
 }
