@@ -6,14 +6,23 @@
  * - contended: 8 workers on one key; hand-off latency is the time from one
  *   holder's release to the next holder's grant.
  *
- * Redis libraries share one ioredis connection to one redis-server started
- * here. The physical baseline (`baseline`) is raw `SET key v NX PX` + `DEL`
- * (retried at once when contended). In-process locks are compared with
+ * Every measurement (one library, one scenario, one round) runs in its own
+ * Node process, after a warm-up: an application loads one lock library, and
+ * several libraries in one process tax one another (measured: raceguard's
+ * uncontended ratio fell from 0.94 to 0.70 when both Redlock libraries ran
+ * in the same process before it). Redis libraries use one ioredis
+ * connection to one redis-server started here. The physical baseline (`baseline`) is raw `SET key v NX PX` + `DEL`
+ * (retried at once when contended); `baseline-scripts` sends raceguard's two
+ * Lua scripts bare, the floor of a lock whose token is minted in a script.
+ * In-process locks are compared with
  * `async-mutex` behind a `Map`, and with a bare `Set` of held keys as their
  * baseline.
  *
  *   npm run bench:locks [-- --duration-ms 1000 --rounds 3 --json]
  */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
 import { Mutex as AsyncMutex } from 'async-mutex';
@@ -23,6 +32,7 @@ import Redlock from 'redlock';
 import { renderTable } from '../dist/cli/table.js';
 import { percentile } from '../dist/burst/percentile.js';
 import { KeyedMutex } from '../dist/local/keyed-mutex.js';
+import { ACQUIRE, RELEASE } from '../dist/redis/lock-scripts.js';
 import { RedisLock } from '../dist/redis/redis-lock.js';
 import { startRedisServer } from '../dist/redis/server.js';
 
@@ -31,6 +41,9 @@ const { values: args } = parseArgs({
     'duration-ms': { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
+    // Internal: run one measurement and print it as JSON.
+    worker: { type: 'string' },
+    'redis-url': { type: 'string' },
   },
 });
 const durationMs = Number(args['duration-ms']);
@@ -52,10 +65,10 @@ interface Result {
   ratioToBaseline: number;
 }
 
-async function uncontended(take: Take, prefix: string) {
+async function uncontended(take: Take, prefix: string, ms: number) {
   const latencies: number[] = [];
   let ops = 0;
-  const until = performance.now() + durationMs;
+  const until = performance.now() + ms;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: UNCONTENDED_WORKERS }, async (_, w) => {
@@ -72,12 +85,12 @@ async function uncontended(take: Take, prefix: string) {
   return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies };
 }
 
-async function contended(take: Take, prefix: string) {
+async function contended(take: Take, prefix: string, ms: number) {
   const handoffs: number[] = [];
   let last: { worker: number; releasedAt: number } | undefined;
   let ops = 0;
   const key = `${prefix}:c`;
-  const until = performance.now() + durationMs;
+  const until = performance.now() + ms;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: CONTENDED_WORKERS }, async (_, worker) => {
@@ -104,162 +117,242 @@ function median(values: number[]): number {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-const server = await startRedisServer();
-const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-const subscriber = client.duplicate();
-await client.ping();
+const WARMUP_MS = Math.min(300, durationMs);
 
-const rawTake: Take = async (key) => {
-  for (;;) {
-    if ((await client.set(key, '1', 'PX', TTL_MS, 'NX')) === 'OK') {
-      return async () => {
-        await client.del(key);
-      };
+/** One measurement in this process: `backend:scenario:library`. */
+async function worker(spec: string, redisUrl: string): Promise<void> {
+  const [backend, scenario, library] = spec.split(':', 3) as [
+    'redis' | 'in-process',
+    'uncontended' | 'contended',
+    string,
+  ];
+  const client = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  const subscriber = client.duplicate();
+  await client.ping();
+
+  const rawTake: Take = async (key) => {
+    for (;;) {
+      if ((await client.set(key, '1', 'PX', TTL_MS, 'NX')) === 'OK') {
+        return async () => {
+          await client.del(key);
+        };
+      }
     }
-  }
-};
-const raceguard = new RedisLock({ client, subscriber, ttlMs: TTL_MS });
-const redlock = new Redlock([client], { retryCount: 10_000, retryDelay: 5, retryJitter: 5 });
-const sesame = new SesameRedlock([client], { retryCount: 10_000, retryDelay: 5, retryJitter: 5 });
-
-const redisLibraries: [string, Take][] = [
-  ['baseline', rawTake],
-  [
-    'raceguard',
-    async (key) => {
-      const lock = await raceguard.acquire(key, { ttlMs: TTL_MS });
-      return () => lock.release();
-    },
-  ],
-  [
-    'redlock',
-    async (key) => {
-      const lock = await redlock.acquire([key], TTL_MS);
-      return async () => {
-        await lock.release();
-      };
-    },
-  ],
-  [
-    '@sesamecare-oss/redlock',
-    async (key) => {
-      const lock = await sesame.acquire([key], TTL_MS);
-      return async () => {
-        await lock.release();
-      };
-    },
-  ],
-  [
-    'redis-semaphore',
-    async (key) => {
-      const mutex = new SemaphoreMutex(client, key, {
-        lockTimeout: TTL_MS,
-        acquireTimeout: 60_000,
-        retryInterval: 5,
-      });
-      await mutex.acquire();
-      return () => mutex.release();
-    },
-  ],
-];
-
-const keyed = new KeyedMutex();
-const asyncMutexes = new Map<string, AsyncMutex>();
-const held = new Set<string>();
-const localLibraries: [string, Take][] = [
-  [
-    'baseline',
-    async (key) => {
-      while (held.has(key)) await new Promise((r) => setImmediate(r));
-      held.add(key);
-      return () => {
-        held.delete(key);
-        return Promise.resolve();
-      };
-    },
-  ],
-  [
-    'raceguard',
-    async (key) => {
-      const lock = await keyed.acquire(key);
-      return () => lock.release();
-    },
-  ],
-  [
-    'async-mutex',
-    async (key) => {
-      // The hand-rolled keyed mutex people write: a Map of mutexes, never pruned.
-      let mutex = asyncMutexes.get(key);
-      if (mutex === undefined) {
-        mutex = new AsyncMutex();
-        asyncMutexes.set(key, mutex);
+  };
+  // raceguard's own two scripts sent bare (no handle, no validation, no
+  // timers): the floor of any lock that mints its token in a script.
+  await ACQUIRE.run(client, ['bench:load', 'bench:load:f'], ['1', 1]);
+  await RELEASE.run(client, ['bench:load'], ['1', 'bench:load:c']);
+  const scriptsTake: Take = async (key) => {
+    for (;;) {
+      const [granted] = (await client.evalsha(ACQUIRE.sha, 2, key, `${key}:f`, '1', TTL_MS)) as [
+        number,
+      ];
+      if (granted === 1) {
+        return async () => {
+          await client.evalsha(RELEASE.sha, 1, key, '1', `${key}:c`);
+        };
       }
-      const release = await mutex.acquire();
-      return () => {
-        release();
-        return Promise.resolve();
-      };
-    },
-  ],
-];
+    }
+  };
+  const raceguard = new RedisLock({ client, subscriber, ttlMs: TTL_MS });
+  const redlock = new Redlock([client], { retryCount: 10_000, retryDelay: 5, retryJitter: 5 });
+  const sesame = new SesameRedlock([client], { retryCount: 10_000, retryDelay: 5, retryJitter: 5 });
 
-const results: Result[] = [];
-try {
-  for (const [backend, libraries] of [
-    ['redis', redisLibraries],
-    ['in-process', localLibraries],
-  ] as const) {
-    for (const scenario of ['uncontended', 'contended'] as const) {
-      // Rounds interleave the libraries; each reports its median round, so noise moves one sample, not a ratio.
-      const samples = new Map<string, { ops: number[]; latencies: number[] }>();
-      for (let round = 0; round < rounds; round++) {
-        for (const [library, take] of libraries) {
-          if (!args.json)
-            process.stderr.write(`  ${backend} ${scenario}, round ${round + 1}: ${library}...\n`);
-          const prefix = `bench:${library}:${Math.random().toString(36).slice(2)}`;
-          const run = await (scenario === 'uncontended' ? uncontended : contended)(take, prefix);
-          const sample = samples.get(library) ?? { ops: [], latencies: [] };
-          sample.ops.push(run.opsPerSec);
-          for (const latency of run.latencies) sample.latencies.push(latency);
-          samples.set(library, sample);
-        }
-      }
-      const baselineOps = median(samples.get('baseline')?.ops ?? []);
-      for (const [library, sample] of samples) {
-        const opsPerSec = median(sample.ops);
-        results.push({
-          library,
-          backend,
-          scenario,
-          opsPerSec: Math.round(opsPerSec),
-          p50Ms: Number(percentile(sample.latencies, 50).toFixed(3)),
-          p99Ms: Number(percentile(sample.latencies, 99).toFixed(3)),
-          ratioToBaseline: Number((opsPerSec / baselineOps).toFixed(3)),
+  const redisLibraries: [string, Take][] = [
+    ['baseline', rawTake],
+    ['baseline-scripts', scriptsTake],
+    [
+      'raceguard',
+      async (key) => {
+        const lock = await raceguard.acquire(key, { ttlMs: TTL_MS });
+        return () => lock.release();
+      },
+    ],
+    [
+      'redlock',
+      async (key) => {
+        const lock = await redlock.acquire([key], TTL_MS);
+        return async () => {
+          await lock.release();
+        };
+      },
+    ],
+    [
+      '@sesamecare-oss/redlock',
+      async (key) => {
+        const lock = await sesame.acquire([key], TTL_MS);
+        return async () => {
+          await lock.release();
+        };
+      },
+    ],
+    [
+      'redis-semaphore',
+      async (key) => {
+        const mutex = new SemaphoreMutex(client, key, {
+          lockTimeout: TTL_MS,
+          acquireTimeout: 60_000,
+          retryInterval: 5,
         });
-      }
-    }
+        await mutex.acquire();
+        return () => mutex.release();
+      },
+    ],
+  ];
+
+  const keyed = new KeyedMutex();
+  const asyncMutexes = new Map<string, AsyncMutex>();
+  const held = new Set<string>();
+  const localLibraries: [string, Take][] = [
+    [
+      'baseline',
+      async (key) => {
+        while (held.has(key)) await new Promise((r) => setImmediate(r));
+        held.add(key);
+        return () => {
+          held.delete(key);
+          return Promise.resolve();
+        };
+      },
+    ],
+    [
+      'raceguard',
+      async (key) => {
+        const lock = await keyed.acquire(key);
+        return () => lock.release();
+      },
+    ],
+    [
+      'async-mutex',
+      async (key) => {
+        // The hand-rolled keyed mutex people write: a Map of mutexes, never pruned.
+        let mutex = asyncMutexes.get(key);
+        if (mutex === undefined) {
+          mutex = new AsyncMutex();
+          asyncMutexes.set(key, mutex);
+        }
+        const release = await mutex.acquire();
+        return () => {
+          release();
+          return Promise.resolve();
+        };
+      },
+    ],
+  ];
+
+  const libraries: readonly (readonly [string, Take])[] =
+    backend === 'redis' ? redisLibraries : localLibraries;
+  const take = libraries.find(([name]) => name === library)?.[1];
+  if (take === undefined) throw new Error(`unknown library ${backend}:${library}`);
+  const measure = scenario === 'uncontended' ? uncontended : contended;
+  const prefix = `bench:${library}:${Math.random().toString(36).slice(2)}`;
+  try {
+    await measure(take, `${prefix}:warm-up`, WARMUP_MS);
+    const run = await measure(take, prefix, durationMs);
+    const sample: Sample = {
+      opsPerSec: run.opsPerSec,
+      p50Ms: percentile(run.latencies, 50),
+      p99Ms: percentile(run.latencies, 99),
+    };
+    process.stdout.write(JSON.stringify(sample));
+  } finally {
+    client.disconnect();
+    subscriber.disconnect();
   }
-} finally {
-  client.disconnect();
-  subscriber.disconnect();
-  await server.stop();
 }
 
-if (args.json) {
-  process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
+interface Sample {
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+const LIBRARIES = {
+  redis: [
+    'baseline',
+    'baseline-scripts',
+    'raceguard',
+    'redlock',
+    '@sesamecare-oss/redlock',
+    'redis-semaphore',
+  ],
+  'in-process': ['baseline', 'raceguard', 'async-mutex'],
+} as const;
+
+const run = promisify(execFile);
+
+async function measureInChild(spec: string, redisUrl: string): Promise<Sample> {
+  const { stdout } = await run(process.execPath, [
+    '--import',
+    'tsx',
+    fileURLToPath(import.meta.url),
+    '--worker',
+    spec,
+    '--redis-url',
+    redisUrl,
+    '--duration-ms',
+    String(durationMs),
+  ]);
+  return JSON.parse(stdout) as Sample;
+}
+
+if (args.worker !== undefined) {
+  await worker(args.worker, args['redis-url'] ?? '');
 } else {
-  process.stdout.write(
-    `${renderTable(
-      ['backend', 'scenario', 'library', 'ops/s', 'x baseline', 'p50 ms', 'p99 ms'],
-      results.map((r) => [
-        r.backend,
-        r.scenario,
-        r.library,
-        r.opsPerSec,
-        r.ratioToBaseline.toFixed(2),
-        r.p50Ms,
-        r.p99Ms,
-      ]),
-    )}\n\nuncontended: ${UNCONTENDED_WORKERS} workers on distinct keys, latency = acquire + release; contended: ${CONTENDED_WORKERS} workers on one key, latency = hand-off (one worker's release to another's grant); median of ${rounds} interleaved rounds of ${durationMs} ms\n`,
-  );
+  const server = await startRedisServer();
+  const results: Result[] = [];
+  try {
+    for (const backend of ['redis', 'in-process'] as const) {
+      for (const scenario of ['uncontended', 'contended'] as const) {
+        // Rounds interleave the libraries; each reports its median round, so noise moves one sample, not a ratio.
+        const samples = new Map<string, Sample[]>();
+        for (let round = 0; round < rounds; round++) {
+          for (const library of LIBRARIES[backend]) {
+            if (!args.json)
+              process.stderr.write(`  ${backend} ${scenario}, round ${round + 1}: ${library}...\n`);
+            const sample = await measureInChild(`${backend}:${scenario}:${library}`, server.url);
+            samples.set(library, [...(samples.get(library) ?? []), sample]);
+          }
+        }
+        const baselineOps = median((samples.get('baseline') ?? []).map((x) => x.opsPerSec));
+        for (const [library, sample] of samples) {
+          const opsPerSec = median(sample.map((x) => x.opsPerSec));
+          results.push({
+            library,
+            backend,
+            scenario,
+            opsPerSec: Math.round(opsPerSec),
+            p50Ms: Number(median(sample.map((x) => x.p50Ms)).toFixed(3)),
+            p99Ms: Number(median(sample.map((x) => x.p99Ms)).toFixed(3)),
+            ratioToBaseline: Number((opsPerSec / baselineOps).toFixed(3)),
+          });
+        }
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+  report(results);
+}
+
+function report(results: Result[]): void {
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
+  } else {
+    process.stdout.write(
+      `${renderTable(
+        ['backend', 'scenario', 'library', 'ops/s', 'x baseline', 'p50 ms', 'p99 ms'],
+        results.map((r) => [
+          r.backend,
+          r.scenario,
+          r.library,
+          r.opsPerSec,
+          r.ratioToBaseline.toFixed(2),
+          r.p50Ms,
+          r.p99Ms,
+        ]),
+      )}\n\nuncontended: ${UNCONTENDED_WORKERS} workers on distinct keys, latency = acquire + release; contended: ${CONTENDED_WORKERS} workers on one key, latency = hand-off (one worker's release to another's grant); each cell: median of ${rounds} interleaved rounds of ${durationMs} ms, each round in a fresh process after a ${WARMUP_MS} ms warm-up (percentiles: median of the rounds')\n`,
+    );
+  }
 }

@@ -53,8 +53,6 @@ export interface RedisLockOptions {
 
 type Wake = () => void;
 
-const noop = (): void => undefined;
-
 /**
  * A lock on one Redis server: `SET NX PX` with an `INCR`-minted fencing
  * token in one Lua script, compare-and-delete release, owner-checked
@@ -128,18 +126,36 @@ export class RedisLock implements Locker {
     };
   }
 
-  #run(
+  async #run(
     script: LuaScript,
     keys: string[],
     args: (string | number)[],
     what: string,
   ): Promise<unknown> {
-    return script.run(
-      this.#client,
-      keys,
-      args,
-      (error) => new LockBackendError(`Redis failed to ${what}: ${messageOf(error)}`, error),
-    );
+    try {
+      return await script.run(this.#client, keys, args);
+    } catch (error) {
+      throw new LockBackendError(`Redis failed to ${what}: ${messageOf(error)}`, error);
+    }
+  }
+
+  /**
+   * The failure path of a grant or release, which await the driver's reply
+   * ({@link LuaScript.send}) directly, without a promise layer of ours on
+   * success: the `NOSCRIPT` fallback, and any error as a LockBackendError.
+   */
+  async #recover(
+    script: LuaScript,
+    keys: string[],
+    args: (string | number)[],
+    error: unknown,
+    what: string,
+  ): Promise<unknown> {
+    try {
+      return await script.recover(this.#client, keys, args, error);
+    } catch (cause) {
+      throw new LockBackendError(`Redis failed to ${what}: ${messageOf(cause)}`, cause);
+    }
   }
 
   /**
@@ -163,7 +179,22 @@ export class RedisLock implements Locker {
     try {
       for (;;) {
         const owner = `${this.#id}:${++this.#grants}`;
-        const [granted, value] = await this.#attempt(keys, owner, ttlMs);
+        const scriptKeys = [keys.lock, keys.fence];
+        const scriptArgs = [owner, ttlMs];
+        let reply: [number, number];
+        try {
+          reply = (await ACQUIRE.send(this.#client, scriptKeys, scriptArgs)) as [number, number];
+        } catch (error) {
+          reply = (await this.#recover(
+            ACQUIRE,
+            scriptKeys,
+            scriptArgs,
+            error,
+            'acquire a lock',
+          )) as [number, number];
+        }
+        // `[1, token]` when granted, `[0, remaining lease ms]` when held.
+        const [granted, value] = reply;
         if (granted === 1) {
           const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
           // Granted after the caller gave up, or already lapsed in flight: give it back.
@@ -220,17 +251,6 @@ export class RedisLock implements Locker {
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
     return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
-  }
-
-  /** One attempt: `[1, token]` when granted, `[0, remaining lease ms]` when held. */
-  #attempt(
-    keys: { lock: string; fence: string },
-    owner: string,
-    ttlMs: number,
-  ): Promise<[number, number]> {
-    return this.#run(ACQUIRE, [keys.lock, keys.fence], [owner, ttlMs], 'acquire a lock') as Promise<
-      [number, number]
-    >;
   }
 
   async #subscribe(channel: string): Promise<(() => Promise<void>) | undefined> {
@@ -304,8 +324,15 @@ export class RedisLock implements Locker {
         const renewed = await this.#run(EXTEND, [keys.lock], [owner, leaseMs], 'extend a lock');
         return renewed === 1 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
       },
-      release: () =>
-        this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock').then(noop),
+      release: async () => {
+        const scriptKeys = [keys.lock];
+        const scriptArgs = [owner, keys.channel];
+        try {
+          await RELEASE.send(this.#client, scriptKeys, scriptArgs);
+        } catch (error) {
+          await this.#recover(RELEASE, scriptKeys, scriptArgs, error, 'release a lock');
+        }
+      },
     });
   }
 }

@@ -14,28 +14,40 @@ export class LuaScript {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
 
-  /**
-   * Run the script. `wrapError`, when given, turns any failure (a rejected
-   * reply, or a driver that throws at once) into the error the caller
-   * reports. Written with one `then` rather than `async` layers: lock grants
-   * and releases run through here, and every layer costs on that hot path.
-   */
-  run(
+  /** Run the script: `EVALSHA`, then `EVAL` if the server answers `NOSCRIPT`. */
+  async run(
     client: RedisClientLike,
     keys: readonly string[],
     args: readonly (string | number)[],
-    wrapError?: (error: unknown) => Error,
   ): Promise<unknown> {
-    let reply: Promise<unknown>;
     try {
-      reply = client.evalsha(this.sha, keys.length, ...keys, ...args);
+      return await this.send(client, keys, args);
     } catch (error) {
-      reply = Promise.reject(error instanceof Error ? error : new Error(messageOf(error)));
+      return this.recover(client, keys, args, error);
     }
-    return reply.then(undefined, (error: unknown) => {
-      if (!messageOf(error).includes('NOSCRIPT')) throw wrapError ? wrapError(error) : error;
-      const sent = (async () => client.eval(this.source, keys.length, ...keys, ...args))();
-      return wrapError ? sent.catch((cause: unknown) => Promise.reject(wrapError(cause))) : sent;
-    });
+  }
+
+  /**
+   * `EVALSHA` alone: the driver's own reply promise, which a hot path (lock
+   * grant and release) awaits directly, since every promise layer costs
+   * there. Pass a failure to {@link recover}. May throw synchronously.
+   */
+  send(
+    client: RedisClientLike,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return client.evalsha(this.sha, keys.length, ...keys, ...args);
+  }
+
+  /** After {@link send} failed with `error`: `EVAL` the source if the server lacked the script, else rethrow. */
+  async recover(
+    client: RedisClientLike,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    error: unknown,
+  ): Promise<unknown> {
+    if (!messageOf(error).includes('NOSCRIPT')) throw error;
+    return client.eval(this.source, keys.length, ...keys, ...args);
   }
 }
