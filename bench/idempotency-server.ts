@@ -1,7 +1,9 @@
 /**
  * The server of `npm run bench:idempotency`, in its own process so the
  * load generator does not share its event loop: one trivial JSON route,
- * mounted bare and behind each idempotency layer.
+ * mounted bare and behind each idempotency layer, and one route that does
+ * what an idempotent route is for (insert a row in PostgreSQL), bare and
+ * behind the Redis and PostgreSQL stores.
  */
 import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
 import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache';
@@ -63,20 +65,52 @@ const pool = new pg.Pool({ connectionString: databaseUrl, max: 16 });
 pool.on('error', () => undefined);
 await createIdempotencyTable(pool, { table: 'bench_idempotency' });
 await pool.query('TRUNCATE bench_idempotency');
+await pool.query(
+  'CREATE TABLE IF NOT EXISTS bench_orders (id bigserial PRIMARY KEY, n int NOT NULL)',
+);
+await pool.query('TRUNCATE bench_orders');
+
+/** The route with real work: one INSERT, as an order or a payment record would be. */
+async function insertHandler(body: { n?: number }) {
+  const { rows } = await pool.query<{ id: string }>(
+    'INSERT INTO bench_orders (n) VALUES ($1) RETURNING id',
+    [body.n ?? 0],
+  );
+  return { ok: true, id: rows[0]?.id };
+}
 
 const app = Fastify();
 app.post('/unprotected', (request) => handler(request.body as { n?: number }));
+app.post('/unprotected-insert', (request) => insertHandler(request.body as { n?: number }));
 
-function guarded(path: string, store: IdempotencyStore): void {
+function guarded(
+  path: string,
+  store: IdempotencyStore,
+  route: (body: { n?: number }) => unknown = handler,
+): void {
   void app.register((scope: FastifyInstance, _options, done) => {
     void scope.register(fastifyIdempotency({ store: counted(path, store), scope: () => 'bench' }));
-    scope.post(path, (request) => handler(request.body as { n?: number }));
+    scope.post(path, (request) => route(request.body as { n?: number }));
     done();
   });
 }
+const redisStore = new RedisIdempotencyStore({ client: redis });
+const postgresStore = new PostgresIdempotencyStore({ db: pool, table: 'bench_idempotency' });
+// The floor of any Redis-backed layer that claims and then stores the
+// response: two plain commands, no payload check, no owner, no scope.
+app.post('/redis-floor', async (request) => {
+  const key = `bench-floor:${String(request.headers['idempotency-key'])}`;
+  roundTrips.set('/redis-floor', (roundTrips.get('/redis-floor') ?? 0) + 2);
+  await redis.set(key, 'in-progress', 'PX', 30_000, 'NX');
+  const result = handler(request.body as { n?: number });
+  await redis.set(key, JSON.stringify(result), 'PX', 86_400_000);
+  return result;
+});
 guarded('/memory', new MemoryIdempotencyStore());
-guarded('/redis', new RedisIdempotencyStore({ client: redis }));
-guarded('/postgres', new PostgresIdempotencyStore({ db: pool, table: 'bench_idempotency' }));
+guarded('/redis', redisStore);
+guarded('/postgres', postgresStore);
+guarded('/redis-insert', redisStore, insertHandler);
+guarded('/postgres-insert', postgresStore, insertHandler);
 
 // Powertools' Redis ("cache") persistence layer around the same handler.
 const powertoolsClient = await createClient({ url: redisUrl }).connect();
@@ -103,3 +137,5 @@ app.get('/round-trips', () => Object.fromEntries(roundTrips));
 
 const url = await app.listen({ host: '127.0.0.1', port: 0 });
 process.send?.({ url });
+// Exit cleanly when the benchmark is done (so `--cpu-prof` can write its profile).
+process.on('SIGTERM', () => process.exit(0));

@@ -1,10 +1,13 @@
 /**
  * Idempotency middleware throughput: the same trivial Fastify route, bare
  * and behind raceguard's Fastify plugin (memory, Redis and PostgreSQL
- * stores) and behind `@aws-lambda-powertools/idempotency` with its Redis
- * persistence layer, measured side by side in one run. The server runs in
- * a child process; this process is the load generator (64 connections,
- * a fresh key per request: the first-request path, claim + completion).
+ * stores), behind `@aws-lambda-powertools/idempotency` with its Redis
+ * persistence layer, and as the `floor` of any Redis layer (two plain
+ * SETs); then a route that inserts a PostgreSQL row, bare and behind the
+ * Redis and PostgreSQL stores. All measured side by side in one run; each
+ * ratio is to the bare version of the same route. The server runs in a
+ * child process; this process is the load generator (64 connections, a
+ * fresh key per request: the first-request path, claim + completion).
  *
  *   npm run bench:idempotency [-- --duration-ms 2000 --rounds 3 --json]
  */
@@ -29,12 +32,18 @@ const durationMs = Number(args['duration-ms']);
 const rounds = Number(args.rounds);
 const connections = Number(args.connections);
 
+// `route`: `trivial` returns a constant (the middleware's whole cost shows);
+// `insert` writes one PostgreSQL row, the kind of effect idempotency keys protect.
 const VARIANTS = [
-  { variant: 'unprotected', store: '-', path: '/unprotected' },
-  { variant: 'raceguard', store: 'memory', path: '/memory' },
-  { variant: 'raceguard', store: 'redis', path: '/redis' },
-  { variant: 'raceguard', store: 'postgres', path: '/postgres' },
-  { variant: 'powertools', store: 'redis', path: '/powertools' },
+  { route: 'trivial', variant: 'unprotected', store: '-', path: '/unprotected' },
+  { route: 'trivial', variant: 'floor', store: 'redis', path: '/redis-floor' },
+  { route: 'trivial', variant: 'raceguard', store: 'memory', path: '/memory' },
+  { route: 'trivial', variant: 'raceguard', store: 'redis', path: '/redis' },
+  { route: 'trivial', variant: 'raceguard', store: 'postgres', path: '/postgres' },
+  { route: 'trivial', variant: 'powertools', store: 'redis', path: '/powertools' },
+  { route: 'insert', variant: 'unprotected', store: '-', path: '/unprotected-insert' },
+  { route: 'insert', variant: 'raceguard', store: 'redis', path: '/redis-insert' },
+  { route: 'insert', variant: 'raceguard', store: 'postgres', path: '/postgres-insert' },
 ] as const;
 
 const log = (line: string): void => {
@@ -99,8 +108,8 @@ for (let round = 0; round < rounds; round++) {
     const result = await measure(v.path);
     const calls = ((await roundTrips(v.path)) - before) / Math.max(1, result.done + result.failed);
     if (result.failed > 0)
-      throw new Error(`${v.variant}/${v.store}: ${result.failed} requests failed`);
-    const id = `${v.variant}/${v.store}`;
+      throw new Error(`${v.route}/${v.variant}/${v.store}: ${result.failed} requests failed`);
+    const id = `${v.route}/${v.variant}/${v.store}`;
     const s = samples.get(id) ?? { rps: [], p99: [], calls: [] };
     s.rps.push(result.requestsPerSec);
     s.p99.push(percentile(result.latencies, 99));
@@ -112,11 +121,12 @@ for (let round = 0; round < rounds; round++) {
 
 const median = (xs: number[]): number =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-const base = median(samples.get('unprotected/-')?.rps ?? []);
 const results = VARIANTS.map((v) => {
-  const s = samples.get(`${v.variant}/${v.store}`) ?? { rps: [], p99: [], calls: [] };
+  const base = median(samples.get(`${v.route}/unprotected/-`)?.rps ?? []);
+  const s = samples.get(`${v.route}/${v.variant}/${v.store}`) ?? { rps: [], p99: [], calls: [] };
   const requestsPerSec = median(s.rps);
   return {
+    route: v.route,
     variant: v.variant,
     store: v.store,
     requestsPerSec: Math.round(requestsPerSec),
@@ -131,8 +141,9 @@ if (args.json) {
 } else {
   process.stdout.write(
     `${renderTable(
-      ['variant', 'store', 'req/s', '× unprotected', 'p99 ms', 'store trips/req'],
+      ['route', 'variant', 'store', 'req/s', '× unprotected', 'p99 ms', 'store trips/req'],
       results.map((r) => [
+        r.route,
         r.variant,
         r.store,
         r.requestsPerSec,

@@ -22,6 +22,7 @@ import {
   claimIdempotency,
   type ConcurrentPolicy,
   type Execution,
+  type IdempotencyOptions,
 } from '../idempotency/idempotent.js';
 import { parseIdempotencyKeyHeader } from '../idempotency/key.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
@@ -123,6 +124,8 @@ export interface HttpPolicy<Req> {
   readonly methods: ReadonlySet<string>;
   readonly header: string;
   readonly replayHeaders: ReadonlySet<string>;
+  /** The claim options that do not change per request, gathered once. */
+  readonly claimDefaults: Omit<IdempotencyOptions, 'scope' | 'key' | 'fingerprint'>;
 }
 
 /** Validate the options of an adapter; throws InvalidArgumentError at start-up, never per request. */
@@ -167,6 +170,14 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
     methods: new Set((methods as readonly string[]).map((m) => m.toUpperCase())),
     header: header.toLowerCase(),
     replayHeaders: new Set(replay.map((h) => h.toLowerCase())),
+    claimDefaults: {
+      ...(options.concurrent !== undefined && { concurrent: options.concurrent }),
+      ...(options.waitMs !== undefined && { waitMs: options.waitMs }),
+      ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
+      ...(options.ttlMs !== undefined && { ttlMs: options.ttlMs }),
+      ...(options.maxKeyLength !== undefined && { maxKeyLength: options.maxKeyLength }),
+      ...(options.storeFailure !== undefined && { storeFailure: options.storeFailure }),
+    },
   };
 }
 
@@ -228,7 +239,9 @@ export async function decide<Req>(
       ),
     };
   }
-  const scope = await options.scope(info.request);
+  // Awaited only when it is a promise: an await costs a tick on every request.
+  const scoped = options.scope(info.request);
+  const scope = typeof scoped === 'string' ? scoped : await scoped;
   if (typeof scope !== 'string' || scope.length === 0) {
     throw new InvalidArgumentError('options.scope()', 'a non-empty string', scope);
   }
@@ -239,15 +252,10 @@ export async function decide<Req>(
       : fingerprintRequest(shape);
   try {
     const claim = await claimIdempotency<StoredHttpResponse>(options.store, {
+      ...policy.claimDefaults,
       scope,
       key,
       fingerprint,
-      ...(options.concurrent !== undefined && { concurrent: options.concurrent }),
-      ...(options.waitMs !== undefined && { waitMs: options.waitMs }),
-      ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
-      ...(options.ttlMs !== undefined && { ttlMs: options.ttlMs }),
-      ...(options.maxKeyLength !== undefined && { maxKeyLength: options.maxKeyLength }),
-      ...(options.storeFailure !== undefined && { storeFailure: options.storeFailure }),
     });
     if (claim.kind === 'execute') return { kind: 'proceed', execution: claim };
     const stored = claim.value;

@@ -72,7 +72,8 @@ export function fingerprintPayload(payload: unknown): string {
 // crypto.hash (Node 20.12+) hashes in one call; older Node 20 falls back to a Hash object.
 const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string })
   .hash;
-function sha256(text: string): string {
+/** Hex SHA-256 of a string, in one call where Node has `crypto.hash`. Internal. */
+export function sha256(text: string): string {
   return oneShot !== undefined
     ? oneShot('sha256', text, 'hex')
     : createHash('sha256').update(text).digest('hex');

@@ -3,7 +3,7 @@
  * by the framework-free {@link idempotent} and the HTTP middleware.
  */
 import { randomUUID } from 'node:crypto';
-import { createLazyAbort, isAborted, sleep } from '../core/abort.js';
+import { createLazyAbort, isAborted, sleep, type LazyAbort } from '../core/abort.js';
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import {
   assertAbortSignal,
@@ -322,8 +322,8 @@ class StoreExecution<R> implements Execution<R> {
   readonly #store: IdempotencyStore;
   readonly #settings: Settings;
   readonly owner: string;
-  // Built on first read: the HTTP path never reads it.
-  readonly #lost = createLazyAbort();
+  // Created on first read or loss: the HTTP path never reads it.
+  #lost: LazyAbort | undefined;
   readonly #heartbeat: NodeJS.Timeout;
   #renewedAt = performance.now();
   #renewing: Promise<void> | undefined;
@@ -344,7 +344,7 @@ class StoreExecution<R> implements Execution<R> {
   }
 
   get signal(): AbortSignal {
-    return this.#lost.signal;
+    return (this.#lost ??= createLazyAbort()).signal;
   }
 
   #id(): { scope: string; key: string; owner: string } {
@@ -378,18 +378,21 @@ class StoreExecution<R> implements Execution<R> {
 
   #lose(reason: Error): void {
     clearInterval(this.#heartbeat);
-    this.#lost.abort(reason);
+    (this.#lost ??= createLazyAbort()).abort(reason);
   }
 
-  async #end(): Promise<void> {
+  /** Stop renewing; the renewal still in flight, if any, to wait for. */
+  #end(): Promise<void> | undefined {
     this.#ended = true;
     clearInterval(this.#heartbeat);
-    await this.#renewing;
+    return this.#renewing;
   }
 
   async complete(value: R): Promise<void> {
     if (this.#ended) throw new IdempotencyClaimLostError();
-    await this.#end();
+    // Awaited only when a renewal is in flight: an await costs a tick on every request.
+    const renewing = this.#end();
+    if (renewing !== undefined) await renewing;
     const result = serializeResult(value);
     let failure: unknown;
     for (let attempt = 1; attempt <= COMPLETE_ATTEMPTS; attempt += 1) {

@@ -1,5 +1,4 @@
 /** Idempotency records in Redis. */
-import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../core/errors.js';
 import { assertPlainObject } from '../core/validate.js';
 import type {
@@ -8,6 +7,7 @@ import type {
   IdempotencyStore,
   OwnerRequest,
 } from '../idempotency/store.js';
+import { sha256 } from '../idempotency/fingerprint.js';
 import { LuaScript } from './script.js';
 import type { RedisClientLike } from './types.js';
 
@@ -110,18 +110,21 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   #keys(id: { scope: string; key: string }): [string, string] {
-    const digest = createHash('sha256').update(id.scope).update('\0').update(id.key).digest('hex');
+    const digest = sha256(`${id.scope}\0${id.key}`);
     const record = `${this.#prefix}{${digest}}`;
     return [record, `${record}:lease`];
   }
 
   async claim(request: ClaimRequest): Promise<ClaimResult> {
-    const reply = (await CLAIM.run(this.#client, this.#keys(request), [
-      request.fingerprint,
-      request.owner,
-      request.leaseMs,
-      request.ttlMs,
-    ])) as [number, (number | string)?, string?];
+    const keys = this.#keys(request);
+    const args = [request.fingerprint, request.owner, request.leaseMs, request.ttlMs];
+    // On the request path the driver's reply is awaited directly (see LuaScript.send).
+    let reply: [number, (number | string)?, string?];
+    try {
+      reply = (await CLAIM.send(this.#client, keys, args)) as typeof reply;
+    } catch (error) {
+      reply = (await CLAIM.recover(this.#client, keys, args, error)) as typeof reply;
+    }
     switch (reply[0]) {
       case 1:
         return {
@@ -139,11 +142,14 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   async complete(request: OwnerRequest & { result: string; ttlMs: number }): Promise<boolean> {
-    const reply = await COMPLETE.run(this.#client, this.#keys(request), [
-      request.owner,
-      request.result,
-      request.ttlMs,
-    ]);
+    const keys = this.#keys(request);
+    const args = [request.owner, request.result, request.ttlMs];
+    let reply: unknown;
+    try {
+      reply = await COMPLETE.send(this.#client, keys, args);
+    } catch (error) {
+      reply = await COMPLETE.recover(this.#client, keys, args, error);
+    }
     return reply === 1;
   }
 

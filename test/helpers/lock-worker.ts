@@ -13,9 +13,14 @@ import { PostgresLeaseLock } from '../../src/postgres/lease-lock.js';
 import { RedisLock } from '../../src/redis/redis-lock.js';
 import { ZooKeeperLock } from '../../src/zookeeper/zookeeper-lock.js';
 
-const [backend, endpoint, databaseUrl, searchPath, worker, count, startAt] = process.argv.slice(
-  2,
-) as [string, string, string, string, string, string, string];
+const [backend, endpoint, databaseUrl, searchPath, worker, count] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+];
 const pool = new pg.Pool({
   connectionString: databaseUrl,
   max: 2,
@@ -71,8 +76,15 @@ async function locker(): Promise<Locker> {
 }
 
 const locks = await locker();
-// Start together (same machine, same wall clock), so the processes really contend.
-await new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(startAt) - Date.now())));
+// Start together, so the processes really contend: tell the parent this one
+// is ready and wait for its go, sent once every worker is ready (a start
+// time on the clock is missed when start-up is slow on a loaded machine).
+const go = new Promise<void>((resolve) => {
+  process.once('message', () => resolve());
+});
+process.send?.('ready');
+await go;
+process.disconnect?.();
 for (let i = 0; i < Number(count); i++) {
   await withLock(
     locks,

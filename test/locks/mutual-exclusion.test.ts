@@ -41,9 +41,8 @@ describe('mutual exclusion across processes', () => {
 
   async function runWorkers(backend: string): Promise<void> {
     await db.pool.query('INSERT INTO mx_counter VALUES ($1, 0)', [backend]);
-    const startAt = String(Date.now() + 4000);
-    const exits = Array.from({ length: WORKERS }, (_, worker) => {
-      const child = fork(
+    const children = Array.from({ length: WORKERS }, (_, worker) =>
+      fork(
         'test/helpers/lock-worker.ts',
         [
           backend,
@@ -52,12 +51,25 @@ describe('mutual exclusion across processes', () => {
           db.schema,
           String(worker),
           String(GRANTS_PER_WORKER),
-          startAt,
         ],
         { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-      );
-      return new Promise<number | null>((resolve) => child.once('exit', resolve));
-    });
+      ),
+    );
+    const exits = children.map(
+      (child) => new Promise<number | null>((resolve) => child.once('exit', resolve)),
+    );
+    // A barrier: every worker has its lock client ready before any starts
+    // (a worker that dies first passes it too; its exit code fails the test).
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            child.once('message', () => resolve());
+            child.once('exit', () => resolve());
+          }),
+      ),
+    );
+    for (const child of children) if (child.connected) child.send('go');
     assert.deepEqual(await Promise.all(exits), Array(WORKERS).fill(0));
   }
 
