@@ -38,6 +38,7 @@ export { PostgresAdvisoryLock, type PostgresAdvisoryLockOptions } from './adviso
 export {
   PostgresLeaseLock,
   createLockTable,
+  DEFAULT_REAP_AFTER_MS,
   type PostgresLeaseLockOptions,
   type LockTableOptions,
 } from './lease-lock.js';
