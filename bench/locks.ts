@@ -19,6 +19,7 @@
  * baseline.
  *
  *   npm run bench:locks [-- --duration-ms 1000 --rounds 3 --json]
+ *   npm run bench:locks -- --backend redis --scenario uncontended   # one part only
  */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +40,8 @@ import { startRedisServer } from '../dist/redis/server.js';
 const { values: args } = parseArgs({
   options: {
     'duration-ms': { type: 'string', default: '1000' },
+    backend: { type: 'string' },
+    scenario: { type: 'string' },
     rounds: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
     // Internal: run one measurement and print it as JSON.
@@ -303,8 +306,17 @@ if (args.worker !== undefined) {
   const server = await startRedisServer();
   const results: Result[] = [];
   try {
-    for (const backend of ['redis', 'in-process'] as const) {
-      for (const scenario of ['uncontended', 'contended'] as const) {
+    const backends = (['redis', 'in-process'] as const).filter(
+      (b) => args.backend === undefined || args.backend === b,
+    );
+    const scenarios = (['uncontended', 'contended'] as const).filter(
+      (c) => args.scenario === undefined || args.scenario === c,
+    );
+    if (backends.length === 0 || scenarios.length === 0) {
+      throw new Error('--backend is redis or in-process; --scenario is uncontended or contended');
+    }
+    for (const backend of backends) {
+      for (const scenario of scenarios) {
         // Rounds interleave the libraries; each reports its median round, so noise moves one sample, not a ratio.
         const samples = new Map<string, Sample[]>();
         for (let round = 0; round < rounds; round++) {
