@@ -204,6 +204,7 @@ export async function claimIdempotency<R>(
   for (;;) {
     if (isAborted(settings.signal)) throw new AbortedError(settings.signal?.reason);
     let found: ClaimResult;
+    const sentAt = performance.now();
     try {
       found = await store.claim({
         scope: settings.scope,
@@ -219,7 +220,14 @@ export async function claimIdempotency<R>(
     }
     switch (found.kind) {
       case 'claimed':
-        return new StoreExecution<R>(store, settings, owner, found.resumed, found.recoveryPoint);
+        return new StoreExecution<R>(
+          store,
+          settings,
+          owner,
+          sentAt,
+          found.resumed,
+          found.recoveryPoint,
+        );
       case 'completed':
         return { kind: 'replay', value: JSON.parse(found.result) as R };
       case 'mismatch':
@@ -325,7 +333,8 @@ class StoreExecution<R> implements Execution<R> {
   // Created on first read or loss: the HTTP path never reads it.
   #lost: LazyAbort | undefined;
   readonly #heartbeat: NodeJS.Timeout;
-  #renewedAt = performance.now();
+  /** When the lease last certainly began: the send time of the claim or of the last renewal. */
+  #renewedAt: number;
   #renewing: Promise<void> | undefined;
   #ended = false;
 
@@ -333,12 +342,14 @@ class StoreExecution<R> implements Execution<R> {
     store: IdempotencyStore,
     settings: Settings,
     owner: string,
+    claimedAt: number,
     readonly resumed: boolean,
     readonly recoveryPoint: string | null,
   ) {
     this.#store = store;
     this.#settings = settings;
     this.owner = owner;
+    this.#renewedAt = claimedAt;
     this.#heartbeat = setInterval(() => this.#renew(), Math.max(1, settings.leaseMs / 3));
     this.#heartbeat.unref();
   }

@@ -128,17 +128,21 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
     const expired = `r.expires_at <= ${NOW}`;
     this.#sql = {
       // Insert; or replace an expired record; or take over a live one that
-      // has no result, the same fingerprint and no live lease.
+      // has no result, the same fingerprint and no live lease. The update
+      // computes its lease and expiry again rather than taking EXCLUDED's:
+      // those were computed when the statement started, and a statement that
+      // waited on the row lock (a handler's transaction holding it) would
+      // otherwise be granted a lease that has already run out.
       claim:
         `INSERT INTO ${t} AS r (scope, key, fingerprint, owner, lease_until, expires_at) ` +
         `VALUES ($1, $2, $3, $4, ${ms('$5')}, ${ms('$6')}) ` +
-        `ON CONFLICT (scope, key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until, ` +
+        `ON CONFLICT (scope, key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = ${ms('$5')}, ` +
         `fingerprint = EXCLUDED.fingerprint, ` +
         `attempts = CASE WHEN ${expired} THEN 1 ELSE r.attempts + 1 END, ` +
         `recovery_point = CASE WHEN ${expired} THEN NULL ELSE r.recovery_point END, ` +
         `result = CASE WHEN ${expired} THEN NULL ELSE r.result END, ` +
         `created_at = CASE WHEN ${expired} THEN ${NOW} ELSE r.created_at END, ` +
-        `expires_at = CASE WHEN ${expired} THEN EXCLUDED.expires_at ELSE r.expires_at END ` +
+        `expires_at = CASE WHEN ${expired} THEN ${ms('$6')} ELSE r.expires_at END ` +
         `WHERE ${expired} OR (r.result IS NULL AND r.fingerprint = EXCLUDED.fingerprint ` +
         `AND (r.owner IS NULL OR r.lease_until <= ${NOW})) ` +
         `RETURNING r.attempts, r.recovery_point`,

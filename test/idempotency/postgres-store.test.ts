@@ -27,6 +27,33 @@ describe('PostgresIdempotencyStore', () => {
 
   storeContract(() => store);
 
+  it('a takeover that waited on the row lock past the old lease still gets a full lease from its grant', async () => {
+    const id = { scope: 'wait', key: 'row-lock', fingerprint: 'f', ttlMs: 60_000 };
+    assert.equal((await store.claim({ ...id, owner: 'a', leaseMs: 500 })).kind, 'claimed');
+    // Another transaction holds the record's row lock past A's lease (as a
+    // handler's transaction does once it has run completeIn), then rolls back.
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(
+        'SELECT 1 FROM raceguard_idempotency WHERE scope = $1 AND key = $2 FOR UPDATE',
+        [id.scope, id.key],
+      );
+      const waiting = store.claim({ ...id, owner: 'b', leaseMs: 500 });
+      await delay(800);
+      await holder.query('ROLLBACK');
+      assert.equal(
+        (await waiting).kind,
+        'claimed',
+        "A's lease ran out while B waited: B takes over",
+      );
+    } finally {
+      holder.release();
+    }
+    const third = await store.claim({ ...id, owner: 'c', leaseMs: 500 });
+    assert.equal(third.kind, 'in-progress', 'B holds a fresh lease: nobody else may take over yet');
+  });
+
   it('idempotentTransaction: 100 concurrent duplicates debit once; effect and record commit together', async () => {
     await db.pool.query('INSERT INTO accounts VALUES (1, 1000)');
     const outcomes = await Promise.allSettled(
