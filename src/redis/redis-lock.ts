@@ -133,9 +133,9 @@ export class RedisLock implements Locker {
     what: string,
   ): Promise<unknown> {
     try {
-      return await script.run(this.#client, keys, args);
+      return await script.send(this.#client, keys, args);
     } catch (error) {
-      throw new LockBackendError(`Redis failed to ${what}: ${messageOf(error)}`, error);
+      return this.#recover(script, keys, args, error, what);
     }
   }
 

@@ -31,6 +31,16 @@ export class LuaScript {
    * `EVALSHA` alone: the driver's own reply promise, which a hot path (lock
    * grant and release) awaits directly, since every promise layer costs
    * there. Pass a failure to {@link recover}. May throw synchronously.
+   *
+   * @example
+   * ```ts
+   * let reply: unknown;
+   * try {
+   *   reply = await script.send(redis, ['k'], ['v']);
+   * } catch (error) {
+   *   reply = await script.recover(redis, ['k'], ['v'], error);
+   * }
+   * ```
    */
   send(
     client: RedisClientLike,
@@ -40,7 +50,15 @@ export class LuaScript {
     return client.evalsha(this.sha, keys.length, ...keys, ...args);
   }
 
-  /** After {@link send} failed with `error`: `EVAL` the source if the server lacked the script, else rethrow. */
+  /**
+   * After {@link send} failed with `error`: `EVAL` the source if the server
+   * lacked the script (`NOSCRIPT`), else rethrow `error`.
+   *
+   * @example
+   * ```ts
+   * const reply = await script.send(redis, keys, args).catch((error: unknown) => script.recover(redis, keys, args, error));
+   * ```
+   */
   async recover(
     client: RedisClientLike,
     keys: readonly string[],
