@@ -134,6 +134,11 @@ app.post('/powertools', (request) =>
 );
 
 app.get('/round-trips', () => Object.fromEntries(roundTrips));
+// CPU time this server process has used so far, in µs (all threads).
+app.get('/cpu', () => {
+  const { user, system } = process.cpuUsage();
+  return { us: user + system };
+});
 
 const url = await app.listen({ host: '127.0.0.1', port: 0 });
 process.send?.({ url });

@@ -14,6 +14,7 @@
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { renderTable } from '../dist/cli/table.js';
 import { percentile } from '../dist/burst/percentile.js';
@@ -93,6 +94,26 @@ async function measure(path: string) {
   return { requestsPerSec: (done * 1000) / (performance.now() - started), latencies, failed, done };
 }
 
+const redisInfo = new Redis(redisServer.url);
+
+/**
+ * CPU time used so far, in µs, by this load generator, the server process
+ * and the Redis server (PostgreSQL's processes are not counted).
+ */
+async function cpuNow(): Promise<{ generator: number; server: number; redis: number }> {
+  const response = await http.request({ method: 'GET', path: '/cpu' });
+  const { us } = (await response.body.json()) as { us: number };
+  const info = await redisInfo.info('cpu');
+  const seconds = (name: string): number =>
+    Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  const { user, system } = process.cpuUsage();
+  return {
+    generator: user + system,
+    server: us,
+    redis: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6,
+  };
+}
+
 /** Store round trips made so far by the route at `path` (counted in the server). */
 async function roundTrips(path: string): Promise<number> {
   const response = await http.request({ method: 'GET', path: '/round-trips' });
@@ -100,17 +121,30 @@ async function roundTrips(path: string): Promise<number> {
   return counts[path] ?? 0;
 }
 
-const samples = new Map<string, { rps: number[]; p99: number[]; calls: number[] }>();
+interface Cpu {
+  generator: number;
+  server: number;
+  redis: number;
+}
+const samples = new Map<string, { rps: number[]; p99: number[]; calls: number[]; cpu: Cpu[] }>();
 for (let round = 0; round < rounds; round++) {
   for (const v of VARIANTS) {
     await measure(v.path); // warm-up of this route, not counted
     const before = await roundTrips(v.path);
+    const cpuBefore = await cpuNow();
     const result = await measure(v.path);
-    const calls = ((await roundTrips(v.path)) - before) / Math.max(1, result.done + result.failed);
+    const cpuAfter = await cpuNow();
+    const requests = Math.max(1, result.done + result.failed);
+    const calls = ((await roundTrips(v.path)) - before) / requests;
     if (result.failed > 0)
       throw new Error(`${v.route}/${v.variant}/${v.store}: ${result.failed} requests failed`);
     const id = `${v.route}/${v.variant}/${v.store}`;
-    const s = samples.get(id) ?? { rps: [], p99: [], calls: [] };
+    const s = samples.get(id) ?? { rps: [], p99: [], calls: [], cpu: [] };
+    s.cpu.push({
+      generator: (cpuAfter.generator - cpuBefore.generator) / requests,
+      server: (cpuAfter.server - cpuBefore.server) / requests,
+      redis: (cpuAfter.redis - cpuBefore.redis) / requests,
+    });
     s.rps.push(result.requestsPerSec);
     s.p99.push(percentile(result.latencies, 99));
     s.calls.push(calls);
@@ -123,7 +157,13 @@ const median = (xs: number[]): number =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const results = VARIANTS.map((v) => {
   const base = median(samples.get(`${v.route}/unprotected/-`)?.rps ?? []);
-  const s = samples.get(`${v.route}/${v.variant}/${v.store}`) ?? { rps: [], p99: [], calls: [] };
+  const s = samples.get(`${v.route}/${v.variant}/${v.store}`) ?? {
+    rps: [],
+    p99: [],
+    calls: [],
+    cpu: [],
+  };
+  const cpu = (part: keyof Cpu): number => Number(median(s.cpu.map((c) => c[part])).toFixed(1));
   const requestsPerSec = median(s.rps);
   return {
     route: v.route,
@@ -133,6 +173,8 @@ const results = VARIANTS.map((v) => {
     p99Ms: Number(median(s.p99).toFixed(2)),
     ratioToUnprotected: Number((requestsPerSec / base).toFixed(2)),
     storeRoundTripsPerRequest: Number(median(s.calls).toFixed(2)),
+    /** CPU µs per request: load generator, server process, Redis server (not PostgreSQL). */
+    cpuUsPerRequest: { generator: cpu('generator'), server: cpu('server'), redis: cpu('redis') },
   };
 });
 
@@ -141,7 +183,16 @@ if (args.json) {
 } else {
   process.stdout.write(
     `${renderTable(
-      ['route', 'variant', 'store', 'req/s', '× unprotected', 'p99 ms', 'store trips/req'],
+      [
+        'route',
+        'variant',
+        'store',
+        'req/s',
+        '× unprotected',
+        'p99 ms',
+        'store trips/req',
+        'CPU us/req gen+server+redis',
+      ],
       results.map((r) => [
         r.route,
         r.variant,
@@ -150,11 +201,13 @@ if (args.json) {
         r.ratioToUnprotected.toFixed(2),
         r.p99Ms.toFixed(2),
         r.storeRoundTripsPerRequest.toFixed(2),
+        `${r.cpuUsPerRequest.generator.toFixed(0)}+${r.cpuUsPerRequest.server.toFixed(0)}+${r.cpuUsPerRequest.redis.toFixed(0)}`,
       ]),
-    )}\n\n${connections} connections, a fresh Idempotency-Key per request; median of ${rounds} interleaved rounds of ${durationMs} ms\n`,
+    )}\n\n${connections} connections, a fresh Idempotency-Key per request; median of ${rounds} interleaved rounds of ${durationMs} ms; CPU per request: this load generator, the server process and the Redis server (PostgreSQL's processes not counted), median of the rounds\n`,
   );
 }
 
+redisInfo.disconnect();
 await http.close();
 server.kill();
 await redisServer.stop();

@@ -66,6 +66,10 @@ interface Result {
   p50Ms: number;
   p99Ms: number;
   ratioToBaseline: number;
+  clientCpuUsPerOp: number;
+  redisCpuUsPerOp: number;
+  /** Baseline's CPU per operation (client + Redis) over this library's: noise-resistant, unlike ops/s. */
+  cpuRatioToBaseline: number;
 }
 
 async function uncontended(take: Take, prefix: string, ms: number) {
@@ -85,7 +89,7 @@ async function uncontended(take: Take, prefix: string, ms: number) {
       }
     }),
   );
-  return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies };
+  return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies, ops };
 }
 
 async function contended(take: Take, prefix: string, ms: number) {
@@ -109,7 +113,7 @@ async function contended(take: Take, prefix: string, ms: number) {
       }
     }),
   );
-  return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies: handoffs };
+  return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies: handoffs, ops };
 }
 
 function median(values: number[]): number {
@@ -252,11 +256,17 @@ async function worker(spec: string, redisUrl: string): Promise<void> {
   const prefix = `bench:${library}:${Math.random().toString(36).slice(2)}`;
   try {
     await measure(take, `${prefix}:warm-up`, WARMUP_MS);
+    const redisBefore = backend === 'redis' ? await redisCpuUs(client) : 0;
+    const cpuBefore = process.cpuUsage();
     const run = await measure(take, prefix, durationMs);
+    const cpu = process.cpuUsage(cpuBefore);
+    const redisUs = backend === 'redis' ? (await redisCpuUs(client)) - redisBefore : 0;
     const sample: Sample = {
       opsPerSec: run.opsPerSec,
       p50Ms: percentile(run.latencies, 50),
       p99Ms: percentile(run.latencies, 99),
+      clientCpuUsPerOp: (cpu.user + cpu.system) / run.ops,
+      redisCpuUsPerOp: redisUs / run.ops,
     };
     process.stdout.write(JSON.stringify(sample));
   } finally {
@@ -265,10 +275,22 @@ async function worker(spec: string, redisUrl: string): Promise<void> {
   }
 }
 
+/** CPU time the Redis server has used so far (all its threads), in µs. */
+async function redisCpuUs(client: Redis): Promise<number> {
+  const info = await client.info('cpu');
+  const seconds = (name: string): number =>
+    Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
+}
+
 interface Sample {
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time of the process running the library (Node), per operation. */
+  clientCpuUsPerOp: number;
+  /** CPU time of the Redis server per operation (0 in-process). */
+  redisCpuUsPerOp: number;
 }
 
 const LIBRARIES = {
@@ -328,6 +350,9 @@ if (args.worker !== undefined) {
           }
         }
         const baselineOps = median((samples.get('baseline') ?? []).map((x) => x.opsPerSec));
+        const cpuOf = (sample: Sample[]): number =>
+          median(sample.map((x) => x.clientCpuUsPerOp + x.redisCpuUsPerOp));
+        const baselineCpu = cpuOf(samples.get('baseline') ?? []);
         for (const [library, sample] of samples) {
           const opsPerSec = median(sample.map((x) => x.opsPerSec));
           results.push({
@@ -338,6 +363,9 @@ if (args.worker !== undefined) {
             p50Ms: Number(median(sample.map((x) => x.p50Ms)).toFixed(3)),
             p99Ms: Number(median(sample.map((x) => x.p99Ms)).toFixed(3)),
             ratioToBaseline: Number((opsPerSec / baselineOps).toFixed(3)),
+            clientCpuUsPerOp: Number(median(sample.map((x) => x.clientCpuUsPerOp)).toFixed(2)),
+            redisCpuUsPerOp: Number(median(sample.map((x) => x.redisCpuUsPerOp)).toFixed(2)),
+            cpuRatioToBaseline: Number((baselineCpu / cpuOf(sample)).toFixed(3)),
           });
         }
       }
@@ -354,7 +382,17 @@ function report(results: Result[]): void {
   } else {
     process.stdout.write(
       `${renderTable(
-        ['backend', 'scenario', 'library', 'ops/s', 'x baseline', 'p50 ms', 'p99 ms'],
+        [
+          'backend',
+          'scenario',
+          'library',
+          'ops/s',
+          'x baseline',
+          'p50 ms',
+          'p99 ms',
+          'CPU us/op node+redis',
+          'x baseline CPU',
+        ],
         results.map((r) => [
           r.backend,
           r.scenario,
@@ -363,8 +401,10 @@ function report(results: Result[]): void {
           r.ratioToBaseline.toFixed(2),
           r.p50Ms,
           r.p99Ms,
+          `${r.clientCpuUsPerOp.toFixed(1)}+${r.redisCpuUsPerOp.toFixed(1)}`,
+          r.cpuRatioToBaseline.toFixed(2),
         ]),
-      )}\n\nuncontended: ${UNCONTENDED_WORKERS} workers on distinct keys, latency = acquire + release; contended: ${CONTENDED_WORKERS} workers on one key, latency = hand-off (one worker's release to another's grant); each cell: median of ${rounds} interleaved rounds of ${durationMs} ms, each round in a fresh process after a ${WARMUP_MS} ms warm-up (percentiles: median of the rounds')\n`,
+      )}\n\nuncontended: ${UNCONTENDED_WORKERS} workers on distinct keys, latency = acquire + release; contended: ${CONTENDED_WORKERS} workers on one key, latency = hand-off (one worker's release to another's grant); each cell: median of ${rounds} interleaved rounds of ${durationMs} ms, each round in a fresh process after a ${WARMUP_MS} ms warm-up (percentiles: median of the rounds'); CPU: the library's process and the Redis server per operation, median of the rounds, and the baseline's total over the library's (a cost ratio, less sensitive to a noisy machine than ops/s)\n`,
     );
   }
 }
