@@ -14,7 +14,14 @@ import {
   leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
-import { ACQUIRE, EXTEND, RELEASE } from './lock-scripts.js';
+import {
+  ACQUIRE,
+  EXTEND,
+  RELEASE,
+  checkFenceCounter,
+  fenceKey,
+  type FenceCounter,
+} from './lock-scripts.js';
 import type { LuaScript } from './script.js';
 import type { RedisClientLike, RedisSubscriberLike } from './types.js';
 
@@ -49,6 +56,25 @@ export interface RedisLockOptions {
    * @default 0.01
    */
   readonly driftFactor?: number;
+  /**
+   * Where fencing tokens are counted.
+   *
+   * - `'per-key'`: one counter per lock name (`{prefix}fence:{name}`), in the
+   *   name's Redis Cluster slot. Counters are never deleted, since a deleted
+   *   counter would restart below tokens a resource has already stored, and
+   *   the resource would then refuse every new holder: a lock per order id
+   *   leaves one small key (about 90 bytes) per order ever locked.
+   * - `'shared'`: one counter (`{prefix}fence`) for every name. Tokens still
+   *   increase with every grant of each name (they increase across all
+   *   names), and Redis keeps one key however many names are locked. Not for
+   *   Redis Cluster, where the grant would touch two slots.
+   *
+   * Choose once per prefix: the two count apart, so switching can hand out
+   * tokens below ones already used (raise the new counter past the old
+   * ones with `SET` first if you must switch).
+   * @default 'per-key'
+   */
+  readonly fenceCounter?: FenceCounter;
 }
 
 type Wake = () => void;
@@ -86,6 +112,7 @@ export class RedisLock implements Locker {
   readonly #ttlMs: number;
   readonly #pollMs: number;
   readonly #driftFactor: number;
+  readonly #fenceCounter: FenceCounter;
   readonly #waiters = new Map<
     string,
     { readonly wakers: Set<Wake>; readonly ready: Promise<void> }
@@ -109,6 +136,7 @@ export class RedisLock implements Locker {
     this.#ttlMs = options.ttlMs ?? 30_000;
     this.#pollMs = options.pollMs ?? 100;
     this.#driftFactor = options.driftFactor ?? 0.01;
+    this.#fenceCounter = checkFenceCounter(options.fenceCounter);
     assertPositiveInteger('options.ttlMs', this.#ttlMs);
     assertPositiveInteger('options.pollMs', this.#pollMs);
     checkDriftFactor(this.#driftFactor);
@@ -121,7 +149,7 @@ export class RedisLock implements Locker {
     // One hash tag, so the lock and its counter live in the same cluster slot.
     return {
       lock: `${this.#prefix}lock:{${key}}`,
-      fence: `${this.#prefix}fence:{${key}}`,
+      fence: fenceKey(this.#prefix, key, this.#fenceCounter),
       channel: `${this.#prefix}released:{${key}}`,
     };
   }

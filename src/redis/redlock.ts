@@ -13,7 +13,14 @@ import {
   leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
-import { ACQUIRE, EXTEND, RELEASE } from './lock-scripts.js';
+import {
+  ACQUIRE,
+  EXTEND,
+  RELEASE,
+  checkFenceCounter,
+  fenceKey,
+  type FenceCounter,
+} from './lock-scripts.js';
 import type { RedisClientLike } from './types.js';
 
 /** How one node answered an acquisition attempt. */
@@ -73,6 +80,25 @@ export interface RedlockOptions {
    * @default 50
    */
   readonly retryDelayMs?: number;
+  /**
+   * Where fencing tokens are counted.
+   *
+   * - `'per-key'`: one counter per lock name (`{prefix}fence:{name}`), in the
+   *   name's Redis Cluster slot. Counters are never deleted, since a deleted
+   *   counter would restart below tokens a resource has already stored, and
+   *   the resource would then refuse every new holder: a lock per order id
+   *   leaves one small key (about 90 bytes) per order ever locked.
+   * - `'shared'`: one counter (`{prefix}fence`) for every name. Tokens still
+   *   increase with every grant of each name (they increase across all
+   *   names), and Redis keeps one key however many names are locked. Not for
+   *   Redis Cluster, where the grant would touch two slots.
+   *
+   * Choose once per prefix: the two count apart, so switching can hand out
+   * tokens below ones already used (raise the new counter past the old
+   * ones with `SET` first if you must switch).
+   * @default 'per-key'
+   */
+  readonly fenceCounter?: FenceCounter;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
@@ -114,6 +140,7 @@ export class Redlock implements Locker {
   readonly #driftFactor: number;
   readonly #nodeTimeoutMs: number;
   readonly #retryDelayMs: number;
+  readonly #fenceCounter: FenceCounter;
   /** Votes needed: a strict majority of the nodes. */
   readonly quorum: number;
 
@@ -143,6 +170,7 @@ export class Redlock implements Locker {
     this.#driftFactor = options.driftFactor ?? 0.01;
     this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 50;
     this.#retryDelayMs = options.retryDelayMs ?? 50;
+    this.#fenceCounter = checkFenceCounter(options.fenceCounter);
     assertPositiveInteger('options.ttlMs', this.#ttlMs);
     assertPositiveInteger('options.nodeTimeoutMs', this.#nodeTimeoutMs);
     assertPositiveInteger('options.retryDelayMs', this.#retryDelayMs);
@@ -170,7 +198,7 @@ export class Redlock implements Locker {
     votes: NodeVote[];
   }> {
     const lock = `${this.#prefix}lock:{${key}}`;
-    const fence = `${this.#prefix}fence:{${key}}`;
+    const fence = fenceKey(this.#prefix, key, this.#fenceCounter);
     const owner = randomBytes(16).toString('hex');
     const sentAt = performance.now();
     const answers = await this.#fanOut(ACQUIRE, [lock, fence], [owner, ttlMs]);

@@ -160,9 +160,51 @@ describe('RedisLock', () => {
     assert.equal(await redis.client.hget('doc', 'value'), 'v6');
   });
 
+  it('fenceCounter "shared" keeps one counter key however many names, and tokens still rise per name', async () => {
+    const names = Array.from({ length: 30 }, (_, i) => `order:${i}`);
+    for (const [prefix, fenceCounter, counters] of [
+      ['fence-shared:', 'shared', 1],
+      ['fence-per-key:', 'per-key', names.length],
+    ] as const) {
+      const locks = redis.newLock({ prefix, fenceCounter });
+      const tokens = new Map<string, bigint[]>();
+      await Promise.all(
+        names.map(async (name) => {
+          for (let round = 0; round < 3; round++) {
+            await withLock(
+              locks,
+              name,
+              (lock) => {
+                tokens.set(name, [...(tokens.get(name) ?? []), lock.token]);
+                return Promise.resolve();
+              },
+              { ttlMs: 5000, waitMs: 5000 },
+            );
+          }
+        }),
+      );
+      for (const [name, list] of tokens) {
+        assert.equal(list.length, 3);
+        assert.ok(
+          list.every((t, i) => i === 0 || t > (list[i - 1] as bigint)),
+          `${fenceCounter}: tokens of ${name} rise`,
+        );
+      }
+      assert.equal((await redis.client.keys(`${prefix}fence*`)).length, counters, fenceCounter);
+      if (fenceCounter === 'shared') {
+        const all = [...tokens.values()].flat();
+        assert.equal(new Set(all).size, all.length, 'every grant has a token of its own');
+      }
+    }
+  });
+
   it('rejects bad input', async () => {
     const locks = redis.newLock();
     await assert.rejects(locks.acquire(''), InvalidArgumentError);
+    assert.throws(
+      () => redis.newLock({ fenceCounter: 'global' as never }),
+      /options\.fenceCounter.*"per-key", "shared"/,
+    );
     await assert.rejects(locks.acquire('k', { ttlMs: -1 }), /ttlMs/);
     assert.throws(() => new RedisLock({ client: {} as never }), /eval and evalsha/);
     await assert.rejects(fencedSet(redis.client, 'doc', 'x', -1n), InvalidArgumentError);

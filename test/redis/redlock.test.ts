@@ -137,9 +137,34 @@ describe('Redlock on five nodes', () => {
     await next.release();
   });
 
+  it('fenceCounter "shared" keeps one counter key per node', async () => {
+    const prefix = `rls${randomBytes(3).toString('hex')}:`;
+    const redlock = new Redlock({ clients, prefix, nodeTimeoutMs: 100, fenceCounter: 'shared' });
+    const tokens: bigint[] = [];
+    for (const name of ['a', 'b', 'c', 'a', 'b', 'c']) {
+      await withLock(
+        redlock,
+        name,
+        (lock) => {
+          tokens.push(lock.token);
+          return Promise.resolve();
+        },
+        { ttlMs: 2000 },
+      );
+    }
+    assert.ok(tokens.every((t, i) => i === 0 || t > (tokens[i - 1] as bigint)));
+    for (const client of clients) {
+      assert.deepEqual(await client.keys(`${prefix}fence*`), [`${prefix}fence`]);
+    }
+  });
+
   it('rejects bad options', () => {
     assert.throws(() => new Redlock({ clients: [] }), /non-empty array/);
     assert.throws(() => new Redlock({ clients: [{} as never] }), /clients\[0\]/);
     assert.throws(() => new Redlock({ clients, driftFactor: 0.9 }), /driftFactor/);
+    assert.throws(
+      () => new Redlock({ clients, fenceCounter: 'none' as never }),
+      /options\.fenceCounter/,
+    );
   });
 });
