@@ -81,21 +81,9 @@ export interface RedlockOptions {
    */
   readonly retryDelayMs?: number;
   /**
-   * Where fencing tokens are counted.
-   *
-   * - `'per-key'`: one counter per lock name (`{prefix}fence:{name}`), in the
-   *   name's Redis Cluster slot. Counters are never deleted, since a deleted
-   *   counter would restart below tokens a resource has already stored, and
-   *   the resource would then refuse every new holder: a lock per order id
-   *   leaves one small key (about 90 bytes) per order ever locked.
-   * - `'shared'`: one counter (`{prefix}fence`) for every name. Tokens still
-   *   increase with every grant of each name (they increase across all
-   *   names), and Redis keeps one key however many names are locked. Not for
-   *   Redis Cluster, where the grant would touch two slots.
-   *
-   * Choose once per prefix: the two count apart, so switching can hand out
-   * tokens below ones already used (raise the new counter past the old
-   * ones with `SET` first if you must switch).
+   * Where each node counts fencing tokens: one counter per lock name, or
+   * one `shared` by every name (one key per node however many names are
+   * locked). As `RedisLockOptions.fenceCounter`, which see.
    * @default 'per-key'
    */
   readonly fenceCounter?: FenceCounter;
