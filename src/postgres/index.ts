@@ -42,6 +42,7 @@ export {
   type PostgresLeaseLockOptions,
   type LockTableOptions,
 } from './lease-lock.js';
+export type { PgListenerLike } from './release-notifications.js';
 export { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 export { isTransientConflict } from './errors.js';
 export {

@@ -15,6 +15,11 @@ import {
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { quoteIdentifier } from './identifiers.js';
+import {
+  assertListener,
+  ReleaseNotifications,
+  type PgListenerLike,
+} from './release-notifications.js';
 import { assertQueryable, runQuery } from './statements.js';
 import type { Queryable, QueryResultLike } from './types.js';
 
@@ -60,8 +65,27 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
   readonly db: Queryable;
   /** Default lease. @default 30000 */
   readonly ttlMs?: number;
-  /** Pause between attempts while waiting. @default 50 */
+  /**
+   * Longest pause between attempts while waiting (with a `listener`, the
+   * fallback when a release notification is missed or the listener is
+   * down).
+   * @default 50
+   */
   readonly pollMs?: number;
+  /**
+   * A dedicated, connected `pg.Client` on which waiters `LISTEN` for
+   * releases, so a waiter takes a released key at once instead of at its
+   * next poll. Not a pooled connection, and not through a
+   * transaction-pooling proxy (where `LISTEN` does not work); the lock's
+   * own statements still go through `db`. With it, this instance's
+   * releases `NOTIFY` (at commit PostgreSQL serialises transactions that
+   * notify, a cost at thousands of releases per second); give it to every
+   * process that releases, or their releases wake nobody and waiters fall
+   * back to polling. Waiting on a key freed by expiry (a crashed holder)
+   * ends when its lease does, as without a listener. With wake-ups coming
+   * by notification, a larger `pollMs` (such as 1000) cuts the polling load.
+   */
+  readonly listener?: PgListenerLike;
   /** Share of the lease subtracted for clock drift. @default 0.01 */
   readonly driftFactor?: number;
 }
@@ -75,7 +99,8 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
  * lease runs out. A released key keeps its (small) row until
  * {@link PostgresLeaseLock.reap} removes it. Every operation is one autocommit statement with no
  * session state, so it works through transaction-pooling proxies such as
- * PgBouncer. Waiters poll (every `pollMs`), in no particular order.
+ * PgBouncer. Waiters poll (every `pollMs`), in no particular order, and
+ * are woken by `LISTEN`/`NOTIFY` when given a `listener` connection.
  *
  * Pair it with `fencedUpdate` in the same database for writes that a paused
  * holder must never make late.
@@ -94,6 +119,8 @@ export class PostgresLeaseLock implements Locker {
   readonly #ttlMs: number;
   readonly #pollMs: number;
   readonly #driftFactor: number;
+  readonly #notifications: ReleaseNotifications | undefined;
+  readonly #channel: string;
   readonly #sql: {
     acquire: string;
     remaining: string;
@@ -113,6 +140,11 @@ export class PostgresLeaseLock implements Locker {
     assertPositiveInteger('options.pollMs', this.#pollMs);
     checkDriftFactor(this.#driftFactor);
     const name = options.table ?? 'raceguard_locks';
+    this.#channel = ReleaseNotifications.channelOf(name);
+    if (options.listener !== undefined) {
+      assertListener('options.listener', options.listener);
+      this.#notifications = new ReleaseNotifications(options.listener, this.#channel);
+    }
     const t = quoteIdentifier(name, 'options.table');
     const seq = quoteIdentifier(`${name}_tokens`, 'options.table');
     const lease = "clock_timestamp() + $3 * interval '1 millisecond'";
@@ -132,10 +164,22 @@ export class PostgresLeaseLock implements Locker {
         `WHERE l.expires_at <= clock_timestamp() RETURNING token`,
       remaining: `SELECT greatest(0, extract(epoch FROM expires_at - clock_timestamp()) * 1000)::int AS ms FROM ${t} WHERE key = $1`,
       extend: `UPDATE ${t} SET expires_at = ${lease} WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp() RETURNING token`,
-      // Free the key, keeping its row (see acquire).
-      release: `UPDATE ${t} SET expires_at = clock_timestamp() WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp()`,
+      // Free the key, keeping its row (see acquire); with a listener, say so
+      // on the table's channel ($3), naming the key by digest ($4).
+      release:
+        this.#notifications === undefined
+          ? `UPDATE ${t} SET expires_at = clock_timestamp() WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp()`
+          : `WITH freed AS (UPDATE ${t} SET expires_at = clock_timestamp() WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp() RETURNING key) ` +
+            `SELECT pg_notify($3, $4) FROM freed`,
       reap: `DELETE FROM ${t} WHERE expires_at < clock_timestamp() - $1 * interval '1 millisecond'`,
     };
+  }
+
+  async #release(key: string, owner: string): Promise<void> {
+    const values: unknown[] = [key, owner];
+    if (this.#notifications !== undefined)
+      values.push(this.#channel, ReleaseNotifications.payloadOf(key));
+    await this.#query(this.#sql.release, values, 'release a lock');
   }
 
   async #query(text: string, values: unknown[], what: string): Promise<QueryResultLike> {
@@ -157,6 +201,7 @@ export class PostgresLeaseLock implements Locker {
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
     const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
     const started = performance.now();
+    let listening = false;
     for (;;) {
       if (signal?.aborted === true) throw new AbortedError(signal.reason);
       const owner = randomBytes(16).toString('hex');
@@ -175,7 +220,7 @@ export class PostgresLeaseLock implements Locker {
             options,
           );
         }
-        await this.#query(this.#sql.release, [key, owner], 'release a lock').catch(() => undefined);
+        await this.#release(key, owner).catch(() => undefined);
         if (isAborted(signal)) throw new AbortedError(signal?.reason);
         continue;
       }
@@ -186,9 +231,21 @@ export class PostgresLeaseLock implements Locker {
           performance.now() - started,
           'held by another owner',
         );
-      const { rows: left } = await this.#query(this.#sql.remaining, [key], 'read a lease');
-      const leaseLeft = Number(left[0]?.ms ?? 0);
-      await sleep(Math.max(1, Math.min(remaining, this.#pollMs, leaseLeft + 1)), signal);
+      // LISTEN, then watch, then read the lease: a release the read missed
+      // notifies us; one before it shows as a lease already over.
+      const notifications = this.#notifications;
+      if (notifications !== undefined && !listening) listening = await notifications.listen();
+      const watch = listening
+        ? notifications?.watch(ReleaseNotifications.payloadOf(key))
+        : undefined;
+      try {
+        const { rows: left } = await this.#query(this.#sql.remaining, [key], 'read a lease');
+        const leaseLeft = Number(left[0]?.ms ?? 0);
+        const ms = Math.max(1, Math.min(remaining, this.#pollMs, leaseLeft + 1));
+        await (watch === undefined ? sleep(ms, signal) : watch.sleep(ms, signal));
+      } finally {
+        watch?.stop();
+      }
     }
   }
 
@@ -252,9 +309,7 @@ export class PostgresLeaseLock implements Locker {
         );
         return rows.length === 1 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
       },
-      release: async () => {
-        await this.#query(this.#sql.release, [key, owner], 'release a lock');
-      },
+      release: () => this.#release(key, owner),
     });
   }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import pg from 'pg';
 import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
 import {
   LockAcquireTimeoutError,
@@ -129,6 +130,44 @@ describe('PostgresLeaseLock', () => {
     await next.release();
   });
 
+  it('with LISTEN connections, a waiter in another "process" takes a released key at once; without, at its next poll', async () => {
+    const listeners = await Promise.all(
+      [0, 1].map(async () => {
+        const client = new pg.Client({ connectionString: db.url });
+        client.on('error', () => undefined);
+        await client.connect();
+        return client;
+      }),
+    );
+    try {
+      const [holderListener, waiterListener] = listeners as [pg.Client, pg.Client];
+      const holder = new PostgresLeaseLock({ db: db.newPool(2), listener: holderListener });
+      const waiter = new PostgresLeaseLock({
+        db: db.newPool(2),
+        pollMs: 5000,
+        listener: waiterListener,
+      });
+      const poller = new PostgresLeaseLock({ db: db.newPool(2), pollMs: 5000 });
+      for (const [who, locks, fastest, slowest] of [
+        ['listening waiter', waiter, 0, 1000],
+        ['polling waiter', poller, 1000, 4000],
+      ] as const) {
+        const held = await holder.acquire('wake-up', { ttlMs: 20_000 });
+        const started = performance.now();
+        const waiting = locks.acquire('wake-up', { waitMs: 1500 });
+        await delay(100);
+        await held.release();
+        const next = await waiting;
+        const waited = performance.now() - started;
+        assert.ok(waited >= fastest && waited < slowest, `${who} got the key after ${waited} ms`);
+        assert.ok(next.token > held.token);
+        await next.release();
+      }
+    } finally {
+      await Promise.all(listeners.map((c) => c.end()));
+    }
+  });
+
   it('reports a missing table or a closed pool as LockBackendError, and bad input before any SQL', async () => {
     const missing = new PostgresLeaseLock({ db: db.pool, table: 'no_such_locks' });
     const error = await missing.acquire('k').catch((e: unknown) => e);
@@ -142,5 +181,9 @@ describe('PostgresLeaseLock', () => {
     await assert.rejects(locks.acquire(''), InvalidArgumentError);
     await assert.rejects(locks.acquire('k', { ttlMs: 1.5 }), /ttlMs/);
     assert.throws(() => new PostgresLeaseLock({ db: db.pool, table: '' }), InvalidArgumentError);
+    assert.throws(
+      () => new PostgresLeaseLock({ db: db.pool, listener: {} as never }),
+      /options\.listener/,
+    );
   });
 });

@@ -1,0 +1,135 @@
+/**
+ * Wake-ups for lock waiters by PostgreSQL `LISTEN`/`NOTIFY`: a release
+ * notifies a channel with a digest of the key, and waiters on that key stop
+ * sleeping at once instead of at their next poll.
+ */
+import { createHash } from 'node:crypto';
+import { AbortedError, InvalidArgumentError } from '../core/errors.js';
+import { quoteIdentifier } from './identifiers.js';
+
+/**
+ * The slice of a node-postgres `Client` that listens: a dedicated,
+ * connected `pg.Client` (not a pooled connection, and not through a
+ * transaction-pooling proxy, where `LISTEN` does not work).
+ */
+export interface PgListenerLike {
+  query(text: string): Promise<unknown>;
+  on(
+    event: 'notification',
+    listener: (message: { channel: string; payload?: string | undefined }) => void,
+  ): unknown;
+}
+
+/** Check a `listener` option. */
+export function assertListener(argument: string, value: unknown): asserts value is PgListenerLike {
+  const candidate = value as Partial<PgListenerLike> | null;
+  if (
+    typeof candidate !== 'object' ||
+    candidate === null ||
+    typeof candidate.query !== 'function' ||
+    typeof candidate.on !== 'function'
+  ) {
+    throw new InvalidArgumentError(argument, 'a connected pg.Client (query and on)', value);
+  }
+}
+
+/** A registration for the release of one key; see {@link ReleaseNotifications.watch}. */
+export interface ReleaseWatch {
+  /**
+   * Sleep up to `ms`, or less if the key is released meanwhile (or was
+   * since {@link ReleaseNotifications.watch}). Rejects with `AbortedError`
+   * when `signal` fires.
+   */
+  sleep(ms: number, signal: AbortSignal | undefined): Promise<void>;
+  /** Unregister; also ends a sleep in progress. */
+  stop(): void;
+}
+
+/** The `LISTEN` side, shared by the waiters of one lock instance. */
+export class ReleaseNotifications {
+  /** The channel of a lock table: bounded in length, whatever the table's name. */
+  static channelOf(table: string): string {
+    return `raceguard_released_${createHash('sha256').update(table).digest('hex').slice(0, 16)}`;
+  }
+
+  /** The payload that names `key` on its table's channel. */
+  static payloadOf(key: string): string {
+    return createHash('sha256').update(key).digest('base64url');
+  }
+
+  readonly #listener: PgListenerLike;
+  readonly #channel: string;
+  readonly #wakers = new Map<string, Set<() => void>>();
+  #listening: Promise<boolean> | undefined;
+
+  constructor(listener: PgListenerLike, channel: string) {
+    this.#listener = listener;
+    this.#channel = channel;
+    listener.on('notification', (message) => {
+      if (message.channel !== this.#channel || message.payload === undefined) return;
+      for (const wake of this.#wakers.get(message.payload) ?? []) wake();
+    });
+  }
+
+  /**
+   * `LISTEN` on the channel, once per instance. Resolves `false` if that
+   * failed (callers poll; the next waiter tries again).
+   */
+  listen(): Promise<boolean> {
+    this.#listening ??= this.#listener
+      .query(`LISTEN ${quoteIdentifier(this.#channel, 'channel')}`)
+      .then(
+        () => true,
+        () => {
+          this.#listening = undefined;
+          return false;
+        },
+      );
+    return this.#listening;
+  }
+
+  /** Start watching for the release of the key whose payload is `payload`. */
+  watch(payload: string): ReleaseWatch {
+    let released = false;
+    let wakeSleeper: (() => void) | undefined;
+    const wake = (): void => {
+      released = true;
+      wakeSleeper?.();
+    };
+    let set = this.#wakers.get(payload);
+    if (set === undefined) {
+      set = new Set();
+      this.#wakers.set(payload, set);
+    }
+    set.add(wake);
+    const stop = (): void => {
+      wakeSleeper?.();
+      const current = this.#wakers.get(payload);
+      current?.delete(wake);
+      if (current?.size === 0) this.#wakers.delete(payload);
+    };
+    return {
+      stop,
+      sleep: (ms, signal) =>
+        new Promise<void>((resolve, reject) => {
+          if (signal?.aborted === true) return reject(new AbortedError(signal.reason));
+          if (released || ms <= 0) return resolve();
+          const finish = (): void => {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
+            wakeSleeper = undefined;
+          };
+          const onAbort = (): void => {
+            finish();
+            reject(new AbortedError(signal?.reason));
+          };
+          wakeSleeper = () => {
+            finish();
+            resolve();
+          };
+          const timer = setTimeout(wakeSleeper, ms);
+          signal?.addEventListener('abort', onAbort, { once: true });
+        }),
+    };
+  }
+}
