@@ -16,10 +16,14 @@
  * Lua scripts bare, the floor of a lock whose token is minted in a script.
  * In-process locks are compared with
  * `async-mutex` behind a `Map`, and with a bare `Set` of held keys as their
- * baseline.
+ * baseline. PostgreSQL (contended only, each holder keeping the lock 5 ms):
+ * the lease lock polling and woken by `LISTEN`/`NOTIFY`, against the
+ * server's own lock queue (a session advisory lock) as the baseline;
+ * PostgreSQL from `DATABASE_URL`, or embedded.
  *
  *   npm run bench:locks [-- --duration-ms 1000 --rounds 3 --json]
  *   npm run bench:locks -- --backend redis --scenario uncontended   # one part only
+ *   npm run bench:locks -- --backend postgres
  */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -28,11 +32,14 @@ import { parseArgs } from 'node:util';
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock';
 import { Mutex as AsyncMutex } from 'async-mutex';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { Mutex as SemaphoreMutex } from 'redis-semaphore';
 import Redlock from 'redlock';
 import { renderTable } from '../dist/cli/table.js';
 import { percentile } from '../dist/burst/percentile.js';
 import { KeyedMutex } from '../dist/local/keyed-mutex.js';
+import { createLockTable, PostgresLeaseLock } from '../dist/postgres/index.js';
+import { usePostgres } from '../dist/postgres/server.js';
 import { ACQUIRE, RELEASE } from '../dist/redis/lock-scripts.js';
 import { RedisLock } from '../dist/redis/redis-lock.js';
 import { startRedisServer } from '../dist/redis/server.js';
@@ -47,6 +54,7 @@ const { values: args } = parseArgs({
     // Internal: run one measurement and print it as JSON.
     worker: { type: 'string' },
     'redis-url': { type: 'string' },
+    'database-url': { type: 'string' },
   },
 });
 const durationMs = Number(args['duration-ms']);
@@ -55,21 +63,24 @@ const UNCONTENDED_WORKERS = 64;
 const CONTENDED_WORKERS = 8;
 const TTL_MS = 10_000;
 
+type Backend = 'redis' | 'in-process' | 'postgres';
+const PG_TABLE = 'bench_locks';
+
 /** Acquire `key`; the returned function releases it. */
 type Take = (key: string) => Promise<() => Promise<void>>;
 
 interface Result {
   library: string;
-  backend: 'redis' | 'in-process';
+  backend: Backend;
   scenario: 'uncontended' | 'contended';
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
   ratioToBaseline: number;
-  clientCpuUsPerOp: number;
-  redisCpuUsPerOp: number;
+  clientCpuUsPerOp: number | null;
+  redisCpuUsPerOp: number | null;
   /** Baseline's CPU per operation (client + Redis) over this library's: noise-resistant, unlike ops/s. */
-  cpuRatioToBaseline: number;
+  cpuRatioToBaseline: number | null;
 }
 
 async function uncontended(take: Take, prefix: string, ms: number) {
@@ -92,7 +103,7 @@ async function uncontended(take: Take, prefix: string, ms: number) {
   return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies, ops };
 }
 
-async function contended(take: Take, prefix: string, ms: number) {
+async function contended(take: Take, prefix: string, ms: number, holdMs = 0) {
   const handoffs: number[] = [];
   let last: { worker: number; releasedAt: number } | undefined;
   let ops = 0;
@@ -107,6 +118,7 @@ async function contended(take: Take, prefix: string, ms: number) {
         if (last !== undefined && last.worker !== worker)
           handoffs.push(performance.now() - last.releasedAt);
         ops++;
+        if (holdMs > 0) await new Promise((r) => setTimeout(r, holdMs));
         last = { worker, releasedAt: performance.now() };
         await release();
         await new Promise((r) => setImmediate(r)); // give the others a chance at the next grant
@@ -127,9 +139,9 @@ function median(values: number[]): number {
 const WARMUP_MS = Math.min(300, durationMs);
 
 /** One measurement in this process: `backend:scenario:library`. */
-async function worker(spec: string, redisUrl: string): Promise<void> {
+async function worker(spec: string, redisUrl: string, databaseUrl: string): Promise<void> {
   const [backend, scenario, library] = spec.split(':', 3) as [
-    'redis' | 'in-process',
+    Backend,
     'uncontended' | 'contended',
     string,
   ];
@@ -248,11 +260,59 @@ async function worker(spec: string, redisUrl: string): Promise<void> {
     ],
   ];
 
+  // PostgreSQL: 8 workers' hand-off on one key. The baseline is the
+  // server's own lock queue (a session advisory lock, each waiter blocked in
+  // pg_advisory_lock on a connection of its own, woken by the unlock).
+  const pool =
+    backend === 'postgres'
+      ? new pg.Pool({ connectionString: databaseUrl, max: CONTENDED_WORKERS * 2 })
+      : undefined;
+  const listener = backend === 'postgres' ? new pg.Client(databaseUrl) : undefined;
+  await listener?.connect();
+  const postgresLibraries: [string, Take][] =
+    pool === undefined || listener === undefined
+      ? []
+      : [
+          [
+            'baseline',
+            async (key) => {
+              const connection = await pool.connect();
+              await connection.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
+              return async () => {
+                await connection.query('SELECT pg_advisory_unlock(hashtext($1))', [key]);
+                connection.release();
+              };
+            },
+          ],
+          ...(
+            [
+              ['raceguard (polling)', new PostgresLeaseLock({ db: pool, table: PG_TABLE })],
+              [
+                'raceguard (listener)',
+                new PostgresLeaseLock({ db: pool, table: PG_TABLE, listener, pollMs: 1000 }),
+              ],
+            ] as const
+          ).map(([name, locks]): [string, Take] => [
+            name,
+            async (key) => {
+              const lock = await locks.acquire(key, { ttlMs: TTL_MS, waitMs: 60_000 });
+              return () => lock.release();
+            },
+          ]),
+        ];
+
   const libraries: readonly (readonly [string, Take])[] =
-    backend === 'redis' ? redisLibraries : localLibraries;
+    backend === 'redis'
+      ? redisLibraries
+      : backend === 'postgres'
+        ? postgresLibraries
+        : localLibraries;
   const take = libraries.find(([name]) => name === library)?.[1];
   if (take === undefined) throw new Error(`unknown library ${backend}:${library}`);
-  const measure = scenario === 'uncontended' ? uncontended : contended;
+  const measure = (t: Take, prefix: string, ms: number) =>
+    scenario === 'uncontended'
+      ? uncontended(t, prefix, ms)
+      : contended(t, prefix, ms, HOLD_MS[backend]);
   const prefix = `bench:${library}:${Math.random().toString(36).slice(2)}`;
   try {
     await measure(take, `${prefix}:warm-up`, WARMUP_MS);
@@ -265,13 +325,16 @@ async function worker(spec: string, redisUrl: string): Promise<void> {
       opsPerSec: run.opsPerSec,
       p50Ms: percentile(run.latencies, 50),
       p99Ms: percentile(run.latencies, 99),
-      clientCpuUsPerOp: (cpu.user + cpu.system) / run.ops,
-      redisCpuUsPerOp: redisUs / run.ops,
+      // PostgreSQL's processes are not counted: no CPU figures for its rows.
+      clientCpuUsPerOp: backend === 'postgres' ? null : (cpu.user + cpu.system) / run.ops,
+      redisCpuUsPerOp: backend === 'postgres' ? null : redisUs / run.ops,
     };
     process.stdout.write(JSON.stringify(sample));
   } finally {
     client.disconnect();
     subscriber.disconnect();
+    await pool?.end();
+    await listener?.end();
   }
 }
 
@@ -287,10 +350,10 @@ interface Sample {
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
-  /** CPU time of the process running the library (Node), per operation. */
-  clientCpuUsPerOp: number;
-  /** CPU time of the Redis server per operation (0 in-process). */
-  redisCpuUsPerOp: number;
+  /** CPU time of the process running the library (Node), per operation; null for PostgreSQL. */
+  clientCpuUsPerOp: number | null;
+  /** CPU time of the Redis server per operation (0 in-process, null for PostgreSQL). */
+  redisCpuUsPerOp: number | null;
 }
 
 const LIBRARIES = {
@@ -303,11 +366,26 @@ const LIBRARIES = {
     'redis-semaphore',
   ],
   'in-process': ['baseline', 'raceguard', 'async-mutex'],
+  postgres: ['baseline', 'raceguard (polling)', 'raceguard (listener)'],
 } as const;
+
+/** How long a contended worker holds the lock: nobody takes a database lock to do nothing. */
+const HOLD_MS: Record<Backend, number> = { redis: 0, 'in-process': 0, postgres: 5 };
+
+/** The scenarios each backend runs (PostgreSQL: the hand-off, where waking matters). */
+const SCENARIOS: Record<Backend, readonly ('uncontended' | 'contended')[]> = {
+  redis: ['uncontended', 'contended'],
+  'in-process': ['uncontended', 'contended'],
+  postgres: ['contended'],
+};
 
 const run = promisify(execFile);
 
-async function measureInChild(spec: string, redisUrl: string): Promise<Sample> {
+async function measureInChild(
+  spec: string,
+  redisUrl: string,
+  databaseUrl: string,
+): Promise<Sample> {
   const { stdout } = await run(process.execPath, [
     '--import',
     'tsx',
@@ -316,6 +394,8 @@ async function measureInChild(spec: string, redisUrl: string): Promise<Sample> {
     spec,
     '--redis-url',
     redisUrl,
+    '--database-url',
+    databaseUrl,
     '--duration-ms',
     String(durationMs),
   ]);
@@ -323,35 +403,50 @@ async function measureInChild(spec: string, redisUrl: string): Promise<Sample> {
 }
 
 if (args.worker !== undefined) {
-  await worker(args.worker, args['redis-url'] ?? '');
+  await worker(args.worker, args['redis-url'] ?? '', args['database-url'] ?? '');
 } else {
+  const backends = (['redis', 'in-process', 'postgres'] as const).filter(
+    (b) => args.backend === undefined || args.backend === b,
+  );
+  const scenarios = (['uncontended', 'contended'] as const).filter(
+    (c) => args.scenario === undefined || args.scenario === c,
+  );
+  if (backends.length === 0 || scenarios.length === 0) {
+    throw new Error(
+      '--backend is redis, in-process or postgres; --scenario is uncontended or contended',
+    );
+  }
   const server = await startRedisServer();
+  const postgres = backends.includes('postgres') ? await usePostgres() : undefined;
+  if (postgres !== undefined) {
+    const setup = new pg.Pool({ connectionString: postgres.url, max: 1 });
+    await createLockTable(setup, { table: PG_TABLE });
+    await setup.end();
+  }
   const results: Result[] = [];
   try {
-    const backends = (['redis', 'in-process'] as const).filter(
-      (b) => args.backend === undefined || args.backend === b,
-    );
-    const scenarios = (['uncontended', 'contended'] as const).filter(
-      (c) => args.scenario === undefined || args.scenario === c,
-    );
-    if (backends.length === 0 || scenarios.length === 0) {
-      throw new Error('--backend is redis or in-process; --scenario is uncontended or contended');
-    }
     for (const backend of backends) {
-      for (const scenario of scenarios) {
+      for (const scenario of scenarios.filter((c) => SCENARIOS[backend].includes(c))) {
         // Rounds interleave the libraries; each reports its median round, so noise moves one sample, not a ratio.
         const samples = new Map<string, Sample[]>();
         for (let round = 0; round < rounds; round++) {
           for (const library of LIBRARIES[backend]) {
             if (!args.json)
               process.stderr.write(`  ${backend} ${scenario}, round ${round + 1}: ${library}...\n`);
-            const sample = await measureInChild(`${backend}:${scenario}:${library}`, server.url);
+            const sample = await measureInChild(
+              `${backend}:${scenario}:${library}`,
+              server.url,
+              postgres?.url ?? '',
+            );
             samples.set(library, [...(samples.get(library) ?? []), sample]);
           }
         }
         const baselineOps = median((samples.get('baseline') ?? []).map((x) => x.opsPerSec));
+        const counted = backend !== 'postgres';
         const cpuOf = (sample: Sample[]): number =>
-          median(sample.map((x) => x.clientCpuUsPerOp + x.redisCpuUsPerOp));
+          median(sample.map((x) => (x.clientCpuUsPerOp ?? 0) + (x.redisCpuUsPerOp ?? 0)));
+        const cpuMedian = (sample: Sample[], part: 'clientCpuUsPerOp' | 'redisCpuUsPerOp') =>
+          counted ? Number(median(sample.map((x) => x[part] ?? 0)).toFixed(2)) : null;
         const baselineCpu = cpuOf(samples.get('baseline') ?? []);
         for (const [library, sample] of samples) {
           const opsPerSec = median(sample.map((x) => x.opsPerSec));
@@ -363,15 +458,16 @@ if (args.worker !== undefined) {
             p50Ms: Number(median(sample.map((x) => x.p50Ms)).toFixed(3)),
             p99Ms: Number(median(sample.map((x) => x.p99Ms)).toFixed(3)),
             ratioToBaseline: Number((opsPerSec / baselineOps).toFixed(3)),
-            clientCpuUsPerOp: Number(median(sample.map((x) => x.clientCpuUsPerOp)).toFixed(2)),
-            redisCpuUsPerOp: Number(median(sample.map((x) => x.redisCpuUsPerOp)).toFixed(2)),
-            cpuRatioToBaseline: Number((baselineCpu / cpuOf(sample)).toFixed(3)),
+            clientCpuUsPerOp: cpuMedian(sample, 'clientCpuUsPerOp'),
+            redisCpuUsPerOp: cpuMedian(sample, 'redisCpuUsPerOp'),
+            cpuRatioToBaseline: counted ? Number((baselineCpu / cpuOf(sample)).toFixed(3)) : null,
           });
         }
       }
     }
   } finally {
     await server.stop();
+    await postgres?.stop();
   }
   report(results);
 }
@@ -401,10 +497,12 @@ function report(results: Result[]): void {
           r.ratioToBaseline.toFixed(2),
           r.p50Ms,
           r.p99Ms,
-          `${r.clientCpuUsPerOp.toFixed(1)}+${r.redisCpuUsPerOp.toFixed(1)}`,
-          r.cpuRatioToBaseline.toFixed(2),
+          r.clientCpuUsPerOp === null || r.redisCpuUsPerOp === null
+            ? '-'
+            : `${r.clientCpuUsPerOp.toFixed(1)}+${r.redisCpuUsPerOp.toFixed(1)}`,
+          r.cpuRatioToBaseline === null ? '-' : r.cpuRatioToBaseline.toFixed(2),
         ]),
-      )}\n\nuncontended: ${UNCONTENDED_WORKERS} workers on distinct keys, latency = acquire + release; contended: ${CONTENDED_WORKERS} workers on one key, latency = hand-off (one worker's release to another's grant); each cell: median of ${rounds} interleaved rounds of ${durationMs} ms, each round in a fresh process after a ${WARMUP_MS} ms warm-up (percentiles: median of the rounds'); CPU: the library's process and the Redis server per operation, median of the rounds, and the baseline's total over the library's (a cost ratio, less sensitive to a noisy machine than ops/s)\n`,
+      )}\n\nuncontended: ${UNCONTENDED_WORKERS} workers on distinct keys, latency = acquire + release; contended: ${CONTENDED_WORKERS} workers on one key, latency = hand-off (one worker's release to another's grant; PostgreSQL holders keep the lock ${HOLD_MS.postgres} ms); each cell: median of ${rounds} interleaved rounds of ${durationMs} ms, each round in a fresh process after a ${WARMUP_MS} ms warm-up (percentiles: median of the rounds'); CPU: the library's process and the Redis server per operation, median of the rounds, and the baseline's total over the library's (a cost ratio, less sensitive to a noisy machine than ops/s; not for PostgreSQL, whose processes are not counted)\n`,
     );
   }
 }

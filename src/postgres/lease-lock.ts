@@ -75,7 +75,8 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
   /**
    * A dedicated, connected `pg.Client` on which waiters `LISTEN` for
    * releases, so a waiter takes a released key at once instead of at its
-   * next poll. Not a pooled connection, and not through a
+   * next poll (each release wakes one waiter of this instance, the one
+   * waiting longest). Not a pooled connection, and not through a
    * transaction-pooling proxy (where `LISTEN` does not work); the lock's
    * own statements still go through `db`. With it, this instance's
    * releases `NOTIFY` (at commit PostgreSQL serialises transactions that

@@ -67,7 +67,11 @@ export class ReleaseNotifications {
     this.#channel = channel;
     listener.on('notification', (message) => {
       if (message.channel !== this.#channel || message.payload === undefined) return;
-      for (const wake of this.#wakers.get(message.payload) ?? []) wake();
+      // One release, one waiter: the longest-waiting one here. Waking them
+      // all would have every waiter race for the key on every release; the
+      // others keep their place and are woken by the next release.
+      const first = this.#wakers.get(message.payload)?.values().next();
+      if (first?.done === false) first.value();
     });
   }
 
@@ -88,12 +92,22 @@ export class ReleaseNotifications {
     return this.#listening;
   }
 
-  /** Start watching for the release of the key whose payload is `payload`. */
+  /**
+   * Start watching for the release of the key whose payload is `payload`.
+   * Each notification wakes one watcher of this instance, in the order they
+   * started watching.
+   */
   watch(payload: string): ReleaseWatch {
     let released = false;
     let wakeSleeper: (() => void) | undefined;
+    const unregister = (): void => {
+      const current = this.#wakers.get(payload);
+      current?.delete(wake);
+      if (current?.size === 0) this.#wakers.delete(payload);
+    };
     const wake = (): void => {
       released = true;
+      unregister();
       wakeSleeper?.();
     };
     let set = this.#wakers.get(payload);
@@ -104,9 +118,7 @@ export class ReleaseNotifications {
     set.add(wake);
     const stop = (): void => {
       wakeSleeper?.();
-      const current = this.#wakers.get(payload);
-      current?.delete(wake);
-      if (current?.size === 0) this.#wakers.delete(payload);
+      unregister();
     };
     return {
       stop,

@@ -168,6 +168,33 @@ describe('PostgresLeaseLock', () => {
     }
   });
 
+  it('with a listener, each release wakes one waiter of a process, the longest-waiting, and the key passes on at once', async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    listener.on('error', () => undefined);
+    await listener.connect();
+    try {
+      const locks = new PostgresLeaseLock({ db: db.newPool(6), pollMs: 5000, listener });
+      const first = await locks.acquire('queue', { ttlMs: 20_000 });
+      const order: number[] = [];
+      const started = performance.now();
+      const waiters = [0, 1, 2].map(async (i) => {
+        await delay(60 * i);
+        const lock = await locks.acquire('queue', { ttlMs: 20_000, waitMs: 4000 });
+        order.push(i);
+        await delay(20);
+        await lock.release();
+      });
+      await delay(300);
+      await first.release();
+      await Promise.all(waiters);
+      const took = performance.now() - started;
+      assert.deepEqual(order, [0, 1, 2], 'woken in the order they began to wait');
+      assert.ok(took < 2000, `three hand-offs took ${took} ms with a 5 s poll`);
+    } finally {
+      await listener.end();
+    }
+  });
+
   it('reports a missing table or a closed pool as LockBackendError, and bad input before any SQL', async () => {
     const missing = new PostgresLeaseLock({ db: db.pool, table: 'no_such_locks' });
     const error = await missing.acquire('k').catch((e: unknown) => e);
