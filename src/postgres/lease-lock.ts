@@ -203,8 +203,13 @@ export class PostgresLeaseLock implements Locker {
     const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
     const started = performance.now();
     let listening = false;
+    let woken = false;
     for (;;) {
-      if (signal?.aborted === true) throw new AbortedError(signal.reason);
+      if (signal?.aborted === true) {
+        // A release that woke this waiter goes to the next one.
+        if (woken) this.#notifications?.passOn(ReleaseNotifications.payloadOf(key));
+        throw new AbortedError(signal.reason);
+      }
       const owner = randomBytes(16).toString('hex');
       const sentAt = performance.now();
       const { rows } = await this.#query(this.#sql.acquire, [key, owner, ttlMs], 'acquire a lock');
@@ -244,9 +249,14 @@ export class PostgresLeaseLock implements Locker {
         const leaseLeft = Number(left[0]?.ms ?? 0);
         const ms = Math.max(1, Math.min(remaining, this.#pollMs, leaseLeft + 1));
         await (watch === undefined ? sleep(ms, signal) : watch.sleep(ms, signal));
+      } catch (error) {
+        // Aborted: a release that woke this waiter goes to the next one.
+        if (watch?.woken === true) notifications?.passOn(ReleaseNotifications.payloadOf(key));
+        throw error;
       } finally {
         watch?.stop();
       }
+      woken = watch?.woken === true;
     }
   }
 

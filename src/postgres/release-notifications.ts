@@ -43,6 +43,8 @@ export interface ReleaseWatch {
   sleep(ms: number, signal: AbortSignal | undefined): Promise<void>;
   /** Unregister; also ends a sleep in progress. */
   stop(): void;
+  /** Whether a release woke this watch (it then owes the key an attempt, or a {@link ReleaseNotifications.passOn}). */
+  readonly woken: boolean;
 }
 
 /** The `LISTEN` side, shared by the waiters of one lock instance. */
@@ -70,9 +72,18 @@ export class ReleaseNotifications {
       // One release, one waiter: the longest-waiting one here. Waking them
       // all would have every waiter race for the key on every release; the
       // others keep their place and are woken by the next release.
-      const first = this.#wakers.get(message.payload)?.values().next();
-      if (first?.done === false) first.value();
+      this.passOn(message.payload);
     });
+  }
+
+  /**
+   * Wake the longest-waiting watcher of `payload`, if any: what a
+   * notification does, and what a woken waiter that gives up (aborted
+   * before its attempt) does so that the release is not lost on it.
+   */
+  passOn(payload: string): void {
+    const first = this.#wakers.get(payload)?.values().next();
+    if (first?.done === false) first.value();
   }
 
   /**
@@ -122,6 +133,9 @@ export class ReleaseNotifications {
     };
     return {
       stop,
+      get woken() {
+        return released;
+      },
       sleep: (ms, signal) =>
         new Promise<void>((resolve, reject) => {
           if (signal?.aborted === true) return reject(new AbortedError(signal.reason));

@@ -12,6 +12,7 @@ import {
 } from '../../src/core/lock.js';
 import { fencedUpdate } from '../../src/postgres/fenced-update.js';
 import { createLockTable, PostgresLeaseLock } from '../../src/postgres/lease-lock.js';
+import { ReleaseNotifications } from '../../src/postgres/release-notifications.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('PostgresLeaseLock', () => {
@@ -190,6 +191,33 @@ describe('PostgresLeaseLock', () => {
       const took = performance.now() - started;
       assert.deepEqual(order, [0, 1, 2], 'woken in the order they began to wait');
       assert.ok(took < 2000, `three hand-offs took ${took} ms with a 5 s poll`);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  it('a notification wakes the longest-waiting watcher only; a watcher that gives up passes it on', async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    listener.on('error', () => undefined);
+    await listener.connect();
+    try {
+      const channel = ReleaseNotifications.channelOf('wake_queue_test');
+      const notifications = new ReleaseNotifications(listener, channel);
+      assert.equal(await notifications.listen(), true);
+      const payload = ReleaseNotifications.payloadOf('k');
+      const [first, second, other] = [
+        notifications.watch(payload),
+        notifications.watch(payload),
+        notifications.watch(ReleaseNotifications.payloadOf('another key')),
+      ];
+      const started = performance.now();
+      await db.pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+      await first.sleep(5000, undefined);
+      assert.ok(performance.now() - started < 1000, 'woken by the notification');
+      assert.deepEqual([first.woken, second.woken, other.woken], [true, false, false]);
+      notifications.passOn(payload);
+      assert.deepEqual([second.woken, other.woken], [true, false]);
+      for (const watch of [first, second, other]) watch.stop();
     } finally {
       await listener.end();
     }
