@@ -27,6 +27,14 @@ describe('PostgresLeaseLock', () => {
   });
   after(() => db.close());
 
+  /** A dedicated connection for LISTEN, as an application would open one. */
+  async function connectListener(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: db.url });
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  }
+
   it('two "processes" (separate pools) doing 100 read-gap-write updates under the lock lose nothing; tokens increase', async () => {
     const a = new PostgresLeaseLock({ db: db.newPool(10), pollMs: 5 });
     const b = new PostgresLeaseLock({ db: db.newPool(10), pollMs: 5 });
@@ -132,16 +140,9 @@ describe('PostgresLeaseLock', () => {
   });
 
   it('with LISTEN connections, a waiter in another "process" takes a released key at once; without, at its next poll', async () => {
-    const listeners = await Promise.all(
-      [0, 1].map(async () => {
-        const client = new pg.Client({ connectionString: db.url });
-        client.on('error', () => undefined);
-        await client.connect();
-        return client;
-      }),
-    );
+    const listeners = await Promise.all([connectListener(), connectListener()]);
     try {
-      const [holderListener, waiterListener] = listeners as [pg.Client, pg.Client];
+      const [holderListener, waiterListener] = listeners;
       const holder = new PostgresLeaseLock({ db: db.newPool(2), listener: holderListener });
       const waiter = new PostgresLeaseLock({
         db: db.newPool(2),
@@ -170,9 +171,7 @@ describe('PostgresLeaseLock', () => {
   });
 
   it('with a listener, each release wakes one waiter of a process, the longest-waiting, and the key passes on at once', async () => {
-    const listener = new pg.Client({ connectionString: db.url });
-    listener.on('error', () => undefined);
-    await listener.connect();
+    const listener = await connectListener();
     try {
       const locks = new PostgresLeaseLock({ db: db.newPool(6), pollMs: 5000, listener });
       const first = await locks.acquire('queue', { ttlMs: 20_000 });
@@ -197,9 +196,7 @@ describe('PostgresLeaseLock', () => {
   });
 
   it('a notification wakes the longest-waiting watcher only; a watcher that gives up passes it on', async () => {
-    const listener = new pg.Client({ connectionString: db.url });
-    listener.on('error', () => undefined);
-    await listener.connect();
+    const listener = await connectListener();
     try {
       const channel = ReleaseNotifications.channelOf('wake_queue_test');
       const notifications = new ReleaseNotifications(listener, channel);
