@@ -20,6 +20,7 @@ import { renderTable } from '../dist/cli/table.js';
 import { percentile } from '../dist/burst/percentile.js';
 import { usePostgres } from '../dist/postgres/server.js';
 import { startRedisServer } from '../dist/redis/server.js';
+import { redisCpuUs } from './redis-cpu.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -103,15 +104,9 @@ const redisInfo = new Redis(redisServer.url);
 async function cpuNow(): Promise<{ generator: number; server: number; redis: number }> {
   const response = await http.request({ method: 'GET', path: '/cpu' });
   const { us } = (await response.body.json()) as { us: number };
-  const info = await redisInfo.info('cpu');
-  const seconds = (name: string): number =>
-    Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  const redis = await redisCpuUs(redisInfo);
   const { user, system } = process.cpuUsage();
-  return {
-    generator: user + system,
-    server: us,
-    redis: (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6,
-  };
+  return { generator: user + system, server: us, redis };
 }
 
 /** Store round trips made so far by the route at `path` (counted in the server). */

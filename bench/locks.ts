@@ -43,6 +43,7 @@ import { usePostgres } from '../dist/postgres/server.js';
 import { ACQUIRE, RELEASE } from '../dist/redis/lock-scripts.js';
 import { RedisLock } from '../dist/redis/redis-lock.js';
 import { startRedisServer } from '../dist/redis/server.js';
+import { redisCpuUs } from './redis-cpu.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -336,14 +337,6 @@ async function worker(spec: string, redisUrl: string, databaseUrl: string): Prom
     await pool?.end();
     await listener?.end();
   }
-}
-
-/** CPU time the Redis server has used so far (all its threads), in µs. */
-async function redisCpuUs(client: Redis): Promise<number> {
-  const info = await client.info('cpu');
-  const seconds = (name: string): number =>
-    Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
-  return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
 }
 
 interface Sample {
