@@ -202,12 +202,15 @@ export class PostgresLeaseLock implements Locker {
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
     const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
     const started = performance.now();
+    const notifications = this.#notifications;
+    // The key as release notifications name it, hashed once per acquire.
+    const payload = notifications && ReleaseNotifications.payloadOf(key);
     let listening = false;
     let woken = false;
     for (;;) {
       if (signal?.aborted === true) {
         // A release that woke this waiter goes to the next one.
-        if (woken) this.#notifications?.passOn(ReleaseNotifications.payloadOf(key));
+        if (woken && payload !== undefined) notifications?.passOn(payload);
         throw new AbortedError(signal.reason);
       }
       const owner = randomBytes(16).toString('hex');
@@ -239,11 +242,8 @@ export class PostgresLeaseLock implements Locker {
         );
       // LISTEN, then watch, then read the lease: a release the read missed
       // notifies us; one before it shows as a lease already over.
-      const notifications = this.#notifications;
       if (notifications !== undefined && !listening) listening = await notifications.listen();
-      const watch = listening
-        ? notifications?.watch(ReleaseNotifications.payloadOf(key))
-        : undefined;
+      const watch = listening && payload !== undefined ? notifications?.watch(payload) : undefined;
       try {
         const { rows: left } = await this.#query(this.#sql.remaining, [key], 'read a lease');
         const leaseLeft = Number(left[0]?.ms ?? 0);
@@ -251,7 +251,7 @@ export class PostgresLeaseLock implements Locker {
         await (watch === undefined ? sleep(ms, signal) : watch.sleep(ms, signal));
       } catch (error) {
         // Aborted: a release that woke this waiter goes to the next one.
-        if (watch?.woken === true) notifications?.passOn(ReleaseNotifications.payloadOf(key));
+        if (watch?.woken === true && payload !== undefined) notifications?.passOn(payload);
         throw error;
       } finally {
         watch?.stop();
