@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import { runLab, type LabReport } from '../lab/run-lab.js';
-import { serveLab } from '../lab/serve-lab.js';
+import { serveLab, type ServedLab } from '../lab/serve-lab.js';
 import { SCENARIOS } from '../lab/scenarios/index.js';
 import { ALL_STRATEGIES, LOCK_STRATEGIES, STRATEGIES, type Strategy } from '../lab/scenario.js';
 import { integer, interruptible } from './options.js';
@@ -94,6 +94,25 @@ export function formatLabReport(report: LabReport): string {
   return lines.join('\n');
 }
 
+/** What `raceguard lab --serve` prints: where the service and its database are, and its routes. */
+export function formatServeBanner(lab: ServedLab): string {
+  const scenarios = SCENARIOS.map(
+    (s) =>
+      `  POST ${lab.url}/scenarios/${s.name}/<strategy>  ${JSON.stringify(s.requests({ concurrency: 2 })[0])}`,
+  );
+  return [
+    `lab service at ${lab.url} (Ctrl-C stops it${lab.embedded ? ' and deletes the embedded database' : ''})`,
+    `database: ${lab.databaseUrl}`,
+    `  schema ${lab.schema}; tables <scenario>_* (inventory_products, bank_accounts, ...); use this URL as a scenario's databaseUrl for sql() checks`,
+    "routes (GET / lists them as JSON, with each scenario's strategies and invariant):",
+    ...scenarios,
+    `  POST ${lab.url}/lab/<scenario>/<strategy>/reset  {"concurrency":50}  -> recreates and seeds the tables, returns the burst's bodies`,
+    `  POST ${lab.url}/lab/<scenario>/check  {"concurrency":50,"responses":[...]}  -> the invariants read from the database`,
+    `strategies: ${ALL_STRATEGIES.join(', ')}`,
+    `try: raceguard run examples/race/lab.scenario.ts --target ${lab.url}  (labScenarios(url) from raceguard/lab)`,
+  ].join('\n');
+}
+
 /** `raceguard lab`. */
 export function labCommand(): Command {
   return new Command('lab')
@@ -163,26 +182,50 @@ export function labCommand(): Command {
         serve?: boolean;
         port: number;
       }) => {
-        if (opts.serve === true) {
-          const lab = await serveLab({
-            port: opts.port,
-            gapMs: opts.gapMs,
-            poolSize: opts.poolSize,
-          });
-          process.stdout.write(
-            `lab service at ${lab.url} (Ctrl-C stops it)\ntry: raceguard run <scenario file> --target ${lab.url}; the lab's own scenarios: labScenarios('${lab.url}') from raceguard/lab\n`,
+        const status = (line: string): void => void process.stderr.write(`lab: ${line}\n`);
+        // Inside the Ctrl-C handling, so an interrupt from here on is reported as 130.
+        const starting = (): void =>
+          status(
+            process.env.DATABASE_URL
+              ? 'connecting to PostgreSQL at DATABASE_URL…'
+              : 'starting an embedded PostgreSQL (set DATABASE_URL to use your own)…',
           );
-          await new Promise<void>((resolve) => {
-            process.once('SIGINT', resolve);
-            process.once('SIGTERM', resolve);
+        if (opts.serve === true) {
+          await interruptible(async (signal) => {
+            starting();
+            const lab = await serveLab({
+              port: opts.port,
+              gapMs: opts.gapMs,
+              poolSize: opts.poolSize,
+              signal,
+            }).catch((error: unknown) => {
+              if ((error as { code?: unknown }).code === 'EADDRINUSE') {
+                throw new Error(
+                  `port ${opts.port} on 127.0.0.1 is in use: choose another with --port (0 = any free port)`,
+                  { cause: error },
+                );
+              }
+              throw error;
+            });
+            try {
+              process.stdout.write(`${formatServeBanner(lab)}\n`);
+              // Serves until Ctrl-C (or SIGTERM): the interrupt is the way out, reported as 130.
+              await new Promise<never>((_, reject) => {
+                signal.addEventListener('abort', () => reject(new Error('interrupted')), {
+                  once: true,
+                });
+              });
+            } finally {
+              await lab.close();
+            }
           });
-          await lab.close();
           return;
         }
         const progress = createProgress();
         try {
-          const report = await interruptible((signal) =>
-            runLab({
+          const report = await interruptible((signal) => {
+            starting();
+            return runLab({
               concurrency: opts.concurrency,
               trials: opts.trials,
               gapMs: opts.gapMs,
@@ -191,9 +234,13 @@ export function labCommand(): Command {
               signal,
               ...(opts.scenario && { scenarios: opts.scenario }),
               ...(opts.strategy && { strategies: opts.strategy }),
+              onStart: (start) =>
+                status(
+                  `PostgreSQL ready (${start.embedded ? 'embedded' : 'DATABASE_URL'}, schema ${start.schema}); releasing ${start.bursts} bursts of ${opts.concurrency} requests`,
+                ),
               onProgress: (p) => progress.update(p.done, p.total, `${p.scenario}/${p.strategy}`),
-            }),
-          );
+            });
+          });
           progress.done();
           process.stdout.write(
             opts.json === true

@@ -28,6 +28,7 @@ try {
 } catch (error) {
   // Usage errors were already printed by commander; `--help` and `--version` exit 0.
   if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
-  process.stderr.write(`raceguard: ${messageOf(error)}\n`);
-  process.exitCode = error instanceof AbortedError ? 130 : 2;
+  const interrupted = error instanceof AbortedError;
+  process.stderr.write(`raceguard: ${interrupted ? 'interrupted' : messageOf(error)}\n`);
+  process.exitCode = interrupted ? 130 : 2;
 }

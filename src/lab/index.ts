@@ -6,7 +6,14 @@
  */
 export { labScenarios, type LabScenariosOptions } from './as-scenarios.js';
 export { createLabServer, type LabServerOptions } from './server.js';
-export { runLab, type LabOptions, type LabReport, type LabResult } from './run-lab.js';
+export {
+  runLab,
+  type LabOptions,
+  type LabProgress,
+  type LabReport,
+  type LabResult,
+  type LabStart,
+} from './run-lab.js';
 export { STRATEGIES, LOCK_STRATEGIES, ALL_STRATEGIES, type Strategy } from './scenario.js';
 export { SCENARIOS } from './scenarios/index.js';
 export { serveLab, type ServeLabOptions, type ServedLab } from './serve-lab.js';

@@ -12,6 +12,10 @@ import { usePostgres } from '../postgres/server.js';
 export interface LabDatabase {
   /** `true` when an embedded server was started for the lab. */
   readonly embedded: boolean;
+  /** The server's connection string (without the schema). */
+  readonly url: string;
+  /** The lab's schema on that server: its tables live there. */
+  readonly schema: string;
   /** A new pool on the lab's schema, ended by `close()`. */
   newPool(max: number): pg.Pool;
   /** End every pool, drop the schema, stop an embedded server; each step runs even if one before failed. */
@@ -46,6 +50,8 @@ export async function openLabDatabase(
     cleanup.push(() => schema.drop());
     return {
       embedded: server.embedded,
+      url: server.url,
+      schema: schema.name,
       newPool(max) {
         const pool = new driver.Pool({
           connectionString: server.url,

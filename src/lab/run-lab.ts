@@ -41,9 +41,21 @@ export interface LabOptions {
    * @default 1
    */
   readonly servers?: number;
+  /** Called once the database and the lab servers are up, before the first burst. */
+  readonly onStart?: (start: LabStart) => void;
   /** Called after every trial. */
   readonly onProgress?: (progress: LabProgress) => void;
   readonly signal?: AbortSignal;
+}
+
+/** What {@link LabOptions.onStart} is told. */
+export interface LabStart {
+  /** `true` when an embedded PostgreSQL was started. */
+  readonly embedded: boolean;
+  /** The lab's schema on the server. */
+  readonly schema: string;
+  /** Bursts the run will release (scenario × strategy × trial). */
+  readonly bursts: number;
 }
 
 /** Progress of a lab run. */
@@ -194,6 +206,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
     );
     const total = plan.reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
+    options.onStart?.({ embedded: database.embedded, schema: database.schema, bursts: total });
     let done = 0;
     for (const [scenario, applicable] of plan) {
       for (const strategy of applicable) {

@@ -1,5 +1,6 @@
 /** `raceguard lab --serve`: the lab service alone, as a target for `raceguard run`. */
 import {
+  assertAbortSignal,
   assertNonNegativeFinite,
   assertNonNegativeInteger,
   assertPlainObject,
@@ -19,11 +20,23 @@ export interface ServeLabOptions {
   readonly poolSize?: number;
   /** DATABASE_URL, or an embedded server when unset. */
   readonly databaseUrl?: string;
+  /** Aborts starting the database. */
+  readonly signal?: AbortSignal;
 }
 
 /** A running lab service. */
 export interface ServedLab extends AsyncDisposable {
+  /** The service's base URL; `GET /` lists its routes and request bodies. */
   readonly url: string;
+  /**
+   * A connection string to the lab's database whose search path is the
+   * lab's schema, for `sql()` checks of scenario files (`databaseUrl`).
+   */
+  readonly databaseUrl: string;
+  /** The lab's schema. */
+  readonly schema: string;
+  /** `true` when an embedded PostgreSQL was started for it. */
+  readonly embedded: boolean;
   close(): Promise<void>;
 }
 
@@ -42,7 +55,11 @@ export async function serveLab(options: ServeLabOptions = {}): Promise<ServedLab
   if (options.port !== undefined) assertNonNegativeInteger('options.port', options.port);
   if (options.gapMs !== undefined) assertNonNegativeFinite('options.gapMs', options.gapMs);
   if (options.poolSize !== undefined) assertPositiveInteger('options.poolSize', options.poolSize);
-  const database = await openLabDatabase({ databaseUrl: options.databaseUrl });
+  assertAbortSignal('options.signal', options.signal);
+  const database = await openLabDatabase({
+    databaseUrl: options.databaseUrl,
+    ...(options.signal && { signal: options.signal }),
+  });
   const pool = database.newPool(options.poolSize ?? 32);
   const app = createLabServer({ pool, scenarios: SCENARIOS, gapMs: options.gapMs ?? 2 });
   let url: string;
@@ -56,5 +73,19 @@ export async function serveLab(options: ServeLabOptions = {}): Promise<ServedLab
     await app.close();
     await database.close();
   };
-  return { url, close, [Symbol.asyncDispose]: close };
+  return {
+    url,
+    databaseUrl: withSearchPath(database.url, database.schema),
+    schema: database.schema,
+    embedded: database.embedded,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** `url` with `options=-c search_path=<schema>`, which pg and psql honour. */
+function withSearchPath(url: string, schema: string): string {
+  // %20, not '+': libpq (psql) decodes only percent escapes.
+  const options = `options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  return url.includes('?') ? `${url}&${options}` : `${url}?${options}`;
 }

@@ -7,6 +7,7 @@ import { sleep } from '../index.js';
 import type { PoolLike } from '../postgres/index.js';
 import {
   ALL_STRATEGIES,
+  appliesTo,
   type HandlerContext,
   type ObservedResponse,
   type Scenario,
@@ -27,7 +28,8 @@ export interface LabServerOptions {
 }
 
 /**
- * Build (not start) the lab service. Routes: `GET /health`, and
+ * Build (not start) the lab service. Routes: `GET /` (an index of the
+ * routes, scenarios and example bodies), `GET /health`, and
  * `POST /scenarios/:scenario/:strategy` with the scenario's JSON body. Each
  * answer carries `retries`: how many times the strategy re-ran its work.
  *
@@ -43,6 +45,45 @@ export function createLabServer(options: LabServerOptions): FastifyInstance {
   const gap = options.gapMs > 0 ? () => sleep(options.gapMs) : () => Promise.resolve();
 
   app.get('/health', () => ({ ok: true }));
+
+  // What a person (or a scenario file's author) needs to aim at the lab.
+  const index = {
+    service: 'raceguard lab',
+    routes: [
+      { method: 'GET', path: '/', answers: 'this index' },
+      { method: 'GET', path: '/health', answers: '{ "ok": true }' },
+      {
+        method: 'POST',
+        path: '/scenarios/:scenario/:strategy',
+        body: "the scenario's request body (see exampleBody below)",
+        answers:
+          '200 done, 409 conflict, 422 refused by a business rule, 500 failure; { ..., "retries": n }',
+      },
+      {
+        method: 'POST',
+        path: '/lab/:scenario/:strategy/reset',
+        body: { concurrency: 'integer >= 1' },
+        answers:
+          '{ "requests": [...] }: recreates the scenario\'s tables for that strategy, seeds them, and returns the burst\'s request bodies',
+      },
+      {
+        method: 'POST',
+        path: '/lab/:scenario/check',
+        body: { concurrency: 'integer', responses: '[{ "status", "body", "request" }]' },
+        answers: '{ "anomalies": { "<kind>": count } }: the invariants read from the database',
+      },
+    ],
+    scenarios: options.scenarios.map((scenario) => ({
+      name: scenario.name,
+      title: scenario.title,
+      invariant: scenario.invariant,
+      strategies: ALL_STRATEGIES.filter((strategy) => appliesTo(scenario, strategy)),
+      path: `/scenarios/${scenario.name}/:strategy`,
+      exampleBody: scenario.requests({ concurrency: 2 })[0],
+      tables: `${scenario.name}_*`,
+    })),
+  };
+  app.get('/', () => index);
 
   // Test-bench routes for scenario files (`labScenarios`): reset a scenario
   // for a strategy and get the burst's request bodies; check its invariants.

