@@ -72,6 +72,7 @@ export function formatLabReport(report: LabReport): string {
   const dirtyFixes = report.results.filter((r) => !isUnsafe(r.strategy) && r.anomalousTrials > 0);
   const lines = [
     table,
+    'anomalous: trials whose invariants broke; accepted: 2xx; rejected: 4xx refused by a business rule (sold out, already taken); conflicts: 409 (lost an optimistic race); retries: transactions or version checks re-run inside the handlers',
     '',
     `PostgreSQL: ${report.embeddedPostgres ? 'embedded' : 'DATABASE_URL'}; ${report.concurrency} concurrent requests per burst over ${report.servers} lab server(s), ${report.trials} trial(s), gap ${report.gapMs} ms`,
   ];

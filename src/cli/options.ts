@@ -2,13 +2,17 @@
 import { InvalidArgumentError as CommanderArgumentError } from 'commander';
 import { AbortedError } from '../core/errors.js';
 
-/** A commander parser for an integer of at least `min`. */
+/** A commander parser for an integer of at least `min` (and at most `max`). */
 export const integer =
-  (min: number) =>
+  (min: number, max = Number.MAX_SAFE_INTEGER) =>
   (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
-      throw new CommanderArgumentError(`expected an integer >= ${min}, got "${value}"`);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new CommanderArgumentError(
+        max === Number.MAX_SAFE_INTEGER
+          ? `expected an integer >= ${min}, got "${value}"`
+          : `expected an integer from ${min} to ${max}, got "${value}"`,
+      );
     }
     return n;
   };

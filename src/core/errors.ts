@@ -127,7 +127,17 @@ export function describeValue(value: unknown): string {
   }
   if (typeof value === 'function') return 'a function';
   if (Array.isArray(value)) return `an array of length ${value.length}`;
-  return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`;
+  const kind = Object.prototype.toString.call(value).slice(8, -1);
+  if (kind === 'Object') {
+    const keys = Object.keys(value);
+    return keys.length === 0
+      ? 'an empty object'
+      : `an object with keys ${keys
+          .slice(0, 6)
+          .map((k) => JSON.stringify(k))
+          .join(', ')}${keys.length > 6 ? ', ...' : ''}`;
+  }
+  return `an object (${kind})`;
 }
 
 /** The message of an unknown thrown value. */

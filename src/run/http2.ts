@@ -54,13 +54,17 @@ function connect(
       clearTimeout(timer);
       resolve(session);
     });
-    session.once('error', (error: Error) => {
+    session.once('error', (error: Error & { code?: string }) => {
       clearTimeout(timer);
+      // A server that answers the connection preface with HTTP/1.1 ends in a bare protocol error.
+      const notH2 =
+        error.code === 'ERR_HTTP2_ERROR' || error.code === 'ERR_HTTP2_SESSION_ERROR'
+          ? origin.startsWith('https:')
+            ? ': the server did not agree to HTTP/2 over TLS (ALPN h2); use protocol http1'
+            : ': the server does not speak h2c (HTTP/2 without TLS, prior knowledge); it is probably HTTP/1.1 only: use protocol http1 (--protocol http1)'
+          : `: ${error.message}`;
       reject(
-        new BurstTransportError(
-          `could not open an HTTP/2 connection to ${origin}: ${error.message}`,
-          error,
-        ),
+        new BurstTransportError(`could not open an HTTP/2 connection to ${origin}${notH2}`, error),
       );
     });
   });

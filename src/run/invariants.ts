@@ -3,6 +3,7 @@
  * whose `detail` explains a violation in HTTP terms: which requests, what
  * they were told, what the data says.
  */
+import { RaceguardError, describeValue } from '../core/errors.js';
 
 /** A response of the burst, as checks see it. */
 export interface ObservedResponse {
@@ -15,6 +16,18 @@ export interface ObservedResponse {
   readonly text: string;
   /** The body parsed as JSON, or `undefined` when it is not JSON. */
   readonly json: unknown;
+  /** The request that got this response. */
+  readonly request: SentRequest;
+}
+
+/** A request of the burst as it was sent. */
+export interface SentRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** The JSON value sent, when the request was written with `json`. */
+  readonly json?: unknown;
+  readonly body?: string;
 }
 
 /** The outcome of one invariant in one trial. */
@@ -27,6 +40,35 @@ export interface Verdict {
 }
 
 const isSuccess = (r: ObservedResponse): boolean => r.status >= 200 && r.status < 300;
+
+/**
+ * A numeric invariant was given something that is not a number (`NaN` from
+ * `Number(row?.stock)` when the query returned no row or another column).
+ * It makes the trial an error, never a race: nothing was measured.
+ *
+ * @example
+ * ```ts
+ * neverNegative(Number(undefined), 'stock'); // throws: stock must be a finite number, received NaN
+ * ```
+ */
+export class InvariantInputError extends RaceguardError {
+  constructor(helper: string, what: string, value: unknown) {
+    super(
+      'RACEGUARD_INVARIANT_INPUT',
+      `${helper}: ${what} must be a finite number, received ${describeValue(value)}${
+        typeof value === 'number' && Number.isNaN(value)
+          ? ' (did the query return no row, or a column of another name?)'
+          : ''
+      }`,
+    );
+  }
+}
+
+function numeric(helper: string, what: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value))
+    throw new InvariantInputError(helper, what, value);
+  return value;
+}
 
 function describeRequests(responses: readonly ObservedResponse[], limit = 3): string {
   const shown = responses.slice(0, limit).map((r) => {
@@ -72,6 +114,8 @@ export function atMostWinners(
  * ```
  */
 export function exactlyEffects(actual: number, expected: number, what = 'effects'): Verdict {
+  numeric('exactlyEffects', what, actual);
+  numeric('exactlyEffects', `expected ${what}`, expected);
   return {
     invariant: `exactly-${what}`,
     ok: actual === expected,
@@ -79,6 +123,28 @@ export function exactlyEffects(actual: number, expected: number, what = 'effects
       actual === expected
         ? `${actual} ${what}, as expected`
         : `${actual} ${what} where exactly ${expected} should exist`,
+  };
+}
+
+/**
+ * At most `max` effects exist (coupon redemptions under a cap of 100,
+ * bookings of one seat), read from the final state.
+ *
+ * @example
+ * ```ts
+ * atMostEffects(Number(row?.redemptions), 100, 'redemptions');
+ * ```
+ */
+export function atMostEffects(actual: number, max: number, what = 'effects'): Verdict {
+  numeric('atMostEffects', what, actual);
+  numeric('atMostEffects', `maximum ${what}`, max);
+  return {
+    invariant: `at-most-${what}`,
+    ok: actual <= max,
+    detail:
+      actual <= max
+        ? `${actual} ${what}, at most ${max} allowed`
+        : `${actual} ${what} where at most ${max} may exist: ${actual - max} too many`,
   };
 }
 
@@ -91,6 +157,7 @@ export function exactlyEffects(actual: number, expected: number, what = 'effects
  * ```
  */
 export function neverNegative(value: number, what = 'value'): Verdict {
+  numeric('neverNegative', what, value);
   return {
     invariant: `${what}-never-negative`,
     ok: value >= 0,
@@ -107,6 +174,8 @@ export function neverNegative(value: number, what = 'value'): Verdict {
  * ```
  */
 export function conservedSum(before: number, after: number, what = 'sum'): Verdict {
+  numeric('conservedSum', `${what} before`, before);
+  numeric('conservedSum', `${what} after`, after);
   return {
     invariant: `${what}-conserved`,
     ok: before === after,
@@ -164,8 +233,9 @@ export function matchesSuccesses(
   },
 ): Verdict {
   const wins = responses.filter(options.isSuccess ?? isSuccess);
-  const expected = options.expected(wins.length);
   const what = options.what ?? 'state';
+  numeric('matchesSuccesses', what, options.actual);
+  const expected = numeric('matchesSuccesses', `expected ${what}`, options.expected(wins.length));
   return {
     invariant: `${what}-matches-successes`,
     ok: options.actual === expected,
@@ -173,5 +243,63 @@ export function matchesSuccesses(
       options.actual === expected
         ? `${what} is ${options.actual}, consistent with ${wins.length} success(es)`
         : `${wins.length} request(s) reported success, so ${what} should be ${expected}, but it is ${options.actual}`,
+  };
+}
+
+/**
+ * The state names exactly the requests that won: the seat's holder is the
+ * passenger whose request got the 2xx, the coupon's redeemers are the
+ * customers who were told "redeemed". `identify` says who sent a response's
+ * request; `values` are read from the final state. A 200 for a request whose
+ * effect is not in the data, or data nobody was told about, is a race.
+ *
+ * @example
+ * ```ts
+ * const rows = await sql('SELECT passenger FROM seats WHERE id = 1');
+ * winnersMatch(responses, rows.map((r) => r.passenger), {
+ *   identify: (r) => (r.request.json as { passenger: string }).passenger,
+ * });
+ * ```
+ */
+export function winnersMatch(
+  responses: readonly ObservedResponse[],
+  values: readonly unknown[],
+  options: {
+    readonly identify: (response: ObservedResponse) => unknown;
+    readonly isWinner?: (response: ObservedResponse) => boolean;
+    readonly what?: string;
+  },
+): Verdict {
+  const what = options.what ?? 'state';
+  const key = (value: unknown): string => JSON.stringify(value) ?? String(value);
+  const winners = responses.filter(options.isWinner ?? isSuccess);
+  const told = new Map<string, ObservedResponse[]>();
+  for (const r of winners) {
+    const k = key(options.identify(r));
+    told.set(k, [...(told.get(k) ?? []), r]);
+  }
+  const stored = new Map<string, number>();
+  for (const v of values) stored.set(key(v), (stored.get(key(v)) ?? 0) + 1);
+  const toldNotStored = [...told].filter(([k, rs]) => (stored.get(k) ?? 0) < rs.length);
+  const storedNotTold = [...stored].filter(([k, n]) => (told.get(k)?.length ?? 0) < n);
+  const ok = toldNotStored.length === 0 && storedNotTold.length === 0;
+  const problems: string[] = [];
+  if (toldNotStored.length > 0)
+    problems.push(
+      `told they won but not in the ${what}: ${describeRequests(toldNotStored.flatMap(([, rs]) => rs))}`,
+    );
+  if (storedNotTold.length > 0)
+    problems.push(
+      `in the ${what} but no request was told it won: ${storedNotTold
+        .slice(0, 3)
+        .map(([k]) => k)
+        .join(', ')}`,
+    );
+  return {
+    invariant: `winners-match-${what}`,
+    ok,
+    detail: ok
+      ? `${winners.length} winner(s), all and only them in the ${what}`
+      : `${winners.length} request(s) won and the ${what} holds ${values.length}: ${problems.join('; ')}`,
   };
 }

@@ -1,11 +1,103 @@
 /** Load scenario files: TypeScript (no build step), JavaScript, or JSON. */
-import { readFile } from 'node:fs/promises';
-import { extname, isAbsolute, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { messageOf } from '../core/errors.js';
 import { scenarioFromJson } from './json-scenario.js';
 import { ScenarioError, validateScenario, type ScenarioDefinition } from './scenario.js';
+
+/** The file name endings `raceguard run` loads as scenarios. */
+export const SCENARIO_EXTENSIONS: readonly string[] = [
+  '.ts',
+  '.mts',
+  '.cts',
+  '.js',
+  '.mjs',
+  '.cjs',
+  '.json',
+  '.yaml',
+  '.yml',
+];
+
+/**
+ * The scenario files an argument names: the file itself, or for a
+ * directory every file in it (not its subdirectories) with a scenario
+ * extension, except `.d.ts`, sorted by name.
+ *
+ * @example
+ * ```ts
+ * const files = await scenarioFiles('race/'); // ['race/checkout.json', 'race/last-unit.scenario.ts']
+ * ```
+ */
+export async function scenarioFiles(argument: string): Promise<string[]> {
+  const path = isAbsolute(argument) ? argument : resolve(process.cwd(), argument);
+  const info = await stat(path).catch(() => undefined);
+  if (info === undefined)
+    throw new ScenarioError(argument, 'an existing file or directory', argument);
+  if (!info.isDirectory()) return [argument];
+  const names = (await readdir(path, { withFileTypes: true }))
+    .filter(
+      (entry) =>
+        entry.isFile() &&
+        SCENARIO_EXTENSIONS.includes(extname(entry.name).toLowerCase()) &&
+        !entry.name.endsWith('.d.ts'),
+    )
+    .map((entry) => entry.name)
+    .sort();
+  if (names.length === 0) {
+    throw new ScenarioError(
+      argument,
+      `a directory holding scenario files (${SCENARIO_EXTENSIONS.join(', ')})`,
+      'a directory without any',
+    );
+  }
+  return names.map((name) => join(argument, name));
+}
+
+/**
+ * Import a scenario module of any flavour (TypeScript or JavaScript, ESM or
+ * CommonJS, in an ESM or a CommonJS project) as ESM.
+ *
+ * The file and its relative imports are compiled by esbuild into one ESM
+ * module, written next to the scenario (so packages resolve from where the
+ * user's do) and imported from there. Packages stay imports: `raceguard/run`
+ * is then the very module instance the CLI runs, and `undici`, `pg` and
+ * the rest load once. (Loading a CommonJS `.ts` file through a require
+ * hook instead compiled a second copy of raceguard and of undici, whose
+ * private symbols then clash: "Illegal constructor".)
+ */
+async function importScenarioModule(path: string): Promise<unknown> {
+  const { build } = await import('esbuild');
+  const result = await build({
+    entryPoints: [path],
+    bundle: true,
+    packages: 'external',
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    write: false,
+    sourcemap: 'inline',
+    logLevel: 'silent',
+    // CommonJS-style code in an ESM module: `require`, `__dirname` and `__filename` as in the original.
+    banner: {
+      js: `import { createRequire as __raceguardCreateRequire } from 'node:module'; const require = __raceguardCreateRequire(${JSON.stringify(pathToFileURL(path).href)});`,
+    },
+    define: { __dirname: JSON.stringify(dirname(path)), __filename: JSON.stringify(path) },
+  });
+  const code = result.outputFiles[0]?.text ?? '';
+  const compiled = join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}.raceguard.mjs`,
+  );
+  await writeFile(compiled, code, { mode: 0o600 });
+  try {
+    return (await import(pathToFileURL(compiled).href)) as unknown;
+  } finally {
+    await rm(compiled, { force: true });
+  }
+}
 
 /**
  * Load the scenarios of one file. A module exports a scenario (or an array
@@ -41,16 +133,11 @@ export async function loadScenarios(file: string): Promise<ScenarioDefinition[]>
     const list = Array.isArray(parsed) ? parsed : [parsed];
     return list.map((item, i) => scenarioFromJson(item, list.length > 1 ? `${file}[${i}]` : file));
   }
-  if (!['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'].includes(extension)) {
+  if (!SCENARIO_EXTENSIONS.includes(extension)) {
     throw new ScenarioError(file, 'a .ts, .js, .json or .yaml scenario file', extension || file);
   }
   try {
-    if (extension.endsWith('ts')) {
-      const { tsImport } = await import('tsx/esm/api');
-      exported = await tsImport(pathToFileURL(path).href, import.meta.url);
-    } else {
-      exported = await import(pathToFileURL(path).href);
-    }
+    exported = await importScenarioModule(path);
   } catch (error) {
     if (error instanceof ScenarioError) throw error;
     throw new ScenarioError(file, `a module that loads (${messageOf(error)})`, file, {
@@ -58,7 +145,7 @@ export async function loadScenarios(file: string): Promise<ScenarioDefinition[]>
     });
   }
   let module = exported as Record<string, unknown>;
-  // A .ts file outside an ESM package loads as CommonJS: its exports arrive wrapped in `default`.
+  // A CommonJS module's exports arrive as `default`; compiled ESM inside it carries `__esModule`.
   const inner = module.default as Record<string, unknown> | undefined;
   if (typeof inner === 'object' && inner !== null && inner.__esModule === true) module = inner;
   const found = module.default ?? module.scenario ?? module.scenarios;

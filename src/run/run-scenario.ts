@@ -5,13 +5,27 @@
  */
 import { Pool, request as undiciRequest } from 'undici';
 import { isAborted } from '../core/abort.js';
-import { AbortedError, RaceguardError, messageOf } from '../core/errors.js';
+import {
+  AbortedError,
+  InvalidArgumentError,
+  RaceguardError,
+  describeValue,
+  messageOf,
+} from '../core/errors.js';
+import {
+  assertAbortSignal,
+  assertNonNegativeFinite,
+  assertOneOf,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
 import { percentile } from '../burst/percentile.js';
 import { Http1BurstClient, type SyncBurstResult, type WireRequest } from './http1.js';
 import { Http2BurstClient } from './http2.js';
 import type { ObservedResponse, Verdict } from './invariants.js';
 import {
   ScenarioError,
+  isHttpUrl,
   validateScenario,
   validateRequest,
   type HttpReply,
@@ -37,6 +51,16 @@ export interface RunScenarioOptions {
   readonly settleMs?: number;
   /** Overrides the scenario's `burst.protocol`. */
   readonly protocol?: 'http1' | 'http2';
+  /** Overrides the scenario's `burst.count` (requests per burst). */
+  readonly count?: number;
+  /** Overrides the scenario's `allowNoSuccess`. */
+  readonly allowNoSuccess?: boolean;
+  /**
+   * Response header carrying the time the target received the complete
+   * request (ms since the epoch, fractional).
+   * @default 'x-raceguard-received'
+   */
+  readonly arrivalHeader?: string;
   readonly signal?: AbortSignal;
   /** Called after each trial. */
   readonly onTrial?: (trial: TrialReport) => void;
@@ -54,14 +78,34 @@ export interface TrialReport {
   /** Spread of the target's arrival timestamps, ms, when it sends {@link ARRIVAL_HEADER}. */
   readonly arrivalSpreadMs: number | null;
   readonly latenciesMs: readonly number[];
-  /** Setup, burst or check threw: the trial counts as an error, not a violation. */
+  /**
+   * The trial proved nothing: setup, burst, check or teardown threw, or no
+   * request of the burst succeeded. It counts as an error, not a violation;
+   * the message starts with the phase (`check threw: ...`, `burst: no request succeeded ...`).
+   */
   readonly error?: string;
+  /** The phase that failed, with {@link error}. */
+  readonly phase?: TrialPhase;
+  /** Something the verdict should be read with (no request succeeded, under `allowNoSuccess`). */
+  readonly warning?: string;
 }
+
+/** The parts of a trial, in order. */
+export type TrialPhase = 'setup' | 'burst' | 'check' | 'teardown';
 
 /** The aggregate of one scenario. */
 export interface ScenarioReport {
   readonly name: string;
   readonly target: string;
+  /** The scenario file, when run from the CLI. */
+  readonly file?: string;
+  /**
+   * The scenario could not run at all (invalid file, unreachable target,
+   * over a cap, no database for `sql()`): no trial ran, or the run stopped.
+   */
+  readonly error?: string;
+  /** Trials with a {@link TrialReport.warning}. */
+  readonly warnedTrials: number;
   readonly trials: number;
   readonly violatedTrials: number;
   readonly erroredTrials: number;
@@ -91,7 +135,8 @@ function toWire(request: ScenarioRequest): WireRequest {
     headers['content-type'] ??= 'application/json';
   }
   return {
-    method: request.method ?? 'POST',
+    // A read unless it carries something to write.
+    method: request.method ?? (body === undefined ? 'GET' : 'POST'),
     path: request.path,
     headers,
     ...(body !== undefined && { body }),
@@ -143,18 +188,17 @@ export async function runScenario(
   options: RunScenarioOptions = {},
 ): Promise<ScenarioReport> {
   validateScenario(scenario, 'scenario');
+  validateRunOptions(options);
   const target = (options.target ?? scenario.target).replace(/\/+$/, '');
   const trials = options.trials ?? scenario.trials ?? 10;
+  const count = options.count ?? scenario.burst.count;
+  const allowNoSuccess = options.allowNoSuccess ?? scenario.allowNoSuccess ?? false;
+  const arrivalHeader = (options.arrivalHeader ?? ARRIVAL_HEADER).toLowerCase();
   const maxRequests = options.maxRequests ?? 10_000;
   const maxDurationMs = options.maxDurationMs ?? 300_000;
   if (!Number.isSafeInteger(trials) || trials < 1)
     throw new ScenarioError('trials', 'a positive integer', trials);
-  const total = trials * scenario.burst.count;
-  if (total > maxRequests) {
-    throw new RunCapError(
-      `${scenario.name}: ${trials} trials × ${scenario.burst.count} requests = ${total} exceeds the cap of ${maxRequests} (raise --max-requests if you mean it)`,
-    );
-  }
+  checkRequestCap(scenario.name, trials, count, maxRequests);
   const sqlPool = await openSql(scenario.databaseUrl ?? process.env.DATABASE_URL);
   const helper = new Pool(target, {
     connections: 4,
@@ -167,12 +211,12 @@ export async function runScenario(
     client =
       protocol === 'http2'
         ? await Http2BurstClient.open(target, {
-            streams: scenario.burst.count,
+            streams: count,
             insecure: scenario.insecure === true,
             ...settle,
           })
         : await Http1BurstClient.open(target, {
-            connections: scenario.burst.count,
+            connections: count,
             ...settle,
             ...(scenario.insecure === true && { insecure: true }),
           });
@@ -215,35 +259,52 @@ export async function runScenario(
         );
       }
       const context: TrialContext = { trial, target, http, sql, state: {} };
+      let phase: TrialPhase = 'setup';
+      // What the burst measured survives a check that throws.
+      let measured: Omit<TrialReport, 'trial' | 'verdicts' | 'violated'> = {
+        statuses: {},
+        sendSpreadMs: Number.NaN,
+        arrivalSpreadMs: null,
+        latenciesMs: [],
+      };
       let report: TrialReport;
       try {
         await scenario.setup?.(context);
-        const templates = Array.from({ length: scenario.burst.count }, (_, i) => {
+        phase = 'burst';
+        const templates = Array.from({ length: count }, (_, i) => {
           const template =
             typeof scenario.burst.request === 'function'
               ? scenario.burst.request(i, context)
               : scenario.burst.request;
           validateRequest(template, `burst.request(${i})`);
-          return toWire(template);
+          return template;
         });
-        const burst = await client.fire(templates);
-        const responses: ObservedResponse[] = burst.responses.map((r) => ({
-          index: r.index,
-          status: r.status,
-          headers: r.headers,
-          text: r.error ?? r.text,
-          json: parseJson(r.text),
-        }));
-        const verdicts = await scenario.check({ ...context, responses });
+        const wires = templates.map(toWire);
+        const burst = await client.fire(wires);
+        const responses: ObservedResponse[] = burst.responses.map((r) => {
+          const wire = wires[r.index] as WireRequest;
+          const sent = templates[r.index] as ScenarioRequest;
+          return {
+            index: r.index,
+            status: r.status,
+            headers: r.headers,
+            text: r.error ?? r.text,
+            json: parseJson(r.text),
+            request: {
+              method: wire.method,
+              path: wire.path,
+              headers: wire.headers ?? {},
+              ...(sent.json !== undefined && { json: sent.json }),
+              ...(typeof wire.body === 'string' && { body: wire.body }),
+            },
+          };
+        });
         const arrivals = burst.responses
-          .map((r) => Number(r.headers[ARRIVAL_HEADER]))
+          .map((r) => Number(r.headers[arrivalHeader]))
           .filter((n) => Number.isFinite(n));
         const statuses: Record<string, number> = {};
         for (const r of burst.responses) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-        report = {
-          trial,
-          verdicts,
-          violated: verdicts.some((v) => !v.ok),
+        measured = {
           statuses,
           sendSpreadMs: burst.sendSpreadMs,
           arrivalSpreadMs:
@@ -251,6 +312,21 @@ export async function runScenario(
               ? Math.max(...arrivals) - Math.min(...arrivals)
               : null,
           latenciesMs: burst.responses.map((r) => r.latencyMs),
+        };
+        const noSuccess = responses.some((r) => r.status >= 200 && r.status < 300)
+          ? undefined
+          : `no request succeeded: ${describeFailures(responses)}; the burst never reached the code under test`;
+        phase = 'check';
+        const verdicts = checkVerdicts(await scenario.check({ ...context, responses }));
+        report = {
+          trial,
+          verdicts,
+          violated: verdicts.some((v) => !v.ok),
+          ...measured,
+          ...(noSuccess !== undefined &&
+            (allowNoSuccess
+              ? { warning: noSuccess }
+              : { error: `burst: ${noSuccess}`, phase: 'burst' as const })),
         };
       } catch (error) {
         if (error instanceof ScenarioError || error instanceof AbortedError) {
@@ -263,18 +339,22 @@ export async function runScenario(
           trial,
           verdicts: [],
           violated: false,
-          statuses: {},
-          sendSpreadMs: Number.NaN,
-          arrivalSpreadMs: null,
-          latenciesMs: [],
-          error: messageOf(error),
+          ...measured,
+          error: `${phase} threw: ${messageOf(error)}`,
+          phase,
         };
       }
       try {
         await scenario.teardown?.(context);
       } catch (error) {
         // The trial's verdicts stand; a failed teardown makes it an errored trial too.
-        report = { ...report, error: report.error ?? `teardown: ${messageOf(error)}` };
+        report = {
+          ...report,
+          ...(report.error === undefined && {
+            error: `teardown threw: ${messageOf(error)}`,
+            phase: 'teardown' as const,
+          }),
+        };
       }
       reports.push(report);
       options.onTrial?.(report);
@@ -285,6 +365,109 @@ export async function runScenario(
     await sqlPool?.end();
   }
   return summarise(scenario.name, target, reports);
+}
+
+/** What the responses of a burst in which nothing succeeded were: `every response was 404`. */
+function describeFailures(responses: readonly ObservedResponse[]): string {
+  const counts = new Map<number, number>();
+  for (const r of responses) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+  const name = (status: number): string =>
+    status === 0 ? 'no response (connection failed)' : String(status);
+  if (counts.size === 1) {
+    const [status] = [...counts.keys()];
+    const sample = responses[0]?.text.slice(0, 80) ?? '';
+    return `every response was ${name(status ?? 0)}${sample === '' ? '' : ` (${JSON.stringify(sample)})`}`;
+  }
+  return [...counts]
+    .sort(([, a], [, b]) => b - a)
+    .map(([status, n]) => `${n}× ${name(status)}`)
+    .join(', ');
+}
+
+/** A check must return at least one verdict, each `{ invariant, ok, detail }`. */
+function checkVerdicts(value: unknown): Verdict[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new Error(
+      `returned ${Array.isArray(value) ? 'no verdicts (an empty array)' : describeValue(value)}: a check must return the invariants it evaluated, e.g. [atMostWinners(responses, 1)]`,
+    );
+  }
+  value.forEach((v: unknown, i) => {
+    const verdict = v as Partial<Verdict> | null;
+    if (
+      typeof verdict !== 'object' ||
+      verdict === null ||
+      typeof verdict.invariant !== 'string' ||
+      typeof verdict.ok !== 'boolean' ||
+      typeof verdict.detail !== 'string'
+    ) {
+      throw new Error(
+        `verdict ${i + 1} is ${describeValue(v)}, not { invariant: string, ok: boolean, detail: string }`,
+      );
+    }
+  });
+  return value as Verdict[];
+}
+
+function checkRequestCap(name: string, trials: number, count: number, maxRequests: number): void {
+  const total = trials * count;
+  if (total > maxRequests) {
+    throw new RunCapError(
+      `${name}: ${trials} trials × ${count} requests = ${total} exceeds the cap of ${maxRequests} (raise --max-requests if you mean it)`,
+    );
+  }
+}
+
+function validateRunOptions(options: RunScenarioOptions): void {
+  assertPlainObject('options', options);
+  if (options.target !== undefined && !isHttpUrl(options.target))
+    throw new InvalidArgumentError('options.target', 'an http:// or https:// URL', options.target);
+  if (options.trials !== undefined) assertPositiveInteger('options.trials', options.trials);
+  if (
+    options.count !== undefined &&
+    (!Number.isSafeInteger(options.count) || options.count < 1 || options.count > 10_000)
+  )
+    throw new InvalidArgumentError('options.count', 'an integer from 1 to 10000', options.count);
+  if (options.maxRequests !== undefined)
+    assertPositiveInteger('options.maxRequests', options.maxRequests);
+  if (options.maxDurationMs !== undefined)
+    assertPositiveInteger('options.maxDurationMs', options.maxDurationMs);
+  if (options.settleMs !== undefined) assertNonNegativeFinite('options.settleMs', options.settleMs);
+  if (options.protocol !== undefined)
+    assertOneOf('options.protocol', options.protocol, ['http1', 'http2']);
+  if (
+    options.arrivalHeader !== undefined &&
+    (typeof options.arrivalHeader !== 'string' ||
+      !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(options.arrivalHeader))
+  )
+    throw new InvalidArgumentError(
+      'options.arrivalHeader',
+      'an HTTP header name',
+      options.arrivalHeader,
+    );
+  assertAbortSignal('options.signal', options.signal);
+}
+
+/**
+ * The report of a scenario that could not run at all (it did not load, its
+ * target was unreachable, it was over a cap): no trials, the reason in `error`.
+ *
+ * @example
+ * ```ts
+ * reports.push(erroredReport('race/checkout.json', 'http://127.0.0.1:3000', messageOf(error)));
+ * ```
+ */
+export function erroredReport(
+  name: string,
+  target: string,
+  error: string,
+  file?: string,
+  trialReports: readonly TrialReport[] = [],
+): ScenarioReport {
+  return {
+    ...summarise(name, target, trialReports),
+    ...(file !== undefined && { file }),
+    error,
+  };
 }
 
 function summarise(name: string, target: string, reports: readonly TrialReport[]): ScenarioReport {
@@ -310,6 +493,7 @@ function summarise(name: string, target: string, reports: readonly TrialReport[]
     trials: reports.length,
     violatedTrials: reports.filter((r) => r.violated).length,
     erroredTrials: reports.filter((r) => r.error !== undefined).length,
+    warnedTrials: reports.filter((r) => r.warning !== undefined).length,
     invariants,
     statuses,
     sendSpreadMs: { median: percentile(sends, 50), p95: percentile(sends, 95) },

@@ -7,7 +7,7 @@ import type { ObservedResponse, Verdict } from './invariants.js';
 
 /** One request of the burst. */
 export interface ScenarioRequest {
-  /** @default 'POST' */
+  /** @default 'GET' without a body, 'POST' with `json` or `body` */
   readonly method?: string;
   /** Path and query, relative to the target, e.g. `/orders?sku=1`. */
   readonly path: string;
@@ -72,6 +72,14 @@ export interface ScenarioDefinition {
   readonly databaseUrl?: string;
   /** Bursts to run, each with its own setup and checks. @default 10 */
   readonly trials?: number;
+  /**
+   * A burst in which no request got a 2xx proved nothing (a wrong path, a
+   * refused connection, a missing fixture): by default such a trial is an
+   * error. Set `true` for APIs where every request may legitimately fail;
+   * it is then reported as a warning.
+   * @default false
+   */
+  readonly allowNoSuccess?: boolean;
   /** Create the record under test. Runs before every trial. */
   readonly setup?: (context: TrialContext) => Promise<void> | void;
   readonly burst: BurstSpec;
@@ -183,8 +191,10 @@ export function validateScenario(value: unknown, at: string): asserts value is S
       burst.protocol,
     );
   }
-  if (s.insecure !== undefined)
-    need(typeof s.insecure === 'boolean', `${at}.insecure`, 'a boolean', s.insecure);
+  for (const flag of ['insecure', 'allowNoSuccess'] as const) {
+    if (s[flag] !== undefined)
+      need(typeof s[flag] === 'boolean', `${at}.${flag}`, 'a boolean', s[flag]);
+  }
   if (typeof burst.request !== 'function') validateRequest(burst.request, `${at}.burst.request`);
 }
 
@@ -225,7 +235,8 @@ export function validateRequest(value: unknown, at: string): asserts value is Sc
   }
 }
 
-function isHttpUrl(value: string): boolean {
+/** Whether `value` parses as an http:// or https:// URL. */
+export function isHttpUrl(value: string): boolean {
   try {
     const url = new URL(value);
     return url.protocol === 'http:' || url.protocol === 'https:';

@@ -125,7 +125,7 @@ describe('raceguard run', () => {
     assert.equal(teardowns, 3);
     assert.deepEqual(
       report.trialReports.map((t) => t.error ?? 'ok'),
-      ['setup broke', 'teardown: teardown broke', 'ok'],
+      ['setup threw: setup broke', 'teardown threw: teardown broke', 'ok'],
     );
     assert.equal(report.erroredTrials, 2);
     assert.equal(report.violatedTrials, 0);
@@ -271,18 +271,22 @@ export default defineScenario({
     );
     const bad = await runCli(['run', join(dir, 'bad.json')]);
     assert.equal(bad.status, 2);
-    assert.match(bad.stderr, /bad\.json\.burst\.count/);
+    assert.match(bad.stdout, /bad\.json: burst\.count must be a number of at least 1, received 0 \(number\)/);
     await writeFile(join(dir, 'broken.json'), '{ "name": ');
     const broken = await runCli(['run', join(dir, 'broken.json')]);
     assert.equal(broken.status, 2);
-    assert.match(broken.stderr, /valid JSON/);
+    assert.match(broken.stdout, /valid JSON/);
     const unknownType = await runCli(['run', join(dir, 'scenario.toml')]);
     assert.equal(unknownType.status, 2);
-    assert.match(unknownType.stderr, /\.ts, \.js, \.json or \.yaml/);
+    assert.match(unknownType.stdout, /an existing file or directory/);
+    await writeFile(join(dir, 'scenario.toml'), 'name = "x"');
+    const wrongType = await runCli(['run', join(dir, 'scenario.toml')]);
+    assert.equal(wrongType.status, 2);
+    assert.match(wrongType.stdout, /\.ts, \.js, \.json or \.yaml/);
     await writeFile(join(dir, 'bad.yaml'), 'name: x\ntarget: [unclosed\n');
     const badYaml = await runCli(['run', join(dir, 'bad.yaml')]);
     assert.equal(badYaml.status, 2);
-    assert.match(badYaml.stderr, /valid YAML/);
+    assert.match(badYaml.stdout, /valid YAML/);
     await writeFile(
       join(dir, 'big.json'),
       JSON.stringify({
@@ -295,6 +299,6 @@ export default defineScenario({
     );
     const big = await runCli(['run', join(dir, 'big.json')]);
     assert.equal(big.status, 2);
-    assert.match(big.stderr, /exceeds the cap of 10000/);
+    assert.match(big.stdout, /exceeds the cap of 10000/);
   });
 });
