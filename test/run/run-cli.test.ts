@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
+import type { ScenarioReport } from '../../src/run/run-scenario.js';
 import { runCli } from '../helpers/cli.js';
 
 /** The API under test. Its racy handlers await between read and write, as real handlers do. */
@@ -133,14 +134,14 @@ describe('raceguard run (CLI) on an API it has never seen', () => {
     await json('safe.json', buy('buy safe', '/buy/safe'));
     const unsafe = await runCli(['run', join(dir, 'unsafe.json'), '--json']);
     assert.equal(unsafe.status, 1, unsafe.stderr + unsafe.stdout);
-    const [report] = (JSON.parse(unsafe.stdout) as { scenarios: Record<string, any>[] }).scenarios;
+    const [report] = (JSON.parse(unsafe.stdout) as { scenarios: ScenarioReport[] }).scenarios;
     for (const invariant of [
       'at-most-1-winners',
       'stock-matches-successes',
       'at-most-orders',
       'winners-match-holder',
     ]) {
-      assert.ok(report!.invariants[invariant].violations > 0, invariant);
+      assert.ok(report!.invariants[invariant]!.violations > 0, invariant);
     }
     const safe = await runCli(['run', join(dir, 'safe.json')]);
     assert.equal(safe.status, 0, safe.stdout);
@@ -246,18 +247,18 @@ export default [
     assert.match(result.stdout, /check returns nothing.*returned no verdicts/);
     assert.doesNotMatch(result.stdout, /no invariant violated/);
     const { scenarios } = JSON.parse((await runCli(['run', file, '--json'])).stdout) as {
-      scenarios: Record<string, any>[];
+      scenarios: ScenarioReport[];
     };
-    const byName = new Map(scenarios.map((s) => [s.name as string, s]));
+    const byName = new Map(scenarios.map((s) => [s.name, s]));
     // GET /state answered: a POST would have been a 405 and an errored check.
     assert.deepEqual(
-      ['violatedTrials', 'erroredTrials'].map((k) => byName.get('reads state with GET')![k]),
+      ['violatedTrials', 'erroredTrials'].map((k) => byName.get('reads state with GET')![k as 'violatedTrials']),
       [0, 0],
     );
     // A check that throws keeps what the burst measured, and says which phase failed.
     const thrown = byName.get('check throws')!;
     assert.deepEqual(thrown.statuses, { 200: 5 });
-    assert.equal(thrown.trialReports[0].phase, 'check');
+    assert.equal(thrown.trialReports[0]!.phase, 'check');
     assert.equal(thrown.violatedTrials, 0);
   });
 
@@ -329,7 +330,7 @@ export default [
       '--json',
     ]);
     assert.equal(counted.status, 0, counted.stdout);
-    const [report] = (JSON.parse(counted.stdout) as { scenarios: Record<string, any>[] }).scenarios;
+    const [report] = (JSON.parse(counted.stdout) as { scenarios: ScenarioReport[] }).scenarios;
     assert.deepEqual(report!.statuses, { 201: 1, 409: 6 });
     assert.ok(report!.arrivalSpreadMs !== null, 'arrival spread read from x-arrived');
     const badTarget = await runCli(['run', join(dir, 'count.json'), '--target', 'not-a-url']);

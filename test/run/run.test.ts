@@ -271,7 +271,10 @@ export default defineScenario({
     );
     const bad = await runCli(['run', join(dir, 'bad.json')]);
     assert.equal(bad.status, 2);
-    assert.match(bad.stdout, /bad\.json: burst\.count must be a number of at least 1, received 0 \(number\)/);
+    assert.match(
+      bad.stdout,
+      /bad\.json: burst\.count must be a number of at least 1, received 0 \(number\)/,
+    );
     await writeFile(join(dir, 'broken.json'), '{ "name": ');
     const broken = await runCli(['run', join(dir, 'broken.json')]);
     assert.equal(broken.status, 2);
