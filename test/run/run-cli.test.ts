@@ -252,7 +252,9 @@ export default [
     const byName = new Map(scenarios.map((s) => [s.name, s]));
     // GET /state answered: a POST would have been a 405 and an errored check.
     assert.deepEqual(
-      ['violatedTrials', 'erroredTrials'].map((k) => byName.get('reads state with GET')![k as 'violatedTrials']),
+      ['violatedTrials', 'erroredTrials'].map(
+        (k) => byName.get('reads state with GET')![k as 'violatedTrials'],
+      ),
       [0, 0],
     );
     // A check that throws keeps what the burst measured, and says which phase failed.
