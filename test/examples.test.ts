@@ -44,6 +44,21 @@ it('the lab’s scenarios run as scenario files: unsafe variants are races, ever
     if (s.name.endsWith('/unsafe')) assert.ok(s.violatedTrials > 0, `${s.name} not caught`);
     else assert.equal(s.violatedTrials, 0, `${s.name} showed a violation`);
   }
+  // The README's TypeScript scenario, with sql() checks on the lab's database.
+  const ts = await runCli(['run', 'examples/race/last-unit.scenario.ts', '--json'], {
+    LAB_URL: lab.url,
+    DATABASE_URL: lab.databaseUrl,
+  });
+  assert.equal(ts.status, 1, ts.stderr + ts.stdout);
+  const lastUnit = (
+    JSON.parse(ts.stdout) as {
+      scenarios: { name: string; violatedTrials: number; erroredTrials: number }[];
+    }
+  ).scenarios.map((s) => [s.name, s.violatedTrials > 0, s.erroredTrials]);
+  assert.deepEqual(lastUnit, [
+    ['last unit (unsafe)', true, 0],
+    ['last unit (atomic)', false, 0],
+  ]);
   const yaml = await runCli(['run', 'examples/race/last-unit.yaml', '--target', lab.url]);
   assert.equal(yaml.status, 1, yaml.stderr + yaml.stdout);
   assert.match(yaml.stdout, /RACE last unit \(unsafe\): at-most-1-winners violated/);

@@ -19,6 +19,8 @@ export {
   runScenario,
   RunCapError,
   ARRIVAL_HEADER,
+  erroredReport,
+  type TrialPhase,
   type RunScenarioOptions,
   type ScenarioReport,
   type TrialReport,
@@ -30,10 +32,14 @@ export {
   conservedSum,
   unique,
   matchesSuccesses,
+  atMostEffects,
+  winnersMatch,
+  InvariantInputError,
   type ObservedResponse,
+  type SentRequest,
   type Verdict,
 } from './invariants.js';
-export { loadScenarios } from './load.js';
+export { loadScenarios, scenarioFiles, SCENARIO_EXTENSIONS } from './load.js';
 export { scenarioFromJson } from './json-scenario.js';
 export { burst, raceWindow, type BurstOptions } from './burst.js';
 export {
