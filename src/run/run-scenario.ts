@@ -199,7 +199,10 @@ export async function runScenario(
   if (!Number.isSafeInteger(trials) || trials < 1)
     throw new ScenarioError('trials', 'a positive integer', trials);
   checkRequestCap(scenario.name, trials, count, maxRequests);
-  const sqlPool = await openSql(scenario.databaseUrl ?? process.env.DATABASE_URL);
+  // Opened on the first sql() call: a scenario that reads over HTTP needs no driver.
+  let sqlPool: Promise<SqlPool | undefined> | undefined;
+  const closeSql = async (): Promise<void> =>
+    (await sqlPool?.catch(() => undefined))?.end().catch(() => undefined);
   const helper = new Pool(target, {
     connections: 4,
     ...(scenario.insecure === true && { connect: { rejectUnauthorized: false } }),
@@ -222,7 +225,6 @@ export async function runScenario(
           });
   } catch (error) {
     await helper.close();
-    await sqlPool?.end();
     throw error;
   }
   const http = async (request: ScenarioRequest): Promise<HttpReply> => {
@@ -242,10 +244,11 @@ export async function runScenario(
     return { status: response.statusCode, headers, text, json: parseJson(text) };
   };
   const sql = async (text: string, values: readonly unknown[] = []) => {
-    if (sqlPool === undefined) {
+    const pool = await (sqlPool ??= openSql(scenario.databaseUrl ?? process.env.DATABASE_URL));
+    if (pool === undefined) {
       throw new ScenarioError('databaseUrl', 'set (or DATABASE_URL) for sql() checks', undefined);
     }
-    return (await sqlPool.query(text, [...values])).rows;
+    return (await pool.query(text, [...values])).rows;
   };
 
   const reports: TrialReport[] = [];
@@ -362,7 +365,7 @@ export async function runScenario(
   } finally {
     client.close();
     await helper.close();
-    await sqlPool?.end();
+    await closeSql();
   }
   return summarise(scenario.name, target, reports);
 }

@@ -1,0 +1,135 @@
+/**
+ * The packed library as users install it: `npm pack`, then a fresh CommonJS
+ * project (what `npm init -y` makes) and a fresh ESM project install the
+ * tarball, import it, and run `raceguard run` on a directory of scenario
+ * files in every format (.ts, .mts, .cts, .js, JSON, YAML).
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { stringify as stringifyYaml } from 'yaml';
+import type { ScenarioReport } from '../../src/run/run-scenario.js';
+import { startShop } from '../helpers/shop.js';
+
+const repo = resolve(import.meta.dirname, '../..');
+
+function run(command: string, args: readonly string[], cwd: string) {
+  const result = spawnSync(command, args, { cwd, encoding: 'utf8', timeout: 300_000 });
+  assert.equal(result.status, 0, `${command} ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** Run the installed CLI asynchronously (the target server lives in this process). */
+function raceguard(args: readonly string[], cwd: string) {
+  return new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
+    const child = spawn(join(cwd, 'node_modules', '.bin', 'raceguard'), args, { cwd });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('close', (status) => done({ status, stdout, stderr }));
+  });
+}
+
+/** One scenario of the racy purchase, written in each module flavour. */
+const body = (name: string) => `{
+  name: ${JSON.stringify(name)},
+  target: 'http://127.0.0.1:1',
+  trials: 2,
+  setup: async ({ http }) => {
+    await http({ method: 'POST', path: '/reset', json: { stock: 1 } });
+  },
+  burst: { count: 20, request: (i) => ({ method: 'POST', path: '/buy/unsafe', json: { buyer: 'b' + i } }) },
+  check: ({ responses }) => [atMostWinners(responses, 1, (r) => r.status === 201)],
+}`;
+const esm = (name: string) =>
+  `import { atMostWinners, defineScenario } from 'raceguard/run';\nexport default defineScenario(${body(name)});\n`;
+const cjs = (name: string) =>
+  `const { atMostWinners, defineScenario } = require('raceguard/run');\nmodule.exports = defineScenario(${body(name)});\n`;
+const typed = (name: string) =>
+  `import { atMostWinners, defineScenario, type ScenarioDefinition } from 'raceguard/run';\nconst scenario: ScenarioDefinition = defineScenario(${body(name)});\nexport default scenario;\n`;
+const declarative = (name: string) => ({
+  name,
+  target: 'http://127.0.0.1:1',
+  trials: 2,
+  setup: [{ request: { method: 'POST', path: '/reset', json: { stock: 1 } } }],
+  burst: { count: 20, request: { method: 'POST', path: '/buy/unsafe', json: { buyer: 'b{i}' } } },
+  check: [{ atMostWinners: 1, status: [201] }],
+});
+
+describe('the packed package in fresh projects', () => {
+  const shop = startShop();
+  let target: string;
+  let work: string;
+  let tarball: string;
+
+  before(async () => {
+    shop.server.listen(0, '127.0.0.1');
+    await new Promise((listening) => shop.server.once('listening', listening));
+    target = `http://127.0.0.1:${(shop.server.address() as AddressInfo).port}`;
+    work = await mkdtemp(join(tmpdir(), 'raceguard-pack-'));
+    run('npm', ['pack', '--silent', '--pack-destination', work], repo);
+    const [name] = (await readdir(work)).filter((f) => f.endsWith('.tgz'));
+    assert.ok(name, 'npm pack wrote a tarball');
+    tarball = join(work, name);
+  });
+  after(async () => {
+    shop.server.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  for (const type of ['commonjs', 'module'] as const) {
+    it(`a ${type} project installs it, imports it, and runs .ts, .mts, .cts, .js, JSON and YAML scenarios`, async () => {
+      const project = join(work, type);
+      await mkdir(join(project, 'race'), { recursive: true });
+      await writeFile(
+        join(project, 'package.json'),
+        JSON.stringify({ name: `user-${type}`, version: '1.0.0', private: true, type }),
+      );
+      run(
+        'npm',
+        ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', tarball],
+        project,
+      );
+      // The library imports from both kinds of project.
+      const imported = run(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          "const run = await import('raceguard/run'); const core = await import('raceguard'); console.log(typeof run.defineScenario, typeof core.withLock);",
+        ],
+        project,
+      );
+      assert.equal(imported.trim(), 'function function');
+      const race = join(project, 'race');
+      await writeFile(join(race, 'a.scenario.ts'), typed('ts'));
+      await writeFile(join(race, 'b.scenario.mts'), typed('mts'));
+      await writeFile(join(race, 'c.scenario.cts'), cjs('cts'));
+      await writeFile(join(race, 'd.scenario.js'), type === 'module' ? esm('js') : cjs('js'));
+      await writeFile(join(race, 'e.json'), JSON.stringify(declarative('json')));
+      await writeFile(join(race, 'f.yaml'), stringifyYaml(declarative('yaml')));
+      const result = await raceguard(['run', 'race', '--target', target, '--json'], project);
+      const { scenarios } = JSON.parse(result.stdout) as { scenarios: ScenarioReport[] };
+      assert.deepEqual(
+        scenarios.map((s) => [s.name, s.error ?? 'loaded', s.violatedTrials > 0]),
+        ['ts', 'mts', 'cts', 'js', 'json', 'yaml'].map((name) => [name, 'loaded', true]),
+        result.stderr,
+      );
+      assert.equal(result.status, 1, result.stderr);
+      // Nothing compiled is left next to the scenarios.
+      assert.deepEqual((await readdir(race)).sort(), [
+        'a.scenario.ts',
+        'b.scenario.mts',
+        'c.scenario.cts',
+        'd.scenario.js',
+        'e.json',
+        'f.yaml',
+      ]);
+    });
+  }
+});
