@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 export { labScenarios, type LabScenariosOptions } from './as-scenarios.js';
-export { createLabServer, type LabServerOptions } from './server.js';
+export { createLabServer, type LabServer, type LabServerOptions } from './server.js';
 export {
   runLab,
   type LabOptions,

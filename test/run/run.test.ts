@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance } from 'fastify';
+import type { LabServer } from '../../src/lab/server.js';
 import { stringify as stringifyYaml } from 'yaml';
 import { inventory } from '../../src/lab/scenarios/inventory.js';
 import { createLabServer } from '../../src/lab/server.js';
@@ -23,7 +23,7 @@ import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('raceguard run', () => {
   let db: TestDatabase;
-  let lab: FastifyInstance;
+  let lab: LabServer;
   let target: string;
   let databaseUrl: string;
   let dir: string;
