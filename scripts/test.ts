@@ -20,7 +20,8 @@ function findTests(dir: string): string[] {
 
 /**
  * The Redis, etcd and ZooKeeper tests start their own server processes (so they can
- * kill and pause them); on a fresh Debian machine, install what is missing.
+ * kill and pause them), and the HTML report is checked in a headless Chromium; on a
+ * fresh Debian machine, install what is missing.
  */
 function ensureServers(): void {
   const runs = (binary: string) => spawnSync(binary, ['--version']).status === 0;
@@ -28,6 +29,7 @@ function ensureServers(): void {
     { pkg: 'redis-server', present: () => runs('redis-server') },
     { pkg: 'etcd-server', present: () => runs('etcd') },
     { pkg: 'zookeeper', present: () => existsSync('/usr/share/zookeeper/bin/zkServer.sh') },
+    { pkg: 'chromium', present: () => runs('chromium') },
   ].filter(({ present }) => !present());
   if (wanted.length === 0) return;
   const packages = wanted.map((w) => w.pkg);

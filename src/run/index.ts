@@ -21,6 +21,7 @@ export {
   ARRIVAL_HEADER,
   erroredReport,
   type TrialPhase,
+  type EvidenceResponse,
   type RunScenarioOptions,
   type ScenarioReport,
   type TrialReport,

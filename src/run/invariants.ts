@@ -72,8 +72,9 @@ function numeric(helper: string, what: string, value: unknown): number {
 
 function describeRequests(responses: readonly ObservedResponse[], limit = 3): string {
   const shown = responses.slice(0, limit).map((r) => {
-    const snippet = r.text.length > 40 ? `${r.text.slice(0, 37)}...` : r.text;
-    return `request ${r.index + 1} got ${r.status} ${JSON.stringify(snippet)}`;
+    const text = r.text.replace(/\s+/g, ' ');
+    const snippet = text.length > 40 ? `${text.slice(0, 37)}...` : text;
+    return `request ${r.index + 1} got ${r.status === 0 ? 'no response' : r.status}${snippet === '' ? '' : ` ${snippet}`}`;
   });
   const more = responses.length > limit ? ` and ${responses.length - limit} more` : '';
   return shown.join(', ') + more;

@@ -88,6 +88,24 @@ export interface TrialReport {
   readonly phase?: TrialPhase;
   /** Something the verdict should be read with (no request succeeded, under `allowNoSuccess`). */
   readonly warning?: string;
+  /**
+   * For a trial with a violated invariant: some of its responses (the first
+   * successes, then the first failures), as evidence of who won.
+   */
+  readonly evidence?: readonly EvidenceResponse[];
+}
+
+/** A response kept as evidence of a race. */
+export interface EvidenceResponse {
+  /** 0-based position in the burst (people read it as "request index + 1"). */
+  readonly index: number;
+  readonly method: string;
+  readonly path: string;
+  /** The request body as sent (truncated to 2 000 characters). */
+  readonly requestBody?: string;
+  readonly status: number;
+  /** The response body (truncated to 2 000 characters). */
+  readonly body: string;
 }
 
 /** The parts of a trial, in order. */
@@ -111,7 +129,16 @@ export interface ScenarioReport {
   readonly erroredTrials: number;
   /** Invariant name to the trials that violated it and the first explanation. */
   readonly invariants: Readonly<
-    Record<string, { readonly violations: number; readonly example: string | null }>
+    Record<
+      string,
+      {
+        readonly violations: number;
+        /** The first violation's explanation, with its trial number (1-based). */
+        readonly example: string | null;
+        /** Responses of the trial of {@link example}. */
+        readonly evidence: readonly EvidenceResponse[];
+      }
+    >
   >;
   readonly statuses: Readonly<Record<string, number>>;
   readonly sendSpreadMs: { readonly median: number; readonly p95: number };
@@ -321,11 +348,13 @@ export async function runScenario(
           : `no request succeeded: ${describeFailures(responses)}; the burst never reached the code under test`;
         phase = 'check';
         const verdicts = checkVerdicts(await scenario.check({ ...context, responses }));
+        const violated = verdicts.some((v) => !v.ok);
         report = {
           trial,
           verdicts,
-          violated: verdicts.some((v) => !v.ok),
+          violated,
           ...measured,
+          ...(violated && { evidence: evidenceOf(responses) }),
           ...(noSuccess !== undefined &&
             (allowNoSuccess
               ? { warning: noSuccess }
@@ -368,6 +397,23 @@ export async function runScenario(
     await closeSql();
   }
   return summarise(scenario.name, target, reports);
+}
+
+const clip = (text: string): string => (text.length > 2000 ? `${text.slice(0, 1997)}...` : text);
+
+/** The first successes (up to 5) and failures (up to 3) of a burst. */
+function evidenceOf(responses: readonly ObservedResponse[]): EvidenceResponse[] {
+  const ok = (r: ObservedResponse): boolean => r.status >= 200 && r.status < 300;
+  return [...responses.filter(ok).slice(0, 5), ...responses.filter((r) => !ok(r)).slice(0, 3)].map(
+    (r) => ({
+      index: r.index,
+      method: r.request.method,
+      path: r.request.path,
+      ...(r.request.body !== undefined && { requestBody: clip(r.request.body) }),
+      status: r.status,
+      body: clip(r.text),
+    }),
+  );
 }
 
 /** What the responses of a burst in which nothing succeeded were: `every response was 404`. */
@@ -474,14 +520,24 @@ export function erroredReport(
 }
 
 function summarise(name: string, target: string, reports: readonly TrialReport[]): ScenarioReport {
-  const invariants: Record<string, { violations: number; example: string | null }> = {};
+  const invariants: Record<
+    string,
+    { violations: number; example: string | null; evidence: readonly EvidenceResponse[] }
+  > = {};
   const statuses: Record<string, number> = {};
   for (const report of reports) {
     for (const verdict of report.verdicts) {
-      const entry = (invariants[verdict.invariant] ??= { violations: 0, example: null });
+      const entry = (invariants[verdict.invariant] ??= {
+        violations: 0,
+        example: null,
+        evidence: [],
+      });
       if (!verdict.ok) {
         entry.violations += 1;
-        entry.example ??= `trial ${report.trial + 1}: ${verdict.detail}`;
+        if (entry.example === null) {
+          entry.example = `trial ${report.trial + 1}: ${verdict.detail}`;
+          entry.evidence = report.evidence ?? [];
+        }
       }
     }
     for (const [status, n] of Object.entries(report.statuses))
