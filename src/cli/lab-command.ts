@@ -5,7 +5,7 @@ import { SCENARIOS } from '../lab/scenarios/index.js';
 import { ALL_STRATEGIES, LOCK_STRATEGIES, STRATEGIES, type Strategy } from '../lab/scenario.js';
 import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
-import { renderTable } from './table.js';
+import { outputWidth, renderTable, wrap } from './table.js';
 
 const nonNegative = (value: string): number => {
   const n = Number(value);
@@ -46,8 +46,7 @@ export function formatLabReport(report: LabReport): string {
     r.conflicts,
     r.retries,
     fmt(r.throughputPerSec, 0),
-    fmt(r.p50Ms),
-    fmt(r.p99Ms),
+    `${fmt(r.p50Ms)} / ${fmt(r.p99Ms)}`,
   ]);
   const table = renderTable(
     [
@@ -61,8 +60,7 @@ export function formatLabReport(report: LabReport): string {
       'conflicts',
       'retries',
       'req/s',
-      'p50 ms',
-      'p99 ms',
+      'p50/p99 ms',
     ],
     rows,
   );
@@ -72,7 +70,10 @@ export function formatLabReport(report: LabReport): string {
   const dirtyFixes = report.results.filter((r) => !isUnsafe(r.strategy) && r.anomalousTrials > 0);
   const lines = [
     table,
-    'anomalous: trials whose invariants broke; accepted: 2xx; rejected: 4xx refused by a business rule (sold out, already taken); conflicts: 409 (lost an optimistic race); retries: transactions or version checks re-run inside the handlers',
+    ...wrap(
+      'anomalous: trials whose invariants broke; accepted: 2xx; rejected: 4xx refused by a business rule (sold out, already taken); conflicts: 409 (lost an optimistic race); retries: transactions or version checks re-run inside the handlers',
+      outputWidth(),
+    ),
     '',
     `PostgreSQL: ${report.embeddedPostgres ? 'embedded' : 'DATABASE_URL'}; ${report.concurrency} concurrent requests per burst over ${report.servers} lab server(s), ${report.trials} trial(s), gap ${report.gapMs} ms`,
   ];

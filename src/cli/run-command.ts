@@ -21,7 +21,7 @@ import {
 import { isHttpUrl, type ScenarioDefinition } from '../run/scenario.js';
 import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
-import { renderTable } from './table.js';
+import { outputWidth, renderTable, wrap } from './table.js';
 
 const ms = (n: number | undefined): string =>
   n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(2);
@@ -64,11 +64,13 @@ export function formatRunReport(reports: readonly ScenarioReport[]): string {
       ms(r.latencyMs.p50),
       ms(r.latencyMs.p99),
     ]),
-    { maxWidth: 120 },
   );
   const lines = [
     table,
-    'raced: trials in which an invariant was violated; errored: trials that proved nothing (see below); statuses: HTTP status × count ("failed": no response)',
+    ...wrap(
+      'raced: trials in which an invariant was violated; errored: trials that proved nothing (see below); statuses: HTTP status × count ("failed": no response)',
+      outputWidth(),
+    ),
     '',
   ];
   for (const r of reports) {

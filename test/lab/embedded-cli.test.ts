@@ -54,6 +54,12 @@ describe('raceguard lab with the embedded PostgreSQL: exit codes', () => {
     assert.match(run.stderr, /lab: starting an embedded PostgreSQL/);
     assert.match(run.stderr, /lab: PostgreSQL ready \(embedded, schema raceguard_lab_\w+\)/);
     assert.match(run.stdout, /fixes: every fix showed zero anomalies/);
+    // Fits a 120-column terminal, with the legend of the counts.
+    assert.deepEqual(
+      run.stdout.split('\n').filter((line) => line.length > 120),
+      [],
+    );
+    assert.match(run.stdout, /^anomalous: trials whose invariants broke; accepted: 2xx/m);
     assert.deepEqual(leftovers(run.pid), []);
   });
 

@@ -304,5 +304,12 @@ export default [
       result.stdout,
       /shape\.json: check #1\.atMostWinners must be a number of at least 0, received -1 \(number\)/,
     );
+    // The table wraps long names to fit 120 columns, rows numbered from 1.
+    const table = result.stdout.slice(0, result.stdout.indexOf('\n\n'));
+    assert.deepEqual(
+      table.split('\n').filter((line) => line.length > 120),
+      [],
+    );
+    assert.match(table, /^1 +\S/m);
   });
 });
