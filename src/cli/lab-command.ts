@@ -71,7 +71,7 @@ export function formatLabReport(report: LabReport): string {
   const lines = [
     table,
     ...wrap(
-      'anomalous: trials whose invariants broke; accepted: 2xx; rejected: 4xx refused by a business rule (sold out, already taken); conflicts: 409 (lost an optimistic race); retries: transactions or version checks re-run inside the handlers',
+      'anomalous: trials whose invariants broke; accepted: 2xx; rejected: 4xx refused by a business rule (sold out, already taken); conflicts: 409 (lost the race to another request); retries: transactions or version checks re-run inside the handlers',
       outputWidth(),
     ),
     '',
