@@ -1,6 +1,6 @@
 /** Load scenario files: TypeScript (no build step), JavaScript, or JSON. */
 import { randomBytes } from 'node:crypto';
-import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -62,7 +62,8 @@ export async function scenarioFiles(argument: string): Promise<string[]> {
  *
  * The file and its relative imports are compiled by esbuild into one ESM
  * module, written next to the scenario (so packages resolve from where the
- * user's do) and imported from there. Packages stay imports: `raceguard/run`
+ * user's do; in a read-only folder, under `node_modules/.cache/raceguard`
+ * of the working directory), imported from there and deleted. Packages stay imports: `raceguard/run`
  * is then the very module instance the CLI runs, and `undici`, `pg` and
  * the rest load once. (Loading a CommonJS `.ts` file through a require
  * hook instead compiled a second copy of raceguard and of undici, whose
@@ -87,11 +88,19 @@ async function importScenarioModule(path: string): Promise<unknown> {
     define: { __dirname: JSON.stringify(dirname(path)), __filename: JSON.stringify(path) },
   });
   const code = result.outputFiles[0]?.text ?? '';
-  const compiled = join(
-    dirname(path),
-    `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}.raceguard.mjs`,
-  );
-  await writeFile(compiled, code, { mode: 0o600 });
+  const name = `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}.raceguard.mjs`;
+  let compiled = join(dirname(path), name);
+  try {
+    await writeFile(compiled, code, { mode: 0o600 });
+  } catch (error) {
+    // A read-only scenario folder: packages resolve from the project's node_modules as well.
+    if (!['EACCES', 'EPERM', 'EROFS'].includes((error as { code?: string }).code ?? ''))
+      throw error;
+    const cache = join(process.cwd(), 'node_modules', '.cache', 'raceguard');
+    await mkdir(cache, { recursive: true });
+    compiled = join(cache, name);
+    await writeFile(compiled, code, { mode: 0o600 });
+  }
   try {
     return (await import(pathToFileURL(compiled).href)) as unknown;
   } finally {
