@@ -287,10 +287,10 @@ async function worker(spec: string, redisUrl: string, databaseUrl: string): Prom
           ],
           ...(
             [
-              ['raceguard (polling)', new PostgresLeaseLock({ db: pool, table: PG_TABLE })],
+              ['raceguard (polling)', new PostgresLeaseLock({ client: pool, table: PG_TABLE })],
               [
                 'raceguard (listener)',
-                new PostgresLeaseLock({ db: pool, table: PG_TABLE, listener, pollMs: 1000 }),
+                new PostgresLeaseLock({ client: pool, table: PG_TABLE, listener, pollMs: 1000 }),
               ],
             ] as const
           ).map(([name, locks]): [string, Take] => [

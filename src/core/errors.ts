@@ -52,11 +52,14 @@ export class InvalidArgumentError extends RaceguardError {
   /** The value that was rejected. */
   readonly value: unknown;
 
-  constructor(argument: string, expected: string, value: unknown) {
-    super(
-      'RACEGUARD_INVALID_ARGUMENT',
-      `${argument} must be ${expected}, received ${describeValue(value)}`,
-    );
+  constructor(
+    argument: string,
+    expected: string,
+    value: unknown,
+    /** For subclasses: a more specific stable code. */
+    code = 'RACEGUARD_INVALID_ARGUMENT',
+  ) {
+    super(code, `${argument} must be ${expected}, received ${describeValue(value)}`);
     this.argument = argument;
     this.value = value;
   }

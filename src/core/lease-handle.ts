@@ -3,14 +3,8 @@
  * expiry timer, the watchdog, loss reporting, and the ordering of renewals
  * against release.
  */
-import {
-  LockLostError,
-  LockNotOwnerError,
-  type AcquireOptions,
-  type LockHandle,
-  type LockLossReason,
-} from './lock.js';
-import { createLazyAbort, type LazyAbort } from './abort.js';
+import { LockNotOwnerError, type AcquireOptions, type LockHandle } from './lock.js';
+import { LockLoss } from './lock-loss.js';
 import { assertPositiveInteger } from './validate.js';
 
 /** What a backend provides to {@link createLeaseHandle}. */
@@ -46,6 +40,9 @@ export interface LeaseHandleOptions {
  *   is reported lost (`stall`) instead of renewed.
  * - Loss aborts `signal` and calls `onLost` once; nothing is ever thrown
  *   from a timer. Timers are `unref()`'d.
+ * - Renewals never overlap, whoever asks: an `extend()` waits for the
+ *   renewal in flight (background or another `extend()`), and there is
+ *   only ever one timer.
  * - `release()` stops the timers, waits for a renewal in flight, then
  *   releases on the server; it is idempotent and also frees a lease that was
  *   reported lost but may still be ours.
@@ -60,11 +57,11 @@ class LeaseHandle implements LockHandle {
   readonly token: bigint;
   validUntil: number;
   readonly #options: LeaseHandleOptions;
-  #held = true;
+  readonly #loss: LockLoss;
   #released: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The renewal in flight (background or `extend()`), settled either way. */
   #renewal: Promise<void> | undefined;
-  #loss: LazyAbort | undefined;
   /** Whether the expiry or renewal timer runs (see {@link createLeaseHandle}). */
   #watched: boolean;
 
@@ -74,18 +71,23 @@ class LeaseHandle implements LockHandle {
     this.validUntil = options.validUntil;
     this.#options = options;
     const { autoExtend, onLost } = options.acquireOptions;
+    this.#loss = new LockLoss(options.key, onLost);
     this.#watched = autoExtend === true || onLost !== undefined;
     if (this.#watched) this.#schedule();
   }
 
   get signal(): AbortSignal {
-    const loss = (this.#loss ??= createLazyAbort());
+    const signal = this.#loss.signal;
     if (!this.#watched) {
       this.#watched = true;
       if (performance.now() >= this.validUntil) this.#lose('expired');
       else this.#schedule();
     }
-    return loss.signal;
+    return signal;
+  }
+
+  get #held(): boolean {
+    return this.#loss.held;
   }
 
   #stopTimer(): void {
@@ -93,20 +95,14 @@ class LeaseHandle implements LockHandle {
     this.#timer = undefined;
   }
 
-  #lose(reason: LockLossReason, cause?: unknown): void {
-    if (!this.#held) return;
-    this.#held = false;
+  #lose(reason: 'expired' | 'stall' | 'extend-failed', cause?: unknown): void {
     this.#stopTimer();
-    const lost = new LockLostError(this.key, reason, cause);
-    (this.#loss ??= createLazyAbort()).abort(lost);
-    try {
-      this.#options.acquireOptions.onLost?.(lost);
-    } catch {
-      // Loss is reported, never thrown from a timer.
-    }
+    this.#loss.lose(reason, cause);
   }
 
   #schedule(): void {
+    // One timer chain, however many renewals asked for the next one.
+    this.#stopTimer();
     if (!this.#held || this.#released !== undefined) return;
     const { ttlMs, acquireOptions } = this.#options;
     if (acquireOptions.autoExtend !== true) {
@@ -135,27 +131,35 @@ class LeaseHandle implements LockHandle {
     );
   }
 
-  async extend(leaseMs = this.#options.ttlMs): Promise<void> {
+  extend(leaseMs = this.#options.ttlMs): Promise<void> {
     assertPositiveInteger('ttlMs', leaseMs);
-    if (!this.#held || this.#released !== undefined) throw new LockNotOwnerError(this.key);
+    if (!this.#held || this.#released !== undefined)
+      return Promise.reject(new LockNotOwnerError(this.key));
     this.#stopTimer();
-    await this.#renewal;
-    // Without a timer nobody has marked a lapsed lease lost yet.
-    if (this.#held && performance.now() >= this.validUntil) this.#lose('expired');
-    if (!this.#held) throw new LockNotOwnerError(this.key);
-    const until = await this.#options.renew(leaseMs);
-    if (until === undefined) {
-      this.#lose('expired');
-      throw new LockNotOwnerError(this.key);
-    }
-    this.validUntil = until;
-    this.#stopTimer();
-    if (this.#watched) this.#schedule();
+    const previous = this.#renewal;
+    const extension = (async () => {
+      await previous;
+      // Without a timer nobody has marked a lapsed lease lost yet.
+      if (this.#held && performance.now() >= this.validUntil) this.#lose('expired');
+      if (!this.#held || this.#released !== undefined) throw new LockNotOwnerError(this.key);
+      const until = await this.#options.renew(leaseMs);
+      if (until === undefined) {
+        this.#lose('expired');
+        throw new LockNotOwnerError(this.key);
+      }
+      this.validUntil = until;
+      if (this.#watched) this.#schedule();
+    })();
+    this.#renewal = extension.then(
+      () => undefined,
+      () => undefined,
+    );
+    return extension;
   }
 
   release(): Promise<void> {
     if (this.#released !== undefined) return this.#released;
-    this.#held = false;
+    this.#loss.end();
     this.#stopTimer();
     const renewal = this.#renewal;
     // No renewal in flight (the common case): release at once, without an extra tick.

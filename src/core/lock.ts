@@ -50,8 +50,10 @@ export interface LockHandle extends AsyncDisposable {
   /** The locked key. */
   readonly key: string;
   /**
-   * Fencing token: strictly greater than every token granted before for this
-   * key. Pass it to the resource so a stale holder's writes are refused.
+   * Fencing token: greater than every token granted before for this key,
+   * on every backend but Redlock, whose per-node counters make it a best
+   * effort (docs/locks.md). Pass it to the resource so a stale holder's
+   * writes are refused.
    */
   readonly token: bigint;
   /**
@@ -79,15 +81,34 @@ export interface Locker {
   ): Promise<LockHandle | undefined>;
 }
 
-/** The wait for a lock ran out. */
+/**
+ * The wait for a lock ran out: it stayed held, or the lock service did not
+ * answer before the deadline. The one acquire-timeout class of raceguard:
+ * the row and advisory lock timeouts of `raceguard/postgres`
+ * (`LockTimeoutError`) are subclasses of it.
+ *
+ * @example
+ * ```ts
+ * try { await locks.acquire('report', { waitMs: 500 }); }
+ * catch (e) { if (e instanceof LockAcquireTimeoutError) return reply.code(409).send(); throw e; }
+ * ```
+ */
 export class LockAcquireTimeoutError extends RaceguardError {
   readonly key: string;
   readonly waitedMs: number;
 
-  constructor(key: string, waitedMs: number, detail = '') {
+  constructor(
+    key: string,
+    waitedMs: number,
+    detail = '',
+    /** For subclasses: their own stable code and message. */
+    own?: { readonly code: string; readonly message: string; readonly cause?: unknown },
+  ) {
     super(
-      'RACEGUARD_LOCK_ACQUIRE_TIMEOUT',
-      `could not acquire lock ${JSON.stringify(key)} within ${Math.round(waitedMs)}ms${detail ? ` (${detail})` : ''}`,
+      own?.code ?? 'RACEGUARD_LOCK_ACQUIRE_TIMEOUT',
+      own?.message ??
+        `could not acquire lock ${JSON.stringify(key)} within ${Math.round(waitedMs)}ms${detail ? ` (${detail})` : ''}`,
+      own?.cause === undefined ? {} : { cause: own.cause },
     );
     this.key = key;
     this.waitedMs = waitedMs;
@@ -128,10 +149,59 @@ export class LockLostError extends RaceguardError {
   }
 }
 
-/** The lock service could not be reached or failed. */
+/**
+ * The lock service could not be reached or failed, on any backend: the
+ * cause is attached. Subclasses say more (Redlock's
+ * `QuorumNotReachedError` carries every node's vote;
+ * {@link LockSessionLostError}).
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof LockBackendError) return reply.code(503).send(); throw e; }
+ * ```
+ */
 export class LockBackendError extends RaceguardError {
-  constructor(message: string, cause: unknown) {
-    super('RACEGUARD_LOCK_BACKEND_UNAVAILABLE', message, { cause });
+  constructor(message: string, cause: unknown, code = 'RACEGUARD_LOCK_BACKEND_UNAVAILABLE') {
+    super(code, message, cause === undefined ? {} : { cause });
+  }
+}
+
+/**
+ * The session a waiter's place in the queue lived on (an etcd lease, a
+ * ZooKeeper session) ended while it waited: its place is gone. The same
+ * class on every backend with sessions.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof LockSessionLostError) return retryLater(); throw e; }
+ * ```
+ */
+export class LockSessionLostError extends LockBackendError {
+  readonly key: string;
+
+  constructor(key: string, detail: string, cause?: unknown) {
+    super(
+      `lock ${JSON.stringify(key)}: ${detail}; the waiter lost its place in the queue`,
+      cause,
+      'RACEGUARD_LOCK_SESSION_LOST',
+    );
+    this.key = key;
+  }
+}
+
+/**
+ * An option this backend cannot honour (a lease on a backend without
+ * leases, a lease length the server would round): refused when the lock is
+ * constructed or the call is made, never silently ignored.
+ *
+ * @example
+ * ```ts
+ * new ZooKeeperLock({ client, ttlMs: 5000 }); // throws: the session timeout is the lease
+ * ```
+ */
+export class UnsupportedLockOptionError extends InvalidArgumentError {
+  constructor(backend: string, option: string, why: string, value: unknown) {
+    super(option, `left unset: ${backend} ${why}`, value, 'RACEGUARD_UNSUPPORTED_OPTION');
   }
 }
 
@@ -173,11 +243,23 @@ export async function withLock<T>(
 ): Promise<T> {
   assertFunction('fn', fn);
   const handle = await locker.acquire(key, options);
+  let result: T;
   try {
-    return await fn(handle);
-  } finally {
-    await handle.release();
+    result = await fn(handle);
+  } catch (error) {
+    // The caller's error wins; a release failing as well is attached to it, not thrown instead.
+    await handle.release().catch((releaseError: unknown) => {
+      if (typeof error === 'object' && error !== null && Object.isExtensible(error))
+        Object.defineProperty(error, 'releaseError', {
+          value: releaseError,
+          configurable: true,
+          writable: true,
+        });
+    });
+    throw error;
   }
+  await handle.release();
+  return result;
 }
 
 /**
@@ -197,33 +279,131 @@ export async function tryOnce(acquire: () => Promise<LockHandle>): Promise<LockH
   }
 }
 
+/**
+ * The shortest lease a remote lock accepts, in ms. A lease must outlast the
+ * round trip that grants it by a margin; below that, every grant has lapsed
+ * by the time its reply arrives, and an acquire loop would spin.
+ */
+export const MIN_LEASE_MS = 100;
+
+/** What a backend does with the lease options; see {@link checkAcquire}. */
+export interface LeaseSupport {
+  /** The backend's name, for errors. */
+  readonly backend: string;
+  /** The default lease (`undefined`: the backend has no lease, and refuses `ttlMs`). */
+  readonly ttlMs: number | undefined;
+  /** Shortest lease accepted. @default MIN_LEASE_MS */
+  readonly minTtlMs?: number;
+  /** Why `ttlMs` and `autoExtend` are refused, for backends without a lease. */
+  readonly noLease?: string;
+  /** Extra check of a lease length (etcd: whole seconds); returns why it is refused. */
+  readonly refuseTtl?: (ttlMs: number) => string | undefined;
+}
+
 /** Acquire options after validation, with defaults applied. */
 export interface CheckedAcquireOptions {
   readonly ttlMs: number;
   readonly waitMs: number;
   readonly signal: AbortSignal | undefined;
+  /** When `acquire` started, on the monotonic clock. */
+  readonly started: number;
+  /**
+   * Until when a backend round trip may take (monotonic): `started +
+   * waitMs`; `Infinity` for `waitMs: 0` (one attempt, ended by `signal`
+   * only) and for an unbounded wait.
+   */
+  readonly deadline: number;
+}
+
+/** Check a lease length against what the backend can honour. */
+export function checkLease(argument: string, ttlMs: unknown, lease: LeaseSupport): void {
+  if (lease.ttlMs === undefined) {
+    throw new UnsupportedLockOptionError(
+      lease.backend,
+      argument,
+      lease.noLease ?? 'has no lease',
+      ttlMs,
+    );
+  }
+  assertPositiveInteger(argument, ttlMs);
+  const min = lease.minTtlMs ?? MIN_LEASE_MS;
+  if (ttlMs < min) {
+    throw new InvalidArgumentError(
+      argument,
+      `at least ${min} ms (a lease must outlast the round trip that grants it)`,
+      ttlMs,
+    );
+  }
+  const refused = lease.refuseTtl?.(ttlMs);
+  if (refused !== undefined)
+    throw new UnsupportedLockOptionError(lease.backend, argument, refused, ttlMs);
 }
 
 /**
- * Validate the key and the common acquire options (before any I/O) and
- * apply the backend's default lease. Throws {@link InvalidArgumentError}, or
- * `AbortedError` if `signal` has already fired.
+ * Validate the key and the acquire options (before any I/O), refuse what the
+ * backend cannot honour, and apply its default lease. Throws
+ * {@link InvalidArgumentError} (or its subclass
+ * {@link UnsupportedLockOptionError}), or `AbortedError` if `signal` has
+ * already fired.
  */
 export function checkAcquire(
   key: unknown,
   options: AcquireOptions,
-  defaultTtlMs: number,
+  lease: LeaseSupport,
 ): CheckedAcquireOptions {
+  const started = performance.now();
   assertNonEmptyString('key', key);
   assertPlainObject('options', options);
-  const { ttlMs = defaultTtlMs, waitMs = Number.POSITIVE_INFINITY, signal } = options;
-  assertPositiveInteger('options.ttlMs', ttlMs);
+  const { waitMs = Number.POSITIVE_INFINITY, signal } = options;
+  if (options.ttlMs !== undefined) checkLease('options.ttlMs', options.ttlMs, lease);
+  if (
+    options.autoExtend !== undefined &&
+    options.autoExtend !== false &&
+    lease.ttlMs === undefined
+  ) {
+    throw new UnsupportedLockOptionError(
+      lease.backend,
+      'options.autoExtend',
+      lease.noLease ?? 'has no lease',
+      options.autoExtend,
+    );
+  }
+  if (options.onLost !== undefined) assertFunction('options.onLost', options.onLost);
   if (!(typeof waitMs === 'number' && waitMs >= 0)) {
     throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
   }
   assertAbortSignal('options.signal', signal);
   throwIfAborted(signal);
-  return { ttlMs, waitMs, signal };
+  return {
+    ttlMs: options.ttlMs ?? lease.ttlMs ?? Number.POSITIVE_INFINITY,
+    waitMs,
+    signal,
+    started,
+    deadline: waitMs === 0 ? Number.POSITIVE_INFINITY : started + waitMs,
+  };
+}
+
+/**
+ * Refuse, at construction, options a backend does not have: a name from
+ * another backend (`pollMs` on a lock that waits by watch) or a misspelling
+ * would otherwise be ignored. `why` explains the known refusals.
+ */
+export function checkOptionNames(
+  backend: string,
+  options: object,
+  allowed: readonly string[],
+  why: Readonly<Record<string, string>> = {},
+): void {
+  for (const name of Object.keys(options)) {
+    if (allowed.includes(name)) continue;
+    if ((options as Record<string, unknown>)[name] === undefined) continue;
+    throw new UnsupportedLockOptionError(
+      backend,
+      `options.${name}`,
+      why[name] ?? `has no such option (it takes ${allowed.join(', ')})`,
+      (options as Record<string, unknown>)[name],
+    );
+  }
 }
 
 /** Validate a drift factor: a share of the lease, in [0, 0.5). */

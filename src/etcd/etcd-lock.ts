@@ -1,35 +1,77 @@
 import { isAborted } from '../core/abort.js';
 import { randomBytes } from 'node:crypto';
-import type { Etcd3, Lease } from 'etcd3';
+import { pause, within } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
-  LockLostError,
+  LockSessionLostError,
   type AcquireOptions,
+  type LeaseSupport,
   type LockHandle,
   type Locker,
   tryOnce,
   checkDriftFactor,
   checkAcquire,
+  checkLease,
+  checkOptionNames,
   leaseEnd,
 } from '../core/lock.js';
-import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+import { assertPlainObject } from '../core/validate.js';
 
 /** Longest wait on a watch before the queue is listed again. */
 const RECHECK_MS = 1000;
 
+/** An etcd lease, as `etcd3`'s `Lease` provides it. */
+export interface EtcdLeaseLike {
+  grant(): Promise<string>;
+  put(key: string): {
+    value(value: string): { exec(): Promise<{ header?: { revision?: string } }> };
+  };
+  keepaliveOnce(): Promise<{ TTL?: string | number | null }>;
+  revoke(): Promise<unknown>;
+  on(event: 'lost', listener: () => void): unknown;
+}
+
+/** An etcd watcher, as `etcd3`'s `Watcher` provides it. */
+export interface EtcdWatcherLike {
+  on(event: 'delete' | 'error', listener: () => void): unknown;
+  cancel(): Promise<unknown>;
+}
+
+/** The slice of an `etcd3` client the lock calls: `new Etcd3(...)` satisfies it; raceguard never imports the driver. */
+export interface EtcdClientLike {
+  lease(ttlSeconds: number, options: { autoKeepAlive: boolean }): EtcdLeaseLike;
+  getAll(): {
+    prefix(prefix: string): {
+      sort(
+        target: 'Create',
+        order: 'Ascend',
+      ): {
+        exec(): Promise<{
+          kvs: readonly { key: { toString(): string }; create_revision: string }[];
+          header?: { revision?: string };
+        }>;
+      };
+    };
+  };
+  watch(): {
+    key(key: string): { startRevision(revision: string): { create(): Promise<EtcdWatcherLike> } };
+  };
+  get(key: string): { exists(): Promise<boolean> };
+}
+
 /** Options of {@link EtcdLock}. */
 export interface EtcdLockOptions {
-  /** An `etcd3` client. */
-  readonly client: Etcd3;
+  /** An `etcd3` client (`new Etcd3(...)`). */
+  readonly client: EtcdClientLike;
   /** @default 'raceguard/lock/' */
   readonly prefix?: string;
   /**
-   * Default lease. etcd counts leases in whole seconds and enforces a
-   * minimum of about two seconds; raceguard rounds up and computes validity
-   * from the value it asked for.
+   * Default lease. etcd counts leases in whole seconds with a minimum of
+   * two, so a `ttlMs` that is not a whole number of seconds of at least
+   * 2000 is refused rather than rounded.
    * @default 30000
    */
   readonly ttlMs?: number;
@@ -61,13 +103,17 @@ export interface EtcdLockOptions {
  * ```
  */
 export class EtcdLock implements Locker {
-  readonly #client: Etcd3;
+  readonly #client: EtcdClientLike;
   readonly #prefix: string;
   readonly #ttlMs: number;
   readonly #driftFactor: number;
+  readonly #lease: LeaseSupport;
 
   constructor(options: EtcdLockOptions) {
     assertPlainObject('options', options);
+    checkOptionNames('EtcdLock', options, ['client', 'prefix', 'ttlMs', 'driftFactor'], {
+      pollMs: 'does not poll: waiters watch the key ahead of them',
+    });
     if (typeof options.client?.lease !== 'function' || typeof options.client.watch !== 'function') {
       throw new InvalidArgumentError(
         'options.client',
@@ -79,7 +125,14 @@ export class EtcdLock implements Locker {
     this.#prefix = options.prefix ?? 'raceguard/lock/';
     this.#ttlMs = options.ttlMs ?? 30_000;
     this.#driftFactor = options.driftFactor ?? 0.01;
-    assertPositiveInteger('options.ttlMs', this.#ttlMs);
+    this.#lease = {
+      backend: 'EtcdLock',
+      ttlMs: this.#ttlMs,
+      minTtlMs: 2000,
+      refuseTtl: (ttlMs) =>
+        ttlMs % 1000 === 0 ? undefined : 'counts leases in whole seconds: give a multiple of 1000',
+    };
+    checkLease('options.ttlMs', this.#ttlMs, this.#lease);
     checkDriftFactor(this.#driftFactor);
   }
 
@@ -101,10 +154,19 @@ export class EtcdLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
-
-    const started = performance.now();
-    const ttlSeconds = Math.max(2, Math.ceil(ttlMs / 1000));
+    const { ttlMs, waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> =>
+      within(this.#call(what, run), {
+        deadline,
+        signal,
+        timeout: () =>
+          new LockAcquireTimeoutError(
+            key,
+            performance.now() - started,
+            `etcd did not answer in time (${what})`,
+          ),
+      });
+    const ttlSeconds = ttlMs / 1000;
     const lease = this.#client.lease(ttlSeconds, { autoKeepAlive: false });
     lease.on('lost', () => undefined);
     let granted = false;
@@ -115,31 +177,27 @@ export class EtcdLock implements Locker {
     );
     keepalive.unref();
     try {
-      const leaseId = await this.#call('grant a lease', () => lease.grant());
-      const queue = `${this.#prefix}${key}/`;
+      const leaseId = await bounded('grant a lease', () => lease.grant());
+      // Escaped, so lock "a" never counts the waiters of lock "a/b" as its own.
+      const queue = `${this.#prefix}${encodeURIComponent(key)}/`;
+      // Named by the lease, so an operator sees whose entry it is.
       const mine = `${queue}${leaseId}`;
-      const sentAt = performance.now();
-      const put = await this.#call('enqueue', () =>
+      const put = await bounded('enqueue', () =>
         lease.put(mine).value(randomBytes(8).toString('hex')).exec(),
       );
       const myRevision = BigInt(put.header?.revision ?? '0');
-      let leaseStart = sentAt;
       for (;;) {
         if (isAborted(signal)) throw new AbortedError(signal?.reason);
-        const range = await this.#call('list contenders', () =>
+        const range = await bounded('list contenders', () =>
           this.#client.getAll().prefix(queue).sort('Create', 'Ascend').exec(),
         );
+        if (!range.kvs.some((kv) => kv.key.toString() === mine))
+          throw new LockSessionLostError(key, 'its etcd lease expired while waiting');
         const ahead = range.kvs.filter((kv) => BigInt(kv.create_revision) < myRevision);
-        if (!range.kvs.some((kv) => kv.key.toString() === mine)) {
-          throw new LockBackendError(
-            `etcd lost the queue entry of lock ${JSON.stringify(key)}: its lease expired while waiting`,
-            undefined,
-          );
-        }
         const predecessor = ahead.at(-1);
         if (predecessor === undefined) break;
-        const remaining = started + waitMs - performance.now();
-        if (remaining <= 0) {
+        const remaining = deadline - performance.now();
+        if (waitMs === 0 || remaining <= 0) {
           throw new LockAcquireTimeoutError(
             key,
             performance.now() - started,
@@ -151,26 +209,29 @@ export class EtcdLock implements Locker {
           BigInt(range.header?.revision ?? '0') + 1n,
           remaining,
           signal,
+          bounded,
         );
       }
       // Renew once on grant, so the lease's validity starts now rather than at enqueue time.
-      leaseStart = performance.now();
-      const renewed = await this.#call('renew a lease', () => lease.keepaliveOnce());
-      if (Number(renewed.TTL ?? 0) <= 0) throw new LockLostError(key, 'expired');
+      const leaseStart = performance.now();
+      const renewed = await bounded('renew a lease', () => lease.keepaliveOnce());
+      if (Number(renewed.TTL ?? 0) <= 0)
+        throw new LockSessionLostError(key, 'its etcd lease expired as it was granted');
       if (isAborted(signal)) throw new AbortedError(signal?.reason);
       granted = true;
       return this.#handle(
         key,
         lease,
         myRevision,
-        leaseEnd(leaseStart, ttlSeconds * 1000, this.#driftFactor),
+        leaseEnd(leaseStart, ttlMs, this.#driftFactor),
         ttlSeconds,
         options,
       );
     } finally {
       clearInterval(keepalive);
-      // Leaving the queue (timeout, abort, failure) revokes the lease, which deletes our key.
-      if (!granted) await lease.revoke().catch(() => undefined);
+      // Leaving the queue (timeout, abort, failure) revokes the lease, which
+      // deletes our key; not awaited, so a deadline never waits on a stalled etcd.
+      if (!granted) void lease.revoke().catch(() => undefined);
     }
   }
 
@@ -194,10 +255,11 @@ export class EtcdLock implements Locker {
     fromRevision: bigint,
     ms: number,
     signal: AbortSignal | undefined,
+    bounded: <T>(what: string, run: () => Promise<T>) => Promise<T>,
   ): Promise<void> {
     // Watching from the revision the listing was read at, so a delete in between is not missed.
     // Our own key is watched too: if our lease expires while we wait, we learn it at once.
-    const watchers = await this.#call('watch the queue', () =>
+    const watchers = await bounded('watch the queue', () =>
       Promise.all(
         keys.map((key) =>
           this.#client.watch().key(key).startRevision(fromRevision.toString()).create(),
@@ -205,42 +267,33 @@ export class EtcdLock implements Locker {
       ),
     );
     try {
-      await new Promise<void>((resolve, reject) => {
-        const done = (): void => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        };
-        const onAbort = (): void => {
-          done();
-          reject(new AbortedError(signal?.reason));
-        };
-        const wake = (): void => {
-          done();
-          resolve();
-        };
-        // On timeout, and at least every RECHECK_MS, re-list: a watch event
-        // delivered before our listener was attached must not strand us.
-        const timer = setTimeout(wake, Math.min(ms, RECHECK_MS));
-        for (const watcher of watchers) {
-          watcher.on('delete', wake);
-          watcher.on('error', wake);
-        }
-        if (signal?.aborted === true) return onAbort();
-        signal?.addEventListener('abort', onAbort, { once: true });
-        // A key deleted before the watch was listening: look now rather than at the next recheck.
-        void Promise.all(keys.map((key) => this.#client.get(key).exists())).then(
-          (present) => (present.every(Boolean) ? undefined : wake()),
-          () => undefined,
-        );
+      // On timeout, and at least every RECHECK_MS, re-list: a watch event
+      // delivered before our listener was attached must not strand us.
+      await pause(Math.min(ms, RECHECK_MS), {
+        signal,
+        wakeOn: (wake) => {
+          for (const watcher of watchers) {
+            watcher.on('delete', wake);
+            watcher.on('error', wake);
+          }
+          // A key deleted before the watch was listening: look now rather than at the next recheck.
+          void Promise.all(keys.map((key) => this.#client.get(key).exists())).then(
+            (present) => (present.every(Boolean) ? undefined : wake()),
+            () => undefined,
+          );
+          // The watchers are cancelled below, with their listeners.
+          return () => undefined;
+        },
       });
     } finally {
-      await Promise.all(watchers.map((w) => w.cancel().catch(() => undefined)));
+      // Not awaited: an abort must not wait on a stalled etcd.
+      void Promise.all(watchers.map((w) => w.cancel().catch(() => undefined)));
     }
   }
 
   #handle(
     key: string,
-    lease: Lease,
+    lease: EtcdLeaseLike,
     token: bigint,
     validUntil: number,
     ttlSeconds: number,

@@ -24,7 +24,7 @@ export async function setUpLockers(
     pools.forEach(
       (pool, i) =>
         ((lockers[i] as Partial<Record<LockStrategy, Locker>>)['lease-lock'] =
-          new PostgresLeaseLock({ db: pool, pollMs: 5 })),
+          new PostgresLeaseLock({ client: pool, pollMs: 5 })),
     );
   }
   if (strategies.includes('redis-lock')) {

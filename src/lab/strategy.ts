@@ -5,7 +5,6 @@ import {
   withLock,
 } from '../index.js';
 import {
-  LockTimeoutError,
   OptimisticConflictError,
   lockRows,
   quoteIdentifier,
@@ -108,7 +107,7 @@ export async function serve(
     if (
       error instanceof OptimisticConflictError ||
       error instanceof RetryExhaustedError ||
-      error instanceof LockTimeoutError ||
+      // Row, advisory and Locker timeouts alike (LockTimeoutError is a subclass).
       error instanceof LockAcquireTimeoutError ||
       error instanceof IdempotencyInFlightError
     ) {

@@ -1,16 +1,20 @@
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { createLazyAbort, isAborted } from '../core/abort.js';
+import { isAborted } from '../core/abort.js';
+import { within } from '../core/deadline.js';
+import { LockLoss } from '../core/lock-loss.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
-  LockLostError,
   LockNotOwnerError,
   type AcquireOptions,
+  type LeaseSupport,
   type LockHandle,
   type Locker,
+  checkAcquire,
+  checkOptionNames,
   tryOnce,
 } from '../core/lock.js';
-import { assertAbortSignal, assertPlainObject } from '../core/validate.js';
+import { assertPlainObject } from '../core/validate.js';
 import { advisoryLockKey } from './advisory.js';
 import { DatabaseError } from './errors.js';
 import { quoteIdentifier } from './identifiers.js';
@@ -26,7 +30,15 @@ interface EventedClient extends PoolClientLike {
 /** Options of {@link PostgresAdvisoryLock}. */
 export interface PostgresAdvisoryLockOptions {
   /** The pool; each held lock keeps one of its connections checked out. */
-  readonly pool: PoolLike;
+  readonly client?: PoolLike;
+  /** The former name of `client`. @deprecated use `client` */
+  readonly pool?: PoolLike;
+  /**
+   * Prepended to every key before it is hashed to the lock's 64-bit id, so
+   * several applications can share a database without sharing locks.
+   * @default ''
+   */
+  readonly prefix?: string;
   /**
    * Sequence that mints fencing tokens (created by `createLockTable`).
    * @default 'raceguard_locks_tokens'
@@ -34,13 +46,24 @@ export interface PostgresAdvisoryLockOptions {
   readonly tokenSequence?: string;
 }
 
+const NO_LEASE =
+  'has no lease: the lock is held by a database session until release or until the session ends';
+
 /**
  * Session-level PostgreSQL advisory locks behind the common lock API: a
  * held lock is a connection checked out of the pool holding
  * `pg_advisory_lock(key)`. Waiters queue in PostgreSQL's lock manager, in
  * arrival order, and are woken by it (no polling). Tokens come from a
  * sequence right after the grant. A connection that dies frees its locks:
- * the handle's `signal` aborts. `ttlMs` and `autoExtend` do not apply.
+ * the handle's `signal` aborts. There is no lease: `ttlMs` and
+ * `autoExtend` are refused, and `extend()` checks that the session is
+ * still alive.
+ *
+ * A wait that ends early (deadline or `signal`) destroys its connection
+ * instead of cancelling the statement by backend pid, so a cancel can never
+ * reach another statement on a reused connection; the server ends the
+ * orphaned wait at its `lock_timeout` (set to the caller's wait) or, on
+ * PostgreSQL 14+, within a second through `client_connection_check_interval`.
  *
  * Session locks need a session: they do not work through a pooler in
  * transaction mode (PgBouncer `pool_mode=transaction`); use
@@ -49,20 +72,45 @@ export interface PostgresAdvisoryLockOptions {
  * @example
  * ```ts
  * await createLockTable(pool); // for the token sequence
- * const locks = new PostgresAdvisoryLock({ pool });
+ * const locks = new PostgresAdvisoryLock({ client: pool });
  * await withLock(locks, 'nightly-report', () => buildReport(), { waitMs: 0 });
  * ```
  */
 export class PostgresAdvisoryLock implements Locker {
   readonly #pool: PoolLike;
+  readonly #prefix: string;
   readonly #nextToken: string;
+  readonly #lease: LeaseSupport = {
+    backend: 'PostgresAdvisoryLock',
+    ttlMs: undefined,
+    noLease: NO_LEASE,
+  };
 
   constructor(options: PostgresAdvisoryLockOptions) {
     assertPlainObject('options', options);
-    if (typeof options.pool?.connect !== 'function') {
-      throw new InvalidArgumentError('options.pool', 'a pg Pool', options.pool);
+    checkOptionNames(
+      'PostgresAdvisoryLock',
+      options,
+      ['client', 'pool', 'prefix', 'tokenSequence'],
+      {
+        ttlMs: NO_LEASE,
+        pollMs: "does not poll: waiters queue in PostgreSQL's lock manager",
+      },
+    );
+    if (options.client !== undefined && options.pool !== undefined)
+      throw new InvalidArgumentError(
+        'options.pool',
+        'unset when options.client is given',
+        options.pool,
+      );
+    const pool = options.client ?? options.pool;
+    if (typeof pool?.connect !== 'function') {
+      throw new InvalidArgumentError('options.client', 'a pg Pool', pool);
     }
-    this.#pool = options.pool;
+    this.#pool = pool;
+    this.#prefix = options.prefix ?? '';
+    if (typeof this.#prefix !== 'string')
+      throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);
     const sequence = quoteIdentifier(
       options.tokenSequence ?? 'raceguard_locks_tokens',
       'options.tokenSequence',
@@ -79,45 +127,59 @@ export class PostgresAdvisoryLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const id = advisoryLockKey(key).toString();
-    assertPlainObject('options', options);
-    const { waitMs = Number.POSITIVE_INFINITY, signal } = options;
-    if (!(typeof waitMs === 'number' && waitMs >= 0)) {
-      throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
-    }
-    assertAbortSignal('options.signal', signal);
-    if (signal?.aborted === true) throw new AbortedError(signal.reason);
-
+    const { waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const id = advisoryLockKey(this.#prefix + key).toString();
+    const timeout = (detail: string) => () =>
+      new LockAcquireTimeoutError(key, performance.now() - started, detail);
     let client: EventedClient;
     try {
-      client = await this.#pool.connect();
+      client = await within(this.#pool.connect(), {
+        deadline,
+        signal,
+        timeout: timeout('no pool connection in time'),
+        late: (late) => late.release(),
+      });
     } catch (error) {
+      if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
       throw new LockBackendError(`PostgreSQL failed to connect: ${messageOf(error)}`, error);
     }
-    let granted = false;
-    let broken: Error | undefined;
-    const started = performance.now();
-    const onAbort = (): void => {
-      // Cancel the blocked pg_advisory_lock from another connection.
-      void runQuery(this.#pool, 'SELECT pg_cancel_backend($1)', [pid]).catch(() => undefined);
-    };
-    let pid: unknown;
+    // Until granted, a connection in an unknown state is destroyed, never returned to the pool.
+    let outcome: 'granted' | 'clean' | 'destroy' = 'destroy';
+    const bounded = <T>(call: Promise<T>): Promise<T> =>
+      within(call, { deadline, signal, timeout: timeout('PostgreSQL did not answer in time') });
     try {
       if (waitMs === 0) {
-        const { rows } = await runQuery(
-          client,
-          'SELECT pg_try_advisory_lock($1::bigint) AS locked',
-          [id],
+        const { rows } = await bounded(
+          runQuery(client, 'SELECT pg_try_advisory_lock($1::bigint) AS locked', [id]),
         );
-        if (rows[0]?.locked !== true)
+        if (rows[0]?.locked !== true) {
+          outcome = 'clean';
           throw new LockAcquireTimeoutError(key, 0, 'held by another session');
+        }
       } else {
-        pid = (await runQuery(client, 'SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
-        const timeout = Number.isFinite(waitMs) ? `${Math.max(1, Math.ceil(waitMs))}ms` : '0';
-        await runQuery(client, "SELECT set_config('lock_timeout', $1, false)", [timeout]);
-        signal?.addEventListener('abort', onAbort, { once: true });
+        // Settings restored afterwards to what they were, not to a default.
+        const { rows } = await bounded(
+          runQuery(
+            client,
+            "SELECT current_setting('lock_timeout') AS lock_timeout, current_setting('client_connection_check_interval', true) AS check_interval",
+          ),
+        );
+        const previous = rows[0] as { lock_timeout: string; check_interval: string | null };
+        const remaining = deadline - performance.now();
+        const lockTimeout = Number.isFinite(remaining)
+          ? `${Math.max(1, Math.ceil(remaining))}ms`
+          : '0';
+        await bounded(
+          runQuery(
+            client,
+            previous.check_interval === null
+              ? "SELECT set_config('lock_timeout', $1, false)"
+              : "SELECT set_config('lock_timeout', $1, false), set_config('client_connection_check_interval', '1000', false)",
+            [lockTimeout],
+          ),
+        );
         try {
-          await runQuery(client, 'SELECT pg_advisory_lock($1::bigint)', [id]);
+          await bounded(runQuery(client, 'SELECT pg_advisory_lock($1::bigint)', [id]));
         } catch (error) {
           if (error instanceof DatabaseError && error.sqlState === '55P03') {
             throw new LockAcquireTimeoutError(
@@ -126,38 +188,35 @@ export class PostgresAdvisoryLock implements Locker {
               'held by another session',
             );
           }
-          if (error instanceof DatabaseError && error.sqlState === '57014' && isAborted(signal)) {
-            throw new AbortedError(signal?.reason);
-          }
           throw error;
-        } finally {
-          signal?.removeEventListener('abort', onAbort);
-          await runQuery(client, "SELECT set_config('lock_timeout', '0', false)").catch(
-            () => undefined,
-          );
         }
+        await bounded(
+          runQuery(
+            client,
+            previous.check_interval === null
+              ? "SELECT set_config('lock_timeout', $1, false)"
+              : "SELECT set_config('lock_timeout', $1, false), set_config('client_connection_check_interval', $2, false)",
+            previous.check_interval === null
+              ? [previous.lock_timeout]
+              : [previous.lock_timeout, previous.check_interval],
+          ),
+        );
       }
-      const token = BigInt(String((await runQuery(client, this.#nextToken)).rows[0]?.token));
-      if (isAborted(signal)) {
-        await runQuery(client, 'SELECT pg_advisory_unlock($1::bigint)', [id]);
-        throw new AbortedError(signal?.reason);
-      }
-      granted = true;
+      const token = BigInt(
+        String((await bounded(runQuery(client, this.#nextToken))).rows[0]?.token),
+      );
+      if (isAborted(signal)) throw new AbortedError(signal?.reason);
+      outcome = 'granted';
       return this.#handle(key, id, client, token, options);
     } catch (error) {
-      if (!(error instanceof LockAcquireTimeoutError || error instanceof AbortedError)) {
-        broken = error instanceof Error ? error : new Error(String(error));
-        if (!(error instanceof LockBackendError)) {
-          throw new LockBackendError(
-            `PostgreSQL failed to acquire a lock: ${messageOf(error)}`,
-            error,
-          );
-        }
-      }
-      throw error;
+      if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
+      throw error instanceof LockBackendError
+        ? error
+        : new LockBackendError(`PostgreSQL failed to acquire a lock: ${messageOf(error)}`, error);
     } finally {
-      // Destroying a failed connection also frees whatever it might hold.
-      if (!granted) client.release(broken);
+      // Destroying the connection also ends its wait on the server and frees whatever it holds.
+      if (outcome === 'clean') client.release();
+      else if (outcome === 'destroy') client.release(new Error('raceguard: lock wait abandoned'));
     }
   }
 
@@ -183,26 +242,16 @@ export class PostgresAdvisoryLock implements Locker {
     token: bigint,
     options: AcquireOptions,
   ): LockHandle {
-    const loss = createLazyAbort();
-    let held = true;
+    const loss = new LockLoss(key, options.onLost);
     let released: Promise<void> | undefined;
     const onFailure = (): void => {
-      if (!held) return;
-      held = false;
-      const lost = new LockLostError(key, 'backend');
-      loss.abort(lost);
-      try {
-        options.onLost?.(lost);
-      } catch {
-        // Loss is reported, never thrown from an event handler.
-      }
+      loss.lose('backend');
     };
     client.on?.('error', onFailure);
     client.on?.('end', onFailure);
     const release = (): Promise<void> =>
       (released ??= (async () => {
-        const wasHeld = held;
-        held = false;
+        const wasHeld = loss.end();
         client.removeListener?.('error', onFailure);
         client.removeListener?.('end', onFailure);
         if (!wasHeld) return client.release(true);
@@ -221,10 +270,22 @@ export class PostgresAdvisoryLock implements Locker {
       get signal() {
         return loss.signal;
       },
-      extend: () =>
-        held && released === undefined
-          ? Promise.resolve()
-          : Promise.reject(new LockNotOwnerError(key)),
+      extend: async (ttlMs?: number) => {
+        if (ttlMs !== undefined)
+          throw new InvalidArgumentError(
+            'ttlMs',
+            `left unset: PostgresAdvisoryLock ${NO_LEASE}`,
+            ttlMs,
+          );
+        if (!loss.held || released !== undefined) throw new LockNotOwnerError(key);
+        // No lease to renew: check that the session holding the lock is alive.
+        try {
+          await runQuery(client, 'SELECT 1');
+        } catch (error) {
+          loss.lose('backend', error);
+          throw new LockNotOwnerError(key);
+        }
+      },
       release,
       [Symbol.asyncDispose]: release,
     };

@@ -1,6 +1,7 @@
 /**
  * PostgreSQL-specific failures, and the mapping from driver errors to them.
  */
+import { LockAcquireTimeoutError } from '../core/lock.js';
 import { RaceguardError, messageOf } from '../core/errors.js';
 import type { Row } from './types.js';
 
@@ -164,7 +165,7 @@ export class TransactionClosedError extends RaceguardError {
  * catch (e) { if (e instanceof LockTimeoutError) return reply.code(409).send({ retryAfterMs: 100 }); }
  * ```
  */
-export class LockTimeoutError extends RaceguardError {
+export class LockTimeoutError extends LockAcquireTimeoutError {
   /** What was being locked, e.g. `"products" FOR UPDATE NOWAIT` or `advisory lock "order:42"`. */
   readonly target: string;
   /** The timeout that expired; `0` for NOWAIT and try-locks; `undefined` for a `lock_timeout` set elsewhere. */
@@ -177,7 +178,12 @@ export class LockTimeoutError extends RaceguardError {
         : lockTimeoutMs > 0
           ? `within ${lockTimeoutMs}ms`
           : 'immediately (NOWAIT)';
-    super('RACEGUARD_LOCK_TIMEOUT', `could not lock ${target} ${how}`, { cause });
+    // One acquire-timeout class: catching LockAcquireTimeoutError catches this too.
+    super(target, lockTimeoutMs ?? Number.NaN, '', {
+      code: 'RACEGUARD_LOCK_TIMEOUT',
+      message: `could not lock ${target} ${how}`,
+      cause,
+    });
     this.target = target;
     this.lockTimeoutMs = lockTimeoutMs;
   }

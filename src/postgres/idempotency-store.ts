@@ -1,4 +1,5 @@
 /** Idempotency records in a PostgreSQL table. */
+import { createOnce } from './ddl.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { assertPlainObject, assertPositiveInteger, assertFunction } from '../core/validate.js';
 import { IdempotencyClaimLostError, IdempotencyStoreError } from '../idempotency/errors.js';
@@ -54,8 +55,7 @@ export async function createIdempotencyTable(
   assertQueryable('db', db);
   assertPlainObject('options', options);
   const { table, index } = tableNames(options);
-  await runQuery(
-    db,
+  await createOnce(db, `raceguard:ddl:${table}`, [
     `CREATE TABLE IF NOT EXISTS ${table} (
       scope text NOT NULL,
       key text NOT NULL,
@@ -69,8 +69,8 @@ export async function createIdempotencyTable(
       expires_at timestamptz NOT NULL,
       PRIMARY KEY (scope, key)
     )`,
-  );
-  await runQuery(db, `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (expires_at)`);
+    `CREATE INDEX IF NOT EXISTS ${index} ON ${table} (expires_at)`,
+  ]);
 }
 
 /** A record a completer can resume. */

@@ -1,16 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { sleep, isAborted } from '../core/abort.js';
-import { AbortedError, messageOf } from '../core/errors.js';
+import { isAborted } from '../core/abort.js';
+import { pause, within } from '../core/deadline.js';
+import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
   type AcquireOptions,
+  type LeaseSupport,
   type LockHandle,
   type Locker,
   tryOnce,
   checkDriftFactor,
   checkAcquire,
+  checkLease,
+  checkOptionNames,
   leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
@@ -20,6 +24,7 @@ import {
   ReleaseNotifications,
   type PgListenerLike,
 } from './release-notifications.js';
+import { createOnce } from './ddl.js';
 import { assertQueryable, runQuery } from './statements.js';
 import type { Queryable, QueryResultLike } from './types.js';
 
@@ -33,8 +38,9 @@ export interface LockTableOptions {
 }
 
 /**
- * Create the lease table and its token sequence, if missing. Idempotent:
- * run it from a migration or at start-up.
+ * Create the lease table and its token sequence, if missing. Idempotent and
+ * safe to call from several instances at once: run it from a migration or
+ * at start-up.
  *
  * @example
  * ```ts
@@ -49,11 +55,10 @@ export async function createLockTable(
   const table = options.table ?? 'raceguard_locks';
   const t = quoteIdentifier(table, 'options.table');
   const seq = quoteIdentifier(`${table}_tokens`, 'options.table');
-  await runQuery(
-    db,
+  await createOnce(db, `raceguard:ddl:${table}`, [
     `CREATE TABLE IF NOT EXISTS ${t} (key text PRIMARY KEY, owner text NOT NULL, token bigint NOT NULL, expires_at timestamptz NOT NULL)`,
-  );
-  await runQuery(db, `CREATE SEQUENCE IF NOT EXISTS ${seq}`);
+    `CREATE SEQUENCE IF NOT EXISTS ${seq}`,
+  ]);
 }
 
 /** How long a key must have been free before {@link PostgresLeaseLock.reap} deletes its row, by default: one hour. */
@@ -62,8 +67,16 @@ export const DEFAULT_REAP_AFTER_MS = 3_600_000;
 /** Options of {@link PostgresLeaseLock}. */
 export interface PostgresLeaseLockOptions extends LockTableOptions {
   /** A pool (or anything queryable); every operation is one autocommit statement. */
-  readonly db: Queryable;
-  /** Default lease. @default 30000 */
+  readonly client?: Queryable;
+  /** The former name of `client`. @deprecated use `client` */
+  readonly db?: Queryable;
+  /**
+   * Prepended to every key in the table, so several applications can share
+   * one lock table without sharing locks.
+   * @default ''
+   */
+  readonly prefix?: string;
+  /** Default lease; at least `MIN_LEASE_MS` (100). @default 30000 */
   readonly ttlMs?: number;
   /**
    * Longest pause between attempts while waiting (with a `listener`, the
@@ -109,7 +122,7 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
  * @example
  * ```ts
  * await createLockTable(pool);
- * const locks = new PostgresLeaseLock({ db: pool });
+ * const locks = new PostgresLeaseLock({ client: pool });
  * await withLock(locks, `invoice:${id}`, (lock) =>
  *   fencedUpdate(pool, { table: 'invoices', key: { id }, set: { status: 'sent' }, token: lock.token }),
  * );
@@ -117,6 +130,8 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
  */
 export class PostgresLeaseLock implements Locker {
   readonly #db: Queryable;
+  readonly #prefix: string;
+  readonly #lease: LeaseSupport;
   readonly #ttlMs: number;
   readonly #pollMs: number;
   readonly #driftFactor: number;
@@ -132,12 +147,33 @@ export class PostgresLeaseLock implements Locker {
 
   constructor(options: PostgresLeaseLockOptions) {
     assertPlainObject('options', options);
-    assertQueryable('options.db', options.db);
-    this.#db = options.db;
+    checkOptionNames('PostgresLeaseLock', options, [
+      'client',
+      'db',
+      'prefix',
+      'table',
+      'ttlMs',
+      'pollMs',
+      'listener',
+      'driftFactor',
+    ]);
+    if (options.client !== undefined && options.db !== undefined)
+      throw new InvalidArgumentError(
+        'options.db',
+        'unset when options.client is given',
+        options.db,
+      );
+    const client = options.client ?? options.db;
+    assertQueryable('options.client', client);
+    this.#db = client;
+    this.#prefix = options.prefix ?? '';
+    if (typeof this.#prefix !== 'string')
+      throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);
     this.#ttlMs = options.ttlMs ?? 30_000;
     this.#pollMs = options.pollMs ?? 50;
     this.#driftFactor = options.driftFactor ?? 0.01;
-    assertPositiveInteger('options.ttlMs', this.#ttlMs);
+    this.#lease = { backend: 'PostgresLeaseLock', ttlMs: this.#ttlMs };
+    checkLease('options.ttlMs', this.#ttlMs, this.#lease);
     assertPositiveInteger('options.pollMs', this.#pollMs);
     checkDriftFactor(this.#driftFactor);
     const name = options.table ?? 'raceguard_locks';
@@ -200,63 +236,79 @@ export class PostgresLeaseLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
-    const started = performance.now();
+    const { ttlMs, waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const stored = this.#prefix + key;
     const notifications = this.#notifications;
     // The key as release notifications name it, hashed once per acquire.
-    const payload = notifications && ReleaseNotifications.payloadOf(key);
+    const payload = notifications && ReleaseNotifications.payloadOf(stored);
+    const timeout = (detail: string) => () =>
+      new LockAcquireTimeoutError(key, performance.now() - started, detail);
+    const bounded = <T>(call: Promise<T>, late?: (value: T) => unknown): Promise<T> =>
+      within(call, {
+        deadline,
+        signal,
+        timeout: timeout('PostgreSQL did not answer in time'),
+        ...(late && { late }),
+      });
     let listening = false;
     let woken = false;
-    for (;;) {
-      if (signal?.aborted === true) {
-        // A release that woke this waiter goes to the next one.
-        if (woken && payload !== undefined) notifications?.passOn(payload);
-        throw new AbortedError(signal.reason);
-      }
-      const owner = randomBytes(16).toString('hex');
-      const sentAt = performance.now();
-      const { rows } = await this.#query(this.#sql.acquire, [key, owner, ttlMs], 'acquire a lock');
-      const granted = rows[0];
-      if (granted !== undefined) {
-        const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
-        if (!isAborted(signal) && performance.now() < validUntil) {
-          return this.#handle(
-            key,
-            owner,
-            BigInt(String(granted.token)),
-            validUntil,
-            ttlMs,
-            options,
-          );
-        }
-        await this.#release(key, owner).catch(() => undefined);
+    let detail: string;
+    try {
+      for (;;) {
         if (isAborted(signal)) throw new AbortedError(signal?.reason);
-        continue;
-      }
-      const remaining = started + waitMs - performance.now();
-      if (remaining <= 0)
-        throw new LockAcquireTimeoutError(
-          key,
-          performance.now() - started,
-          'held by another owner',
+        const owner = randomBytes(16).toString('hex');
+        const sentAt = performance.now();
+        // A grant that answers after the caller gave up is released at once.
+        const { rows } = await bounded(
+          this.#query(this.#sql.acquire, [stored, owner, ttlMs], 'acquire a lock'),
+          (late) => (late.rows.length > 0 ? this.#release(stored, owner) : undefined),
         );
-      // LISTEN, then watch, then read the lease: a release the read missed
-      // notifies us; one before it shows as a lease already over.
-      if (notifications !== undefined && !listening) listening = await notifications.listen();
-      const watch = listening && payload !== undefined ? notifications?.watch(payload) : undefined;
-      try {
-        const { rows: left } = await this.#query(this.#sql.remaining, [key], 'read a lease');
-        const leaseLeft = Number(left[0]?.ms ?? 0);
-        const ms = Math.max(1, Math.min(remaining, this.#pollMs, leaseLeft + 1));
-        await (watch === undefined ? sleep(ms, signal) : watch.sleep(ms, signal));
-      } catch (error) {
-        // Aborted: a release that woke this waiter goes to the next one.
-        if (watch?.woken === true && payload !== undefined) notifications?.passOn(payload);
-        throw error;
-      } finally {
-        watch?.stop();
+        // The attempt used up any wake-up.
+        woken = false;
+        const granted = rows[0];
+        if (granted !== undefined) {
+          const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
+          if (!isAborted(signal) && performance.now() < validUntil) {
+            return this.#handle(
+              key,
+              stored,
+              owner,
+              BigInt(String(granted.token)),
+              validUntil,
+              ttlMs,
+              options,
+            );
+          }
+          await this.#release(stored, owner).catch(() => undefined);
+          if (isAborted(signal)) throw new AbortedError(signal?.reason);
+          detail = `the grant's ${ttlMs} ms lease ran out before its reply arrived`;
+        } else {
+          detail = 'held by another owner';
+        }
+        const remaining = deadline - performance.now();
+        if (waitMs === 0 || remaining <= 0) throw timeout(detail)();
+        // LISTEN, then watch, then read the lease: a release the read missed
+        // notifies us; one before it shows as a lease already over.
+        if (notifications !== undefined && !listening)
+          listening = await bounded(notifications.listen());
+        const watch =
+          listening && payload !== undefined ? notifications?.watch(payload) : undefined;
+        try {
+          const { rows: left } = await bounded(
+            this.#query(this.#sql.remaining, [stored], 'read a lease'),
+          );
+          const leaseLeft = Number(left[0]?.ms ?? 0);
+          const ms = Math.max(1, Math.min(remaining, this.#pollMs, leaseLeft + 1));
+          await (watch === undefined ? pause(ms, { signal }) : watch.sleep(ms, signal));
+        } finally {
+          watch?.stop();
+          woken = watch?.woken === true;
+        }
       }
-      woken = watch?.woken === true;
+    } catch (error) {
+      // A release that woke this waiter goes to the next one.
+      if (woken && payload !== undefined) notifications?.passOn(payload);
+      throw error;
     }
   }
 
@@ -299,6 +351,7 @@ export class PostgresLeaseLock implements Locker {
 
   #handle(
     key: string,
+    stored: string,
     owner: string,
     token: bigint,
     validUntil: number,
@@ -315,12 +368,12 @@ export class PostgresLeaseLock implements Locker {
         const sentAt = performance.now();
         const { rows } = await this.#query(
           this.#sql.extend,
-          [key, owner, leaseMs],
+          [stored, owner, leaseMs],
           'extend a lock',
         );
         return rows.length === 1 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
       },
-      release: () => this.#release(key, owner),
+      release: () => this.#release(stored, owner),
     });
   }
 }

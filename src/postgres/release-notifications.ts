@@ -4,6 +4,7 @@
  * sleeping at once instead of at their next poll.
  */
 import { createHash } from 'node:crypto';
+import { pause } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import { quoteIdentifier } from './identifiers.js';
 
@@ -137,25 +138,17 @@ export class ReleaseNotifications {
         return released;
       },
       sleep: (ms, signal) =>
-        new Promise<void>((resolve, reject) => {
-          if (signal?.aborted === true) return reject(new AbortedError(signal.reason));
-          if (released || ms <= 0) return resolve();
-          const finish = (): void => {
-            clearTimeout(timer);
-            signal?.removeEventListener('abort', onAbort);
-            wakeSleeper = undefined;
-          };
-          const onAbort = (): void => {
-            finish();
-            reject(new AbortedError(signal?.reason));
-          };
-          wakeSleeper = () => {
-            finish();
-            resolve();
-          };
-          const timer = setTimeout(wakeSleeper, ms);
-          signal?.addEventListener('abort', onAbort, { once: true });
-        }),
+        released
+          ? signal?.aborted === true
+            ? Promise.reject(new AbortedError(signal.reason))
+            : Promise.resolve()
+          : pause(ms, {
+              signal,
+              wakeOn: (wakeUp) => {
+                wakeSleeper = wakeUp;
+                return () => (wakeSleeper = undefined);
+              },
+            }),
     };
   }
 }

@@ -1,16 +1,20 @@
 import { isAborted } from '../core/abort.js';
 import { randomBytes } from 'node:crypto';
+import { pause, within } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
   type AcquireOptions,
+  type LeaseSupport,
   type LockHandle,
   type Locker,
   tryOnce,
   checkDriftFactor,
   checkAcquire,
+  checkLease,
+  checkOptionNames,
   leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
@@ -22,6 +26,7 @@ import {
   fenceKey,
   type FenceCounter,
 } from './lock-scripts.js';
+import { ReleaseSubscriptions } from './release-subscriptions.js';
 import type { LuaScript } from './script.js';
 import type { RedisClientLike, RedisSubscriberLike } from './types.js';
 
@@ -40,7 +45,8 @@ export interface RedisLockOptions {
    */
   readonly prefix?: string;
   /**
-   * Default lease when `acquire` is given no `ttlMs`.
+   * Default lease when `acquire` is given no `ttlMs`; at least
+   * `MIN_LEASE_MS` (100).
    * @default 30000
    */
   readonly ttlMs?: number;
@@ -77,8 +83,6 @@ export interface RedisLockOptions {
   readonly fenceCounter?: FenceCounter;
 }
 
-type Wake = () => void;
-
 /**
  * A lock on one Redis server: `SET NX PX` with an `INCR`-minted fencing
  * token in one Lua script, compare-and-delete release, owner-checked
@@ -113,13 +117,20 @@ export class RedisLock implements Locker {
   readonly #pollMs: number;
   readonly #driftFactor: number;
   readonly #fenceCounter: FenceCounter;
-  readonly #waiters = new Map<
-    string,
-    { readonly wakers: Set<Wake>; readonly ready: Promise<void> }
-  >();
+  readonly #lease: LeaseSupport;
+  readonly #subscriptions: ReleaseSubscriptions | undefined;
 
   constructor(options: RedisLockOptions) {
     assertPlainObject('options', options);
+    checkOptionNames('RedisLock', options, [
+      'client',
+      'subscriber',
+      'prefix',
+      'ttlMs',
+      'pollMs',
+      'driftFactor',
+      'fenceCounter',
+    ]);
     if (
       typeof options.client?.evalsha !== 'function' ||
       typeof options.client.eval !== 'function'
@@ -137,12 +148,12 @@ export class RedisLock implements Locker {
     this.#pollMs = options.pollMs ?? 100;
     this.#driftFactor = options.driftFactor ?? 0.01;
     this.#fenceCounter = checkFenceCounter(options.fenceCounter);
-    assertPositiveInteger('options.ttlMs', this.#ttlMs);
+    this.#lease = { backend: 'RedisLock', ttlMs: this.#ttlMs };
+    checkLease('options.ttlMs', this.#ttlMs, this.#lease);
     assertPositiveInteger('options.pollMs', this.#pollMs);
     checkDriftFactor(this.#driftFactor);
-    this.#subscriber?.on('message', (channel) => {
-      for (const wake of this.#waiters.get(channel)?.wakers ?? []) wake();
-    });
+    this.#subscriptions =
+      this.#subscriber === undefined ? undefined : new ReleaseSubscriptions(this.#subscriber);
   }
 
   #keys(key: string): { lock: string; fence: string; channel: string } {
@@ -195,73 +206,68 @@ export class RedisLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
-
+    const { ttlMs, waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
     const keys = this.#keys(key);
-    const started = performance.now();
-    const deadline = started + waitMs;
+    const timeout = (detail: string) => () =>
+      new LockAcquireTimeoutError(key, performance.now() - started, detail);
+    const release = (owner: string): Promise<unknown> =>
+      this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock');
     // Subscribed only once a first attempt failed: an uncontended acquire costs one round trip.
     let unsubscribe: (() => Promise<void>) | undefined;
     let subscribeTried = false;
-    let sentAt = started;
+    let detail: string;
     try {
       for (;;) {
         const owner = `${this.#id}:${++this.#grants}`;
         const scriptKeys = [keys.lock, keys.fence];
         const scriptArgs = [owner, ttlMs];
-        let reply: [number, number];
-        try {
-          reply = (await ACQUIRE.send(this.#client, scriptKeys, scriptArgs)) as [number, number];
-        } catch (error) {
-          reply = (await this.#recover(
-            ACQUIRE,
-            scriptKeys,
-            scriptArgs,
-            error,
-            'acquire a lock',
-          )) as [number, number];
-        }
-        // `[1, token]` when granted, `[0, remaining lease ms]` when held.
-        const [granted, value] = reply;
+        const sentAt = performance.now();
+        const attempt = ACQUIRE.send(this.#client, scriptKeys, scriptArgs).catch((error: unknown) =>
+          this.#recover(ACQUIRE, scriptKeys, scriptArgs, error, 'acquire a lock'),
+        ) as Promise<[number, number]>;
+        // `[1, token]` when granted, `[0, remaining lease ms]` when held. A
+        // grant that answers after the caller gave up is released at once.
+        const [granted, value] = await within(attempt, {
+          deadline,
+          signal,
+          timeout: timeout('Redis did not answer in time'),
+          late: ([late]) => (late === 1 ? release(owner) : undefined),
+        });
         if (granted === 1) {
           const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
-          // Granted after the caller gave up, or already lapsed in flight: give it back.
-          if (isAborted(signal) || performance.now() >= validUntil) {
-            await this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock').catch(
-              () => undefined,
-            );
-            if (isAborted(signal)) throw new AbortedError(signal?.reason);
-          } else {
+          if (!isAborted(signal) && performance.now() < validUntil)
             return this.#handle(key, keys, owner, BigInt(value), validUntil, ttlMs, options);
-          }
+          // Granted after the caller gave up, or lapsed in flight: give it back.
+          await release(owner).catch(() => undefined);
+          if (isAborted(signal)) throw new AbortedError(signal?.reason);
+          detail = `the grant's ${ttlMs} ms lease ran out before its reply arrived`;
+        } else {
+          detail = 'held by another owner';
         }
         const remaining = deadline - performance.now();
-        if (remaining <= 0) {
-          throw new LockAcquireTimeoutError(
-            key,
-            performance.now() - started,
-            'held by another owner',
-          );
-        }
+        if (waitMs === 0 || remaining <= 0) throw timeout(detail)();
         if (!subscribeTried) {
           subscribeTried = true;
-          unsubscribe = await this.#subscribe(keys.channel);
+          unsubscribe =
+            this.#subscriptions &&
+            (await within(this.#subscriptions.subscribe(keys.channel), {
+              deadline,
+              signal,
+              timeout: timeout('Redis did not answer in time'),
+              late: (done) => done(),
+            }));
           // Try again at once: a release between the attempt and the subscription sent no wake-up we could hear.
-          if (unsubscribe !== undefined) {
-            sentAt = performance.now();
-            continue;
-          }
+          if (unsubscribe !== undefined) continue;
         }
         const pttl = granted === 1 ? 0 : value;
-        await this.#waitForRelease(
-          keys.channel,
-          Math.min(remaining, this.#pollMs, pttl > 0 ? pttl + 1 : this.#pollMs),
+        await pause(Math.min(remaining, this.#pollMs, pttl > 0 ? pttl + 1 : this.#pollMs), {
           signal,
-        );
-        sentAt = performance.now();
+          wakeOn: this.#subscriptions?.wakeOn(keys.channel),
+        });
       }
     } finally {
-      if (unsubscribe) await unsubscribe();
+      // Not awaited: a deadline must not wait for a paused server's UNSUBSCRIBE.
+      if (unsubscribe) void unsubscribe().catch(() => undefined);
     }
   }
 
@@ -279,57 +285,6 @@ export class RedisLock implements Locker {
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
     return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
-  }
-
-  async #subscribe(channel: string): Promise<(() => Promise<void>) | undefined> {
-    const subscriber = this.#subscriber;
-    if (subscriber === undefined) return undefined;
-    let entry = this.#waiters.get(channel);
-    if (entry === undefined) {
-      // Polling still works if the subscription fails.
-      entry = {
-        wakers: new Set(),
-        ready: subscriber.subscribe(channel).then(
-          () => undefined,
-          () => undefined,
-        ),
-      };
-      this.#waiters.set(channel, entry);
-    }
-    const current = entry;
-    const marker: Wake = () => undefined;
-    current.wakers.add(marker);
-    // Later waiters wait for the same SUBSCRIBE, so none of them listens before it is active.
-    await current.ready;
-    return async () => {
-      current.wakers.delete(marker);
-      if (current.wakers.size === 0 && this.#waiters.get(channel) === current) {
-        this.#waiters.delete(channel);
-        await subscriber.unsubscribe(channel).catch(() => undefined);
-      }
-    };
-  }
-
-  #waitForRelease(channel: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const waiters = this.#waiters.get(channel)?.wakers;
-      const done = (): void => {
-        clearTimeout(timer);
-        waiters?.delete(wake);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const wake = (): void => {
-        done();
-        resolve();
-      };
-      const onAbort = (): void => {
-        done();
-        reject(new AbortedError(signal?.reason));
-      };
-      const timer = setTimeout(wake, ms);
-      waiters?.add(wake);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
   }
 
   #handle(

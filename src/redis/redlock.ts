@@ -1,15 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { sleep, isAborted } from '../core/abort.js';
-import { AbortedError, InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
+import { isAborted } from '../core/abort.js';
+import { pause, within } from '../core/deadline.js';
+import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
   LockAcquireTimeoutError,
+  LockBackendError,
   type AcquireOptions,
+  type LeaseSupport,
   type LockHandle,
   type Locker,
   tryOnce,
   checkDriftFactor,
   checkAcquire,
+  checkLease,
+  checkOptionNames,
   leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
@@ -21,7 +26,8 @@ import {
   fenceKey,
   type FenceCounter,
 } from './lock-scripts.js';
-import type { RedisClientLike } from './types.js';
+import { ReleaseSubscriptions } from './release-subscriptions.js';
+import type { RedisClientLike, RedisSubscriberLike } from './types.js';
 
 /** How one node answered an acquisition attempt. */
 export interface NodeVote {
@@ -34,10 +40,16 @@ export interface NodeVote {
 }
 
 /**
- * Too many nodes failed or timed out for a majority to be possible. Carries
- * every node's vote.
+ * Too many nodes failed or timed out for a majority to be possible: a
+ * {@link LockBackendError} that carries every node's vote. Raised at the
+ * first attempt that shows it, not when the wait runs out.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof QuorumNotReachedError) log.error(e.votes); }
+ * ```
  */
-export class QuorumNotReachedError extends RaceguardError {
+export class QuorumNotReachedError extends LockBackendError {
   readonly key: string;
   readonly quorum: number;
   readonly votes: readonly NodeVote[];
@@ -47,8 +59,9 @@ export class QuorumNotReachedError extends RaceguardError {
       .map((v) => `node ${v.node}: ${v.vote}${v.detail ? ` (${v.detail})` : ''}`)
       .join('; ');
     super(
-      'RACEGUARD_QUORUM_NOT_REACHED',
       `lock ${JSON.stringify(key)}: ${votes.filter((v) => v.vote === 'granted').length} of ${votes.length} nodes granted, ${quorum} needed: ${summary}`,
+      undefined,
+      'RACEGUARD_QUORUM_NOT_REACHED',
     );
     this.key = key;
     this.quorum = quorum;
@@ -60,9 +73,15 @@ export class QuorumNotReachedError extends RaceguardError {
 export interface RedlockOptions {
   /** One client per independent Redis server (not replicas of one another). 5 is the usual count. */
   readonly clients: readonly RedisClientLike[];
+  /**
+   * Subscriber connections, one per node in the order of `clients` (ioredis:
+   * `client.duplicate()`), to wake waiters the moment a lock is released on
+   * any node. Without them waiters poll.
+   */
+  readonly subscribers?: readonly RedisSubscriberLike[];
   /** @default 'raceguard:' */
   readonly prefix?: string;
-  /** Default lease. @default 30000 */
+  /** Default lease; at least `MIN_LEASE_MS` (100). @default 30000 */
   readonly ttlMs?: number;
   /**
    * Share of the lease subtracted for clock drift between servers.
@@ -76,9 +95,12 @@ export interface RedlockOptions {
    */
   readonly nodeTimeoutMs?: number;
   /**
-   * Upper bound of the random pause between attempts while waiting.
+   * Upper bound of the random pause between attempts while waiting (also
+   * the fallback when a release notification is missed).
    * @default 50
    */
+  readonly pollMs?: number;
+  /** The former name of `pollMs`. @deprecated use `pollMs` */
   readonly retryDelayMs?: number;
   /**
    * Where each node counts fencing tokens: one counter per lock name, or
@@ -127,13 +149,26 @@ export class Redlock implements Locker {
   readonly #ttlMs: number;
   readonly #driftFactor: number;
   readonly #nodeTimeoutMs: number;
-  readonly #retryDelayMs: number;
+  readonly #pollMs: number;
   readonly #fenceCounter: FenceCounter;
+  readonly #lease: LeaseSupport;
+  readonly #subscriptions: readonly ReleaseSubscriptions[];
   /** Votes needed: a strict majority of the nodes. */
   readonly quorum: number;
 
   constructor(options: RedlockOptions) {
     assertPlainObject('options', options);
+    checkOptionNames('Redlock', options, [
+      'clients',
+      'subscribers',
+      'prefix',
+      'ttlMs',
+      'pollMs',
+      'retryDelayMs',
+      'driftFactor',
+      'nodeTimeoutMs',
+      'fenceCounter',
+    ]);
     const clients: readonly RedisClientLike[] = options.clients;
     if (!isList(clients) || clients.length === 0) {
       throw new InvalidArgumentError(
@@ -157,12 +192,21 @@ export class Redlock implements Locker {
     this.#ttlMs = options.ttlMs ?? 30_000;
     this.#driftFactor = options.driftFactor ?? 0.01;
     this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 50;
-    this.#retryDelayMs = options.retryDelayMs ?? 50;
+    this.#pollMs = options.pollMs ?? options.retryDelayMs ?? 50;
     this.#fenceCounter = checkFenceCounter(options.fenceCounter);
-    assertPositiveInteger('options.ttlMs', this.#ttlMs);
+    this.#lease = { backend: 'Redlock', ttlMs: this.#ttlMs };
+    checkLease('options.ttlMs', this.#ttlMs, this.#lease);
     assertPositiveInteger('options.nodeTimeoutMs', this.#nodeTimeoutMs);
-    assertPositiveInteger('options.retryDelayMs', this.#retryDelayMs);
+    assertPositiveInteger('options.pollMs', this.#pollMs);
     checkDriftFactor(this.#driftFactor);
+    const subscribers = options.subscribers ?? [];
+    if (!isList(subscribers) || (subscribers.length > 0 && subscribers.length !== clients.length))
+      throw new InvalidArgumentError(
+        'options.subscribers',
+        `one subscriber per client (${clients.length}), or none`,
+        subscribers,
+      );
+    this.#subscriptions = subscribers.map((subscriber) => new ReleaseSubscriptions(subscriber));
   }
 
   /** Run a script on every node at once; each answer is a value or an error (timeouts included). */
@@ -221,30 +265,67 @@ export class Redlock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { ttlMs, waitMs, signal } = checkAcquire(key, options, this.#ttlMs);
-    const started = performance.now();
-    for (;;) {
-      if (signal?.aborted === true) throw new AbortedError(signal.reason);
-      const { handleParts, votes } = await this.#attempt(key, ttlMs);
-      if (handleParts !== undefined) {
-        if (isAborted(signal)) {
-          await this.#releaseEverywhere(key, handleParts.owner);
-          throw new AbortedError(signal?.reason);
+    const { ttlMs, waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const channel = `${this.#prefix}released:{${key}}`;
+    const timeout = () =>
+      new LockAcquireTimeoutError(
+        key,
+        performance.now() - started,
+        'the nodes did not answer in time',
+      );
+    let unsubscribe: (() => Promise<void>) | undefined;
+    try {
+      for (;;) {
+        if (isAborted(signal)) throw new AbortedError(signal?.reason);
+        // A majority granted after the caller gave up is released everywhere.
+        const { handleParts, votes } = await within(this.#attempt(key, ttlMs), {
+          deadline,
+          signal,
+          timeout,
+          late: (late) => late.handleParts && this.#releaseEverywhere(key, late.handleParts.owner),
+        });
+        if (handleParts !== undefined) {
+          if (isAborted(signal)) {
+            await this.#releaseEverywhere(key, handleParts.owner).catch(() => undefined);
+            throw new AbortedError(signal?.reason);
+          }
+          return this.#handle(key, ttlMs, handleParts, options);
         }
-        return this.#handle(key, ttlMs, handleParts, options);
-      }
-      const remaining = started + waitMs - performance.now();
-      if (remaining <= 0) {
+        // Fail fast: with too many nodes failing, no later attempt can reach a majority either.
         const failed = votes.filter((v) => v.vote === 'error').length;
         if (failed > this.#clients.length - this.quorum)
           throw new QuorumNotReachedError(key, this.quorum, votes);
-        throw new LockAcquireTimeoutError(
-          key,
-          performance.now() - started,
-          'held by another owner',
-        );
+        const remaining = deadline - performance.now();
+        if (waitMs === 0 || remaining <= 0) {
+          throw new LockAcquireTimeoutError(
+            key,
+            performance.now() - started,
+            'held by another owner',
+          );
+        }
+        if (unsubscribe === undefined && this.#subscriptions.length > 0) {
+          const subscribed = await within(
+            Promise.all(this.#subscriptions.map((s) => s.subscribe(channel))),
+            { deadline, signal, timeout, late: (all) => Promise.all(all.map((u) => u())) },
+          );
+          unsubscribe = async () => void (await Promise.all(subscribed.map((u) => u())));
+          // A release before the subscriptions were active woke nobody: try again at once.
+          continue;
+        }
+        await pause(Math.min(remaining, Math.random() * this.#pollMs), {
+          signal,
+          wakeOn:
+            this.#subscriptions.length === 0
+              ? undefined
+              : (wake) => {
+                  const off = this.#subscriptions.map((s) => s.wakeOn(channel)(wake));
+                  return () => off.forEach((f) => f());
+                },
+        });
       }
-      await sleep(Math.min(remaining, Math.random() * this.#retryDelayMs), signal);
+    } finally {
+      // Not awaited: a deadline must not wait for a paused server's UNSUBSCRIBE.
+      if (unsubscribe) void unsubscribe().catch(() => undefined);
     }
   }
 
@@ -264,12 +345,25 @@ export class Redlock implements Locker {
     return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
+  /**
+   * Release on every node; fails with {@link LockBackendError} naming the
+   * nodes that did not answer (their copy lapses with the lease).
+   */
   async #releaseEverywhere(key: string, owner: string): Promise<void> {
-    await this.#fanOut(
+    const answers = await this.#fanOut(
       RELEASE,
       [`${this.#prefix}lock:{${key}}`],
       [owner, `${this.#prefix}released:{${key}}`],
     );
+    const failed = answers.flatMap((answer, node) =>
+      answer.status === 'rejected' ? [`node ${node}: ${messageOf(answer.reason)}`] : [],
+    );
+    if (failed.length > 0) {
+      throw new LockBackendError(
+        `Redlock failed to release lock ${JSON.stringify(key)} on ${failed.length} of ${answers.length} node(s) (their copy lapses with the lease): ${failed.join('; ')}`,
+        answers.find((a) => a.status === 'rejected')?.reason,
+      );
+    }
   }
 
   #handle(

@@ -1,35 +1,70 @@
+import { randomUUID } from 'node:crypto';
 import { isAborted } from '../core/abort.js';
-import type { Client, Event, Exception, Stat } from 'node-zookeeper-client';
+import { pause, within } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
+import { LockLoss } from '../core/lock-loss.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
-  LockLostError,
   LockNotOwnerError,
+  LockSessionLostError,
   type AcquireOptions,
+  type LeaseSupport,
   type LockHandle,
   type Locker,
+  checkAcquire,
+  checkOptionNames,
   tryOnce,
 } from '../core/lock.js';
-import { assertAbortSignal, assertNonEmptyString, assertPlainObject } from '../core/validate.js';
+import { assertPlainObject } from '../core/validate.js';
 
 /** ZooKeeper protocol constants (the driver is an optional dependency, so its runtime values are not imported). */
 const EPHEMERAL_SEQUENTIAL = 3;
 const NODE_DELETED = 2;
 const NO_NODE = -101;
 
-/** Options of {@link ZooKeeperLock}. */
-export interface ZooKeeperLockOptions {
-  /** A connected `node-zookeeper-client` client. Its session is the lease of every lock taken through it. */
-  readonly client: Client;
-  /**
-   * Parent path of the lock nodes.
-   * @default '/raceguard/locks'
-   */
-  readonly root?: string;
+/** The driver's callbacks; its errors are `Error`s or ZooKeeper `Exception`s. */
+type Callback<T> = (error: unknown, value: T) => void;
+
+/** A node's metadata, as far as the lock reads it. */
+interface StatLike {
+  readonly czxid: Buffer;
 }
 
-type Callback<T> = (error: Error | Exception | null, value: T) => void;
+/**
+ * The slice of a `node-zookeeper-client` `Client` the lock calls: the
+ * driver's client satisfies it; raceguard never imports the driver.
+ */
+export interface ZooKeeperClientLike {
+  create(path: string, mode: number, callback: Callback<string>): void;
+  mkdirp(path: string, callback: Callback<string>): void;
+  getChildren(path: string, callback: Callback<string[]>): void;
+  exists(path: string, callback: Callback<StatLike | null>): void;
+  exists(
+    path: string,
+    watcher: (event: { readonly type: number }) => void,
+    callback: Callback<StatLike | null>,
+  ): void;
+  remove(path: string, version: number, callback: (error: unknown) => void): void;
+  getSessionTimeout(): number;
+  on(event: 'expired' | 'disconnected' | 'connected', listener: () => void): unknown;
+}
+
+/** Options of {@link ZooKeeperLock}. */
+export interface ZooKeeperLockOptions {
+  /**
+   * A connected `node-zookeeper-client` client. Its session is the lease of
+   * every lock taken through it: choose the session timeout there.
+   */
+  readonly client: ZooKeeperClientLike;
+  /**
+   * Parent path of the lock nodes: an absolute path without a trailing slash.
+   * @default '/raceguard/locks'
+   */
+  readonly prefix?: string;
+  /** The former name of `prefix`. @deprecated use `prefix` */
+  readonly root?: string;
+}
 
 function call<T>(what: string, run: (callback: Callback<T>) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -50,6 +85,9 @@ function isNoNode(error: unknown): boolean {
 
 const sequenceOf = (name: string): number => Number(name.slice(name.lastIndexOf('-') + 1));
 
+const NO_LEASE =
+  "has no lease of its own: the client's session is the lease (choose the session timeout when creating the client)";
+
 /**
  * ZooKeeper's lock recipe: each contender creates an ephemeral sequential
  * node under the lock's path; the lowest sequence holds the lock, and every
@@ -57,12 +95,16 @@ const sequenceOf = (name: string): number => Number(name.slice(name.lastIndexOf(
  * granted in arrival order without a thundering herd. The fencing token is
  * the node's creation zxid, ZooKeeper's totally ordered transaction id.
  *
+ * Nodes are "protected" as in Apache Curator: their name carries a random
+ * id, so a create whose reply was lost (a connection drop mid-call) is found
+ * by that id and removed instead of blocking the lock for the whole session.
+ *
  * The lease is the client's session: ephemeral nodes vanish when the session
  * expires (a crashed, paused or partitioned client), which frees the lock.
  * When the session expires, every handle's `signal` aborts and waiting calls
- * fail; while the connection is down, a handle is reported lost once the
- * session timeout has passed. `ttlMs` and `autoExtend` do not apply:
- * choose the session timeout when creating the client.
+ * fail with `LockSessionLostError`; while the connection is down, a handle
+ * is reported lost once the session timeout has passed. `ttlMs` and
+ * `autoExtend` are refused; `extend()` checks that the node still exists.
  *
  * @example
  * ```ts
@@ -74,31 +116,50 @@ const sequenceOf = (name: string): number => Number(name.slice(name.lastIndexOf(
  * ```
  */
 export class ZooKeeperLock implements Locker {
-  readonly #client: Client;
-  readonly #root: string;
+  readonly #client: ZooKeeperClientLike;
+  readonly #prefix: string;
+  readonly #lease: LeaseSupport = { backend: 'ZooKeeperLock', ttlMs: undefined, noLease: NO_LEASE };
+  /** Listeners of the session's events, one set per lock instance (no listener per grant). */
+  readonly #onExpired = new Set<() => void>();
+  readonly #onDisconnected = new Set<() => void>();
+  readonly #onConnected = new Set<() => void>();
 
   constructor(options: ZooKeeperLockOptions) {
     assertPlainObject('options', options);
-    if (
-      typeof options.client?.create !== 'function' ||
-      typeof options.client.getChildren !== 'function'
-    ) {
+    checkOptionNames('ZooKeeperLock', options, ['client', 'prefix', 'root'], {
+      ttlMs: NO_LEASE,
+      pollMs: 'does not poll: waiters watch the node ahead of them',
+    });
+    const client = options.client as Partial<ZooKeeperClientLike> | undefined;
+    if (typeof client?.create !== 'function' || typeof client.getChildren !== 'function') {
       throw new InvalidArgumentError(
         'options.client',
         'a node-zookeeper-client Client',
         options.client,
       );
     }
-    const root = options.root ?? '/raceguard/locks';
-    if (!root.startsWith('/') || root.endsWith('/')) {
+    if (options.prefix !== undefined && options.root !== undefined)
       throw new InvalidArgumentError(
         'options.root',
+        'unset when options.prefix is given',
+        options.root,
+      );
+    const prefix = options.prefix ?? options.root ?? '/raceguard/locks';
+    if (typeof prefix !== 'string' || !prefix.startsWith('/') || prefix.endsWith('/')) {
+      throw new InvalidArgumentError(
+        'options.prefix',
         'an absolute path without a trailing slash',
-        root,
+        prefix,
       );
     }
     this.#client = options.client;
-    this.#root = root;
+    this.#prefix = prefix;
+    const dispatch = (set: Set<() => void>) => () => {
+      for (const listener of [...set]) listener();
+    };
+    this.#client.on('expired', dispatch(this.#onExpired));
+    this.#client.on('disconnected', dispatch(this.#onDisconnected));
+    this.#client.on('connected', dispatch(this.#onConnected));
   }
 
   /**
@@ -111,105 +172,110 @@ export class ZooKeeperLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    assertNonEmptyString('key', key);
+    const { waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
     if (key.includes('/')) throw new InvalidArgumentError('key', 'a key without "/"', key);
-    assertPlainObject('options', options);
-    const { waitMs = Number.POSITIVE_INFINITY, signal } = options;
-    if (!(typeof waitMs === 'number' && waitMs >= 0)) {
-      throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
-    }
-    assertAbortSignal('options.signal', signal);
-    if (signal?.aborted === true) throw new AbortedError(signal.reason);
-
     const client = this.#client;
-    const parent = `${this.#root}/${key}`;
-    const started = performance.now();
+    const parent = `${this.#prefix}/${key}`;
+    const guid = randomUUID();
+    const bounded = <T>(what: string, run: (callback: Callback<T>) => void): Promise<T> =>
+      within(call(what, run), {
+        deadline,
+        signal,
+        timeout: () =>
+          new LockAcquireTimeoutError(
+            key,
+            performance.now() - started,
+            `ZooKeeper did not answer in time (${what})`,
+          ),
+      });
     let expired = false;
-    let wake: (() => void) | undefined;
+    let wakeWaiter: (() => void) | undefined;
     const onExpired = (): void => {
       expired = true;
-      wake?.();
+      wakeWaiter?.();
     };
-    client.once('expired', onExpired);
-    await call<string>('create the lock path', (cb) => client.mkdirp(parent, cb));
-    const mine = await call<string>('enqueue', (cb) =>
-      client.create(`${parent}/lock-`, EPHEMERAL_SEQUENTIAL, cb),
-    );
-    const myName = mine.slice(parent.length + 1);
+    this.#onExpired.add(onExpired);
+    let mine: string | undefined;
     let granted = false;
     try {
+      await bounded<string>('create the lock path', (cb) => client.mkdirp(parent, cb));
+      try {
+        mine = await bounded<string>('enqueue', (cb) =>
+          client.create(`${parent}/_c_${guid}-lock-`, EPHEMERAL_SEQUENTIAL, cb),
+        );
+      } catch (error) {
+        // The create may have happened with its reply lost: find our node by its id.
+        mine = await this.#findOwn(parent, guid);
+        throw error;
+      }
+      const myName = mine.slice(parent.length + 1);
       for (;;) {
-        if (expired)
-          throw new LockLostError(
-            key,
-            'backend',
-            new Error('the ZooKeeper session expired while waiting'),
-          );
+        if (expired) throw new LockSessionLostError(key, 'the ZooKeeper session expired');
         if (isAborted(signal)) throw new AbortedError(signal?.reason);
-        const children = await call<string[]>('list contenders', (cb) =>
+        const children = await bounded<string[]>('list contenders', (cb) =>
           client.getChildren(parent, cb),
         );
-        if (!children.includes(myName)) {
-          throw new LockBackendError(
-            `the queue node of lock ${JSON.stringify(key)} vanished (session expired?)`,
-            undefined,
-          );
-        }
+        if (!children.includes(myName))
+          throw new LockSessionLostError(key, 'its queue node vanished (the session expired?)');
         const ahead = children
           .filter((c) => sequenceOf(c) < sequenceOf(myName))
           .sort((a, b) => sequenceOf(a) - sequenceOf(b));
         const predecessor = ahead.at(-1);
         if (predecessor === undefined) break;
-        const remaining = started + waitMs - performance.now();
-        if (remaining <= 0)
+        const remaining = deadline - performance.now();
+        if (waitMs === 0 || remaining <= 0)
           throw new LockAcquireTimeoutError(
             key,
             performance.now() - started,
             `${ahead.length} contender(s) ahead`,
           );
-        await new Promise<void>((resolve, reject) => {
-          const done = (): void => {
-            wake = undefined;
-            if (timer !== undefined) clearTimeout(timer);
-            signal?.removeEventListener('abort', onAbort);
-          };
-          const onAbort = (): void => {
-            done();
-            reject(new AbortedError(signal?.reason));
-          };
-          const timer = Number.isFinite(remaining)
-            ? setTimeout(() => {
-                done();
-                resolve();
-              }, remaining)
-            : undefined;
-          wake = () => {
-            done();
-            resolve();
-          };
-          signal?.addEventListener('abort', onAbort, { once: true });
-          // Watch only the node just ahead; if it is already gone, look again at once.
-          client.exists(
-            `${parent}/${predecessor}`,
-            (event: Event) => {
-              if (event.type === NODE_DELETED) wake?.();
-            },
-            (error: Error | Exception | null, stat: Stat | null) => {
-              if (error || !stat) wake?.();
-            },
-          );
+        await pause(remaining, {
+          signal,
+          wakeOn: (wake) => {
+            wakeWaiter = wake;
+            // Watch only the node just ahead; if it is already gone, look again at once.
+            client.exists(
+              `${parent}/${predecessor}`,
+              (event) => {
+                if (event.type === NODE_DELETED) wake();
+              },
+              (error, stat) => {
+                if (error || !stat) wake();
+              },
+            );
+            return () => (wakeWaiter = undefined);
+          },
         });
       }
-      const stat = await call<Stat>('read the lock node', (cb) => client.exists(mine, cb));
+      const stat = await bounded<StatLike | null>('read the lock node', (cb) =>
+        client.exists(mine as string, cb),
+      );
+      if (stat === null) throw new LockSessionLostError(key, 'its node vanished as it was granted');
       if (isAborted(signal)) throw new AbortedError(signal?.reason);
       granted = true;
       return this.#handle(key, mine, stat.czxid.readBigInt64BE(0), options);
     } finally {
-      client.removeListener('expired', onExpired);
-      if (!granted)
-        await call<null>('leave the queue', (cb) =>
-          client.remove(mine, -1, (e) => cb(e, null)),
+      this.#onExpired.delete(onExpired);
+      // Leaving the queue; not awaited, so a deadline never waits on a stalled server.
+      const node = mine;
+      if (!granted && node !== undefined)
+        void call<null>('leave the queue', (cb) =>
+          client.remove(node, -1, (e) => cb(e, null)),
         ).catch(() => undefined);
+    }
+  }
+
+  /** The node this call created under `parent`, found by its id; `undefined` if there is none. */
+  async #findOwn(parent: string, guid: string): Promise<string | undefined> {
+    try {
+      const children = await call<string[]>('list contenders', (cb) =>
+        this.#client.getChildren(parent, cb),
+      );
+      const name = children.find((child) => child.includes(guid));
+      return name === undefined ? undefined : `${parent}/${name}`;
+    } catch {
+      // Unreachable: the session's end removes the node, if it exists.
+      return undefined;
     }
   }
 
@@ -228,52 +294,46 @@ export class ZooKeeperLock implements Locker {
     return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
-  #handle(key: string, path: string, token: bigint, options: AcquireOptions = {}): LockHandle {
+  #handle(key: string, path: string, token: bigint, options: AcquireOptions): LockHandle {
     const client = this.#client;
-    const controller = new AbortController();
-    let held = true;
+    const loss = new LockLoss(key, options.onLost);
     let validUntil = Number.POSITIVE_INFINITY;
     let disconnectTimer: NodeJS.Timeout | undefined;
-
-    const lose = (reason: 'expired' | 'backend'): void => {
-      if (!held) return;
-      held = false;
-      cleanup();
-      const lost = new LockLostError(key, reason);
-      controller.abort(lost);
-      try {
-        options.onLost?.(lost);
-      } catch {
-        // Loss is reported, never thrown from an event handler.
-      }
+    const stopTimer = (): void => {
+      if (disconnectTimer !== undefined) clearTimeout(disconnectTimer);
+      disconnectTimer = undefined;
     };
-    const onExpired = (): void => lose('expired');
+    const cleanup = (): void => {
+      stopTimer();
+      this.#onExpired.delete(onExpired);
+      this.#onDisconnected.delete(onDisconnected);
+      this.#onConnected.delete(onConnected);
+    };
+    const lose = (): void => {
+      cleanup();
+      loss.lose('expired');
+    };
+    const onExpired = lose;
     // Disconnected: the session, and the lock with it, survives only until the session timeout.
     const onDisconnected = (): void => {
       const timeoutMs = client.getSessionTimeout();
       validUntil = performance.now() + timeoutMs;
-      disconnectTimer = setTimeout(() => lose('expired'), timeoutMs);
+      stopTimer();
+      disconnectTimer = setTimeout(lose, timeoutMs);
       disconnectTimer.unref();
     };
     const onConnected = (): void => {
-      if (disconnectTimer !== undefined) clearTimeout(disconnectTimer);
+      stopTimer();
       validUntil = Number.POSITIVE_INFINITY;
     };
-    const cleanup = (): void => {
-      if (disconnectTimer !== undefined) clearTimeout(disconnectTimer);
-      client.removeListener('expired', onExpired);
-      client.removeListener('disconnected', onDisconnected);
-      client.removeListener('connected', onConnected);
-    };
-    client.on('expired', onExpired);
-    client.on('disconnected', onDisconnected);
-    client.on('connected', onConnected);
+    this.#onExpired.add(onExpired);
+    this.#onDisconnected.add(onDisconnected);
+    this.#onConnected.add(onConnected);
 
     let released: Promise<void> | undefined;
     const release = (): Promise<void> =>
       (released ??= (async () => {
-        const wasHeld = held;
-        held = false;
+        const wasHeld = loss.end();
         cleanup();
         try {
           await call<null>('release a lock', (cb) => client.remove(path, -1, (e) => cb(e, null)));
@@ -289,16 +349,19 @@ export class ZooKeeperLock implements Locker {
       get validUntil() {
         return validUntil;
       },
-      signal: controller.signal,
-      extend: async () => {
-        // The session is the lease; it is renewed by the client's heartbeats.
-        if (!held || released !== undefined) throw new LockNotOwnerError(key);
-        await call<Stat>('check a lock', (cb) => client.exists(path, cb)).then((stat) => {
-          if (!stat) {
-            lose('expired');
-            throw new LockNotOwnerError(key);
-          }
-        });
+      get signal() {
+        return loss.signal;
+      },
+      extend: async (ttlMs?: number) => {
+        if (ttlMs !== undefined)
+          throw new InvalidArgumentError('ttlMs', `left unset: ZooKeeperLock ${NO_LEASE}`, ttlMs);
+        // No lease to renew (the client's heartbeats keep the session): check the node is still ours.
+        if (!loss.held || released !== undefined) throw new LockNotOwnerError(key);
+        const stat = await call<StatLike | null>('check a lock', (cb) => client.exists(path, cb));
+        if (stat === null) {
+          lose();
+          throw new LockNotOwnerError(key);
+        }
       },
       release,
       [Symbol.asyncDispose]: release,

@@ -35,7 +35,7 @@ if (backend === 'redis') {
     options: `-c search_path=${namespace}`,
   });
   pool.on('error', () => undefined);
-  locks = new PostgresLeaseLock({ db: pool, pollMs: 5 });
+  locks = new PostgresLeaseLock({ client: pool, pollMs: 5 });
   write = (key, token, fenced) =>
     fenced
       ? fencedUpdate(pool, {

@@ -6,6 +6,10 @@ import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
 export interface TestRedis {
   readonly server: RedisServer;
   readonly client: Redis;
+  /** The key prefix of {@link newLock}'s locks. */
+  readonly prefix: string;
+  /** A new client connection (closed by `close()`). */
+  connect(): Redis;
   /** A RedisLock with its own subscriber connection and key prefix. */
   newLock(options?: Omit<RedisLockOptions, 'client' | 'subscriber'>): RedisLock;
   close(): Promise<void>;
@@ -27,6 +31,8 @@ export async function openTestRedis(): Promise<TestRedis> {
   return {
     server,
     client,
+    prefix,
+    connect,
     newLock: (options = {}) => new RedisLock({ prefix, ...options, client, subscriber: connect() }),
     async close() {
       for (const c of clients) c.disconnect();

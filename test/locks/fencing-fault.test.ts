@@ -69,7 +69,7 @@ async function postgresBackend(): Promise<Backend> {
   });
   await new Promise((resolve) => holder.once('message', resolve));
   return {
-    locks: new PostgresLeaseLock({ db: db.pool, pollMs: 5 }),
+    locks: new PostgresLeaseLock({ client: db.pool, pollMs: 5 }),
     async write(key, token, fenced) {
       await db.pool.query('INSERT INTO resources (key) VALUES ($1) ON CONFLICT DO NOTHING', [key]);
       if (fenced)

@@ -22,7 +22,7 @@ describe('PostgresAdvisoryLock (session advisory locks behind the lock API)', ()
   after(() => db.close());
 
   it('serializes 20 concurrent read-gap-write sections; tokens increase in grant order', async () => {
-    const locks = new PostgresAdvisoryLock({ pool: db.newPool(22) });
+    const locks = new PostgresAdvisoryLock({ client: db.newPool(22) });
     const { peak, value, tokens } = await contend(locks, `${run}:report`, 20);
     assert.deepEqual({ peak, value }, { peak: 1, value: 20 });
     assert.ok(increasing(tokens));
@@ -30,7 +30,7 @@ describe('PostgresAdvisoryLock (session advisory locks behind the lock API)', ()
 
   it('try, timeout and abort; a killed session loses its lock and says so', async () => {
     const pool = db.newPool(6);
-    const locks = new PostgresAdvisoryLock({ pool });
+    const locks = new PostgresAdvisoryLock({ client: pool });
     const lost: LockLostError[] = [];
     const holder = await locks.acquire(`${run}:k`, { onLost: (e) => lost.push(e) });
     assert.equal(await locks.tryAcquire(`${run}:k`), undefined);
@@ -61,9 +61,9 @@ describe('PostgresAdvisoryLock (session advisory locks behind the lock API)', ()
   });
 
   it('rejects bad input', async () => {
-    assert.throws(() => new PostgresAdvisoryLock({ pool: {} as never }), /a pg Pool/);
+    assert.throws(() => new PostgresAdvisoryLock({ client: {} as never }), /a pg Pool/);
     await assert.rejects(
-      new PostgresAdvisoryLock({ pool: db.pool }).acquire(''),
+      new PostgresAdvisoryLock({ client: db.pool }).acquire(''),
       InvalidArgumentError,
     );
   });

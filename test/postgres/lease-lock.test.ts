@@ -36,8 +36,8 @@ describe('PostgresLeaseLock', () => {
   }
 
   it('two "processes" (separate pools) doing 100 read-gap-write updates under the lock lose nothing; tokens increase', async () => {
-    const a = new PostgresLeaseLock({ db: db.newPool(10), pollMs: 5 });
-    const b = new PostgresLeaseLock({ db: db.newPool(10), pollMs: 5 });
+    const a = new PostgresLeaseLock({ client: db.newPool(10), pollMs: 5 });
+    const b = new PostgresLeaseLock({ client: db.newPool(10), pollMs: 5 });
     const tokens: bigint[] = [];
     await Promise.all(
       Array.from({ length: 100 }, (_, i) =>
@@ -73,8 +73,8 @@ describe('PostgresLeaseLock', () => {
 
   it('tokens follow grant order even when grants and releases race (200 grants, 20 tryAcquire loops over 2 pools)', async () => {
     const lockers = [
-      new PostgresLeaseLock({ db: db.newPool(10) }),
-      new PostgresLeaseLock({ db: db.newPool(10) }),
+      new PostgresLeaseLock({ client: db.newPool(10) }),
+      new PostgresLeaseLock({ client: db.newPool(10) }),
     ];
     // A statement that drew its token before another grant, and inserted after that grant's release, would hand out a smaller token later.
     const grants: bigint[] = [];
@@ -94,9 +94,9 @@ describe('PostgresLeaseLock', () => {
   });
 
   it('a crashed holder (never releases) frees the key when its lease runs out; its late write is fenced off', async () => {
-    const crashed = new PostgresLeaseLock({ db: db.newPool(2) });
+    const crashed = new PostgresLeaseLock({ client: db.newPool(2) });
     const stale = await crashed.acquire('account:1', { ttlMs: 100 });
-    const locks = new PostgresLeaseLock({ db: db.pool, pollMs: 10 });
+    const locks = new PostgresLeaseLock({ client: db.pool, pollMs: 10 });
     assert.equal(await locks.tryAcquire('account:1'), undefined);
     const fresh = await locks.acquire('account:1', { ttlMs: 5000, waitMs: 2000 });
     assert.ok(fresh.token > stale.token);
@@ -123,7 +123,7 @@ describe('PostgresLeaseLock', () => {
   });
 
   it('extends, auto-extends past the ttl, times out and aborts waiters', async () => {
-    const locks = new PostgresLeaseLock({ db: db.pool, pollMs: 10 });
+    const locks = new PostgresLeaseLock({ client: db.pool, pollMs: 10 });
     const held = await locks.acquire('job', { ttlMs: 600, autoExtend: true });
     await delay(900);
     assert.equal(held.signal.aborted, false);
@@ -143,13 +143,13 @@ describe('PostgresLeaseLock', () => {
     const listeners = await Promise.all([connectListener(), connectListener()]);
     try {
       const [holderListener, waiterListener] = listeners;
-      const holder = new PostgresLeaseLock({ db: db.newPool(2), listener: holderListener });
+      const holder = new PostgresLeaseLock({ client: db.newPool(2), listener: holderListener });
       const waiter = new PostgresLeaseLock({
         db: db.newPool(2),
         pollMs: 5000,
         listener: waiterListener,
       });
-      const poller = new PostgresLeaseLock({ db: db.newPool(2), pollMs: 5000 });
+      const poller = new PostgresLeaseLock({ client: db.newPool(2), pollMs: 5000 });
       for (const [who, locks, fastest, slowest] of [
         ['listening waiter', waiter, 0, 1000],
         ['polling waiter', poller, 1000, 4000],
@@ -173,7 +173,7 @@ describe('PostgresLeaseLock', () => {
   it('with a listener, each release wakes one waiter of a process, the longest-waiting, and the key passes on at once', async () => {
     const listener = await connectListener();
     try {
-      const locks = new PostgresLeaseLock({ db: db.newPool(6), pollMs: 5000, listener });
+      const locks = new PostgresLeaseLock({ client: db.newPool(6), pollMs: 5000, listener });
       const first = await locks.acquire('queue', { ttlMs: 20_000 });
       const order: number[] = [];
       const started = performance.now();
@@ -221,20 +221,23 @@ describe('PostgresLeaseLock', () => {
   });
 
   it('reports a missing table or a closed pool as LockBackendError, and bad input before any SQL', async () => {
-    const missing = new PostgresLeaseLock({ db: db.pool, table: 'no_such_locks' });
+    const missing = new PostgresLeaseLock({ client: db.pool, table: 'no_such_locks' });
     const error = await missing.acquire('k').catch((e: unknown) => e);
     assert.ok(error instanceof LockBackendError);
     assert.match(error.message, /does not exist/);
     const closedPool = db.newPool(1);
-    const closed = new PostgresLeaseLock({ db: closedPool });
+    const closed = new PostgresLeaseLock({ client: closedPool });
     await closedPool.end();
     await assert.rejects(closed.acquire('k'), LockBackendError);
-    const locks = new PostgresLeaseLock({ db: db.pool });
+    const locks = new PostgresLeaseLock({ client: db.pool });
     await assert.rejects(locks.acquire(''), InvalidArgumentError);
     await assert.rejects(locks.acquire('k', { ttlMs: 1.5 }), /ttlMs/);
-    assert.throws(() => new PostgresLeaseLock({ db: db.pool, table: '' }), InvalidArgumentError);
     assert.throws(
-      () => new PostgresLeaseLock({ db: db.pool, listener: {} as never }),
+      () => new PostgresLeaseLock({ client: db.pool, table: '' }),
+      InvalidArgumentError,
+    );
+    assert.throws(
+      () => new PostgresLeaseLock({ client: db.pool, listener: {} as never }),
       /options\.listener/,
     );
   });

@@ -1,0 +1,138 @@
+/**
+ * The two waits every lock backend needs, written once: a pause that ends
+ * on a timer, a wake-up or an abort ({@link pause}), and a backend round
+ * trip raced against the caller's deadline and signal ({@link within}).
+ * A deadline is a promise to the caller: it holds even while a server is
+ * paused mid-reply, and whatever the late reply grants is handed back.
+ */
+import { AbortedError } from './errors.js';
+
+/** Options of {@link pause}. */
+export interface PauseOptions {
+  /** Rejects the pause with `AbortedError` (at once when already aborted). */
+  readonly signal?: AbortSignal | undefined;
+  /**
+   * Registers the pause's `wake` function with whatever can end it early (a
+   * release notification), and returns how to unregister it. Called once,
+   * after the aborted check; the returned function always runs.
+   */
+  readonly wakeOn?: ((wake: () => void) => () => unknown) | undefined;
+}
+
+/**
+ * Wait `ms` milliseconds, or until woken, or reject with `AbortedError` when
+ * `signal` fires. An already aborted signal rejects before anything is
+ * registered; the timer, the abort listener and the wake registration are
+ * removed on every path. `ms` may be `Infinity` (wait for a wake-up or the
+ * signal only).
+ *
+ * @example
+ * ```ts
+ * await pause(pollMs, { signal, wakeOn: (wake) => { waiters.add(wake); return () => waiters.delete(wake); } });
+ * ```
+ */
+export function pause(ms: number, options: PauseOptions = {}): Promise<void> {
+  const { signal, wakeOn } = options;
+  if (signal?.aborted === true) return Promise.reject(new AbortedError(signal.reason));
+  if (ms <= 0 && wakeOn === undefined) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const registration: { off?: (() => unknown) | undefined } = {};
+    let settled = false;
+    const finish = (error?: AbortedError): void => {
+      if (settled) return;
+      settled = true;
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      registration.off?.();
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const onAbort = (): void => finish(new AbortedError(signal?.reason));
+    const wake = (): void => finish();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (Number.isFinite(ms)) timer = setTimeout(wake, Math.max(0, ms));
+    registration.off = wakeOn?.(wake);
+    // A wake that came during registration ran before `off` was known.
+    if (settled) registration.off?.();
+  });
+}
+
+/** Options of {@link within}. */
+export interface WithinOptions<T> {
+  /** Monotonic-clock time (`performance.now()`) by which the call must answer; `Infinity` for none. */
+  readonly deadline: number;
+  readonly signal?: AbortSignal | undefined;
+  /** The error for a call that outlived the deadline. */
+  readonly timeout: () => Error;
+  /**
+   * Receives what the call resolves to after the caller was answered (a
+   * grant that must be given back). Its failures are swallowed: the caller
+   * has already been told.
+   */
+  readonly late?: (value: T) => unknown;
+}
+
+/**
+ * Race one backend round trip against the caller's deadline and signal:
+ * resolve or reject with the call if it answers in time, reject with
+ * `timeout()` or `AbortedError` if not. A reply that arrives afterwards goes
+ * to `late`, so a lock granted to a caller who gave up is released, never
+ * leaked; a late failure is ignored.
+ *
+ * @example
+ * ```ts
+ * const reply = await within(redis.evalsha(...), {
+ *   deadline, signal,
+ *   timeout: () => new LockAcquireTimeoutError(key, waited, 'Redis did not answer in time'),
+ *   late: ([granted]) => granted === 1 && release(),
+ * });
+ * ```
+ */
+export function within<T>(call: Promise<T>, options: WithinOptions<T>): Promise<T> {
+  const { deadline, signal, timeout, late } = options;
+  if (deadline === Number.POSITIVE_INFINITY && signal === undefined) return call;
+  return new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let answered = false;
+    const giveUp = (error: Error): void => {
+      if (answered) return;
+      answered = true;
+      cleanup();
+      reject(error);
+      call.then(
+        (value) => {
+          try {
+            void Promise.resolve(late?.(value)).catch(() => undefined);
+          } catch {
+            // The caller has its answer; a failing clean-up has nobody to tell.
+          }
+        },
+        () => undefined,
+      );
+    };
+    const onAbort = (): void => giveUp(new AbortedError(signal?.reason));
+    const cleanup = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    call.then(
+      (value) => {
+        if (answered) return;
+        answered = true;
+        cleanup();
+        resolve(value);
+      },
+      (error: unknown) => {
+        if (answered) return;
+        answered = true;
+        cleanup();
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+    if (signal?.aborted === true) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (deadline !== Number.POSITIVE_INFINITY)
+      timer = setTimeout(() => giveUp(timeout()), Math.max(0, deadline - performance.now()));
+  });
+}
