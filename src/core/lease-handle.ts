@@ -142,7 +142,14 @@ class LeaseHandle implements LockHandle {
       // Without a timer nobody has marked a lapsed lease lost yet.
       if (this.#held && performance.now() >= this.validUntil) this.#lose('expired');
       if (!this.#held || this.#released !== undefined) throw new LockNotOwnerError(this.key);
-      const until = await this.#options.renew(leaseMs);
+      let until: number | undefined;
+      try {
+        until = await this.#options.renew(leaseMs);
+      } catch (error) {
+        // The renewal failed, the lease did not: its timer goes on.
+        if (this.#watched) this.#schedule();
+        throw error;
+      }
       if (until === undefined) {
         this.#lose('expired');
         throw new LockNotOwnerError(this.key);

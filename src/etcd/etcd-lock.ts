@@ -7,6 +7,7 @@ import {
   LockAcquireTimeoutError,
   LockBackendError,
   LockSessionLostError,
+  UnsupportedLockOptionError,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
@@ -305,7 +306,14 @@ export class EtcdLock implements Locker {
       validUntil,
       ttlMs: ttlSeconds * 1000,
       acquireOptions: options,
-      renew: async () => {
+      renew: async (leaseMs) => {
+        if (leaseMs !== ttlSeconds * 1000)
+          throw new UnsupportedLockOptionError(
+            'EtcdLock',
+            'ttlMs',
+            `renews a lease only to the length it was granted (${ttlSeconds * 1000} ms): an etcd keepalive cannot change a lease's TTL`,
+            leaseMs,
+          );
         const sentAt = performance.now();
         const response = await this.#call('renew a lease', () => lease.keepaliveOnce());
         const ttl = Number(response.TTL ?? 0);

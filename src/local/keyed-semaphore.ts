@@ -1,17 +1,18 @@
-import { createLazyAbort, type LazyAbort } from '../core/abort.js';
+import { LockLoss } from '../core/lock-loss.js';
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import {
   LockAcquireTimeoutError,
-  LockLostError,
   LockNotOwnerError,
   type AcquireOptions,
   type LockHandle,
   type Locker,
+  checkOptionNames,
   tryOnce,
 } from '../core/lock.js';
 import {
   assertAbortSignal,
   assertNonEmptyString,
+  assertPlainObject,
   assertPositiveInteger,
 } from '../core/validate.js';
 
@@ -84,6 +85,8 @@ export class KeyedSemaphore implements Locker {
   #lastToken = 0n;
 
   constructor(options: { readonly permits: number }) {
+    assertPlainObject('options', options);
+    checkOptionNames('KeyedSemaphore', options, ['permits']);
     assertPositiveInteger('options.permits', options.permits);
     this.permits = options.permits;
   }
@@ -212,9 +215,8 @@ export class KeyedSemaphore implements Locker {
 /** A grant of {@link KeyedSemaphore}: a class, so a grant allocates one object rather than a set of closures. */
 class LocalHandle implements LockHandle {
   validUntil = Number.POSITIVE_INFINITY;
-  #held = true;
   #expiry: NodeJS.Timeout | undefined;
-  #loss: LazyAbort | undefined;
+  readonly #loss: LockLoss;
 
   constructor(
     readonly key: string,
@@ -222,11 +224,16 @@ class LocalHandle implements LockHandle {
     readonly options: SemaphoreAcquireOptions,
     readonly giveBack: () => void,
   ) {
+    this.#loss = new LockLoss(key, options.onLost);
     if (options.ttlMs !== undefined && options.autoExtend !== true) this.#lease(options.ttlMs);
   }
 
   get signal(): AbortSignal {
-    return (this.#loss ??= createLazyAbort()).signal;
+    return this.#loss.signal;
+  }
+
+  get #held(): boolean {
+    return this.#loss.held;
   }
 
   #lease(ttlMs: number): void {
@@ -238,18 +245,12 @@ class LocalHandle implements LockHandle {
 
   #expire(): void {
     if (!this.#held) return;
+    this.#loss.lose('expired');
     this.#end();
-    const lost = new LockLostError(this.key, 'expired');
-    (this.#loss ??= createLazyAbort()).abort(lost);
-    try {
-      this.options.onLost?.(lost);
-    } catch {
-      // A failing onLost must not crash the process from a timer.
-    }
   }
 
   #end(): void {
-    this.#held = false;
+    this.#loss.end();
     if (this.#expiry !== undefined) clearTimeout(this.#expiry);
     this.giveBack();
   }

@@ -1,0 +1,296 @@
+/**
+ * Every lock backend against the one contract (./contract.ts), on real
+ * servers: in-process, Redis, Redlock (3 nodes), the PostgreSQL lease lock
+ * (polling and with a LISTEN connection), PostgreSQL advisory locks, etcd
+ * and ZooKeeper. Round trips are stalled for real: a server process
+ * stopped with SIGSTOP, a table locked by another transaction, a pool with
+ * no free connection.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { Etcd3 } from 'etcd3';
+import { Redis } from 'ioredis';
+import zookeeper from 'node-zookeeper-client';
+import pg from 'pg';
+import type { Locker } from '../../src/core/lock.js';
+import { EtcdLock } from '../../src/etcd/etcd-lock.js';
+import { startEtcdServer, type EtcdServer } from '../../src/etcd/server.js';
+import { KeyedSemaphore } from '../../src/local/keyed-semaphore.js';
+import { PostgresAdvisoryLock } from '../../src/postgres/advisory-lock.js';
+import { PostgresLeaseLock, createLockTable } from '../../src/postgres/lease-lock.js';
+import { Redlock } from '../../src/redis/redlock.js';
+import { RedisLock } from '../../src/redis/redis-lock.js';
+import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
+import { startZooKeeperServer, type ZooKeeperServer } from '../../src/zookeeper/server.js';
+import { ZooKeeperLock } from '../../src/zookeeper/zookeeper-lock.js';
+import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { lockContract, type Stall } from './contract.js';
+
+/** SIGSTOP/SIGCONT of server processes. */
+const pauseProcesses = (
+  processes: () => readonly { kill(signal: NodeJS.Signals): boolean }[],
+): Stall => ({
+  begin: () => Promise.resolve(void processes().forEach((p) => p.kill('SIGSTOP'))),
+  end: () => Promise.resolve(void processes().forEach((p) => p.kill('SIGCONT'))),
+});
+
+/** SIGKILL a server process and wait for it to be gone. */
+async function killed(server: { readonly process: ChildProcess }): Promise<void> {
+  if (server.process.exitCode !== null || server.process.signalCode !== null) return;
+  const exited = once(server.process, 'exit');
+  server.process.kill('SIGKILL');
+  await exited;
+}
+
+const closers: (() => unknown)[] = [];
+const closeAll = async (): Promise<void> => {
+  for (const close of closers.splice(0).reverse())
+    await Promise.resolve(close()).catch(() => undefined);
+};
+
+function redisClient(url: string): Redis {
+  // Fail fast while the server is paused or gone instead of queueing forever.
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on('error', () => undefined);
+  closers.push(() => client.disconnect());
+  return client;
+}
+
+lockContract({
+  name: 'KeyedMutex (in-process)',
+  lease: 'local',
+  orderedTokens: true,
+  start: () => Promise.resolve(),
+  locker: (() => {
+    // One process, one lock table: two "lockers" are the same instance.
+    const shared = new KeyedSemaphore({ permits: 1 });
+    return () => Promise.resolve(shared);
+  })(),
+  construct: (extra) => Promise.resolve(new KeyedSemaphore({ permits: 1, ...extra })),
+  stop: () => Promise.resolve(),
+});
+
+{
+  let server: RedisServer;
+  const prefix = `c${randomBytes(3).toString('hex')}:`;
+  lockContract({
+    name: 'RedisLock',
+    lease: 'lease',
+    orderedTokens: true,
+    stall: pauseProcesses(() => [server.process]),
+    crash: {
+      kill: () => killed(server),
+      async restart() {
+        server = await startRedisServer({ port: server.port });
+      },
+    },
+    async start() {
+      server = await startRedisServer();
+    },
+    locker: () =>
+      Promise.resolve(
+        new RedisLock({
+          client: redisClient(server.url),
+          subscriber: redisClient(server.url),
+          prefix,
+        }),
+      ),
+    construct: (extra) =>
+      Promise.resolve(new RedisLock({ client: redisClient(server.url), prefix, ...extra })),
+    async stop() {
+      await closeAll();
+      await server.stop();
+    },
+  });
+}
+
+{
+  let servers: RedisServer[] = [];
+  const prefix = `c${randomBytes(3).toString('hex')}:`;
+  const redlock = (extra: Record<string, unknown> = {}) =>
+    new Redlock({
+      clients: servers.map((s) => redisClient(s.url)),
+      subscribers: servers.map((s) => redisClient(s.url)),
+      prefix,
+      nodeTimeoutMs: 100,
+      ...extra,
+    });
+  lockContract({
+    name: 'Redlock (3 nodes)',
+    lease: 'lease',
+    // Per-node counters: a best effort, documented.
+    orderedTokens: false,
+    stall: pauseProcesses(() => servers.map((s) => s.process)),
+    // Two of three nodes gone: no majority is possible.
+    crash: {
+      kill: async () => void (await Promise.all(servers.slice(1).map(killed))),
+      async restart() {
+        servers = [
+          servers[0] as RedisServer,
+          ...(await Promise.all(servers.slice(1).map((s) => startRedisServer({ port: s.port })))),
+        ];
+      },
+    },
+    async start() {
+      servers = await Promise.all([startRedisServer(), startRedisServer(), startRedisServer()]);
+    },
+    locker: () => Promise.resolve(redlock()),
+    construct: (extra) => Promise.resolve(redlock(extra)),
+    async stop() {
+      await closeAll();
+      await Promise.all(servers.map((s) => s.stop()));
+    },
+  });
+}
+
+for (const withListener of [false, true]) {
+  let db: TestDatabase;
+  const table = `locks_${randomBytes(3).toString('hex')}`;
+  let blocker: pg.PoolClient | undefined;
+  const make = async (extra: Record<string, unknown> = {}): Promise<Locker> => {
+    const options: Record<string, unknown> = {
+      client: db.newPool(30),
+      table,
+      pollMs: 20,
+      ...extra,
+    };
+    if (withListener) {
+      const listener = new pg.Client({
+        connectionString: db.url,
+        options: `-c search_path=${db.schema}`,
+      });
+      listener.on('error', () => undefined);
+      await listener.connect();
+      closers.push(() => listener.end());
+      options.listener = listener;
+    }
+    return new PostgresLeaseLock(options);
+  };
+  lockContract({
+    name: `PostgresLeaseLock (${withListener ? 'LISTEN' : 'polling'})`,
+    lease: 'lease',
+    orderedTokens: true,
+    stall: {
+      // Every grant statement waits behind a transaction that holds the table.
+      async begin() {
+        blocker = await db.pool.connect();
+        await blocker.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      },
+      async end() {
+        await blocker?.query('COMMIT');
+        blocker?.release();
+        blocker = undefined;
+      },
+    },
+    async start() {
+      db = await openTestDatabase(10);
+      await createLockTable(db.pool, { table });
+    },
+    locker: () => make(),
+    construct: (extra) => make(extra),
+    async stop() {
+      await closeAll();
+      await db.close();
+    },
+  });
+}
+
+{
+  let db: TestDatabase;
+  const POOL = 4;
+  const pools: pg.Pool[] = [];
+  const hostages: pg.PoolClient[] = [];
+  const make = (extra: Record<string, unknown> = {}) => {
+    const pool = db.newPool(POOL);
+    pools.push(pool);
+    return new PostgresAdvisoryLock({ client: pool, ...extra });
+  };
+  lockContract({
+    name: 'PostgresAdvisoryLock',
+    lease: 'none',
+    orderedTokens: true,
+    stall: {
+      // Pools with no free connection: `connect()` hangs until one comes back.
+      async begin() {
+        for (const pool of pools)
+          hostages.push(...(await Promise.all(Array.from({ length: POOL }, () => pool.connect()))));
+      },
+      end() {
+        for (const client of hostages.splice(0)) client.release();
+        return Promise.resolve();
+      },
+    },
+    async start() {
+      db = await openTestDatabase(10);
+      await createLockTable(db.pool);
+    },
+    locker: () => Promise.resolve(make()),
+    construct: (extra) => Promise.resolve(make(extra)),
+    async stop() {
+      for (const client of hostages.splice(0)) client.release();
+      await db.close();
+    },
+  });
+}
+
+{
+  let server: EtcdServer;
+  const prefix = `c${randomBytes(3).toString('hex')}/`;
+  const make = (extra: Record<string, unknown> = {}) => {
+    const client = new Etcd3({ hosts: server.endpoint, dialTimeout: 2000 });
+    closers.push(() => client.close());
+    return new EtcdLock({ client, prefix, ttlMs: 10_000, ...extra });
+  };
+  lockContract({
+    name: 'EtcdLock',
+    lease: 'lease',
+    minTtlMs: 2000,
+    fixedLeaseLength: true,
+    orderedTokens: true,
+    stall: pauseProcesses(() => [server.process]),
+    crash: { kill: () => killed(server) },
+    async start() {
+      server = await startEtcdServer();
+    },
+    locker: () => Promise.resolve(make()),
+    construct: (extra) => Promise.resolve(make(extra)),
+    async stop() {
+      await closeAll();
+      await server.stop();
+    },
+  });
+}
+
+{
+  let server: ZooKeeperServer;
+  const prefix = `/c${randomBytes(3).toString('hex')}`;
+  const connect = async () => {
+    const client = zookeeper.createClient(server.connectionString, {
+      sessionTimeout: 10_000,
+      spinDelay: 100,
+      retries: 2,
+    });
+    closers.push(() => client.close());
+    await new Promise<void>((resolve) => {
+      client.once('connected', () => resolve());
+      client.connect();
+    });
+    return client;
+  };
+  lockContract({
+    name: 'ZooKeeperLock',
+    lease: 'none',
+    orderedTokens: true,
+    stall: pauseProcesses(() => [server.process]),
+    async start() {
+      server = await startZooKeeperServer({ tickTimeMs: 200 });
+    },
+    locker: async () => new ZooKeeperLock({ client: await connect(), prefix }),
+    construct: async (extra) => new ZooKeeperLock({ client: await connect(), prefix, ...extra }),
+    async stop() {
+      await closeAll();
+      await server.stop();
+    },
+  });
+}
