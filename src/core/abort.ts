@@ -1,3 +1,4 @@
+import { pause } from './deadline.js';
 import { AbortedError } from './errors.js';
 
 /**
@@ -22,19 +23,7 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
  * ```
  */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted === true) return Promise.reject(new AbortedError(signal.reason));
-  if (ms <= 0) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new AbortedError(signal?.reason));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  return pause(ms, { signal });
 }
 
 /** An abort signal created only when someone reads it. */

@@ -3,7 +3,8 @@
  * expiry timer, the watchdog, loss reporting, and the ordering of renewals
  * against release.
  */
-import { LockNotOwnerError, type AcquireOptions, type LockHandle } from './lock.js';
+import { InvalidArgumentError } from './errors.js';
+import { LockNotOwnerError, MIN_LEASE_MS, type AcquireOptions, type LockHandle } from './lock.js';
 import { LockLoss } from './lock-loss.js';
 import { assertPositiveInteger } from './validate.js';
 
@@ -133,6 +134,10 @@ class LeaseHandle implements LockHandle {
 
   extend(leaseMs = this.#options.ttlMs): Promise<void> {
     assertPositiveInteger('ttlMs', leaseMs);
+    if (leaseMs < MIN_LEASE_MS)
+      return Promise.reject(
+        new InvalidArgumentError('ttlMs', `at least ${MIN_LEASE_MS} ms`, leaseMs),
+      );
     if (!this.#held || this.#released !== undefined)
       return Promise.reject(new LockNotOwnerError(this.key));
     this.#stopTimer();

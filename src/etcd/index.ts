@@ -3,4 +3,10 @@
  *
  * @packageDocumentation
  */
-export { EtcdLock, type EtcdLockOptions } from './etcd-lock.js';
+export {
+  EtcdLock,
+  type EtcdLockOptions,
+  type EtcdClientLike,
+  type EtcdLeaseLike,
+  type EtcdWatcherLike,
+} from './etcd-lock.js';

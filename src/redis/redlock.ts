@@ -248,8 +248,10 @@ export class Redlock implements Locker {
       const token = tokens.reduce((a, b) => (b > a ? b : a));
       return { handleParts: { owner, token, validUntil }, votes };
     }
-    // Undo the partial grant everywhere, so the nodes that said yes do not block others for a lease.
-    await this.#fanOut(RELEASE, [lock], [owner, `${this.#prefix}released:{${key}}`]);
+    // Undo the partial grant everywhere, so the nodes that said yes do not block others for a
+    // lease; not awaited, so a dead node's timeout does not delay the answer. It deletes only
+    // this attempt's owner, so it cannot touch a later grant.
+    void this.#fanOut(RELEASE, [lock], [owner, `${this.#prefix}released:{${key}}`]);
     return { votes };
   }
 
@@ -346,8 +348,11 @@ export class Redlock implements Locker {
   }
 
   /**
-   * Release on every node; fails with {@link LockBackendError} naming the
-   * nodes that did not answer (their copy lapses with the lease).
+   * Release on every node. Released once a majority has answered (a
+   * minority that did not lets its copy lapse with the lease, and cannot
+   * form a majority for anyone); fails with {@link LockBackendError},
+   * naming the nodes, when fewer than a majority could be reached: the
+   * lock may then stay held until its lease ends.
    */
   async #releaseEverywhere(key: string, owner: string): Promise<void> {
     const answers = await this.#fanOut(
@@ -358,9 +363,9 @@ export class Redlock implements Locker {
     const failed = answers.flatMap((answer, node) =>
       answer.status === 'rejected' ? [`node ${node}: ${messageOf(answer.reason)}`] : [],
     );
-    if (failed.length > 0) {
+    if (failed.length > this.#clients.length - this.quorum) {
       throw new LockBackendError(
-        `Redlock failed to release lock ${JSON.stringify(key)} on ${failed.length} of ${answers.length} node(s) (their copy lapses with the lease): ${failed.join('; ')}`,
+        `Redlock failed to release lock ${JSON.stringify(key)} on ${failed.length} of ${answers.length} node(s), so a majority may still hold it until its lease ends: ${failed.join('; ')}`,
         answers.find((a) => a.status === 'rejected')?.reason,
       );
     }

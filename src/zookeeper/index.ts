@@ -3,4 +3,8 @@
  *
  * @packageDocumentation
  */
-export { ZooKeeperLock, type ZooKeeperLockOptions } from './zookeeper-lock.js';
+export {
+  ZooKeeperLock,
+  type ZooKeeperLockOptions,
+  type ZooKeeperClientLike,
+} from './zookeeper-lock.js';

@@ -49,12 +49,25 @@ const closeAll = async (): Promise<void> => {
     await Promise.resolve(close()).catch(() => undefined);
 };
 
+const redisClients = new Map<string, Redis[]>();
 function redisClient(url: string): Redis {
   // Fail fast while the server is paused or gone instead of queueing forever.
-  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  const client = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   client.on('error', () => undefined);
   closers.push(() => client.disconnect());
+  redisClients.set(url, [...(redisClients.get(url) ?? []), client]);
   return client;
+}
+
+/** Start a killed Redis again on its port; resolves once every client of it has reconnected. */
+async function restartRedis(server: RedisServer): Promise<RedisServer> {
+  const restarted = await startRedisServer({ port: server.port });
+  await Promise.all(
+    (redisClients.get(server.url) ?? []).map((c) =>
+      c.status === 'ready' ? undefined : once(c, 'ready'),
+    ),
+  );
+  return restarted;
 }
 
 lockContract({
@@ -82,7 +95,7 @@ lockContract({
     crash: {
       kill: () => killed(server),
       async restart() {
-        server = await startRedisServer({ port: server.port });
+        server = await restartRedis(server);
       },
     },
     async start() {
@@ -113,7 +126,8 @@ lockContract({
       clients: servers.map((s) => redisClient(s.url)),
       subscribers: servers.map((s) => redisClient(s.url)),
       prefix,
-      nodeTimeoutMs: 100,
+      // Longer than the stall test's windows: a paused node is slow, not yet failed.
+      nodeTimeoutMs: 1000,
       ...extra,
     });
   lockContract({
@@ -128,7 +142,7 @@ lockContract({
       async restart() {
         servers = [
           servers[0] as RedisServer,
-          ...(await Promise.all(servers.slice(1).map((s) => startRedisServer({ port: s.port })))),
+          ...(await Promise.all(servers.slice(1).map(restartRedis))),
         ];
       },
     },

@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { once } from 'node:events';
+import { afterEach, beforeEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { withLock } from '../../src/core/lock.js';
@@ -24,24 +25,38 @@ async function connect(url: string): Promise<Redis> {
 }
 
 describe('Redlock on five nodes', () => {
+  // Each test gets five fresh nodes: no test depends on what an earlier one killed.
   let servers: RedisServer[];
   let clients: Redis[];
 
-  before(async () => {
+  beforeEach(async () => {
     servers = await Promise.all(Array.from({ length: 5 }, () => startRedisServer()));
     clients = await Promise.all(servers.map((s) => connect(s.url)));
   });
-  after(async () => {
+  afterEach(async () => {
     for (const c of clients) c.disconnect();
     await Promise.all(servers.map((s) => s.stop()));
   });
+
+  /** Kill node `i` and start an empty one on its port; resolves once its client is connected again. */
+  async function restartEmpty(i: number): Promise<void> {
+    const old = servers[i] as RedisServer;
+    if (old.process.exitCode === null && old.process.signalCode === null) {
+      const exited = once(old.process, 'exit');
+      old.process.kill('SIGKILL');
+      await exited;
+    }
+    servers[i] = await startRedisServer({ port: old.port });
+    const client = clients[i] as Redis;
+    if (client.status !== 'ready') await once(client, 'ready');
+  }
 
   const newRedlock = () =>
     new Redlock({
       clients,
       prefix: `rl${randomBytes(3).toString('hex')}:`,
       nodeTimeoutMs: 100,
-      retryDelayMs: 20,
+      pollMs: 20,
     });
 
   /** Contend for one lock; a read-gap-write on shared state detects any overlap. */
@@ -99,7 +114,8 @@ describe('Redlock on five nodes', () => {
     await lock.release();
   });
 
-  it('with a third node down, fails with the per-node votes', async () => {
+  it('with three nodes down, fails with the per-node votes', async () => {
+    for (const node of [0, 1]) servers[node]?.process.kill('SIGKILL');
     const third = servers[2] as RedisServer;
     third.process.kill('SIGSTOP');
     try {
@@ -119,18 +135,11 @@ describe('Redlock on five nodes', () => {
   });
 
   it('a node restarted empty (no persistence) does not hand out a held lock, as long as a majority still remembers it', async () => {
-    // Bring the killed nodes back, empty, on their old ports.
-    for (const i of [0, 1]) {
-      const old = servers[i] as RedisServer;
-      servers[i] = await startRedisServer({ port: old.port });
-    }
-    await delay(100); // let the clients reconnect
     const redlock = newRedlock();
     const holder = await redlock.acquire('restart', { ttlMs: 5000 });
-    const restarted = servers[3] as RedisServer;
-    restarted.process.kill('SIGKILL');
-    servers[3] = await startRedisServer({ port: restarted.port });
-    await delay(100);
+    // Two of five nodes forget it: three still remember.
+    await restartEmpty(3);
+    await restartEmpty(4);
     assert.equal(await redlock.tryAcquire('restart', { ttlMs: 5000 }), undefined);
     await holder.release();
     const next = await redlock.acquire('restart', { ttlMs: 1000, waitMs: 1000 });
