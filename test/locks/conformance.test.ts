@@ -63,9 +63,9 @@ function redisClient(url: string): Redis {
 async function restartRedis(server: RedisServer): Promise<RedisServer> {
   const restarted = await startRedisServer({ port: server.port });
   await Promise.all(
-    (redisClients.get(server.url) ?? []).map((c) =>
-      c.status === 'ready' ? undefined : once(c, 'ready'),
-    ),
+    (redisClients.get(server.url) ?? [])
+      .filter((c) => c.status !== 'ready')
+      .map((c) => once(c, 'ready')),
   );
   return restarted;
 }
