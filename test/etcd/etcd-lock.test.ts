@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { Etcd3 } from 'etcd3';
 import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
 import { LockAcquireTimeoutError, LockSessionLostError } from '../../src/core/lock.js';
 import { EtcdLock } from '../../src/etcd/etcd-lock.js';
 import { startEtcdServer, type EtcdServer } from '../../src/etcd/server.js';
 import { contend, increasing } from '../helpers/contend.js';
+import { until } from '../helpers/until.js';
 
 describe('EtcdLock', () => {
   let etcd: EtcdServer;
@@ -55,9 +55,10 @@ describe('EtcdLock', () => {
     const waiting = locks.acquire('held', { ttlMs: 5000, waitMs: 20_000 });
     // Handled from the start: the rejection may come before assert.rejects is reached.
     waiting.catch(() => undefined);
-    await delay(300);
     // The queue is `<prefix><key>/<lease id>`, oldest first: the second entry is the waiter's.
-    const queue = await client.getAll().prefix(`${prefix}held/`).sort('Create', 'Ascend').keys();
+    const entries = () => client.getAll().prefix(`${prefix}held/`).sort('Create', 'Ascend').keys();
+    await until(async () => (await entries()).length === 2, 'the waiter to queue');
+    const queue = await entries();
     assert.equal(queue.length, 2);
     const waiterLease = (queue[1] as string).split('/').at(-1) as string;
     await client.leaseClient.leaseRevoke({ ID: waiterLease });
