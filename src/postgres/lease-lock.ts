@@ -252,6 +252,7 @@ export class PostgresLeaseLock implements Locker {
       });
     let listening = false;
     let woken = false;
+    let roundTripMs = 0;
     let detail: string;
     try {
       for (;;) {
@@ -265,6 +266,7 @@ export class PostgresLeaseLock implements Locker {
         );
         // The attempt used up any wake-up.
         woken = false;
+        roundTripMs = performance.now() - sentAt;
         const granted = rows[0];
         if (granted !== undefined) {
           const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
@@ -298,7 +300,11 @@ export class PostgresLeaseLock implements Locker {
             this.#query(this.#sql.remaining, [stored], 'read a lease'),
           );
           const leaseLeft = Number(left[0]?.ms ?? 0);
-          const ms = Math.max(1, Math.min(remaining, this.#pollMs, leaseLeft + 1));
+          // Wake early enough for a last attempt to answer before the deadline.
+          const ms = Math.max(
+            1,
+            Math.min(deadline - performance.now() - roundTripMs, this.#pollMs, leaseLeft + 1),
+          );
           await (watch === undefined ? pause(ms, { signal }) : watch.sleep(ms, signal));
         } finally {
           watch?.stop();

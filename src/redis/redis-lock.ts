@@ -216,6 +216,7 @@ export class RedisLock implements Locker {
     let unsubscribe: (() => Promise<void>) | undefined;
     let subscribeTried = false;
     let detail: string;
+    let roundTripMs = 0;
     try {
       for (;;) {
         const owner = `${this.#id}:${++this.#grants}`;
@@ -233,6 +234,7 @@ export class RedisLock implements Locker {
           timeout: timeout('Redis did not answer in time'),
           late: ([late]) => (late === 1 ? release(owner) : undefined),
         });
+        roundTripMs = performance.now() - sentAt;
         if (granted === 1) {
           const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
           if (!isAborted(signal) && performance.now() < validUntil)
@@ -260,7 +262,9 @@ export class RedisLock implements Locker {
           if (unsubscribe !== undefined) continue;
         }
         const pttl = granted === 1 ? 0 : value;
-        await pause(Math.min(remaining, this.#pollMs, pttl > 0 ? pttl + 1 : this.#pollMs), {
+        // Wake early enough for a last attempt to answer before the deadline.
+        const last = Math.max(0, remaining - roundTripMs);
+        await pause(Math.min(last, this.#pollMs, pttl > 0 ? pttl + 1 : this.#pollMs), {
           signal,
           wakeOn: this.#subscriptions?.wakeOn(keys.channel),
         });

@@ -280,6 +280,7 @@ export class Redlock implements Locker {
       for (;;) {
         if (isAborted(signal)) throw new AbortedError(signal?.reason);
         // A majority granted after the caller gave up is released everywhere.
+        const attemptAt = performance.now();
         const { handleParts, votes } = await within(this.#attempt(key, ttlMs), {
           deadline,
           signal,
@@ -314,7 +315,9 @@ export class Redlock implements Locker {
           // A release before the subscriptions were active woke nobody: try again at once.
           continue;
         }
-        await pause(Math.min(remaining, Math.random() * this.#pollMs), {
+        // Wake early enough for a last attempt to answer before the deadline.
+        const last = Math.max(0, remaining - (performance.now() - attemptAt));
+        await pause(Math.min(last, Math.random() * this.#pollMs), {
           signal,
           wakeOn:
             this.#subscriptions.length === 0

@@ -164,7 +164,7 @@ for (const withListener of [false, true]) {
   let blocker: pg.PoolClient | undefined;
   const make = async (extra: Record<string, unknown> = {}): Promise<Locker> => {
     const options: Record<string, unknown> = {
-      client: db.newPool(30),
+      client: db.newPool(8),
       table,
       pollMs: 20,
       ...extra,
