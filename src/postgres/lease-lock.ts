@@ -252,7 +252,7 @@ export class PostgresLeaseLock implements Locker {
       });
     let listening = false;
     let woken = false;
-    let roundTripMs = 0;
+    let roundTripMs: number;
     let detail: string;
     try {
       for (;;) {

@@ -216,7 +216,7 @@ export class RedisLock implements Locker {
     let unsubscribe: (() => Promise<void>) | undefined;
     let subscribeTried = false;
     let detail: string;
-    let roundTripMs = 0;
+    let roundTripMs: number;
     try {
       for (;;) {
         const owner = `${this.#id}:${++this.#grants}`;
