@@ -241,6 +241,12 @@ export async function withLock<T>(
   fn: (handle: LockHandle) => Promise<T>,
   options: AcquireOptions = {},
 ): Promise<T> {
+  if (
+    typeof locker !== 'object' ||
+    locker === null ||
+    typeof (locker as Partial<Locker>).acquire !== 'function'
+  )
+    throw new InvalidArgumentError('locker', 'a Locker (an object with acquire())', locker);
   assertFunction('fn', fn);
   const handle = await locker.acquire(key, options);
   let result: T;

@@ -160,10 +160,13 @@ export async function optimisticUpdate<R extends Row = Row>(
         lastRead = current;
         const expectedVersion = current[versionColumn];
         if (expectedVersion === undefined) {
-          throw new RowNotFoundError(
-            `${table} (no column "${versionColumn}" in the row)`,
-            options.key,
+          // The row exists; the column does not. Let the server say so (42703), as
+          // compareAndSet does: UnknownIdentifierError, not a 404-looking RowNotFoundError.
+          await runQuery(
+            db,
+            `SELECT ${quoteIdentifier(versionColumn, 'options.versionColumn')} FROM ${table} WHERE false`,
           );
+          throw new RowNotFoundError(`${table} (no column "${versionColumn}" in the row)`, options.key);
         }
         const changes = await options.update(current as R, { attempt });
         if (changes === null) return { applied: false, row: current as R, attempts: attempt };

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
 import { retryOptionsOf, type RetryPolicy } from './retry-policy.js';
 import {
@@ -135,8 +136,15 @@ export async function transaction<T>(
   options: TransactionOptions = {},
 ): Promise<T> {
   assertQueryable('pool', pool);
-  if (typeof (pool as { connect?: unknown }).connect !== 'function') {
-    throw new TypeError('pool must have connect(): pass a pg Pool, not a Client');
+  const candidate = pool as { connect?: unknown; connection?: unknown; totalCount?: unknown };
+  // A pg.Client has connect() too, but it opens the client's one connection, which is already open.
+  const isClient = typeof candidate.connection === 'object' && candidate.totalCount === undefined;
+  if (typeof candidate.connect !== 'function' || isClient) {
+    throw new InvalidArgumentError(
+      'pool',
+      'a pg Pool (transaction() checks a connection out of it; a Client is one connection already: run BEGIN/COMMIT on it yourself, or pass the Pool)',
+      pool,
+    );
   }
   assertFunction('fn', fn);
   assertPlainObject('options', options);
