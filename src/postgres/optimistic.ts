@@ -166,7 +166,10 @@ export async function optimisticUpdate<R extends Row = Row>(
             db,
             `SELECT ${quoteIdentifier(versionColumn, 'options.versionColumn')} FROM ${table} WHERE false`,
           );
-          throw new RowNotFoundError(`${table} (no column "${versionColumn}" in the row)`, options.key);
+          throw new RowNotFoundError(
+            `${table} (no column "${versionColumn}" in the row)`,
+            options.key,
+          );
         }
         const changes = await options.update(current as R, { attempt });
         if (changes === null) return { applied: false, row: current as R, attempts: attempt };
