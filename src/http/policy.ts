@@ -19,6 +19,7 @@ import {
 } from '../idempotency/errors.js';
 import { fingerprintRequest, type RequestShape } from '../idempotency/fingerprint.js';
 import {
+  DEFAULT_TTL_MS,
   claimIdempotency,
   type ConcurrentPolicy,
   type Execution,
@@ -38,6 +39,16 @@ export const DEFAULT_REPLAY_HEADERS: readonly string[] = [
   'link',
   'cache-control',
 ];
+
+/** The 4xx responses stored by default: final answers that a retry of the same request would only repeat. */
+export const DEFAULT_STORED_CLIENT_ERRORS: readonly number[] = [
+  400, 403, 404, 405, 406, 410, 411, 413, 414, 415, 416, 422,
+];
+
+/** The default of {@link HttpIdempotencyOptions.storeStatus}. */
+export function isFinalOutcome(status: number): boolean {
+  return (status >= 200 && status < 300) || DEFAULT_STORED_CLIENT_ERRORS.includes(status);
+}
 
 /** Options shared by every HTTP adapter; `Req` is the framework's request. */
 export interface HttpIdempotencyOptions<Req> {
@@ -70,10 +81,27 @@ export interface HttpIdempotencyOptions<Req> {
   readonly leaseMs?: number;
   /** How long a response is kept for replay (publish it to clients). @default 86400000 (24 h) */
   readonly ttlMs?: number;
+  /**
+   * Longest wait for one store call; a store that does not answer in time
+   * fails closed (503 before the handler) or leaves the record to its lease
+   * (after it). See docs/idempotency.md for the client settings that make
+   * a store fail fast.
+   * @default 5000
+   */
+  readonly storeTimeoutMs?: number;
   /** Longest key accepted. @default 255 */
   readonly maxKeyLength?: number;
   /** Also store 5xx responses (by default they are not, so a retry runs again). @default false */
   readonly storeServerErrors?: boolean;
+  /**
+   * Which responses are stored and replayed. By default the final outcomes:
+   * every 2xx and the 4xx that a retry would only repeat
+   * ({@link DEFAULT_STORED_CLIENT_ERRORS}); not 3xx, nor the 4xx that say
+   * "try again" (408, 409, 425, 429) or depend on the caller's credentials
+   * (401), so a retry runs again. 5xx follow `storeServerErrors`.
+   * @default (status) => (status >= 200 && status < 300) || DEFAULT_STORED_CLIENT_ERRORS.includes(status)
+   */
+  readonly storeStatus?: (status: number) => boolean;
   /** Store down before the handler ran: 503 (`'closed'`) or run unguarded (`'open'`). @default 'closed' */
   readonly storeFailure?: 'closed' | 'open';
   /** Replace the default fingerprint (method, URL and canonical JSON body). */
@@ -138,13 +166,19 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
   assertFunction('options.scope', options.scope);
   if (options.fingerprint !== undefined) assertFunction('options.fingerprint', options.fingerprint);
   if (options.onError !== undefined) assertFunction('options.onError', options.onError);
+  if (options.storeStatus !== undefined) assertFunction('options.storeStatus', options.storeStatus);
   assertOneOf('options.mode', options.mode ?? 'ietf', ['ietf', 'stripe']);
   assertOneOf('options.concurrent', options.concurrent ?? 'conflict', ['conflict', 'wait']);
   assertOneOf('options.storeFailure', options.storeFailure ?? 'closed', ['closed', 'open']);
-  for (const name of ['waitMs', 'leaseMs', 'ttlMs', 'maxKeyLength'] as const) {
+  for (const name of ['waitMs', 'leaseMs', 'ttlMs', 'maxKeyLength', 'storeTimeoutMs'] as const) {
     const value = options[name];
     if (value !== undefined) assertPositiveInteger(`options.${name}`, value);
   }
+  // Checked here, with the defaults, so a bad pair fails at start-up and not on every request.
+  const leaseMs = options.leaseMs ?? 30_000;
+  const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
+  if (ttlMs < leaseMs)
+    throw new InvalidArgumentError('options.ttlMs', `at least options.leaseMs (${leaseMs})`, ttlMs);
   const methods: readonly unknown[] = options.methods ?? ['POST', 'PATCH'];
   if (!Array.isArray(methods) || methods.some((m) => typeof m !== 'string' || m === '')) {
     throw new InvalidArgumentError('options.methods', 'an array of HTTP method names', methods);
@@ -177,6 +211,7 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
       ...(options.ttlMs !== undefined && { ttlMs: options.ttlMs }),
       ...(options.maxKeyLength !== undefined && { maxKeyLength: options.maxKeyLength }),
       ...(options.storeFailure !== undefined && { storeFailure: options.storeFailure }),
+      ...(options.storeTimeoutMs !== undefined && { storeTimeoutMs: options.storeTimeoutMs }),
     },
   };
 }
@@ -305,7 +340,7 @@ function problemFor(error: unknown, mode: 'ietf' | 'stripe'): ImmediateResponse 
 /** Whether a response with this status is stored for replay. */
 export function isStorable<Req>(policy: HttpPolicy<Req>, status: number): boolean {
   if (status >= 500) return policy.options.storeServerErrors === true;
-  return status >= 200;
+  return (policy.options.storeStatus ?? isFinalOutcome)(status);
 }
 
 /**

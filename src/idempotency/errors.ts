@@ -79,10 +79,16 @@ export class IdempotencyStoreError extends RaceguardError {
  * request took over, or the record expired). The result was not stored.
  */
 export class IdempotencyClaimLostError extends RaceguardError {
-  constructor() {
+  /** The key whose claim was lost (when known), for the log that records a possible double execution. */
+  readonly key: string | undefined;
+  readonly scope: string | undefined;
+
+  constructor(record: { readonly scope: string; readonly key: string } | undefined = undefined) {
     super(
       'RACEGUARD_IDEMPOTENCY_CLAIM_LOST',
-      'the idempotency claim was lost before the result could be stored (lease ran out)',
+      `the idempotency claim${record ? ` on key ${JSON.stringify(record.key)} (scope ${JSON.stringify(record.scope)})` : ''} was lost before the result could be stored (its lease ran out, so another request may have run it too)`,
     );
+    this.key = record?.key;
+    this.scope = record?.scope;
   }
 }

@@ -22,6 +22,7 @@ import {
 import { fingerprintPayload } from './fingerprint.js';
 import { validateIdempotencyKey } from './key.js';
 import type { ClaimResult, IdempotencyStore } from './store.js';
+import { StoreTimeoutError, timeLimitedStore } from './time-limited-store.js';
 
 /** What to do when a request arrives while another with its key is running. */
 export type ConcurrentPolicy = 'conflict' | 'wait';
@@ -67,6 +68,15 @@ export interface IdempotencyOptions {
    * @default 'closed'
    */
   readonly storeFailure?: 'closed' | 'open';
+  /**
+   * Longest wait for one store call. A store that does not answer in time
+   * counts as failed: before the handler, the request is refused (or run
+   * unprotected with `storeFailure: 'open'`); after it, the result is not
+   * stored and the record is left to its lease. Keep the store client's
+   * own timeouts shorter still (see docs/idempotency.md).
+   * @default 5000
+   */
+  readonly storeTimeoutMs?: number;
   /** Stops waiting (claims in `'wait'` mode). */
   readonly signal?: AbortSignal;
 }
@@ -123,7 +133,12 @@ interface Settings {
   readonly ttlMs: number;
   readonly storeFailure: 'closed' | 'open';
   readonly signal: AbortSignal | undefined;
+  /** The store, every call bounded by `storeTimeoutMs`. */
+  readonly store: IdempotencyStore;
 }
+
+/** The default of {@link IdempotencyOptions.storeTimeoutMs}. */
+export const DEFAULT_STORE_TIMEOUT_MS = 5000;
 
 const COMPLETE_ATTEMPTS = 3;
 
@@ -161,7 +176,10 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
     throw new InvalidArgumentError('options.ttlMs', `at least options.leaseMs (${leaseMs})`, ttlMs);
   }
   assertAbortSignal('options.signal', options.signal);
+  const storeTimeoutMs = options.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+  assertPositiveInteger('options.storeTimeoutMs', storeTimeoutMs);
   return {
+    store: timeLimitedStore(store, storeTimeoutMs),
     scope: options.scope,
     key,
     fingerprint: options.fingerprint ?? fingerprintPayload(options.payload),
@@ -206,7 +224,7 @@ export async function claimIdempotency<R>(
     let found: ClaimResult;
     const sentAt = performance.now();
     try {
-      found = await store.claim({
+      found = await settings.store.claim({
         scope: settings.scope,
         key: settings.key,
         fingerprint: settings.fingerprint,
@@ -221,7 +239,7 @@ export async function claimIdempotency<R>(
     switch (found.kind) {
       case 'claimed':
         return new StoreExecution<R>(
-          store,
+          settings.store,
           settings,
           owner,
           sentAt,
@@ -371,7 +389,7 @@ class StoreExecution<R> implements Execution<R> {
         (held) => {
           if (this.#ended) return;
           if (held) this.#renewedAt = sentAt;
-          else this.#lose(new IdempotencyClaimLostError());
+          else this.#lose(new IdempotencyClaimLostError(this.#settings));
         },
         (error: unknown) => {
           if (this.#ended) return;
@@ -400,7 +418,7 @@ class StoreExecution<R> implements Execution<R> {
   }
 
   async complete(value: R): Promise<void> {
-    if (this.#ended) throw new IdempotencyClaimLostError();
+    if (this.#ended) throw new IdempotencyClaimLostError(this.#settings);
     // Awaited only when a renewal is in flight: an await costs a tick on every request.
     const renewing = this.#end();
     if (renewing !== undefined) await renewing;
@@ -413,10 +431,14 @@ class StoreExecution<R> implements Execution<R> {
           result,
           ttlMs: this.#settings.ttlMs,
         });
-        if (!held) throw new IdempotencyClaimLostError();
+        if (!held) throw new IdempotencyClaimLostError(this.#settings);
         return;
       } catch (error) {
         if (error instanceof IdempotencyClaimLostError) throw error;
+        // A store that did not answer in time may yet apply the write: a retry
+        // could then find the record completed and wrongly report the claim lost,
+        // and would keep the response waiting longer still.
+        if (error instanceof StoreTimeoutError) throw new IdempotencyStoreError('complete', error);
         failure = error;
         if (attempt < COMPLETE_ATTEMPTS) await sleep(20 * attempt);
       }
@@ -430,14 +452,14 @@ class StoreExecution<R> implements Execution<R> {
 
   async advance(recoveryPoint: string): Promise<void> {
     assertNonEmptyString('recoveryPoint', recoveryPoint);
-    if (this.#ended) throw new IdempotencyClaimLostError();
+    if (this.#ended) throw new IdempotencyClaimLostError(this.#settings);
     let held: boolean;
     try {
       held = await this.#store.advance({ ...this.#id(), recoveryPoint });
     } catch (error) {
       throw new IdempotencyStoreError('advance', error);
     }
-    if (!held) throw new IdempotencyClaimLostError();
+    if (!held) throw new IdempotencyClaimLostError(this.#settings);
   }
 
   async abandon(options: { readonly keep?: boolean } = {}): Promise<void> {

@@ -41,12 +41,12 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   /** Number of live records (expired ones are dropped first). */
   get size(): number {
-    this.#sweep(Date.now());
+    this.#sweep(performance.now());
     return this.#records.size;
   }
 
   claim(request: ClaimRequest): Promise<ClaimResult> {
-    const now = Date.now();
+    const now = performance.now();
     this.#claims += 1;
     if (this.#claims % this.#sweepEvery === 0) this.#sweepOldest(now);
     const id = recordKey(request);
@@ -81,14 +81,14 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     if (found === undefined) return Promise.resolve(false);
     found.result = request.result;
     found.owner = null;
-    found.expiresAt = Date.now() + request.ttlMs;
+    found.expiresAt = performance.now() + request.ttlMs;
     return Promise.resolve(true);
   }
 
   renew(request: OwnerRequest & { leaseMs: number }): Promise<boolean> {
     const found = this.#owned(request);
     if (found === undefined) return Promise.resolve(false);
-    found.leaseEnd = Date.now() + request.leaseMs;
+    found.leaseEnd = performance.now() + request.leaseMs;
     return Promise.resolve(true);
   }
 
@@ -110,7 +110,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   #owned(request: OwnerRequest): MemoryRecord | undefined {
     const found = this.#records.get(recordKey(request));
-    const now = Date.now();
+    const now = performance.now();
     // The owner id is the fence: a takeover replaces it. A lapsed lease that
     // nobody took over still lets its owner finish.
     if (found === undefined || found.owner !== request.owner || found.expiresAt <= now) {
