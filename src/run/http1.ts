@@ -144,6 +144,30 @@ export function checkOrigin(origin: unknown): URL {
   return url;
 }
 
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** A field value: visible ASCII, space and tab, not starting or ending with whitespace. */
+const FIELD_VALUE = /^(?:[!-~](?:[\t -~]*[!-~])?)?$/;
+
+/**
+ * Refuse a header that could split the request: a name that is not an RFC
+ * 9110 token, or a value with anything but visible ASCII, space and tab
+ * (a line break, or a character that an 8-bit encoding would turn into one).
+ *
+ * @example
+ * ```ts
+ * assertHeader('x-user', 'alice'); // ok
+ * assertHeader('x-user', 'a\u010D\u010Ab'); // throws BurstTransportError
+ * ```
+ */
+export function assertHeader(name: string, value: string): void {
+  if (typeof name !== 'string' || !TOKEN.test(name))
+    throw new BurstTransportError(`header name ${JSON.stringify(name)} is not an HTTP token`);
+  if (typeof value !== 'string' || !FIELD_VALUE.test(value))
+    throw new BurstTransportError(
+      `header ${JSON.stringify(name)} has a value that is not visible ASCII, space or tab: ${JSON.stringify(value)}`,
+    );
+}
+
 /** Serialise a request for the wire. */
 export function serializeRequest(url: URL, request: WireRequest): Buffer {
   const body =
@@ -166,18 +190,18 @@ export function serializeRequest(url: URL, request: WireRequest): Buffer {
   }
   let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
   for (const [name, value] of Object.entries(headers)) {
-    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
-      throw new BurstTransportError(`header ${JSON.stringify(name)} contains a line break`);
-    }
+    assertHeader(name, value);
     head += `${name}: ${value}\r\n`;
   }
-  return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), body]);
+  // Every character was checked to be ASCII above: the encoding changes nothing.
+  return Buffer.concat([Buffer.from(`${head}\r\n`, 'ascii'), body]);
 }
 
 function lower(headers: Readonly<Record<string, string>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) out[name.toLowerCase()] = value;
-  return out;
+  // fromEntries defines own properties: a header named "__proto__" stays a header.
+  return Object.fromEntries(
+    Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value]),
+  );
 }
 
 /** One response of a synchronised burst. */
@@ -300,6 +324,9 @@ export class Http1BurstClient implements AsyncDisposable {
     const responses = requests.map((r, i) =>
       (this.#connections[i] as Connection).expect(r.method === 'HEAD'),
     );
+    // Handled from the start: if a write fails below, these reject with nobody
+    // awaiting them yet, which would be an unhandled rejection (a crash).
+    for (const pending of responses) pending.catch(() => undefined);
     // Everything but the last byte, and wait until it has left this process.
     await Promise.all(
       wire.map((bytes, i) => (this.#connections[i] as Connection).write(bytes.subarray(0, -1))),

@@ -15,6 +15,7 @@ import {
   assertPositiveInteger,
 } from '../core/validate.js';
 import {
+  assertHeader,
   checkOrigin,
   BurstTransportError,
   type SyncBurstResult,
@@ -185,8 +186,10 @@ export class Http2BurstClient implements AsyncDisposable {
         ':method': request.method,
         ':path': request.path,
       };
-      for (const [name, value] of Object.entries(request.headers ?? {}))
+      for (const [name, value] of Object.entries(request.headers ?? {})) {
+        assertHeader(name, value);
         headers[name.toLowerCase()] = value;
+      }
       if (body.length > 0) headers['content-length'] = String(body.length);
       const stream = session.request(headers, { endStream: false });
       const response = new Promise<SyncResponse>((resolve) => {

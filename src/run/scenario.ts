@@ -232,6 +232,15 @@ export function validateRequest(value: unknown, at: string): asserts value is Sc
       'an object of string header values',
       r.headers,
     );
+    for (const [name, value] of Object.entries(r.headers as Record<string, string>)) {
+      need(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name), `${at}.headers`, 'HTTP token names', name);
+      need(
+        /^(?:[!-~](?:[\t -~]*[!-~])?)?$/.test(value),
+        `${at}.headers.${name}`,
+        'visible ASCII, space or tab (no line breaks, no other characters)',
+        value,
+      );
+    }
   }
 }
 

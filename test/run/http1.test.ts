@@ -53,7 +53,7 @@ describe('ResponseReader', () => {
     );
     assert.throws(
       () => serializeRequest(url, { method: 'GET', path: '/', headers: { x: 'a\r\nb: c' } }),
-      /line break/,
+      /not visible ASCII/,
     );
     assert.throws(() => serializeRequest(url, { method: 'GET', path: '/a b' }), /visible ASCII/);
     assert.throws(
