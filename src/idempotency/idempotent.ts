@@ -417,6 +417,21 @@ class StoreExecution<R> implements Execution<R> {
     return this.#renewing;
   }
 
+  /** Whether the record holds `result` already (an earlier attempt landed though its reply was lost). */
+  async #storedAlready(result: string): Promise<boolean> {
+    const probe = await this.#store.claim({
+      scope: this.#settings.scope,
+      key: this.#settings.key,
+      fingerprint: this.#settings.fingerprint,
+      owner: this.owner,
+      leaseMs: this.#settings.leaseMs,
+      ttlMs: this.#settings.ttlMs,
+    });
+    // Gone and claimed afresh by the probe: give it back, the result is not stored.
+    if (probe.kind === 'claimed') await this.#store.abandon({ ...this.#id(), keep: false });
+    return probe.kind === 'completed' && probe.result === result;
+  }
+
   async complete(value: R): Promise<void> {
     if (this.#ended) throw new IdempotencyClaimLostError(this.#settings);
     // Awaited only when a renewal is in flight: an await costs a tick on every request.
@@ -431,8 +446,11 @@ class StoreExecution<R> implements Execution<R> {
           result,
           ttlMs: this.#settings.ttlMs,
         });
-        if (!held) throw new IdempotencyClaimLostError(this.#settings);
-        return;
+        if (held) return;
+        // A retry after a reply was lost: the first attempt may have stored this very
+        // result. Completion by the same execution is idempotent.
+        if (attempt > 1 && (await this.#storedAlready(result))) return;
+        throw new IdempotencyClaimLostError(this.#settings);
       } catch (error) {
         if (error instanceof IdempotencyClaimLostError) throw error;
         // A store that did not answer in time may yet apply the write: a retry

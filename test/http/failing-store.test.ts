@@ -186,3 +186,28 @@ describe('idempotency options and stored statuses', () => {
     }
   });
 });
+
+describe('completion after a lost reply', () => {
+  it('a retried complete by the same execution succeeds when the first attempt had landed', async () => {
+    const real = new MemoryIdempotencyStore();
+    let completes = 0;
+    // The transport drops the first completion's reply after the store applied it.
+    const lossy = {
+      claim: real.claim.bind(real),
+      renew: real.renew.bind(real),
+      abandon: real.abandon.bind(real),
+      advance: real.advance.bind(real),
+      complete: async (request: Parameters<MemoryIdempotencyStore['complete']>[0]) => {
+        const applied = await real.complete(request);
+        completes += 1;
+        if (completes === 1) throw new Error('connection reset before the reply');
+        return applied;
+      },
+    };
+    const first = await idempotent(lossy, { scope: 's', key: 'lost-reply' }, () => 'receipt');
+    assert.deepEqual([first.value, first.replayed, completes], ['receipt', false, 2]);
+    // The stored result is the one replayed.
+    const again = await idempotent(real, { scope: 's', key: 'lost-reply' }, () => 'other');
+    assert.deepEqual([again.value, again.replayed], ['receipt', true]);
+  });
+});
