@@ -22,7 +22,7 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { Pool, request } from 'undici';
 import { renderTable } from '../dist/cli/table.js';
-import { percentile } from '../dist/burst/percentile.js';
+import { percentile } from '../dist/core/percentile.js';
 import { inventory } from '../dist/lab/scenarios/inventory.js';
 import { createLabServer } from '../dist/lab/server.js';
 import { usePostgres } from '../dist/postgres/server.js';

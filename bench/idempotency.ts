@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { renderTable } from '../dist/cli/table.js';
-import { percentile } from '../dist/burst/percentile.js';
+import { percentile } from '../dist/core/percentile.js';
 import { usePostgres } from '../dist/postgres/server.js';
 import { startRedisServer } from '../dist/redis/server.js';
 import { redisCpuUs } from './redis-cpu.js';

@@ -36,7 +36,7 @@ import pg from 'pg';
 import { Mutex as SemaphoreMutex } from 'redis-semaphore';
 import Redlock from 'redlock';
 import { renderTable } from '../dist/cli/table.js';
-import { percentile } from '../dist/burst/percentile.js';
+import { percentile } from '../dist/core/percentile.js';
 import { KeyedMutex } from '../dist/local/keyed-mutex.js';
 import { createLockTable, PostgresLeaseLock } from '../dist/postgres/index.js';
 import { usePostgres } from '../dist/postgres/server.js';

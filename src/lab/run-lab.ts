@@ -2,8 +2,8 @@
  * The lab runner: start PostgreSQL and the lab service, fire synchronized
  * bursts at every scenario and strategy, check the invariants, aggregate.
  */
-import { createBurstClient, type BurstClient, type BurstRequest } from '../burst/burst.js';
-import { percentile } from '../burst/percentile.js';
+import { createBurstClient, type BurstClient, type BurstRequest } from './burst-client.js';
+import { percentile } from '../core/percentile.js';
 import { InvalidArgumentError, throwIfAborted } from '../index.js';
 import type { PoolLike } from '../postgres/index.js';
 import { openLabDatabase } from './lab-database.js';

@@ -6,7 +6,7 @@
  * verdict), the arrival and release spread of every burst, and the latency
  * distribution.
  */
-import { percentile } from '../burst/percentile.js';
+import { percentile } from '../core/percentile.js';
 import type { EvidenceResponse, ScenarioReport } from './run-scenario.js';
 
 function esc(text: string): string {

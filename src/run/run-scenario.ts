@@ -19,7 +19,7 @@ import {
   assertPlainObject,
   assertPositiveInteger,
 } from '../core/validate.js';
-import { percentile } from '../burst/percentile.js';
+import { percentile } from '../core/percentile.js';
 import { Http1BurstClient, type SyncBurstResult, type WireRequest } from './http1.js';
 import { Http2BurstClient } from './http2.js';
 import type { ObservedResponse, Verdict } from './invariants.js';
