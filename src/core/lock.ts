@@ -43,7 +43,8 @@ export interface AcquireOptions {
  * @example
  * ```ts
  * await using lock = await locker.acquire('invoice:42', { ttlMs: 10_000 });
- * await db.fencedUpdate({ ..., token: lock.token, signal: lock.signal });
+ * if (lock.signal.aborted) throw lock.signal.reason; // lost while we worked
+ * await fencedUpdate(pool, { table: 'invoices', key: { id: 42 }, set: { status: 'sent' }, token: lock.token });
  * ```
  */
 export interface LockHandle extends AsyncDisposable {
