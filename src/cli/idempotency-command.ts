@@ -2,13 +2,14 @@
  * `raceguard idempotency reap|resume`: the reaper and the completer of the
  * PostgreSQL idempotency store, for cron jobs and operators.
  */
+import { messageOf } from './options.js';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import type pg from 'pg';
-import { messageOf } from '../core/errors.js';
-import { resumeAbandoned, type PhasedOperation } from '../postgres/atomic-phases.js';
-import { PostgresIdempotencyStore } from '../postgres/idempotency-store.js';
+
+import { resumeAbandoned, type PhasedOperation } from '../postgres/index.js';
+import { PostgresIdempotencyStore } from '../postgres/index.js';
 import { integer } from './options.js';
 
 const positive = integer(1);

@@ -1,8 +1,15 @@
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
-import { runLab, type LabReport } from '../lab/run-lab.js';
-import { serveLab, type ServedLab } from '../lab/serve-lab.js';
-import { SCENARIOS } from '../lab/scenarios/index.js';
-import { ALL_STRATEGIES, LOCK_STRATEGIES, STRATEGIES, type Strategy } from '../lab/scenario.js';
+import {
+  ALL_STRATEGIES,
+  LOCK_STRATEGIES,
+  SCENARIOS,
+  STRATEGIES,
+  runLab,
+  serveLab,
+  type LabReport,
+  type ServedLab,
+  type Strategy,
+} from '../lab/index.js';
 import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
 import { outputWidth, renderTable, wrap } from './table.js';

@@ -3,9 +3,10 @@
  * The `raceguard` command. Exit codes: 0 success (every fix clean), 1 a fix
  * showed anomalies, 2 usage error or failure, 130 interrupted.
  */
+import { messageOf } from './options.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { AbortedError, messageOf } from '../core/errors.js';
+import { AbortedError } from '../index.js';
 import { idempotencyCommand } from './idempotency-command.js';
 import { labCommand } from './lab-command.js';
 import { runCommand } from './run-command.js';

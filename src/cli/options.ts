@@ -1,6 +1,6 @@
 /** Pieces every raceguard command shares: option parsers and Ctrl-C handling. */
 import { InvalidArgumentError as CommanderArgumentError } from 'commander';
-import { AbortedError } from '../core/errors.js';
+import { AbortedError } from '../index.js';
 
 /** A commander parser for an integer of at least `min` (and at most `max`). */
 export const integer =
@@ -36,4 +36,9 @@ export async function interruptible<T>(work: (signal: AbortSignal) => Promise<T>
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** The message of anything thrown, for one-line error output. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

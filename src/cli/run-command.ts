@@ -4,21 +4,17 @@
  * violated, 2 usage or scenario errors or trials that proved nothing (they
  * outrank a race: part of the run has no verdict), 130 interrupted.
  */
+import { messageOf } from './options.js';
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import { constants } from 'node:fs';
 import { access, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { loadScenarios, scenarioFiles } from '../run/load.js';
-import { toHtml } from '../run/report-html.js';
-import { toJUnit } from '../run/report-junit.js';
-import {
-  ARRIVAL_HEADER,
-  erroredReport,
-  runScenario,
-  type ScenarioReport,
-} from '../run/run-scenario.js';
-import { isHttpUrl, type ScenarioDefinition } from '../run/scenario.js';
+import { AbortedError, InvalidArgumentError } from '../index.js';
+import { loadScenarios, scenarioFiles } from '../run/index.js';
+import { toHtml } from '../run/index.js';
+import { toJUnit } from '../run/index.js';
+import { ARRIVAL_HEADER, erroredReport, runScenario, type ScenarioReport } from '../run/index.js';
+import { isHttpUrl, type ScenarioDefinition } from '../run/index.js';
 import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
 import { outputWidth, renderTable, wrap } from './table.js';

@@ -2,9 +2,9 @@
  * The lab's scenarios as `raceguard run` scenario definitions, so the CLI
  * and `runScenario` run them against a lab server like any other API.
  */
-import { InvalidArgumentError } from '../core/errors.js';
-import type { Verdict } from '../run/invariants.js';
-import { defineScenario, type ScenarioDefinition } from '../run/scenario.js';
+import { InvalidArgumentError } from '../index.js';
+import type { Verdict } from '../run/index.js';
+import { defineScenario, type ScenarioDefinition } from '../run/index.js';
 import { appliesTo, STRATEGIES, type Strategy } from './scenario.js';
 import { SCENARIOS } from './scenarios/index.js';
 

@@ -3,14 +3,9 @@
  * together on warmed connections, by the last-byte synchronisation engine of
  * `raceguard run`.
  */
-import { RaceguardError, messageOf } from '../core/errors.js';
-import { throwIfAborted } from '../core/abort.js';
-import { Http1BurstClient } from '../run/http1.js';
-import {
-  assertAbortSignal,
-  assertNonEmptyString,
-  assertPositiveInteger,
-} from '../core/validate.js';
+import { RaceguardError, throwIfAborted } from '../index.js';
+import { Http1BurstClient } from '../run/index.js';
+import { checkInteger, checkShape } from './checks.js';
 
 /** One request of a burst. */
 export interface BurstRequest {
@@ -99,11 +94,11 @@ export async function createBurstClient(
   origin: string,
   options: BurstClientOptions,
 ): Promise<BurstClient> {
-  assertNonEmptyString('origin', origin);
-  assertPositiveInteger('options.connections', options.connections);
+  checkShape('origin', origin, 'string');
+  checkInteger('options.connections', options.connections, 1);
   const warmupPath = options.warmupPath ?? '/';
   const timeoutMs = options.timeoutMs ?? 30_000;
-  assertPositiveInteger('options.timeoutMs', timeoutMs);
+  checkInteger('options.timeoutMs', timeoutMs, 1);
   let client: Http1BurstClient;
   try {
     client = await Http1BurstClient.open(origin, {
@@ -112,14 +107,14 @@ export async function createBurstClient(
       timeoutMs,
     });
   } catch (error) {
-    throw new BurstError(messageOf(error), error);
+    throw new BurstError(error instanceof Error ? error.message : String(error), error);
   }
 
   const fire = async (
     requests: readonly BurstRequest[],
     fireOptions: { readonly signal?: AbortSignal } = {},
   ): Promise<BurstResult> => {
-    assertAbortSignal('options.signal', fireOptions.signal);
+    checkShape('options.signal', fireOptions.signal, 'signal?');
     throwIfAborted(fireOptions.signal);
     if (requests.length > options.connections) {
       throw new BurstError(

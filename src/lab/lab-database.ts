@@ -4,7 +4,7 @@
  * by `runLab` and `serveLab`.
  */
 import type pg from 'pg';
-import { InvalidArgumentError } from '../core/errors.js';
+import { InvalidArgumentError } from '../index.js';
 import { createScratchSchema } from '../postgres/index.js';
 import { usePostgres } from '../postgres/server.js';
 

@@ -5,7 +5,7 @@
  * servers. Redis and etcd are started on free loopback ports for the run.
  */
 import type { Locker } from '../index.js';
-import { KeyedMutex } from '../local/keyed-mutex.js';
+import { KeyedMutex } from '../local/index.js';
 import { createLockTable, PostgresLeaseLock, type PoolLike } from '../postgres/index.js';
 import type { LockStrategy } from './scenario.js';
 
@@ -29,7 +29,7 @@ export async function setUpLockers(
   }
   if (strategies.includes('redis-lock')) {
     const { startRedisServer } = await import('../redis/server.js');
-    const { RedisLock } = await import('../redis/redis-lock.js');
+    const { RedisLock } = await import('../redis/index.js');
     const { Redis } = await import('ioredis');
     const server = await startRedisServer();
     cleanup.push(() => server.stop());
@@ -48,7 +48,7 @@ export async function setUpLockers(
   }
   if (strategies.includes('etcd-lock')) {
     const { startEtcdServer } = await import('../etcd/server.js');
-    const { EtcdLock } = await import('../etcd/etcd-lock.js');
+    const { EtcdLock } = await import('../etcd/index.js');
     const { Etcd3 } = await import('etcd3');
     const server = await startEtcdServer();
     cleanup.push(() => server.stop());

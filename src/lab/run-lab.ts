@@ -3,7 +3,7 @@
  * bursts at every scenario and strategy, check the invariants, aggregate.
  */
 import { createBurstClient, type BurstClient, type BurstRequest } from './burst-client.js';
-import { percentile } from '../core/percentile.js';
+import { percentile } from '../run/index.js';
 import { InvalidArgumentError, throwIfAborted } from '../index.js';
 import type { PoolLike } from '../postgres/index.js';
 import { openLabDatabase } from './lab-database.js';

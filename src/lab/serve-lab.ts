@@ -1,11 +1,5 @@
 /** `raceguard lab --serve`: the lab service alone, as a target for `raceguard run`. */
-import {
-  assertAbortSignal,
-  assertNonNegativeFinite,
-  assertNonNegativeInteger,
-  assertPlainObject,
-  assertPositiveInteger,
-} from '../core/validate.js';
+import { checkInteger, checkNonNegative, checkShape } from './checks.js';
 import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
 import { SCENARIOS } from './scenarios/index.js';
@@ -51,11 +45,11 @@ export interface ServedLab extends AsyncDisposable {
  * ```
  */
 export async function serveLab(options: ServeLabOptions = {}): Promise<ServedLab> {
-  assertPlainObject('options', options);
-  if (options.port !== undefined) assertNonNegativeInteger('options.port', options.port);
-  if (options.gapMs !== undefined) assertNonNegativeFinite('options.gapMs', options.gapMs);
-  if (options.poolSize !== undefined) assertPositiveInteger('options.poolSize', options.poolSize);
-  assertAbortSignal('options.signal', options.signal);
+  checkShape('options', options, 'object');
+  if (options.port !== undefined) checkInteger('options.port', options.port, 0);
+  if (options.gapMs !== undefined) checkNonNegative('options.gapMs', options.gapMs);
+  if (options.poolSize !== undefined) checkInteger('options.poolSize', options.poolSize, 1);
+  checkShape('options.signal', options.signal, 'signal?');
   const database = await openLabDatabase({
     databaseUrl: options.databaseUrl,
     ...(options.signal && { signal: options.signal }),

@@ -3,9 +3,10 @@
  * `node:http` server over one PostgreSQL pool (no framework: the lab adds
  * nothing to what a service that installs raceguard must install).
  */
+import { messageOf } from './checks.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { messageOf } from '../core/errors.js';
+
 import { sleep } from '../index.js';
 import type { PoolLike } from '../postgres/index.js';
 import {

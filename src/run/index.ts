@@ -7,6 +7,7 @@
 export {
   defineScenario,
   validateScenario,
+  isHttpUrl,
   ScenarioError,
   type ScenarioDefinition,
   type ScenarioRequest,
@@ -54,3 +55,4 @@ export {
 export { Http2BurstClient, type Http2BurstOptions } from './http2.js';
 export { toJUnit } from './report-junit.js';
 export { toHtml } from './report-html.js';
+export { percentile } from '../core/percentile.js';

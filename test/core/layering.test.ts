@@ -46,3 +46,21 @@ it('the core imports no adapter, and no two source folders import each other in 
   for (const node of graph.keys()) visit(node, []);
   assert.deepEqual([...new Set(cycles)], []);
 });
+
+it('the lab and the CLI use raceguard as a customer does: only its public entry points', () => {
+  const deep: string[] = [];
+  for (const folder of ['lab', 'cli']) {
+    for (const file of files(join(SRC, folder))) {
+      const text = readFileSync(file, 'utf8');
+      for (const [, target] of text.matchAll(/(?:from |import\()'(\.\.\/[^']+)'/g)) {
+        const resolved = relative(SRC, join(file, '..', target ?? ''));
+        const [top, ...rest] = resolved.split(sep);
+        if (top === folder || rest.length === 0) continue; // its own files; the root barrel
+        // Public: a subpath's index.js, or a test-server starter (raceguard/<backend>/server).
+        if (rest.length === 1 && (rest[0] === 'index.js' || rest[0] === 'server.js')) continue;
+        deep.push(`${relative(SRC, file)} imports ${target ?? ''}`);
+      }
+    }
+  }
+  assert.deepEqual(deep, []);
+});

@@ -1,4 +1,4 @@
-import { IdempotencyInFlightError } from '../../idempotency/errors.js';
+import { IdempotencyInFlightError } from '../../index.js';
 import {
   createIdempotencyTable,
   idempotentTransaction,
