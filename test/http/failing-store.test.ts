@@ -60,7 +60,7 @@ describe('idempotency with a store that fails', () => {
         claimIdempotency(store, { scope: 's', key: 'paused', storeTimeoutMs: TIMEOUT_MS }),
       );
       assert.ok(claim.error instanceof IdempotencyStoreError, String(claim.error));
-      assert.ok(claim.ms < TIMEOUT_MS + 200, `answered after ${claim.ms.toFixed(0)} ms`);
+      assert.ok(claim.ms < TIMEOUT_MS + 700, `answered after ${claim.ms.toFixed(0)} ms`);
     } finally {
       redis.process.kill('SIGCONT');
     }
@@ -112,7 +112,7 @@ describe('idempotency with a store that fails', () => {
         }).then((r) => assert.equal(r.status, 503)),
       );
       assert.equal(second.error, undefined);
-      assert.ok(second.ms < TIMEOUT_MS + 500, `503 after ${second.ms.toFixed(0)} ms`);
+      assert.ok(second.ms < TIMEOUT_MS + 1000, `503 after ${second.ms.toFixed(0)} ms`);
     } finally {
       client.disconnect();
       await app.close();
@@ -129,7 +129,7 @@ describe('idempotency with a store that fails', () => {
         claimIdempotency(store, { scope: 's', key: 'blocked', storeTimeoutMs: TIMEOUT_MS }),
       );
       assert.ok(claim.error instanceof IdempotencyStoreError, String(claim.error));
-      assert.ok(claim.ms < TIMEOUT_MS + 200, `answered after ${claim.ms.toFixed(0)} ms`);
+      assert.ok(claim.ms < TIMEOUT_MS + 700, `answered after ${claim.ms.toFixed(0)} ms`);
     } finally {
       await blocker.query('COMMIT');
       blocker.release();
