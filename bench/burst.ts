@@ -26,7 +26,7 @@ import { percentile } from '../dist/core/percentile.js';
 import { inventory } from '../dist/lab/scenarios/inventory.js';
 import { createLabServer } from '../dist/lab/server.js';
 import { usePostgres } from '../dist/postgres/server.js';
-import { createScratchSchema } from '../dist/postgres/index.js';
+import { createScratchSchema } from '../dist/postgres/server.js';
 import { Http1BurstClient } from '../dist/run/http1.js';
 import { Http2BurstClient } from '../dist/run/http2.js';
 

@@ -10,13 +10,12 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import {
   atomicDecrement,
-  createScratchSchema,
   lockRows,
   optimisticUpdate,
   transaction,
   withAdvisoryLock,
 } from '../dist/postgres/index.js';
-import { usePostgres } from '../dist/postgres/server.js';
+import { createScratchSchema, usePostgres } from '../dist/postgres/server.js';
 
 const { values: args } = parseArgs({
   options: {

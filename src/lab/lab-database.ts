@@ -5,8 +5,7 @@
  */
 import type pg from 'pg';
 import { InvalidArgumentError } from '../index.js';
-import { createScratchSchema } from '../postgres/index.js';
-import { usePostgres } from '../postgres/server.js';
+import { createScratchSchema, usePostgres } from '../postgres/server.js';
 
 /** An open lab database. */
 export interface LabDatabase {

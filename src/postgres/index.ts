@@ -57,7 +57,6 @@ export {
   OptimisticConflictError,
   RowNotFoundError,
 } from './errors.js';
-export { createScratchSchema, type ScratchSchema } from './scratch-schema.js';
 export type {
   PoolLike,
   PoolClientLike,

@@ -11,6 +11,8 @@ import { throwIfAborted } from '../core/abort.js';
 import { assertAbortSignal, assertPlainObject } from '../core/validate.js';
 
 export { PostgresStartError };
+/** For tests, labs and benchmarks: a schema of their own per run (not a production API). */
+export { createScratchSchema, type ScratchSchema } from './scratch-schema.js';
 
 /** A running PostgreSQL server. */
 export interface PostgresServer extends AsyncDisposable {
