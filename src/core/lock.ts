@@ -3,6 +3,7 @@
  * {@link withLock}, its scoped form.
  */
 import { throwIfAborted } from './abort.js';
+import { within } from './deadline.js';
 import { InvalidArgumentError, RaceguardError } from './errors.js';
 import {
   assertAbortSignal,
@@ -387,6 +388,44 @@ export function checkAcquire(
     signal,
     started,
     deadline: waitMs === 0 ? Number.POSITIVE_INFINITY : started + waitMs,
+  };
+}
+
+/** The round trips of one `acquire`, held to its deadline; see {@link acquireDeadline}. */
+export interface AcquireDeadline {
+  /** The typed error of a wait that ran out, saying why (`detail`). */
+  readonly timeout: (detail: string) => LockAcquireTimeoutError;
+  /**
+   * Race one backend call against the deadline and signal: its answer, or
+   * {@link LockAcquireTimeoutError} (`detail`) / `AbortedError` on time; a
+   * reply that comes later goes to `late` (to release a late grant).
+   */
+  readonly bound: <T>(call: Promise<T>, detail: string, late?: (value: T) => unknown) => Promise<T>;
+}
+
+/**
+ * The deadline of one `acquire` on `key`, for every round trip it makes:
+ * one place where a backend's calls meet `waitMs` and `signal`.
+ *
+ * @example
+ * ```ts
+ * const checked = checkAcquire(key, options, lease);
+ * const { bound, timeout } = acquireDeadline(key, checked);
+ * const reply = await bound(send(), 'Redis did not answer in time', (late) => release(late));
+ * ```
+ */
+export function acquireDeadline(key: string, checked: CheckedAcquireOptions): AcquireDeadline {
+  const timeout = (detail: string): LockAcquireTimeoutError =>
+    new LockAcquireTimeoutError(key, performance.now() - checked.started, detail);
+  return {
+    timeout,
+    bound: (call, detail, late) =>
+      within(call, {
+        deadline: checked.deadline,
+        signal: checked.signal,
+        timeout: () => timeout(detail),
+        ...(late && { late }),
+      }),
   };
 }
 

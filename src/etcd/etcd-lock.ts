@@ -1,6 +1,6 @@
 import { isAborted } from '../core/abort.js';
 import { randomBytes } from 'node:crypto';
-import { pause, within } from '../core/deadline.js';
+import { pause } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
@@ -12,6 +12,7 @@ import {
   type LeaseSupport,
   type LockHandle,
   type Locker,
+  acquireDeadline,
   tryOnce,
   checkDriftFactor,
   checkAcquire,
@@ -155,18 +156,11 @@ export class EtcdLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { ttlMs, waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const checked = checkAcquire(key, options, this.#lease);
+    const { ttlMs, waitMs, signal, started, deadline } = checked;
+    const { bound } = acquireDeadline(key, checked);
     const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> =>
-      within(this.#call(what, run), {
-        deadline,
-        signal,
-        timeout: () =>
-          new LockAcquireTimeoutError(
-            key,
-            performance.now() - started,
-            `etcd did not answer in time (${what})`,
-          ),
-      });
+      bound(this.#call(what, run), `etcd did not answer in time (${what})`);
     const ttlSeconds = ttlMs / 1000;
     const lease = this.#client.lease(ttlSeconds, { autoKeepAlive: false });
     lease.on('lost', () => undefined);

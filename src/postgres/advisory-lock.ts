@@ -1,6 +1,5 @@
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { isAborted } from '../core/abort.js';
-import { within } from '../core/deadline.js';
 import { LockLoss } from '../core/lock-loss.js';
 import {
   LockAcquireTimeoutError,
@@ -10,6 +9,7 @@ import {
   type LeaseSupport,
   type LockHandle,
   type Locker,
+  acquireDeadline,
   checkAcquire,
   checkOptionNames,
   tryOnce,
@@ -127,18 +127,15 @@ export class PostgresAdvisoryLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const checked = checkAcquire(key, options, this.#lease);
+    const { waitMs, signal, started, deadline } = checked;
+    const { bound } = acquireDeadline(key, checked);
     const id = advisoryLockKey(this.#prefix + key).toString();
-    const timeout = (detail: string) => () =>
-      new LockAcquireTimeoutError(key, performance.now() - started, detail);
     let client: EventedClient;
     try {
-      client = await within(this.#pool.connect(), {
-        deadline,
-        signal,
-        timeout: timeout('no pool connection in time'),
-        late: (late) => late.release(),
-      });
+      client = await bound(this.#pool.connect(), 'no pool connection in time', (late) =>
+        late.release(),
+      );
     } catch (error) {
       if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
       throw new LockBackendError(`PostgreSQL failed to connect: ${messageOf(error)}`, error);
@@ -146,7 +143,7 @@ export class PostgresAdvisoryLock implements Locker {
     // Until granted, a connection in an unknown state is destroyed, never returned to the pool.
     let outcome: 'granted' | 'clean' | 'destroy' = 'destroy';
     const bounded = <T>(call: Promise<T>): Promise<T> =>
-      within(call, { deadline, signal, timeout: timeout('PostgreSQL did not answer in time') });
+      bound(call, 'PostgreSQL did not answer in time');
     try {
       if (waitMs === 0) {
         const { rows } = await bounded(

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { isAborted } from '../core/abort.js';
-import { pause, within } from '../core/deadline.js';
+import { pause } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
-  LockAcquireTimeoutError,
   LockBackendError,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
   type Locker,
+  acquireDeadline,
   tryOnce,
   checkDriftFactor,
   checkAcquire,
@@ -236,20 +236,14 @@ export class PostgresLeaseLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { ttlMs, waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const checked = checkAcquire(key, options, this.#lease);
+    const { ttlMs, waitMs, signal, deadline } = checked;
+    const { bound, timeout } = acquireDeadline(key, checked);
+    const silent = 'PostgreSQL did not answer in time';
     const stored = this.#prefix + key;
     const notifications = this.#notifications;
     // The key as release notifications name it, hashed once per acquire.
     const payload = notifications && ReleaseNotifications.payloadOf(stored);
-    const timeout = (detail: string) => () =>
-      new LockAcquireTimeoutError(key, performance.now() - started, detail);
-    const bounded = <T>(call: Promise<T>, late?: (value: T) => unknown): Promise<T> =>
-      within(call, {
-        deadline,
-        signal,
-        timeout: timeout('PostgreSQL did not answer in time'),
-        ...(late && { late }),
-      });
     let listening = false;
     let woken = false;
     let roundTripMs: number;
@@ -260,8 +254,9 @@ export class PostgresLeaseLock implements Locker {
         const owner = randomBytes(16).toString('hex');
         const sentAt = performance.now();
         // A grant that answers after the caller gave up is released at once.
-        const { rows } = await bounded(
+        const { rows } = await bound(
           this.#query(this.#sql.acquire, [stored, owner, ttlMs], 'acquire a lock'),
+          silent,
           (late) => (late.rows.length > 0 ? this.#release(stored, owner) : undefined),
         );
         // The attempt used up any wake-up.
@@ -288,16 +283,17 @@ export class PostgresLeaseLock implements Locker {
           detail = 'held by another owner';
         }
         const remaining = deadline - performance.now();
-        if (waitMs === 0 || remaining <= 0) throw timeout(detail)();
+        if (waitMs === 0 || remaining <= 0) throw timeout(detail);
         // LISTEN, then watch, then read the lease: a release the read missed
         // notifies us; one before it shows as a lease already over.
         if (notifications !== undefined && !listening)
-          listening = await bounded(notifications.listen());
+          listening = await bound(notifications.listen(), silent);
         const watch =
           listening && payload !== undefined ? notifications?.watch(payload) : undefined;
         try {
-          const { rows: left } = await bounded(
+          const { rows: left } = await bound(
             this.#query(this.#sql.remaining, [stored], 'read a lease'),
+            silent,
           );
           const leaseLeft = Number(left[0]?.ms ?? 0);
           // Wake early enough for a last attempt to answer before the deadline.

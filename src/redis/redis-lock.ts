@@ -1,15 +1,15 @@
 import { isAborted } from '../core/abort.js';
 import { randomBytes } from 'node:crypto';
-import { pause, within } from '../core/deadline.js';
+import { pause } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
-  LockAcquireTimeoutError,
   LockBackendError,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
   type Locker,
+  acquireDeadline,
   tryOnce,
   checkDriftFactor,
   checkAcquire,
@@ -206,10 +206,10 @@ export class RedisLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { ttlMs, waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const checked = checkAcquire(key, options, this.#lease);
+    const { ttlMs, waitMs, signal, deadline } = checked;
+    const { bound, timeout } = acquireDeadline(key, checked);
     const keys = this.#keys(key);
-    const timeout = (detail: string) => () =>
-      new LockAcquireTimeoutError(key, performance.now() - started, detail);
     const release = (owner: string): Promise<unknown> =>
       this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock');
     // Subscribed only once a first attempt failed: an uncontended acquire costs one round trip.
@@ -228,12 +228,9 @@ export class RedisLock implements Locker {
         ) as Promise<[number, number]>;
         // `[1, token]` when granted, `[0, remaining lease ms]` when held. A
         // grant that answers after the caller gave up is released at once.
-        const [granted, value] = await within(attempt, {
-          deadline,
-          signal,
-          timeout: timeout('Redis did not answer in time'),
-          late: ([late]) => (late === 1 ? release(owner) : undefined),
-        });
+        const [granted, value] = await bound(attempt, 'Redis did not answer in time', ([late]) =>
+          late === 1 ? release(owner) : undefined,
+        );
         roundTripMs = performance.now() - sentAt;
         if (granted === 1) {
           const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
@@ -247,17 +244,16 @@ export class RedisLock implements Locker {
           detail = 'held by another owner';
         }
         const remaining = deadline - performance.now();
-        if (waitMs === 0 || remaining <= 0) throw timeout(detail)();
+        if (waitMs === 0 || remaining <= 0) throw timeout(detail);
         if (!subscribeTried) {
           subscribeTried = true;
           unsubscribe =
             this.#subscriptions &&
-            (await within(this.#subscriptions.subscribe(keys.channel), {
-              deadline,
-              signal,
-              timeout: timeout('Redis did not answer in time'),
-              late: (done) => done(),
-            }));
+            (await bound(
+              this.#subscriptions.subscribe(keys.channel),
+              'Redis did not answer in time',
+              (done) => done(),
+            ));
           // Try again at once: a release between the attempt and the subscription sent no wake-up we could hear.
           if (unsubscribe !== undefined) continue;
         }

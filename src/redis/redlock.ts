@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { isAborted } from '../core/abort.js';
-import { pause, within } from '../core/deadline.js';
+import { pause } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { createLeaseHandle } from '../core/lease-handle.js';
 import {
-  LockAcquireTimeoutError,
   LockBackendError,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
   type Locker,
+  acquireDeadline,
   tryOnce,
   checkDriftFactor,
   checkAcquire,
@@ -267,26 +267,22 @@ export class Redlock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { ttlMs, waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const checked = checkAcquire(key, options, this.#lease);
+    const { ttlMs, waitMs, signal, deadline } = checked;
+    const { bound, timeout } = acquireDeadline(key, checked);
+    const silent = 'the nodes did not answer in time';
     const channel = `${this.#prefix}released:{${key}}`;
-    const timeout = () =>
-      new LockAcquireTimeoutError(
-        key,
-        performance.now() - started,
-        'the nodes did not answer in time',
-      );
     let unsubscribe: (() => Promise<void>) | undefined;
     try {
       for (;;) {
         if (isAborted(signal)) throw new AbortedError(signal?.reason);
         // A majority granted after the caller gave up is released everywhere.
         const attemptAt = performance.now();
-        const { handleParts, votes } = await within(this.#attempt(key, ttlMs), {
-          deadline,
-          signal,
-          timeout,
-          late: (late) => late.handleParts && this.#releaseEverywhere(key, late.handleParts.owner),
-        });
+        const { handleParts, votes } = await bound(
+          this.#attempt(key, ttlMs),
+          silent,
+          (late) => late.handleParts && this.#releaseEverywhere(key, late.handleParts.owner),
+        );
         if (handleParts !== undefined) {
           if (isAborted(signal)) {
             await this.#releaseEverywhere(key, handleParts.owner).catch(() => undefined);
@@ -299,17 +295,12 @@ export class Redlock implements Locker {
         if (failed > this.#clients.length - this.quorum)
           throw new QuorumNotReachedError(key, this.quorum, votes);
         const remaining = deadline - performance.now();
-        if (waitMs === 0 || remaining <= 0) {
-          throw new LockAcquireTimeoutError(
-            key,
-            performance.now() - started,
-            'held by another owner',
-          );
-        }
+        if (waitMs === 0 || remaining <= 0) throw timeout('held by another owner');
         if (unsubscribe === undefined && this.#subscriptions.length > 0) {
-          const subscribed = await within(
+          const subscribed = await bound(
             Promise.all(this.#subscriptions.map((s) => s.subscribe(channel))),
-            { deadline, signal, timeout, late: (all) => Promise.all(all.map((u) => u())) },
+            silent,
+            (all) => Promise.all(all.map((u) => u())),
           );
           unsubscribe = async () => void (await Promise.all(subscribed.map((u) => u())));
           // A release before the subscriptions were active woke nobody: try again at once.

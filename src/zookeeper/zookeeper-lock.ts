@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { isAborted } from '../core/abort.js';
-import { pause, within } from '../core/deadline.js';
+import { pause } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { LockLoss } from '../core/lock-loss.js';
 import {
@@ -12,6 +12,7 @@ import {
   type LeaseSupport,
   type LockHandle,
   type Locker,
+  acquireDeadline,
   checkAcquire,
   checkOptionNames,
   tryOnce,
@@ -172,22 +173,15 @@ export class ZooKeeperLock implements Locker {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const { waitMs, signal, started, deadline } = checkAcquire(key, options, this.#lease);
+    const checked = checkAcquire(key, options, this.#lease);
+    const { waitMs, signal, started, deadline } = checked;
+    const { bound } = acquireDeadline(key, checked);
     if (key.includes('/')) throw new InvalidArgumentError('key', 'a key without "/"', key);
     const client = this.#client;
     const parent = `${this.#prefix}/${key}`;
     const guid = randomUUID();
     const bounded = <T>(what: string, run: (callback: Callback<T>) => void): Promise<T> =>
-      within(call(what, run), {
-        deadline,
-        signal,
-        timeout: () =>
-          new LockAcquireTimeoutError(
-            key,
-            performance.now() - started,
-            `ZooKeeper did not answer in time (${what})`,
-          ),
-      });
+      bound(call(what, run), `ZooKeeper did not answer in time (${what})`);
     let expired = false;
     let wakeWaiter: (() => void) | undefined;
     const onExpired = (): void => {
