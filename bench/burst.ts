@@ -21,14 +21,14 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { Pool, request } from 'undici';
-import { renderTable } from '../dist/cli/table.js';
-import { percentile } from '../dist/core/percentile.js';
-import { inventory } from '../dist/lab/scenarios/inventory.js';
-import { createLabServer } from '../dist/lab/server.js';
-import { usePostgres } from '../dist/postgres/server.js';
-import { createScratchSchema } from '../dist/postgres/server.js';
-import { Http1BurstClient } from '../dist/run/http1.js';
-import { Http2BurstClient } from '../dist/run/http2.js';
+import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { percentile } from '../packages/cli/dist/run/percentile.js';
+import { inventory } from '../packages/cli/dist/lab/scenarios/inventory.js';
+import { createLabServer } from '../packages/cli/dist/lab/server.js';
+import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
+import { createScratchSchema } from '../packages/raceguard/dist/testing/scratch-schema.js';
+import { Http1BurstClient } from '../packages/cli/dist/run/http1.js';
+import { Http2BurstClient } from '../packages/cli/dist/run/http2.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -151,7 +151,7 @@ async function reset(origin: string): Promise<void> {
 
 // ---- spread ---------------------------------------------------------------
 const server = fork(new URL('./burst-server.ts', import.meta.url), [], {
-  execArgv: ['--import', 'tsx'],
+  execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
 });
 const [addresses] = (await once(server, 'message')) as [{ http1: string; http2: string }];
 const spreads = new Map<string, number[]>();

@@ -14,8 +14,8 @@ import {
   optimisticUpdate,
   transaction,
   withAdvisoryLock,
-} from '../dist/postgres/index.js';
-import { createScratchSchema, usePostgres } from '../dist/postgres/server.js';
+} from '../packages/raceguard/dist/postgres/index.js';
+import { createScratchSchema, usePostgres } from '../packages/raceguard/dist/testing/index.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -151,7 +151,7 @@ try {
 if (args.json) {
   process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
 } else {
-  const { renderTable } = await import('../src/cli/table.js');
+  const { renderTable } = await import('../packages/cli/src/cli/table.js');
   process.stdout.write(
     `${renderTable(
       ['strategy', 'clients', 'ops/s', 'x baseline'],

@@ -11,11 +11,14 @@ import { createClient } from '@redis/client';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { fastifyIdempotency } from '../dist/http/index.js';
-import { MemoryIdempotencyStore } from '../dist/idempotency/memory-store.js';
-import type { IdempotencyStore } from '../dist/idempotency/store.js';
-import { createIdempotencyTable, PostgresIdempotencyStore } from '../dist/postgres/index.js';
-import { RedisIdempotencyStore } from '../dist/redis/index.js';
+import { fastifyIdempotency } from '../packages/raceguard/dist/http/index.js';
+import { MemoryIdempotencyStore } from '../packages/raceguard/dist/idempotency/memory-store.js';
+import type { IdempotencyStore } from '../packages/raceguard/dist/idempotency/store.js';
+import {
+  createIdempotencyTable,
+  PostgresIdempotencyStore,
+} from '../packages/raceguard/dist/postgres/index.js';
+import { RedisIdempotencyStore } from '../packages/raceguard/dist/redis/index.js';
 
 const [redisUrl, databaseUrl] = process.argv.slice(2) as [string, string];
 

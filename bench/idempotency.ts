@@ -16,10 +16,10 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
-import { renderTable } from '../dist/cli/table.js';
-import { percentile } from '../dist/core/percentile.js';
-import { usePostgres } from '../dist/postgres/server.js';
-import { startRedisServer } from '../dist/redis/server.js';
+import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { percentile } from '../packages/cli/dist/run/percentile.js';
+import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
+import { startRedisServer } from '../packages/raceguard/dist/testing/redis.js';
 import { redisCpuUs } from './redis-cpu.js';
 
 const { values: args } = parseArgs({
@@ -58,7 +58,7 @@ const server = fork(
   new URL('./idempotency-server.ts', import.meta.url),
   [redisServer.url, postgres.url],
   {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
   },
 );
 const [ready] = (await once(server, 'message')) as [{ url: string }];

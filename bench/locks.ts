@@ -35,14 +35,14 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Mutex as SemaphoreMutex } from 'redis-semaphore';
 import Redlock from 'redlock';
-import { renderTable } from '../dist/cli/table.js';
-import { percentile } from '../dist/core/percentile.js';
-import { KeyedMutex } from '../dist/local/keyed-mutex.js';
-import { createLockTable, PostgresLeaseLock } from '../dist/postgres/index.js';
-import { usePostgres } from '../dist/postgres/server.js';
-import { ACQUIRE, RELEASE } from '../dist/redis/lock-scripts.js';
-import { RedisLock } from '../dist/redis/redis-lock.js';
-import { startRedisServer } from '../dist/redis/server.js';
+import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { percentile } from '../packages/cli/dist/run/percentile.js';
+import { KeyedMutex } from '../packages/raceguard/dist/local/keyed-mutex.js';
+import { createLockTable, PostgresLeaseLock } from '../packages/raceguard/dist/postgres/index.js';
+import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
+import { ACQUIRE, RELEASE } from '../packages/raceguard/dist/redis/lock-scripts.js';
+import { RedisLock } from '../packages/raceguard/dist/redis/redis-lock.js';
+import { startRedisServer } from '../packages/raceguard/dist/testing/redis.js';
 import { redisCpuUs } from './redis-cpu.js';
 
 const { values: args } = parseArgs({

@@ -4,7 +4,7 @@
  */
 import pg from 'pg';
 import { atomicDecrement, lockRows, transaction } from 'raceguard/postgres';
-import { usePostgres } from 'raceguard/postgres/server';
+import { usePostgres } from 'raceguard/testing';
 
 await using server = await usePostgres();
 const pool = new pg.Pool({ connectionString: server.url });

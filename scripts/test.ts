@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { usePostgres } from '../src/postgres/server.js';
+import { usePostgres } from '../packages/raceguard/src/testing/postgres.js';
 
 function findTests(dir: string): string[] {
   return readdirSync(dir)
@@ -59,7 +59,15 @@ process.stderr.write(
 );
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files],
+  [
+    '--conditions=raceguard-source',
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=2',
+    '--test-reporter=spec',
+    ...files,
+  ],
   { stdio: 'inherit', env: { ...process.env, DATABASE_URL: server.url } },
 );
 const code = await new Promise<number>((resolve) =>

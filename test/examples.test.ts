@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { it } from 'node:test';
-import { serveLab } from '../src/lab/serve-lab.js';
+import { serveLab } from '../packages/cli/src/lab/serve-lab.js';
 import { runCli } from './helpers/cli.js';
 
 it('the README quick start runs and prints what the README says', () => {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', 'examples/quick-start.ts'], {
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
+  const run = spawnSync(
+    process.execPath,
+    ['--conditions=raceguard-source', '--import', 'tsx', 'examples/quick-start.ts'],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
   assert.equal(run.status, 0, run.stderr);
   assert.match(run.stdout, /^sold 10$/m);
   assert.match(run.stdout, /^bundle sold true$/m);

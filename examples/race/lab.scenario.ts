@@ -7,7 +7,7 @@
  * Every unsafe variant should be reported as a race (exit 1) and every fix
  * as clean. LAB_SCENARIOS=inventory,bank narrows the set.
  */
-import { labScenarios } from 'raceguard/lab';
+import { labScenarios } from '@raceguard/cli/lab';
 
 export default labScenarios(process.env.LAB_URL ?? 'http://127.0.0.1:4100', {
   concurrency: 50,

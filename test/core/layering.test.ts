@@ -1,13 +1,17 @@
 /**
- * The source folders depend on one another without a cycle, and the
- * backend-free core depends on none of them.
+ * The layering of the workspace: the library's source folders depend on one
+ * another without a cycle and the backend-free core on none of them; the CLI
+ * package uses the library only as a customer does, through the subpaths the
+ * library's `exports` publish; and the library needs no runtime dependency.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { it } from 'node:test';
 
-const SRC = new URL('../../src/', import.meta.url).pathname;
+const ROOT = new URL('../../packages/', import.meta.url).pathname;
+const LIBRARY = join(ROOT, 'raceguard', 'src');
+const CLI = join(ROOT, 'cli', 'src');
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -16,23 +20,37 @@ function files(dir: string): string[] {
   });
 }
 
+/** Every module specifier a file imports (static, dynamic and re-exports). */
+function specifiers(file: string): string[] {
+  // Code only: TSDoc examples import the package by name, as users do.
+  const text = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\/|^\s*\/\/.*$/gm, '');
+  return [...text.matchAll(/(?:from |import\()'([^']+)'/g)].map(([, s]) => s ?? '');
+}
+
+function packageJson(name: string): {
+  exports: Record<string, unknown>;
+  dependencies?: Record<string, string>;
+} {
+  return JSON.parse(readFileSync(join(ROOT, name, 'package.json'), 'utf8')) as never;
+}
+
 /** folder -> folders it imports from (relative imports only). */
 function folderGraph(): Map<string, Set<string>> {
   const graph = new Map<string, Set<string>>();
-  for (const file of files(SRC)) {
-    const from = relative(SRC, file).split(sep)[0] ?? '';
-    if (from.endsWith('.ts')) continue; // src/index.ts: the root barrel
+  for (const file of files(LIBRARY)) {
+    const from = relative(LIBRARY, file).split(sep)[0] ?? '';
+    if (from.endsWith('.ts')) continue; // index.ts: the root barrel
     const edges = graph.get(from) ?? new Set<string>();
     graph.set(from, edges);
-    for (const [, target] of readFileSync(file, 'utf8').matchAll(/from '(\.\.\/[^']+)'/g)) {
-      const to = relative(SRC, join(file, '..', target ?? '')).split(sep)[0] ?? '';
+    for (const target of specifiers(file).filter((s) => s.startsWith('../'))) {
+      const to = relative(LIBRARY, join(file, '..', target)).split(sep)[0] ?? '';
       if (to !== from && !to.endsWith('.js')) edges.add(to);
     }
   }
   return graph;
 }
 
-it('the core imports no adapter, and no two source folders import each other in a cycle', () => {
+it('the core imports no adapter, and no two library folders import each other in a cycle', () => {
   const graph = folderGraph();
   assert.deepEqual([...(graph.get('core') ?? [])], [], 'core is backend-free');
   const cycles: string[] = [];
@@ -47,20 +65,49 @@ it('the core imports no adapter, and no two source folders import each other in 
   assert.deepEqual([...new Set(cycles)], []);
 });
 
-it('the lab and the CLI use raceguard as a customer does: only its public entry points', () => {
-  const deep: string[] = [];
-  for (const folder of ['lab', 'cli']) {
-    for (const file of files(join(SRC, folder))) {
-      const text = readFileSync(file, 'utf8');
-      for (const [, target] of text.matchAll(/(?:from |import\()'(\.\.\/[^']+)'/g)) {
-        const resolved = relative(SRC, join(file, '..', target ?? ''));
-        const [top, ...rest] = resolved.split(sep);
-        if (top === folder || rest.length === 0) continue; // its own files; the root barrel
-        // Public: a subpath's index.js, or a test-server starter (raceguard/<backend>/server).
-        if (rest.length === 1 && (rest[0] === 'index.js' || rest[0] === 'server.js')) continue;
-        deep.push(`${relative(SRC, file)} imports ${target ?? ''}`);
-      }
-    }
-  }
+it('the library reaches no file outside itself and never imports the CLI package', () => {
+  const escapes = files(LIBRARY).flatMap((file) =>
+    specifiers(file)
+      .filter((s) => {
+        if (s.startsWith('.')) return relative(LIBRARY, join(file, '..', s)).startsWith('..');
+        return s === 'raceguard' || s.startsWith('raceguard/') || s.startsWith('@raceguard/');
+      })
+      .map((s) => `${relative(LIBRARY, file)} imports ${s}`),
+  );
+  assert.deepEqual(escapes, []);
+});
+
+it('the lab and the CLI use raceguard as a customer does: only the subpaths it publishes', () => {
+  const published = new Set(
+    Object.keys(packageJson('raceguard').exports).map((p) => p.replace(/^\./, 'raceguard')),
+  );
+  const deep = files(CLI).flatMap((file) =>
+    specifiers(file)
+      .filter((s) =>
+        s.startsWith('.')
+          ? relative(CLI, join(file, '..', s)).startsWith('..')
+          : (s === 'raceguard' || s.startsWith('raceguard/')) && !published.has(s),
+      )
+      .map((s) => `${relative(CLI, file)} imports ${s}`),
+  );
   assert.deepEqual(deep, []);
+  assert.ok(published.has('raceguard/run') && published.has('raceguard/testing'));
+});
+
+it('the library has no runtime dependency: drivers and frameworks are optional peers', () => {
+  const library = packageJson('raceguard') as {
+    dependencies?: Record<string, string>;
+    peerDependencies?: Record<string, string>;
+    peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+  };
+  assert.deepEqual(library.dependencies ?? {}, {});
+  const required = Object.keys(library.peerDependencies ?? {}).filter(
+    (name) => library.peerDependenciesMeta?.[name]?.optional !== true,
+  );
+  assert.deepEqual(required, []);
+  // The CLI package carries the command's own dependencies.
+  const cli = packageJson('cli');
+  for (const name of ['raceguard', 'commander', 'esbuild', 'undici', 'yaml', 'zod']) {
+    assert.ok(cli.dependencies?.[name], `@raceguard/cli depends on ${name}`);
+  }
 });

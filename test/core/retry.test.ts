@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AbortedError, InvalidArgumentError, RetryExhaustedError } from '../../src/core/errors.js';
-import { backoffDelay } from '../../src/core/backoff.js';
-import { retry } from '../../src/core/retry.js';
-import { sleep } from '../../src/core/abort.js';
+import {
+  AbortedError,
+  InvalidArgumentError,
+  RetryExhaustedError,
+} from '../../packages/raceguard/src/core/errors.js';
+import { backoffDelay } from '../../packages/raceguard/src/core/backoff.js';
+import { retry } from '../../packages/raceguard/src/core/retry.js';
+import { sleep } from '../../packages/raceguard/src/core/abort.js';
 
 describe('backoffDelay', () => {
   it('draws from [0, min(max, base * 2^(n-1))) with full jitter', () => {

@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { withLock } from '../../src/core/lock.js';
-import * as postgres from '../../src/postgres/index.js';
-import * as redis from '../../src/redis/index.js';
-import * as etcd from '../../src/etcd/index.js';
-import * as zk from '../../src/zookeeper/index.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { withLock } from '../../packages/raceguard/src/core/lock.js';
+import * as postgres from '../../packages/raceguard/src/postgres/index.js';
+import * as redis from '../../packages/raceguard/src/redis/index.js';
+import * as etcd from '../../packages/raceguard/src/etcd/index.js';
+import * as zk from '../../packages/raceguard/src/zookeeper/index.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('typed errors', () => {

@@ -2,10 +2,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
-import { LockAcquireTimeoutError, LockSessionLostError } from '../../src/core/lock.js';
-import { EtcdLock } from '../../src/etcd/etcd-lock.js';
-import { startEtcdServer, type EtcdServer } from '../../src/etcd/server.js';
+import { AbortedError, InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import {
+  LockAcquireTimeoutError,
+  LockSessionLostError,
+} from '../../packages/raceguard/src/core/lock.js';
+import { EtcdLock } from '../../packages/raceguard/src/etcd/etcd-lock.js';
+import { startEtcdServer, type EtcdServer } from '../../packages/raceguard/src/testing/etcd.js';
 import { contend, increasing } from '../helpers/contend.js';
 import { until } from '../helpers/until.js';
 

@@ -1,7 +1,7 @@
 /** The checkout of the crash tests as atomic phases, shared by the server process and the completer. */
-import type { PhasedOperation } from '../../src/postgres/atomic-phases.js';
-import type { Transaction } from '../../src/postgres/transaction.js';
-import type { Queryable } from '../../src/postgres/types.js';
+import type { PhasedOperation } from '../../packages/raceguard/src/postgres/atomic-phases.js';
+import type { Transaction } from '../../packages/raceguard/src/postgres/transaction.js';
+import type { Queryable } from '../../packages/raceguard/src/postgres/types.js';
 
 interface Order {
   item: string;

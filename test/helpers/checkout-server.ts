@@ -7,13 +7,13 @@
  */
 import Fastify from 'fastify';
 import pg from 'pg';
-import { runPhases } from '../../src/postgres/atomic-phases.js';
+import { runPhases } from '../../packages/raceguard/src/postgres/atomic-phases.js';
 import { checkoutOperation } from './checkout-operation.js';
 import {
   idempotentTransaction,
   PostgresIdempotencyStore,
-} from '../../src/postgres/idempotency-store.js';
-import { IdempotencyInFlightError } from '../../src/idempotency/errors.js';
+} from '../../packages/raceguard/src/postgres/idempotency-store.js';
+import { IdempotencyInFlightError } from '../../packages/raceguard/src/idempotency/errors.js';
 
 const [url, schema] = process.argv.slice(2) as [string, string];
 const LEASE_MS = 3000;

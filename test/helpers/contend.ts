@@ -1,5 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { withLock, type AcquireOptions, type Locker } from '../../src/core/lock.js';
+import {
+  withLock,
+  type AcquireOptions,
+  type Locker,
+} from '../../packages/raceguard/src/core/lock.js';
 
 /**
  * `workers` concurrent read-gap-write sections on one key, spread over

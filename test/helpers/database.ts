@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { createScratchSchema } from '../../src/postgres/scratch-schema.js';
-import { usePostgres } from '../../src/postgres/server.js';
+import { createScratchSchema } from '../../packages/raceguard/src/testing/scratch-schema.js';
+import { usePostgres } from '../../packages/raceguard/src/testing/postgres.js';
 
 export interface TestDatabase {
   readonly pool: pg.Pool;

@@ -6,11 +6,11 @@
  */
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import type { Locker } from '../../src/core/lock.js';
-import { fencedUpdate } from '../../src/postgres/fenced-update.js';
-import { PostgresLeaseLock } from '../../src/postgres/lease-lock.js';
-import { fencedSet } from '../../src/redis/fenced-set.js';
-import { RedisLock } from '../../src/redis/redis-lock.js';
+import type { Locker } from '../../packages/raceguard/src/core/lock.js';
+import { fencedUpdate } from '../../packages/raceguard/src/postgres/fenced-update.js';
+import { PostgresLeaseLock } from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { fencedSet } from '../../packages/raceguard/src/redis/fenced-set.js';
+import { RedisLock } from '../../packages/raceguard/src/redis/redis-lock.js';
 
 type Command =
   | { cmd: 'acquire'; keys: string[]; ttlMs: number }

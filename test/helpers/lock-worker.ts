@@ -7,11 +7,11 @@ import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import zookeeper from 'node-zookeeper-client';
 import pg from 'pg';
-import { withLock, type Locker } from '../../src/core/lock.js';
-import { EtcdLock } from '../../src/etcd/etcd-lock.js';
-import { PostgresLeaseLock } from '../../src/postgres/lease-lock.js';
-import { RedisLock } from '../../src/redis/redis-lock.js';
-import { ZooKeeperLock } from '../../src/zookeeper/zookeeper-lock.js';
+import { withLock, type Locker } from '../../packages/raceguard/src/core/lock.js';
+import { EtcdLock } from '../../packages/raceguard/src/etcd/etcd-lock.js';
+import { PostgresLeaseLock } from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { RedisLock } from '../../packages/raceguard/src/redis/redis-lock.js';
+import { ZooKeeperLock } from '../../packages/raceguard/src/zookeeper/zookeeper-lock.js';
 
 const [backend, endpoint, databaseUrl, searchPath, worker, count] = process.argv.slice(2) as [
   string,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { RedisLock, type RedisLockOptions } from '../../src/redis/redis-lock.js';
-import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
+import { RedisLock, type RedisLockOptions } from '../../packages/raceguard/src/redis/redis-lock.js';
+import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
 
 export interface TestRedis {
   readonly server: RedisServer;

@@ -10,10 +10,10 @@ import { serve } from '@hono/node-server';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
-import { expressIdempotency } from '../../src/http/express.js';
-import { fastifyIdempotency } from '../../src/http/fastify.js';
-import { honoIdempotency } from '../../src/http/hono.js';
-import type { HttpIdempotencyOptions } from '../../src/http/policy.js';
+import { expressIdempotency } from '../../packages/raceguard/src/http/express.js';
+import { fastifyIdempotency } from '../../packages/raceguard/src/http/fastify.js';
+import { honoIdempotency } from '../../packages/raceguard/src/http/hono.js';
+import type { HttpIdempotencyOptions } from '../../packages/raceguard/src/http/policy.js';
 
 export type Framework = 'fastify' | 'express' | 'hono';
 export const FRAMEWORKS: readonly Framework[] = ['fastify', 'express', 'hono'];

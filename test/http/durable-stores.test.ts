@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Pool } from 'undici';
-import type { IdempotencyStore } from '../../src/idempotency/store.js';
+import type { IdempotencyStore } from '../../packages/raceguard/src/idempotency/store.js';
 import {
   createIdempotencyTable,
   PostgresIdempotencyStore,
-} from '../../src/postgres/idempotency-store.js';
-import { RedisIdempotencyStore } from '../../src/redis/idempotency-store.js';
+} from '../../packages/raceguard/src/postgres/idempotency-store.js';
+import { RedisIdempotencyStore } from '../../packages/raceguard/src/redis/idempotency-store.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { openTestRedis, type TestRedis } from '../helpers/redis.js';
 import { startPaymentApp, type Framework } from './apps.js';

@@ -10,18 +10,21 @@ import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { IdempotencyStoreError } from '../../src/idempotency/errors.js';
-import { claimIdempotency, idempotent } from '../../src/idempotency/idempotent.js';
-import { MemoryIdempotencyStore } from '../../src/idempotency/memory-store.js';
-import { expressIdempotency, fastifyIdempotency } from '../../src/http/index.js';
-import { isFinalOutcome } from '../../src/http/policy.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { IdempotencyStoreError } from '../../packages/raceguard/src/idempotency/errors.js';
+import {
+  claimIdempotency,
+  idempotent,
+} from '../../packages/raceguard/src/idempotency/idempotent.js';
+import { MemoryIdempotencyStore } from '../../packages/raceguard/src/idempotency/memory-store.js';
+import { expressIdempotency, fastifyIdempotency } from '../../packages/raceguard/src/http/index.js';
+import { isFinalOutcome } from '../../packages/raceguard/src/http/policy.js';
 import {
   PostgresIdempotencyStore,
   createIdempotencyTable,
-} from '../../src/postgres/idempotency-store.js';
-import { RedisIdempotencyStore } from '../../src/redis/idempotency-store.js';
-import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
+} from '../../packages/raceguard/src/postgres/idempotency-store.js';
+import { RedisIdempotencyStore } from '../../packages/raceguard/src/redis/idempotency-store.js';
+import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const TIMEOUT_MS = 300;

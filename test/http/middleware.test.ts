@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Pool } from 'undici';
-import { IdempotencyStoreError } from '../../src/idempotency/errors.js';
-import { MemoryIdempotencyStore } from '../../src/idempotency/memory-store.js';
-import type { IdempotencyStore } from '../../src/idempotency/store.js';
-import { PROBLEM_TYPES } from '../../src/http/policy.js';
+import { IdempotencyStoreError } from '../../packages/raceguard/src/idempotency/errors.js';
+import { MemoryIdempotencyStore } from '../../packages/raceguard/src/idempotency/memory-store.js';
+import type { IdempotencyStore } from '../../packages/raceguard/src/idempotency/store.js';
+import { PROBLEM_TYPES } from '../../packages/raceguard/src/http/policy.js';
 import { FRAMEWORKS, startPaymentApp, type AdapterOptions, type PaymentApp } from './apps.js';
 
 interface Reply {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { idempotent } from '../../src/idempotency/idempotent.js';
+import { idempotent } from '../../packages/raceguard/src/idempotency/idempotent.js';
 import {
   createIdempotencyTable,
   PostgresIdempotencyStore,
-} from '../../src/postgres/idempotency-store.js';
+} from '../../packages/raceguard/src/postgres/idempotency-store.js';
 import { runCli } from '../helpers/cli.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 

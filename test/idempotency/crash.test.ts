@@ -12,11 +12,11 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request } from 'undici';
-import { resumeAbandoned } from '../../src/postgres/atomic-phases.js';
+import { resumeAbandoned } from '../../packages/raceguard/src/postgres/atomic-phases.js';
 import {
   createIdempotencyTable,
   PostgresIdempotencyStore,
-} from '../../src/postgres/idempotency-store.js';
+} from '../../packages/raceguard/src/postgres/idempotency-store.js';
 import { checkoutOperation } from '../helpers/checkout-operation.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
@@ -32,7 +32,7 @@ describe('idempotency under SIGKILL', () => {
 
   async function startServer(): Promise<Server> {
     const child = fork('test/helpers/checkout-server.ts', [db.url, db.schema], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
     });
     const [message] = (await once(child, 'message')) as [{ url: string }];
     return { child, url: message.url };

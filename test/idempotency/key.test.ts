@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InvalidIdempotencyKeyError } from '../../src/idempotency/errors.js';
-import { canonicalJson, fingerprintRequest } from '../../src/idempotency/fingerprint.js';
-import { parseIdempotencyKeyHeader, validateIdempotencyKey } from '../../src/idempotency/key.js';
+import { InvalidIdempotencyKeyError } from '../../packages/raceguard/src/idempotency/errors.js';
+import {
+  canonicalJson,
+  fingerprintRequest,
+} from '../../packages/raceguard/src/idempotency/fingerprint.js';
+import {
+  parseIdempotencyKeyHeader,
+  validateIdempotencyKey,
+} from '../../packages/raceguard/src/idempotency/key.js';
 
 function reason(fn: () => unknown): string {
   try {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { IdempotencyStoreError } from '../../src/idempotency/errors.js';
-import { idempotent } from '../../src/idempotency/idempotent.js';
-import { MemoryIdempotencyStore } from '../../src/idempotency/memory-store.js';
-import type { IdempotencyStore } from '../../src/idempotency/store.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { IdempotencyStoreError } from '../../packages/raceguard/src/idempotency/errors.js';
+import { idempotent } from '../../packages/raceguard/src/idempotency/idempotent.js';
+import { MemoryIdempotencyStore } from '../../packages/raceguard/src/idempotency/memory-store.js';
+import type { IdempotencyStore } from '../../packages/raceguard/src/idempotency/store.js';
 import { storeContract } from './store-contract.js';
 
 describe('MemoryIdempotencyStore', () => {

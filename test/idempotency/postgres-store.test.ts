@@ -2,13 +2,19 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { setTimeout as delay } from 'node:timers/promises';
-import { IdempotencyClaimLostError, IdempotencyStoreError } from '../../src/idempotency/errors.js';
-import { claimIdempotency, idempotent } from '../../src/idempotency/idempotent.js';
+import {
+  IdempotencyClaimLostError,
+  IdempotencyStoreError,
+} from '../../packages/raceguard/src/idempotency/errors.js';
+import {
+  claimIdempotency,
+  idempotent,
+} from '../../packages/raceguard/src/idempotency/idempotent.js';
 import {
   createIdempotencyTable,
   idempotentTransaction,
   PostgresIdempotencyStore,
-} from '../../src/postgres/idempotency-store.js';
+} from '../../packages/raceguard/src/postgres/idempotency-store.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { storeContract } from './store-contract.js';
 

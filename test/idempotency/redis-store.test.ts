@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { IdempotencyStoreError } from '../../src/idempotency/errors.js';
-import { idempotent } from '../../src/idempotency/idempotent.js';
-import { RedisIdempotencyStore } from '../../src/redis/idempotency-store.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { IdempotencyStoreError } from '../../packages/raceguard/src/idempotency/errors.js';
+import { idempotent } from '../../packages/raceguard/src/idempotency/idempotent.js';
+import { RedisIdempotencyStore } from '../../packages/raceguard/src/redis/idempotency-store.js';
 import { openTestRedis, type TestRedis } from '../helpers/redis.js';
 import { storeContract } from './store-contract.js';
 

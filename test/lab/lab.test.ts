@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { runLab, type LabReport } from '../../src/lab/run-lab.js';
-import { SCENARIOS } from '../../src/lab/scenarios/index.js';
-import { appliesTo, STRATEGIES } from '../../src/lab/scenario.js';
+import { runLab, type LabReport } from '../../packages/cli/src/lab/run-lab.js';
+import { SCENARIOS } from '../../packages/cli/src/lab/scenarios/index.js';
+import { appliesTo, STRATEGIES } from '../../packages/cli/src/lab/scenario.js';
 
 function assertExpectedOutcome(report: LabReport): void {
   for (const scenario of SCENARIOS) {
@@ -100,10 +100,21 @@ describe('race lab', () => {
 
 describe('raceguard lab (CLI)', () => {
   const cli = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'lab', ...args], {
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
+    spawnSync(
+      process.execPath,
+      [
+        '--conditions=raceguard-source',
+        '--import',
+        'tsx',
+        'packages/cli/src/cli/main.ts',
+        'lab',
+        ...args,
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
 
   it('prints the documented JSON and exits 0 when the fixes are clean', () => {
     const run = cli(

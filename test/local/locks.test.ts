@@ -2,16 +2,16 @@ import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
+import { AbortedError, InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import {
   LockAcquireTimeoutError,
   LockLostError,
   LockNotOwnerError,
   withLock,
-} from '../../src/core/lock.js';
-import { KeyedMutex } from '../../src/local/keyed-mutex.js';
-import { KeyedSemaphore } from '../../src/local/keyed-semaphore.js';
-import { ReadWriteLock } from '../../src/local/read-write-lock.js';
+} from '../../packages/raceguard/src/core/lock.js';
+import { KeyedMutex } from '../../packages/raceguard/src/local/keyed-mutex.js';
+import { KeyedSemaphore } from '../../packages/raceguard/src/local/keyed-semaphore.js';
+import { ReadWriteLock } from '../../packages/raceguard/src/local/read-write-lock.js';
 
 describe('KeyedMutex', () => {
   it('100 concurrent read-await-write updates per key lose nothing (and lose some without it)', async () => {

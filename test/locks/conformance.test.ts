@@ -13,17 +13,23 @@ import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import zookeeper from 'node-zookeeper-client';
 import pg from 'pg';
-import type { Locker } from '../../src/core/lock.js';
-import { EtcdLock } from '../../src/etcd/etcd-lock.js';
-import { startEtcdServer, type EtcdServer } from '../../src/etcd/server.js';
-import { KeyedSemaphore } from '../../src/local/keyed-semaphore.js';
-import { PostgresAdvisoryLock } from '../../src/postgres/advisory-lock.js';
-import { PostgresLeaseLock, createLockTable } from '../../src/postgres/lease-lock.js';
-import { Redlock } from '../../src/redis/redlock.js';
-import { RedisLock } from '../../src/redis/redis-lock.js';
-import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
-import { startZooKeeperServer, type ZooKeeperServer } from '../../src/zookeeper/server.js';
-import { ZooKeeperLock } from '../../src/zookeeper/zookeeper-lock.js';
+import type { Locker } from '../../packages/raceguard/src/core/lock.js';
+import { EtcdLock } from '../../packages/raceguard/src/etcd/etcd-lock.js';
+import { startEtcdServer, type EtcdServer } from '../../packages/raceguard/src/testing/etcd.js';
+import { KeyedSemaphore } from '../../packages/raceguard/src/local/keyed-semaphore.js';
+import { PostgresAdvisoryLock } from '../../packages/raceguard/src/postgres/advisory-lock.js';
+import {
+  PostgresLeaseLock,
+  createLockTable,
+} from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { Redlock } from '../../packages/raceguard/src/redis/redlock.js';
+import { RedisLock } from '../../packages/raceguard/src/redis/redis-lock.js';
+import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
+import {
+  startZooKeeperServer,
+  type ZooKeeperServer,
+} from '../../packages/raceguard/src/testing/zookeeper.js';
+import { ZooKeeperLock } from '../../packages/raceguard/src/zookeeper/zookeeper-lock.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { lockContract, type Stall } from './contract.js';
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { getEventListeners, once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
+import { AbortedError, InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
@@ -16,7 +16,7 @@ import {
   UnsupportedLockOptionError,
   type AcquireOptions,
   type Locker,
-} from '../../src/core/lock.js';
+} from '../../packages/raceguard/src/core/lock.js';
 import { contend, increasing } from '../helpers/contend.js';
 
 /** How a test makes the backend's next round trips hang, and lets them go again. */

@@ -10,10 +10,13 @@ import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { Locker } from '../../src/core/lock.js';
-import { fencedUpdate } from '../../src/postgres/fenced-update.js';
-import { createLockTable, PostgresLeaseLock } from '../../src/postgres/lease-lock.js';
-import { fencedSet } from '../../src/redis/fenced-set.js';
+import type { Locker } from '../../packages/raceguard/src/core/lock.js';
+import { fencedUpdate } from '../../packages/raceguard/src/postgres/fenced-update.js';
+import {
+  createLockTable,
+  PostgresLeaseLock,
+} from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { fencedSet } from '../../packages/raceguard/src/redis/fenced-set.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { openTestRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -40,7 +43,7 @@ async function redisBackend(): Promise<Backend> {
   const redis: TestRedis = await openTestRedis();
   const prefix = `f${randomBytes(3).toString('hex')}:`;
   const holder = fork('test/helpers/lock-holder.ts', ['redis', redis.server.url, prefix], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
   });
   await new Promise((resolve) => holder.once('message', resolve));
   return {
@@ -65,7 +68,7 @@ async function postgresBackend(): Promise<Backend> {
     'CREATE TABLE resources (key text PRIMARY KEY, value text, fence_token bigint)',
   );
   const holder = fork('test/helpers/lock-holder.ts', ['postgres', db.url, db.schema], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
   });
   await new Promise((resolve) => holder.once('message', resolve));
   return {

@@ -8,10 +8,13 @@
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { createLockTable } from '../../src/postgres/lease-lock.js';
-import { startEtcdServer, type EtcdServer } from '../../src/etcd/server.js';
-import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
-import { startZooKeeperServer, type ZooKeeperServer } from '../../src/zookeeper/server.js';
+import { createLockTable } from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { startEtcdServer, type EtcdServer } from '../../packages/raceguard/src/testing/etcd.js';
+import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
+import {
+  startZooKeeperServer,
+  type ZooKeeperServer,
+} from '../../packages/raceguard/src/testing/zookeeper.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const WORKERS = 3;
@@ -52,7 +55,10 @@ describe('mutual exclusion across processes', () => {
           String(worker),
           String(GRANTS_PER_WORKER),
         ],
-        { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+        {
+          execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        },
       ),
     );
     const exits = children.map(

@@ -15,18 +15,21 @@ import {
   withLock,
   type LockHandle,
   type Locker,
-} from '../../src/core/lock.js';
-import { EtcdLock } from '../../src/etcd/etcd-lock.js';
-import { startEtcdServer, type EtcdServer } from '../../src/etcd/server.js';
-import { KeyedMutex } from '../../src/local/keyed-mutex.js';
-import { PostgresAdvisoryLock } from '../../src/postgres/advisory-lock.js';
-import { LockTimeoutError } from '../../src/postgres/errors.js';
-import { createIdempotencyTable } from '../../src/postgres/idempotency-store.js';
-import { createLockTable } from '../../src/postgres/lease-lock.js';
-import { QuorumNotReachedError, Redlock } from '../../src/redis/redlock.js';
-import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
-import { startZooKeeperServer, type ZooKeeperServer } from '../../src/zookeeper/server.js';
-import { ZooKeeperLock } from '../../src/zookeeper/zookeeper-lock.js';
+} from '../../packages/raceguard/src/core/lock.js';
+import { EtcdLock } from '../../packages/raceguard/src/etcd/etcd-lock.js';
+import { startEtcdServer, type EtcdServer } from '../../packages/raceguard/src/testing/etcd.js';
+import { KeyedMutex } from '../../packages/raceguard/src/local/keyed-mutex.js';
+import { PostgresAdvisoryLock } from '../../packages/raceguard/src/postgres/advisory-lock.js';
+import { LockTimeoutError } from '../../packages/raceguard/src/postgres/errors.js';
+import { createIdempotencyTable } from '../../packages/raceguard/src/postgres/idempotency-store.js';
+import { createLockTable } from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { QuorumNotReachedError, Redlock } from '../../packages/raceguard/src/redis/redlock.js';
+import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
+import {
+  startZooKeeperServer,
+  type ZooKeeperServer,
+} from '../../packages/raceguard/src/testing/zookeeper.js';
+import { ZooKeeperLock } from '../../packages/raceguard/src/zookeeper/zookeeper-lock.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('lock regressions', () => {

@@ -1,8 +1,10 @@
 /**
- * The packed library as users install it: `npm pack`, then a fresh CommonJS
- * project (what `npm init -y` makes) and a fresh ESM project install the
- * tarball, import it, and run `raceguard run` on a directory of scenario
- * files in every format (.ts, .mts, .cts, .js, JSON, YAML).
+ * The packed packages as users install them: `npm pack` of the library
+ * (`raceguard`) and of the command (`@raceguard/cli`); a service that installs
+ * only the library gets none of the command's dependencies; a fresh CommonJS
+ * project (what `npm init -y` makes) and a fresh ESM project install both,
+ * import them, and run `raceguard run` on a directory of scenario files in
+ * every format (.ts, .mts, .cts, .js, JSON, YAML).
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -12,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
-import type { ScenarioReport } from '../../src/run/run-scenario.js';
+import type { ScenarioReport } from '../../packages/cli/src/run/run-scenario.js';
 import { startShop } from '../helpers/shop.js';
 
 const repo = resolve(import.meta.dirname, '../..');
@@ -65,21 +67,67 @@ describe('the packed package in fresh projects', () => {
   const shop = startShop();
   let target: string;
   let work: string;
-  let tarball: string;
+  let library: string;
+  let cli: string;
 
   before(async () => {
     shop.server.listen(0, '127.0.0.1');
     await new Promise((listening) => shop.server.once('listening', listening));
     target = `http://127.0.0.1:${(shop.server.address() as AddressInfo).port}`;
     work = await mkdtemp(join(tmpdir(), 'raceguard-pack-'));
-    run('npm', ['pack', '--silent', '--pack-destination', work], repo);
-    const [name] = (await readdir(work)).filter((f) => f.endsWith('.tgz'));
-    assert.ok(name, 'npm pack wrote a tarball');
-    tarball = join(work, name);
+    run('npm', ['run', 'build'], repo);
+    run(
+      'npm',
+      ['pack', '--silent', '-w', 'raceguard', '-w', '@raceguard/cli', '--pack-destination', work],
+      repo,
+    );
+    const tarballs = (await readdir(work)).filter((f) => f.endsWith('.tgz')).sort();
+    assert.deepEqual(tarballs, ['raceguard-0.1.0.tgz', 'raceguard-cli-0.1.0.tgz']);
+    library = join(work, 'raceguard-0.1.0.tgz');
+    cli = join(work, 'raceguard-cli-0.1.0.tgz');
   });
   after(async () => {
     shop.server.close();
     await rm(work, { recursive: true, force: true });
+  });
+
+  const install = (project: string, tarballs: readonly string[]) =>
+    run(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=warn', ...tarballs],
+      project,
+    );
+
+  it('a service that installs only the library gets no dependency of the command', async () => {
+    const project = join(work, 'service');
+    await mkdir(project, { recursive: true });
+    await writeFile(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'service', version: '1.0.0', private: true, type: 'module' }),
+    );
+    install(project, [library]);
+    const tree = run('npm', ['ls', '--omit=dev', '--all', '--parseable'], project);
+    const installed = tree
+      .split('\n')
+      .filter((line) => line.includes('node_modules'))
+      .map((line) => line.slice(line.lastIndexOf('node_modules/') + 'node_modules/'.length));
+    assert.deepEqual(installed, ['raceguard']);
+    for (const heavy of ['fastify', 'tsx', 'esbuild', 'undici', 'zod', 'yaml', 'commander']) {
+      assert.ok(!installed.includes(heavy), heavy);
+    }
+    // Every subpath imports without a driver installed (drivers are optional peers).
+    const imported = run(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "for (const p of ['raceguard', 'raceguard/local', 'raceguard/postgres', 'raceguard/redis', 'raceguard/run', 'raceguard/http', 'raceguard/testing']) await import(p); console.log('ok');",
+      ],
+      project,
+    );
+    assert.equal(imported.trim(), 'ok');
+    // No command comes with the library.
+    assert.ok(!tree.includes('@raceguard/cli'));
   });
 
   for (const type of ['commonjs', 'module'] as const) {
@@ -90,11 +138,7 @@ describe('the packed package in fresh projects', () => {
         join(project, 'package.json'),
         JSON.stringify({ name: `user-${type}`, version: '1.0.0', private: true, type }),
       );
-      const installed = run(
-        'npm',
-        ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=warn', tarball],
-        project,
-      );
+      const installed = install(project, [library, cli]);
       // Clean on Node 20: no dependency that wants a newer Node.
       assert.doesNotMatch(installed, /EBADENGINE/);
       // The library imports from both kinds of project.
@@ -103,11 +147,11 @@ describe('the packed package in fresh projects', () => {
         [
           '--input-type=module',
           '-e',
-          "const run = await import('raceguard/run'); const core = await import('raceguard'); console.log(typeof run.defineScenario, typeof core.withLock);",
+          "const run = await import('raceguard/run'); const core = await import('raceguard'); const engine = await import('@raceguard/cli'); console.log(typeof run.defineScenario, typeof core.withLock, typeof engine.runScenario);",
         ],
         project,
       );
-      assert.equal(imported.trim(), 'function function');
+      assert.equal(imported.trim(), 'function function function');
       const race = join(project, 'race');
       await writeFile(join(race, 'a.scenario.ts'), typed('ts'));
       await writeFile(join(race, 'b.scenario.mts'), typed('mts'));

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
-import { LockAcquireTimeoutError, LockLostError } from '../../src/core/lock.js';
-import { advisoryLockKey } from '../../src/postgres/advisory.js';
-import { PostgresAdvisoryLock } from '../../src/postgres/advisory-lock.js';
-import { createLockTable } from '../../src/postgres/lease-lock.js';
+import { AbortedError, InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { LockAcquireTimeoutError, LockLostError } from '../../packages/raceguard/src/core/lock.js';
+import { advisoryLockKey } from '../../packages/raceguard/src/postgres/advisory.js';
+import { PostgresAdvisoryLock } from '../../packages/raceguard/src/postgres/advisory-lock.js';
+import { createLockTable } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { contend, increasing } from '../helpers/contend.js';
 

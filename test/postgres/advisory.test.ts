@@ -2,15 +2,18 @@ import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { InvalidArgumentError } from '../../src/core/errors.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import {
   advisoryLockKey,
   advisoryXactLock,
   tryAdvisoryXactLock,
   withAdvisoryLock,
-} from '../../src/postgres/advisory.js';
-import { LockTimeoutError } from '../../src/postgres/errors.js';
-import { transaction, type Transaction } from '../../src/postgres/transaction.js';
+} from '../../packages/raceguard/src/postgres/advisory.js';
+import { LockTimeoutError } from '../../packages/raceguard/src/postgres/errors.js';
+import {
+  transaction,
+  type Transaction,
+} from '../../packages/raceguard/src/postgres/transaction.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 /** Advisory locks are database-wide: keys unique to this run keep parallel test files and runs apart. */

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { atomicDecrement, atomicIncrement } from '../../src/postgres/atomic.js';
-import { PoolClosedError, UnknownIdentifierError } from '../../src/postgres/errors.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { atomicDecrement, atomicIncrement } from '../../packages/raceguard/src/postgres/atomic.js';
+import {
+  PoolClosedError,
+  UnknownIdentifierError,
+} from '../../packages/raceguard/src/postgres/errors.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('atomic conditional updates', () => {

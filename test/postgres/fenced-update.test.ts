@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { StaleTokenError } from '../../src/core/lock.js';
-import { KeyedMutex } from '../../src/local/keyed-mutex.js';
-import { RowNotFoundError } from '../../src/postgres/errors.js';
-import { fencedUpdate } from '../../src/postgres/fenced-update.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { StaleTokenError } from '../../packages/raceguard/src/core/lock.js';
+import { KeyedMutex } from '../../packages/raceguard/src/local/keyed-mutex.js';
+import { RowNotFoundError } from '../../packages/raceguard/src/postgres/errors.js';
+import { fencedUpdate } from '../../packages/raceguard/src/postgres/fenced-update.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('fencedUpdate', () => {

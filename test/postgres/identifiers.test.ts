@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { atomicDecrement } from '../../src/postgres/atomic.js';
-import { UnknownIdentifierError } from '../../src/postgres/errors.js';
-import { quoteIdentifier, quoteTable } from '../../src/postgres/identifiers.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { atomicDecrement } from '../../packages/raceguard/src/postgres/atomic.js';
+import { UnknownIdentifierError } from '../../packages/raceguard/src/postgres/errors.js';
+import { quoteIdentifier, quoteTable } from '../../packages/raceguard/src/postgres/identifiers.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('quoteIdentifier', () => {

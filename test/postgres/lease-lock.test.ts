@@ -2,17 +2,20 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
+import { AbortedError, InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
   LockNotOwnerError,
   StaleTokenError,
   withLock,
-} from '../../src/core/lock.js';
-import { fencedUpdate } from '../../src/postgres/fenced-update.js';
-import { createLockTable, PostgresLeaseLock } from '../../src/postgres/lease-lock.js';
-import { ReleaseNotifications } from '../../src/postgres/release-notifications.js';
+} from '../../packages/raceguard/src/core/lock.js';
+import { fencedUpdate } from '../../packages/raceguard/src/postgres/fenced-update.js';
+import {
+  createLockTable,
+  PostgresLeaseLock,
+} from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { ReleaseNotifications } from '../../packages/raceguard/src/postgres/release-notifications.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('PostgresLeaseLock', () => {

@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { InvalidArgumentError } from '../../src/core/errors.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import {
   OptimisticConflictError,
   PoolClosedError,
   RowNotFoundError,
   UnknownIdentifierError,
-} from '../../src/postgres/errors.js';
-import { compareAndSet, optimisticUpdate } from '../../src/postgres/optimistic.js';
+} from '../../packages/raceguard/src/postgres/errors.js';
+import {
+  compareAndSet,
+  optimisticUpdate,
+} from '../../packages/raceguard/src/postgres/optimistic.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('optimistic locking', () => {

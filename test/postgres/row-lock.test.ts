@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { LockTimeoutError } from '../../src/postgres/errors.js';
-import { lockRows, type RowLockMode } from '../../src/postgres/row-lock.js';
-import { transaction, type Transaction } from '../../src/postgres/transaction.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { LockTimeoutError } from '../../packages/raceguard/src/postgres/errors.js';
+import { lockRows, type RowLockMode } from '../../packages/raceguard/src/postgres/row-lock.js';
+import {
+  transaction,
+  type Transaction,
+} from '../../packages/raceguard/src/postgres/transaction.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('lockRows (pessimistic locking)', () => {

@@ -3,7 +3,10 @@ import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { it } from 'node:test';
 import pg from 'pg';
-import { startEmbeddedPostgres, usePostgres } from '../../src/postgres/server.js';
+import {
+  startEmbeddedPostgres,
+  usePostgres,
+} from '../../packages/raceguard/src/testing/postgres.js';
 
 const ownDataDirs = () =>
   readdirSync(tmpdir()).filter((d) => d.startsWith(`raceguard-pg-${process.pid}-`));

@@ -1,18 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { AbortedError, InvalidArgumentError, RetryExhaustedError } from '../../src/core/errors.js';
+import {
+  AbortedError,
+  InvalidArgumentError,
+  RetryExhaustedError,
+} from '../../packages/raceguard/src/core/errors.js';
 import {
   CommitOutcomeUnknownError,
   DatabaseError,
   PoolClosedError,
   TransactionClosedError,
   TransactionRolledBackError,
-} from '../../src/postgres/errors.js';
+} from '../../packages/raceguard/src/postgres/errors.js';
 import {
   transaction,
   type IsolationLevel,
   type Transaction,
-} from '../../src/postgres/transaction.js';
+} from '../../packages/raceguard/src/postgres/transaction.js';
 import { createBarrier } from '../helpers/barrier.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 

@@ -3,13 +3,16 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createClient, type RedisClientType } from '@redis/client';
-import { InvalidArgumentError } from '../../src/core/errors.js';
-import { StaleTokenError, withLock } from '../../src/core/lock.js';
-import { fencedSet } from '../../src/redis/fenced-set.js';
-import { RedisIdempotencyStore } from '../../src/redis/idempotency-store.js';
-import { fromNodeRedis, subscriberFromNodeRedis } from '../../src/redis/node-redis.js';
-import { RedisLock } from '../../src/redis/redis-lock.js';
-import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { StaleTokenError, withLock } from '../../packages/raceguard/src/core/lock.js';
+import { fencedSet } from '../../packages/raceguard/src/redis/fenced-set.js';
+import { RedisIdempotencyStore } from '../../packages/raceguard/src/redis/idempotency-store.js';
+import {
+  fromNodeRedis,
+  subscriberFromNodeRedis,
+} from '../../packages/raceguard/src/redis/node-redis.js';
+import { RedisLock } from '../../packages/raceguard/src/redis/redis-lock.js';
+import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
 import { storeContract } from '../idempotency/store-contract.js';
 
 describe('node-redis', () => {

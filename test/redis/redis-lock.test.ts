@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
+import { AbortedError, InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
@@ -11,10 +11,10 @@ import {
   LockNotOwnerError,
   StaleTokenError,
   withLock,
-} from '../../src/core/lock.js';
-import { fencedSet } from '../../src/redis/fenced-set.js';
-import { RedisLock } from '../../src/redis/redis-lock.js';
-import { startRedisServer } from '../../src/redis/server.js';
+} from '../../packages/raceguard/src/core/lock.js';
+import { fencedSet } from '../../packages/raceguard/src/redis/fenced-set.js';
+import { RedisLock } from '../../packages/raceguard/src/redis/redis-lock.js';
+import { startRedisServer } from '../../packages/raceguard/src/testing/redis.js';
 import { openTestRedis, type TestRedis } from '../helpers/redis.js';
 
 describe('RedisLock', () => {

@@ -8,9 +8,9 @@ import { once } from 'node:events';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { withLock } from '../../src/core/lock.js';
-import { QuorumNotReachedError, Redlock } from '../../src/redis/redlock.js';
-import { startRedisServer, type RedisServer } from '../../src/redis/server.js';
+import { withLock } from '../../packages/raceguard/src/core/lock.js';
+import { QuorumNotReachedError, Redlock } from '../../packages/raceguard/src/redis/redlock.js';
+import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
 
 async function connect(url: string): Promise<Redis> {
   const client = new Redis(url, {
@@ -55,7 +55,7 @@ describe('Redlock on five nodes', () => {
     new Redlock({
       clients,
       prefix: `rl${randomBytes(3).toString('hex')}:`,
-      nodeTimeoutMs: 100,
+      nodeTimeoutMs: 250, // a loaded CI machine answers in well under 250 ms; a paused node never
       pollMs: 20,
     });
 
@@ -120,7 +120,7 @@ describe('Redlock on five nodes', () => {
     third.process.kill('SIGSTOP');
     try {
       const error = await newRedlock()
-        .acquire('no-quorum', { ttlMs: 1000, waitMs: 200 })
+        .acquire('no-quorum', { ttlMs: 1000, waitMs: 600 })
         .catch((e: unknown) => e);
       assert.ok(error instanceof QuorumNotReachedError, String(error));
       assert.equal(error.code, 'RACEGUARD_QUORUM_NOT_REACHED');

@@ -3,9 +3,10 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { ResponseReader } from '../../src/run/http1-parser.js';
-import { burst, raceWindow } from '../../src/run/burst.js';
-import { Http1BurstClient, serializeRequest } from '../../src/run/http1.js';
+import { ResponseReader } from '../../packages/cli/src/run/http1-parser.js';
+import { burst } from '../../packages/cli/src/run/burst.js';
+import { raceWindow } from '../../packages/raceguard/src/run/race-window.js';
+import { Http1BurstClient, serializeRequest } from '../../packages/cli/src/run/http1.js';
 
 describe('ResponseReader', () => {
   it('reads content-length, chunked and bodiless responses, split at any byte', () => {

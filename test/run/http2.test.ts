@@ -13,10 +13,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Http2BurstClient } from '../../src/run/http2.js';
-import { atMostWinners, neverNegative } from '../../src/run/invariants.js';
-import { runScenario } from '../../src/run/run-scenario.js';
-import { defineScenario } from '../../src/run/scenario.js';
+import { Http2BurstClient } from '../../packages/cli/src/run/http2.js';
+import { atMostWinners, neverNegative } from '../../packages/raceguard/src/run/invariants.js';
+import { runScenario } from '../../packages/cli/src/run/run-scenario.js';
+import { defineScenario } from '../../packages/raceguard/src/run/scenario.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('HTTP/2 bursts', () => {

@@ -10,9 +10,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { toHtml } from '../../src/run/report-html.js';
-import { runScenario, type ScenarioReport } from '../../src/run/run-scenario.js';
-import { atMostWinners, defineScenario } from '../../src/run/index.js';
+import { toHtml } from '../../packages/cli/src/run/report-html.js';
+import { runScenario, type ScenarioReport } from '../../packages/cli/src/run/run-scenario.js';
+import { atMostWinners, defineScenario } from '../../packages/raceguard/src/run/index.js';
 import { countColour, decodePng } from '../helpers/png.js';
 import { startShop } from '../helpers/shop.js';
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
-import type { ScenarioReport } from '../../src/run/run-scenario.js';
+import type { ScenarioReport } from '../../packages/cli/src/run/run-scenario.js';
 import { runCli } from '../helpers/cli.js';
 import { startShop } from '../helpers/shop.js';
 
@@ -125,7 +125,7 @@ describe('raceguard run (CLI) on an API it has never seen', () => {
 
   it('TypeScript: http() reads with GET by default; a value that is not a number is an error naming it, never a race', async () => {
     const file = join(dir, 'reads.scenario.ts');
-    const run = new URL('../../src/run/index.ts', import.meta.url).pathname;
+    const run = new URL('../../packages/raceguard/src/run/index.ts', import.meta.url).pathname;
     await writeFile(
       file,
       `import { defineScenario, neverNegative } from ${JSON.stringify(run)};

@@ -11,13 +11,21 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { LabServer } from '../../src/lab/server.js';
+import type { LabServer } from '../../packages/cli/src/lab/server.js';
 import { stringify as stringifyYaml } from 'yaml';
-import { inventory } from '../../src/lab/scenarios/inventory.js';
-import { createLabServer } from '../../src/lab/server.js';
-import { atMostWinners, matchesSuccesses, neverNegative } from '../../src/run/invariants.js';
-import { ARRIVAL_HEADER, RunCapError, runScenario } from '../../src/run/run-scenario.js';
-import { defineScenario, ScenarioError } from '../../src/run/scenario.js';
+import { inventory } from '../../packages/cli/src/lab/scenarios/inventory.js';
+import { createLabServer } from '../../packages/cli/src/lab/server.js';
+import {
+  atMostWinners,
+  matchesSuccesses,
+  neverNegative,
+} from '../../packages/raceguard/src/run/invariants.js';
+import {
+  ARRIVAL_HEADER,
+  RunCapError,
+  runScenario,
+} from '../../packages/cli/src/run/run-scenario.js';
+import { defineScenario, ScenarioError } from '../../packages/raceguard/src/run/scenario.js';
 import { runCli } from '../helpers/cli.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
@@ -239,7 +247,7 @@ describe('raceguard run', () => {
 
   it('CLI: a TypeScript scenario loads without a build step', async () => {
     const file = join(dir, 'fixed.scenario.ts');
-    const src = new URL('../../src/run/', import.meta.url).pathname;
+    const src = new URL('../../packages/raceguard/src/run/', import.meta.url).pathname;
     await writeFile(
       file,
       `import { defineScenario } from '${src}scenario.ts';

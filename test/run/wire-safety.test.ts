@@ -9,7 +9,11 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { BurstTransportError, Http1BurstClient, serializeRequest } from '../../src/run/http1.js';
+import {
+  BurstTransportError,
+  Http1BurstClient,
+  serializeRequest,
+} from '../../packages/cli/src/run/http1.js';
 
 const url = new URL('http://127.0.0.1:1');
 

@@ -2,14 +2,17 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import zookeeper, { type Client } from 'node-zookeeper-client';
-import { AbortedError, InvalidArgumentError } from '../../src/core/errors.js';
+import { AbortedError, InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import {
   LockAcquireTimeoutError,
   LockLostError,
   LockSessionLostError,
-} from '../../src/core/lock.js';
-import { ZooKeeperLock } from '../../src/zookeeper/zookeeper-lock.js';
-import { startZooKeeperServer, type ZooKeeperServer } from '../../src/zookeeper/server.js';
+} from '../../packages/raceguard/src/core/lock.js';
+import { ZooKeeperLock } from '../../packages/raceguard/src/zookeeper/zookeeper-lock.js';
+import {
+  startZooKeeperServer,
+  type ZooKeeperServer,
+} from '../../packages/raceguard/src/testing/zookeeper.js';
 import { contend, increasing } from '../helpers/contend.js';
 import { until } from '../helpers/until.js';
 

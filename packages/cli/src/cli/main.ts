@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+/**
+ * The `raceguard` command. Exit codes: 0 success (every fix clean), 1 a fix
+ * showed anomalies, 2 usage error or failure, 130 interrupted.
+ */
+import { messageOf } from './options.js';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { AbortedError } from 'raceguard';
+import { idempotencyCommand } from './idempotency-command.js';
+import { labCommand } from './lab-command.js';
+import { runCommand } from './run-command.js';
+
+const { version } = JSON.parse(
+  readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+) as { version: string };
+
+const program = new Command('raceguard')
+  .description('Prevent and detect race conditions in Node.js backends.')
+  .version(version)
+  .showHelpAfterError()
+  .exitOverride()
+  .addCommand(labCommand().exitOverride().showHelpAfterError())
+  .addCommand(runCommand().exitOverride().showHelpAfterError())
+  .addCommand(idempotencyCommand().exitOverride().showHelpAfterError());
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  // Usage errors were already printed by commander; `--help` and `--version` exit 0.
+  if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+  const interrupted = error instanceof AbortedError;
+  process.stderr.write(`raceguard: ${interrupted ? 'interrupted' : messageOf(error)}\n`);
+  process.exitCode = interrupted ? 130 : 2;
+}

@@ -1,0 +1,269 @@
+/**
+ * The lab runner: start PostgreSQL and the lab service, fire synchronized
+ * bursts at every scenario and strategy, check the invariants, aggregate.
+ */
+import { createBurstClient, type BurstClient, type BurstRequest } from './burst-client.js';
+import { percentile } from '../index.js';
+import { InvalidArgumentError, throwIfAborted } from 'raceguard';
+import type { PoolLike } from 'raceguard/postgres';
+import { openLabDatabase } from './lab-database.js';
+import { createLabServer } from './server.js';
+import { SCENARIOS } from './scenarios/index.js';
+import {
+  ALL_STRATEGIES,
+  appliesTo,
+  LOCK_STRATEGIES,
+  STRATEGIES,
+  type ObservedResponse,
+  type Strategy,
+} from './scenario.js';
+import { setUpLockers } from './lock-backends.js';
+
+/** Options of {@link runLab}. */
+export interface LabOptions {
+  /** Requests per burst. @default 100 */
+  readonly concurrency?: number;
+  /** Bursts per scenario and strategy. @default 5 */
+  readonly trials?: number;
+  /** The awaited pause between read and write in ms; 0 = no artificial delay. @default 2 */
+  readonly gapMs?: number;
+  /** Scenario names to run. @default all */
+  readonly scenarios?: readonly string[];
+  /** Strategies to run. @default all */
+  readonly strategies?: readonly Strategy[];
+  /** PostgreSQL to use. @default process.env.DATABASE_URL, else an embedded server */
+  readonly databaseUrl?: string;
+  /** Connections of the service's pool. @default 32 */
+  readonly poolSize?: number;
+  /**
+   * Lab servers behind the same database; requests are spread over them. With
+   * two or more, an in-process mutex no longer protects anything.
+   * @default 1
+   */
+  readonly servers?: number;
+  /** Called once the database and the lab servers are up, before the first burst. */
+  readonly onStart?: (start: LabStart) => void;
+  /** Called after every trial. */
+  readonly onProgress?: (progress: LabProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** What {@link LabOptions.onStart} is told. */
+export interface LabStart {
+  /** `true` when an embedded PostgreSQL was started. */
+  readonly embedded: boolean;
+  /** The lab's schema on the server. */
+  readonly schema: string;
+  /** Bursts the run will release (scenario × strategy × trial). */
+  readonly bursts: number;
+}
+
+/** Progress of a lab run. */
+export interface LabProgress {
+  readonly done: number;
+  readonly total: number;
+  readonly scenario: string;
+  readonly strategy: Strategy;
+}
+
+/** The aggregate of one scenario under one strategy. */
+export interface LabResult {
+  readonly scenario: string;
+  readonly strategy: Strategy;
+  readonly trials: number;
+  readonly anomalousTrials: number;
+  readonly anomalies: Record<string, number>;
+  readonly accepted: number;
+  readonly rejected: number;
+  readonly conflicts: number;
+  readonly errors: number;
+  readonly retries: number;
+  readonly throughputPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** A whole lab run. */
+export interface LabReport {
+  readonly results: LabResult[];
+  readonly concurrency: number;
+  readonly trials: number;
+  readonly gapMs: number;
+  readonly embeddedPostgres: boolean;
+  /** Lab servers the bursts were spread over. */
+  readonly servers: number;
+  /** The strategies expected to show anomalies in this set-up (`unsafe`, and `local-mutex` across servers). */
+  readonly unsafeStrategies: readonly Strategy[];
+  /** `true` when every fix showed zero anomalies in every trial. */
+  readonly fixesClean: boolean;
+}
+
+/**
+ * Run the race lab.
+ *
+ * @example
+ * ```ts
+ * const report = await runLab({ concurrency: 50, trials: 3, scenarios: ['inventory'] });
+ * console.log(report.fixesClean);
+ * ```
+ */
+export async function runLab(options: LabOptions = {}): Promise<LabReport> {
+  const { concurrency = 100, trials = 5, gapMs = 2, poolSize = 32, signal } = options;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 2 || concurrency > 1000) {
+    throw new InvalidArgumentError('concurrency', 'an integer from 2 to 1000', concurrency);
+  }
+  if (!Number.isSafeInteger(trials) || trials < 1)
+    throw new InvalidArgumentError('trials', 'a positive integer', trials);
+  if (typeof gapMs !== 'number' || !Number.isFinite(gapMs) || gapMs < 0) {
+    throw new InvalidArgumentError('gapMs', 'a finite number >= 0', gapMs);
+  }
+  const scenarios =
+    options.scenarios === undefined
+      ? SCENARIOS
+      : options.scenarios.map((name) => {
+          const found = SCENARIOS.find((s) => s.name === name);
+          if (!found)
+            throw new InvalidArgumentError(
+              'scenario',
+              `one of ${SCENARIOS.map((s) => s.name).join(', ')}`,
+              name,
+            );
+          return found;
+        });
+  const strategies = options.strategies ?? STRATEGIES;
+  for (const strategy of strategies) {
+    if (!ALL_STRATEGIES.includes(strategy))
+      throw new InvalidArgumentError('strategy', `one of ${ALL_STRATEGIES.join(', ')}`, strategy);
+  }
+  const servers = options.servers ?? 1;
+  if (!Number.isSafeInteger(servers) || servers < 1 || servers > 8) {
+    throw new InvalidArgumentError('servers', 'an integer from 1 to 8', servers);
+  }
+  const unsafeStrategies: Strategy[] = servers > 1 ? ['unsafe', 'local-mutex'] : ['unsafe'];
+
+  const database = await openLabDatabase({
+    databaseUrl: options.databaseUrl,
+    ...(signal && { signal }),
+  });
+  // Torn down in reverse order of creation, whatever happens; the database last.
+  const cleanup: (() => Promise<unknown>)[] = [() => database.close()];
+  try {
+    // One pool, one set of lockers and one HTTP server per lab server, as separate processes would have.
+    const pools = Array.from({ length: servers }, () => database.newPool(poolSize));
+    const lockStrategies = LOCK_STRATEGIES.filter((s) => strategies.includes(s));
+    const lockers = await setUpLockers(lockStrategies, pools, cleanup);
+    const clients: BurstClient[] = [];
+    for (const [i, pool] of pools.entries()) {
+      const app = createLabServer({ pool, scenarios, gapMs, lockers: lockers[i] ?? {} });
+      const address = await app.listen({ host: '127.0.0.1', port: 0 });
+      cleanup.push(() => app.close());
+      const client = await createBurstClient(address, {
+        connections: Math.ceil(concurrency / servers),
+        warmupPath: '/health',
+      });
+      cleanup.push(() => client.close());
+      clients.push(client);
+    }
+    const results = await runAll(pools[0] as PoolLike, clients);
+    return {
+      results,
+      concurrency,
+      trials,
+      gapMs,
+      embeddedPostgres: database.embedded,
+      servers,
+      unsafeStrategies,
+      fixesClean: results.every(
+        (r) => unsafeStrategies.includes(r.strategy) || r.anomalousTrials === 0,
+      ),
+    };
+  } finally {
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  }
+
+  /** Spread one burst over every server (round robin), released together. */
+  async function fireAll(clients: readonly BurstClient[], requests: readonly BurstRequest[]) {
+    const parts = clients.map((_, c) =>
+      requests.map((r, i) => [r, i] as const).filter(([, i]) => i % clients.length === c),
+    );
+    const bursts = await Promise.all(
+      clients.map((client, c) =>
+        client.fire(
+          (parts[c] ?? []).map(([r]) => r),
+          signal ? { signal } : {},
+        ),
+      ),
+    );
+    const responses = bursts.flatMap((burst, c) =>
+      burst.responses.map((r) => ({ ...r, index: (parts[c] ?? [])[r.index]?.[1] ?? -1 })),
+    );
+    return { responses, durationMs: Math.max(...bursts.map((b) => b.durationMs)) };
+  }
+
+  async function runAll(pool: PoolLike, clients: readonly BurstClient[]): Promise<LabResult[]> {
+    const results: LabResult[] = [];
+    const plan = scenarios.map(
+      (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
+    );
+    const total = plan.reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
+    options.onStart?.({ embedded: database.embedded, schema: database.schema, bursts: total });
+    let done = 0;
+    for (const [scenario, applicable] of plan) {
+      for (const strategy of applicable) {
+        await scenario.createSchema(pool, strategy);
+        const anomalies: Record<string, number> = {};
+        let anomalousTrials = 0;
+        const latencies: number[] = [];
+        const counts = { accepted: 0, rejected: 0, conflicts: 0, errors: 0, retries: 0 };
+        let busyMs = 0;
+        for (let trial = 0; trial < trials; trial++) {
+          throwIfAborted(signal);
+          const shape = { concurrency };
+          await scenario.seed(pool, shape);
+          const requests = scenario.requests(shape);
+          const burst = await fireAll(
+            clients,
+            requests.map((body) => ({ path: `/scenarios/${scenario.name}/${strategy}`, body })),
+          );
+          busyMs += burst.durationMs;
+          const observed: ObservedResponse[] = burst.responses.map((r) => ({
+            status: r.status,
+            body: r.body,
+            request: requests[r.index] ?? {},
+          }));
+          for (const r of burst.responses) {
+            latencies.push(r.latencyMs);
+            const retries = (r.body as { retries?: unknown } | undefined)?.retries;
+            if (typeof retries === 'number') counts.retries += retries;
+            if (r.status >= 200 && r.status < 300) counts.accepted++;
+            else if (r.status === 409) counts.conflicts++;
+            else if (r.status >= 400 && r.status < 500) counts.rejected++;
+            else counts.errors++;
+          }
+          const found = await scenario.check(pool, observed, shape);
+          const serverErrors = burst.responses.filter(
+            (r) => r.status === 0 || r.status >= 500,
+          ).length;
+          if (serverErrors > 0) found['server-error'] = (found['server-error'] ?? 0) + serverErrors;
+          if (Object.keys(found).length > 0) anomalousTrials++;
+          for (const [kind, count] of Object.entries(found))
+            anomalies[kind] = (anomalies[kind] ?? 0) + count;
+          done++;
+          options.onProgress?.({ done, total, scenario: scenario.name, strategy });
+        }
+        results.push({
+          scenario: scenario.name,
+          strategy,
+          trials,
+          anomalousTrials,
+          anomalies,
+          ...counts,
+          throughputPerSec: busyMs > 0 ? (trials * concurrency * 1000) / busyMs : 0,
+          p50Ms: percentile(latencies, 50),
+          p99Ms: percentile(latencies, 99),
+        });
+      }
+    }
+    return results;
+  }
+}

@@ -1,0 +1,118 @@
+import {
+  IdempotencyInFlightError,
+  LockAcquireTimeoutError,
+  RetryExhaustedError,
+  withLock,
+} from 'raceguard';
+import {
+  OptimisticConflictError,
+  lockRows,
+  quoteIdentifier,
+  quoteTable,
+  transaction,
+  withAdvisoryLock,
+  type Queryable,
+} from 'raceguard/postgres';
+import type { HandlerContext, HandlerResult, Scenario, Strategy } from './scenario.js';
+
+async function readTarget(db: Queryable, table: string, key: Readonly<Record<string, unknown>>) {
+  const entries = Object.entries(key);
+  const where = entries
+    .map(([column], i) => `${quoteIdentifier(column)} = $${i + 1}`)
+    .join(' AND ');
+  const { rows } = await db.query(
+    `SELECT * FROM ${quoteTable(table)} WHERE ${where}`,
+    entries.map(([, v]) => v),
+  );
+  return rows[0];
+}
+
+const missing: HandlerResult = { status: 422, body: { error: 'not-found' } };
+
+/**
+ * Serve one request of `scenario` with `strategy`. Lost races that the
+ * strategy reports (optimistic conflicts, exhausted serialization retries,
+ * lock timeouts) become 409 answers.
+ */
+export async function serve(
+  scenario: Scenario,
+  strategy: Strategy,
+  request: Readonly<Record<string, unknown>>,
+  context: HandlerContext,
+): Promise<HandlerResult> {
+  const { table, key, lockKey } = scenario.target(request);
+  try {
+    switch (strategy) {
+      case 'unsafe': {
+        const row = await readTarget(context.pool, table, key);
+        return row ? await scenario.checkThenAct(context.pool, row, request, context) : missing;
+      }
+      case 'pessimistic':
+        return await transaction(
+          context.pool,
+          async (tx) => {
+            const [row] = await lockRows(tx, { table, where: key, lockTimeoutMs: 10_000 });
+            return row ? scenario.checkThenAct(tx, row, request, context) : missing;
+          },
+          context.retryOptions,
+        );
+      case 'serializable':
+        return await transaction(
+          context.pool,
+          async (tx) => {
+            const row = await readTarget(tx, table, key);
+            return row ? scenario.checkThenAct(tx, row, request, context) : missing;
+          },
+          { ...context.retryOptions, isolation: 'serializable' },
+        );
+      case 'advisory-lock':
+        return await withAdvisoryLock(
+          context.pool,
+          lockKey,
+          async (tx) => {
+            const row = await readTarget(tx, table, key);
+            return row ? scenario.checkThenAct(tx, row, request, context) : missing;
+          },
+          { ...context.retryOptions, lockTimeoutMs: 10_000 },
+        );
+      case 'local-mutex':
+      case 'redis-lock':
+      case 'lease-lock':
+      case 'etcd-lock': {
+        const locker = context.lockers[strategy];
+        if (locker === undefined)
+          throw new Error(`the ${strategy} strategy was not set up on this server`);
+        // The unsafe code, unchanged, inside the lock.
+        return await withLock(
+          locker,
+          lockKey,
+          async () => {
+            const row = await readTarget(context.pool, table, key);
+            return row ? scenario.checkThenAct(context.pool, row, request, context) : missing;
+          },
+          { ttlMs: 30_000, waitMs: 30_000 },
+        );
+      }
+      case 'atomic':
+        return await scenario.atomic(request, context);
+      case 'optimistic':
+        return await scenario.optimistic(request, context);
+      case 'idempotency-key':
+        if (scenario.idempotent === undefined) {
+          throw new Error(`the ${scenario.name} scenario has no idempotency-key variant`);
+        }
+        return await scenario.idempotent(request, context);
+    }
+  } catch (error) {
+    if (
+      error instanceof OptimisticConflictError ||
+      error instanceof RetryExhaustedError ||
+      // Row, advisory and Locker timeouts alike (LockTimeoutError is a subclass).
+      error instanceof LockAcquireTimeoutError ||
+      error instanceof IdempotencyInFlightError
+    ) {
+      return { status: 409, body: { error: error.code } };
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,539 @@
+/**
+ * Run a scenario: for every trial, set up, release the burst by last-byte
+ * synchronisation, and evaluate the invariants; aggregate spreads,
+ * latencies and violations.
+ */
+import { Pool, request as undiciRequest } from 'undici';
+import {
+  isAborted,
+  messageOf,
+  assertAbortSignal,
+  assertNonNegativeFinite,
+  assertOneOf,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../arguments.js';
+import { AbortedError, InvalidArgumentError, RaceguardError } from 'raceguard';
+import { percentile } from './percentile.js';
+import { Http1BurstClient, type SyncBurstResult, type WireRequest } from './http1.js';
+import { Http2BurstClient } from './http2.js';
+import {
+  type ObservedResponse,
+  type Verdict,
+  ScenarioError,
+  isHttpUrl,
+  validateScenario,
+  validateRequest,
+  validateVerdicts,
+  type HttpReply,
+  type ScenarioDefinition,
+  type ScenarioRequest,
+  type TrialContext,
+} from 'raceguard/run';
+
+/** The response header a target may set to the time it received the complete request (ms, epoch, fractional). */
+export const ARRIVAL_HEADER = 'x-raceguard-received';
+
+/** Options of {@link runScenario}. */
+export interface RunScenarioOptions {
+  /** Overrides the scenario's target. */
+  readonly target?: string;
+  /** Overrides the scenario's trials. */
+  readonly trials?: number;
+  /** Refuse to run more requests than this in total (bursts × count). @default 10000 */
+  readonly maxRequests?: number;
+  /** Stop starting trials after this long. @default 300000 */
+  readonly maxDurationMs?: number;
+  /** Pause between the partial writes and the release. @default 20 */
+  readonly settleMs?: number;
+  /** Overrides the scenario's `burst.protocol`. */
+  readonly protocol?: 'http1' | 'http2';
+  /** Overrides the scenario's `burst.count` (requests per burst). */
+  readonly count?: number;
+  /** Overrides the scenario's `allowNoSuccess`. */
+  readonly allowNoSuccess?: boolean;
+  /**
+   * Response header carrying the time the target received the complete
+   * request (ms since the epoch, fractional).
+   * @default 'x-raceguard-received'
+   */
+  readonly arrivalHeader?: string;
+  readonly signal?: AbortSignal;
+  /** Called after each trial. */
+  readonly onTrial?: (trial: TrialReport) => void;
+}
+
+/** One trial's outcome. */
+export interface TrialReport {
+  readonly trial: number;
+  readonly verdicts: readonly Verdict[];
+  readonly violated: boolean;
+  /** Status code to count. */
+  readonly statuses: Readonly<Record<string, number>>;
+  /** Time the client took to release every final byte, ms. */
+  readonly sendSpreadMs: number;
+  /** Spread of the target's arrival timestamps, ms, when it sends {@link ARRIVAL_HEADER}. */
+  readonly arrivalSpreadMs: number | null;
+  readonly latenciesMs: readonly number[];
+  /**
+   * The trial proved nothing: setup, burst, check or teardown threw, or no
+   * request of the burst succeeded. It counts as an error, not a violation;
+   * the message starts with the phase (`check threw: ...`, `burst: no request succeeded ...`).
+   */
+  readonly error?: string;
+  /** The phase that failed, with {@link error}. */
+  readonly phase?: TrialPhase;
+  /** Something the verdict should be read with (no request succeeded, under `allowNoSuccess`). */
+  readonly warning?: string;
+  /**
+   * For a trial with a violated invariant: some of its responses (the first
+   * successes, then the first failures), as evidence of who won.
+   */
+  readonly evidence?: readonly EvidenceResponse[];
+}
+
+/** A response kept as evidence of a race. */
+export interface EvidenceResponse {
+  /** 0-based position in the burst (people read it as "request index + 1"). */
+  readonly index: number;
+  readonly method: string;
+  readonly path: string;
+  /** The request body as sent (truncated to 2 000 characters). */
+  readonly requestBody?: string;
+  readonly status: number;
+  /** The response body (truncated to 2 000 characters). */
+  readonly body: string;
+}
+
+/** The parts of a trial, in order. */
+export type TrialPhase = 'setup' | 'burst' | 'check' | 'teardown';
+
+/** The aggregate of one scenario. */
+export interface ScenarioReport {
+  readonly name: string;
+  readonly target: string;
+  /** The scenario file, when run from the CLI. */
+  readonly file?: string;
+  /**
+   * The scenario could not run at all (invalid file, unreachable target,
+   * over a cap, no database for `sql()`): no trial ran, or the run stopped.
+   */
+  readonly error?: string;
+  /** Trials with a {@link TrialReport.warning}. */
+  readonly warnedTrials: number;
+  readonly trials: number;
+  readonly violatedTrials: number;
+  readonly erroredTrials: number;
+  /** Invariant name to the trials that violated it and the first explanation. */
+  readonly invariants: Readonly<
+    Record<
+      string,
+      {
+        readonly violations: number;
+        /** The first violation's explanation, with its trial number (1-based). */
+        readonly example: string | null;
+        /** Responses of the trial of {@link example}. */
+        readonly evidence: readonly EvidenceResponse[];
+      }
+    >
+  >;
+  readonly statuses: Readonly<Record<string, number>>;
+  readonly sendSpreadMs: { readonly median: number; readonly p95: number };
+  readonly arrivalSpreadMs: { readonly median: number; readonly p95: number } | null;
+  readonly latencyMs: { readonly p50: number; readonly p99: number };
+  readonly trialReports: readonly TrialReport[];
+}
+
+/** The run was refused or stopped by a safety cap. */
+export class RunCapError extends RaceguardError {
+  constructor(message: string) {
+    super('RACEGUARD_RUN_CAP', message);
+  }
+}
+
+function toWire(request: ScenarioRequest): WireRequest {
+  const headers: Record<string, string> = { ...request.headers };
+  let body: string | undefined = request.body;
+  if (request.json !== undefined) {
+    body = JSON.stringify(request.json);
+    headers['content-type'] ??= 'application/json';
+  }
+  return {
+    // A read unless it carries something to write.
+    method: request.method ?? (body === undefined ? 'GET' : 'POST'),
+    path: request.path,
+    headers,
+    ...(body !== undefined && { body }),
+  };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+type SqlPool = {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+  end(): Promise<void>;
+};
+
+async function openSql(url: string | undefined): Promise<SqlPool | undefined> {
+  if (url === undefined || url === '') return undefined;
+  const pg = (
+    await import('pg').catch((error: unknown) => {
+      throw new ScenarioError(
+        'databaseUrl',
+        'usable: install the pg driver (npm install pg)',
+        url,
+        { cause: error },
+      );
+    })
+  ).default;
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/**
+ * Run `scenario` and report, per invariant, the trials that violated it.
+ * Refuses up front when `trials × burst.count` exceeds `maxRequests`.
+ *
+ * @example
+ * ```ts
+ * const report = await runScenario(scenario, { trials: 20 });
+ * assert.equal(report.violatedTrials, 0, JSON.stringify(report.invariants));
+ * ```
+ */
+export async function runScenario(
+  scenario: ScenarioDefinition,
+  options: RunScenarioOptions = {},
+): Promise<ScenarioReport> {
+  validateScenario(scenario, 'scenario');
+  validateRunOptions(options);
+  const target = (options.target ?? scenario.target).replace(/\/+$/, '');
+  const trials = options.trials ?? scenario.trials ?? 10;
+  const count = options.count ?? scenario.burst.count;
+  const allowNoSuccess = options.allowNoSuccess ?? scenario.allowNoSuccess ?? false;
+  const arrivalHeader = (options.arrivalHeader ?? ARRIVAL_HEADER).toLowerCase();
+  const maxRequests = options.maxRequests ?? 10_000;
+  const maxDurationMs = options.maxDurationMs ?? 300_000;
+  if (!Number.isSafeInteger(trials) || trials < 1)
+    throw new ScenarioError('trials', 'a positive integer', trials);
+  checkRequestCap(scenario.name, trials, count, maxRequests);
+  // Opened on the first sql() call: a scenario that reads over HTTP needs no driver.
+  let sqlPool: Promise<SqlPool | undefined> | undefined;
+  const closeSql = async (): Promise<void> =>
+    (await sqlPool?.catch(() => undefined))?.end().catch(() => undefined);
+  const helper = new Pool(target, {
+    connections: 4,
+    ...(scenario.insecure === true && { connect: { rejectUnauthorized: false } }),
+  });
+  const protocol = options.protocol ?? scenario.burst.protocol ?? 'http1';
+  const settle = options.settleMs !== undefined ? { settleMs: options.settleMs } : {};
+  let client: { fire(requests: readonly WireRequest[]): Promise<SyncBurstResult>; close(): void };
+  try {
+    client =
+      protocol === 'http2'
+        ? await Http2BurstClient.open(target, {
+            streams: count,
+            insecure: scenario.insecure === true,
+            ...settle,
+          })
+        : await Http1BurstClient.open(target, {
+            connections: count,
+            ...settle,
+            ...(scenario.insecure === true && { insecure: true }),
+          });
+  } catch (error) {
+    await helper.close();
+    throw error;
+  }
+  const http = async (request: ScenarioRequest): Promise<HttpReply> => {
+    validateRequest(request, 'http()');
+    const wire = toWire(request);
+    const response = await undiciRequest(`${target}${wire.path}`, {
+      dispatcher: helper,
+      method: wire.method as 'GET',
+      ...(wire.headers !== undefined && { headers: wire.headers }),
+      ...(wire.body !== undefined && { body: wire.body }),
+    });
+    const text = await response.body.text();
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    }
+    return { status: response.statusCode, headers, text, json: parseJson(text) };
+  };
+  const sql = async (text: string, values: readonly unknown[] = []) => {
+    const pool = await (sqlPool ??= openSql(scenario.databaseUrl ?? process.env.DATABASE_URL));
+    if (pool === undefined) {
+      throw new ScenarioError('databaseUrl', 'set (or DATABASE_URL) for sql() checks', undefined);
+    }
+    return (await pool.query(text, [...values])).rows;
+  };
+
+  const reports: TrialReport[] = [];
+  const started = performance.now();
+  try {
+    for (let trial = 0; trial < trials; trial += 1) {
+      if (isAborted(options.signal)) throw new AbortedError(options.signal?.reason);
+      if (performance.now() - started > maxDurationMs) {
+        throw new RunCapError(
+          `${scenario.name}: stopped after ${trial} trials: the ${maxDurationMs} ms duration cap passed`,
+        );
+      }
+      const context: TrialContext = { trial, target, http, sql, state: {} };
+      let phase: TrialPhase = 'setup';
+      // What the burst measured survives a check that throws.
+      let measured: Omit<TrialReport, 'trial' | 'verdicts' | 'violated'> = {
+        statuses: {},
+        sendSpreadMs: Number.NaN,
+        arrivalSpreadMs: null,
+        latenciesMs: [],
+      };
+      let report: TrialReport;
+      try {
+        await scenario.setup?.(context);
+        phase = 'burst';
+        const templates = Array.from({ length: count }, (_, i) => {
+          const template =
+            typeof scenario.burst.request === 'function'
+              ? scenario.burst.request(i, context)
+              : scenario.burst.request;
+          validateRequest(template, `burst.request(${i})`);
+          return template;
+        });
+        const wires = templates.map(toWire);
+        const burst = await client.fire(wires);
+        const responses: ObservedResponse[] = burst.responses.map((r) => {
+          const wire = wires[r.index] as WireRequest;
+          const sent = templates[r.index] as ScenarioRequest;
+          return {
+            index: r.index,
+            status: r.status,
+            headers: r.headers,
+            text: r.error ?? r.text,
+            json: parseJson(r.text),
+            request: {
+              method: wire.method,
+              path: wire.path,
+              headers: wire.headers ?? {},
+              ...(sent.json !== undefined && { json: sent.json }),
+              ...(typeof wire.body === 'string' && { body: wire.body }),
+            },
+          };
+        });
+        const arrivals = burst.responses
+          .map((r) => Number(r.headers[arrivalHeader]))
+          .filter((n) => Number.isFinite(n));
+        const statuses: Record<string, number> = {};
+        for (const r of burst.responses) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+        measured = {
+          statuses,
+          sendSpreadMs: burst.sendSpreadMs,
+          arrivalSpreadMs:
+            arrivals.length === burst.responses.length && arrivals.length > 0
+              ? Math.max(...arrivals) - Math.min(...arrivals)
+              : null,
+          latenciesMs: burst.responses.map((r) => r.latencyMs),
+        };
+        const noSuccess = responses.some((r) => r.status >= 200 && r.status < 300)
+          ? undefined
+          : `no request succeeded: ${describeFailures(responses)}; the burst never reached the code under test`;
+        phase = 'check';
+        const verdicts = validateVerdicts(await scenario.check({ ...context, responses }));
+        const violated = verdicts.some((v) => !v.ok);
+        report = {
+          trial,
+          verdicts,
+          violated,
+          ...measured,
+          ...(violated && { evidence: evidenceOf(responses) }),
+          ...(noSuccess !== undefined &&
+            (allowNoSuccess
+              ? { warning: noSuccess }
+              : { error: `burst: ${noSuccess}`, phase: 'burst' as const })),
+        };
+      } catch (error) {
+        if (error instanceof ScenarioError || error instanceof AbortedError) {
+          await Promise.resolve()
+            .then(() => scenario.teardown?.(context))
+            .catch(() => undefined);
+          throw error;
+        }
+        report = {
+          trial,
+          verdicts: [],
+          violated: false,
+          ...measured,
+          error: `${phase} threw: ${messageOf(error)}`,
+          phase,
+        };
+      }
+      try {
+        await scenario.teardown?.(context);
+      } catch (error) {
+        // The trial's verdicts stand; a failed teardown makes it an errored trial too.
+        report = {
+          ...report,
+          ...(report.error === undefined && {
+            error: `teardown threw: ${messageOf(error)}`,
+            phase: 'teardown' as const,
+          }),
+        };
+      }
+      reports.push(report);
+      options.onTrial?.(report);
+    }
+  } finally {
+    client.close();
+    await helper.close();
+    await closeSql();
+  }
+  return summarise(scenario.name, target, reports);
+}
+
+const clip = (text: string): string => (text.length > 2000 ? `${text.slice(0, 1997)}...` : text);
+
+/** The first successes (up to 5) and failures (up to 3) of a burst. */
+function evidenceOf(responses: readonly ObservedResponse[]): EvidenceResponse[] {
+  const ok = (r: ObservedResponse): boolean => r.status >= 200 && r.status < 300;
+  return [...responses.filter(ok).slice(0, 5), ...responses.filter((r) => !ok(r)).slice(0, 3)].map(
+    (r) => ({
+      index: r.index,
+      method: r.request.method,
+      path: r.request.path,
+      ...(r.request.body !== undefined && { requestBody: clip(r.request.body) }),
+      status: r.status,
+      body: clip(r.text),
+    }),
+  );
+}
+
+/** What the responses of a burst in which nothing succeeded were: `every response was 404`. */
+function describeFailures(responses: readonly ObservedResponse[]): string {
+  const counts = new Map<number, number>();
+  for (const r of responses) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+  const name = (status: number): string =>
+    status === 0 ? 'no response (connection failed)' : String(status);
+  if (counts.size === 1) {
+    const [status] = [...counts.keys()];
+    const sample = responses[0]?.text.slice(0, 80) ?? '';
+    return `every response was ${name(status ?? 0)}${sample === '' ? '' : ` (${JSON.stringify(sample)})`}`;
+  }
+  return [...counts]
+    .sort(([, a], [, b]) => b - a)
+    .map(([status, n]) => `${n}× ${name(status)}`)
+    .join(', ');
+}
+
+function checkRequestCap(name: string, trials: number, count: number, maxRequests: number): void {
+  const total = trials * count;
+  if (total > maxRequests) {
+    throw new RunCapError(
+      `${name}: ${trials} trials × ${count} requests = ${total} exceeds the cap of ${maxRequests} (raise --max-requests if you mean it)`,
+    );
+  }
+}
+
+function validateRunOptions(options: RunScenarioOptions): void {
+  assertPlainObject('options', options);
+  if (options.target !== undefined && !isHttpUrl(options.target))
+    throw new InvalidArgumentError('options.target', 'an http:// or https:// URL', options.target);
+  if (options.trials !== undefined) assertPositiveInteger('options.trials', options.trials);
+  if (
+    options.count !== undefined &&
+    (!Number.isSafeInteger(options.count) || options.count < 1 || options.count > 10_000)
+  )
+    throw new InvalidArgumentError('options.count', 'an integer from 1 to 10000', options.count);
+  if (options.maxRequests !== undefined)
+    assertPositiveInteger('options.maxRequests', options.maxRequests);
+  if (options.maxDurationMs !== undefined)
+    assertPositiveInteger('options.maxDurationMs', options.maxDurationMs);
+  if (options.settleMs !== undefined) assertNonNegativeFinite('options.settleMs', options.settleMs);
+  if (options.protocol !== undefined)
+    assertOneOf('options.protocol', options.protocol, ['http1', 'http2']);
+  if (
+    options.arrivalHeader !== undefined &&
+    (typeof options.arrivalHeader !== 'string' ||
+      !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(options.arrivalHeader))
+  )
+    throw new InvalidArgumentError(
+      'options.arrivalHeader',
+      'an HTTP header name',
+      options.arrivalHeader,
+    );
+  assertAbortSignal('options.signal', options.signal);
+}
+
+/**
+ * The report of a scenario that could not run at all (it did not load, its
+ * target was unreachable, it was over a cap): no trials, the reason in `error`.
+ *
+ * @example
+ * ```ts
+ * reports.push(erroredReport('race/checkout.json', 'http://127.0.0.1:3000', messageOf(error)));
+ * ```
+ */
+export function erroredReport(
+  name: string,
+  target: string,
+  error: string,
+  file?: string,
+  trialReports: readonly TrialReport[] = [],
+): ScenarioReport {
+  return {
+    ...summarise(name, target, trialReports),
+    ...(file !== undefined && { file }),
+    error,
+  };
+}
+
+function summarise(name: string, target: string, reports: readonly TrialReport[]): ScenarioReport {
+  const invariants: Record<
+    string,
+    { violations: number; example: string | null; evidence: readonly EvidenceResponse[] }
+  > = {};
+  const statuses: Record<string, number> = {};
+  for (const report of reports) {
+    for (const verdict of report.verdicts) {
+      const entry = (invariants[verdict.invariant] ??= {
+        violations: 0,
+        example: null,
+        evidence: [],
+      });
+      if (!verdict.ok) {
+        entry.violations += 1;
+        if (entry.example === null) {
+          entry.example = `trial ${report.trial + 1}: ${verdict.detail}`;
+          entry.evidence = report.evidence ?? [];
+        }
+      }
+    }
+    for (const [status, n] of Object.entries(report.statuses))
+      statuses[status] = (statuses[status] ?? 0) + n;
+  }
+  const sends = reports.map((r) => r.sendSpreadMs).filter((n) => Number.isFinite(n));
+  const arrivals = reports.flatMap((r) => (r.arrivalSpreadMs === null ? [] : [r.arrivalSpreadMs]));
+  const latencies = reports.flatMap((r) => r.latenciesMs);
+  return {
+    name,
+    target,
+    trials: reports.length,
+    violatedTrials: reports.filter((r) => r.violated).length,
+    erroredTrials: reports.filter((r) => r.error !== undefined).length,
+    warnedTrials: reports.filter((r) => r.warning !== undefined).length,
+    invariants,
+    statuses,
+    sendSpreadMs: { median: percentile(sends, 50), p95: percentile(sends, 95) },
+    arrivalSpreadMs:
+      arrivals.length > 0
+        ? { median: percentile(arrivals, 50), p95: percentile(arrivals, 95) }
+        : null,
+    latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
+    trialReports: reports,
+  };
+}

@@ -1,0 +1,102 @@
+/**
+ * A throwaway single-member etcd (Debian package `etcd-server`) on free
+ * loopback ports, with its data in a temporary directory removed on stop.
+ */
+import { freePort } from './free-port.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sleep } from '../core/abort.js';
+import { RaceguardError, messageOf } from '../core/errors.js';
+
+/** A running etcd started by raceguard. */
+export interface EtcdServer extends AsyncDisposable {
+  /** Client endpoint, e.g. `http://127.0.0.1:23790`. */
+  readonly endpoint: string;
+  readonly process: ChildProcess;
+  /** Stop it and delete its data. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** etcd could not be started. */
+export class EtcdStartError extends RaceguardError {
+  constructor(message: string, cause?: unknown) {
+    super('RACEGUARD_ETCD_START_FAILED', message, { cause });
+  }
+}
+
+/**
+ * Start `etcd` on two free 127.0.0.1 ports.
+ *
+ * @example
+ * ```ts
+ * await using etcd = await startEtcdServer();
+ * const client = new Etcd3({ hosts: etcd.endpoint });
+ * ```
+ */
+export async function startEtcdServer(): Promise<EtcdServer> {
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const dataDir = mkdtempSync(join(tmpdir(), 'raceguard-etcd-'));
+  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const child = spawn(
+    'etcd',
+    [
+      '--name',
+      'raceguard',
+      '--data-dir',
+      dataDir,
+      '--listen-client-urls',
+      endpoint,
+      '--advertise-client-urls',
+      endpoint,
+      '--listen-peer-urls',
+      peer,
+      '--initial-advertise-peer-urls',
+      peer,
+      '--initial-cluster',
+      `raceguard=${peer}`,
+      '--log-level',
+      'error',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let failure: unknown;
+  child.once('error', (error) => (failure = error));
+  const started = performance.now();
+  for (;;) {
+    if (failure !== undefined || child.exitCode !== null) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw new EtcdStartError(
+        `could not start etcd: ${failure === undefined ? `exited with ${child.exitCode}` : messageOf(failure)}` +
+          ' (install it with `apt-get install -y etcd-server`)',
+        failure,
+      );
+    }
+    const healthy = await fetch(`${endpoint}/health`).then(
+      async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true',
+      () => false,
+    );
+    if (healthy) break;
+    if (performance.now() - started > 15_000) {
+      child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+      throw new EtcdStartError('etcd did not become healthy within 15 s');
+    }
+    await sleep(50);
+  }
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopped ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        rmSync(dataDir, { recursive: true, force: true });
+        resolve();
+      };
+      if (child.exitCode !== null || child.signalCode !== null) return done();
+      child.once('exit', done);
+      child.kill('SIGCONT');
+      child.kill('SIGTERM');
+    }));
+  return { endpoint, process: child, stop, [Symbol.asyncDispose]: stop };
+}
