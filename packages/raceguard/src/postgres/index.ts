@@ -86,6 +86,22 @@ export {
   type ResumeAbandonedOptions,
   type ResumeReport,
 } from './atomic-phases.js';
+export {
+  PostgresOutbox,
+  OutboxRelay,
+  OutboxRelayError,
+  type PostgresOutboxOptions,
+  type OutboxEntry,
+  type OutboxPublisher,
+  type OutboxRelayOptions,
+  type RelayEvent,
+} from './outbox.js';
+export {
+  PostgresInbox,
+  InboxGapError,
+  type PostgresInboxOptions,
+  type InboxOutcome,
+} from './inbox.js';
 // Errors the core throws through this subpath, importable from it (the same classes as `raceguard`'s).
 export {
   RaceguardError,
@@ -109,3 +125,4 @@ export {
   IdempotencyStoreError,
   InvalidIdempotencyKeyError,
 } from '../idempotency/errors.js';
+export { MessageDecodeError } from '../messaging/message.js';
