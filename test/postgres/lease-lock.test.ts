@@ -157,6 +157,8 @@ describe('PostgresLeaseLock', () => {
         ['listening waiter', waiter, 0, 1000],
         ['polling waiter', poller, 1000, 4000],
       ] as const) {
+        // Warm connections: the waiter's first attempt must come while the key is held.
+        await (await locks.tryAcquire('warm-up'))?.release();
         const held = await holder.acquire('wake-up', { ttlMs: 20_000 });
         const started = performance.now();
         const waiting = locks.acquire('wake-up', { waitMs: 1500 });

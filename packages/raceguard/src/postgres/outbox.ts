@@ -581,13 +581,13 @@ export class OutboxRelay implements AsyncDisposable {
         this.#names.outbox,
       ]);
       const oid = rows[0]?.oid;
-      if (oid === null || oid === undefined) {
+      if (typeof oid !== 'string') {
         throw new OutboxRelayError(
           `outbox relay: table ${this.#names.outbox} does not exist (run createTables() first)`,
           undefined,
         );
       }
-      this.#lockBase = `raceguard:outbox:${String(oid)}`;
+      this.#lockBase = `raceguard:outbox:${oid}`;
       return client;
     } catch (error) {
       client.release();
