@@ -152,16 +152,17 @@ describe('PostgresLeaseLock', () => {
         pollMs: 5000,
         listener: waiterListener,
       });
-      const poller = new PostgresLeaseLock({ client: db.newPool(2), pollMs: 5000 });
-      for (const [who, locks, fastest, slowest] of [
-        ['listening waiter', waiter, 0, 1000],
-        ['polling waiter', poller, 1000, 4000],
+      const poller = new PostgresLeaseLock({ client: db.newPool(2), pollMs: 1000 });
+      // The listener wakes at the release (100 ms); the poller at its next poll (1000 ms).
+      for (const [who, locks, waitMs, fastest, slowest] of [
+        ['listening waiter', waiter, 1500, 0, 900],
+        ['polling waiter', poller, 3000, 950, 2500],
       ] as const) {
         // Warm connections: the waiter's first attempt must come while the key is held.
         await (await locks.tryAcquire('warm-up'))?.release();
         const held = await holder.acquire('wake-up', { ttlMs: 20_000 });
         const started = performance.now();
-        const waiting = locks.acquire('wake-up', { waitMs: 1500 });
+        const waiting = locks.acquire('wake-up', { waitMs });
         await delay(100);
         await held.release();
         const next = await waiting;
