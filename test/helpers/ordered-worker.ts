@@ -12,7 +12,14 @@ import pg from 'pg';
 import { OrderedConsumer } from '../../packages/raceguard/src/messaging/ordered-consumer.js';
 import type { Message } from '../../packages/raceguard/src/messaging/message.js';
 import { PostgresInbox } from '../../packages/raceguard/src/postgres/inbox.js';
+import {
+  PostgresLeaseLock,
+  createLockTable,
+} from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { consumeOrdered } from '../../packages/raceguard/src/rabbitmq/consumer.js';
+import { headers } from 'nats';
+import { consumeJetStream } from '../../packages/raceguard/src/nats/jetstream.js';
+import { connectNats } from './nats.js';
 import { connectRabbit } from './rabbit.js';
 
 const [broker, mode, stream, partitionsArg] = process.argv.slice(2);
@@ -35,6 +42,15 @@ const consumer = new OrderedConsumer({
   gapTimeoutMs: 60_000,
   backoff: { baseDelayMs: 5, maxDelayMs: 50 },
   maxAttempts: 1000,
+  onEvent: (event) => {
+    if (process.env.RACEGUARD_WORKER_LOG === undefined) return;
+    if (['gap', 'dead-letter', 'requeued', 'error', 'resumed'].includes(event.type)) {
+      const { type, ...rest } = event;
+      process.stderr.write(
+        `worker ${process.pid} ${type} ${JSON.stringify(rest, (_, v: unknown) => (v instanceof Error ? v.message : v))}\n`,
+      );
+    }
+  },
   handler:
     mode === 'plain'
       ? (m) => effect(m, pool)
@@ -74,5 +90,22 @@ if (broker === 'rabbitmq') {
       prefetch: 100,
     });
   }
+}
+if (broker === 'nats') {
+  await createLockTable(pool);
+  const nc = await connectNats();
+  await consumeJetStream(nc.jetstream(), {
+    topology: { stream: stream ?? '', subjectPrefix: stream ?? '', partitions },
+    durable: 'workers',
+    consumer,
+    manager: await nc.jetstreamManager(),
+    headers,
+    maxAckPending: 200,
+    ackWaitMs: 3000,
+    // One owner per partition at a time; a killed owner's lease runs out in 2 s.
+    locker: new PostgresLeaseLock({ client: pool }),
+    lockTtlMs: 2000,
+    claimEveryMs: 200,
+  });
 }
 process.send?.('ready');

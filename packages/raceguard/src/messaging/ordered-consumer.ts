@@ -400,18 +400,40 @@ export class OrderedConsumer implements AsyncDisposable {
     }
   }
 
+  /**
+   * The hole stayed open: ask the progress store first (another process may
+   * have applied the missing messages, when several pull the same stream),
+   * and park the key only if it confirms the hole.
+   */
   #park(state: KeyState): void {
     state.gapTimer = undefined;
     if (state.next === undefined || state.buffer.has(state.next) || state.buffer.size === 0) return;
-    state.parked = true;
-    const buffered = [...state.buffer.keys()].sort((a, b) => a - b);
-    const error = new SequenceGapError(
-      state.key,
-      state.next,
-      buffered,
-      performance.now() - state.gapSince,
-    );
-    this.#emit({ type: 'gap', error });
+    const expected = state.next;
+    void this.#progress
+      .lastApplied(state.key, this.#closing.signal)
+      .catch(() => 0)
+      .then((last) => {
+        if (this.closed || state.next === undefined) return;
+        if (last + 1 > state.next) {
+          state.next = last + 1;
+          this.#dropApplied(state);
+          this.#schedule(state);
+          return;
+        }
+        if (state.next !== expected || state.buffer.has(state.next) || state.buffer.size === 0) {
+          this.#schedule(state);
+          return;
+        }
+        state.parked = true;
+        const buffered = [...state.buffer.keys()].sort((a, b) => a - b);
+        const error = new SequenceGapError(
+          state.key,
+          state.next,
+          buffered,
+          performance.now() - state.gapSince,
+        );
+        this.#emit({ type: 'gap', error });
+      });
   }
 
   #pump(): void {
