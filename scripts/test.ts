@@ -6,6 +6,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import {
+  reachable,
+  startNatsServer,
+  startRabbitMqServer,
+  type BrokerServer,
+} from '../packages/raceguard/src/testing/brokers.js';
 import { usePostgres } from '../packages/raceguard/src/testing/postgres.js';
 
 function findTests(dir: string): string[] {
@@ -30,6 +36,8 @@ function ensureServers(): void {
     { pkg: 'etcd-server', present: () => runs('etcd') },
     { pkg: 'zookeeper', present: () => existsSync('/usr/share/zookeeper/bin/zkServer.sh') },
     { pkg: 'chromium', present: () => runs('chromium') },
+    { pkg: 'nats-server', present: () => runs('nats-server') },
+    { pkg: 'rabbitmq-server', present: () => existsSync('/usr/sbin/rabbitmq-server') },
   ].filter(({ present }) => !present());
   if (wanted.length === 0) return;
   const packages = wanted.map((w) => w.pkg);
@@ -57,6 +65,24 @@ process.stderr.write(
     ? `tests: embedded PostgreSQL at ${server.url}\n`
     : 'tests: PostgreSQL from DATABASE_URL\n',
 );
+/**
+ * The machine's RabbitMQ and NATS when they run on their standard ports (or
+ * AMQP_URL / NATS_URL point elsewhere); otherwise throwaway ones on free ports.
+ */
+const brokers: BrokerServer[] = [];
+const brokerEnv: Record<string, string> = {};
+if (process.env.AMQP_URL === undefined && !(await reachable(5672))) {
+  const rabbit = await startRabbitMqServer();
+  brokers.push(rabbit);
+  brokerEnv.AMQP_URL = rabbit.url;
+  process.stderr.write(`tests: RabbitMQ started at ${rabbit.url}\n`);
+}
+if (process.env.NATS_URL === undefined && !(await reachable(4222))) {
+  const nats = await startNatsServer();
+  brokers.push(nats);
+  brokerEnv.NATS_URL = nats.url;
+  process.stderr.write(`tests: NATS started at ${nats.url}\n`);
+}
 const child = spawn(
   process.execPath,
   [
@@ -68,10 +94,11 @@ const child = spawn(
     '--test-reporter=spec',
     ...files,
   ],
-  { stdio: 'inherit', env: { ...process.env, DATABASE_URL: server.url } },
+  { stdio: 'inherit', env: { ...process.env, ...brokerEnv, DATABASE_URL: server.url } },
 );
 const code = await new Promise<number>((resolve) =>
   child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))),
 );
 await server.stop();
+await Promise.all(brokers.map((b) => b.stop()));
 process.exit(code);

@@ -19,4 +19,11 @@ export { createScratchSchema, type ScratchSchema } from './scratch-schema.js';
 export { startRedisServer, RedisStartError, type RedisServer } from './redis.js';
 export { startEtcdServer, EtcdStartError, type EtcdServer } from './etcd.js';
 export { startZooKeeperServer, ZooKeeperStartError, type ZooKeeperServer } from './zookeeper.js';
+export {
+  startNatsServer,
+  startRabbitMqServer,
+  reachable,
+  BrokerStartError,
+  type BrokerServer,
+} from './brokers.js';
 export { freePort } from './free-port.js';
