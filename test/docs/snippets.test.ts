@@ -21,6 +21,7 @@ const documents = [
   'docs/idempotency.md',
   'docs/locks.md',
   'docs/run.md',
+  'docs/messaging.md',
   'docs/benchmarks.md',
   'packages/raceguard/README.md',
   'packages/cli/README.md',
