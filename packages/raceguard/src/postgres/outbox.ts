@@ -434,17 +434,8 @@ export class OutboxRelay implements AsyncDisposable {
         this.#pollClient ??= await this.#connect();
         try {
           await this.#claim(this.#pollClient);
-          let moved = 0;
-          for (const partition of this.#owned) {
-            const count = await this.#relayBatch(
-              this.#pollClient,
-              partition,
-              this.#stopping.signal,
-            );
-            if (count > 0) this.#emit({ type: 'published', partition, count });
-            moved += count;
-          }
-          return moved;
+          const counts = await this.#relayAll(this.#pollClient, this.#stopping.signal);
+          return counts.reduce((a, b) => a + b, 0);
         } catch (error) {
           this.#pollClient.release(error instanceof Error ? error : new Error(String(error)));
           this.#pollClient = undefined;
@@ -526,13 +517,9 @@ export class OutboxRelay implements AsyncDisposable {
         failures = 0;
         let lastClaim = performance.now();
         while (!signal.aborted) {
-          let busy = false;
-          for (const partition of this.#owned) {
-            if (signal.aborted) break;
-            const count = await this.#relayBatch(client, partition, signal);
-            if (count > 0) this.#emit({ type: 'published', partition, count });
-            if (count >= this.#batchSize) busy = true;
-          }
+          // Partitions in parallel: one's broker confirms overlap another's queries.
+          const counts = await this.#relayAll(client, signal);
+          const busy = counts.some((count) => count >= this.#batchSize);
           if (performance.now() - lastClaim >= this.#pollMs) {
             await this.#claim(client);
             lastClaim = performance.now();
@@ -655,6 +642,20 @@ export class OutboxRelay implements AsyncDisposable {
     this.#owned = [];
   }
 
+  /** One batch of every partition held, concurrently; the rows each moved past. */
+  async #relayAll(client: PoolClientLike, signal: AbortSignal): Promise<number[]> {
+    const settled = await Promise.allSettled(
+      this.#owned.map(async (partition) => {
+        const count = await this.#relayBatch(client, partition, signal);
+        if (count > 0) this.#emit({ type: 'published', partition, count });
+        return count;
+      }),
+    );
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    return settled.map((s) => (s.status === 'fulfilled' ? s.value : 0));
+  }
+
   /** Publish one batch of a partition; resolves to the rows it moved the cursor over. */
   async #relayBatch(
     client: PoolClientLike,
@@ -662,41 +663,39 @@ export class OutboxRelay implements AsyncDisposable {
     signal: AbortSignal,
   ): Promise<number> {
     const { outbox, cursors } = this.#names;
+    // One round trip: the batch, in (tx, id) order below the fence, and the
+    // committed predecessors of its keys not yet passed by the cursor. A
+    // transaction that waited for a key's row took its xid before the one it
+    // waited for, so its later sequence can come first in (tx, id) order;
+    // publishing each key's predecessors with it keeps the key in order.
     const { rows } = await runQuery(
       client,
-      `SELECT o.id::text, o.tx::text, o.key, o.seq, o.message_id, o.type, o.payload, o.headers
-       FROM ${outbox} o, ${cursors} c
-       WHERE c.partition = $1 AND o.partition = $1
-         AND (o.tx, o.id) > (c.tx, c.id)
-         AND o.tx < pg_snapshot_xmin(pg_current_snapshot())
-       ORDER BY o.tx, o.id
-       LIMIT $2`,
+      `WITH c AS (SELECT tx, id FROM ${cursors} WHERE partition = $1),
+       batch AS (
+         SELECT o.id, o.tx, o.key, o.seq, o.message_id, o.type, o.payload, o.headers
+         FROM ${outbox} o, c
+         WHERE o.partition = $1 AND (o.tx, o.id) > (c.tx, c.id)
+           AND o.tx < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY o.tx, o.id
+         LIMIT $2
+       ),
+       firsts AS (SELECT key, min(seq) AS seq FROM batch GROUP BY key)
+       SELECT id::text, tx::text, key, seq, message_id, type, payload, headers, false AS early
+       FROM batch
+       UNION ALL
+       SELECT o.id::text, o.tx::text, o.key, o.seq, o.message_id, o.type, o.payload, o.headers, true
+       FROM ${outbox} o, c, firsts f
+       WHERE o.key = f.key AND o.seq < f.seq AND o.partition = $1 AND (o.tx, o.id) > (c.tx, c.id)`,
       [partition, this.#batchSize],
     );
-    if (rows.length === 0) return 0;
-    const batch = rows.map(toRow);
-    const last = batch[batch.length - 1] as OutboxRow;
-    // A transaction that waited for a key's row took its xid before the one
-    // it waited for: its later sequence can come first in (tx, id) order.
-    // Publish each key's committed predecessors with it, in sequence order.
-    const minimum = new Map<string, number>();
-    for (const row of batch) {
-      minimum.set(row.key, Math.min(minimum.get(row.key) ?? Infinity, row.seq));
-    }
-    const unsure = [...minimum].filter(([key, seq]) => this.#published.get(key) !== seq - 1);
-    const extra: OutboxRow[] = [];
-    if (unsure.length > 0) {
-      const { rows: before } = await runQuery(
-        client,
-        `SELECT o.id::text, o.tx::text, o.key, o.seq, o.message_id, o.type, o.payload, o.headers
-         FROM ${outbox} o, ${cursors} c, unnest($2::text[], $3::bigint[]) AS u(key, seq)
-         WHERE c.partition = $1 AND o.partition = $1 AND o.key = u.key AND o.seq < u.seq
-           AND (o.tx, o.id) > (c.tx, c.id)`,
-        [partition, unsure.map(([key]) => key), unsure.map(([, seq]) => seq)],
-      );
-      extra.push(...before.map(toRow));
-    }
-    const toPublish = [...extra, ...batch]
+    const batch = rows.filter((row) => row.early !== true).map(toRow);
+    if (batch.length === 0) return 0;
+    // The cursor goes to the batch's greatest (tx, id).
+    const last = batch.reduce((a, b) =>
+      BigInt(a.tx) > BigInt(b.tx) || (a.tx === b.tx && BigInt(a.id) > BigInt(b.id)) ? a : b,
+    );
+    const toPublish = rows
+      .map(toRow)
       .filter((row) => row.seq > (this.#published.get(row.key) ?? 0))
       .sort((a, b) => (a.key === b.key ? a.seq - b.seq : a.key < b.key ? -1 : 1));
     const unique = toPublish.filter(
