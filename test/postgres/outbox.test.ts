@@ -34,6 +34,19 @@ class RecordingPublisher implements OutboxPublisher {
   }
 }
 
+/**
+ * Poll until `done()`: the relay's fence is the oldest transaction running
+ * anywhere on the server, so another test file's open transaction can hold
+ * rows back (never lose them) for a while.
+ */
+async function pollUntil(relay: { poll(): Promise<number> }, done: () => boolean): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  while (!done()) {
+    assert.ok(performance.now() < deadline, 'the relay did not catch up within 30 s');
+    if ((await relay.poll()) === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 async function begin(pool: pg.Pool): Promise<pg.PoolClient> {
   const client = await pool.connect();
   await client.query('BEGIN');
@@ -93,7 +106,7 @@ describe('PostgresOutbox', () => {
         await a.query('COMMIT');
         await relay.poll();
       }
-      await relay.poll();
+      await pollUntil(relay, () => publisher.published.length >= 2000);
     } finally {
       a.release();
       b.release();
@@ -126,7 +139,8 @@ describe('PostgresOutbox', () => {
     const publisher = new RecordingPublisher();
     const relay = outbox.relay({ publisher, batchSize: 1 });
     try {
-      while ((await relay.poll()) > 0);
+      await pollUntil(relay, () => publisher.published.length >= 2);
+      await relay.poll();
     } finally {
       await relay.stop();
     }
@@ -203,8 +217,9 @@ describe('PostgresOutbox', () => {
     const outbox = new PostgresOutbox({ db: db.pool, table: 'purge_outbox', partitions: 1 });
     await outbox.createTables();
     await outbox.add(db.pool, { key: 'x', type: 't', payload: 1 });
-    const relay = outbox.relay({ publisher: new RecordingPublisher() });
-    await relay.poll();
+    const recorded = new RecordingPublisher();
+    const relay = outbox.relay({ publisher: recorded });
+    await pollUntil(relay, () => recorded.published.length >= 1);
     await relay.stop();
     await outbox.add(db.pool, { key: 'x', type: 't', payload: 2 }); // not yet published
     await db.pool.query("UPDATE purge_outbox SET created_at = now() - interval '1 hour'");

@@ -3,6 +3,7 @@ import {
   ALL_STRATEGIES,
   LOCK_STRATEGIES,
   SCENARIOS,
+  MESSAGE_SCENARIOS,
   STRATEGIES,
   runLab,
   serveLab,
@@ -13,6 +14,8 @@ import {
 import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
 import { outputWidth, renderTable, wrap } from './table.js';
+
+const ALL_SCENARIO_NAMES = [...SCENARIOS, ...MESSAGE_SCENARIOS].map((s) => s.name);
 
 const nonNegative = (value: string): number => {
   const n = Number(value);
@@ -78,7 +81,7 @@ export function formatLabReport(report: LabReport): string {
   const lines = [
     table,
     ...wrap(
-      'anomalous: trials whose invariants broke; accepted: 2xx; rejected: 4xx refused by a business rule (sold out, already taken); conflicts: 409 (lost the race to another request); retries: transactions or version checks re-run inside the handlers',
+      'anomalous: trials whose invariants broke; accepted: 2xx (messages: events applied); rejected: 4xx refused by a business rule (sold out, already taken; messages: duplicates dropped); conflicts: 409 (lost the race to another request); retries: transactions or version checks re-run inside the handlers (messages: handler attempts retried or redelivered); req/s: messages per second for order-events',
       outputWidth(),
     ),
     '',
@@ -95,6 +98,7 @@ export function formatLabReport(report: LabReport): string {
       `unsafe variants caught: ${caught.length}/${unsafe.length} (trials with anomalies: ${detail})`,
     );
   }
+  for (const { scenario, reason } of report.skipped) lines.push(`skipped ${scenario}: ${reason}`);
   lines.push(
     dirtyFixes.length === 0
       ? 'fixes: every fix showed zero anomalies in every trial'
@@ -141,8 +145,8 @@ export function labCommand(): Command {
     .addOption(
       new Option(
         '-s, --scenario <names>',
-        `scenarios to run, comma-separated (${SCENARIOS.map((s) => s.name).join(', ')})`,
-      ).argParser(list(SCENARIOS.map((s) => s.name))),
+        `scenarios to run, comma-separated (${ALL_SCENARIO_NAMES.join(', ')})`,
+      ).argParser(list(ALL_SCENARIO_NAMES)),
     )
     .addOption(
       new Option(

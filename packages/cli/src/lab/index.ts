@@ -15,5 +15,11 @@ export {
   type LabStart,
 } from './run-lab.js';
 export { STRATEGIES, LOCK_STRATEGIES, ALL_STRATEGIES, type Strategy } from './scenario.js';
-export { SCENARIOS } from './scenarios/index.js';
+export { SCENARIOS, MESSAGE_SCENARIOS } from './scenarios/index.js';
+export type {
+  MessageScenario,
+  MessageTrial,
+  MessageTrialContext,
+  LabBroker,
+} from './message-scenario.js';
 export { serveLab, type ServeLabOptions, type ServedLab } from './serve-lab.js';

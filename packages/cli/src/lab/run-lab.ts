@@ -8,7 +8,9 @@ import { InvalidArgumentError, throwIfAborted } from 'raceguard';
 import type { PoolLike } from 'raceguard/postgres';
 import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
-import { SCENARIOS } from './scenarios/index.js';
+import { MESSAGE_SCENARIOS, SCENARIOS } from './scenarios/index.js';
+import { openLabBroker } from './broker.js';
+import type { LabBroker, MessageScenario } from './message-scenario.js';
 import {
   ALL_STRATEGIES,
   appliesTo,
@@ -96,6 +98,8 @@ export interface LabReport {
   readonly unsafeStrategies: readonly Strategy[];
   /** `true` when every fix showed zero anomalies in every trial. */
   readonly fixesClean: boolean;
+  /** Scenarios that could not run, and why (the message scenarios without a NATS server). */
+  readonly skipped: readonly { readonly scenario: string; readonly reason: string }[];
 }
 
 /**
@@ -117,19 +121,15 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   if (typeof gapMs !== 'number' || !Number.isFinite(gapMs) || gapMs < 0) {
     throw new InvalidArgumentError('gapMs', 'a finite number >= 0', gapMs);
   }
-  const scenarios =
-    options.scenarios === undefined
-      ? SCENARIOS
-      : options.scenarios.map((name) => {
-          const found = SCENARIOS.find((s) => s.name === name);
-          if (!found)
-            throw new InvalidArgumentError(
-              'scenario',
-              `one of ${SCENARIOS.map((s) => s.name).join(', ')}`,
-              name,
-            );
-          return found;
-        });
+  const known = [...SCENARIOS, ...MESSAGE_SCENARIOS].map((s) => s.name);
+  for (const name of options.scenarios ?? []) {
+    if (!known.includes(name))
+      throw new InvalidArgumentError('scenario', `one of ${known.join(', ')}`, name);
+  }
+  const wanted = (name: string): boolean =>
+    options.scenarios === undefined || options.scenarios.includes(name);
+  const scenarios = SCENARIOS.filter((s) => wanted(s.name));
+  const messageScenarios = MESSAGE_SCENARIOS.filter((s) => wanted(s.name));
   const strategies = options.strategies ?? STRATEGIES;
   for (const strategy of strategies) {
     if (!ALL_STRATEGIES.includes(strategy))
@@ -140,6 +140,9 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     throw new InvalidArgumentError('servers', 'an integer from 1 to 8', servers);
   }
   const unsafeStrategies: Strategy[] = servers > 1 ? ['unsafe', 'local-mutex'] : ['unsafe'];
+  // Trials done and planned, across both shapes of scenario.
+  let done = 0;
+  let progressTotal = 0;
 
   const database = await openLabDatabase({
     databaseUrl: options.databaseUrl,
@@ -165,6 +168,19 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       clients.push(client);
     }
     const results = await runAll(pools[0] as PoolLike, clients);
+    const skipped: { scenario: string; reason: string }[] = [];
+    const messagePlan = messageScenarios
+      .map((scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const)
+      .filter(([, applicable]) => applicable.length > 0);
+    if (messagePlan.length > 0) {
+      const broker = await openLabBroker(cleanup);
+      if ('unavailable' in broker) {
+        for (const [scenario] of messagePlan)
+          skipped.push({ scenario: scenario.name, reason: broker.unavailable });
+      } else {
+        results.push(...(await runMessages(pools[0] as PoolLike, broker, messagePlan)));
+      }
+    }
     return {
       results,
       concurrency,
@@ -176,9 +192,64 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       fixesClean: results.every(
         (r) => unsafeStrategies.includes(r.strategy) || r.anomalousTrials === 0,
       ),
+      skipped,
     };
   } finally {
     for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  }
+
+  /** The message scenarios: publish, consume with the strategy's workers, check. */
+  async function runMessages(
+    pool: PoolLike,
+    broker: LabBroker,
+    plan: readonly (readonly [MessageScenario, readonly Strategy[]])[],
+  ): Promise<LabResult[]> {
+    const results: LabResult[] = [];
+    for (const [scenario, applicable] of plan) {
+      for (const strategy of applicable) {
+        await scenario.createSchema(pool);
+        const anomalies: Record<string, number> = {};
+        let anomalousTrials = 0;
+        const latencies: number[] = [];
+        const counts = { accepted: 0, rejected: 0, conflicts: 0, errors: 0, retries: 0 };
+        let busyMs = 0;
+        let deliveries = 0;
+        for (let trial = 0; trial < trials; trial++) {
+          throwIfAborted(signal);
+          const outcome = await scenario.runTrial({
+            pool,
+            broker,
+            strategy,
+            keys: concurrency,
+            workers: 8,
+            signal,
+          });
+          busyMs += outcome.durationMs;
+          deliveries += outcome.deliveries;
+          latencies.push(...outcome.latenciesMs);
+          counts.accepted += outcome.applied;
+          counts.rejected += outcome.duplicates;
+          counts.retries += outcome.retries;
+          if (Object.keys(outcome.anomalies).length > 0) anomalousTrials++;
+          for (const [kind, count] of Object.entries(outcome.anomalies))
+            anomalies[kind] = (anomalies[kind] ?? 0) + count;
+          done++;
+          options.onProgress?.({ done, total: progressTotal, scenario: scenario.name, strategy });
+        }
+        results.push({
+          scenario: scenario.name,
+          strategy,
+          trials,
+          anomalousTrials,
+          anomalies,
+          ...counts,
+          throughputPerSec: busyMs > 0 ? (deliveries * 1000) / busyMs : 0,
+          p50Ms: percentile(latencies, 50),
+          p99Ms: percentile(latencies, 99),
+        });
+      }
+    }
+    return results;
   }
 
   /** Spread one burst over every server (round robin), released together. */
@@ -205,9 +276,13 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     const plan = scenarios.map(
       (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
     );
-    const total = plan.reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
+    const total =
+      [
+        ...plan,
+        ...messageScenarios.map((s) => [s, strategies.filter((x) => appliesTo(s, x))] as const),
+      ].reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
+    progressTotal = total;
     options.onStart?.({ embedded: database.embedded, schema: database.schema, bursts: total });
-    let done = 0;
     for (const [scenario, applicable] of plan) {
       for (const strategy of applicable) {
         await scenario.createSchema(pool, strategy);

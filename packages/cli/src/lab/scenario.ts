@@ -18,7 +18,11 @@ export type Strategy =
   | 'serializable'
   | 'advisory-lock'
   | 'idempotency-key'
+  | MessageStrategy
   | LockStrategy;
+
+/** How a message consumer protects per-key order and exactly-once effects. */
+export type MessageStrategy = 'ordered-consumer' | 'inbox';
 
 /** The database-level strategies: what `raceguard lab` runs by default. */
 export const STRATEGIES: readonly Strategy[] = [
@@ -29,6 +33,8 @@ export const STRATEGIES: readonly Strategy[] = [
   'serializable',
   'advisory-lock',
   'idempotency-key',
+  'ordered-consumer',
+  'inbox',
 ];
 
 /**
@@ -81,13 +87,13 @@ export interface ObservedResponse {
 /** Anomaly kind to how many times it was seen in one trial. */
 export type Anomalies = Record<string, number>;
 
-/** The strategies a scenario runs when it does not list its own: all but `idempotency-key`. */
+/** The strategies a scenario runs when it does not list its own: the request-race fixes. */
 export const RACE_STRATEGIES: readonly Strategy[] = ALL_STRATEGIES.filter(
-  (s) => s !== 'idempotency-key',
+  (s) => s !== 'idempotency-key' && s !== 'ordered-consumer' && s !== 'inbox',
 );
 
 /** Whether `strategy` applies to `scenario` (its bug is one that strategy can fix). */
-export function appliesTo(scenario: Scenario, strategy: Strategy): boolean {
+export function appliesTo(scenario: Pick<Scenario, 'strategies'>, strategy: Strategy): boolean {
   return (scenario.strategies ?? RACE_STRATEGIES).includes(strategy);
 }
 

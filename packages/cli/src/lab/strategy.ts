@@ -102,6 +102,9 @@ export async function serve(
           throw new Error(`the ${scenario.name} scenario has no idempotency-key variant`);
         }
         return await scenario.idempotent(request, context);
+      case 'ordered-consumer':
+      case 'inbox':
+        throw new Error(`the ${strategy} strategy fixes message scenarios, not HTTP handlers`);
     }
   } catch (error) {
     if (

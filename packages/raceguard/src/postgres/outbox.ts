@@ -642,32 +642,58 @@ export class OutboxRelay implements AsyncDisposable {
     this.#owned = [];
   }
 
-  /** One batch of every partition held, concurrently; the rows each moved past. */
+  /**
+   * One batch of every partition held: the reads and cursor moves in turn on
+   * the relay's session, the publishes concurrently (one partition's broker
+   * confirms overlap another's). Resolves to the rows each partition moved past.
+   */
   async #relayAll(client: PoolClientLike, signal: AbortSignal): Promise<number[]> {
-    const settled = await Promise.allSettled(
-      this.#owned.map(async (partition) => {
-        const count = await this.#relayBatch(client, partition, signal);
-        if (count > 0) this.#emit({ type: 'published', partition, count });
-        return count;
+    const batches: { partition: number; batch: OutboxRow[]; publish: OutboxRow[] }[] = [];
+    for (const partition of this.#owned) {
+      batches.push({ partition, ...(await this.#readBatch(client, partition)) });
+    }
+    await Promise.all(
+      batches.map(async ({ publish }) => {
+        if (publish.length === 0) return;
+        await this.#publisher.publish(
+          publish.map((row) => row.message),
+          signal,
+        );
+        for (const row of publish) this.#remember(row.key, row.seq);
       }),
     );
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed !== undefined) throw failed.reason;
-    return settled.map((s) => (s.status === 'fulfilled' ? s.value : 0));
+    for (const { partition, batch } of batches) {
+      if (batch.length === 0) continue;
+      // The cursor goes to the batch's greatest (tx, id).
+      const last = batch.reduce((a, b) =>
+        BigInt(a.tx) > BigInt(b.tx) || (a.tx === b.tx && BigInt(a.id) > BigInt(b.id)) ? a : b,
+      );
+      await runQuery(
+        client,
+        `UPDATE ${this.#names.cursors} SET tx = $2::xid8, id = $3, updated_at = now()
+         WHERE partition = $1 AND (tx, id) < ($2::xid8, $3)`,
+        [partition, last.tx, last.id],
+      );
+      this.#emit({ type: 'published', partition, count: batch.length });
+    }
+    return batches.map(({ batch }) => batch.length);
   }
 
-  /** Publish one batch of a partition; resolves to the rows it moved the cursor over. */
-  async #relayBatch(
+  /**
+   * A partition's next batch: the rows past its cursor, in (tx, id) order,
+   * of transactions older than the oldest one still running; and what to
+   * publish for them, in per-key sequence order.
+   */
+  async #readBatch(
     client: PoolClientLike,
     partition: number,
-    signal: AbortSignal,
-  ): Promise<number> {
+  ): Promise<{ batch: OutboxRow[]; publish: OutboxRow[] }> {
     const { outbox, cursors } = this.#names;
-    // One round trip: the batch, in (tx, id) order below the fence, and the
-    // committed predecessors of its keys not yet passed by the cursor. A
-    // transaction that waited for a key's row took its xid before the one it
-    // waited for, so its later sequence can come first in (tx, id) order;
-    // publishing each key's predecessors with it keeps the key in order.
+    // One round trip: the batch, and the committed predecessors of its keys
+    // not yet passed by the cursor. A transaction that waited for a key's row
+    // took its xid before the one it waited for, so its later sequence can
+    // come first in (tx, id) order; publishing each key's predecessors with
+    // it keeps the key in order.
     const { rows } = await runQuery(
       client,
       `WITH c AS (SELECT tx, id FROM ${cursors} WHERE partition = $1),
@@ -689,32 +715,15 @@ export class OutboxRelay implements AsyncDisposable {
       [partition, this.#batchSize],
     );
     const batch = rows.filter((row) => row.early !== true).map(toRow);
-    if (batch.length === 0) return 0;
-    // The cursor goes to the batch's greatest (tx, id).
-    const last = batch.reduce((a, b) =>
-      BigInt(a.tx) > BigInt(b.tx) || (a.tx === b.tx && BigInt(a.id) > BigInt(b.id)) ? a : b,
-    );
-    const toPublish = rows
+    const candidates = rows
       .map(toRow)
       .filter((row) => row.seq > (this.#published.get(row.key) ?? 0))
       .sort((a, b) => (a.key === b.key ? a.seq - b.seq : a.key < b.key ? -1 : 1));
-    const unique = toPublish.filter(
-      (row, i) => i === 0 || row.key !== toPublish[i - 1]?.key || row.seq !== toPublish[i - 1]?.seq,
+    const publish = candidates.filter(
+      (row, i) =>
+        i === 0 || row.key !== candidates[i - 1]?.key || row.seq !== candidates[i - 1]?.seq,
     );
-    if (unique.length > 0) {
-      await this.#publisher.publish(
-        unique.map((row) => row.message),
-        signal,
-      );
-      for (const row of unique) this.#remember(row.key, row.seq);
-    }
-    await runQuery(
-      client,
-      `UPDATE ${cursors} SET tx = $2::xid8, id = $3, updated_at = now()
-       WHERE partition = $1 AND (tx, id) < ($2::xid8, $3)`,
-      [partition, last.tx, last.id],
-    );
-    return batch.length;
+    return { batch, publish };
   }
 
   #remember(key: string, seq: number): void {

@@ -1,3 +1,4 @@
+import type { MessageScenario } from '../message-scenario.js';
 import type { Scenario } from '../scenario.js';
 import { bank } from './bank.js';
 import { counter } from './counter.js';
@@ -5,6 +6,7 @@ import { coupon } from './coupon.js';
 import { inventory } from './inventory.js';
 import { like } from './like.js';
 import { loan } from './loan.js';
+import { orderEvents } from './order-events.js';
 import { payment } from './payment.js';
 import { seat } from './seat.js';
 
@@ -19,3 +21,6 @@ export const SCENARIOS: readonly Scenario[] = [
   loan,
   payment,
 ];
+
+/** The lab's message scenarios (they run on NATS JetStream). */
+export const MESSAGE_SCENARIOS: readonly MessageScenario[] = [orderEvents];
