@@ -55,6 +55,8 @@ const { values: args } = parseArgs({
     keys: { type: 'string', default: '1,16,256' },
     brokers: { type: 'string', default: 'rabbitmq,nats' },
     concurrency: { type: 'string', default: '16' },
+    rounds: { type: 'string', default: '3' },
+    'relay-messages': { type: 'string', default: '20000' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -62,6 +64,8 @@ const total = Number(args.messages);
 const keyCounts = args.keys.split(',').map(Number);
 const brokers = args.brokers.split(',') as ('rabbitmq' | 'nats')[];
 const concurrency = Number(args.concurrency);
+const rounds = Number(args.rounds);
+const relayTotal = Number(args['relay-messages']);
 const PARTITIONS = 8;
 const log = (line: string): void => {
   if (!args.json) process.stderr.write(`${line}\n`);
@@ -307,27 +311,106 @@ interface Result {
 }
 const results: Result[] = [];
 
+/**
+ * The database's floor for the two handler shapes, without any broker: 16
+ * clients doing one autocommit UPDATE each (what `unordered` and `ordered`
+ * handlers do) against doing the inbox's transaction (BEGIN, the inbox
+ * UPDATE, the entity UPDATE, COMMIT). Their ratio bounds `inbox` / `unordered`.
+ */
+async function databaseFloor(keys: number): Promise<{ autocommit: number; inboxTx: number }> {
+  await resetEntities(keys);
+  await new PostgresInbox({ db: pool, consumer: 'floor' }).createTable();
+  await pool.query(
+    `INSERT INTO raceguard_inbox (consumer, key, last_seq) SELECT 'floor', 'entity-' || i, 0 FROM generate_series(0, $1 - 1) AS i`,
+    [keys],
+  );
+  const measure = async (work: (key: string, seq: number) => Promise<unknown>): Promise<number> => {
+    let next = 0;
+    const begin = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        for (let i = next++; i < total; i = next++) {
+          await work(`entity-${i % keys}`, Math.floor(i / keys) + 1);
+        }
+      }),
+    );
+    return (total / (performance.now() - begin)) * 1000;
+  };
+  const autocommit = await measure((key) => pool.query(UPDATE, [key]));
+  const inboxTx = await measure(async (key) => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(
+        `UPDATE raceguard_inbox SET last_seq = last_seq + 1, updated_at = now() WHERE consumer = 'floor' AND key = $1`,
+        [key],
+      );
+      await client.query(UPDATE, [key]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+  });
+  return { autocommit, inboxTx };
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+};
+
+for (const keys of keyCounts) {
+  const floor = await databaseFloor(keys);
+  results.push({
+    broker: 'postgres',
+    variant: 'floor-autocommit-update',
+    keys,
+    messagesPerSec: Math.round(floor.autocommit),
+    p99Ms: 0,
+    ratioToUnordered: 1,
+  });
+  results.push({
+    broker: 'postgres',
+    variant: 'floor-inbox-transaction',
+    keys,
+    messagesPerSec: Math.round(floor.inboxTx),
+    p99Ms: 0,
+    ratioToUnordered: Math.round((floor.inboxTx / floor.autocommit) * 100) / 100,
+  });
+  log(
+    `postgres floor ${keys} keys: ${Math.round(floor.autocommit)} autocommit UPDATE/s, ${Math.round(floor.inboxTx)} inbox transactions/s`,
+  );
+}
+
 for (const broker of brokers) {
   for (const keys of keyCounts) {
-    let unorderedRate = 0;
+    // Rounds interleave the variants, so that drift hits them alike; medians reported.
+    const rates: Record<Variant, number[]> = { unordered: [], ordered: [], inbox: [] };
+    const p99s: Record<Variant, number[]> = { unordered: [], ordered: [], inbox: [] };
+    for (let round = 0; round < rounds; round++) {
+      for (const variant of ['unordered', 'ordered', 'inbox'] as const) {
+        await resetEntities(keys);
+        if (variant === 'inbox') await new PostgresInbox({ db: pool, consumer: 'x' }).createTable();
+        const { elapsed, latencies } = await (broker === 'rabbitmq' ? runRabbit : runNats)(
+          variant,
+          keys,
+        );
+        const { rows } = await pool.query<{ n: string }>('SELECT sum(n)::text AS n FROM entities');
+        if (Number(rows[0]?.n) < total)
+          throw new Error(`${broker} ${variant}: only ${rows[0]?.n} updates`);
+        rates[variant].push((total / elapsed) * 1000);
+        p99s[variant].push(percentile(latencies, 99));
+      }
+    }
+    const unorderedRate = median(rates.unordered);
     for (const variant of ['unordered', 'ordered', 'inbox'] as const) {
-      await resetEntities(keys);
-      if (variant === 'inbox') await new PostgresInbox({ db: pool, consumer: 'x' }).createTable();
-      const { elapsed, latencies } = await (broker === 'rabbitmq' ? runRabbit : runNats)(
-        variant,
-        keys,
-      );
-      const { rows } = await pool.query<{ n: string }>('SELECT sum(n)::text AS n FROM entities');
-      if (Number(rows[0]?.n) < total)
-        throw new Error(`${broker} ${variant}: only ${rows[0]?.n} updates`);
-      const rate = (total / elapsed) * 1000;
-      if (variant === 'unordered') unorderedRate = rate;
+      const rate = median(rates[variant]);
       const result: Result = {
         broker,
         variant,
         keys,
         messagesPerSec: Math.round(rate),
-        p99Ms: Math.round(percentile(latencies, 99) * 10) / 10,
+        p99Ms: Math.round(median(p99s[variant]) * 10) / 10,
         ratioToUnordered: Math.round((rate / unorderedRate) * 100) / 100,
       };
       results.push(result);
@@ -338,87 +421,91 @@ for (const broker of brokers) {
   }
 }
 
-// The relay: committed outbox rows to RabbitMQ, raceguard's relay beside a naive id-polling one.
+// The relay: committed outbox rows to RabbitMQ, raceguard's relay beside a
+// naive id-polling one. Each run publishes into fresh queues (a deeper queue
+// is slower), and the order of the two alternates between rounds.
 {
   const connection = await amqp.connect(amqpUrl);
   connection.on('error', () => undefined);
   const channel = await connection.createChannel();
-  const name = `bench_relay_${randomBytes(3).toString('hex')}`;
-  const topology = { exchange: name, queue: name, partitions: PARTITIONS };
-  await declareTopology(channel, topology);
-  const publisher = new RabbitPublisher({
-    channel: await connection.createConfirmChannel(),
-    topology,
-  });
-  const rates: Record<string, number> = {};
-  for (const variant of ['naive-relay', 'raceguard-relay'] as const) {
-    const table = `outbox_${variant.replace('-', '_')}`;
-    const outbox = new PostgresOutbox({ db: pool, table, partitions: PARTITIONS, notify: false });
-    await outbox.createTables();
-    await pool.query(
-      `WITH k AS (INSERT INTO ${table}_keys SELECT 'entity-' || i, $1::int / 256 FROM generate_series(0, 255) AS i RETURNING key)
-       SELECT count(*) FROM k`,
-      [total],
-    );
-    await pool.query(
-      `INSERT INTO ${table} (partition, key, seq, message_id, type, payload)
-       SELECT i % ${PARTITIONS}, 'entity-' || (i % 256), i / 256 + 1, 'entity-' || (i % 256) || ':' || (i / 256 + 1), 'bump', '{}'::jsonb
-       FROM generate_series(0, $1 - 1) AS i`,
-      [total],
-    );
-    const begin = performance.now();
-    if (variant === 'naive-relay') {
-      let last = 0;
-      for (;;) {
-        const { rows } = await pool.query<{
-          id: string;
-          key: string;
-          seq: string;
-          message_id: string;
-        }>(
-          `SELECT id::text, key, seq::text, message_id FROM ${table} WHERE id > $1 ORDER BY id LIMIT 500`,
-          [last],
-        );
-        if (rows.length === 0) break;
-        await publisher.publish(
-          rows.map((r) => ({
-            id: r.message_id,
-            key: r.key,
-            seq: Number(r.seq),
-            type: 'bump',
-            payload: {},
-            headers: {},
-          })),
-        );
-        last = Number(rows[rows.length - 1]?.id);
-      }
-    } else {
+  const confirm = await connection.createConfirmChannel();
+  const relayRates: Record<'naive-relay' | 'raceguard-relay', number[]> = {
+    'naive-relay': [],
+    'raceguard-relay': [],
+  };
+  for (let round = 0; round < rounds; round++) {
+    const order = ['naive-relay', 'raceguard-relay'] as const;
+    for (const variant of round % 2 === 0 ? order : [...order].reverse()) {
+      const name = `bench_relay_${randomBytes(3).toString('hex')}`;
+      const topology = { exchange: name, queue: name, partitions: PARTITIONS };
+      await declareTopology(channel, topology);
+      const publisher = new RabbitPublisher({ channel: confirm, topology });
+      const table = `outbox_${name}`;
+      const outbox = new PostgresOutbox({ db: pool, table, partitions: PARTITIONS, notify: false });
+      await outbox.createTables();
+      // The raceguard relay connects and claims its partitions (on an empty outbox) before the clock starts.
       const relay = outbox.relay({ publisher, batchSize: 500 });
-      while ((await relay.poll()) > 0);
+      if (variant === 'raceguard-relay') await relay.poll();
+      await pool.query(
+        `INSERT INTO ${table} (partition, key, seq, message_id, type, payload)
+         SELECT i % ${PARTITIONS}, 'entity-' || (i % 256), i / 256 + 1, 'entity-' || (i % 256) || ':' || (i / 256 + 1), 'bump', '{}'::jsonb
+         FROM generate_series(0, $1 - 1) AS i`,
+        [relayTotal],
+      );
+      const begin = performance.now();
+      if (variant === 'naive-relay') {
+        let last = 0;
+        for (;;) {
+          const { rows } = await pool.query<{
+            id: string;
+            key: string;
+            seq: string;
+            message_id: string;
+            payload: unknown;
+          }>(
+            `SELECT id, key, seq, message_id, payload FROM ${table} WHERE id > $1 ORDER BY id LIMIT 500`,
+            [last],
+          );
+          if (rows.length === 0) break;
+          await publisher.publish(
+            rows.map((r) => ({
+              id: r.message_id,
+              key: r.key,
+              seq: Number(r.seq),
+              type: 'bump',
+              payload: r.payload,
+              headers: {},
+            })),
+          );
+          last = Number(rows[rows.length - 1]?.id);
+        }
+      } else {
+        while ((await relay.poll()) > 0);
+      }
+      relayRates[variant].push((relayTotal / (performance.now() - begin)) * 1000);
       await relay.stop();
+      await pool.query(`DROP TABLE ${table}, ${table}_keys, ${table}_cursors`);
+      for (let p = 0; p < PARTITIONS; p++)
+        await channel.deleteQueue(`${name}.${p}`).catch(() => undefined);
+      await channel.deleteQueue(`${name}.dead`).catch(() => undefined);
+      await channel.deleteExchange(name).catch(() => undefined);
+      await channel.deleteExchange(`${name}.dead`).catch(() => undefined);
     }
-    const rate = (total / (performance.now() - begin)) * 1000;
-    rates[variant] = rate;
-    log(`relay ${variant}: ${Math.round(rate)} msg/s`);
   }
+  const naive = median(relayRates['naive-relay']);
   for (const variant of ['naive-relay', 'raceguard-relay'] as const) {
+    const rate = median(relayRates[variant]);
     results.push({
       broker: 'rabbitmq',
       variant,
       keys: 256,
-      messagesPerSec: Math.round(rates[variant] ?? 0),
+      messagesPerSec: Math.round(rate),
       p99Ms: 0,
-      ratioToUnordered: null,
+      // For the relays: the ratio to the naive relay.
+      ratioToUnordered: Math.round((rate / naive) * 100) / 100,
     });
+    log(`relay ${variant}: ${Math.round(rate)} msg/s (${(rate / naive).toFixed(2)}× naive)`);
   }
-  log(
-    `relay ratio raceguard/naive: ${((rates['raceguard-relay'] ?? 0) / (rates['naive-relay'] ?? 1)).toFixed(2)}×`,
-  );
-  for (let p = 0; p < PARTITIONS; p++)
-    await channel.deleteQueue(`${name}.${p}`).catch(() => undefined);
-  await channel.deleteQueue(`${name}.dead`).catch(() => undefined);
-  await channel.deleteExchange(name).catch(() => undefined);
-  await channel.deleteExchange(`${name}.dead`).catch(() => undefined);
   await connection.close();
 }
 
@@ -427,7 +514,7 @@ if (args.json) {
 } else {
   process.stdout.write(
     `${renderTable(
-      ['broker', 'variant', 'keys', 'msg/s', '× unordered', 'p99 ms'],
+      ['broker', 'variant', 'keys', 'msg/s', '× unordered (relays: × naive)', 'p99 ms'],
       results.map((r) => [
         r.broker,
         r.variant,

@@ -67,7 +67,7 @@ describe('PostgresOutbox', () => {
     const seen: string[] = [];
     const naivePoll = async () => {
       const { rows } = await db.pool.query<{ id: string; key: string }>(
-        'SELECT id::text, key FROM naive_outbox WHERE id > $1 ORDER BY id',
+        'SELECT id, key FROM naive_outbox WHERE id > $1 ORDER BY id',
         [lastSeen],
       );
       for (const row of rows) {

@@ -300,6 +300,8 @@ export class PostgresOutbox {
 }
 
 interface OutboxRow {
+  /** Fetched ahead of the cursor as a key's predecessor (it does not move the cursor). */
+  readonly early?: boolean;
   readonly id: string;
   readonly tx: string;
   readonly key: string;
@@ -652,16 +654,15 @@ export class OutboxRelay implements AsyncDisposable {
     for (const partition of this.#owned) {
       batches.push({ partition, ...(await this.#readBatch(client, partition)) });
     }
-    await Promise.all(
-      batches.map(async ({ publish }) => {
-        if (publish.length === 0) return;
-        await this.#publisher.publish(
-          publish.map((row) => row.message),
-          signal,
-        );
-        for (const row of publish) this.#remember(row.key, row.seq);
-      }),
-    );
+    // One publish per round: the broker gets one batch at a time, as its flow control prefers.
+    const publish = batches.flatMap((b) => b.publish);
+    if (publish.length > 0) {
+      await this.#publisher.publish(
+        publish.map((row) => row.message),
+        signal,
+      );
+      for (const row of publish) this.#remember(row.key, row.seq);
+    }
     for (const { partition, batch } of batches) {
       if (batch.length === 0) continue;
       // The cursor goes to the batch's greatest (tx, id).
@@ -689,41 +690,78 @@ export class OutboxRelay implements AsyncDisposable {
     partition: number,
   ): Promise<{ batch: OutboxRow[]; publish: OutboxRow[] }> {
     const { outbox, cursors } = this.#names;
-    // One round trip: the batch, and the committed predecessors of its keys
-    // not yet passed by the cursor. A transaction that waited for a key's row
-    // took its xid before the one it waited for, so its later sequence can
-    // come first in (tx, id) order; publishing each key's predecessors with
-    // it keeps the key in order.
+    const columns =
+      'o.id::text, o.tx::text, o.key, o.seq, o.message_id, o.type, o.payload, o.headers';
     const { rows } = await runQuery(
       client,
-      `WITH c AS (SELECT tx, id FROM ${cursors} WHERE partition = $1),
-       batch AS (
-         SELECT o.id, o.tx, o.key, o.seq, o.message_id, o.type, o.payload, o.headers
-         FROM ${outbox} o, c
-         WHERE o.partition = $1 AND (o.tx, o.id) > (c.tx, c.id)
-           AND o.tx < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY o.tx, o.id
-         LIMIT $2
-       ),
-       firsts AS (SELECT key, min(seq) AS seq FROM batch GROUP BY key)
-       SELECT id::text, tx::text, key, seq, message_id, type, payload, headers, false AS early
-       FROM batch
-       UNION ALL
-       SELECT o.id::text, o.tx::text, o.key, o.seq, o.message_id, o.type, o.payload, o.headers, true
-       FROM ${outbox} o, c, firsts f
-       WHERE o.key = f.key AND o.seq < f.seq AND o.partition = $1 AND (o.tx, o.id) > (c.tx, c.id)`,
+      `SELECT ${columns}
+       FROM ${outbox} o, ${cursors} c
+       WHERE c.partition = $1 AND o.partition = $1
+         AND (o.tx, o.id) > (c.tx, c.id)
+         AND o.tx < pg_snapshot_xmin(pg_current_snapshot())
+       ORDER BY o.tx, o.id
+       LIMIT $2`,
       [partition, this.#batchSize],
     );
-    const batch = rows.filter((row) => row.early !== true).map(toRow);
-    const candidates = rows
-      .map(toRow)
-      .filter((row) => row.seq > (this.#published.get(row.key) ?? 0))
-      .sort((a, b) => (a.key === b.key ? a.seq - b.seq : a.key < b.key ? -1 : 1));
-    const publish = candidates.filter(
-      (row, i) =>
-        i === 0 || row.key !== candidates[i - 1]?.key || row.seq !== candidates[i - 1]?.seq,
+    const batch = rows.map(toRow);
+    // A transaction that waited for a key's row took its xid before the one
+    // it waited for: its later sequence can come first in (tx, id) order.
+    // Where a key's first sequence in the batch does not follow the last one
+    // published, fetch its committed predecessors not yet passed by the
+    // cursor and publish them first. (Rare: one index range per such key.)
+    const first = new Map<string, number>();
+    for (const row of batch) first.set(row.key, Math.min(first.get(row.key) ?? Infinity, row.seq));
+    const unsure = [...first].filter(
+      ([key, seq]) => seq > 1 && this.#published.get(key) !== seq - 1,
     );
-    return { batch, publish };
+    if (unsure.length > 0) {
+      const { rows: before } = await runQuery(
+        client,
+        `SELECT ${columns}
+         FROM ${outbox} o, ${cursors} c, unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(key, low, high)
+         WHERE c.partition = $1 AND o.partition = $1 AND o.key = u.key
+           AND o.seq > u.low AND o.seq < u.high AND (o.tx, o.id) > (c.tx, c.id)`,
+        [
+          partition,
+          unsure.map(([key]) => key),
+          unsure.map(([key]) => this.#published.get(key) ?? 0),
+          unsure.map(([, seq]) => seq),
+        ],
+      );
+      batch.push(...before.map((row) => ({ ...toRow(row), early: true })));
+    }
+    return { batch: batch.filter((row) => row.early !== true), publish: this.#publishOrder(batch) };
+  }
+
+  /**
+   * What to publish, once each: every key's rows in sequence order, placed
+   * in the slots its rows take in commit order (predecessors fetched early
+   * first), so that keys stay interleaved and the broker's partition queues
+   * are fed side by side rather than one key after another.
+   */
+  #publishOrder(rows: readonly OutboxRow[]): OutboxRow[] {
+    const seen = new Set<string>();
+    const slots: OutboxRow[] = [];
+    const early = rows.filter((r) => r.early === true);
+    for (const row of [...early, ...rows.filter((r) => r.early !== true)]) {
+      const id = `${row.seq}:${row.key}`;
+      if (row.seq <= (this.#published.get(row.key) ?? 0) || seen.has(id)) continue;
+      seen.add(id);
+      slots.push(row);
+    }
+    const bySeq = new Map<string, OutboxRow[]>();
+    for (const row of slots) {
+      const list = bySeq.get(row.key) ?? [];
+      list.push(row);
+      bySeq.set(row.key, list);
+    }
+    for (const list of bySeq.values()) list.sort((a, b) => a.seq - b.seq);
+    const taken = new Map<string, number>();
+    return slots.map((slot) => {
+      const i = taken.get(slot.key) ?? 0;
+      taken.set(slot.key, i + 1);
+      return (bySeq.get(slot.key) as OutboxRow[])[i] as OutboxRow;
+    });
   }
 
   #remember(key: string, seq: number): void {

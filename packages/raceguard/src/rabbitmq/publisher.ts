@@ -108,14 +108,20 @@ export class RabbitPublisher implements OutboxPublisher {
 
   /** The channel's write buffer is full: wait for it to drain (or close). */
   #drained(signal: AbortSignal | undefined): Promise<void> {
+    let done: () => void = () => undefined;
     const drained = new Promise<void>((resolve) => {
-      this.#channel.once('drain', resolve);
-      this.#channel.once('close', resolve);
+      done = () => {
+        this.#channel.removeListener('drain', done);
+        this.#channel.removeListener('close', done);
+        resolve();
+      };
+      this.#channel.once('drain', done);
+      this.#channel.once('close', done);
     });
     return within(drained, {
       deadline: performance.now() + this.#confirmTimeoutMs,
       signal,
       timeout: () => new PublishError('the channel stayed blocked (RabbitMQ flow control)'),
-    });
+    }).finally(done);
   }
 }

@@ -48,6 +48,7 @@ export interface AmqpChannelLike {
     options?: AmqpPublishOptions,
   ): boolean;
   once(event: 'drain' | 'close', listener: () => void): unknown;
+  removeListener(event: 'drain' | 'close', listener: () => void): unknown;
 }
 
 /** An amqplib confirm channel (`connection.createConfirmChannel()`). */
