@@ -302,6 +302,7 @@ export class PostgresOutbox {
 interface OutboxRow {
   /** Fetched ahead of the cursor as a key's predecessor (it does not move the cursor). */
   readonly early?: boolean;
+  readonly partition: number;
   readonly id: string;
   readonly tx: string;
   readonly key: string;
@@ -313,6 +314,7 @@ function toRow(row: Row): OutboxRow {
   const key = String(row.key);
   const seq = Number(row.seq);
   return {
+    partition: Number(row.partition),
     id: String(row.id),
     tx: String(row.tx),
     key,
@@ -645,17 +647,66 @@ export class OutboxRelay implements AsyncDisposable {
   }
 
   /**
-   * One batch of every partition held: the reads and cursor moves in turn on
-   * the relay's session, the publishes concurrently (one partition's broker
-   * confirms overlap another's). Resolves to the rows each partition moved past.
+   * One round over every partition held, in four round trips at most: read
+   * a batch of each partition, fetch the predecessors some keys need, publish
+   * everything (one broker call), move every cursor (one commit). Resolves
+   * to the rows each partition moved past.
    */
   async #relayAll(client: PoolClientLike, signal: AbortSignal): Promise<number[]> {
-    const batches: { partition: number; batch: OutboxRow[]; publish: OutboxRow[] }[] = [];
-    for (const partition of this.#owned) {
-      batches.push({ partition, ...(await this.#readBatch(client, partition)) });
+    const partitions = [...this.#owned];
+    if (partitions.length === 0) return [];
+    const { outbox, cursors } = this.#names;
+    const columns =
+      'o.partition, o.id::text, o.tx::text, o.key, o.seq, o.message_id, o.type, o.payload, o.headers';
+    // Each partition: the rows past its cursor, in (tx, id) order, of
+    // transactions older than the oldest one still running on the server.
+    const { rows } = await runQuery(
+      client,
+      `SELECT ${columns}
+       FROM ${cursors} c
+       CROSS JOIN LATERAL (
+         SELECT * FROM ${outbox} i
+         WHERE i.partition = c.partition AND (i.tx, i.id) > (c.tx, c.id)
+           AND i.tx < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY i.tx, i.id
+         LIMIT $2
+       ) o
+       WHERE c.partition = ANY($1::int[])
+       ORDER BY o.partition, o.tx, o.id`,
+      [partitions, this.#batchSize],
+    );
+    const batch = rows.map(toRow);
+    // A transaction that waited for a key's row took its xid before the one
+    // it waited for: its later sequence can come first in (tx, id) order.
+    // Where a key's first sequence in the round does not follow the last one
+    // published, fetch its committed predecessors not yet passed by the
+    // cursor and publish them first (rare: one index range per such key).
+    const first = new Map<string, OutboxRow>();
+    for (const row of batch) {
+      const seen = first.get(row.key);
+      if (seen === undefined || row.seq < seen.seq) first.set(row.key, row);
     }
-    // One publish per round: the broker gets one batch at a time, as its flow control prefers.
-    const publish = batches.flatMap((b) => b.publish);
+    const unsure = [...first.values()].filter(
+      (row) => row.seq > 1 && this.#published.get(row.key) !== row.seq - 1,
+    );
+    if (unsure.length > 0) {
+      const { rows: before } = await runQuery(
+        client,
+        `SELECT ${columns}
+         FROM unnest($1::int[], $2::text[], $3::bigint[], $4::bigint[]) AS u(partition, key, low, high)
+         JOIN ${cursors} c ON c.partition = u.partition
+         JOIN ${outbox} o ON o.key = u.key AND o.partition = u.partition
+         WHERE o.seq > u.low AND o.seq < u.high AND (o.tx, o.id) > (c.tx, c.id)`,
+        [
+          unsure.map((row) => row.partition),
+          unsure.map((row) => row.key),
+          unsure.map((row) => this.#published.get(row.key) ?? 0),
+          unsure.map((row) => row.seq),
+        ],
+      );
+      batch.push(...before.map((row) => ({ ...toRow(row), early: true })));
+    }
+    const publish = this.#publishOrder(batch);
     if (publish.length > 0) {
       await this.#publisher.publish(
         publish.map((row) => row.message),
@@ -663,74 +714,33 @@ export class OutboxRelay implements AsyncDisposable {
       );
       for (const row of publish) this.#remember(row.key, row.seq);
     }
-    for (const { partition, batch } of batches) {
-      if (batch.length === 0) continue;
-      // The cursor goes to the batch's greatest (tx, id).
-      const last = batch.reduce((a, b) =>
-        BigInt(a.tx) > BigInt(b.tx) || (a.tx === b.tx && BigInt(a.id) > BigInt(b.id)) ? a : b,
-      );
+    // Every cursor to its batch's greatest (tx, id), in one statement; never backwards.
+    const last = new Map<number, OutboxRow>();
+    const counts = new Map<number, number>();
+    for (const row of batch) {
+      if (row.early === true) continue;
+      counts.set(row.partition, (counts.get(row.partition) ?? 0) + 1);
+      const seen = last.get(row.partition);
+      if (
+        seen === undefined ||
+        BigInt(row.tx) > BigInt(seen.tx) ||
+        (row.tx === seen.tx && BigInt(row.id) > BigInt(seen.id))
+      ) {
+        last.set(row.partition, row);
+      }
+    }
+    if (last.size > 0) {
+      const moved = [...last.values()];
       await runQuery(
         client,
-        `UPDATE ${this.#names.cursors} SET tx = $2::xid8, id = $3, updated_at = now()
-         WHERE partition = $1 AND (tx, id) < ($2::xid8, $3)`,
-        [partition, last.tx, last.id],
+        `UPDATE ${cursors} c SET tx = v.tx, id = v.id, updated_at = now()
+         FROM unnest($1::int[], $2::xid8[], $3::bigint[]) AS v(partition, tx, id)
+         WHERE c.partition = v.partition AND (c.tx, c.id) < (v.tx, v.id)`,
+        [moved.map((r) => r.partition), moved.map((r) => r.tx), moved.map((r) => r.id)],
       );
-      this.#emit({ type: 'published', partition, count: batch.length });
+      for (const [partition, count] of counts) this.#emit({ type: 'published', partition, count });
     }
-    return batches.map(({ batch }) => batch.length);
-  }
-
-  /**
-   * A partition's next batch: the rows past its cursor, in (tx, id) order,
-   * of transactions older than the oldest one still running; and what to
-   * publish for them, in per-key sequence order.
-   */
-  async #readBatch(
-    client: PoolClientLike,
-    partition: number,
-  ): Promise<{ batch: OutboxRow[]; publish: OutboxRow[] }> {
-    const { outbox, cursors } = this.#names;
-    const columns =
-      'o.id::text, o.tx::text, o.key, o.seq, o.message_id, o.type, o.payload, o.headers';
-    const { rows } = await runQuery(
-      client,
-      `SELECT ${columns}
-       FROM ${outbox} o, ${cursors} c
-       WHERE c.partition = $1 AND o.partition = $1
-         AND (o.tx, o.id) > (c.tx, c.id)
-         AND o.tx < pg_snapshot_xmin(pg_current_snapshot())
-       ORDER BY o.tx, o.id
-       LIMIT $2`,
-      [partition, this.#batchSize],
-    );
-    const batch = rows.map(toRow);
-    // A transaction that waited for a key's row took its xid before the one
-    // it waited for: its later sequence can come first in (tx, id) order.
-    // Where a key's first sequence in the batch does not follow the last one
-    // published, fetch its committed predecessors not yet passed by the
-    // cursor and publish them first. (Rare: one index range per such key.)
-    const first = new Map<string, number>();
-    for (const row of batch) first.set(row.key, Math.min(first.get(row.key) ?? Infinity, row.seq));
-    const unsure = [...first].filter(
-      ([key, seq]) => seq > 1 && this.#published.get(key) !== seq - 1,
-    );
-    if (unsure.length > 0) {
-      const { rows: before } = await runQuery(
-        client,
-        `SELECT ${columns}
-         FROM ${outbox} o, ${cursors} c, unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(key, low, high)
-         WHERE c.partition = $1 AND o.partition = $1 AND o.key = u.key
-           AND o.seq > u.low AND o.seq < u.high AND (o.tx, o.id) > (c.tx, c.id)`,
-        [
-          partition,
-          unsure.map(([key]) => key),
-          unsure.map(([key]) => this.#published.get(key) ?? 0),
-          unsure.map(([, seq]) => seq),
-        ],
-      );
-      batch.push(...before.map((row) => ({ ...toRow(row), early: true })));
-    }
-    return { batch: batch.filter((row) => row.early !== true), publish: this.#publishOrder(batch) };
+    return partitions.map((p) => counts.get(p) ?? 0);
   }
 
   /**
