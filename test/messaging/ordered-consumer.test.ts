@@ -21,6 +21,8 @@ import {
   type Message,
 } from '../../packages/raceguard/src/messaging/index.js';
 import { checkHistory, clean, type Applied } from '../helpers/sequence-history.js';
+import { MemoryIdempotencyStore } from '../../packages/raceguard/src/idempotency/memory-store.js';
+import { idempotentHandler } from '../../packages/raceguard/src/messaging/idempotent-handler.js';
 
 const message = (key: string, seq: number): Message => ({
   id: `${key}:${seq}`,
@@ -305,5 +307,66 @@ describe('the wire form', () => {
     const counts = new Array<number>(8).fill(0);
     for (let i = 0; i < 8000; i++) counts[partitionOf(`order-${i}`, 8)]!++;
     assert.ok(Math.min(...counts) > 800, counts.join(','));
+  });
+});
+
+describe('idempotentHandler', () => {
+  it('two consumers (two processes, each with its own memory) receiving the same messages call out once per message', async () => {
+    const store = new MemoryIdempotencyStore();
+    const sent: string[] = [];
+    const handler = idempotentHandler(
+      async (m) => {
+        await new Promise((resolve) => setImmediate(resolve));
+        sent.push(m.id);
+      },
+      { store, scope: 'mailer' },
+    );
+    const consumers = [1, 2].map(
+      () => new OrderedConsumer({ handler, backoff: { baseDelayMs: 1, maxDelayMs: 5 } }),
+    );
+    const recorded: Recorded = { acked: 0, requeued: [], deadLettered: [] };
+    const messages = Array.from({ length: 50 }, (_, i) =>
+      message(`user-${i % 5}`, Math.floor(i / 5) + 1),
+    );
+    await Promise.all(
+      consumers.map(async (consumer) => {
+        for (const m of messages) await consumer.deliver(deliveryOf(m, recorded));
+        await consumer.drained();
+      }),
+    );
+    assert.equal(sent.length, 50, 'each message called out once');
+    assert.equal(new Set(sent).size, 50);
+    assert.equal(recorded.deadLettered.length, 0);
+  });
+
+  it('control: without it, both consumers call out for every message', async () => {
+    const sent: string[] = [];
+    const consumers = [1, 2].map(
+      () => new OrderedConsumer({ handler: async (m) => void sent.push(m.id) }),
+    );
+    const recorded: Recorded = { acked: 0, requeued: [], deadLettered: [] };
+    await Promise.all(
+      consumers.map(async (consumer) => {
+        for (let seq = 1; seq <= 10; seq++)
+          await consumer.deliver(deliveryOf(message('k', seq), recorded));
+        await consumer.drained();
+      }),
+    );
+    assert.equal(sent.length, 20);
+  });
+
+  it('refuses a missing store or scope at creation', () => {
+    assert.throws(
+      () => idempotentHandler(async () => undefined, { store: {} as never, scope: 'x' }),
+      /options\.store must be an idempotency store/,
+    );
+    assert.throws(
+      () =>
+        idempotentHandler(async () => undefined, {
+          store: new MemoryIdempotencyStore(),
+          scope: '',
+        }),
+      /options\.scope must be a non-empty string/,
+    );
   });
 });

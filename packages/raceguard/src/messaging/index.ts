@@ -26,4 +26,5 @@ export {
   type OrderedConsumerOptions,
 } from './ordered-consumer.js';
 export { MemoryProgress, type SequenceProgress } from './progress.js';
+export { idempotentHandler, type IdempotentHandlerOptions } from './idempotent-handler.js';
 export { ConsumerClosedError, SequenceGapError } from './errors.js';
