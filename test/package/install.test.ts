@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -115,13 +115,20 @@ describe('the packed package in fresh projects', () => {
     for (const heavy of ['fastify', 'tsx', 'esbuild', 'undici', 'zod', 'yaml', 'commander']) {
       assert.ok(!installed.includes(heavy), heavy);
     }
-    // Every subpath imports without a driver installed (drivers are optional peers).
+    // Every subpath the library publishes imports without a driver installed (drivers are optional peers).
+    const { exports } = JSON.parse(
+      await readFile(join(repo, 'packages', 'raceguard', 'package.json'), 'utf8'),
+    ) as { exports: Record<string, unknown> };
+    const subpaths = Object.keys(exports)
+      .filter((p) => p !== './package.json')
+      .map((p) => p.replace(/^\./, 'raceguard'));
+    assert.ok(subpaths.includes('raceguard/nats') && subpaths.includes('raceguard/messaging'));
     const imported = run(
       process.execPath,
       [
         '--input-type=module',
         '-e',
-        "for (const p of ['raceguard', 'raceguard/local', 'raceguard/postgres', 'raceguard/redis', 'raceguard/run', 'raceguard/http', 'raceguard/testing']) await import(p); console.log('ok');",
+        `for (const p of ${JSON.stringify(subpaths)}) await import(p); console.log('ok');`,
       ],
       project,
     );
