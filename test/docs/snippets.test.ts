@@ -22,6 +22,7 @@ const documents = [
   'docs/locks.md',
   'docs/run.md',
   'docs/messaging.md',
+  'docs/cache.md',
   'docs/benchmarks.md',
   'packages/raceguard/README.md',
   'packages/cli/README.md',

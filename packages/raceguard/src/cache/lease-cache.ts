@@ -1,0 +1,407 @@
+/**
+ * A read-through cache on Redis that never keeps a stale value: fills carry
+ * a lease ("Scaling Memcache at Facebook", NSDI 2013, §3.2.1). A miss hands
+ * one caller per key, across all processes, a token; an invalidation voids
+ * it; a fill whose token was voided is refused. So a reader that loaded the
+ * old row before a writer's invalidation can never write it back.
+ */
+import { randomBytes } from 'node:crypto';
+import { pause } from '../core/deadline.js';
+import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
+import {
+  assertAbortSignal,
+  assertFunction,
+  assertNonEmptyString,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
+import { LuaScript } from '../redis/script.js';
+import type { RedisClientLike } from '../redis/types.js';
+
+/** A Redis call of the cache failed; the cause is attached. */
+export class CacheBackendError extends RaceguardError {
+  constructor(message: string, cause: unknown) {
+    super('RACEGUARD_CACHE_BACKEND', message, { cause });
+  }
+}
+
+/** A caller waited `waitMs` for another caller's fill of the key, in vain. */
+export class CacheWaitTimeoutError extends RaceguardError {
+  readonly key: string;
+  constructor(key: string, waitedMs: number) {
+    super(
+      'RACEGUARD_CACHE_WAIT_TIMEOUT',
+      `cache key ${JSON.stringify(key)}: another caller's fill did not land within ${Math.round(waitedMs)} ms`,
+    );
+    this.key = key;
+  }
+}
+
+/** What the cache reports, for metrics. */
+export type CacheEvent =
+  | { readonly type: 'hit' | 'miss' | 'stale-hit'; readonly key: string }
+  | { readonly type: 'fill'; readonly key: string; readonly loadMs: number }
+  | { readonly type: 'fill-refused'; readonly key: string }
+  | { readonly type: 'wait'; readonly key: string; readonly waitedMs: number };
+
+/** Options of {@link LeaseCache}. */
+export interface LeaseCacheOptions {
+  /** An ioredis client, or node-redis through `fromNodeRedis`. */
+  readonly client: RedisClientLike;
+  /** Prefix of every Redis key the cache writes. @default 'raceguard:cache:' */
+  readonly prefix?: string;
+  /** How long a filled value is fresh. @default 60000 */
+  readonly ttlMs?: number;
+  /**
+   * How long after that (or after a two-phase invalidation) the old value
+   * may still be served to callers while one caller refreshes it. @default 0
+   */
+  readonly staleMs?: number;
+  /** A fill's lease: how long a crashed filler blocks the key. @default 10000 */
+  readonly leaseMs?: number;
+  /** How long a caller waits for another caller's fill. @default 5000 */
+  readonly waitMs?: number;
+  /** Pause between looks while waiting for a fill. @default 20 */
+  readonly pollMs?: number;
+  /** Told of hits, misses, fills, refused fills and waits; must not throw. */
+  readonly onEvent?: (event: CacheEvent) => void;
+}
+
+/** Options of one {@link LeaseCache.get}. */
+export interface CacheGetOptions {
+  readonly signal?: AbortSignal;
+}
+
+const MAX_KEY_BYTES = 1024;
+
+// KEYS: entry, lease. ARGV: token, leaseMs.
+// Entry is a hash: v (JSON), ver (version or ''), fu (fresh until, ms), st (1 = marked stale).
+const GET_OR_LEASE = new LuaScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local e = redis.call('HMGET', KEYS[1], 'v', 'fu', 'st')
+if e[1] then
+  if e[3] ~= '1' and tonumber(e[2]) > now then return {'hit', e[1]} end
+  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'stale-lease', e[1]} end
+  return {'stale', e[1]}
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'lease'} end
+return {'wait'}
+`);
+
+// KEYS: entry, lease. ARGV: token, value, ttlMs, staleMs.
+const FILL = new LuaScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'fu', now + tonumber(ARGV[3]), 'st', '0')
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]))
+redis.call('DEL', KEYS[2])
+return 1
+`);
+
+// KEYS: entry, lease. ARGV: token.
+const RELEASE = new LuaScript(`
+if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+return 0
+`);
+
+// KEYS: entry, lease. ARGV: mode ('delete' | 'mark').
+// Voids every outstanding lease of the key: a fill that began before cannot land.
+const INVALIDATE = new LuaScript(`
+redis.call('DEL', KEYS[2])
+if ARGV[1] == 'mark' and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'st', '1')
+  return 1
+end
+return redis.call('DEL', KEYS[1])
+`);
+
+// KEYS: entry, lease. ARGV: value, version, ttlMs, staleMs.
+// Stores only a newer version; voids leases (a fill in flight carries older data).
+const WRITE = new LuaScript(`
+local current = redis.call('HGET', KEYS[1], 'ver')
+if current and current ~= '' and tonumber(current) >= tonumber(ARGV[2]) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', ARGV[2], 'fu', now + tonumber(ARGV[3]), 'st', '0')
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]))
+redis.call('DEL', KEYS[2])
+return 1
+`);
+
+const OPTIONS = new Set<string>([
+  'client',
+  'prefix',
+  'ttlMs',
+  'staleMs',
+  'leaseMs',
+  'waitMs',
+  'pollMs',
+  'onEvent',
+]);
+
+/**
+ * A read-through cache on Redis with fill leases.
+ *
+ * @example
+ * ```ts
+ * const cache = new LeaseCache({ client: redis, ttlMs: 60_000 });
+ * const price = await cache.get(`price:${id}`, () => loadPrice(id));
+ * // the writer, after committing:
+ * await cache.invalidate(`price:${id}`);
+ * ```
+ */
+export class LeaseCache {
+  readonly #client: RedisClientLike;
+  readonly #prefix: string;
+  readonly #ttlMs: number;
+  readonly #staleMs: number;
+  readonly #leaseMs: number;
+  readonly #waitMs: number;
+  readonly #pollMs: number;
+  readonly #onEvent: ((event: CacheEvent) => void) | undefined;
+
+  constructor(options: LeaseCacheOptions) {
+    assertPlainObject('options', options);
+    for (const name of Object.keys(options)) {
+      if (!OPTIONS.has(name) && (options as Record<string, unknown>)[name] !== undefined) {
+        throw new InvalidArgumentError(
+          `options.${name}`,
+          `one of the options (${[...OPTIONS].join(', ')})`,
+          name,
+        );
+      }
+    }
+    const client = options.client as Partial<RedisClientLike> | undefined;
+    if (typeof client?.evalsha !== 'function' || typeof client.eval !== 'function') {
+      throw new InvalidArgumentError(
+        'options.client',
+        'an ioredis client (or fromNodeRedis(client))',
+        client,
+      );
+    }
+    this.#client = options.client;
+    this.#prefix = options.prefix ?? 'raceguard:cache:';
+    assertNonEmptyString('options.prefix', this.#prefix);
+    this.#ttlMs = options.ttlMs ?? 60_000;
+    assertPositiveInteger('options.ttlMs', this.#ttlMs);
+    this.#staleMs = options.staleMs ?? 0;
+    if (!Number.isSafeInteger(this.#staleMs) || this.#staleMs < 0) {
+      throw new InvalidArgumentError(
+        'options.staleMs',
+        'a non-negative safe integer',
+        this.#staleMs,
+      );
+    }
+    this.#leaseMs = options.leaseMs ?? 10_000;
+    assertPositiveInteger('options.leaseMs', this.#leaseMs);
+    this.#waitMs = options.waitMs ?? 5000;
+    assertPositiveInteger('options.waitMs', this.#waitMs);
+    this.#pollMs = options.pollMs ?? 20;
+    assertPositiveInteger('options.pollMs', this.#pollMs);
+    if (options.onEvent !== undefined) assertFunction('options.onEvent', options.onEvent);
+    this.#onEvent = options.onEvent;
+  }
+
+  /**
+   * The value of `key`, loading it with `loader` on a miss. Exactly one
+   * caller per key (across processes) loads; the others wait for its fill,
+   * or, within `staleMs`, get the previous value. A fill that an
+   * invalidation overtook is refused: its caller still gets what it loaded,
+   * but the cache keeps nothing stale.
+   */
+  async get<T>(
+    key: string,
+    loader: (signal: AbortSignal | undefined) => Promise<T>,
+    options: CacheGetOptions = {},
+  ): Promise<T> {
+    this.#checkKey(key);
+    assertFunction('loader', loader);
+    assertPlainObject('options', options);
+    assertAbortSignal('options.signal', options.signal);
+    const keys = this.#keysOf(key);
+    const started = performance.now();
+    for (;;) {
+      if (options.signal?.aborted === true) {
+        await pause(0, { signal: options.signal });
+      }
+      const token = randomBytes(12).toString('base64url');
+      const reply = (await this.#run(GET_OR_LEASE, keys, [token, this.#leaseMs], key)) as [
+        string,
+        string?,
+      ];
+      const [status, raw] = reply;
+      if (status === 'hit') {
+        this.#emit({ type: 'hit', key });
+        return JSON.parse(raw as string) as T;
+      }
+      if (status === 'stale') {
+        this.#emit({ type: 'stale-hit', key });
+        return JSON.parse(raw as string) as T;
+      }
+      if (status === 'lease' || status === 'stale-lease') {
+        if (status === 'lease') this.#emit({ type: 'miss', key });
+        return this.#fill(key, keys, token, loader, options.signal);
+      }
+      // Another caller holds the lease: wait for its fill.
+      const elapsed = performance.now() - started;
+      if (elapsed >= this.#waitMs) {
+        this.#emit({ type: 'wait', key, waitedMs: elapsed });
+        throw new CacheWaitTimeoutError(key, elapsed);
+      }
+      await pause(Math.min(this.#pollMs, this.#waitMs - elapsed), { signal: options.signal });
+    }
+  }
+
+  /**
+   * Void every outstanding fill lease of `key` and remove the entry, so that
+   * no fill that began before this call can store its value. With
+   * `{ mark: true }` (two-phase invalidation) the entry stays, marked stale:
+   * callers within `staleMs` may still get it while one caller refreshes.
+   */
+  async invalidate(key: string, options: { readonly mark?: boolean } = {}): Promise<void> {
+    this.#checkKey(key);
+    assertPlainObject('options', options);
+    await this.#run(
+      INVALIDATE,
+      this.#keysOf(key),
+      [options.mark === true ? 'mark' : 'delete'],
+      key,
+    );
+  }
+
+  /**
+   * Write-through: store `value` as `key`'s value if `version` is newer than
+   * the version the cache holds (a row's version column, its `xmin`, a
+   * commit LSN as a number), and void outstanding fills. Resolves `false`
+   * when an equal or newer version is already there: writers that finish
+   * out of order never move the cache backwards.
+   */
+  async write(
+    key: string,
+    value: unknown,
+    options: { readonly version: number | bigint },
+  ): Promise<boolean> {
+    this.#checkKey(key);
+    assertPlainObject('options', options);
+    const version = options.version;
+    if (
+      !(typeof version === 'bigint' && version >= 0n) &&
+      !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 0)
+    ) {
+      throw new InvalidArgumentError(
+        'options.version',
+        'a non-negative integer (number or bigint)',
+        version,
+      );
+    }
+    const data = this.#serialise(key, value);
+    const stored = await this.#run(
+      WRITE,
+      this.#keysOf(key),
+      [data, version.toString(), this.#ttlMs, this.#staleMs],
+      key,
+    );
+    return stored === 1;
+  }
+
+  async #fill<T>(
+    key: string,
+    keys: readonly string[],
+    token: string,
+    loader: (signal: AbortSignal | undefined) => Promise<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    const loadStarted = performance.now();
+    let value: T;
+    try {
+      value = await loader(signal);
+    } catch (error) {
+      // The next caller fills.
+      await this.#run(RELEASE, keys, [token], key).catch(() => undefined);
+      throw error;
+    }
+    let data: string;
+    try {
+      data = this.#serialise(key, value);
+    } catch (error) {
+      await this.#run(RELEASE, keys, [token], key).catch(() => undefined);
+      throw error;
+    }
+    const stored = await this.#run(FILL, keys, [token, data, this.#ttlMs, this.#staleMs], key);
+    this.#emit(
+      stored === 1
+        ? { type: 'fill', key, loadMs: performance.now() - loadStarted }
+        : { type: 'fill-refused', key },
+    );
+    return value;
+  }
+
+  #serialise(key: string, value: unknown): string {
+    if (value === undefined) {
+      throw new InvalidArgumentError(
+        `the value of ${JSON.stringify(key)}`,
+        'a JSON value (undefined cannot be cached; return null for "none")',
+        value,
+      );
+    }
+    let data: string | undefined;
+    try {
+      data = JSON.stringify(value);
+    } catch (error) {
+      throw new InvalidArgumentError(
+        `the value of ${JSON.stringify(key)}`,
+        `JSON-serialisable (${messageOf(error)})`,
+        value,
+      );
+    }
+    if (data === undefined) {
+      throw new InvalidArgumentError(
+        `the value of ${JSON.stringify(key)}`,
+        'JSON-serialisable',
+        value,
+      );
+    }
+    return data;
+  }
+
+  #checkKey(key: string): void {
+    assertNonEmptyString('key', key);
+    if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
+      throw new InvalidArgumentError('key', `at most ${MAX_KEY_BYTES} bytes`, key);
+    }
+  }
+
+  #keysOf(key: string): string[] {
+    // One hash tag per key: its entry and its lease live in one Redis Cluster slot.
+    const tagged = `{${key.replaceAll('}', '%7D')}}`;
+    return [`${this.#prefix}v:${tagged}`, `${this.#prefix}l:${tagged}`];
+  }
+
+  async #run(
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+    key: string,
+  ): Promise<unknown> {
+    try {
+      return await script.run(this.#client, keys, args);
+    } catch (error) {
+      throw new CacheBackendError(
+        `cache key ${JSON.stringify(key)}: Redis failed: ${messageOf(error)}`,
+        error,
+      );
+    }
+  }
+
+  #emit(event: CacheEvent): void {
+    try {
+      this.#onEvent?.(event);
+    } catch {
+      // A listener's failure must not break a read.
+    }
+  }
+}

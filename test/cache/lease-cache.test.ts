@@ -1,0 +1,246 @@
+/**
+ * The lease cache on a real Redis and PostgreSQL: the stale-set race
+ * (a slow reader loads the old row, a writer updates it and invalidates,
+ * the reader's fill lands afterwards) over 200 trials, beside the plain
+ * cache-aside that keeps the stale value; the thundering herd across two
+ * connections; fills that fail, crash or are overtaken; versioned
+ * write-through; two-phase invalidation; bad input.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import {
+  CacheBackendError,
+  CacheWaitTimeoutError,
+  LeaseCache,
+  type CacheEvent,
+} from '../../packages/raceguard/src/cache/lease-cache.js';
+import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { openTestRedis, type TestRedis } from '../helpers/redis.js';
+
+/** A gate a loader waits at, opened by the test. */
+function gate() {
+  let open: () => void = () => undefined;
+  let reached: () => void = () => undefined;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const arrived = new Promise<void>((resolve) => (reached = resolve));
+  return {
+    open,
+    arrived,
+    async wait() {
+      reached();
+      await opened;
+    },
+  };
+}
+
+describe('LeaseCache', () => {
+  let redis: TestRedis;
+  let db: TestDatabase;
+  before(async () => {
+    redis = await openTestRedis();
+    db = await openTestDatabase(8);
+    await db.pool.query('CREATE TABLE prices (id int PRIMARY KEY, price int NOT NULL)');
+  });
+  after(async () => {
+    await redis.close();
+    await db.close();
+  });
+
+  const priceOf = async (id: number): Promise<number> =>
+    Number((await db.pool.query('SELECT price FROM prices WHERE id = $1', [id])).rows[0].price);
+
+  /**
+   * One trial of the stale-set race: the reader misses and loads the old
+   * price, pauses; the writer updates the row and invalidates; the reader's
+   * fill then lands (or not). Returns whether the cache serves a stale price
+   * after the writer returned.
+   */
+  async function staleSetTrial(
+    id: number,
+    cache: {
+      get(key: string, load: () => Promise<number>): Promise<number>;
+      invalidate(key: string): Promise<unknown>;
+    },
+  ): Promise<boolean> {
+    await db.pool.query(
+      'INSERT INTO prices VALUES ($1, 100) ON CONFLICT (id) DO UPDATE SET price = 100',
+      [id],
+    );
+    const key = `price:${id}`;
+    await cache.invalidate(key);
+    const slow = gate();
+    const reader = cache.get(key, async () => {
+      const old = await priceOf(id);
+      await slow.wait(); // the slow reader: a GC pause, a busy event loop
+      return old;
+    });
+    await slow.arrived;
+    await db.pool.query('UPDATE prices SET price = price + 1 WHERE id = $1', [id]);
+    await cache.invalidate(key);
+    slow.open();
+    await reader;
+    const served = await cache.get(key, () => priceOf(id));
+    return served !== (await priceOf(id));
+  }
+
+  it('the stale-set race: 200 trials, never a stale price after the writer returned', async () => {
+    const cache = new LeaseCache({ client: redis.client, prefix: redis.prefix });
+    let stale = 0;
+    for (let trial = 0; trial < 200; trial++) if (await staleSetTrial(trial, cache)) stale++;
+    assert.equal(stale, 0);
+  });
+
+  it('control: plain cache-aside (GET, miss, load, SET) keeps the stale price in every trial', async () => {
+    const client = redis.client;
+    const aside = {
+      async get(key: string, load: () => Promise<number>) {
+        const hit = await client.get(`${redis.prefix}aside:${key}`);
+        if (hit !== null) return Number(hit);
+        const value = await load();
+        await client.set(`${redis.prefix}aside:${key}`, String(value), 'PX', 60_000);
+        return value;
+      },
+      invalidate: (key: string) => client.del(`${redis.prefix}aside:${key}`),
+    };
+    let stale = 0;
+    for (let trial = 0; trial < 200; trial++) if (await staleSetTrial(1000 + trial, aside)) stale++;
+    assert.equal(stale, 200);
+  });
+
+  it('500 concurrent misses over two connections: the loader runs once, everyone gets its value', async () => {
+    const prefix = `${redis.prefix}herd:`;
+    const caches = [redis.client, redis.connect()].map(
+      (client) => new LeaseCache({ client, prefix, pollMs: 5 }),
+    );
+    let loads = 0;
+    const values = await Promise.all(
+      Array.from({ length: 500 }, (_, i) =>
+        (caches[i % 2] as LeaseCache).get('hot', async () => {
+          loads++;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          return { price: 42 };
+        }),
+      ),
+    );
+    assert.equal(loads, 1);
+    assert.ok(values.every((v) => v.price === 42));
+  });
+
+  it('a loader that throws frees the key for the next caller; a filler that never returns blocks only for its lease', async () => {
+    const cache = new LeaseCache({
+      client: redis.client,
+      prefix: `${redis.prefix}fail:`,
+      leaseMs: 300,
+      waitMs: 100,
+      pollMs: 5,
+    });
+    await assert.rejects(
+      cache.get('k', async () => {
+        throw new Error('database down');
+      }),
+      /database down/,
+    );
+    assert.equal(await cache.get('k', async () => 7), 7, 'the next caller filled');
+    // A filler that crashed: its lease stands until it expires.
+    const hung = cache.get('crash', () => new Promise<number>(() => undefined));
+    void hung;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await assert.rejects(
+      cache.get('crash', async () => 1),
+      CacheWaitTimeoutError,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 320));
+    assert.equal(await cache.get('crash', async () => 2), 2, 'filled once the lease ran out');
+  });
+
+  it('versioned write-through never moves backwards and voids a fill in flight', async () => {
+    const events: CacheEvent[] = [];
+    const cache = new LeaseCache({
+      client: redis.client,
+      prefix: `${redis.prefix}ver:`,
+      onEvent: (e) => events.push(e),
+    });
+    assert.equal(await cache.write('p', { price: 2 }, { version: 2 }), true);
+    assert.equal(
+      await cache.write('p', { price: 1 }, { version: 1 }),
+      false,
+      'an older writer lost',
+    );
+    assert.deepEqual(await cache.get('p', async () => ({ price: -1 })), { price: 2 });
+    await cache.invalidate('q');
+    const slow = gate();
+    const reader = cache.get('q', async () => {
+      await slow.wait();
+      return { price: 'old' };
+    });
+    await slow.arrived;
+    assert.equal(await cache.write('q', { price: 'new' }, { version: 5n }), true);
+    slow.open();
+    assert.deepEqual(await reader, { price: 'old' }, 'the reader gets what it loaded');
+    assert.deepEqual(await cache.get('q', async () => ({ price: 'reloaded' })), { price: 'new' });
+    assert.ok(events.some((e) => e.type === 'fill-refused' && e.key === 'q'));
+  });
+
+  it('two-phase invalidation: marked stale, one caller refreshes while the others get the old value', async () => {
+    const cache = new LeaseCache({
+      client: redis.client,
+      prefix: `${redis.prefix}two:`,
+      staleMs: 5000,
+    });
+    await cache.get('p', async () => 'v1');
+    await cache.invalidate('p', { mark: true });
+    const slow = gate();
+    let loads = 0;
+    const refresher = cache.get('p', async () => {
+      loads++;
+      await slow.wait();
+      return 'v2';
+    });
+    await slow.arrived;
+    const others = await Promise.all([1, 2, 3].map(() => cache.get('p', async () => 'never')));
+    assert.deepEqual(others, ['v1', 'v1', 'v1']);
+    slow.open();
+    assert.equal(await refresher, 'v2');
+    assert.equal(await cache.get('p', async () => 'never'), 'v2');
+    assert.equal(loads, 1);
+  });
+
+  it('bad input is refused with a typed error and nothing is cached', async () => {
+    const cache = new LeaseCache({ client: redis.client, prefix: `${redis.prefix}bad:` });
+    await assert.rejects(
+      cache.get('', async () => 1),
+      InvalidArgumentError,
+    );
+    await assert.rejects(
+      cache.get('x'.repeat(2000), async () => 1),
+      /at most 1024 bytes/,
+    );
+    await assert.rejects(
+      cache.get('u', async () => undefined),
+      /undefined cannot be cached/,
+    );
+    await assert.rejects(
+      cache.get('c', async () => 10n),
+      /JSON-serialisable/,
+    );
+    assert.equal(await cache.get('u', async () => 'loaded'), 'loaded', 'nothing was cached for u');
+    await assert.rejects(cache.write('w', 1, { version: -1 }), /options\.version/);
+    assert.throws(() => new LeaseCache({ client: redis.client, ttlMs: 0 }), /options\.ttlMs/);
+    assert.throws(
+      () => new LeaseCache({ client: redis.client, ttl: 5 } as never),
+      /options\.ttl must be one of/,
+    );
+    assert.throws(() => new LeaseCache({ client: {} as never }), /options\.client/);
+  });
+
+  it('a Redis that is down surfaces as CacheBackendError with the cause', async () => {
+    const down = redis.connect();
+    down.disconnect();
+    const cache = new LeaseCache({ client: down, prefix: `${redis.prefix}down:` });
+    const error = await cache.get('k', async () => 1).catch((e: unknown) => e);
+    assert.ok(error instanceof CacheBackendError, String(error));
+    assert.equal(error.code, 'RACEGUARD_CACHE_BACKEND');
+    assert.ok(error.cause instanceof Error);
+  });
+});
