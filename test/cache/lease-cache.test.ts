@@ -7,6 +7,8 @@
  * write-through; two-phase invalidation; bad input.
  */
 import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import { Redis } from 'ioredis';
 import { after, before, describe, it } from 'node:test';
 import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import {
@@ -17,6 +19,7 @@ import {
 } from '../../packages/raceguard/src/cache/lease-cache.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { openTestRedis, type TestRedis } from '../helpers/redis.js';
+import { startRedisServer } from '../../packages/raceguard/src/testing/redis.js';
 
 /** A gate a loader waits at, opened by the test. */
 function gate() {
@@ -234,13 +237,100 @@ describe('LeaseCache', () => {
     assert.throws(() => new LeaseCache({ client: {} as never }), /options\.client/);
   });
 
-  it('a Redis that is down surfaces as CacheBackendError with the cause', async () => {
+  it('a Redis that is down: fail-closed rejects with CacheBackendError and the cause, fail-open serves the loader', async () => {
     const down = redis.connect();
     down.disconnect();
-    const cache = new LeaseCache({ client: down, prefix: `${redis.prefix}down:` });
-    const error = await cache.get('k', async () => 1).catch((e: unknown) => e);
+    const closed = new LeaseCache({
+      client: down,
+      prefix: `${redis.prefix}down:`,
+      failOpen: false,
+    });
+    const error = await closed.get('k', async () => 1).catch((e: unknown) => e);
     assert.ok(error instanceof CacheBackendError, String(error));
     assert.equal(error.code, 'RACEGUARD_CACHE_BACKEND');
     assert.ok(error.cause instanceof Error);
+    const events: CacheEvent[] = [];
+    const open = new LeaseCache({
+      client: down,
+      prefix: `${redis.prefix}down:`,
+      onEvent: (e) => events.push(e),
+    });
+    assert.equal(await open.get('k', async () => 'from the database'), 'from the database');
+    assert.ok(events.some((e) => e.type === 'backend-error'));
+  });
+
+  it('Redis killed mid-fill and restarted: reads are bounded, served by the loader meanwhile, and nothing stale afterwards', async () => {
+    const own = await startRedisServer();
+    const client = new Redis(own.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 });
+    client.on('error', () => undefined);
+    try {
+      await db.pool.query(
+        'INSERT INTO prices VALUES (9000, 100) ON CONFLICT (id) DO UPDATE SET price = 100',
+      );
+      const cache = new LeaseCache({ client, prefix: 'restart:', redisTimeoutMs: 300 });
+      const slow = gate();
+      const reader = cache.get('price:9000', async () => {
+        const old = await priceOf(9000);
+        await slow.wait();
+        return old;
+      });
+      await slow.arrived;
+      await own.stop(); // Redis gone while the reader loads; the writer cannot invalidate
+      await db.pool.query('UPDATE prices SET price = 101 WHERE id = 9000');
+      slow.open();
+      assert.equal(
+        await reader,
+        100,
+        'the reader gets what it loaded (its fill failed: not cached)',
+      );
+      const started = performance.now();
+      assert.equal(
+        await cache.get('price:9000', () => priceOf(9000)),
+        101,
+        'fail-open: the loader',
+      );
+      assert.ok(performance.now() - started < 1500, 'bounded by redisTimeoutMs, not the reconnect');
+      const again = await startRedisServer({ port: own.port });
+      try {
+        await client.ping();
+        assert.equal(await cache.get('price:9000', () => priceOf(9000)), 101);
+        assert.equal(
+          await cache.get('price:9000', async () => -1),
+          101,
+          'filled with the new price',
+        );
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      client.disconnect();
+      await own.stop();
+    }
+  });
+
+  it('a filler SIGKILLed while holding its lease: the next caller fills once the lease runs out', async () => {
+    const prefix = `${redis.prefix}killed:`;
+    const child = fork(
+      new URL('../helpers/cache-filler.ts', import.meta.url).pathname,
+      [redis.server.url, prefix, 'k'],
+      {
+        execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      },
+    );
+    await new Promise<void>((resolve) => child.once('message', () => resolve()));
+    child.kill('SIGKILL');
+    const cache = new LeaseCache({ client: redis.client, prefix, waitMs: 3000, pollMs: 10 });
+    const started = performance.now();
+    let loads = 0;
+    assert.equal(
+      await cache.get('k', async () => {
+        loads++;
+        return 'filled';
+      }),
+      'filled',
+    );
+    assert.equal(loads, 1);
+    assert.ok(performance.now() - started < 2000, 'waited for the 500 ms lease, not longer');
   });
 });

@@ -6,7 +6,7 @@
  * old row before a writer's invalidation can never write it back.
  */
 import { randomBytes } from 'node:crypto';
-import { pause } from '../core/deadline.js';
+import { pause, within } from '../core/deadline.js';
 import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
 import {
   assertAbortSignal,
@@ -42,7 +42,8 @@ export type CacheEvent =
   | { readonly type: 'hit' | 'miss' | 'stale-hit'; readonly key: string }
   | { readonly type: 'fill'; readonly key: string; readonly loadMs: number }
   | { readonly type: 'fill-refused'; readonly key: string }
-  | { readonly type: 'wait'; readonly key: string; readonly waitedMs: number };
+  | { readonly type: 'wait'; readonly key: string; readonly waitedMs: number }
+  | { readonly type: 'backend-error'; readonly key: string; readonly error: CacheBackendError };
 
 /** Options of {@link LeaseCache}. */
 export interface LeaseCacheOptions {
@@ -63,7 +64,20 @@ export interface LeaseCacheOptions {
   readonly waitMs?: number;
   /** Pause between looks while waiting for a fill. @default 20 */
   readonly pollMs?: number;
-  /** Told of hits, misses, fills, refused fills and waits; must not throw. */
+  /**
+   * Longest wait for one Redis call (a Redis that died or paused must not
+   * hold requests: a command waits in the client's queue while it reconnects).
+   * @default 1000
+   */
+  readonly redisTimeoutMs?: number;
+  /**
+   * When Redis fails: `true` serves the loader's value without caching it
+   * (the service keeps working, the database takes the load); `false`
+   * rejects with `CacheBackendError`. Either way nothing stale is served.
+   * @default true
+   */
+  readonly failOpen?: boolean;
+  /** Told of hits, misses, fills, refused fills, waits and Redis failures; must not throw. */
   readonly onEvent?: (event: CacheEvent) => void;
 }
 
@@ -140,6 +154,8 @@ const OPTIONS = new Set<string>([
   'leaseMs',
   'waitMs',
   'pollMs',
+  'redisTimeoutMs',
+  'failOpen',
   'onEvent',
 ]);
 
@@ -163,6 +179,8 @@ export class LeaseCache {
   readonly #waitMs: number;
   readonly #pollMs: number;
   readonly #onEvent: ((event: CacheEvent) => void) | undefined;
+  readonly #redisTimeoutMs: number;
+  readonly #failOpen: boolean;
 
   constructor(options: LeaseCacheOptions) {
     assertPlainObject('options', options);
@@ -202,6 +220,12 @@ export class LeaseCache {
     assertPositiveInteger('options.waitMs', this.#waitMs);
     this.#pollMs = options.pollMs ?? 20;
     assertPositiveInteger('options.pollMs', this.#pollMs);
+    this.#redisTimeoutMs = options.redisTimeoutMs ?? 1000;
+    assertPositiveInteger('options.redisTimeoutMs', this.#redisTimeoutMs);
+    this.#failOpen = options.failOpen ?? true;
+    if (typeof this.#failOpen !== 'boolean') {
+      throw new InvalidArgumentError('options.failOpen', 'a boolean', this.#failOpen);
+    }
     if (options.onEvent !== undefined) assertFunction('options.onEvent', options.onEvent);
     this.#onEvent = options.onEvent;
   }
@@ -229,10 +253,23 @@ export class LeaseCache {
         await pause(0, { signal: options.signal });
       }
       const token = randomBytes(12).toString('base64url');
-      const reply = (await this.#run(GET_OR_LEASE, keys, [token, this.#leaseMs], key)) as [
-        string,
-        string?,
-      ];
+      let reply: [string, string?];
+      try {
+        // A lease granted after this caller gave up is handed back, never left to block the key.
+        const handBack = (late: unknown): unknown =>
+          Array.isArray(late) && (late[0] === 'lease' || late[0] === 'stale-lease')
+            ? this.#run(RELEASE, keys, [token], key)
+            : undefined;
+        reply = (await this.#run(GET_OR_LEASE, keys, [token, this.#leaseMs], key, handBack)) as [
+          string,
+          string?,
+        ];
+      } catch (error) {
+        if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
+        this.#emit({ type: 'backend-error', key, error });
+        // Fail open: the loader's value, not cached (nothing can be voided meanwhile).
+        return loader(options.signal);
+      }
       const [status, raw] = reply;
       if (status === 'hit') {
         this.#emit({ type: 'hit', key });
@@ -331,7 +368,14 @@ export class LeaseCache {
       await this.#run(RELEASE, keys, [token], key).catch(() => undefined);
       throw error;
     }
-    const stored = await this.#run(FILL, keys, [token, data, this.#ttlMs, this.#staleMs], key);
+    let stored: unknown;
+    try {
+      stored = await this.#run(FILL, keys, [token, data, this.#ttlMs, this.#staleMs], key);
+    } catch (error) {
+      if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
+      this.#emit({ type: 'backend-error', key, error });
+      return value;
+    }
     this.#emit(
       stored === 1
         ? { type: 'fill', key, loadMs: performance.now() - loadStarted }
@@ -386,9 +430,14 @@ export class LeaseCache {
     keys: readonly string[],
     args: readonly (string | number)[],
     key: string,
+    late?: (reply: unknown) => unknown,
   ): Promise<unknown> {
     try {
-      return await script.run(this.#client, keys, args);
+      return await within(script.run(this.#client, keys, args), {
+        deadline: performance.now() + this.#redisTimeoutMs,
+        timeout: () => new Error(`no answer within ${this.#redisTimeoutMs} ms`),
+        ...(late !== undefined && { late }),
+      });
     } catch (error) {
       throw new CacheBackendError(
         `cache key ${JSON.stringify(key)}: Redis failed: ${messageOf(error)}`,
