@@ -154,7 +154,7 @@ describe('the stale-set race: raceguard beside the popular caches', () => {
     const stale = await staleTrials('async-cache-dedupe 3', {
       get: (key, load) => {
         loaders.set(key, load);
-        return cache.price(key) as Promise<number>;
+        return cache.price(key);
       },
       invalidate: (key) => cache.clear('price', key),
     });
