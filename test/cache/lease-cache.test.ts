@@ -130,6 +130,32 @@ describe('LeaseCache', () => {
     assert.ok(values.every((v) => v.price === 42));
   });
 
+  it('500 concurrent misses from two processes: the loader runs once', async () => {
+    await db.pool.query(
+      'CREATE TABLE herd_loads (n int NOT NULL); INSERT INTO herd_loads VALUES (0)',
+    );
+    const prefix = `${redis.prefix}herd2:`;
+    const children = [1, 2].map(() =>
+      fork(
+        new URL('../helpers/cache-herd.ts', import.meta.url).pathname,
+        [redis.server.url, prefix, 'hot'],
+        {
+          execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
+          env: { ...process.env, PGOPTIONS: `-c search_path=${db.schema}` },
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        },
+      ),
+    );
+    await Promise.all(children.map((c) => new Promise((resolve) => c.once('message', resolve))));
+    const counts = children.map(
+      (c) => new Promise<number>((resolve) => c.once('message', (n) => resolve(Number(n)))),
+    );
+    for (const c of children) c.send('go'); // both processes release their reads together
+    assert.deepEqual(await Promise.all(counts), [250, 250]);
+    const { rows } = await db.pool.query('SELECT n FROM herd_loads');
+    assert.equal(rows[0].n, 1, 'one loader call for 500 reads across two processes');
+  });
+
   it('a loader that throws frees the key for the next caller; a filler that never returns blocks only for its lease', async () => {
     const cache = new LeaseCache({
       client: redis.client,
