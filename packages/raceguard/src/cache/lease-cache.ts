@@ -88,63 +88,68 @@ export interface CacheGetOptions {
 
 const MAX_KEY_BYTES = 1024;
 
-// KEYS: entry, lease. ARGV: token, leaseMs.
-// Entry is a hash: v (JSON), ver (version or ''), fu (fresh until, ms), st (1 = marked stale).
+// The Redis layout of a key k: v:{k} the fresh value (expires after ttlMs),
+// s:{k} a stale copy (after ttlMs + staleMs; only with staleMs), l:{k} the
+// fill lease, n:{k} the version of the last write-through. A hit is one plain
+// GET of v:{k}; everything else is one script.
+
+// KEYS: v, s, l. ARGV: token, leaseMs.
 const GET_OR_LEASE = new LuaScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local e = redis.call('HMGET', KEYS[1], 'v', 'fu', 'st')
-if e[1] then
-  if e[3] ~= '1' and tonumber(e[2]) > now then return {'hit', e[1]} end
-  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'stale-lease', e[1]} end
-  return {'stale', e[1]}
+local v = redis.call('GET', KEYS[1])
+if v then return {'hit', v} end
+local s = redis.call('GET', KEYS[2])
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if s then return {'stale-lease', s} end
+  return {'lease'}
 end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'lease'} end
+if s then return {'stale', s} end
 return {'wait'}
 `);
 
-// KEYS: entry, lease. ARGV: token, value, ttlMs, staleMs.
+// KEYS: v, s, l. ARGV: token, value, ttlMs, staleMs.
 const FILL = new LuaScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'fu', now + tonumber(ARGV[3]), 'st', '0')
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]))
-redis.call('DEL', KEYS[2])
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]) + tonumber(ARGV[4]))
+end
+redis.call('DEL', KEYS[3])
 return 1
 `);
 
-// KEYS: entry, lease. ARGV: token.
+// KEYS: v, s, l. ARGV: token.
 const RELEASE = new LuaScript(`
-if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[3]) == ARGV[1] then return redis.call('DEL', KEYS[3]) end
 return 0
 `);
 
-// KEYS: entry, lease. ARGV: mode ('delete' | 'mark').
+// KEYS: v, s, l. ARGV: mode ('delete' | 'mark').
 // Voids every outstanding lease of the key: a fill that began before cannot land.
+// 'mark' keeps the stale copy for callers within staleMs (two-phase invalidation).
 const INVALIDATE = new LuaScript(`
-redis.call('DEL', KEYS[2])
-if ARGV[1] == 'mark' and redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'st', '1')
-  return 1
-end
-return redis.call('DEL', KEYS[1])
-`);
-
-// KEYS: entry, lease. ARGV: value, version, ttlMs, staleMs.
-// Stores only a newer version; voids leases (a fill in flight carries older data).
-const WRITE = new LuaScript(`
-local current = redis.call('HGET', KEYS[1], 'ver')
-if current and current ~= '' and tonumber(current) >= tonumber(ARGV[2]) then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', ARGV[2], 'fu', now + tonumber(ARGV[3]), 'st', '0')
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]))
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[3], KEYS[1])
+if ARGV[1] ~= 'mark' then redis.call('DEL', KEYS[2]) end
 return 1
 `);
+
+// KEYS: v, s, l, n. ARGV: value, version (decimal digits), ttlMs, staleMs.
+// Stores only a newer version (compared as decimal strings: bigints stay exact),
+// and voids leases (a fill in flight carries older data).
+const WRITE = new LuaScript(`
+local current = redis.call('GET', KEYS[4])
+if current and (#current > #ARGV[2] or (#current == #ARGV[2] and current >= ARGV[2])) then
+  return 0
+end
+local keep = tonumber(ARGV[3]) + tonumber(ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', keep) end
+redis.call('SET', KEYS[4], ARGV[2], 'PX', keep)
+redis.call('DEL', KEYS[3])
+return 1
+`);
+
+// KEYS: v. For clients without a plain GET (node-redis through fromNodeRedis).
+const PLAIN_GET = new LuaScript(`return redis.call('GET', KEYS[1])`);
 
 const OPTIONS = new Set<string>([
   'client',
@@ -248,6 +253,19 @@ export class LeaseCache {
     assertAbortSignal('options.signal', options.signal);
     const keys = this.#keysOf(key);
     const started = performance.now();
+    // The hit path: one plain GET of the fresh value.
+    let fresh: string | null;
+    try {
+      fresh = await this.#plainGet(keys[0] as string, key);
+    } catch (error) {
+      if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
+      this.#emit({ type: 'backend-error', key, error });
+      return loader(options.signal);
+    }
+    if (fresh !== null) {
+      this.#emit({ type: 'hit', key });
+      return JSON.parse(fresh) as T;
+    }
     for (;;) {
       if (options.signal?.aborted === true) {
         await pause(0, { signal: options.signal });
@@ -258,12 +276,15 @@ export class LeaseCache {
         // A lease granted after this caller gave up is handed back, never left to block the key.
         const handBack = (late: unknown): unknown =>
           Array.isArray(late) && (late[0] === 'lease' || late[0] === 'stale-lease')
-            ? this.#run(RELEASE, keys, [token], key)
+            ? this.#run(RELEASE, keys.slice(0, 3), [token], key)
             : undefined;
-        reply = (await this.#run(GET_OR_LEASE, keys, [token, this.#leaseMs], key, handBack)) as [
-          string,
-          string?,
-        ];
+        reply = (await this.#run(
+          GET_OR_LEASE,
+          keys.slice(0, 3),
+          [token, this.#leaseMs],
+          key,
+          handBack,
+        )) as [string, string?];
       } catch (error) {
         if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
         this.#emit({ type: 'backend-error', key, error });
@@ -358,19 +379,24 @@ export class LeaseCache {
       value = await loader(signal);
     } catch (error) {
       // The next caller fills.
-      await this.#run(RELEASE, keys, [token], key).catch(() => undefined);
+      await this.#run(RELEASE, keys.slice(0, 3), [token], key).catch(() => undefined);
       throw error;
     }
     let data: string;
     try {
       data = this.#serialise(key, value);
     } catch (error) {
-      await this.#run(RELEASE, keys, [token], key).catch(() => undefined);
+      await this.#run(RELEASE, keys.slice(0, 3), [token], key).catch(() => undefined);
       throw error;
     }
     let stored: unknown;
     try {
-      stored = await this.#run(FILL, keys, [token, data, this.#ttlMs, this.#staleMs], key);
+      stored = await this.#run(
+        FILL,
+        keys.slice(0, 3),
+        [token, data, this.#ttlMs, this.#staleMs],
+        key,
+      );
     } catch (error) {
       if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
       this.#emit({ type: 'backend-error', key, error });
@@ -422,7 +448,32 @@ export class LeaseCache {
   #keysOf(key: string): string[] {
     // One hash tag per key: its entry and its lease live in one Redis Cluster slot.
     const tagged = `{${key.replaceAll('}', '%7D')}}`;
-    return [`${this.#prefix}v:${tagged}`, `${this.#prefix}l:${tagged}`];
+    return [
+      `${this.#prefix}v:${tagged}`,
+      `${this.#prefix}s:${tagged}`,
+      `${this.#prefix}l:${tagged}`,
+      `${this.#prefix}n:${tagged}`,
+    ];
+  }
+
+  /** `GET`, bounded like every call; through a script for clients without one. */
+  async #plainGet(redisKey: string, key: string): Promise<string | null> {
+    const get = (this.#client as { get?: unknown }).get;
+    if (typeof get !== 'function') {
+      return (await this.#run(PLAIN_GET, [redisKey], [], key)) as string | null;
+    }
+    try {
+      const reply = (get as (k: string) => Promise<string | null>).call(this.#client, redisKey);
+      return await within(reply, {
+        deadline: performance.now() + this.#redisTimeoutMs,
+        timeout: () => new Error(`no answer within ${this.#redisTimeoutMs} ms`),
+      });
+    } catch (error) {
+      throw new CacheBackendError(
+        `cache key ${JSON.stringify(key)}: Redis failed: ${messageOf(error)}`,
+        error,
+      );
+    }
   }
 
   async #run(
