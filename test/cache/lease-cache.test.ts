@@ -156,6 +156,38 @@ describe('LeaseCache', () => {
     assert.equal(rows[0].n, 1, 'one loader call for 500 reads across two processes');
   });
 
+  it('with a subscriber, a waiter is woken the moment the fill lands; without, at its next poll', async () => {
+    for (const [subscribed, fastest, slowest] of [
+      [true, 0, 1000],
+      [false, 1400, 5000],
+    ] as const) {
+      const prefix = `${redis.prefix}wake${String(subscribed)}:`;
+      const cache = new LeaseCache({
+        client: redis.client,
+        prefix,
+        pollMs: 1500,
+        ...(subscribed && { subscriber: redis.connect() }),
+      });
+      const slow = gate();
+      const filler = cache.get('k', async () => {
+        await slow.wait();
+        return 'filled';
+      });
+      await slow.arrived;
+      const started = performance.now();
+      const waiter = cache.get('k', async () => 'never');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      slow.open();
+      assert.equal(await filler, 'filled');
+      assert.equal(await waiter, 'filled');
+      const waited = performance.now() - started;
+      assert.ok(
+        waited >= fastest && waited < slowest,
+        `${subscribed ? 'subscribed' : 'polling'} waiter got the fill after ${Math.round(waited)} ms`,
+      );
+    }
+  });
+
   it('a loader that throws frees the key for the next caller; a filler that never returns blocks only for its lease', async () => {
     const cache = new LeaseCache({
       client: redis.client,

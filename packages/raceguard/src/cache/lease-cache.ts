@@ -16,7 +16,8 @@ import {
   assertPositiveInteger,
 } from '../core/validate.js';
 import { LuaScript } from '../redis/script.js';
-import type { RedisClientLike } from '../redis/types.js';
+import { ReleaseSubscriptions } from '../redis/release-subscriptions.js';
+import type { RedisClientLike, RedisSubscriberLike } from '../redis/types.js';
 
 /** A Redis call of the cache failed; the cause is attached. */
 export class CacheBackendError extends RaceguardError {
@@ -62,8 +63,18 @@ export interface LeaseCacheOptions {
   readonly leaseMs?: number;
   /** How long a caller waits for another caller's fill. @default 5000 */
   readonly waitMs?: number;
-  /** Pause between looks while waiting for a fill. @default 20 */
+  /**
+   * Pause between looks while waiting for a fill (with a `subscriber`, the
+   * fallback should a wake-up be missed).
+   * @default 20 (250 with a subscriber)
+   */
   readonly pollMs?: number;
+  /**
+   * A dedicated connection (`client.duplicate()`) on which waiters subscribe
+   * to their key's fill: woken the moment it lands instead of at their next
+   * poll.
+   */
+  readonly subscriber?: RedisSubscriberLike;
   /**
    * Longest wait for one Redis call (a Redis that died or paused must not
    * hold requests: a command waits in the client's queue while it reconnects).
@@ -114,12 +125,17 @@ if tonumber(ARGV[4]) > 0 then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]) + tonumber(ARGV[4]))
 end
 redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', KEYS[3], '1')
 return 1
 `);
 
 // KEYS: v, s, l. ARGV: token.
 const RELEASE = new LuaScript(`
-if redis.call('GET', KEYS[3]) == ARGV[1] then return redis.call('DEL', KEYS[3]) end
+if redis.call('GET', KEYS[3]) == ARGV[1] then
+  redis.call('DEL', KEYS[3])
+  redis.call('PUBLISH', KEYS[3], '1')
+  return 1
+end
 return 0
 `);
 
@@ -129,6 +145,7 @@ return 0
 const INVALIDATE = new LuaScript(`
 redis.call('DEL', KEYS[3], KEYS[1])
 if ARGV[1] ~= 'mark' then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', KEYS[3], '1')
 return 1
 `);
 
@@ -145,6 +162,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', keep) end
 redis.call('SET', KEYS[4], ARGV[2], 'PX', keep)
 redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', KEYS[3], '1')
 return 1
 `);
 
@@ -159,6 +177,7 @@ const OPTIONS = new Set<string>([
   'leaseMs',
   'waitMs',
   'pollMs',
+  'subscriber',
   'redisTimeoutMs',
   'failOpen',
   'onEvent',
@@ -186,6 +205,7 @@ export class LeaseCache {
   readonly #onEvent: ((event: CacheEvent) => void) | undefined;
   readonly #redisTimeoutMs: number;
   readonly #failOpen: boolean;
+  readonly #wakeups: ReleaseSubscriptions | undefined;
 
   constructor(options: LeaseCacheOptions) {
     assertPlainObject('options', options);
@@ -223,7 +243,18 @@ export class LeaseCache {
     assertPositiveInteger('options.leaseMs', this.#leaseMs);
     this.#waitMs = options.waitMs ?? 5000;
     assertPositiveInteger('options.waitMs', this.#waitMs);
-    this.#pollMs = options.pollMs ?? 20;
+    if (options.subscriber !== undefined) {
+      const subscriber = options.subscriber as Partial<RedisSubscriberLike>;
+      if (typeof subscriber.subscribe !== 'function' || typeof subscriber.on !== 'function') {
+        throw new InvalidArgumentError(
+          'options.subscriber',
+          'a Redis subscriber connection',
+          subscriber,
+        );
+      }
+      this.#wakeups = new ReleaseSubscriptions(options.subscriber);
+    }
+    this.#pollMs = options.pollMs ?? (options.subscriber === undefined ? 20 : 250);
     assertPositiveInteger('options.pollMs', this.#pollMs);
     this.#redisTimeoutMs = options.redisTimeoutMs ?? 1000;
     assertPositiveInteger('options.redisTimeoutMs', this.#redisTimeoutMs);
@@ -266,51 +297,70 @@ export class LeaseCache {
       this.#emit({ type: 'hit', key });
       return JSON.parse(fresh) as T;
     }
-    for (;;) {
-      if (options.signal?.aborted === true) {
-        await pause(0, { signal: options.signal });
+    let unsubscribe: (() => Promise<void>) | undefined;
+    try {
+      for (;;) {
+        if (options.signal?.aborted === true) {
+          await pause(0, { signal: options.signal });
+        }
+        const token = randomBytes(12).toString('base64url');
+        let reply: [string, string?];
+        try {
+          // A lease granted after this caller gave up is handed back, never left to block the key.
+          const handBack = (late: unknown): unknown =>
+            Array.isArray(late) && (late[0] === 'lease' || late[0] === 'stale-lease')
+              ? this.#run(RELEASE, keys.slice(0, 3), [token], key)
+              : undefined;
+          reply = (await this.#run(
+            GET_OR_LEASE,
+            keys.slice(0, 3),
+            [token, this.#leaseMs],
+            key,
+            handBack,
+          )) as [string, string?];
+        } catch (error) {
+          if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
+          this.#emit({ type: 'backend-error', key, error });
+          // Fail open: the loader's value, not cached (nothing can be voided meanwhile).
+          return loader(options.signal);
+        }
+        const [status, raw] = reply;
+        if (status === 'hit') {
+          this.#emit({ type: 'hit', key });
+          return JSON.parse(raw as string) as T;
+        }
+        if (status === 'stale') {
+          this.#emit({ type: 'stale-hit', key });
+          return JSON.parse(raw as string) as T;
+        }
+        if (status === 'lease' || status === 'stale-lease') {
+          if (status === 'lease') this.#emit({ type: 'miss', key });
+          return this.#fill(key, keys, token, loader, options.signal);
+        }
+        // Another caller holds the lease: wait for its fill.
+        const elapsed = performance.now() - started;
+        if (elapsed >= this.#waitMs) {
+          this.#emit({ type: 'wait', key, waitedMs: elapsed });
+          throw new CacheWaitTimeoutError(key, elapsed);
+        }
+        const wakeups = this.#wakeups;
+        const channel = keys[2] as string;
+        if (wakeups !== undefined && unsubscribe === undefined) {
+          // Listen for the fill, then look again: one that landed meanwhile is seen now.
+          unsubscribe = await within(wakeups.subscribe(channel), {
+            deadline: started + this.#waitMs,
+            signal: options.signal,
+            timeout: () => new CacheWaitTimeoutError(key, performance.now() - started),
+          });
+          continue;
+        }
+        await pause(Math.min(this.#pollMs, this.#waitMs - elapsed), {
+          signal: options.signal,
+          ...(wakeups !== undefined && { wakeOn: wakeups.wakeOn(channel) }),
+        });
       }
-      const token = randomBytes(12).toString('base64url');
-      let reply: [string, string?];
-      try {
-        // A lease granted after this caller gave up is handed back, never left to block the key.
-        const handBack = (late: unknown): unknown =>
-          Array.isArray(late) && (late[0] === 'lease' || late[0] === 'stale-lease')
-            ? this.#run(RELEASE, keys.slice(0, 3), [token], key)
-            : undefined;
-        reply = (await this.#run(
-          GET_OR_LEASE,
-          keys.slice(0, 3),
-          [token, this.#leaseMs],
-          key,
-          handBack,
-        )) as [string, string?];
-      } catch (error) {
-        if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
-        this.#emit({ type: 'backend-error', key, error });
-        // Fail open: the loader's value, not cached (nothing can be voided meanwhile).
-        return loader(options.signal);
-      }
-      const [status, raw] = reply;
-      if (status === 'hit') {
-        this.#emit({ type: 'hit', key });
-        return JSON.parse(raw as string) as T;
-      }
-      if (status === 'stale') {
-        this.#emit({ type: 'stale-hit', key });
-        return JSON.parse(raw as string) as T;
-      }
-      if (status === 'lease' || status === 'stale-lease') {
-        if (status === 'lease') this.#emit({ type: 'miss', key });
-        return this.#fill(key, keys, token, loader, options.signal);
-      }
-      // Another caller holds the lease: wait for its fill.
-      const elapsed = performance.now() - started;
-      if (elapsed >= this.#waitMs) {
-        this.#emit({ type: 'wait', key, waitedMs: elapsed });
-        throw new CacheWaitTimeoutError(key, elapsed);
-      }
-      await pause(Math.min(this.#pollMs, this.#waitMs - elapsed), { signal: options.signal });
+    } finally {
+      await unsubscribe?.();
     }
   }
 
