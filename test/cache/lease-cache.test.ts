@@ -283,7 +283,7 @@ describe('LeaseCache', () => {
     );
     await assert.rejects(
       cache.get('c', async () => 10n),
-      /JSON-serialisable/,
+      /must be serialisable/,
     );
     assert.equal(await cache.get('u', async () => 'loaded'), 'loaded', 'nothing was cached for u');
     await assert.rejects(cache.write('w', 1, { version: -1 }), /options\.version/);
@@ -293,6 +293,37 @@ describe('LeaseCache', () => {
       /options\.ttl must be one of/,
     );
     assert.throws(() => new LeaseCache({ client: {} as never }), /options\.client/);
+  });
+
+  it('a pluggable serializer keeps what JSON would lose; null is cached as a value (negative caching)', async () => {
+    const dates = new LeaseCache({
+      client: redis.client,
+      prefix: `${redis.prefix}ser:`,
+      serializer: {
+        serialize: (v) => JSON.stringify({ at: (v as Date).toISOString() }),
+        deserialize: (s) => new Date((JSON.parse(s) as { at: string }).at),
+      },
+    });
+    const at = new Date('2026-12-01T12:00:00Z');
+    await dates.get('d', async () => at);
+    const read = await dates.get('d', async () => new Date(0));
+    assert.ok(read instanceof Date && read.getTime() === at.getTime());
+    const cache = new LeaseCache({ client: redis.client, prefix: `${redis.prefix}neg:` });
+    let loads = 0;
+    for (let i = 0; i < 3; i++) {
+      assert.equal(
+        await cache.get('missing-product', async () => {
+          loads++;
+          return null;
+        }),
+        null,
+      );
+    }
+    assert.equal(loads, 1, 'a miss in the database is cached too');
+    assert.throws(
+      () => new LeaseCache({ client: redis.client, serializer: { serialize: String } as never }),
+      /options\.serializer\.deserialize must be a function/,
+    );
   });
 
   it('a Redis that is down: fail-closed rejects with CacheBackendError and the cause, fail-open serves the loader', async () => {

@@ -13,4 +13,5 @@ export {
   type CacheEvent,
   type CacheGetOptions,
   type LeaseCacheOptions,
+  type CacheSerializer,
 } from './lease-cache.js';

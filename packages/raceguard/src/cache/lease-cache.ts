@@ -88,9 +88,29 @@ export interface LeaseCacheOptions {
    * @default true
    */
   readonly failOpen?: boolean;
+  /**
+   * How values become strings and back (e.g. superjson, to keep `Date`s).
+   * @default JSON
+   */
+  readonly serializer?: CacheSerializer;
   /** Told of hits, misses, fills, refused fills, waits and Redis failures; must not throw. */
   readonly onEvent?: (event: CacheEvent) => void;
 }
+
+/** Turns values into the strings Redis stores, and back. */
+export interface CacheSerializer {
+  serialize(value: unknown): string;
+  deserialize(text: string): unknown;
+}
+
+const JSON_SERIALIZER: CacheSerializer = {
+  serialize: (value) => {
+    const text = JSON.stringify(value);
+    if (text === undefined) throw new Error('JSON.stringify returned nothing');
+    return text;
+  },
+  deserialize: (text) => JSON.parse(text) as unknown,
+};
 
 /** Options of one {@link LeaseCache.get}. */
 export interface CacheGetOptions {
@@ -180,6 +200,7 @@ const OPTIONS = new Set<string>([
   'subscriber',
   'redisTimeoutMs',
   'failOpen',
+  'serializer',
   'onEvent',
 ]);
 
@@ -206,6 +227,7 @@ export class LeaseCache {
   readonly #redisTimeoutMs: number;
   readonly #failOpen: boolean;
   readonly #wakeups: ReleaseSubscriptions | undefined;
+  readonly #serializer: CacheSerializer;
 
   constructor(options: LeaseCacheOptions) {
     assertPlainObject('options', options);
@@ -264,6 +286,14 @@ export class LeaseCache {
     }
     if (options.onEvent !== undefined) assertFunction('options.onEvent', options.onEvent);
     this.#onEvent = options.onEvent;
+    this.#serializer = options.serializer ?? JSON_SERIALIZER;
+    assertPlainObject('options.serializer', this.#serializer);
+    for (const method of ['serialize', 'deserialize'] as const) {
+      assertFunction(
+        `options.serializer.${method}`,
+        (this.#serializer as unknown as Record<string, unknown>)[method],
+      );
+    }
   }
 
   /**
@@ -295,7 +325,7 @@ export class LeaseCache {
     }
     if (fresh !== null) {
       this.#emit({ type: 'hit', key });
-      return JSON.parse(fresh) as T;
+      return this.#serializer.deserialize(fresh) as T;
     }
     let unsubscribe: (() => Promise<void>) | undefined;
     try {
@@ -327,11 +357,11 @@ export class LeaseCache {
         const [status, raw] = reply;
         if (status === 'hit') {
           this.#emit({ type: 'hit', key });
-          return JSON.parse(raw as string) as T;
+          return this.#serializer.deserialize(raw as string) as T;
         }
         if (status === 'stale') {
           this.#emit({ type: 'stale-hit', key });
-          return JSON.parse(raw as string) as T;
+          return this.#serializer.deserialize(raw as string) as T;
         }
         if (status === 'lease' || status === 'stale-lease') {
           if (status === 'lease') this.#emit({ type: 'miss', key });
@@ -468,20 +498,20 @@ export class LeaseCache {
         value,
       );
     }
-    let data: string | undefined;
+    let data: unknown;
     try {
-      data = JSON.stringify(value);
+      data = this.#serializer.serialize(value);
     } catch (error) {
       throw new InvalidArgumentError(
         `the value of ${JSON.stringify(key)}`,
-        `JSON-serialisable (${messageOf(error)})`,
+        `serialisable (${messageOf(error)})`,
         value,
       );
     }
-    if (data === undefined) {
+    if (typeof data !== 'string') {
       throw new InvalidArgumentError(
         `the value of ${JSON.stringify(key)}`,
-        'JSON-serialisable',
+        'serialisable to a string',
         value,
       );
     }
