@@ -470,8 +470,9 @@ export class OutboxRelay implements AsyncDisposable {
   }
 
   /**
-   * Resolves once every message committed before the call is published
-   * (by this relay, for the partitions it holds). For tests and shutdown.
+   * Resolves once every message committed before the call has been
+   * published (by whichever relay holds its partition), or when `signal`
+   * fires or this relay stops. For tests and shutdown.
    */
   async flush(signal?: AbortSignal): Promise<void> {
     const { rows } = await runQuery(
@@ -521,7 +522,7 @@ export class OutboxRelay implements AsyncDisposable {
         failures = 0;
         let lastClaim = performance.now();
         while (!signal.aborted) {
-          // Partitions in parallel: one's broker confirms overlap another's queries.
+          // One round over every partition held: one read, one publish, one cursor update.
           const counts = await this.#relayAll(client, signal);
           const busy = counts.some((count) => count >= this.#batchSize);
           if (performance.now() - lastClaim >= this.#pollMs) {
