@@ -150,7 +150,7 @@ describe('Redlock on five nodes', () => {
 
   it('fenceCounter "shared" keeps one counter key per node', async () => {
     const prefix = `rls${randomBytes(3).toString('hex')}:`;
-    const redlock = new Redlock({ clients, prefix, nodeTimeoutMs: 100, fenceCounter: 'shared' });
+    const redlock = new Redlock({ clients, prefix, nodeTimeoutMs: 1000, fenceCounter: 'shared' });
     const tokens: bigint[] = [];
     for (const name of ['a', 'b', 'c', 'a', 'b', 'c']) {
       await withLock(
