@@ -28,6 +28,22 @@ import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { streamOf } from '../helpers/ordered-stream.js';
 import { checkHistory, clean } from '../helpers/sequence-history.js';
 
+/** A point a task waits at until the test opens it. */
+function gate() {
+  let open: () => void = () => undefined;
+  let reached: () => void = () => undefined;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const arrived = new Promise<void>((resolve) => (reached = resolve));
+  return {
+    open,
+    arrived,
+    async wait() {
+      reached();
+      await opened;
+    },
+  };
+}
+
 describe('broker faults', () => {
   let db: TestDatabase;
   before(async () => {
@@ -92,10 +108,12 @@ describe('broker faults', () => {
         ackTimeoutMs: 2000,
       });
       let retries = 0;
+      // The publisher stops halfway until the server is down, so the outage hits it.
+      const halfway = gate();
       const publishing = (async () => {
         for (let i = 0; i < messages.length; i += 50) {
+          if (i === 1000) await halfway.wait();
           const batch: Message[] = messages.slice(i, i + 50);
-          await new Promise((resolve) => setTimeout(resolve, 30)); // a steady stream, not one burst
           // Through the outage: publish the whole batch again until it is acknowledged.
           for (;;) {
             try {
@@ -108,8 +126,10 @@ describe('broker faults', () => {
           }
         }
       })();
+      await halfway.arrived;
       await until(async () => (await applied()).length >= 300, 'the stream started');
-      await nats.kill();
+      await nats.kill(); // consumers and the publisher lose the server mid-stream
+      halfway.open();
       await new Promise((resolve) => setTimeout(resolve, 500));
       nats = await startNatsServer({ port, dataDir });
       await publishing;
