@@ -17,25 +17,10 @@ import {
   LeaseCache,
   type CacheEvent,
 } from '../../packages/raceguard/src/cache/lease-cache.js';
+import { gate } from '../helpers/gate.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { openTestRedis, type TestRedis } from '../helpers/redis.js';
 import { startRedisServer } from '../../packages/raceguard/src/testing/redis.js';
-
-/** A gate a loader waits at, opened by the test. */
-function gate() {
-  let open: () => void = () => undefined;
-  let reached: () => void = () => undefined;
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const arrived = new Promise<void>((resolve) => (reached = resolve));
-  return {
-    open,
-    arrived,
-    async wait() {
-      reached();
-      await opened;
-    },
-  };
-}
 
 describe('LeaseCache', () => {
   let redis: TestRedis;

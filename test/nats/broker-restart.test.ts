@@ -24,25 +24,10 @@ import {
   startNatsServer,
   startRabbitMqServer,
 } from '../../packages/raceguard/src/testing/brokers.js';
+import { gate } from '../helpers/gate.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { streamOf } from '../helpers/ordered-stream.js';
 import { checkHistory, clean } from '../helpers/sequence-history.js';
-
-/** A point a task waits at until the test opens it. */
-function gate() {
-  let open: () => void = () => undefined;
-  let reached: () => void = () => undefined;
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const arrived = new Promise<void>((resolve) => (reached = resolve));
-  return {
-    open,
-    arrived,
-    async wait() {
-      reached();
-      await opened;
-    },
-  };
-}
 
 describe('broker faults', () => {
   let db: TestDatabase;

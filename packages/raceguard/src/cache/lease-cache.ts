@@ -11,6 +11,7 @@ import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.
 import {
   assertAbortSignal,
   assertFunction,
+  assertKnownOptions,
   assertNonEmptyString,
   assertPlainObject,
   assertPositiveInteger,
@@ -231,15 +232,7 @@ export class LeaseCache {
 
   constructor(options: LeaseCacheOptions) {
     assertPlainObject('options', options);
-    for (const name of Object.keys(options)) {
-      if (!OPTIONS.has(name) && (options as Record<string, unknown>)[name] !== undefined) {
-        throw new InvalidArgumentError(
-          `options.${name}`,
-          `one of the options (${[...OPTIONS].join(', ')})`,
-          name,
-        );
-      }
-    }
+    assertKnownOptions('options', options, OPTIONS);
     const client = options.client as Partial<RedisClientLike> | undefined;
     if (typeof client?.evalsha !== 'function' || typeof client.eval !== 'function') {
       throw new InvalidArgumentError(
@@ -542,29 +535,24 @@ export class LeaseCache {
     if (typeof get !== 'function') {
       return (await this.#run(PLAIN_GET, [redisKey], [], key)) as string | null;
     }
-    try {
-      const reply = (get as (k: string) => Promise<string | null>).call(this.#client, redisKey);
-      return await within(reply, {
-        deadline: performance.now() + this.#redisTimeoutMs,
-        timeout: () => new Error(`no answer within ${this.#redisTimeoutMs} ms`),
-      });
-    } catch (error) {
-      throw new CacheBackendError(
-        `cache key ${JSON.stringify(key)}: Redis failed: ${messageOf(error)}`,
-        error,
-      );
-    }
+    const reply = (get as (k: string) => Promise<string | null>).call(this.#client, redisKey);
+    return this.#bounded(reply, key);
   }
 
-  async #run(
+  #run(
     script: LuaScript,
     keys: readonly string[],
     args: readonly (string | number)[],
     key: string,
     late?: (reply: unknown) => unknown,
   ): Promise<unknown> {
+    return this.#bounded(script.run(this.#client, keys, args), key, late);
+  }
+
+  /** A Redis call held to `redisTimeoutMs`; its failure as a `CacheBackendError`. */
+  async #bounded<R>(call: Promise<R>, key: string, late?: (reply: R) => unknown): Promise<R> {
     try {
-      return await within(script.run(this.#client, keys, args), {
+      return await within(call, {
         deadline: performance.now() + this.#redisTimeoutMs,
         timeout: () => new Error(`no answer within ${this.#redisTimeoutMs} ms`),
         ...(late !== undefined && { late }),

@@ -76,3 +76,23 @@ export function assertAbortSignal(
     throw new InvalidArgumentError(argument, 'an AbortSignal', value);
   }
 }
+
+/**
+ * Refuse an option name outside `known` (a misspelt option would otherwise
+ * be ignored in silence); options set to `undefined` pass.
+ */
+export function assertKnownOptions(
+  argument: string,
+  options: object,
+  known: ReadonlySet<string>,
+): void {
+  for (const [name, value] of Object.entries(options)) {
+    if (!known.has(name) && value !== undefined) {
+      throw new InvalidArgumentError(
+        `${argument}.${name}`,
+        `one of the options (${[...known].join(', ')})`,
+        name,
+      );
+    }
+  }
+}

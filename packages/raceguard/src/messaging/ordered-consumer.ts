@@ -8,9 +8,10 @@
  */
 import { backoffDelay, type BackoffOptions } from '../core/backoff.js';
 import { sleep } from '../core/abort.js';
-import { InvalidArgumentError, messageOf } from '../core/errors.js';
+import { messageOf } from '../core/errors.js';
 import {
   assertFunction,
+  assertKnownOptions,
   assertNonEmptyString,
   assertNonNegativeFinite,
   assertPlainObject,
@@ -192,12 +193,7 @@ export class OrderedConsumer implements AsyncDisposable {
 
   constructor(options: OrderedConsumerOptions) {
     assertPlainObject('options', options);
-    for (const name of Object.keys(options)) {
-      if (!OPTION_NAMES.has(name) && (options as Record<string, unknown>)[name] !== undefined) {
-        const known = [...OPTION_NAMES].join(', ');
-        throw new InvalidArgumentError(`options.${name}`, `one of the options (${known})`, name);
-      }
-    }
+    assertKnownOptions('options', options, OPTION_NAMES);
     assertFunction('options.handler', options.handler);
     this.#handler = options.handler;
     this.#progress = options.progress ?? new MemoryProgress();

@@ -20,6 +20,7 @@ import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.
 import {
   assertAbortSignal,
   assertFunction,
+  assertKnownOptions,
   assertNonEmptyString,
   assertPlainObject,
   assertPositiveInteger,
@@ -369,15 +370,7 @@ export class OutboxRelay implements AsyncDisposable {
 
   constructor(db: PoolLike, names: Names, partitions: number, options: OutboxRelayOptions) {
     assertPlainObject('options', options);
-    for (const name of Object.keys(options)) {
-      if (!RELAY_OPTIONS.has(name) && (options as Record<string, unknown>)[name] !== undefined) {
-        throw new InvalidArgumentError(
-          `options.${name}`,
-          `one of the options (${[...RELAY_OPTIONS].join(', ')})`,
-          name,
-        );
-      }
-    }
+    assertKnownOptions('options', options, RELAY_OPTIONS);
     assertPlainObject('options.publisher', options.publisher);
     assertFunction(
       'options.publisher.publish',
