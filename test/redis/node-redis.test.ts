@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createClient, type RedisClientType } from '@redis/client';
 import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { LeaseCache, type CacheEvent } from '../../packages/raceguard/src/cache/lease-cache.js';
 import { StaleTokenError, withLock } from '../../packages/raceguard/src/core/lock.js';
 import { fencedSet } from '../../packages/raceguard/src/redis/fenced-set.js';
 import { RedisIdempotencyStore } from '../../packages/raceguard/src/redis/idempotency-store.js';
@@ -90,6 +91,67 @@ describe('node-redis', () => {
       StaleTokenError,
     );
     await lock.release();
+  });
+
+  it('LeaseCache with an in-process tier: the bus keeps it coherent; a lost subscriber empties it until resubscribed', async () => {
+    const own = client.duplicate();
+    own.on('error', () => undefined);
+    await own.connect();
+    const events: CacheEvent[] = [];
+    const states: string[] = [];
+    // Resolves once the tier has reported `state` more than `seen` times.
+    const reported = (state: 'up' | 'down', seen: number) =>
+      new Promise<void>((resolve) => {
+        const check = setInterval(() => {
+          if (states.filter((s) => s === state).length > seen) {
+            clearInterval(check);
+            resolve();
+          }
+        }, 5);
+      });
+    const upFirst = reported('up', 0);
+    const cache = new LeaseCache({
+      client: fromNodeRedis(client),
+      subscriber: subscriberFromNodeRedis(own),
+      prefix: 'nrc:',
+      local: {},
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === 'local-tier') states.push(e.state);
+      },
+    });
+    const writer = new LeaseCache({ client: fromNodeRedis(client), prefix: 'nrc:' });
+    await upFirst;
+    assert.equal(await cache.get('k', async () => 'v1'), 'v1');
+    assert.equal(await cache.get('k', async () => 'never'), 'v1');
+    assert.ok(events.some((e) => e.type === 'hit' && e.tier === 'local'));
+    await writer.invalidate('k');
+    // Until the bus message is in (each turn yields to I/O: local hits alone never would).
+    const until = async (old: string, next: string): Promise<string> => {
+      let value = old;
+      while (value === old) {
+        await new Promise(setImmediate);
+        value = await cache.get('k', async () => next);
+      }
+      return value;
+    };
+    let value = await until('v1', 'v2');
+    assert.equal(value, 'v2', 'the bus message dropped the local copy');
+    const down = reported('down', 0);
+    await client.sendCommand(['CLIENT', 'KILL', 'TYPE', 'pubsub']);
+    await down;
+    events.length = 0;
+    assert.equal(await cache.get('k', async () => 'never'), 'v2');
+    assert.ok(
+      events.some((e) => e.type === 'hit' && e.tier === 'redis'),
+      'the tier forgot its copy when the bus went down',
+    );
+    await reported('up', 1);
+    await writer.invalidate('k');
+    value = await until('v2', 'v3');
+    assert.equal(value, 'v3', 'the resubscribed bus is heard');
+    await cache.close();
+    await own.quit();
   });
 
   it('refuses things that are not node-redis clients', () => {

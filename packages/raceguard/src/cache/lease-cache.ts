@@ -16,9 +16,22 @@ import {
   assertPlainObject,
   assertPositiveInteger,
 } from '../core/validate.js';
-import { LuaScript } from '../redis/script.js';
+import type { LuaScript } from '../redis/script.js';
 import { ReleaseSubscriptions } from '../redis/release-subscriptions.js';
 import type { RedisClientLike, RedisSubscriberLike } from '../redis/types.js';
+import { LocalTier, type TierState } from './local-tier.js';
+import {
+  FILL,
+  GET_OR_LEASE,
+  INVALIDATE,
+  INVALIDATE_TAG,
+  PLAIN_GET,
+  PUBLISH,
+  RELEASE,
+  WRITE,
+  identityOf,
+  nameOf,
+} from './scripts.js';
 
 /** A Redis call of the cache failed; the cause is attached. */
 export class CacheBackendError extends RaceguardError {
@@ -41,11 +54,14 @@ export class CacheWaitTimeoutError extends RaceguardError {
 
 /** What the cache reports, for metrics. */
 export type CacheEvent =
-  | { readonly type: 'hit' | 'miss' | 'stale-hit'; readonly key: string }
+  | { readonly type: 'hit'; readonly key: string; readonly tier: 'local' | 'redis' }
+  | { readonly type: 'miss' | 'stale-hit'; readonly key: string }
   | { readonly type: 'fill'; readonly key: string; readonly loadMs: number }
   | { readonly type: 'fill-refused'; readonly key: string }
   | { readonly type: 'wait'; readonly key: string; readonly waitedMs: number }
-  | { readonly type: 'backend-error'; readonly key: string; readonly error: CacheBackendError };
+  | { readonly type: 'backend-error'; readonly key: string; readonly error: CacheBackendError }
+  /** The in-process tier's bus was subscribed (`up`) or lost (`down`: the tier emptied). */
+  | { readonly type: 'local-tier'; readonly state: TierState };
 
 /** Options of {@link LeaseCache}. */
 export interface LeaseCacheOptions {
@@ -94,8 +110,27 @@ export interface LeaseCacheOptions {
    * @default JSON
    */
   readonly serializer?: CacheSerializer;
+  /**
+   * An in-process tier in front of Redis (needs `subscriber`): hits served
+   * from this process's memory, kept coherent with every other instance by
+   * a pub/sub bus on which each change of a value is announced. A message
+   * that arrives while a local copy is being read from Redis voids that
+   * copy, so the tier never keeps a value an invalidation replaced. Another
+   * instance's change reaches this tier one pub/sub delivery after the
+   * writer's call returned (typically well under a millisecond); this
+   * process's own changes apply at once.
+   */
+  readonly local?: LocalTierOptions;
   /** Told of hits, misses, fills, refused fills, waits and Redis failures; must not throw. */
   readonly onEvent?: (event: CacheEvent) => void;
+}
+
+/** Options of {@link LeaseCacheOptions.local}. */
+export interface LocalTierOptions {
+  /** Most values held; the least recently used goes first. @default 10000 */
+  readonly maxEntries?: number;
+  /** How long a local copy is served, at most. @default the cache's `ttlMs` */
+  readonly ttlMs?: number;
 }
 
 /** Turns values into the strings Redis stores, and back. */
@@ -116,79 +151,33 @@ const JSON_SERIALIZER: CacheSerializer = {
 /** Options of one {@link LeaseCache.get}. */
 export interface CacheGetOptions {
   readonly signal?: AbortSignal;
+  /**
+   * Tags of the key (`product:42`, `category:7`): {@link LeaseCache.invalidateTag}
+   * invalidates every key filled with the tag, voiding fills in flight. Tags
+   * need a single Redis (the tag's keys live in other Cluster slots).
+   */
+  readonly tags?: readonly string[];
+}
+
+/** Options of one {@link LeaseCache.write}. */
+export interface CacheWriteOptions {
+  /** The value's version: a row version column, `xmin`, a commit LSN as a number. */
+  readonly version: number | bigint;
+  /** As {@link CacheGetOptions.tags}. */
+  readonly tags?: readonly string[];
+}
+
+/** Options of {@link LeaseCache.invalidate} and {@link LeaseCache.invalidateTag}. */
+export interface CacheInvalidateOptions {
+  /**
+   * Two-phase invalidation: keep the entry, marked stale, for callers within
+   * `staleMs` while one caller refreshes it. @default false
+   */
+  readonly mark?: boolean;
 }
 
 const MAX_KEY_BYTES = 1024;
-
-// The Redis layout of a key k: v:{k} the fresh value (expires after ttlMs),
-// s:{k} a stale copy (after ttlMs + staleMs; only with staleMs), l:{k} the
-// fill lease, n:{k} the version of the last write-through. A hit is one plain
-// GET of v:{k}; everything else is one script.
-
-// KEYS: v, s, l. ARGV: token, leaseMs.
-const GET_OR_LEASE = new LuaScript(`
-local v = redis.call('GET', KEYS[1])
-if v then return {'hit', v} end
-local s = redis.call('GET', KEYS[2])
-if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if s then return {'stale-lease', s} end
-  return {'lease'}
-end
-if s then return {'stale', s} end
-return {'wait'}
-`);
-
-// KEYS: v, s, l. ARGV: token, value, ttlMs, staleMs.
-const FILL = new LuaScript(`
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-if tonumber(ARGV[4]) > 0 then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]) + tonumber(ARGV[4]))
-end
-redis.call('DEL', KEYS[3])
-redis.call('PUBLISH', KEYS[3], '1')
-return 1
-`);
-
-// KEYS: v, s, l. ARGV: token.
-const RELEASE = new LuaScript(`
-if redis.call('GET', KEYS[3]) == ARGV[1] then
-  redis.call('DEL', KEYS[3])
-  redis.call('PUBLISH', KEYS[3], '1')
-  return 1
-end
-return 0
-`);
-
-// KEYS: v, s, l. ARGV: mode ('delete' | 'mark').
-// Voids every outstanding lease of the key: a fill that began before cannot land.
-// 'mark' keeps the stale copy for callers within staleMs (two-phase invalidation).
-const INVALIDATE = new LuaScript(`
-redis.call('DEL', KEYS[3], KEYS[1])
-if ARGV[1] ~= 'mark' then redis.call('DEL', KEYS[2]) end
-redis.call('PUBLISH', KEYS[3], '1')
-return 1
-`);
-
-// KEYS: v, s, l, n. ARGV: value, version (decimal digits), ttlMs, staleMs.
-// Stores only a newer version (compared as decimal strings: bigints stay exact),
-// and voids leases (a fill in flight carries older data).
-const WRITE = new LuaScript(`
-local current = redis.call('GET', KEYS[4])
-if current and (#current > #ARGV[2] or (#current == #ARGV[2] and current >= ARGV[2])) then
-  return 0
-end
-local keep = tonumber(ARGV[3]) + tonumber(ARGV[4])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', keep) end
-redis.call('SET', KEYS[4], ARGV[2], 'PX', keep)
-redis.call('DEL', KEYS[3])
-redis.call('PUBLISH', KEYS[3], '1')
-return 1
-`);
-
-// KEYS: v. For clients without a plain GET (node-redis through fromNodeRedis).
-const PLAIN_GET = new LuaScript(`return redis.call('GET', KEYS[1])`);
+const MAX_TAGS = 64;
 
 const OPTIONS = new Set<string>([
   'client',
@@ -202,8 +191,10 @@ const OPTIONS = new Set<string>([
   'redisTimeoutMs',
   'failOpen',
   'serializer',
+  'local',
   'onEvent',
 ]);
+const LOCAL_OPTIONS = new Set<string>(['maxEntries', 'ttlMs']);
 
 /**
  * A read-through cache on Redis with fill leases.
@@ -216,7 +207,7 @@ const OPTIONS = new Set<string>([
  * await cache.invalidate(`price:${id}`);
  * ```
  */
-export class LeaseCache {
+export class LeaseCache implements AsyncDisposable {
   readonly #client: RedisClientLike;
   readonly #prefix: string;
   readonly #ttlMs: number;
@@ -229,6 +220,8 @@ export class LeaseCache {
   readonly #failOpen: boolean;
   readonly #wakeups: ReleaseSubscriptions | undefined;
   readonly #serializer: CacheSerializer;
+  readonly #local: LocalTier | undefined;
+  readonly #bus: string;
 
   constructor(options: LeaseCacheOptions) {
     assertPlainObject('options', options);
@@ -287,6 +280,34 @@ export class LeaseCache {
         (this.#serializer as unknown as Record<string, unknown>)[method],
       );
     }
+    this.#bus = `${this.#prefix}bus`;
+    if (options.local !== undefined) {
+      const local = options.local;
+      assertPlainObject('options.local', local);
+      assertKnownOptions('options.local', local, LOCAL_OPTIONS);
+      if (options.subscriber === undefined) {
+        throw new InvalidArgumentError(
+          'options.subscriber',
+          'a subscriber connection (the in-process tier hears of changes on it)',
+          undefined,
+        );
+      }
+      const maxEntries = local.maxEntries ?? 10_000;
+      assertPositiveInteger('options.local.maxEntries', maxEntries);
+      const ttlMs = local.ttlMs ?? this.#ttlMs;
+      assertPositiveInteger('options.local.ttlMs', ttlMs);
+      this.#local = new LocalTier(options.subscriber, this.#bus, {
+        maxEntries,
+        ttlMs,
+        onState: (state) => this.#emit({ type: 'local-tier', state }),
+        publish: (message) => this.#run(PUBLISH, [], [this.#bus, message], this.#bus),
+      });
+    }
+  }
+
+  /** Whether the in-process tier serves (its bus is subscribed); `false` without one. */
+  get localTierUp(): boolean {
+    return this.#local?.up ?? false;
   }
 
   /**
@@ -305,6 +326,31 @@ export class LeaseCache {
     assertFunction('loader', loader);
     assertPlainObject('options', options);
     assertAbortSignal('options.signal', options.signal);
+    const tagKeys = options.tags === undefined ? [] : this.#tagKeysOf(options.tags);
+    const local = this.#local?.lookup(key);
+    if (local !== undefined) {
+      this.#emit({ type: 'hit', key, tier: 'local' });
+      return this.#serializer.deserialize(local) as T;
+    }
+    // Taken before the first Redis read: a change announced meanwhile voids the local copy.
+    const ticket = this.#local?.begin(key);
+    let kept: string | undefined;
+    try {
+      return await this.#read(key, tagKeys, loader, options.signal, (data) => {
+        kept = data;
+      });
+    } finally {
+      this.#local?.settle(ticket, kept);
+    }
+  }
+
+  async #read<T>(
+    key: string,
+    tagKeys: readonly string[],
+    loader: (signal: AbortSignal | undefined) => Promise<T>,
+    signal: AbortSignal | undefined,
+    keep: (data: string) => void,
+  ): Promise<T> {
     const keys = this.#keysOf(key);
     const started = performance.now();
     // The hit path: one plain GET of the fresh value.
@@ -314,12 +360,14 @@ export class LeaseCache {
     } catch (error) {
       if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
       this.#emit({ type: 'backend-error', key, error });
-      return loader(options.signal);
+      return loader(signal);
     }
     if (fresh !== null) {
-      this.#emit({ type: 'hit', key });
+      this.#emit({ type: 'hit', key, tier: 'redis' });
+      keep(fresh);
       return this.#serializer.deserialize(fresh) as T;
     }
+    const options = { signal };
     let unsubscribe: (() => Promise<void>) | undefined;
     try {
       for (;;) {
@@ -336,8 +384,8 @@ export class LeaseCache {
               : undefined;
           reply = (await this.#run(
             GET_OR_LEASE,
-            keys.slice(0, 3),
-            [token, this.#leaseMs],
+            [...keys.slice(0, 3), ...tagKeys],
+            [token, this.#leaseMs, identityOf(key), this.#leaseMs + this.#ttlMs + this.#staleMs],
             key,
             handBack,
           )) as [string, string?];
@@ -349,7 +397,8 @@ export class LeaseCache {
         }
         const [status, raw] = reply;
         if (status === 'hit') {
-          this.#emit({ type: 'hit', key });
+          this.#emit({ type: 'hit', key, tier: 'redis' });
+          keep(raw as string);
           return this.#serializer.deserialize(raw as string) as T;
         }
         if (status === 'stale') {
@@ -358,7 +407,7 @@ export class LeaseCache {
         }
         if (status === 'lease' || status === 'stale-lease') {
           if (status === 'lease') this.#emit({ type: 'miss', key });
-          return this.#fill(key, keys, token, loader, options.signal);
+          return await this.#fill(key, keys, token, loader, options.signal, keep);
         }
         // Another caller holds the lease: wait for its fill.
         const elapsed = performance.now() - started;
@@ -393,15 +442,45 @@ export class LeaseCache {
    * `{ mark: true }` (two-phase invalidation) the entry stays, marked stale:
    * callers within `staleMs` may still get it while one caller refreshes.
    */
-  async invalidate(key: string, options: { readonly mark?: boolean } = {}): Promise<void> {
+  async invalidate(key: string, options: CacheInvalidateOptions = {}): Promise<void> {
     this.#checkKey(key);
-    assertPlainObject('options', options);
-    await this.#run(
-      INVALIDATE,
-      this.#keysOf(key),
-      [options.mark === true ? 'mark' : 'delete'],
-      key,
+    const mode = this.#modeOf(options);
+    this.#local?.drop(key);
+    try {
+      await this.#run(INVALIDATE, this.#keysOf(key), [mode, this.#bus, this.#busMessage(key)], key);
+    } finally {
+      // Reads that began while the script ran may have seen the old value.
+      this.#local?.drop(key);
+    }
+  }
+
+  /**
+   * {@link invalidate} every key filled or written with `tag`, in one atomic
+   * step: fills of those keys in flight are voided, and a fill that begins
+   * later loads after the change. Resolves how many keys the tag held.
+   *
+   * @example
+   * ```ts
+   * await cache.get(`price:${id}`, () => loadPrice(id), { tags: [`category:${categoryId}`] });
+   * // a price change for the whole category:
+   * await cache.invalidateTag(`category:${categoryId}`);
+   * ```
+   */
+  async invalidateTag(tag: string, options: CacheInvalidateOptions = {}): Promise<number> {
+    const [tagKey] = this.#tagKeysOf([tag]);
+    const mode = this.#modeOf(options);
+    const identities = await this.#run(
+      INVALIDATE_TAG,
+      [tagKey as string],
+      [this.#prefix, mode, this.#bus],
+      tag,
     );
+    if (!Array.isArray(identities)) return 0;
+    // This process's tier forgets them now; other instances when the bus tells them.
+    for (const identity of identities) {
+      if (typeof identity === 'string') this.#local?.drop(nameOf(identity));
+    }
+    return identities.length;
   }
 
   /**
@@ -411,13 +490,10 @@ export class LeaseCache {
    * when an equal or newer version is already there: writers that finish
    * out of order never move the cache backwards.
    */
-  async write(
-    key: string,
-    value: unknown,
-    options: { readonly version: number | bigint },
-  ): Promise<boolean> {
+  async write(key: string, value: unknown, options: CacheWriteOptions): Promise<boolean> {
     this.#checkKey(key);
     assertPlainObject('options', options);
+    const tagKeys = options.tags === undefined ? [] : this.#tagKeysOf(options.tags);
     const version = options.version;
     if (
       !(typeof version === 'bigint' && version >= 0n) &&
@@ -430,13 +506,36 @@ export class LeaseCache {
       );
     }
     const data = this.#serialise(key, value);
-    const stored = await this.#run(
-      WRITE,
-      this.#keysOf(key),
-      [data, version.toString(), this.#ttlMs, this.#staleMs],
-      key,
-    );
-    return stored === 1;
+    this.#local?.drop(key);
+    try {
+      const stored = await this.#run(
+        WRITE,
+        [...this.#keysOf(key), ...tagKeys],
+        [
+          data,
+          version.toString(),
+          this.#ttlMs,
+          this.#staleMs,
+          this.#bus,
+          this.#busMessage(key),
+          identityOf(key),
+          this.#ttlMs + this.#staleMs,
+        ],
+        key,
+      );
+      return stored === 1;
+    } finally {
+      this.#local?.drop(key);
+    }
+  }
+
+  /** Stop the in-process tier (unsubscribe from the bus, forget its values). */
+  async close(): Promise<void> {
+    await this.#local?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   async #fill<T>(
@@ -445,6 +544,7 @@ export class LeaseCache {
     token: string,
     loader: (signal: AbortSignal | undefined) => Promise<T>,
     signal: AbortSignal | undefined,
+    keep: (data: string) => void,
   ): Promise<T> {
     const loadStarted = performance.now();
     let value: T;
@@ -467,7 +567,7 @@ export class LeaseCache {
       stored = await this.#run(
         FILL,
         keys.slice(0, 3),
-        [token, data, this.#ttlMs, this.#staleMs],
+        [token, data, this.#ttlMs, this.#staleMs, this.#bus, this.#busMessage(key)],
         key,
       );
     } catch (error) {
@@ -475,11 +575,12 @@ export class LeaseCache {
       this.#emit({ type: 'backend-error', key, error });
       return value;
     }
-    this.#emit(
-      stored === 1
-        ? { type: 'fill', key, loadMs: performance.now() - loadStarted }
-        : { type: 'fill-refused', key },
-    );
+    if (stored === 1) {
+      keep(data);
+      this.#emit({ type: 'fill', key, loadMs: performance.now() - loadStarted });
+    } else {
+      this.#emit({ type: 'fill-refused', key });
+    }
     return value;
   }
 
@@ -520,13 +621,40 @@ export class LeaseCache {
 
   #keysOf(key: string): string[] {
     // One hash tag per key: its entry and its lease live in one Redis Cluster slot.
-    const tagged = `{${key.replaceAll('}', '%7D')}}`;
+    const identity = identityOf(key);
     return [
-      `${this.#prefix}v:${tagged}`,
-      `${this.#prefix}s:${tagged}`,
-      `${this.#prefix}l:${tagged}`,
-      `${this.#prefix}n:${tagged}`,
+      `${this.#prefix}v:${identity}`,
+      `${this.#prefix}s:${identity}`,
+      `${this.#prefix}l:${identity}`,
+      `${this.#prefix}n:${identity}`,
     ];
+  }
+
+  #tagKeysOf(tags: readonly string[]): string[] {
+    if (!Array.isArray(tags) || tags.length > MAX_TAGS) {
+      throw new InvalidArgumentError('options.tags', `an array of at most ${MAX_TAGS} tags`, tags);
+    }
+    const keys = new Set<string>();
+    for (const tag of tags) {
+      assertNonEmptyString('tag', tag);
+      if (Buffer.byteLength(tag, 'utf8') > MAX_KEY_BYTES) {
+        throw new InvalidArgumentError('tag', `at most ${MAX_KEY_BYTES} bytes`, tag);
+      }
+      keys.add(`${this.#prefix}t:${identityOf(tag)}`);
+    }
+    return [...keys];
+  }
+
+  #busMessage(key: string): string {
+    return JSON.stringify([identityOf(key)]);
+  }
+
+  #modeOf(options: CacheInvalidateOptions): 'mark' | 'delete' {
+    assertPlainObject('options', options);
+    if (options.mark !== undefined && typeof options.mark !== 'boolean') {
+      throw new InvalidArgumentError('options.mark', 'a boolean', options.mark);
+    }
+    return options.mark === true ? 'mark' : 'delete';
   }
 
   /** `GET`, bounded like every call; through a script for clients without one. */

@@ -21,6 +21,8 @@ export interface NodeRedisSubscriberLike {
     listener: (message: string, channel: string) => void,
   ): Promise<unknown>;
   unsubscribe(channel: string): Promise<unknown>;
+  /** node-redis's connection events (`end`, `reconnecting`, `ready`), forwarded as `close` and `ready`. */
+  on?(event: string, listener: () => void): unknown;
 }
 
 function split(
@@ -89,9 +91,14 @@ export function subscriberFromNodeRedis(subscriber: NodeRedisSubscriberLike): Re
   const listener = (message: string, channel: string): void => {
     events.emit('message', channel, message);
   };
+  if (typeof subscriber.on === 'function') {
+    subscriber.on('end', () => events.emit('close'));
+    subscriber.on('reconnecting', () => events.emit('close'));
+    subscriber.on('ready', () => events.emit('ready'));
+  }
   return {
     subscribe: (channel) => subscriber.subscribe(channel, listener),
     unsubscribe: (channel) => subscriber.unsubscribe(channel),
-    on: (event, handler) => events.on(event, handler),
+    on: (event: string, handler: (...args: string[]) => void) => events.on(event, handler),
   };
 }

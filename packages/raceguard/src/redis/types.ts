@@ -15,4 +15,10 @@ export interface RedisSubscriberLike {
   subscribe(channel: string): Promise<unknown>;
   unsubscribe(channel: string): Promise<unknown>;
   on(event: 'message', listener: (channel: string, message: string) => void): unknown;
+  /**
+   * The connection was lost (`close`) or is usable again (`ready`), as ioredis
+   * emits them. The cache's in-process tier forgets everything while its bus
+   * is down; a connection that never emits them is taken to stay up.
+   */
+  on(event: 'close' | 'ready', listener: () => void): unknown;
 }

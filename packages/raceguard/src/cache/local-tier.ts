@@ -1,0 +1,205 @@
+/**
+ * The in-process tier of `LeaseCache`: copies of Redis values in this
+ * process's memory, kept coherent across instances by the cache's bus (a
+ * Redis pub/sub channel on which every change of a value is announced).
+ *
+ * The stale-set guarantee holds here as in Redis: a copy is stored only
+ * under a ticket taken before the Redis read that produced it, and a bus
+ * message for the key that arrives before the copy is stored voids the
+ * ticket (the read may have seen the value the message replaced; replies
+ * and messages come on two connections, in no fixed order). While the bus
+ * is down (subscriber disconnected, not yet subscribed) the tier holds and
+ * serves nothing: a message lost then could never be applied. It counts as
+ * up only once a probe it published on the bus came back through its own
+ * subscription: a `SUBSCRIBE` that resolved (node-redis resolves at once for
+ * a channel it believes subscribed) proves nothing about the server.
+ */
+import { randomBytes } from 'node:crypto';
+import { nameOf } from './scripts.js';
+import type { RedisSubscriberLike } from '../redis/types.js';
+
+/** A pending Redis read whose result may become a local copy. */
+export interface Ticket {
+  readonly key: string;
+  readonly generation: number;
+  voided: boolean;
+}
+
+interface Entry {
+  readonly data: string;
+  readonly expiresAt: number;
+}
+
+/** What the tier tells its cache. */
+export type TierState = 'up' | 'down';
+
+/** How often a tier that is down subscribes and probes its bus again. */
+const PROBE_EVERY_MS = 200;
+
+export class LocalTier {
+  readonly #subscriber: RedisSubscriberLike;
+  readonly #channel: string;
+  readonly #maxEntries: number;
+  readonly #ttlMs: number;
+  readonly #onState: (state: TierState) => void;
+  readonly #publish: (message: string) => Promise<unknown>;
+  /** Probes sent since the tier went down: the first to come back proves the bus. */
+  readonly #probes = new Set<string>();
+  #probeTimer: NodeJS.Timeout | undefined;
+  readonly #entries = new Map<string, Entry>();
+  readonly #tickets = new Map<string, Set<Ticket>>();
+  #up = false;
+  #closed = false;
+  /** Bumped whenever the bus goes down: tickets from before can no longer store. */
+  #generation = 0;
+
+  constructor(
+    subscriber: RedisSubscriberLike,
+    channel: string,
+    options: {
+      maxEntries: number;
+      ttlMs: number;
+      onState: (state: TierState) => void;
+      /** PUBLISH `message` on the bus channel (through the command connection). */
+      publish: (message: string) => Promise<unknown>;
+    },
+  ) {
+    this.#subscriber = subscriber;
+    this.#channel = channel;
+    this.#maxEntries = options.maxEntries;
+    this.#ttlMs = options.ttlMs;
+    this.#onState = options.onState;
+    this.#publish = options.publish;
+    subscriber.on('message', (from, message) => {
+      if (from === this.#channel) this.#apply(message);
+    });
+    subscriber.on('close', () => this.#down());
+    this.#probe();
+  }
+
+  /** Whether the tier serves and stores (the bus is subscribed). */
+  get up(): boolean {
+    return this.#up;
+  }
+
+  /** The local copy of `key`, if fresh. */
+  lookup(key: string): string | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= performance.now()) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    // Most recently used last: eviction takes the first.
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    return entry.data;
+  }
+
+  /** Take a ticket before a Redis read of `key`. */
+  begin(key: string): Ticket | undefined {
+    if (!this.#up) return undefined;
+    const ticket: Ticket = { key, generation: this.#generation, voided: false };
+    let tickets = this.#tickets.get(key);
+    if (tickets === undefined) {
+      tickets = new Set();
+      this.#tickets.set(key, tickets);
+    }
+    tickets.add(ticket);
+    return ticket;
+  }
+
+  /** The read of `ticket` finished: keep `data` as the local copy unless a bus message voided it. */
+  settle(ticket: Ticket | undefined, data: string | undefined): void {
+    if (ticket === undefined) return;
+    const tickets = this.#tickets.get(ticket.key);
+    tickets?.delete(ticket);
+    if (tickets?.size === 0) this.#tickets.delete(ticket.key);
+    if (
+      data === undefined ||
+      ticket.voided ||
+      !this.#up ||
+      ticket.generation !== this.#generation
+    ) {
+      return;
+    }
+    this.#entries.delete(ticket.key);
+    this.#entries.set(ticket.key, { data, expiresAt: performance.now() + this.#ttlMs });
+    if (this.#entries.size > this.#maxEntries) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+  }
+
+  /** Forget `key` here and void the reads in flight (this process changed it). */
+  drop(key: string): void {
+    this.#entries.delete(key);
+    for (const ticket of this.#tickets.get(key) ?? []) ticket.voided = true;
+  }
+
+  /** Stop listening and forget everything. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#down();
+    clearTimeout(this.#probeTimer);
+    await this.#subscriber.unsubscribe(this.#channel).catch(() => undefined);
+  }
+
+  #apply(message: string): void {
+    let identities: unknown;
+    try {
+      identities = JSON.parse(message);
+    } catch {
+      identities = undefined;
+    }
+    if (!Array.isArray(identities)) {
+      const probe = (identities as { probe?: unknown } | null | undefined)?.probe;
+      if (typeof probe === 'string' && this.#probes.has(probe)) {
+        this.#probes.clear();
+        clearTimeout(this.#probeTimer);
+        this.#up = true;
+        this.#onState('up');
+      } else if (typeof probe !== 'string') {
+        // Not ours to read: safest to forget everything.
+        this.#clear();
+      }
+      return;
+    }
+    for (const identity of identities) {
+      if (typeof identity === 'string') this.drop(nameOf(identity));
+    }
+  }
+
+  /** While down: subscribe (again), publish a probe, and look again shortly. */
+  #probe(): void {
+    clearTimeout(this.#probeTimer);
+    if (this.#closed || this.#up) return;
+    const nonce = randomBytes(9).toString('base64url');
+    this.#probes.add(nonce);
+    this.#subscriber
+      .subscribe(this.#channel)
+      .then(() => this.#publish(JSON.stringify({ probe: nonce })))
+      .catch(() => undefined); // still down: the next round tries again
+    this.#probeTimer = setTimeout(() => this.#probe(), PROBE_EVERY_MS);
+    this.#probeTimer.unref();
+  }
+
+  #down(): void {
+    this.#clear();
+    // Probes sent before may come back from the old connection's buffer: only new ones count.
+    this.#probes.clear();
+    if (this.#up) {
+      this.#up = false;
+      this.#onState('down');
+    }
+    this.#probe();
+  }
+
+  #clear(): void {
+    this.#generation++;
+    this.#entries.clear();
+    for (const tickets of this.#tickets.values()) {
+      for (const ticket of tickets) ticket.voided = true;
+    }
+  }
+}
