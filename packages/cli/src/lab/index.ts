@@ -14,8 +14,17 @@ export {
   type LabResult,
   type LabStart,
 } from './run-lab.js';
-export { STRATEGIES, LOCK_STRATEGIES, ALL_STRATEGIES, type Strategy } from './scenario.js';
-export { SCENARIOS, MESSAGE_SCENARIOS } from './scenarios/index.js';
+export {
+  STRATEGIES,
+  LOCK_STRATEGIES,
+  CACHE_STRATEGIES,
+  ALL_STRATEGIES,
+  KNOWN_UNSAFE,
+  type Strategy,
+  type CacheStrategy,
+} from './scenario.js';
+export { SCENARIOS, MESSAGE_SCENARIOS, CACHE_SCENARIOS } from './scenarios/index.js';
+export type { CacheScenario, CacheTrial, CacheTrialContext, LabRedis } from './cache-scenario.js';
 export type {
   MessageScenario,
   MessageTrial,

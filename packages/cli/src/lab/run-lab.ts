@@ -8,18 +8,32 @@ import { InvalidArgumentError, throwIfAborted } from 'raceguard';
 import type { PoolLike } from 'raceguard/postgres';
 import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
-import { MESSAGE_SCENARIOS, SCENARIOS } from './scenarios/index.js';
+import { CACHE_SCENARIOS, MESSAGE_SCENARIOS, SCENARIOS } from './scenarios/index.js';
 import { openLabBroker } from './broker.js';
-import type { LabBroker, MessageScenario } from './message-scenario.js';
+import { openLabRedis } from './lab-redis.js';
+import type { Anomalies } from './scenario.js';
 import {
   ALL_STRATEGIES,
   appliesTo,
+  KNOWN_UNSAFE,
   LOCK_STRATEGIES,
   STRATEGIES,
   type ObservedResponse,
   type Strategy,
 } from './scenario.js';
 import { setUpLockers } from './lock-backends.js';
+
+/** What a trial of a scenario that is not an HTTP burst counted, in the report's terms. */
+interface ShapedTrial {
+  readonly anomalies: Anomalies;
+  readonly accepted: number;
+  readonly rejected: number;
+  readonly retries: number;
+  /** Messages delivered, or reads and writes: the throughput's numerator. */
+  readonly operations: number;
+  readonly latenciesMs: readonly number[];
+  readonly durationMs: number;
+}
 
 /** Options of {@link runLab}. */
 export interface LabOptions {
@@ -94,11 +108,15 @@ export interface LabReport {
   readonly embeddedPostgres: boolean;
   /** Lab servers the bursts were spread over. */
   readonly servers: number;
-  /** The strategies expected to show anomalies in this set-up (`unsafe`, and `local-mutex` across servers). */
+  /**
+   * The strategies expected to show anomalies in this set-up: `unsafe`, the
+   * folklore cache fixes (`delete-before-write`, `double-delete`), and
+   * `local-mutex` across servers.
+   */
   readonly unsafeStrategies: readonly Strategy[];
   /** `true` when every fix showed zero anomalies in every trial. */
   readonly fixesClean: boolean;
-  /** Scenarios that could not run, and why (the message scenarios without a NATS server). */
+  /** Scenarios that could not run, and why (the message scenarios without NATS, the cache ones without Redis). */
   readonly skipped: readonly { readonly scenario: string; readonly reason: string }[];
 }
 
@@ -121,7 +139,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   if (typeof gapMs !== 'number' || !Number.isFinite(gapMs) || gapMs < 0) {
     throw new InvalidArgumentError('gapMs', 'a finite number >= 0', gapMs);
   }
-  const known = [...SCENARIOS, ...MESSAGE_SCENARIOS].map((s) => s.name);
+  const known = [...SCENARIOS, ...MESSAGE_SCENARIOS, ...CACHE_SCENARIOS].map((s) => s.name);
   for (const name of options.scenarios ?? []) {
     if (!known.includes(name))
       throw new InvalidArgumentError('scenario', `one of ${known.join(', ')}`, name);
@@ -130,6 +148,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     options.scenarios === undefined || options.scenarios.includes(name);
   const scenarios = SCENARIOS.filter((s) => wanted(s.name));
   const messageScenarios = MESSAGE_SCENARIOS.filter((s) => wanted(s.name));
+  const cacheScenarios = CACHE_SCENARIOS.filter((s) => wanted(s.name));
   const strategies = options.strategies ?? STRATEGIES;
   for (const strategy of strategies) {
     if (!ALL_STRATEGIES.includes(strategy))
@@ -139,7 +158,8 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   if (!Number.isSafeInteger(servers) || servers < 1 || servers > 8) {
     throw new InvalidArgumentError('servers', 'an integer from 1 to 8', servers);
   }
-  const unsafeStrategies: Strategy[] = servers > 1 ? ['unsafe', 'local-mutex'] : ['unsafe'];
+  const unsafeStrategies: Strategy[] =
+    servers > 1 ? [...KNOWN_UNSAFE, 'local-mutex'] : [...KNOWN_UNSAFE];
   // Trials done and planned, across both shapes of scenario.
   let done = 0;
   let progressTotal = 0;
@@ -169,16 +189,59 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     }
     const results = await runAll(pools[0] as PoolLike, clients);
     const skipped: { scenario: string; reason: string }[] = [];
-    const messagePlan = messageScenarios
-      .map((scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const)
-      .filter(([, applicable]) => applicable.length > 0);
+    const pool = pools[0] as PoolLike;
+    const messagePlan = planOf(messageScenarios);
     if (messagePlan.length > 0) {
       const broker = await openLabBroker(cleanup);
       if ('unavailable' in broker) {
         for (const [scenario] of messagePlan)
           skipped.push({ scenario: scenario.name, reason: broker.unavailable });
       } else {
-        results.push(...(await runMessages(pools[0] as PoolLike, broker, messagePlan)));
+        results.push(
+          ...(await runShaped(pool, messagePlan, async (scenario, strategy) => {
+            const trial = await scenario.runTrial({
+              pool,
+              broker,
+              strategy,
+              keys: concurrency,
+              workers: 8,
+              signal,
+            });
+            return {
+              ...trial,
+              accepted: trial.applied,
+              rejected: trial.duplicates,
+              operations: trial.deliveries,
+            };
+          })),
+        );
+      }
+    }
+    const cachePlan = planOf(cacheScenarios);
+    if (cachePlan.length > 0) {
+      const redis = await openLabRedis(cleanup);
+      if ('unavailable' in redis) {
+        for (const [scenario] of cachePlan)
+          skipped.push({ scenario: scenario.name, reason: redis.unavailable });
+      } else {
+        results.push(
+          ...(await runShaped(pool, cachePlan, async (scenario, strategy) => {
+            const trial = await scenario.runTrial({
+              pool,
+              redis,
+              strategy,
+              keys: concurrency,
+              signal,
+            });
+            return {
+              ...trial,
+              accepted: trial.reads,
+              rejected: trial.refusedFills,
+              retries: 0,
+              operations: trial.reads + trial.writes,
+            };
+          })),
+        );
       }
     }
     return {
@@ -198,11 +261,25 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     for (const step of cleanup.reverse()) await step().catch(() => undefined);
   }
 
-  /** The message scenarios: publish, consume with the strategy's workers, check. */
-  async function runMessages(
+  /** The scenarios of one shape with the strategies that apply to each; those with none left out. */
+  function planOf<S extends { readonly name: string; readonly strategies: readonly Strategy[] }>(
+    list: readonly S[],
+  ): (readonly [S, readonly Strategy[]])[] {
+    return list
+      .map((scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const)
+      .filter(([, applicable]) => applicable.length > 0);
+  }
+
+  /**
+   * The scenarios that are not HTTP bursts (messages, caches): recreate the
+   * schema, run each trial, aggregate what it counted.
+   */
+  async function runShaped<
+    S extends { readonly name: string; createSchema(pool: PoolLike): Promise<void> },
+  >(
     pool: PoolLike,
-    broker: LabBroker,
-    plan: readonly (readonly [MessageScenario, readonly Strategy[]])[],
+    plan: readonly (readonly [S, readonly Strategy[]])[],
+    runTrial: (scenario: S, strategy: Strategy) => Promise<ShapedTrial>,
   ): Promise<LabResult[]> {
     const results: LabResult[] = [];
     for (const [scenario, applicable] of plan) {
@@ -213,22 +290,15 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
         const latencies: number[] = [];
         const counts = { accepted: 0, rejected: 0, conflicts: 0, errors: 0, retries: 0 };
         let busyMs = 0;
-        let deliveries = 0;
+        let operations = 0;
         for (let trial = 0; trial < trials; trial++) {
           throwIfAborted(signal);
-          const outcome = await scenario.runTrial({
-            pool,
-            broker,
-            strategy,
-            keys: concurrency,
-            workers: 8,
-            signal,
-          });
+          const outcome = await runTrial(scenario, strategy);
           busyMs += outcome.durationMs;
-          deliveries += outcome.deliveries;
+          operations += outcome.operations;
           latencies.push(...outcome.latenciesMs);
-          counts.accepted += outcome.applied;
-          counts.rejected += outcome.duplicates;
+          counts.accepted += outcome.accepted;
+          counts.rejected += outcome.rejected;
           counts.retries += outcome.retries;
           if (Object.keys(outcome.anomalies).length > 0) anomalousTrials++;
           for (const [kind, count] of Object.entries(outcome.anomalies))
@@ -243,7 +313,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           anomalousTrials,
           anomalies,
           ...counts,
-          throughputPerSec: busyMs > 0 ? (deliveries * 1000) / busyMs : 0,
+          throughputPerSec: busyMs > 0 ? (operations * 1000) / busyMs : 0,
           p50Ms: percentile(latencies, 50),
           p99Ms: percentile(latencies, 99),
         });
@@ -277,10 +347,10 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
     );
     const total =
-      [
-        ...plan,
-        ...messageScenarios.map((s) => [s, strategies.filter((x) => appliesTo(s, x))] as const),
-      ].reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
+      [...plan, ...planOf(messageScenarios), ...planOf(cacheScenarios)].reduce(
+        (sum, [, applicable]) => sum + applicable.length,
+        0,
+      ) * trials;
     progressTotal = total;
     options.onStart?.({ embedded: database.embedded, schema: database.schema, bursts: total });
     for (const [scenario, applicable] of plan) {

@@ -19,10 +19,33 @@ export type Strategy =
   | 'advisory-lock'
   | 'idempotency-key'
   | MessageStrategy
+  | CacheStrategy
   | LockStrategy;
 
 /** How a message consumer protects per-key order and exactly-once effects. */
 export type MessageStrategy = 'ordered-consumer' | 'inbox';
+
+/**
+ * How a cache is kept from serving a price a writer replaced (`unsafe` is
+ * plain cache-aside: read, miss, load, set; the writer deletes after
+ * committing). `delete-before-write` and `double-delete` are the folklore
+ * fixes, run to show that a slow reader still defeats them; `lease-cache`
+ * and `versioned-write` are raceguard's `LeaseCache` (invalidation voids
+ * fills in flight; write-through keeps only newer versions).
+ */
+export type CacheStrategy =
+  'delete-before-write' | 'double-delete' | 'lease-cache' | 'versioned-write';
+
+/** The cache strategies, in report order. */
+export const CACHE_STRATEGIES: readonly CacheStrategy[] = [
+  'delete-before-write',
+  'double-delete',
+  'lease-cache',
+  'versioned-write',
+];
+
+/** Strategies known not to fix their race, run to show it: they are expected to show anomalies. */
+export const KNOWN_UNSAFE: readonly Strategy[] = ['unsafe', 'delete-before-write', 'double-delete'];
 
 /** The database-level strategies: what `raceguard lab` runs by default. */
 export const STRATEGIES: readonly Strategy[] = [
@@ -35,6 +58,7 @@ export const STRATEGIES: readonly Strategy[] = [
   'idempotency-key',
   'ordered-consumer',
   'inbox',
+  ...CACHE_STRATEGIES,
 ];
 
 /**
@@ -89,7 +113,11 @@ export type Anomalies = Record<string, number>;
 
 /** The strategies a scenario runs when it does not list its own: the request-race fixes. */
 export const RACE_STRATEGIES: readonly Strategy[] = ALL_STRATEGIES.filter(
-  (s) => s !== 'idempotency-key' && s !== 'ordered-consumer' && s !== 'inbox',
+  (s) =>
+    s !== 'idempotency-key' &&
+    s !== 'ordered-consumer' &&
+    s !== 'inbox' &&
+    !(CACHE_STRATEGIES as readonly Strategy[]).includes(s),
 );
 
 /** Whether `strategy` applies to `scenario` (its bug is one that strategy can fix). */

@@ -105,6 +105,11 @@ export async function serve(
       case 'ordered-consumer':
       case 'inbox':
         throw new Error(`the ${strategy} strategy fixes message scenarios, not HTTP handlers`);
+      case 'delete-before-write':
+      case 'double-delete':
+      case 'lease-cache':
+      case 'versioned-write':
+        throw new Error(`the ${strategy} strategy is about caches, not HTTP handlers`);
     }
   } catch (error) {
     if (

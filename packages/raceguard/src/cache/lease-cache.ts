@@ -529,8 +529,13 @@ export class LeaseCache implements AsyncDisposable {
     }
   }
 
-  /** Stop the in-process tier (unsubscribe from the bus, forget its values). */
+  /**
+   * Stop listening on the subscriber connection (the in-process tier
+   * unsubscribes from the bus and forgets its values). The connections
+   * themselves stay open: they are the caller's.
+   */
   async close(): Promise<void> {
+    this.#wakeups?.close();
     await this.#local?.close();
   }
 

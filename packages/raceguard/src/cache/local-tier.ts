@@ -70,10 +70,8 @@ export class LocalTier {
     this.#ttlMs = options.ttlMs;
     this.#onState = options.onState;
     this.#publish = options.publish;
-    subscriber.on('message', (from, message) => {
-      if (from === this.#channel) this.#apply(message);
-    });
-    subscriber.on('close', () => this.#down());
+    subscriber.on('message', this.#onMessage);
+    subscriber.on('close', this.#onClose);
     this.#probe();
   }
 
@@ -142,8 +140,16 @@ export class LocalTier {
     this.#closed = true;
     this.#down();
     clearTimeout(this.#probeTimer);
+    this.#subscriber.off?.('message', this.#onMessage);
+    this.#subscriber.off?.('close', this.#onClose);
     await this.#subscriber.unsubscribe(this.#channel).catch(() => undefined);
   }
+
+  readonly #onMessage = (from: string, message: string): void => {
+    if (from === this.#channel) this.#apply(message);
+  };
+
+  readonly #onClose = (): void => this.#down();
 
   #apply(message: string): void {
     let identities: unknown;

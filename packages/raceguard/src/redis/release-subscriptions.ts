@@ -15,11 +15,18 @@ export class ReleaseSubscriptions {
     { readonly wakers: Set<Wake>; readonly ready: Promise<void> }
   >();
 
+  readonly #onMessage = (channel: string): void => {
+    for (const wake of this.#channels.get(channel)?.wakers ?? []) wake();
+  };
+
   constructor(subscriber: RedisSubscriberLike) {
     this.#subscriber = subscriber;
-    subscriber.on('message', (channel) => {
-      for (const wake of this.#channels.get(channel)?.wakers ?? []) wake();
-    });
+    subscriber.on('message', this.#onMessage);
+  }
+
+  /** Stop listening on the connection (where it can remove listeners). */
+  close(): void {
+    this.#subscriber.off?.('message', this.#onMessage);
   }
 
   /**

@@ -21,4 +21,6 @@ export interface RedisSubscriberLike {
    * is down; a connection that never emits them is taken to stay up.
    */
   on(event: 'close' | 'ready', listener: () => void): unknown;
+  /** Remove a listener (ioredis, as an EventEmitter): lets a closed cache leave the connection as it found it. */
+  off?(event: 'message' | 'close', listener: (...args: string[]) => void): unknown;
 }

@@ -1,3 +1,4 @@
+import type { CacheScenario } from '../cache-scenario.js';
 import type { MessageScenario } from '../message-scenario.js';
 import type { Scenario } from '../scenario.js';
 import { bank } from './bank.js';
@@ -8,6 +9,7 @@ import { like } from './like.js';
 import { loan } from './loan.js';
 import { orderEvents } from './order-events.js';
 import { payment } from './payment.js';
+import { productPrice } from './product-price.js';
 import { seat } from './seat.js';
 
 /** Every lab scenario, in report order. */
@@ -24,3 +26,6 @@ export const SCENARIOS: readonly Scenario[] = [
 
 /** The lab's message scenarios (they run on NATS JetStream). */
 export const MESSAGE_SCENARIOS: readonly MessageScenario[] = [orderEvents];
+
+/** The lab's cache scenarios (they run on Redis). */
+export const CACHE_SCENARIOS: readonly CacheScenario[] = [productPrice];

@@ -1,0 +1,188 @@
+/**
+ * Product price: a cache in front of the prices table. Each product has a
+ * slow reader (it misses, loads the price, then pauses before storing it:
+ * a GC pause, a busy event loop) and a writer that changes the price during
+ * that pause. Plain cache-aside lets the slow reader store the old price
+ * after the writer deleted the key, where it stays until its TTL (the stale
+ * set); deleting before the write, or deleting twice with a delay shorter
+ * than the reader's pause, fail the same way. raceguard's `LeaseCache`
+ * refuses the slow reader's fill: the writer's invalidation (or versioned
+ * write-through) voided its lease.
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { LeaseCache } from 'raceguard/cache';
+import type { PoolLike } from 'raceguard/postgres';
+import type { CacheScenario, CacheTrial, CacheTrialContext } from '../cache-scenario.js';
+import { note } from '../scenario.js';
+
+/** The slow reader's pause between loading the row and storing it. */
+const SLOW_MS = 60;
+/** Delayed double delete's delay: shorter than the slow reader's pause, as it always is for someone. */
+const SECOND_DELETE_MS = 20;
+const TTL_MS = 30_000;
+
+interface PriceRow {
+  readonly price: number;
+  readonly version: number;
+}
+
+async function loadPrice(pool: PoolLike, id: number): Promise<PriceRow> {
+  const { rows } = await pool.query('SELECT price, version FROM lab_prices WHERE id = $1', [id]);
+  const row = rows[0];
+  return { price: Number(row?.price), version: Number(row?.version) };
+}
+
+async function changePrice(pool: PoolLike, id: number): Promise<PriceRow> {
+  const { rows } = await pool.query(
+    'UPDATE lab_prices SET price = price + 1, version = version + 1 WHERE id = $1 RETURNING price, version',
+    [id],
+  );
+  const row = rows[0];
+  return { price: Number(row?.price), version: Number(row?.version) };
+}
+
+/** How a read is told to behave: the slow reader pauses after loading, and says when it loaded. */
+interface ReadOptions {
+  readonly slow?: { readonly loaded: () => void };
+}
+
+async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
+  const { pool, redis, strategy, keys } = context;
+  const prefix = `raceguard:lab:${randomBytes(4).toString('hex')}:`;
+  await pool.query('TRUNCATE lab_prices');
+  await pool.query(
+    'INSERT INTO lab_prices (id, price, version) SELECT g, 100, 1 FROM generate_series(1, $1) AS g',
+    [keys],
+  );
+  let refusedFills = 0;
+  const cache = new LeaseCache({
+    client: redis.client,
+    subscriber: redis.subscriber,
+    prefix,
+    ttlMs: TTL_MS,
+    onEvent: (event) => {
+      if (event.type === 'fill-refused') refusedFills++;
+    },
+  });
+  const keyOf = (id: number): string => `price:${id}`;
+  const latenciesMs: number[] = [];
+  const afterLoad = async (options: ReadOptions): Promise<void> => {
+    if (options.slow === undefined) return;
+    options.slow.loaded();
+    await delay(SLOW_MS);
+  };
+
+  /** A read through the strategy's cache. */
+  async function read(id: number, options: ReadOptions = {}): Promise<number> {
+    const started = performance.now();
+    let price: number;
+    if (strategy === 'lease-cache' || strategy === 'versioned-write') {
+      const row = await cache.get(keyOf(id), async () => {
+        const loaded = await loadPrice(pool, id);
+        await afterLoad(options);
+        return loaded;
+      });
+      price = row.price;
+    } else {
+      // Cache-aside: GET; on a miss load, then SET whatever was loaded.
+      const hit = await redis.client.get(`${prefix}${keyOf(id)}`);
+      if (hit === null) {
+        const loaded = await loadPrice(pool, id);
+        await afterLoad(options);
+        await redis.client.set(`${prefix}${keyOf(id)}`, JSON.stringify(loaded), 'PX', TTL_MS);
+        price = loaded.price;
+      } else {
+        price = (JSON.parse(hit) as PriceRow).price;
+      }
+    }
+    latenciesMs.push(performance.now() - started);
+    return price;
+  }
+
+  /** The writer: change the price, update the cache the strategy's way. Resolves the new row, and any work left behind. */
+  async function write(id: number): Promise<{ row: PriceRow; after: Promise<unknown> }> {
+    const key = `${prefix}${keyOf(id)}`;
+    switch (strategy) {
+      case 'delete-before-write': {
+        await redis.client.del(key);
+        return { row: await changePrice(pool, id), after: Promise.resolve() };
+      }
+      case 'double-delete': {
+        await redis.client.del(key);
+        const row = await changePrice(pool, id);
+        // The second delete, after a delay, off the response path.
+        const after = delay(SECOND_DELETE_MS).then(() => redis.client.del(key));
+        return { row, after };
+      }
+      case 'lease-cache': {
+        const row = await changePrice(pool, id);
+        await cache.invalidate(keyOf(id));
+        return { row, after: Promise.resolve() };
+      }
+      case 'versioned-write': {
+        const row = await changePrice(pool, id);
+        await cache.write(keyOf(id), row, { version: row.version });
+        return { row, after: Promise.resolve() };
+      }
+      default: {
+        const row = await changePrice(pool, id);
+        await redis.client.del(key);
+        return { row, after: Promise.resolve() };
+      }
+    }
+  }
+
+  const anomalies: Record<string, number> = {};
+  let staleReads = 0;
+  let staleKept = 0;
+  let reads = 0;
+  const started = performance.now();
+  try {
+    await Promise.all(
+      Array.from({ length: keys }, async (_, i) => {
+        const id = i + 1;
+        let loaded: () => void = () => undefined;
+        const hasLoaded = new Promise<void>((resolve) => (loaded = resolve));
+        const slowRead = read(id, { slow: { loaded } });
+        await hasLoaded; // the slow reader holds the old price
+        const { row, after } = await write(id);
+        // Every read from here on began after the writer's response.
+        if ((await read(id)) !== row.price) staleReads++;
+        await slowRead;
+        await after;
+        if ((await read(id)) !== row.price) staleKept++;
+        reads += 3;
+      }),
+    );
+  } finally {
+    await cache.close();
+  }
+  note(anomalies, 'stale-read', staleReads);
+  note(anomalies, 'stale-kept', staleKept);
+  return {
+    anomalies,
+    reads,
+    writes: keys,
+    refusedFills,
+    latenciesMs,
+    durationMs: performance.now() - started,
+  };
+}
+
+export const productPrice: CacheScenario = {
+  shape: 'cache',
+  name: 'product-price',
+  title:
+    'A cache in front of product prices: a slow reader races the writer that changes the price',
+  invariant:
+    "after the writer's response, no reader sees the old price (not at once, and not later from the cache)",
+  strategies: ['unsafe', 'delete-before-write', 'double-delete', 'lease-cache', 'versioned-write'],
+  async createSchema(pool) {
+    await pool.query('DROP TABLE IF EXISTS lab_prices');
+    await pool.query(
+      'CREATE TABLE lab_prices (id int PRIMARY KEY, price int NOT NULL, version bigint NOT NULL)',
+    );
+  },
+  runTrial,
+};
