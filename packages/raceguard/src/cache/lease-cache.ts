@@ -161,8 +161,16 @@ export interface CacheGetOptions {
 
 /** Options of one {@link LeaseCache.write}. */
 export interface CacheWriteOptions {
-  /** The value's version: a row version column, `xmin`, a commit LSN as a number. */
-  readonly version: number | bigint;
+  /**
+   * The value's version, from a version column the writing statement
+   * increments under the row lock (`SET version = version + 1 ... RETURNING
+   * version`; `optimisticUpdate` and `compareAndSet` of `raceguard/postgres`
+   * return it). pg returns `bigint` columns as decimal strings: pass them as
+   * they are. Not `xmin`: transaction ids are handed out at a transaction's
+   * first write, not in commit order, so a later writer of a row can carry
+   * a smaller one (see docs/cache.md).
+   */
+  readonly version: number | bigint | string;
   /** As {@link CacheGetOptions.tags}. */
   readonly tags?: readonly string[];
 }
@@ -497,11 +505,12 @@ export class LeaseCache implements AsyncDisposable {
     const version = options.version;
     if (
       !(typeof version === 'bigint' && version >= 0n) &&
-      !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 0)
+      !(typeof version === 'number' && Number.isSafeInteger(version) && version >= 0) &&
+      !(typeof version === 'string' && /^[0-9]{1,64}$/.test(version))
     ) {
       throw new InvalidArgumentError(
         'options.version',
-        'a non-negative integer (number or bigint)',
+        'a non-negative integer (number, bigint, or decimal string)',
         version,
       );
     }
@@ -513,7 +522,8 @@ export class LeaseCache implements AsyncDisposable {
         [...this.#keysOf(key), ...tagKeys],
         [
           data,
-          version.toString(),
+          // Canonical decimal: no leading zeros, so longer means larger.
+          BigInt(version).toString(),
           this.#ttlMs,
           this.#staleMs,
           this.#bus,
