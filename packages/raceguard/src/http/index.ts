@@ -19,3 +19,4 @@ export {
   type HttpIdempotencyOptions,
   type StoredHttpResponse,
 } from './policy.js';
+export { fastifyClock, expressClock, honoClock, type HttpClockOptions } from './clock.js';
