@@ -126,3 +126,11 @@ export {
   InvalidIdempotencyKeyError,
 } from '../idempotency/errors.js';
 export { MessageDecodeError } from '../messaging/message.js';
+export {
+  ReplicaRouter,
+  RoutedSession,
+  isReadOnlyStatement,
+  type ReplicaRouterOptions,
+  type RouteOptions,
+  type ReadSource,
+} from './replica-router.js';

@@ -241,7 +241,10 @@ function waitFor(
     const onAbort = (): void => finish(new AbortedError(signal?.reason));
     signal?.addEventListener('abort', onAbort, { once: true });
     const onData = (chunk: Buffer): void => {
-      if (what === 'ready' && chunk.toString('utf8').includes('ready to accept connections'))
+      if (
+        what === 'ready' &&
+        /ready to accept (read-only )?connections/.test(chunk.toString('utf8'))
+      )
         finish();
     };
     const onError = (error: Error): void => finish(error);
@@ -265,11 +268,28 @@ function waitFor(
   });
 }
 
+/** A cluster's data directory, initialised and not started (see {@link initCluster}). */
+export interface InitialisedCluster {
+  /** The private folder holding the data (and any copy of the binaries). */
+  readonly folder: string;
+  /** The data directory. */
+  readonly data: string;
+  /** Where `initdb` and `postgres` are. */
+  readonly bin: string;
+  /** The account the server runs as (when raceguard runs as root). */
+  readonly ids: { readonly uid?: number; readonly gid?: number };
+  readonly onLog: (line: string) => void;
+  readonly tail: () => string;
+}
+
+/** Options of {@link initCluster}. */
+export type InitClusterOptions = Omit<StartClusterOptions, 'port' | 'postgresFlags'>;
+
 /**
- * Create a cluster in a fresh private folder under the OS temp dir and start
- * it on `port`. On any failure everything created is removed again.
+ * Create a cluster in a fresh private folder under the OS temp dir, without
+ * starting it. On any failure everything created is removed again.
  */
-export async function startCluster(options: StartClusterOptions): Promise<EmbeddedCluster> {
+export async function initCluster(options: InitClusterOptions): Promise<InitialisedCluster> {
   const { native } = locateBinaries();
   const isRoot = userInfo().uid === 0;
   const account = isRoot ? serviceAccount() : undefined;
@@ -282,7 +302,6 @@ export async function startCluster(options: StartClusterOptions): Promise<Embedd
     options.onLog(line);
   };
   const tail = (): string => log.slice(-8).join('\n');
-  let entry: { child: ChildProcess; folder: string } | undefined;
   try {
     if (account) await chown(folder, account.uid, account.gid);
     let bin = join(native, 'bin');
@@ -328,30 +347,61 @@ export async function startCluster(options: StartClusterOptions): Promise<Embedd
     } finally {
       await rm(passwordFile, { force: true });
     }
-    const child = spawnLogged(
-      join(bin, 'postgres'),
-      ['-D', data, '-p', String(options.port), ...options.postgresFlags],
-      { cwd: folder, ...ids, onLog },
-    );
-    entry = { child, folder };
-    running.add(entry);
-    addSignalListeners();
-    try {
-      await waitFor(child, 'ready', tail, options.signal);
-    } catch (error) {
-      throw error instanceof RaceguardError
-        ? error
-        : new PostgresStartError(`postgres failed to start: ${messageOf(error)}`, error);
-    }
+    return { folder, data, bin, ids, onLog, tail };
   } catch (error) {
-    if (entry) await stopChild(entry);
-    else await rm(folder, { recursive: true, force: true });
+    await rm(folder, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * Start `postgres` on an initialised data directory; stopping it deletes
+ * `removeOnStop` (the cluster's folder). On failure the server is stopped
+ * and the folder removed.
+ */
+export async function launchServer(
+  cluster: InitialisedCluster,
+  options: {
+    readonly data?: string;
+    readonly port: number;
+    readonly postgresFlags: readonly string[];
+    readonly removeOnStop: string;
+    readonly signal?: AbortSignal | undefined;
+  },
+): Promise<EmbeddedCluster> {
+  const child = spawnLogged(
+    join(cluster.bin, 'postgres'),
+    ['-D', options.data ?? cluster.data, '-p', String(options.port), ...options.postgresFlags],
+    { cwd: cluster.folder, ...cluster.ids, onLog: cluster.onLog },
+  );
+  const entry = { child, folder: options.removeOnStop };
+  running.add(entry);
+  addSignalListeners();
+  try {
+    await waitFor(child, 'ready', cluster.tail, options.signal);
+  } catch (error) {
+    await stopChild(entry);
+    throw error instanceof RaceguardError
+      ? error
+      : new PostgresStartError(`postgres failed to start: ${messageOf(error)}`, error);
+  }
   let stopped: Promise<void> | undefined;
-  const started = entry;
   return {
     port: options.port,
-    stop: () => (stopped ??= stopChild(started)),
+    stop: () => (stopped ??= stopChild(entry)),
   };
+}
+
+/**
+ * Create a cluster in a fresh private folder under the OS temp dir and start
+ * it on `port`. On any failure everything created is removed again.
+ */
+export async function startCluster(options: StartClusterOptions): Promise<EmbeddedCluster> {
+  const cluster = await initCluster(options);
+  return launchServer(cluster, {
+    port: options.port,
+    postgresFlags: options.postgresFlags,
+    removeOnStop: cluster.folder,
+    signal: options.signal,
+  });
 }

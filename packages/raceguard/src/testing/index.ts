@@ -27,3 +27,8 @@ export {
   type BrokerServer,
 } from './brokers.js';
 export { freePort } from './free-port.js';
+export {
+  startReplicatedPostgres,
+  type ReplicatedPostgres,
+  type StartReplicatedPostgresOptions,
+} from './replication.js';
