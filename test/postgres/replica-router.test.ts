@@ -11,6 +11,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import express from 'express';
+import Fastify from 'fastify';
+import { Hono } from 'hono';
+import { createServer } from 'node:http';
+import {
+  expressReplicaSession,
+  fastifyReplicaSession,
+  honoReplicaSession,
+  replicaSessionOf,
+} from '../../packages/raceguard/src/http/replica-session.js';
+import { SessionTokens } from '../../packages/raceguard/src/postgres/session-tokens.js';
 import {
   ReplicaRouter,
   isReadOnlyStatement,
@@ -200,6 +211,131 @@ describe('ReplicaRouter on a real streaming replica', () => {
     await router.close();
   });
 
+  it('across two API instances: the cookie carries the token, so the next page shows the write (without it, the lagging replica does not)', async () => {
+    await pair.setApplyDelay(2000);
+    const instances = await Promise.all(
+      [0, 1].map(async () => {
+        const router = new ReplicaRouter({
+          primary,
+          replicas: [replica],
+          maxWaitMs: 20,
+          pollMs: 10,
+        });
+        const app = Fastify();
+        await app.register(fastifyReplicaSession(router, { secure: false }));
+        app.put('/profile/:id', async (request) => {
+          const { id } = request.params as { id: string };
+          await replicaSessionOf(request).query('UPDATE profiles SET name = $1 WHERE id = $2', [
+            (request.body as { name: string }).name,
+            Number(id),
+          ]);
+          return { ok: true };
+        });
+        app.get('/profile/:id', async (request) => {
+          const { id } = request.params as { id: string };
+          const { rows } = await replicaSessionOf(request).query(
+            'SELECT name FROM profiles WHERE id = $1',
+            [Number(id)],
+          );
+          return rows[0];
+        });
+        return { app, router };
+      }),
+    );
+    const [a, b] = instances as [(typeof instances)[0], (typeof instances)[0]];
+    const put = await a.app.inject({
+      method: 'PUT',
+      url: '/profile/700',
+      payload: { name: 'new name' },
+    });
+    const cookie = String(put.headers['set-cookie']);
+    assert.match(
+      cookie,
+      /^rg_session=v1\.\d+\.[0-9A-F]+; Path=\/; HttpOnly; SameSite=Lax; Max-Age=60$/,
+    );
+    const withCookie = await b.app.inject({
+      url: '/profile/700',
+      headers: { cookie: cookie.split(';')[0] as string },
+    });
+    assert.equal(withCookie.json().name, 'new name');
+    const without = await b.app.inject({ url: '/profile/700' });
+    assert.notEqual(
+      without.json().name,
+      'new name',
+      'control: no token, the lagging replica answers',
+    );
+    for (const { app, router } of instances) {
+      await app.close();
+      await router.close();
+    }
+
+    // Express and Hono, with the token in a header.
+    const router = new ReplicaRouter({ primary, replicas: [replica], maxWaitMs: 20, pollMs: 10 });
+    const ex = express();
+    ex.use(expressReplicaSession(router, { transport: 'header' }));
+    ex.put('/p/:id', (req, res, next) => {
+      replicaSessionOf(req)
+        .query("UPDATE profiles SET name = 'express' WHERE id = $1", [Number(req.params.id)])
+        .then(() => res.json({ ok: true }), next);
+    });
+    const server = createServer(ex);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const response = await fetch(`http://127.0.0.1:${port}/p/701`, { method: 'PUT' });
+    const token = response.headers.get('x-raceguard-session');
+    server.close();
+    assert.match(token ?? '', /^v1\./);
+    const hono = new Hono();
+    hono.use('*', honoReplicaSession(router, { transport: 'header' }));
+    hono.get('/p/:id', async (c) => {
+      const { rows } = await replicaSessionOf(c).query('SELECT name FROM profiles WHERE id = $1', [
+        Number(c.req.param('id')),
+      ]);
+      return c.json(rows[0]);
+    });
+    const read = await hono.request('/p/701', {
+      headers: { 'x-raceguard-session': token as string },
+    });
+    assert.equal(((await read.json()) as { name: string }).name, 'express');
+    await router.close();
+    await pair.setApplyDelay(0);
+    assert.throws(
+      () => fastifyReplicaSession(router, { transport: 'pigeon' } as never),
+      /transport/,
+    );
+    assert.throws(() => expressReplicaSession({} as never), /router must be a ReplicaRouter/);
+  });
+
+  it('SessionTokens: per user, bounded, expiring', () => {
+    let now = 0;
+    const tokens = new SessionTokens({ maxEntries: 2, maxAgeMs: 100, now: () => now });
+    tokens.set('ann', 'v1.1.A');
+    tokens.set('bob', 'v1.1.B');
+    tokens.set('cy', 'v1.1.C');
+    assert.equal(tokens.get('ann'), undefined, 'the oldest left first');
+    assert.equal(tokens.get('cy'), 'v1.1.C');
+    now = 101;
+    assert.equal(tokens.get('cy'), undefined, 'expired');
+    assert.throws(() => tokens.set('', 'x'), /key must be a non-empty string/);
+  });
+
+  it('refuses bad options at construction', () => {
+    assert.throws(
+      () => new ReplicaRouter({ primary: {} as never, replicas: [] }),
+      /options\.primary/,
+    );
+    assert.throws(
+      () => new ReplicaRouter({ primary, replicas: [{}] as never }),
+      /options\.replicas\[0\]/,
+    );
+    assert.throws(() => new ReplicaRouter({ primary, replicas: [], maxWaitMs: 0 }), /maxWaitMs/);
+    assert.throws(
+      () => new ReplicaRouter({ primary, replicas: [], wait: 1 } as never),
+      /options\.wait/,
+    );
+  });
+
+  // Last: it promotes the standby, which then serves nothing more.
   it('a replica stopped, restarted and promoted: reads keep working and are never stale', async () => {
     const router = new ReplicaRouter({ primary, replicas: [replica], maxWaitMs: 50, pollMs: 10 });
     const cycle = async (label: string): Promise<number> => {
@@ -240,21 +376,5 @@ describe('ReplicaRouter on a real streaming replica', () => {
     const { source } = await router.read((db) => db.query('SELECT 1'));
     assert.equal(source, 'primary');
     await router.close();
-  });
-
-  it('refuses bad options at construction', () => {
-    assert.throws(
-      () => new ReplicaRouter({ primary: {} as never, replicas: [] }),
-      /options\.primary/,
-    );
-    assert.throws(
-      () => new ReplicaRouter({ primary, replicas: [{}] as never }),
-      /options\.replicas\[0\]/,
-    );
-    assert.throws(() => new ReplicaRouter({ primary, replicas: [], maxWaitMs: 0 }), /maxWaitMs/);
-    assert.throws(
-      () => new ReplicaRouter({ primary, replicas: [], wait: 1 } as never),
-      /options\.wait/,
-    );
   });
 });

@@ -20,3 +20,10 @@ export {
   type StoredHttpResponse,
 } from './policy.js';
 export { fastifyClock, expressClock, honoClock, type HttpClockOptions } from './clock.js';
+export {
+  fastifyReplicaSession,
+  expressReplicaSession,
+  honoReplicaSession,
+  replicaSessionOf,
+  type ReplicaSessionOptions,
+} from './replica-session.js';

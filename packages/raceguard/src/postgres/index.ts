@@ -134,3 +134,4 @@ export {
   type RouteOptions,
   type ReadSource,
 } from './replica-router.js';
+export { SessionTokens } from './session-tokens.js';

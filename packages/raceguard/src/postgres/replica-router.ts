@@ -73,6 +73,8 @@ interface ReplicaState {
   /** Healthy and still a standby of this primary. */
   usable: boolean;
   lastError: string | undefined;
+  /** The check in flight, shared by every read that waits on this replica. */
+  checking: Promise<void> | undefined;
 }
 
 /**
@@ -125,6 +127,7 @@ export class ReplicaRouter implements AsyncDisposable {
       replayed: 0n,
       usable: false,
       lastError: 'not checked yet',
+      checking: undefined,
     }));
     this.#maxWaitMs = options.maxWaitMs ?? 50;
     assertPositiveInteger('options.maxWaitMs', this.#maxWaitMs);
@@ -254,9 +257,11 @@ export class ReplicaRouter implements AsyncDisposable {
       await pause(Math.min(2, Math.max(0, deadline - performance.now())), {
         ...(options.signal !== undefined && { signal: options.signal }),
       });
-      await Promise.all(
-        this.#replicas.filter((r) => r.usable).map((r) => this.#check(r, deadline)),
-      );
+      // A check slower than the read's wait says nothing about the replica's health.
+      await within(Promise.all(this.#replicas.filter((r) => r.usable).map((r) => this.#check(r))), {
+        deadline,
+        timeout: () => new Error('waited long enough'),
+      }).catch(() => undefined);
       const ready = this.#pick((r) => r.replayed >= needed);
       if (ready !== undefined) return ready;
     }
@@ -293,9 +298,7 @@ export class ReplicaRouter implements AsyncDisposable {
       );
       this.#systemId = String(rows[0]?.id);
       await this.#samplePrimary();
-      await Promise.all(
-        this.#replicas.map((r) => this.#check(r, performance.now() + this.#checkTimeoutMs)),
-      );
+      await Promise.all(this.#replicas.map((r) => this.#check(r)));
       this.#schedule();
     })().catch((error: unknown) => {
       this.#ready = undefined; // the next call tries again
@@ -309,9 +312,7 @@ export class ReplicaRouter implements AsyncDisposable {
     this.#timer = setTimeout(() => {
       void (async () => {
         await this.#samplePrimary().catch(() => undefined);
-        await Promise.all(
-          this.#replicas.map((r) => this.#check(r, performance.now() + this.#checkTimeoutMs)),
-        );
+        await Promise.all(this.#replicas.map((r) => this.#check(r)));
         this.#schedule();
       })();
     }, this.#pollMs);
@@ -340,7 +341,15 @@ export class ReplicaRouter implements AsyncDisposable {
   }
 
   /** Read `replica`'s replay position and whether it still is this primary's standby. */
-  async #check(replica: ReplicaState, deadline: number): Promise<void> {
+  #check(replica: ReplicaState): Promise<void> {
+    replica.checking ??= this.#checkNow(replica).finally(() => {
+      replica.checking = undefined;
+    });
+    return replica.checking;
+  }
+
+  async #checkNow(replica: ReplicaState): Promise<void> {
+    const deadline = performance.now() + this.#checkTimeoutMs;
     try {
       const { rows } = await within(
         runQuery(

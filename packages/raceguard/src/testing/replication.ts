@@ -179,6 +179,22 @@ export async function startReplicatedPostgres(
       }
       await onReplica(`ALTER SYSTEM SET recovery_min_apply_delay = '${ms}ms'`);
       await onReplica('SELECT pg_reload_conf()');
+      // The reload is a signal: wait until a new session sees the new value.
+      const { default: pg } = await import('pg');
+      for (let attempt = 0; attempt < 500; attempt++) {
+        const client = new pg.Client({ connectionString: replicaUrl });
+        client.on('error', () => undefined);
+        await client.connect();
+        try {
+          const { rows } = await client.query(
+            "SELECT setting::int AS ms FROM pg_settings WHERE name = 'recovery_min_apply_delay'",
+          );
+          if ((rows[0] as { ms: number } | undefined)?.ms === ms) return;
+        } finally {
+          await client.end();
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
     },
     pauseReplay: () => onReplica('SELECT pg_wal_replay_pause()'),
     resumeReplay: () => onReplica('SELECT pg_wal_replay_resume()'),
