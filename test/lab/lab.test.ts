@@ -5,6 +5,7 @@ import { runLab, type LabReport } from '../../packages/cli/src/lab/run-lab.js';
 import {
   CACHE_SCENARIOS,
   MESSAGE_SCENARIOS,
+  REPLICA_SCENARIOS,
   SCENARIOS,
 } from '../../packages/cli/src/lab/scenarios/index.js';
 import { appliesTo, STRATEGIES } from '../../packages/cli/src/lab/scenario.js';
@@ -12,7 +13,12 @@ import { appliesTo, STRATEGIES } from '../../packages/cli/src/lab/scenario.js';
 function assertExpectedOutcome(report: LabReport): void {
   // The message and cache scenarios run too (NATS and Redis are on these machines, or started for the lab).
   assert.deepEqual(report.skipped, []);
-  for (const scenario of [...SCENARIOS, ...MESSAGE_SCENARIOS, ...CACHE_SCENARIOS]) {
+  for (const scenario of [
+    ...SCENARIOS,
+    ...MESSAGE_SCENARIOS,
+    ...CACHE_SCENARIOS,
+    ...REPLICA_SCENARIOS,
+  ]) {
     const unsafe = report.results.find(
       (r) => r.scenario === scenario.name && r.strategy === 'unsafe',
     );
@@ -26,10 +32,12 @@ function assertExpectedOutcome(report: LabReport): void {
   );
   assert.deepEqual(dirty, [], 'every fix must be clean');
   assert.equal(report.fixesClean, true);
-  const expected = [...SCENARIOS, ...MESSAGE_SCENARIOS, ...CACHE_SCENARIOS].reduce(
-    (n, scenario) => n + STRATEGIES.filter((s) => appliesTo(scenario, s)).length,
-    0,
-  );
+  const expected = [
+    ...SCENARIOS,
+    ...MESSAGE_SCENARIOS,
+    ...CACHE_SCENARIOS,
+    ...REPLICA_SCENARIOS,
+  ].reduce((n, scenario) => n + STRATEGIES.filter((s) => appliesTo(scenario, s)).length, 0);
   assert.equal(report.results.length, expected);
   // The duplicate-request scenario runs its idempotency fix.
   assert.ok(
@@ -68,6 +76,16 @@ function assertExpectedOutcome(report: LabReport): void {
     );
     assert.ok((fixed?.rejected ?? 0) > 0, `${strategy} refused the slow readers' fills`);
   }
+  // Profile read: the fixed window fails when the person comes back after it; the token never
+  // does, and still serves the later visits from the replica.
+  const window = report.results.find(
+    (r) => r.scenario === 'profile-read' && r.strategy === 'primary-window',
+  );
+  assert.ok((window?.anomalousTrials ?? 0) > 0, JSON.stringify(window));
+  const token = report.results.find(
+    (r) => r.scenario === 'profile-read' && r.strategy === 'session-token',
+  );
+  assert.ok((token?.rejected ?? 0) > 0, `the replica served some reads: ${JSON.stringify(token)}`);
 }
 
 describe('race lab', () => {
@@ -116,6 +134,7 @@ describe('race lab', () => {
       'unsafe',
       'delete-before-write',
       'double-delete',
+      'primary-window',
       'local-mutex',
     ]);
     assert.equal(report.fixesClean, true);

@@ -5,6 +5,7 @@ import {
   SCENARIOS,
   MESSAGE_SCENARIOS,
   CACHE_SCENARIOS,
+  REPLICA_SCENARIOS,
   STRATEGIES,
   runLab,
   serveLab,
@@ -16,9 +17,12 @@ import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
 import { outputWidth, renderTable, wrap } from './table.js';
 
-const ALL_SCENARIO_NAMES = [...SCENARIOS, ...MESSAGE_SCENARIOS, ...CACHE_SCENARIOS].map(
-  (s) => s.name,
-);
+const ALL_SCENARIO_NAMES = [
+  ...SCENARIOS,
+  ...MESSAGE_SCENARIOS,
+  ...CACHE_SCENARIOS,
+  ...REPLICA_SCENARIOS,
+].map((s) => s.name);
 
 const nonNegative = (value: string): number => {
   const n = Number(value);
@@ -84,7 +88,7 @@ export function formatLabReport(report: LabReport): string {
   const lines = [
     table,
     ...wrap(
-      'anomalous: trials whose invariants broke; accepted: 2xx (messages: events applied); rejected: 4xx refused by a business rule (sold out, already taken; messages: duplicates dropped); conflicts: 409 (lost the race to another request); retries: transactions or version checks re-run inside the handlers (messages: handler attempts retried or redelivered); for product-price, accepted: reads served, rejected: stale fills the cache refused; req/s: messages per second for order-events, reads and writes per second for product-price',
+      'anomalous: trials whose invariants broke; accepted: 2xx (messages: events applied); rejected: 4xx refused by a business rule (sold out, already taken; messages: duplicates dropped); conflicts: 409 (lost the race to another request); retries: transactions or version checks re-run inside the handlers (messages: handler attempts retried or redelivered); for product-price, accepted: reads served, rejected: stale fills the cache refused; for profile-read, accepted: reads, rejected: reads the replica served; req/s: messages per second for order-events, reads and writes per second for product-price',
       outputWidth(),
     ),
     '',

@@ -18,12 +18,25 @@ export {
   STRATEGIES,
   LOCK_STRATEGIES,
   CACHE_STRATEGIES,
+  REPLICA_STRATEGIES,
   ALL_STRATEGIES,
   KNOWN_UNSAFE,
   type Strategy,
   type CacheStrategy,
+  type ReplicaStrategy,
 } from './scenario.js';
-export { SCENARIOS, MESSAGE_SCENARIOS, CACHE_SCENARIOS } from './scenarios/index.js';
+export {
+  SCENARIOS,
+  MESSAGE_SCENARIOS,
+  CACHE_SCENARIOS,
+  REPLICA_SCENARIOS,
+} from './scenarios/index.js';
+export type {
+  ReplicaScenario,
+  ReplicaTrial,
+  ReplicaTrialContext,
+  LabReplicas,
+} from './replica-scenario.js';
 export type { CacheScenario, CacheTrial, CacheTrialContext, LabRedis } from './cache-scenario.js';
 export type {
   MessageScenario,

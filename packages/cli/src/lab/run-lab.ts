@@ -8,7 +8,13 @@ import { InvalidArgumentError, throwIfAborted } from 'raceguard';
 import type { PoolLike } from 'raceguard/postgres';
 import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
-import { CACHE_SCENARIOS, MESSAGE_SCENARIOS, SCENARIOS } from './scenarios/index.js';
+import {
+  CACHE_SCENARIOS,
+  MESSAGE_SCENARIOS,
+  REPLICA_SCENARIOS,
+  SCENARIOS,
+} from './scenarios/index.js';
+import { openLabReplicas } from './lab-replicas.js';
 import { openLabBroker } from './broker.js';
 import { openLabRedis } from './lab-redis.js';
 import type { Anomalies } from './scenario.js';
@@ -19,6 +25,7 @@ import {
   LOCK_STRATEGIES,
   STRATEGIES,
   type ObservedResponse,
+  type ReplicaStrategy,
   type Strategy,
 } from './scenario.js';
 import { setUpLockers } from './lock-backends.js';
@@ -139,7 +146,9 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   if (typeof gapMs !== 'number' || !Number.isFinite(gapMs) || gapMs < 0) {
     throw new InvalidArgumentError('gapMs', 'a finite number >= 0', gapMs);
   }
-  const known = [...SCENARIOS, ...MESSAGE_SCENARIOS, ...CACHE_SCENARIOS].map((s) => s.name);
+  const known = [...SCENARIOS, ...MESSAGE_SCENARIOS, ...CACHE_SCENARIOS, ...REPLICA_SCENARIOS].map(
+    (s) => s.name,
+  );
   for (const name of options.scenarios ?? []) {
     if (!known.includes(name))
       throw new InvalidArgumentError('scenario', `one of ${known.join(', ')}`, name);
@@ -149,6 +158,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   const scenarios = SCENARIOS.filter((s) => wanted(s.name));
   const messageScenarios = MESSAGE_SCENARIOS.filter((s) => wanted(s.name));
   const cacheScenarios = CACHE_SCENARIOS.filter((s) => wanted(s.name));
+  const replicaScenarios = REPLICA_SCENARIOS.filter((s) => wanted(s.name));
   const strategies = options.strategies ?? STRATEGIES;
   for (const strategy of strategies) {
     if (!ALL_STRATEGIES.includes(strategy))
@@ -198,22 +208,26 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           skipped.push({ scenario: scenario.name, reason: broker.unavailable });
       } else {
         results.push(
-          ...(await runShaped(pool, messagePlan, async (scenario, strategy) => {
-            const trial = await scenario.runTrial({
-              pool,
-              broker,
-              strategy,
-              keys: concurrency,
-              workers: 8,
-              signal,
-            });
-            return {
-              ...trial,
-              accepted: trial.applied,
-              rejected: trial.duplicates,
-              operations: trial.deliveries,
-            };
-          })),
+          ...(await runShaped(
+            messagePlan,
+            (scenario) => scenario.createSchema(pool),
+            async (scenario, strategy) => {
+              const trial = await scenario.runTrial({
+                pool,
+                broker,
+                strategy,
+                keys: concurrency,
+                workers: 8,
+                signal,
+              });
+              return {
+                ...trial,
+                accepted: trial.applied,
+                rejected: trial.duplicates,
+                operations: trial.deliveries,
+              };
+            },
+          )),
         );
       }
     }
@@ -225,22 +239,56 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           skipped.push({ scenario: scenario.name, reason: redis.unavailable });
       } else {
         results.push(
-          ...(await runShaped(pool, cachePlan, async (scenario, strategy) => {
-            const trial = await scenario.runTrial({
-              pool,
-              redis,
-              strategy,
-              keys: concurrency,
-              signal,
-            });
-            return {
-              ...trial,
-              accepted: trial.reads,
-              rejected: trial.refusedFills,
-              retries: 0,
-              operations: trial.reads + trial.writes,
-            };
-          })),
+          ...(await runShaped(
+            cachePlan,
+            (scenario) => scenario.createSchema(pool),
+            async (scenario, strategy) => {
+              const trial = await scenario.runTrial({
+                pool,
+                redis,
+                strategy,
+                keys: concurrency,
+                signal,
+              });
+              return {
+                ...trial,
+                accepted: trial.reads,
+                rejected: trial.refusedFills,
+                retries: 0,
+                operations: trial.reads + trial.writes,
+              };
+            },
+          )),
+        );
+      }
+    }
+    const replicaPlan = planOf(replicaScenarios);
+    if (replicaPlan.length > 0) {
+      const replicas = await openLabReplicas(cleanup);
+      if ('unavailable' in replicas) {
+        for (const [scenario] of replicaPlan)
+          skipped.push({ scenario: scenario.name, reason: replicas.unavailable });
+      } else {
+        results.push(
+          ...(await runShaped(
+            replicaPlan,
+            (scenario) => scenario.createSchema(replicas),
+            async (scenario, strategy) => {
+              const trial = await scenario.runTrial({
+                replicas,
+                strategy: strategy as 'unsafe' | ReplicaStrategy,
+                keys: concurrency,
+                signal,
+              });
+              return {
+                ...trial,
+                accepted: trial.reads,
+                rejected: trial.replicaReads,
+                retries: 0,
+                operations: trial.reads + trial.writes,
+              };
+            },
+          )),
         );
       }
     }
@@ -274,17 +322,15 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
    * The scenarios that are not HTTP bursts (messages, caches): recreate the
    * schema, run each trial, aggregate what it counted.
    */
-  async function runShaped<
-    S extends { readonly name: string; createSchema(pool: PoolLike): Promise<void> },
-  >(
-    pool: PoolLike,
+  async function runShaped<S extends { readonly name: string }>(
     plan: readonly (readonly [S, readonly Strategy[]])[],
+    prepare: (scenario: S) => Promise<void>,
     runTrial: (scenario: S, strategy: Strategy) => Promise<ShapedTrial>,
   ): Promise<LabResult[]> {
     const results: LabResult[] = [];
     for (const [scenario, applicable] of plan) {
       for (const strategy of applicable) {
-        await scenario.createSchema(pool);
+        await prepare(scenario);
         const anomalies: Record<string, number> = {};
         let anomalousTrials = 0;
         const latencies: number[] = [];
@@ -347,10 +393,12 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
     );
     const total =
-      [...plan, ...planOf(messageScenarios), ...planOf(cacheScenarios)].reduce(
-        (sum, [, applicable]) => sum + applicable.length,
-        0,
-      ) * trials;
+      [
+        ...plan,
+        ...planOf(messageScenarios),
+        ...planOf(cacheScenarios),
+        ...planOf(replicaScenarios),
+      ].reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
     progressTotal = total;
     options.onStart?.({ embedded: database.embedded, schema: database.schema, bursts: total });
     for (const [scenario, applicable] of plan) {

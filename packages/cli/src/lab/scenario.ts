@@ -20,6 +20,7 @@ export type Strategy =
   | 'idempotency-key'
   | MessageStrategy
   | CacheStrategy
+  | ReplicaStrategy
   | LockStrategy;
 
 /** How a message consumer protects per-key order and exactly-once effects. */
@@ -36,6 +37,17 @@ export type MessageStrategy = 'ordered-consumer' | 'inbox';
 export type CacheStrategy =
   'delete-before-write' | 'double-delete' | 'lease-cache' | 'versioned-write';
 
+/**
+ * How a read after a write is routed when replicas lag (`unsafe` reads any
+ * replica): `primary-window` is the fixed guess (the primary for a while
+ * after the session's write, as Rails does for 2 s), `session-token` is
+ * raceguard's `ReplicaRouter`.
+ */
+export type ReplicaStrategy = 'primary-window' | 'session-token';
+
+/** The replica strategies, in report order. */
+export const REPLICA_STRATEGIES: readonly ReplicaStrategy[] = ['primary-window', 'session-token'];
+
 /** The cache strategies, in report order. */
 export const CACHE_STRATEGIES: readonly CacheStrategy[] = [
   'delete-before-write',
@@ -45,7 +57,12 @@ export const CACHE_STRATEGIES: readonly CacheStrategy[] = [
 ];
 
 /** Strategies known not to fix their race, run to show it: they are expected to show anomalies. */
-export const KNOWN_UNSAFE: readonly Strategy[] = ['unsafe', 'delete-before-write', 'double-delete'];
+export const KNOWN_UNSAFE: readonly Strategy[] = [
+  'unsafe',
+  'delete-before-write',
+  'double-delete',
+  'primary-window',
+];
 
 /** The database-level strategies: what `raceguard lab` runs by default. */
 export const STRATEGIES: readonly Strategy[] = [
@@ -59,6 +76,7 @@ export const STRATEGIES: readonly Strategy[] = [
   'ordered-consumer',
   'inbox',
   ...CACHE_STRATEGIES,
+  ...REPLICA_STRATEGIES,
 ];
 
 /**
@@ -117,7 +135,8 @@ export const RACE_STRATEGIES: readonly Strategy[] = ALL_STRATEGIES.filter(
     s !== 'idempotency-key' &&
     s !== 'ordered-consumer' &&
     s !== 'inbox' &&
-    !(CACHE_STRATEGIES as readonly Strategy[]).includes(s),
+    !(CACHE_STRATEGIES as readonly Strategy[]).includes(s) &&
+    !(REPLICA_STRATEGIES as readonly Strategy[]).includes(s),
 );
 
 /** Whether `strategy` applies to `scenario` (its bug is one that strategy can fix). */

@@ -110,6 +110,9 @@ export async function serve(
       case 'lease-cache':
       case 'versioned-write':
         throw new Error(`the ${strategy} strategy is about caches, not HTTP handlers`);
+      case 'primary-window':
+      case 'session-token':
+        throw new Error(`the ${strategy} strategy is about replicas, not HTTP handlers`);
     }
   } catch (error) {
     if (

@@ -1,5 +1,6 @@
 import type { CacheScenario } from '../cache-scenario.js';
 import type { MessageScenario } from '../message-scenario.js';
+import type { ReplicaScenario } from '../replica-scenario.js';
 import type { Scenario } from '../scenario.js';
 import { bank } from './bank.js';
 import { counter } from './counter.js';
@@ -10,6 +11,7 @@ import { loan } from './loan.js';
 import { orderEvents } from './order-events.js';
 import { payment } from './payment.js';
 import { productPrice } from './product-price.js';
+import { profileRead } from './profile-read.js';
 import { seat } from './seat.js';
 
 /** Every lab scenario, in report order. */
@@ -29,3 +31,6 @@ export const MESSAGE_SCENARIOS: readonly MessageScenario[] = [orderEvents];
 
 /** The lab's cache scenarios (they run on Redis). */
 export const CACHE_SCENARIOS: readonly CacheScenario[] = [productPrice];
+
+/** The lab's replica scenarios (a primary and a lagging hot standby started for the run). */
+export const REPLICA_SCENARIOS: readonly ReplicaScenario[] = [profileRead];
