@@ -6,6 +6,7 @@ import {
   CACHE_SCENARIOS,
   MESSAGE_SCENARIOS,
   REPLICA_SCENARIOS,
+  CLOCK_SCENARIOS,
   SCENARIOS,
 } from '../../packages/cli/src/lab/scenarios/index.js';
 import { appliesTo, STRATEGIES } from '../../packages/cli/src/lab/scenario.js';
@@ -18,6 +19,7 @@ function assertExpectedOutcome(report: LabReport): void {
     ...MESSAGE_SCENARIOS,
     ...CACHE_SCENARIOS,
     ...REPLICA_SCENARIOS,
+    ...CLOCK_SCENARIOS,
   ]) {
     const unsafe = report.results.find(
       (r) => r.scenario === scenario.name && r.strategy === 'unsafe',
@@ -37,6 +39,7 @@ function assertExpectedOutcome(report: LabReport): void {
     ...MESSAGE_SCENARIOS,
     ...CACHE_SCENARIOS,
     ...REPLICA_SCENARIOS,
+    ...CLOCK_SCENARIOS,
   ].reduce((n, scenario) => n + STRATEGIES.filter((s) => appliesTo(scenario, s)).length, 0);
   assert.equal(report.results.length, expected);
   // The duplicate-request scenario runs its idempotency fix.

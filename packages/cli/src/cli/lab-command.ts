@@ -6,6 +6,7 @@ import {
   MESSAGE_SCENARIOS,
   CACHE_SCENARIOS,
   REPLICA_SCENARIOS,
+  CLOCK_SCENARIOS,
   STRATEGIES,
   runLab,
   serveLab,
@@ -22,6 +23,7 @@ const ALL_SCENARIO_NAMES = [
   ...MESSAGE_SCENARIOS,
   ...CACHE_SCENARIOS,
   ...REPLICA_SCENARIOS,
+  ...CLOCK_SCENARIOS,
 ].map((s) => s.name);
 
 const nonNegative = (value: string): number => {
@@ -88,7 +90,7 @@ export function formatLabReport(report: LabReport): string {
   const lines = [
     table,
     ...wrap(
-      'anomalous: trials whose invariants broke; accepted: 2xx (messages: events applied); rejected: 4xx refused by a business rule (sold out, already taken; messages: duplicates dropped); conflicts: 409 (lost the race to another request); retries: transactions or version checks re-run inside the handlers (messages: handler attempts retried or redelivered); for product-price, accepted: reads served, rejected: stale fills the cache refused; for profile-read, accepted: reads, rejected: reads the replica served; req/s: messages per second for order-events, reads and writes per second for product-price',
+      'anomalous: trials whose invariants broke; accepted: 2xx (messages: events applied); rejected: 4xx refused by a business rule (sold out, already taken; messages: duplicates dropped); conflicts: 409 (lost the race to another request); retries: transactions or version checks re-run inside the handlers (messages: handler attempts retried or redelivered); for product-price, accepted: reads served, rejected: stale fills the cache refused; for profile-read, accepted: reads, rejected: reads the replica served; for address-register, accepted: writes kept, rejected: writes refused as older; req/s: messages per second for order-events, reads and writes per second for product-price',
       outputWidth(),
     ),
     '',

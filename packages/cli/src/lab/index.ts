@@ -30,7 +30,9 @@ export {
   MESSAGE_SCENARIOS,
   CACHE_SCENARIOS,
   REPLICA_SCENARIOS,
+  CLOCK_SCENARIOS,
 } from './scenarios/index.js';
+export type { ClockScenario, ClockTrial, ClockTrialContext } from './clock-scenario.js';
 export type {
   ReplicaScenario,
   ReplicaTrial,

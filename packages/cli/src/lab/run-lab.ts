@@ -10,6 +10,7 @@ import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
 import {
   CACHE_SCENARIOS,
+  CLOCK_SCENARIOS,
   MESSAGE_SCENARIOS,
   REPLICA_SCENARIOS,
   SCENARIOS,
@@ -25,6 +26,7 @@ import {
   LOCK_STRATEGIES,
   STRATEGIES,
   type ObservedResponse,
+  type ClockStrategy,
   type ReplicaStrategy,
   type Strategy,
 } from './scenario.js';
@@ -146,9 +148,13 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   if (typeof gapMs !== 'number' || !Number.isFinite(gapMs) || gapMs < 0) {
     throw new InvalidArgumentError('gapMs', 'a finite number >= 0', gapMs);
   }
-  const known = [...SCENARIOS, ...MESSAGE_SCENARIOS, ...CACHE_SCENARIOS, ...REPLICA_SCENARIOS].map(
-    (s) => s.name,
-  );
+  const known = [
+    ...SCENARIOS,
+    ...MESSAGE_SCENARIOS,
+    ...CACHE_SCENARIOS,
+    ...REPLICA_SCENARIOS,
+    ...CLOCK_SCENARIOS,
+  ].map((s) => s.name);
   for (const name of options.scenarios ?? []) {
     if (!known.includes(name))
       throw new InvalidArgumentError('scenario', `one of ${known.join(', ')}`, name);
@@ -159,6 +165,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   const messageScenarios = MESSAGE_SCENARIOS.filter((s) => wanted(s.name));
   const cacheScenarios = CACHE_SCENARIOS.filter((s) => wanted(s.name));
   const replicaScenarios = REPLICA_SCENARIOS.filter((s) => wanted(s.name));
+  const clockScenarios = CLOCK_SCENARIOS.filter((s) => wanted(s.name));
   const strategies = options.strategies ?? STRATEGIES;
   for (const strategy of strategies) {
     if (!ALL_STRATEGIES.includes(strategy))
@@ -261,6 +268,30 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           )),
         );
       }
+    }
+    const clockPlan = planOf(clockScenarios);
+    if (clockPlan.length > 0) {
+      results.push(
+        ...(await runShaped(
+          clockPlan,
+          (scenario) => scenario.createSchema(pool),
+          async (scenario, strategy) => {
+            const trial = await scenario.runTrial({
+              pool,
+              strategy: strategy as 'unsafe' | ClockStrategy,
+              keys: concurrency,
+              signal,
+            });
+            return {
+              ...trial,
+              accepted: trial.applied,
+              rejected: trial.refused,
+              retries: 0,
+              operations: trial.applied + trial.refused,
+            };
+          },
+        )),
+      );
     }
     const replicaPlan = planOf(replicaScenarios);
     if (replicaPlan.length > 0) {
@@ -398,6 +429,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
         ...planOf(messageScenarios),
         ...planOf(cacheScenarios),
         ...planOf(replicaScenarios),
+        ...planOf(clockScenarios),
       ].reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
     progressTotal = total;
     options.onStart?.({ embedded: database.embedded, schema: database.schema, bursts: total });

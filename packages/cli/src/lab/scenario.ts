@@ -21,6 +21,7 @@ export type Strategy =
   | MessageStrategy
   | CacheStrategy
   | ReplicaStrategy
+  | ClockStrategy
   | LockStrategy;
 
 /** How a message consumer protects per-key order and exactly-once effects. */
@@ -44,6 +45,9 @@ export type CacheStrategy =
  * raceguard's `ReplicaRouter`.
  */
 export type ReplicaStrategy = 'primary-window' | 'session-token';
+
+/** How timestamps across skewed clocks are made (`unsafe`: wall-clock time): a hybrid logical clock. */
+export type ClockStrategy = 'hlc';
 
 /** The replica strategies, in report order. */
 export const REPLICA_STRATEGIES: readonly ReplicaStrategy[] = ['primary-window', 'session-token'];
@@ -77,6 +81,7 @@ export const STRATEGIES: readonly Strategy[] = [
   'inbox',
   ...CACHE_STRATEGIES,
   ...REPLICA_STRATEGIES,
+  'hlc',
 ];
 
 /**
@@ -136,7 +141,8 @@ export const RACE_STRATEGIES: readonly Strategy[] = ALL_STRATEGIES.filter(
     s !== 'ordered-consumer' &&
     s !== 'inbox' &&
     !(CACHE_STRATEGIES as readonly Strategy[]).includes(s) &&
-    !(REPLICA_STRATEGIES as readonly Strategy[]).includes(s),
+    !(REPLICA_STRATEGIES as readonly Strategy[]).includes(s) &&
+    s !== 'hlc',
 );
 
 /** Whether `strategy` applies to `scenario` (its bug is one that strategy can fix). */

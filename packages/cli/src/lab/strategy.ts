@@ -113,6 +113,8 @@ export async function serve(
       case 'primary-window':
       case 'session-token':
         throw new Error(`the ${strategy} strategy is about replicas, not HTTP handlers`);
+      case 'hlc':
+        throw new Error('the hlc strategy is about clocks, not HTTP handlers');
     }
   } catch (error) {
     if (

@@ -1,6 +1,8 @@
 import type { CacheScenario } from '../cache-scenario.js';
 import type { MessageScenario } from '../message-scenario.js';
 import type { ReplicaScenario } from '../replica-scenario.js';
+import type { ClockScenario } from '../clock-scenario.js';
+import { addressRegister } from './address-register.js';
 import type { Scenario } from '../scenario.js';
 import { bank } from './bank.js';
 import { counter } from './counter.js';
@@ -34,3 +36,6 @@ export const CACHE_SCENARIOS: readonly CacheScenario[] = [productPrice];
 
 /** The lab's replica scenarios (a primary and a lagging hot standby started for the run). */
 export const REPLICA_SCENARIOS: readonly ReplicaScenario[] = [profileRead];
+
+/** The lab's clock scenarios (two nodes with skewed clocks, on the lab's PostgreSQL). */
+export const CLOCK_SCENARIOS: readonly ClockScenario[] = [addressRegister];
