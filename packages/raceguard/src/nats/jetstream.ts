@@ -19,6 +19,8 @@ import { ConsumerClosedError } from '../messaging/errors.js';
 import { decodeMessage, encodeMessage, partitionOf, type Message } from '../messaging/message.js';
 import { OrderedConsumer, type Delivery } from '../messaging/ordered-consumer.js';
 import type { OutboxPublisher } from '../postgres/outbox.js';
+import type { HybridLogicalClock } from '../clock/hlc.js';
+import { checkClock, received, stamped } from '../messaging/clock-headers.js';
 import type {
   ConsumerMessagesLike,
   JetStreamClientLike,
@@ -109,6 +111,12 @@ export interface JetStreamPublisherOptions {
    * @default 30000
    */
   readonly ackTimeoutMs?: number;
+  /**
+   * A hybrid logical clock: every message is stamped with `clock.now()` in
+   * its `x-hlc` header (unless it carries one), so consumers can order
+   * effects by causality rather than by skewed wall clocks.
+   */
+  readonly clock?: HybridLogicalClock;
 }
 
 /**
@@ -128,6 +136,7 @@ export class JetStreamPublisher implements OutboxPublisher {
   readonly #topology: JetStreamTopology;
   readonly #headers: () => NatsHeadersLike;
   readonly #ackTimeoutMs: number;
+  readonly #clock: HybridLogicalClock | undefined;
 
   constructor(options: JetStreamPublisherOptions) {
     assertPlainObject('options', options);
@@ -150,12 +159,13 @@ export class JetStreamPublisher implements OutboxPublisher {
     this.#headers = options.headers;
     this.#ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
     assertPositiveInteger('options.ackTimeoutMs', this.#ackTimeoutMs);
+    this.#clock = checkClock('options.clock', options.clock);
   }
 
   async publish(messages: readonly Message[], signal?: AbortSignal): Promise<void> {
     assertAbortSignal('signal', signal);
     const acks = messages.map((message) => {
-      const wire = encodeMessage(message);
+      const wire = encodeMessage(stamped(message, this.#clock));
       const headers = this.#headers();
       for (const [name, value] of Object.entries(wire.headers)) headers.set(name, value);
       const subject = `${this.#topology.subjectPrefix}.${partitionOf(message.key, this.#topology.partitions)}`;
@@ -198,6 +208,14 @@ export interface ConsumeJetStreamOptions {
    * then spread over the processes).
    */
   readonly locker?: Locker;
+  /**
+   * A hybrid logical clock that takes in each message's `x-hlc` stamp
+   * before the handler runs (later stamps of this process are after it). A
+   * malformed stamp, or one beyond the clock's `maxOffsetMs`, dead-letters
+   * the message with the reason; the clock is unchanged.
+   */
+  readonly clock?: HybridLogicalClock;
+
   /**
    * Lease of a partition lock (auto-extended while held): how soon another
    * process takes over a partition whose owner died.
@@ -286,6 +304,7 @@ export async function consumeJetStream(
     }
   }
   const consumer = options.consumer;
+  const clock = checkClock('options.clock', options.clock);
   const nameOf = (partition: number): string => `${options.durable}-${partition}`;
 
   const deadLetter = (raw: JsMsgLike, reason: string): void => {
@@ -305,7 +324,7 @@ export async function consumeJetStream(
       let delivery: Delivery;
       try {
         delivery = {
-          message: decodeMessage({ body: raw.data, headers: wireHeaders }),
+          message: received(decodeMessage({ body: raw.data, headers: wireHeaders }), clock),
           ack: () => raw.ack(),
           requeue: () => raw.nak(),
           deadLetter: (reason) => deadLetter(raw, reason),

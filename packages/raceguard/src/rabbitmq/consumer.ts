@@ -6,6 +6,8 @@ import { InvalidArgumentError, messageOf } from '../core/errors.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { ConsumerClosedError } from '../messaging/errors.js';
 import { decodeMessage, type WireMessage } from '../messaging/message.js';
+import type { HybridLogicalClock } from '../clock/hlc.js';
+import { checkClock, received } from '../messaging/clock-headers.js';
 import { OrderedConsumer, type Delivery } from '../messaging/ordered-consumer.js';
 import { resolveTopology, type RabbitTopology } from './topology.js';
 import type { AmqpChannelLike, AmqpMessageLike } from './types.js';
@@ -23,6 +25,13 @@ export interface ConsumeOrderedOptions {
   readonly prefetch?: number;
   /** Partitions this process consumes. @default all */
   readonly partitions?: readonly number[];
+  /**
+   * A hybrid logical clock that takes in each message's `x-hlc` stamp
+   * before the handler runs (later stamps of this process are after it). A
+   * malformed stamp, or one beyond the clock's `maxOffsetMs`, dead-letters
+   * the message with the reason; the clock is unchanged.
+   */
+  readonly clock?: HybridLogicalClock;
 }
 
 /** A running subscription; `close()` cancels it and gives back what was not applied. */
@@ -66,6 +75,7 @@ export async function consumeOrdered(
   if (!(consumer instanceof OrderedConsumer)) {
     throw new InvalidArgumentError('options.consumer', 'an OrderedConsumer', consumer);
   }
+  const clock = checkClock('options.clock', options.clock);
   const prefetch = options.prefetch ?? 100;
   assertPositiveInteger('options.prefetch', prefetch);
   const partitions = options.partitions ?? [...Array(topology.partitions).keys()];
@@ -97,7 +107,7 @@ export async function consumeOrdered(
     let delivery: Delivery;
     try {
       delivery = {
-        message: decodeMessage(wireOf(raw)),
+        message: received(decodeMessage(wireOf(raw)), clock),
         ack: () => channel.ack(raw),
         requeue: () => channel.nack(raw, false, true),
         deadLetter: (reason) => deadLetter(raw, reason),

@@ -8,6 +8,8 @@ import { RaceguardError, messageOf } from '../core/errors.js';
 import { assertAbortSignal, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { encodeMessage, partitionOf, type Message } from '../messaging/message.js';
 import type { OutboxPublisher } from '../postgres/outbox.js';
+import type { HybridLogicalClock } from '../clock/hlc.js';
+import { checkClock, stamped } from '../messaging/clock-headers.js';
 import { resolveTopology, type RabbitTopology, type ResolvedTopology } from './topology.js';
 import type { AmqpConfirmChannelLike } from './types.js';
 
@@ -28,6 +30,12 @@ export interface RabbitPublisherOptions {
    * @default 30000
    */
   readonly confirmTimeoutMs?: number;
+  /**
+   * A hybrid logical clock: every message is stamped with `clock.now()` in
+   * its `x-hlc` header (unless it carries one), so consumers can order
+   * effects by causality rather than by skewed wall clocks.
+   */
+  readonly clock?: HybridLogicalClock;
 }
 
 /**
@@ -45,6 +53,7 @@ export class RabbitPublisher implements OutboxPublisher {
   readonly #channel: AmqpConfirmChannelLike;
   readonly #topology: ResolvedTopology;
   readonly #confirmTimeoutMs: number;
+  readonly #clock: HybridLogicalClock | undefined;
 
   constructor(options: RabbitPublisherOptions) {
     assertPlainObject('options', options);
@@ -56,11 +65,15 @@ export class RabbitPublisher implements OutboxPublisher {
     this.#topology = resolveTopology(options.topology);
     this.#confirmTimeoutMs = options.confirmTimeoutMs ?? 30_000;
     assertPositiveInteger('options.confirmTimeoutMs', this.#confirmTimeoutMs);
+    this.#clock = checkClock('options.clock', options.clock);
   }
 
   async publish(messages: readonly Message[], signal?: AbortSignal): Promise<void> {
     assertAbortSignal('signal', signal);
-    const wires = messages.map((m) => ({ message: m, wire: encodeMessage(m) }));
+    const wires = messages.map((m) => ({
+      message: m,
+      wire: encodeMessage(stamped(m, this.#clock)),
+    }));
     const confirms: Promise<void>[] = [];
     for (const { message, wire } of wires) {
       const partition = partitionOf(message.key, this.#topology.partitions);
