@@ -22,6 +22,7 @@ import {
   replicaSessionOf,
 } from '../../packages/raceguard/src/http/replica-session.js';
 import { SessionTokens } from '../../packages/raceguard/src/postgres/session-tokens.js';
+import { transaction } from '../../packages/raceguard/src/postgres/transaction.js';
 import {
   ReplicaRouter,
   isReadOnlyStatement,
@@ -199,6 +200,18 @@ describe('ReplicaRouter on a real streaming replica', () => {
     await primary.query('CREATE SEQUENCE IF NOT EXISTS s');
     const next = await session.query({ text: "SELECT nextval('s') AS n" });
     assert.equal(Number(next.rows[0]?.n) > 0, true);
+    // A transaction goes through write: the token covers its commit.
+    const { token } = await router.write((db) =>
+      transaction(db, async (tx) => {
+        await tx.query("UPDATE profiles SET name = 'in tx' WHERE id = 601");
+        await tx.query("UPDATE profiles SET name = 'in tx' WHERE id = 602");
+      }),
+    );
+    const after = await router.read(
+      (db) => db.query("SELECT count(*)::int AS n FROM profiles WHERE name = 'in tx'"),
+      { token },
+    );
+    assert.equal(after.result.rows[0]?.n, 2);
     assert.equal(isReadOnlyStatement('SELECT * FROM t WHERE a = 1'), true);
     assert.equal(isReadOnlyStatement('/* c */ WITH x AS (SELECT 1) SELECT * FROM x'), true);
     assert.equal(isReadOnlyStatement("SELECT 'DELETE' AS word"), true);

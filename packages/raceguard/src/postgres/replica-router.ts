@@ -68,7 +68,7 @@ function lsnOf(text: string): bigint {
 
 interface ReplicaState {
   readonly pool: PoolLike;
-  /** Replayed up to here (a lower bound: replay only moves forward). */
+  /** Replayed up to here, as of the last check (replay only moves forward from there). */
   replayed: bigint;
   /** Healthy and still a standby of this primary. */
   usable: boolean;
@@ -153,11 +153,12 @@ export class ReplicaRouter implements AsyncDisposable {
   }
 
   /**
-   * Run `work` on the primary; resolves its result and the session token to
-   * keep (the caller's previous one if that was later).
+   * Run `work` on the primary (the pool itself: `transaction(db, ...)` works
+   * in it); resolves its result and the session token to keep (the
+   * caller's previous one if that was later).
    */
   async write<T>(
-    work: (db: Queryable) => Promise<T>,
+    work: (db: PoolLike) => Promise<T>,
     options: RouteOptions = {},
   ): Promise<{ readonly result: T; readonly token: string }> {
     this.#checkRoute(options);
@@ -366,8 +367,9 @@ export class ReplicaRouter implements AsyncDisposable {
           row?.standby === true ? 'a standby of another cluster' : 'not a standby (promoted?)';
         return;
       }
-      const position = lsnOf(row.lsn);
-      if (position > replica.replayed) replica.replayed = position;
+      // The server's word, even lower than before: a standby restored from an
+      // older backup at the same address has gone back, and must be judged so.
+      replica.replayed = lsnOf(row.lsn);
       replica.usable = true;
       replica.lastError = undefined;
     } catch (error) {
