@@ -386,7 +386,17 @@ export class ReplicaRouter implements AsyncDisposable {
 const WRITES =
   /\b(INSERT|UPDATE|DELETE|MERGE|CREATE|ALTER|DROP|TRUNCATE|GRANT|REVOKE|COPY|CALL|DO|LOCK|NOTIFY|LISTEN|SET|RESET|BEGIN|START|COMMIT|ROLLBACK|PREPARE|EXECUTE|VACUUM|ANALYZE|REFRESH|CLUSTER|REINDEX|SECURITY|SAVEPOINT|RELEASE|nextval|setval)\b|\bFOR\s+(UPDATE|SHARE|NO\s+KEY|KEY\s+SHARE)\b/i;
 
-/** Whether a statement only reads: `SELECT`/`WITH`/`VALUES`/`TABLE`/`SHOW` without a writing word. */
+/**
+ * Whether a statement only reads: `SELECT`/`WITH`/`VALUES`/`TABLE`/`SHOW`
+ * without a writing word or a row lock. Errs towards "writes" (the primary
+ * is always right).
+ *
+ * @example
+ * ```ts
+ * isReadOnlyStatement('SELECT name FROM users WHERE id = $1'); // true
+ * isReadOnlyStatement('SELECT * FROM jobs FOR UPDATE SKIP LOCKED'); // false
+ * ```
+ */
 export function isReadOnlyStatement(text: string): boolean {
   const body = text.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim();
   if (!/^(SELECT|WITH|VALUES|TABLE|SHOW)\b/i.test(body)) return false;
