@@ -3,10 +3,7 @@ import {
   ALL_STRATEGIES,
   LOCK_STRATEGIES,
   SCENARIOS,
-  MESSAGE_SCENARIOS,
-  CACHE_SCENARIOS,
-  REPLICA_SCENARIOS,
-  CLOCK_SCENARIOS,
+  ALL_SCENARIO_NAMES,
   STRATEGIES,
   runLab,
   serveLab,
@@ -17,14 +14,6 @@ import {
 import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
 import { outputWidth, renderTable, wrap } from './table.js';
-
-const ALL_SCENARIO_NAMES = [
-  ...SCENARIOS,
-  ...MESSAGE_SCENARIOS,
-  ...CACHE_SCENARIOS,
-  ...REPLICA_SCENARIOS,
-  ...CLOCK_SCENARIOS,
-].map((s) => s.name);
 
 const nonNegative = (value: string): number => {
   const n = Number(value);

@@ -31,6 +31,7 @@ export {
   CACHE_SCENARIOS,
   REPLICA_SCENARIOS,
   CLOCK_SCENARIOS,
+  ALL_SCENARIO_NAMES,
 } from './scenarios/index.js';
 export type { ClockScenario, ClockTrial, ClockTrialContext } from './clock-scenario.js';
 export type {

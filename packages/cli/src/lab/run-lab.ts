@@ -9,6 +9,7 @@ import type { PoolLike } from 'raceguard/postgres';
 import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
 import {
+  ALL_SCENARIO_NAMES,
   CACHE_SCENARIOS,
   CLOCK_SCENARIOS,
   MESSAGE_SCENARIOS,
@@ -148,13 +149,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   if (typeof gapMs !== 'number' || !Number.isFinite(gapMs) || gapMs < 0) {
     throw new InvalidArgumentError('gapMs', 'a finite number >= 0', gapMs);
   }
-  const known = [
-    ...SCENARIOS,
-    ...MESSAGE_SCENARIOS,
-    ...CACHE_SCENARIOS,
-    ...REPLICA_SCENARIOS,
-    ...CLOCK_SCENARIOS,
-  ].map((s) => s.name);
+  const known = ALL_SCENARIO_NAMES;
   for (const name of options.scenarios ?? []) {
     if (!known.includes(name))
       throw new InvalidArgumentError('scenario', `one of ${known.join(', ')}`, name);
@@ -207,122 +202,108 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     const results = await runAll(pools[0] as PoolLike, clients);
     const skipped: { scenario: string; reason: string }[] = [];
     const pool = pools[0] as PoolLike;
-    const messagePlan = planOf(messageScenarios);
-    if (messagePlan.length > 0) {
-      const broker = await openLabBroker(cleanup);
-      if ('unavailable' in broker) {
-        for (const [scenario] of messagePlan)
-          skipped.push({ scenario: scenario.name, reason: broker.unavailable });
-      } else {
-        results.push(
-          ...(await runShaped(
-            messagePlan,
-            (scenario) => scenario.createSchema(pool),
-            async (scenario, strategy) => {
-              const trial = await scenario.runTrial({
-                pool,
-                broker,
-                strategy,
-                keys: concurrency,
-                workers: 8,
-                signal,
-              });
-              return {
-                ...trial,
-                accepted: trial.applied,
-                rejected: trial.duplicates,
-                operations: trial.deliveries,
-              };
-            },
-          )),
-        );
+    /** One shape of scenario: open what it runs on (or say why not), then its trials. */
+    const runShape = async <
+      S extends { readonly name: string; readonly strategies: readonly Strategy[] },
+      R,
+    >(
+      list: readonly S[],
+      open: () => Promise<R | { readonly unavailable: string }>,
+      prepare: (scenario: S, resource: R) => Promise<void>,
+      trial: (scenario: S, strategy: Strategy, resource: R) => Promise<ShapedTrial>,
+    ): Promise<void> => {
+      const plan = planOf(list);
+      if (plan.length === 0) return;
+      const resource = await open();
+      if (typeof resource === 'object' && resource !== null && 'unavailable' in resource) {
+        for (const [scenario] of plan)
+          skipped.push({ scenario: scenario.name, reason: resource.unavailable });
+        return;
       }
-    }
-    const cachePlan = planOf(cacheScenarios);
-    if (cachePlan.length > 0) {
-      const redis = await openLabRedis(cleanup);
-      if ('unavailable' in redis) {
-        for (const [scenario] of cachePlan)
-          skipped.push({ scenario: scenario.name, reason: redis.unavailable });
-      } else {
-        results.push(
-          ...(await runShaped(
-            cachePlan,
-            (scenario) => scenario.createSchema(pool),
-            async (scenario, strategy) => {
-              const trial = await scenario.runTrial({
-                pool,
-                redis,
-                strategy,
-                keys: concurrency,
-                signal,
-              });
-              return {
-                ...trial,
-                accepted: trial.reads,
-                rejected: trial.refusedFills,
-                retries: 0,
-                operations: trial.reads + trial.writes,
-              };
-            },
-          )),
-        );
-      }
-    }
-    const clockPlan = planOf(clockScenarios);
-    if (clockPlan.length > 0) {
       results.push(
         ...(await runShaped(
-          clockPlan,
-          (scenario) => scenario.createSchema(pool),
-          async (scenario, strategy) => {
-            const trial = await scenario.runTrial({
-              pool,
-              strategy: strategy as 'unsafe' | ClockStrategy,
-              keys: concurrency,
-              signal,
-            });
-            return {
-              ...trial,
-              accepted: trial.applied,
-              rejected: trial.refused,
-              retries: 0,
-              operations: trial.applied + trial.refused,
-            };
-          },
+          plan,
+          (scenario) => prepare(scenario, resource as R),
+          (scenario, strategy) => trial(scenario, strategy, resource as R),
         )),
       );
-    }
-    const replicaPlan = planOf(replicaScenarios);
-    if (replicaPlan.length > 0) {
-      const replicas = await openLabReplicas(cleanup);
-      if ('unavailable' in replicas) {
-        for (const [scenario] of replicaPlan)
-          skipped.push({ scenario: scenario.name, reason: replicas.unavailable });
-      } else {
-        results.push(
-          ...(await runShaped(
-            replicaPlan,
-            (scenario) => scenario.createSchema(replicas),
-            async (scenario, strategy) => {
-              const trial = await scenario.runTrial({
-                replicas,
-                strategy: strategy as 'unsafe' | ReplicaStrategy,
-                keys: concurrency,
-                signal,
-              });
-              return {
-                ...trial,
-                accepted: trial.reads,
-                rejected: trial.replicaReads,
-                retries: 0,
-                operations: trial.reads + trial.writes,
-              };
-            },
-          )),
-        );
-      }
-    }
+    };
+    await runShape(
+      messageScenarios,
+      () => openLabBroker(cleanup),
+      (scenario) => scenario.createSchema(pool),
+      async (scenario, strategy, broker) => {
+        const trial = await scenario.runTrial({
+          pool,
+          broker,
+          strategy,
+          keys: concurrency,
+          workers: 8,
+          signal,
+        });
+        return {
+          ...trial,
+          accepted: trial.applied,
+          rejected: trial.duplicates,
+          operations: trial.deliveries,
+        };
+      },
+    );
+    await runShape(
+      cacheScenarios,
+      () => openLabRedis(cleanup),
+      (scenario) => scenario.createSchema(pool),
+      async (scenario, strategy, redis) => {
+        const trial = await scenario.runTrial({ pool, redis, strategy, keys: concurrency, signal });
+        return {
+          ...trial,
+          accepted: trial.reads,
+          rejected: trial.refusedFills,
+          retries: 0,
+          operations: trial.reads + trial.writes,
+        };
+      },
+    );
+    await runShape(
+      clockScenarios,
+      () => Promise.resolve(pool),
+      (scenario) => scenario.createSchema(pool),
+      async (scenario, strategy) => {
+        const trial = await scenario.runTrial({
+          pool,
+          strategy: strategy as 'unsafe' | ClockStrategy,
+          keys: concurrency,
+          signal,
+        });
+        return {
+          ...trial,
+          accepted: trial.applied,
+          rejected: trial.refused,
+          retries: 0,
+          operations: trial.applied + trial.refused,
+        };
+      },
+    );
+    await runShape(
+      replicaScenarios,
+      () => openLabReplicas(cleanup),
+      (scenario, replicas) => scenario.createSchema(replicas),
+      async (scenario, strategy, replicas) => {
+        const trial = await scenario.runTrial({
+          replicas,
+          strategy: strategy as 'unsafe' | ReplicaStrategy,
+          keys: concurrency,
+          signal,
+        });
+        return {
+          ...trial,
+          accepted: trial.reads,
+          rejected: trial.replicaReads,
+          retries: 0,
+          operations: trial.reads + trial.writes,
+        };
+      },
+    );
     return {
       results,
       concurrency,

@@ -39,3 +39,12 @@ export const REPLICA_SCENARIOS: readonly ReplicaScenario[] = [profileRead];
 
 /** The lab's clock scenarios (two nodes with skewed clocks, on the lab's PostgreSQL). */
 export const CLOCK_SCENARIOS: readonly ClockScenario[] = [addressRegister];
+
+/** Every lab scenario's name, across the shapes, in report order. */
+export const ALL_SCENARIO_NAMES: readonly string[] = [
+  ...SCENARIOS,
+  ...MESSAGE_SCENARIOS,
+  ...CACHE_SCENARIOS,
+  ...CLOCK_SCENARIOS,
+  ...REPLICA_SCENARIOS,
+].map((s) => s.name);
