@@ -1,0 +1,24 @@
+/**
+ * `raceguard/check`: is a recorded history linearizable? A checker with
+ * memoised search and partitioning by key, models (register with
+ * compare-and-set, key-value map), and readers of Jepsen's etcd logs and
+ * Porcupine's key-value histories. No dependencies.
+ *
+ * @packageDocumentation
+ */
+export {
+  checkLinearizable,
+  type Operation,
+  type Model,
+  type Verdict,
+  type CheckOptions,
+  type CheckResult,
+} from './linearizability.js';
+export {
+  registerModel,
+  kvModel,
+  type RegisterInput,
+  type RegisterOutput,
+  type KvInput,
+} from './models.js';
+export { parseJepsenRegister, parsePorcupineKv, HistoryFormatError } from './formats.js';

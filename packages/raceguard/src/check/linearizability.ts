@@ -1,0 +1,252 @@
+/**
+ * A linearizability checker: is there an order of the operations, each
+ * taking effect at one instant between its invocation and its completion,
+ * in which every output is what the model says? The search is Wing and
+ * Gong's ("Testing and Verifying Concurrent Objects", 1993) with Lowe's
+ * improvements ("Testing for linearizability", 2017): operations are
+ * linearized in the order of a doubly linked list of call and return
+ * events, and every (set of operations linearized, model state) reached is
+ * remembered so that no configuration is explored twice. Histories are
+ * split by the model's partition (P-compositionality: a key-value history
+ * is linearizable if and only if each key's sub-history is), as Porcupine
+ * does.
+ */
+import { InvalidArgumentError } from '../core/errors.js';
+import { assertKnownOptions, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+
+/** One operation of a history. */
+export interface Operation<I = unknown, O = unknown> {
+  /** Who issued it (a client, a process); informational. */
+  readonly client: number | string;
+  readonly input: I;
+  /**
+   * What it returned; `undefined` for an operation whose outcome is unknown
+   * (a timeout, a crash): it may have taken effect at any time after its
+   * invocation, or never.
+   */
+  readonly output: O | undefined;
+  /** When it was invoked (any monotonic unit: ms, ns, a line number). */
+  readonly call: number;
+  /** When it completed; `Infinity` when the outcome is unknown. */
+  readonly return: number;
+}
+
+/** What the checker needs to know about the object under test. */
+export interface Model<S, I, O> {
+  /** The state before any operation. */
+  init(): S;
+  /**
+   * Apply `input` to `state`: whether `output` is a possible answer, and
+   * the state after. `output` is `undefined` for an operation of unknown
+   * outcome (any answer goes).
+   */
+  step(state: S, input: I, output: O | undefined): { readonly ok: boolean; readonly state: S };
+  /** Whether two states are the same (for the memo). */
+  equal(a: S, b: S): boolean;
+  /** A string that equal states share (for the memo's hash). */
+  key(state: S): string;
+  /** Split a history into independent parts (by key); absent: one part. */
+  partition?(operations: readonly Operation<I, O>[]): Operation<I, O>[][];
+}
+
+/** The verdict on a history. */
+export type Verdict = 'linearizable' | 'not-linearizable' | 'unknown';
+
+/** Options of {@link checkLinearizable}. */
+export interface CheckOptions {
+  /** Give up, with the verdict `unknown`, after this long. @default 10000 */
+  readonly timeoutMs?: number;
+}
+
+/** What {@link checkLinearizable} found. */
+export interface CheckResult {
+  readonly verdict: Verdict;
+  /** For `not-linearizable`: the operations of the first part that has no linearization. */
+  readonly violating?: readonly Operation[];
+}
+
+const OPTIONS = new Set(['timeoutMs']);
+
+/**
+ * Check a history against a model.
+ *
+ * @example
+ * ```ts
+ * const { verdict } = checkLinearizable(registerModel, [
+ *   { client: 1, input: { op: 'write', value: 1 }, output: null, call: 0, return: 10 },
+ *   { client: 2, input: { op: 'read' }, output: 1, call: 5, return: 15 },
+ * ]);
+ * // 'linearizable'
+ * ```
+ */
+export function checkLinearizable<S, I, O>(
+  model: Model<S, I, O>,
+  operations: readonly Operation<I, O>[],
+  options: CheckOptions = {},
+): CheckResult {
+  assertPlainObject('options', options);
+  assertKnownOptions('options', options, OPTIONS);
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  assertPositiveInteger('options.timeoutMs', timeoutMs);
+  if (!Array.isArray(operations)) {
+    throw new InvalidArgumentError('operations', 'an array of operations', operations);
+  }
+  for (const [i, op] of operations.entries()) {
+    const o = op as Partial<Operation> | null;
+    if (
+      typeof o !== 'object' ||
+      o === null ||
+      typeof o.call !== 'number' ||
+      Number.isNaN(o.call) ||
+      typeof o.return !== 'number' ||
+      !(o.return >= o.call)
+    ) {
+      throw new InvalidArgumentError(`operations[${i}]`, 'an operation with call <= return', op);
+    }
+  }
+  const deadline = performance.now() + timeoutMs;
+  const all = operations as readonly Operation<I, O>[];
+  const parts: Operation<I, O>[][] = model.partition?.(all) ?? [all.slice()];
+  let unknown = false;
+  for (const part of parts) {
+    const verdict = checkPart(model, part, deadline);
+    if (verdict === 'not-linearizable') return { verdict, violating: part };
+    if (verdict === 'unknown') unknown = true;
+  }
+  return { verdict: unknown ? 'unknown' : 'linearizable' };
+}
+
+/** A call or return event in the doubly linked list of the search. */
+interface Entry {
+  /** The operation's index in the part. */
+  readonly id: number;
+  readonly isCall: boolean;
+  /** For a call: its return entry. */
+  match: Entry | undefined;
+  prev: Entry | undefined;
+  next: Entry | undefined;
+}
+
+function checkPart<S, I, O>(
+  model: Model<S, I, O>,
+  operations: readonly Operation<I, O>[],
+  deadline: number,
+): Verdict {
+  const n = operations.length;
+  if (n === 0) return 'linearizable';
+  // Events in time order; at equal times calls first (they may overlap the returns).
+  const events: { time: number; isCall: boolean; id: number }[] = [];
+  operations.forEach((op, id) => {
+    events.push({ time: op.call, isCall: true, id });
+    events.push({ time: op.return, isCall: false, id });
+  });
+  events.sort((a, b) => a.time - b.time || (a.isCall === b.isCall ? 0 : a.isCall ? -1 : 1));
+  const head: Entry = { id: -1, isCall: false, match: undefined, prev: undefined, next: undefined };
+  const calls = new Map<number, Entry>();
+  let last = head;
+  for (const event of events) {
+    const entry: Entry = {
+      id: event.id,
+      isCall: event.isCall,
+      match: undefined,
+      prev: last,
+      next: undefined,
+    };
+    if (event.isCall) calls.set(event.id, entry);
+    else (calls.get(event.id) as Entry).match = entry;
+    last.next = entry;
+    last = entry;
+  }
+
+  const words = Math.ceil(n / 32);
+  const linearized = new Uint32Array(words);
+  // Zobrist hashing: the set's hash is the XOR of its members' random words, kept as they come and go.
+  const zobrist = new Uint32Array(n);
+  let seed = 0x9e3779b9;
+  for (let i = 0; i < n; i++) {
+    seed = (seed ^ (seed << 13)) >>> 0;
+    seed = (seed ^ (seed >>> 17)) >>> 0;
+    seed = (seed ^ (seed << 5)) >>> 0;
+    zobrist[i] = seed;
+  }
+  let setHash = 0;
+  const memo = new Map<number, { bits: Uint32Array; state: S }[]>();
+  const stack: { entry: Entry; state: S }[] = [];
+  let state = model.init();
+  let entry = head.next;
+  let steps = 0;
+
+  const lift = (call: Entry): void => {
+    (call.prev as Entry).next = call.next;
+    if (call.next) call.next.prev = call.prev;
+    const ret = call.match as Entry;
+    (ret.prev as Entry).next = ret.next;
+    if (ret.next) ret.next.prev = ret.prev;
+  };
+  const unlift = (call: Entry): void => {
+    const ret = call.match as Entry;
+    (ret.prev as Entry).next = ret;
+    if (ret.next) ret.next.prev = ret;
+    (call.prev as Entry).next = call;
+    if (call.next) call.next.prev = call;
+  };
+
+  while (head.next !== undefined) {
+    if ((++steps & 0x3ff) === 0 && performance.now() > deadline) return 'unknown';
+    const current = entry as Entry;
+    if (current.isCall) {
+      const op = operations[current.id] as Operation<I, O>;
+      const result = model.step(state, op.input, op.output);
+      if (result.ok) {
+        const word = current.id >>> 5;
+        const bit = 1 << (current.id & 31);
+        linearized[word] = (linearized[word] as number) | bit;
+        const nextHash = (setHash ^ (zobrist[current.id] as number)) >>> 0;
+        const memoKey = (nextHash ^ stringHash(model.key(result.state))) >>> 0;
+        const seen = memo.get(memoKey);
+        if (
+          seen === undefined ||
+          !seen.some((s) => sameBits(s.bits, linearized) && model.equal(s.state, result.state))
+        ) {
+          const remembered = { bits: linearized.slice(), state: result.state };
+          if (seen === undefined) memo.set(memoKey, [remembered]);
+          else seen.push(remembered);
+          stack.push({ entry: current, state });
+          state = result.state;
+          setHash = nextHash;
+          lift(current);
+          entry = head.next;
+          continue;
+        }
+        linearized[word] = linearized[word] & ~bit;
+      }
+      entry = current.next;
+    } else {
+      // A return whose call is not linearized yet: undo the last choice.
+      const top = stack.pop();
+      if (top === undefined) return 'not-linearizable';
+      state = top.state;
+      setHash = (setHash ^ (zobrist[top.entry.id] as number)) >>> 0;
+      const word = top.entry.id >>> 5;
+      linearized[word] = (linearized[word] as number) & ~(1 << (top.entry.id & 31));
+      unlift(top.entry);
+      entry = top.entry.next;
+    }
+  }
+  return 'linearizable';
+}
+
+function sameBits(a: Uint32Array, b: Uint32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** FNV-1a over the string's UTF-16 units. */
+function stringHash(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}

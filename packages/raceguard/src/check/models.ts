@@ -1,0 +1,88 @@
+/**
+ * Models for the linearizability checker: a register with reads, writes and
+ * compare-and-set (Jepsen's etcd test), and a key-value map with get, put
+ * and append, partitioned by key.
+ */
+import type { Model, Operation } from './linearizability.js';
+
+/** An operation on a register; `null` is "no value yet". */
+export type RegisterInput =
+  | { readonly op: 'read' }
+  | { readonly op: 'write'; readonly value: number | string }
+  | { readonly op: 'cas'; readonly from: number | string; readonly to: number | string };
+
+/** What a register operation returned: a read's value, or whether a cas took effect. */
+export type RegisterOutput = number | string | null | boolean;
+
+type Value = number | string | null;
+
+/**
+ * A register with read, write and compare-and-set. A read returns the value
+ * (`null` before any write); a write returns anything (ignored); a cas
+ * returns `true` when it took effect (the value was `from`) and `false`
+ * when it did not.
+ *
+ * @example
+ * ```ts
+ * checkLinearizable(registerModel, operations);
+ * ```
+ */
+export const registerModel: Model<Value, RegisterInput, RegisterOutput> = {
+  init: () => null,
+  step(state, input, output) {
+    switch (input.op) {
+      case 'read':
+        return { ok: output === undefined || output === state, state };
+      case 'write':
+        return { ok: true, state: input.value };
+      case 'cas': {
+        const matches = state === input.from;
+        const ok = output === undefined || output === matches;
+        return { ok, state: matches ? input.to : state };
+      }
+    }
+  },
+  equal: (a, b) => a === b,
+  key: (state) => (state === null ? 'null' : `${typeof state}:${state}`),
+};
+
+/** An operation on a key-value map. */
+export type KvInput =
+  | { readonly op: 'get'; readonly key: string }
+  | { readonly op: 'put'; readonly key: string; readonly value: string }
+  | { readonly op: 'append'; readonly key: string; readonly value: string };
+
+/**
+ * A map of string keys to string values (`''` when absent) with get, put
+ * and append (a get returns the value; put and append return anything),
+ * checked key by key.
+ *
+ * @example
+ * ```ts
+ * checkLinearizable(kvModel, operations); // each key's operations on their own
+ * ```
+ */
+export const kvModel: Model<string, KvInput, string> = {
+  init: () => '',
+  step(state, input, output) {
+    switch (input.op) {
+      case 'get':
+        return { ok: output === undefined || output === state, state };
+      case 'put':
+        return { ok: true, state: input.value };
+      case 'append':
+        return { ok: true, state: state + input.value };
+    }
+  },
+  equal: (a, b) => a === b,
+  key: (state) => state,
+  partition(operations) {
+    const byKey = new Map<string, Operation<KvInput, string>[]>();
+    for (const op of operations) {
+      let part = byKey.get(op.input.key);
+      if (part === undefined) byKey.set(op.input.key, (part = []));
+      part.push(op);
+    }
+    return [...byKey.values()];
+  },
+};
