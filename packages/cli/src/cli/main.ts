@@ -7,6 +7,7 @@ import { messageOf } from './options.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { AbortedError } from 'raceguard';
+import { checkCommand } from './check-command.js';
 import { idempotencyCommand } from './idempotency-command.js';
 import { labCommand } from './lab-command.js';
 import { runCommand } from './run-command.js';
@@ -22,7 +23,8 @@ const program = new Command('raceguard')
   .exitOverride()
   .addCommand(labCommand().exitOverride().showHelpAfterError())
   .addCommand(runCommand().exitOverride().showHelpAfterError())
-  .addCommand(idempotencyCommand().exitOverride().showHelpAfterError());
+  .addCommand(idempotencyCommand().exitOverride().showHelpAfterError())
+  .addCommand(checkCommand().exitOverride().showHelpAfterError());
 
 try {
   await program.parseAsync();

@@ -1,0 +1,81 @@
+/**
+ * `raceguard check` driven as a child process: verdicts per file on the
+ * shared Jepsen and key-value histories, `--json`, and the exit codes (0
+ * all linearizable, 1 any not, 2 unknown or error).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+
+const ROOT = new URL('../../../shared/histories/porcupine/', import.meta.url).pathname;
+const cli = (...args: string[]) =>
+  spawnSync(
+    process.execPath,
+    [
+      '--conditions=raceguard-source',
+      '--import',
+      'tsx',
+      'packages/cli/src/cli/main.ts',
+      'check',
+      ...args,
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+
+describe('raceguard check (CLI)', () => {
+  it('one verdict per file; exit 1 when any history is not linearizable, 0 when all are', () => {
+    const mixed = cli(
+      '--format',
+      'jepsen-etcd',
+      '--json',
+      `${ROOT}etcd/etcd_002.log`,
+      `${ROOT}etcd/etcd_000.log`,
+    );
+    assert.equal(mixed.status, 1, mixed.stderr);
+    const { results } = JSON.parse(mixed.stdout) as {
+      results: { file: string; model: string; verdict: string; operations: number; ms: number }[];
+    };
+    assert.deepEqual(
+      results.map((r) => [r.file.split('/').at(-1), r.model, r.verdict]),
+      [
+        ['etcd_002.log', 'register', 'linearizable'],
+        ['etcd_000.log', 'register', 'not-linearizable'],
+      ],
+    );
+    assert.ok(results.every((r) => r.operations > 0 && r.ms >= 0));
+    const good = cli('--format', 'porcupine-kv', `${ROOT}kv/c10-ok.txt`);
+    assert.equal(good.status, 0, good.stderr);
+    assert.match(good.stdout, /file\s+model\s+operations\s+verdict\s+ms/);
+    assert.match(good.stdout, /c10-ok\.txt\s+kv\s+\d+\s+linearizable/);
+  });
+
+  it('exit 2 when the budget runs out (unknown), for a file that cannot be read, and for bad arguments', () => {
+    const folder = mkdtempSync(join(tmpdir(), 'raceguard-check-'));
+    const hard = join(folder, 'hard.log');
+    const lines: string[] = [];
+    for (let p = 0; p < 30; p++) lines.push(`INFO  jepsen.util - ${p}\t:invoke\t:write\t${p + 1}`);
+    lines.push('INFO  jepsen.util - 99\t:invoke\t:read\tnil');
+    for (let p = 0; p < 30; p++) lines.push(`INFO  jepsen.util - ${p}\t:ok\t:write\t${p + 1}`);
+    lines.push('INFO  jepsen.util - 99\t:ok\t:read\t999');
+    writeFileSync(hard, `${lines.join('\n')}\n`);
+    const unknown = cli('--format', 'jepsen-etcd', '--timeout-ms', '50', '--json', hard);
+    assert.equal(unknown.status, 2, unknown.stderr);
+    assert.equal(
+      (JSON.parse(unknown.stdout) as { results: { verdict: string }[] }).results[0]?.verdict,
+      'unknown',
+    );
+    const missing = cli('--format', 'jepsen-etcd', join(folder, 'nope.log'));
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /nope\.log/);
+    const garbled = join(folder, 'garbled.log');
+    writeFileSync(garbled, 'not a log\n');
+    const bad = cli('--format', 'jepsen-etcd', garbled);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /line 1: not a Jepsen log line/);
+    assert.equal(cli('--format', 'xml', hard).status, 2);
+    assert.equal(cli('--format', 'jepsen-etcd', '--model', 'kv', hard).status, 2);
+  });
+});
