@@ -9,8 +9,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { findHistories } from '../helpers/histories.js';
 
-const ROOT = new URL('../../../shared/histories/porcupine/', import.meta.url).pathname;
+const ROOT = findHistories() ?? '';
 const cli = (...args: string[]) =>
   spawnSync(
     process.execPath,
@@ -26,31 +27,37 @@ const cli = (...args: string[]) =>
   );
 
 describe('raceguard check (CLI)', () => {
-  it('one verdict per file; exit 1 when any history is not linearizable, 0 when all are', () => {
-    const mixed = cli(
-      '--format',
-      'jepsen-etcd',
-      '--json',
-      `${ROOT}etcd/etcd_002.log`,
-      `${ROOT}etcd/etcd_000.log`,
-    );
-    assert.equal(mixed.status, 1, mixed.stderr);
-    const { results } = JSON.parse(mixed.stdout) as {
-      results: { file: string; model: string; verdict: string; operations: number; ms: number }[];
-    };
-    assert.deepEqual(
-      results.map((r) => [r.file.split('/').at(-1), r.model, r.verdict]),
-      [
-        ['etcd_002.log', 'register', 'linearizable'],
-        ['etcd_000.log', 'register', 'not-linearizable'],
-      ],
-    );
-    assert.ok(results.every((r) => r.operations > 0 && r.ms >= 0));
-    const good = cli('--format', 'porcupine-kv', `${ROOT}kv/c10-ok.txt`);
-    assert.equal(good.status, 0, good.stderr);
-    assert.match(good.stdout, /file\s+model\s+operations\s+verdict\s+ms/);
-    assert.match(good.stdout, /c10-ok\.txt\s+kv\s+\d+\s+linearizable/);
-  });
+  it(
+    'one verdict per file; exit 1 when any history is not linearizable, 0 when all are',
+    {
+      skip: ROOT === '' ? 'no shared/histories found (set RACEGUARD_HISTORIES)' : false,
+    },
+    () => {
+      const mixed = cli(
+        '--format',
+        'jepsen-etcd',
+        '--json',
+        `${ROOT}etcd/etcd_002.log`,
+        `${ROOT}etcd/etcd_000.log`,
+      );
+      assert.equal(mixed.status, 1, mixed.stderr);
+      const { results } = JSON.parse(mixed.stdout) as {
+        results: { file: string; model: string; verdict: string; operations: number; ms: number }[];
+      };
+      assert.deepEqual(
+        results.map((r) => [r.file.split('/').at(-1), r.model, r.verdict]),
+        [
+          ['etcd_002.log', 'register', 'linearizable'],
+          ['etcd_000.log', 'register', 'not-linearizable'],
+        ],
+      );
+      assert.ok(results.every((r) => r.operations > 0 && r.ms >= 0));
+      const good = cli('--format', 'porcupine-kv', `${ROOT}kv/c10-ok.txt`);
+      assert.equal(good.status, 0, good.stderr);
+      assert.match(good.stdout, /file\s+model\s+operations\s+verdict\s+ms/);
+      assert.match(good.stdout, /c10-ok\.txt\s+kv\s+\d+\s+linearizable/);
+    },
+  );
 
   it('exit 2 when the budget runs out (unknown), for a file that cannot be read, and for bad arguments', () => {
     const folder = mkdtempSync(join(tmpdir(), 'raceguard-check-'));
