@@ -1,6 +1,7 @@
 /**
  * Last writer wins across two processes whose clocks run 300 ms apart (each
- * process's clock is injected: the machine's plus its offset). Node A writes
+ * process's clock is injected: a common base time plus its offset, moving
+ * slowly enough that no delay of a loaded machine closes the gap). Node A writes
  * an address; node B reads the row and then writes the correction, so the
  * correction is causally later. With wall-clock stamps the register keeps
  * A's old address in every one of 50 rows; with HLC stamps (B's clock takes
@@ -25,11 +26,13 @@ describe('last writer wins across two processes with skewed clocks', () => {
     await db.close();
   });
 
+  const base = Date.now();
+
   /** A node process; `call` sends one command and resolves its answer. */
   async function node(offsetMs: number, mode: 'wall' | 'hlc') {
     const child = fork(
       new URL('../helpers/register-node.ts', import.meta.url).pathname,
-      [String(offsetMs), mode],
+      [String(offsetMs), mode, String(base)],
       {
         execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
         env: { ...process.env, DATABASE_URL: db.url, PGOPTIONS: `-c search_path=${db.schema}` },

@@ -1,7 +1,7 @@
 /**
  * One node of the two-process last-writer-wins test: writes and reads a
  * register row in PostgreSQL, stamping with its own clock, which runs
- * `offsetMs` off the machine's. argv: offsetMs, mode ('wall' | 'hlc').
+ * `offsetMs` off the test's base time. argv: offsetMs, mode ('wall' | 'hlc'), base (ms).
  * env: DATABASE_URL, PGOPTIONS (the test's schema).
  * IPC in: { op: 'write', id, value } | { op: 'read', id }; out: { ok: true, applied? }.
  * The test kills it when done.
@@ -15,7 +15,11 @@ import {
 
 const offsetMs = Number(process.argv[2]);
 const mode = process.argv[3];
-const now = (): number => Date.now() + offsetMs;
+const base = Number(process.argv[4]);
+const startedAt = Date.now();
+// Injected: both nodes start from the test's base time and advance 1 ms per real second, so the
+// skew between them is the 300 ms the test sets, whatever a loaded machine's delays.
+const now = (): number => base + offsetMs + Math.floor((Date.now() - startedAt) / 1000);
 const clock = new HybridLogicalClock({ now, maxOffsetMs: 1000 });
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 });
 

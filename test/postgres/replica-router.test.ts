@@ -118,7 +118,7 @@ describe('ReplicaRouter on a real streaming replica', () => {
     );
   });
 
-  it('the guesses fail once the lag passes them: a random replica at 150 ms, "primary for 2 s" at 2.5 s; the router does not', async () => {
+  it('the guesses fail once the lag passes them: a random replica at 150 ms, "primary for 2 s" at 3.5 s; the router does not', async () => {
     const router = new ReplicaRouter({ primary, replicas: [replica], maxWaitMs: 50, pollMs: 10 });
     await pair.setApplyDelay(150);
     let randomStale = 0;
@@ -131,7 +131,7 @@ describe('ReplicaRouter on a real streaming replica', () => {
     );
     assert.ok(randomStale > 0, 'a random replica serves stale reads under lag');
 
-    await pair.setApplyDelay(2500);
+    await pair.setApplyDelay(3500);
     const writes = await Promise.all(
       Array.from({ length: 100 }, async (_, i) => {
         const id = 200 + i;
@@ -162,7 +162,7 @@ describe('ReplicaRouter on a real streaming replica', () => {
     );
     await pair.setApplyDelay(0);
     await router.close();
-    assert.ok(delayStale > 0, '"primary for 2 s" serves stale reads at 2.5 s of lag');
+    assert.ok(delayStale > 0, '"primary for 2 s" serves stale reads at 3.5 s of lag');
     assert.equal(routerStale, 0);
   });
 
