@@ -16,6 +16,12 @@ import {
   parseJepsenRegister,
   parsePorcupineKv,
   registerModel,
+  counterModel,
+  setModel,
+  queueModel,
+  type CounterInput,
+  type SetInput,
+  type QueueInput,
   type Operation,
   type RegisterInput,
   type RegisterOutput,
@@ -127,6 +133,59 @@ describe('checkLinearizable', () => {
       checkLinearizable(registerModel, [...writes, op(99, { op: 'read' }, 30, 0, 100)], {
         timeoutMs: 50,
       }).verdict,
+      'linearizable',
+    );
+  });
+
+  it('counter, set and queue models: a lost increment, a vanished member and a dequeue out of order are caught', () => {
+    const at = <I, O>(input: I, output: O | undefined, call: number, ret: number) => ({
+      client: call,
+      input,
+      output,
+      call,
+      return: ret,
+    });
+    // Two adds of 1 completed, then a read of 1: an increment was lost.
+    const adds = [
+      at<CounterInput, number | null>({ op: 'add', amount: 1 }, null, 0, 5),
+      at<CounterInput, number | null>({ op: 'add', amount: 1 }, null, 1, 6),
+    ];
+    assert.equal(
+      checkLinearizable(counterModel, [
+        ...adds,
+        at<CounterInput, number | null>({ op: 'read' }, 1, 7, 8),
+      ]).verdict,
+      'not-linearizable',
+    );
+    assert.equal(
+      checkLinearizable(counterModel, [
+        ...adds,
+        at<CounterInput, number | null>({ op: 'read' }, 1, 4, 8),
+      ]).verdict,
+      'linearizable',
+    );
+    // A member read, then missing.
+    const set = [
+      at<SetInput, readonly string[] | null>({ op: 'add', value: 'a' }, null, 0, 1),
+      at<SetInput, readonly string[] | null>({ op: 'read' }, ['a'], 2, 3),
+      at<SetInput, readonly string[] | null>({ op: 'read' }, [], 4, 5),
+    ];
+    assert.equal(checkLinearizable(setModel, set).verdict, 'not-linearizable');
+    assert.equal(checkLinearizable(setModel, set.slice(0, 2)).verdict, 'linearizable');
+    // a enqueued before b completes: dequeuing b first is not FIFO; concurrently it is fine.
+    const queue = (bCall: number) => [
+      at<QueueInput, string | null>({ op: 'enqueue', value: 'a' }, null, 0, 1),
+      at<QueueInput, string | null>({ op: 'enqueue', value: 'b' }, null, bCall, bCall + 1),
+      at<QueueInput, string | null>({ op: 'dequeue' }, 'b', 3, 4),
+    ];
+    assert.equal(checkLinearizable(queueModel, queue(2)).verdict, 'not-linearizable');
+    // b's enqueue overlapping a's: b may have gone first.
+    assert.equal(
+      checkLinearizable(queueModel, [
+        at<QueueInput, string | null>({ op: 'enqueue', value: 'a' }, null, 0, 2),
+        at<QueueInput, string | null>({ op: 'enqueue', value: 'b' }, null, 1, 2),
+        at<QueueInput, string | null>({ op: 'dequeue' }, 'b', 3, 4),
+      ]).verdict,
       'linearizable',
     );
   });

@@ -17,8 +17,14 @@ export {
 export {
   registerModel,
   kvModel,
+  counterModel,
+  setModel,
+  queueModel,
   type RegisterInput,
   type RegisterOutput,
   type KvInput,
+  type CounterInput,
+  type SetInput,
+  type QueueInput,
 } from './models.js';
 export { parseJepsenRegister, parsePorcupineKv, HistoryFormatError } from './formats.js';

@@ -86,3 +86,81 @@ export const kvModel: Model<string, KvInput, string> = {
     return [...byKey.values()];
   },
 };
+
+/** An operation on a counter: add (returns anything) or read (returns the count). */
+export type CounterInput =
+  { readonly op: 'add'; readonly amount: number } | { readonly op: 'read' };
+
+/**
+ * A counter starting at 0: `add` changes it, `read` returns it.
+ *
+ * @example
+ * ```ts
+ * checkLinearizable(counterModel, operations);
+ * ```
+ */
+export const counterModel: Model<number, CounterInput, number | null> = {
+  init: () => 0,
+  step(state, input, output) {
+    if (input.op === 'add') return { ok: true, state: state + input.amount };
+    return { ok: output === undefined || output === state, state };
+  },
+  equal: (a, b) => a === b,
+  key: (state) => String(state),
+};
+
+/** An operation on a set of strings: add (returns anything) or read (returns the members, any order). */
+export type SetInput = { readonly op: 'add'; readonly value: string } | { readonly op: 'read' };
+
+/**
+ * A set of strings, empty at first: `add` puts a member in, `read` returns
+ * every member (in any order).
+ *
+ * @example
+ * ```ts
+ * checkLinearizable(setModel, operations);
+ * ```
+ */
+export const setModel: Model<readonly string[], SetInput, readonly string[] | null> = {
+  init: () => [],
+  step(state, input, output) {
+    if (input.op === 'add') {
+      if (state.includes(input.value)) return { ok: true, state };
+      return { ok: true, state: [...state, input.value].sort() };
+    }
+    if (output === undefined) return { ok: true, state };
+    const seen = output === null ? [] : [...output].sort();
+    return {
+      ok: seen.length === state.length && seen.every((v, i) => v === state[i]),
+      state,
+    };
+  },
+  equal: (a, b) => a.length === b.length && a.every((v, i) => v === b[i]),
+  key: (state) => JSON.stringify(state),
+};
+
+/** An operation on a FIFO queue: enqueue (returns anything) or dequeue (returns the head, `null` when empty). */
+export type QueueInput =
+  { readonly op: 'enqueue'; readonly value: string } | { readonly op: 'dequeue' };
+
+/**
+ * A FIFO queue, empty at first.
+ *
+ * @example
+ * ```ts
+ * checkLinearizable(queueModel, operations);
+ * ```
+ */
+export const queueModel: Model<readonly string[], QueueInput, string | null> = {
+  init: () => [],
+  step(state, input, output) {
+    if (input.op === 'enqueue') return { ok: true, state: [...state, input.value] };
+    const head = state[0] ?? null;
+    return {
+      ok: output === undefined || output === head,
+      state: head === null ? state : state.slice(1),
+    };
+  },
+  equal: (a, b) => a.length === b.length && a.every((v, i) => v === b[i]),
+  key: (state) => JSON.stringify(state),
+};
