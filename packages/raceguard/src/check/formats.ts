@@ -3,7 +3,7 @@
  * key-value format, as they are. Times are the line numbers: the logs are
  * written in the order the events happened.
  */
-import { RaceguardError } from '../core/errors.js';
+import { InvalidArgumentError, RaceguardError } from '../core/errors.js';
 import type { Operation } from './linearizability.js';
 import type { KvInput, RegisterInput, RegisterOutput } from './models.js';
 
@@ -26,6 +26,70 @@ function atom(text: string, line: number): number | string | null {
   throw new HistoryFormatError(line, `cannot read the value ${JSON.stringify(text)}`);
 }
 
+/** Marks a completion of an operation that did not happen: it is left out. */
+const DID_NOT_HAPPEN = Symbol('did not happen');
+
+/** What one line of a history says. */
+type LineEvent<I, O> =
+  | { readonly process: string; readonly invoke: I }
+  | {
+      readonly process: string;
+      /** The output, given the invocation's input; `undefined` for an unknown outcome. */
+      readonly complete: (input: I) => O | undefined | typeof DID_NOT_HAPPEN;
+    };
+
+/**
+ * Pair each process's invocation with its completion, line by line (times
+ * are the line numbers). An unknown outcome, or an invocation never
+ * completed, returns at `Infinity`.
+ */
+function pairLines<I, O>(
+  text: string,
+  readLine: (line: string, lineNumber: number) => LineEvent<I, O>,
+): Operation<I, O>[] {
+  if (typeof text !== 'string') throw new InvalidArgumentError('text', 'a string', text);
+  const open = new Map<string, { input: I; call: number }>();
+  const operations: Operation<I, O>[] = [];
+  let time = 0;
+  for (const [index, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '') continue;
+    const event = readLine(line, index + 1);
+    time++;
+    if ('invoke' in event) {
+      open.set(event.process, { input: event.invoke, call: time });
+      continue;
+    }
+    const invoked = open.get(event.process);
+    if (invoked === undefined) {
+      throw new HistoryFormatError(
+        index + 1,
+        `process ${event.process} completes nothing it invoked`,
+      );
+    }
+    open.delete(event.process);
+    const output = event.complete(invoked.input);
+    if (output === DID_NOT_HAPPEN) continue;
+    operations.push({
+      client: event.process,
+      input: invoked.input,
+      output,
+      call: invoked.call,
+      return: output === undefined ? Number.POSITIVE_INFINITY : time,
+    });
+  }
+  for (const [process, invoked] of open) {
+    operations.push({
+      client: process,
+      input: invoked.input,
+      output: undefined,
+      call: invoked.call,
+      return: Number.POSITIVE_INFINITY,
+    });
+  }
+  return operations;
+}
+
 /**
  * Read a Jepsen etcd log (`INFO  jepsen.util - <process>\t:<invoke|ok|fail|info>\t:<read|write|cas>\t<value>`)
  * into register operations: `:fail` reads and writes did not happen (left
@@ -38,15 +102,9 @@ function atom(text: string, line: number): number | string | null {
  * ```
  */
 export function parseJepsenRegister(text: string): Operation<RegisterInput, RegisterOutput>[] {
-  const open = new Map<string, { input: RegisterInput; call: number }>();
-  const operations: Operation<RegisterInput, RegisterOutput>[] = [];
-  const lines = text.split('\n');
-  let time = 0;
-  for (const [index, raw] of lines.entries()) {
-    const line = raw.trim();
-    if (line === '') continue;
+  return pairLines<RegisterInput, RegisterOutput>(text, (line, lineNumber) => {
     const match = JEPSEN.exec(line);
-    if (match === null) throw new HistoryFormatError(index + 1, 'not a Jepsen log line');
+    if (match === null) throw new HistoryFormatError(lineNumber, 'not a Jepsen log line');
     const [, process, type, f, value] = match as unknown as [
       string,
       string,
@@ -54,73 +112,31 @@ export function parseJepsenRegister(text: string): Operation<RegisterInput, Regi
       string,
       string,
     ];
-    time++;
     if (type === 'invoke') {
-      let input: RegisterInput;
-      if (f === 'read') input = { op: 'read' };
-      else if (f === 'write') input = { op: 'write', value: atom(value, index + 1) ?? 'nil' };
-      else {
-        const pair = /^\[(\S+)\s+(\S+)\]$/.exec(value);
-        if (pair === null) throw new HistoryFormatError(index + 1, 'a cas value is [from to]');
-        input = {
+      if (f === 'read') return { process, invoke: { op: 'read' } };
+      if (f === 'write')
+        return { process, invoke: { op: 'write', value: atom(value, lineNumber) ?? 'nil' } };
+      const pair = /^\[(\S+)\s+(\S+)\]$/.exec(value);
+      if (pair === null) throw new HistoryFormatError(lineNumber, 'a cas value is [from to]');
+      return {
+        process,
+        invoke: {
           op: 'cas',
-          from: atom(pair[1] as string, index + 1) ?? 'nil',
-          to: atom(pair[2] as string, index + 1) ?? 'nil',
-        };
-      }
-      open.set(process, { input, call: time });
-      continue;
+          from: atom(pair[1] as string, lineNumber) ?? 'nil',
+          to: atom(pair[2] as string, lineNumber) ?? 'nil',
+        },
+      };
     }
-    const invoked = open.get(process);
-    if (invoked === undefined) {
-      throw new HistoryFormatError(index + 1, `process ${process} completes nothing it invoked`);
-    }
-    open.delete(process);
-    if (type === 'info') {
-      operations.push({
-        client: process,
-        input: invoked.input,
-        output: undefined,
-        call: invoked.call,
-        return: Number.POSITIVE_INFINITY,
-      });
-    } else if (type === 'fail') {
-      if (invoked.input.op === 'cas') {
-        operations.push({
-          client: process,
-          input: invoked.input,
-          output: false,
-          call: invoked.call,
-          return: time,
-        });
-      }
-    } else {
-      const output: RegisterOutput =
-        invoked.input.op === 'read'
-          ? atom(value, index + 1)
-          : invoked.input.op === 'cas'
-            ? true
-            : null;
-      operations.push({
-        client: process,
-        input: invoked.input,
-        output,
-        call: invoked.call,
-        return: time,
-      });
-    }
-  }
-  // Invoked and never completed: unknown outcome.
-  for (const [process, invoked] of open) {
-    operations.push({
-      client: process,
-      input: invoked.input,
-      output: undefined,
-      call: invoked.call,
-      return: Number.POSITIVE_INFINITY,
-    });
-  }
-  return operations;
+    return {
+      process,
+      complete: (input) => {
+        if (type === 'info') return undefined;
+        if (type === 'fail') return input.op === 'cas' ? false : DID_NOT_HAPPEN;
+        if (input.op === 'read') return atom(value, lineNumber);
+        return input.op === 'cas' ? true : null;
+      },
+    };
+  });
 }
 
 const KV =
@@ -135,14 +151,9 @@ const KV =
  * ```
  */
 export function parsePorcupineKv(text: string): Operation<KvInput, string>[] {
-  const open = new Map<string, { input: KvInput; call: number }>();
-  const operations: Operation<KvInput, string>[] = [];
-  let time = 0;
-  for (const [index, raw] of text.split('\n').entries()) {
-    const line = raw.trim();
-    if (line === '') continue;
+  return pairLines<KvInput, string>(text, (line, lineNumber) => {
     const match = KV.exec(line);
-    if (match === null) throw new HistoryFormatError(index + 1, 'not a key-value history line');
+    if (match === null) throw new HistoryFormatError(lineNumber, 'not a key-value history line');
     const [, process, type, f, key, , value] = match as unknown as [
       string,
       string,
@@ -152,35 +163,17 @@ export function parsePorcupineKv(text: string): Operation<KvInput, string>[] {
       string,
       string | undefined,
     ];
-    time++;
     if (type === 'invoke') {
-      const input: KvInput =
-        f === 'get' ? { op: 'get', key } : { op: f as 'put' | 'append', key, value: value ?? '' };
-      open.set(process, { input, call: time });
-      continue;
+      return {
+        process,
+        invoke:
+          f === 'get' ? { op: 'get', key } : { op: f as 'put' | 'append', key, value: value ?? '' },
+      };
     }
-    const invoked = open.get(process);
-    if (invoked === undefined) {
-      throw new HistoryFormatError(index + 1, `process ${process} completes nothing it invoked`);
-    }
-    open.delete(process);
-    if (type === 'fail') continue;
-    operations.push({
-      client: process,
-      input: invoked.input,
-      output: type === 'info' ? undefined : (value ?? ''),
-      call: invoked.call,
-      return: type === 'info' ? Number.POSITIVE_INFINITY : time,
-    });
-  }
-  for (const [process, invoked] of open) {
-    operations.push({
-      client: process,
-      input: invoked.input,
-      output: undefined,
-      call: invoked.call,
-      return: Number.POSITIVE_INFINITY,
-    });
-  }
-  return operations;
+    return {
+      process,
+      complete: () =>
+        type === 'info' ? undefined : type === 'fail' ? DID_NOT_HAPPEN : (value ?? ''),
+    };
+  });
 }

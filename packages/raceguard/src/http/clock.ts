@@ -13,6 +13,7 @@ import { RaceguardError } from '../core/errors.js';
 import { assertNonEmptyString } from '../core/validate.js';
 import { HLC_HEADER } from '../clock/headers.js';
 import { formatHlc, parseHlc, type HybridLogicalClock } from '../clock/hlc.js';
+import { onHeaders, unencapsulated } from './hooks.js';
 
 /** Options of the HTTP clock middlewares. */
 export interface HttpClockOptions {
@@ -72,8 +73,7 @@ export function fastifyClock(
     });
     return Promise.resolve();
   };
-  (plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
-  return plugin;
+  return unencapsulated(plugin, 'raceguard-clock');
 }
 
 /**
@@ -99,11 +99,7 @@ export function expressClock(
       return;
     }
     // Stamped as the headers go out: after everything the handler did.
-    const writeHead = response.writeHead.bind(response) as (...args: unknown[]) => ServerResponse;
-    response.writeHead = (...args: unknown[]) => {
-      if (!response.headersSent) response.setHeader(header, formatHlc(clock.now()));
-      return writeHead(...args);
-    };
+    onHeaders(response, () => response.setHeader(header, formatHlc(clock.now())));
     next();
   };
 }

@@ -9,6 +9,7 @@ import {
   type ImmediateResponse,
   type StoredHttpResponse,
 } from './policy.js';
+import { unencapsulated } from './hooks.js';
 
 /** Options of {@link fastifyIdempotency}. */
 export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
@@ -87,10 +88,5 @@ export function fastifyIdempotency(options: FastifyIdempotencyOptions): FastifyP
     });
     return Promise.resolve();
   };
-  // Not encapsulated: the hooks apply to the scope the plugin is registered in.
-  Object.assign(plugin, {
-    [Symbol.for('skip-override')]: true,
-    [Symbol.for('fastify.display-name')]: 'raceguard-idempotency',
-  });
-  return plugin;
+  return unencapsulated(plugin, 'raceguard-idempotency');
 }

@@ -12,6 +12,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { InvalidArgumentError } from '../core/errors.js';
 import { assertKnownOptions, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import type { ReplicaRouter, RoutedSession } from '../postgres/replica-router.js';
+import { onHeaders, unencapsulated } from './hooks.js';
 
 /** Options of the replica-session middlewares. */
 export interface ReplicaSessionOptions {
@@ -154,8 +155,7 @@ export function fastifyReplicaSession(
     });
     return Promise.resolve();
   };
-  (plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
-  return plugin;
+  return unencapsulated(plugin, 'raceguard-replica-session');
 }
 
 /**
@@ -179,12 +179,10 @@ export function expressReplicaSession(
     });
     const session = router.session(token);
     sessions.set(request, session);
-    const writeHead = response.writeHead.bind(response) as (...args: unknown[]) => ServerResponse;
-    response.writeHead = (...args: unknown[]) => {
+    onHeaders(response, () => {
       const out = tokenOut(settings, session, token);
-      if (out !== undefined && !response.headersSent) response.setHeader(out[0], out[1]);
-      return writeHead(...args);
-    };
+      if (out !== undefined) response.setHeader(out[0], out[1]);
+    });
     next();
   };
 }

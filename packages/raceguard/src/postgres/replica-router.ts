@@ -251,7 +251,8 @@ export class ReplicaRouter implements AsyncDisposable {
     const caughtUp = this.#pick((r) => r.replayed >= needed);
     if (caughtUp !== undefined) return caughtUp;
     // Beyond anything the primary is known to have written: not worth a wait.
-    if (needed > this.#primaryLsn) await this.#samplePrimary();
+    // (A primary that does not answer in time: the read goes to it anyway, and says so there.)
+    if (needed > this.#primaryLsn) await this.#samplePrimary().catch(() => undefined);
     if (needed > this.#primaryLsn) return undefined;
     const deadline = performance.now() + this.#maxWaitMs;
     while (performance.now() < deadline) {
@@ -293,9 +294,12 @@ export class ReplicaRouter implements AsyncDisposable {
 
   #start(): Promise<void> {
     this.#ready ??= (async () => {
-      const { rows } = await runQuery(
-        this.#primary,
-        'SELECT system_identifier::text AS id FROM pg_control_system()',
+      const { rows } = await within(
+        runQuery(this.#primary, 'SELECT system_identifier::text AS id FROM pg_control_system()'),
+        {
+          deadline: performance.now() + this.#checkTimeoutMs,
+          timeout: () => new ConnectionError(new Error('the primary did not answer')),
+        },
       );
       this.#systemId = String(rows[0]?.id);
       await this.#samplePrimary();
@@ -398,6 +402,7 @@ const WRITES =
  * ```
  */
 export function isReadOnlyStatement(text: string): boolean {
+  if (typeof text !== 'string') throw new InvalidArgumentError('text', 'an SQL string', text);
   const body = text.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim();
   if (!/^(SELECT|WITH|VALUES|TABLE|SHOW)\b/i.test(body)) return false;
   // Quoted literals and identifiers cannot write: leave them out of the scan.
