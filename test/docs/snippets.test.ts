@@ -23,6 +23,7 @@ const documents = [
   'docs/run.md',
   'docs/messaging.md',
   'docs/cache.md',
+  'docs/explore.md',
   'docs/benchmarks.md',
   'packages/raceguard/README.md',
   'packages/cli/README.md',

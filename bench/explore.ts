@@ -1,0 +1,224 @@
+/**
+ * raceguard/explore on the race corpus (test/explore/corpus.ts): median runs
+ * to the first failing schedule per bug for each strategy and for fast-check's
+ * scheduler driving the very same programs, then every fixed twin under
+ * 10,000 schedules of the default portfolio.
+ *
+ *   npm run bench:explore [-- --trials 15 --cap 3000 --fixed-runs 10000 --json]
+ */
+import { parseArgs } from 'node:util';
+import fc from 'fast-check';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { renderTable } from '../packages/cli/dist/cli/table.js';
+import {
+  explore,
+  DEFAULT_PORTFOLIO,
+  type PortfolioMember,
+  type StrategyName,
+} from '../packages/raceguard/dist/explore/index.js';
+import { wrapForExecution } from '../packages/raceguard/dist/explore/intercept.js';
+import {
+  createScratchSchema,
+  startRedisServer,
+  usePostgres,
+} from '../packages/raceguard/dist/testing/index.js';
+import {
+  CORPUS,
+  prepareCorpus,
+  type CorpusEnv,
+  type CorpusEntry,
+  type Harness,
+} from '../test/explore/corpus.js';
+
+const { values: args } = parseArgs({
+  options: {
+    trials: { type: 'string', default: '15' },
+    cap: { type: 'string', default: '3000' },
+    'fixed-runs': { type: 'string', default: '10000' },
+    only: { type: 'string' },
+    portfolio: { type: 'string' },
+    contenders: { type: 'string' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const trials = Number(args.trials);
+const cap = Number(args.cap);
+const fixedRuns = Number(args['fixed-runs']);
+const portfolio =
+  (args.portfolio?.split(',') as PortfolioMember[] | undefined) ?? DEFAULT_PORTFOLIO;
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+const redisServer = await startRedisServer();
+const redis = new Redis(redisServer.url);
+const postgres = await usePostgres();
+const admin = new pg.Pool({ connectionString: postgres.url, max: 2 });
+const schema = await createScratchSchema(admin, 'raceguard_bench_explore');
+const pool = new pg.Pool({
+  connectionString: postgres.url,
+  max: 8,
+  options: schema.connectionOptions,
+});
+await prepareCorpus(pool);
+const env: CorpusEnv = { pool, redis, prefix: 'bench-explore:' };
+
+/** fast-check's scheduler behind the corpus's harness: every point and every intercepted call is a scheduled promise. */
+function fastCheckHarness(s: fc.Scheduler): Harness {
+  const interceptor = {
+    call: <T>(label: string, _resource: string | undefined, invoke: () => Promise<T> | T) =>
+      s.schedule(Promise.resolve().then(invoke), label),
+  };
+  return {
+    spawn: (name, fn) => s.schedule(Promise.resolve(), `${name} start`).then(fn),
+    point: (label) => s.schedule(Promise.resolve(), label).then(() => undefined),
+    wrap: (target, options) => wrapForExecution(interceptor, target, options),
+    sleep: (ms) => s.schedule(Promise.resolve(), `sleep ${ms}`).then(() => undefined),
+  };
+}
+
+async function fastCheckRuns(entry: CorpusEntry, seed: number): Promise<number | undefined> {
+  const result = await fc.check(
+    fc.asyncProperty(fc.scheduler(), async (s) => {
+      await s.waitFor(entry.buggy(fastCheckHarness(s), env));
+    }),
+    { numRuns: cap, seed, endOnFailure: true, timeout: 1000 },
+  );
+  return result.failed ? result.numRuns : undefined;
+}
+
+async function raceguardRuns(
+  entry: CorpusEntry,
+  strategy: StrategyName,
+  depth: number,
+  seed: number,
+) {
+  const report = await explore((ctx) => entry.buggy(ctx, env), {
+    runs: cap,
+    strategy,
+    depth,
+    seed,
+    shrink: false,
+    portfolio,
+  });
+  return report.failure === undefined ? undefined : report.runs;
+}
+
+const median = (values: readonly (number | undefined)[]): number | undefined => {
+  const sorted = values.map((value) => value ?? Number.POSITIVE_INFINITY).sort((a, b) => a - b);
+  const middle = sorted[Math.floor(sorted.length / 2)]!;
+  return Number.isFinite(middle) ? middle : undefined;
+};
+
+const contenders: {
+  name: string;
+  run: (entry: CorpusEntry, seed: number) => Promise<number | undefined>;
+}[] = [
+  { name: 'portfolio', run: (entry, seed) => raceguardRuns(entry, 'portfolio', 3, seed) },
+  { name: 'random', run: (entry, seed) => raceguardRuns(entry, 'random', 3, seed) },
+  { name: 'pct:2', run: (entry, seed) => raceguardRuns(entry, 'pct', 2, seed) },
+  { name: 'pct:3', run: (entry, seed) => raceguardRuns(entry, 'pct', 3, seed) },
+  { name: 'pos', run: (entry, seed) => raceguardRuns(entry, 'pos', 3, seed) },
+  { name: 'systematic', run: (entry, seed) => raceguardRuns(entry, 'systematic', 3, seed) },
+  { name: 'fast-check', run: fastCheckRuns },
+];
+
+const chosen =
+  args.contenders === undefined
+    ? contenders
+    : contenders.filter((contender) => args.contenders!.split(',').includes(contender.name));
+
+interface BugResult {
+  bug: string;
+  backend: string;
+  preemptions: number;
+  medianRuns: Record<string, number | null>;
+  portfolioVsFastCheck: number | null;
+}
+interface FixedResult {
+  bug: string;
+  schedules: number;
+  passed: boolean;
+  exhaustedWithinBound: boolean;
+  ms: number;
+}
+const bugs: BugResult[] = [];
+const fixed: FixedResult[] = [];
+const entries = CORPUS.filter((entry) => args.only === undefined || entry.name.includes(args.only));
+
+for (const entry of entries) {
+  const medianRuns: Record<string, number | null> = {};
+  for (const contender of chosen) {
+    // The systematic search is deterministic: one trial says it all.
+    const count = contender.name === 'systematic' ? 1 : trials;
+    const runs: (number | undefined)[] = [];
+    for (let trial = 0; trial < count; trial += 1)
+      runs.push(await contender.run(entry, 1000 + trial));
+    medianRuns[contender.name] = median(runs) ?? null;
+  }
+  const portfolio = medianRuns['portfolio'];
+  const fastCheck = medianRuns['fast-check'];
+  bugs.push({
+    bug: entry.name,
+    backend: entry.backend,
+    preemptions: entry.preemptions,
+    medianRuns,
+    portfolioVsFastCheck:
+      portfolio == null || fastCheck == null
+        ? null
+        : Math.round((fastCheck / portfolio) * 100) / 100,
+  });
+  log(`${entry.name}: ${JSON.stringify(medianRuns)}`);
+}
+
+for (const entry of fixedRuns > 0 ? entries : []) {
+  const started = performance.now();
+  const report = await explore((ctx) => entry.fixed(ctx, env), { runs: fixedRuns, seed: 42 });
+  fixed.push({
+    bug: entry.name,
+    schedules: report.runs,
+    passed: report.failure === undefined,
+    exhaustedWithinBound: report.exhausted,
+    ms: Math.round(performance.now() - started),
+  });
+  log(
+    `${entry.name} fixed: ${report.failure === undefined ? 'passed' : report.failure.message} (${report.runs} schedules)`,
+  );
+}
+
+await pool.end();
+await schema.drop();
+await admin.end();
+await postgres.stop();
+redis.disconnect();
+await redisServer.stop();
+
+const show = (value: number | null | undefined) => (value == null ? `>${cap}` : String(value));
+if (args.json) {
+  process.stdout.write(`${JSON.stringify({ trials, cap, bugs, fixed }, null, 2)}\n`);
+} else {
+  process.stdout.write(
+    `median runs to the first failing schedule (${trials} seeds, cap ${cap})\n` +
+      renderTable(
+        ['bug', 'backend', 'preemptions', ...chosen.map((c) => c.name), 'fast-check / portfolio'],
+        bugs.map((bug) => [
+          bug.bug,
+          bug.backend,
+          String(bug.preemptions),
+          ...chosen.map((c) => show(bug.medianRuns[c.name])),
+          bug.portfolioVsFastCheck == null ? '-' : `${bug.portfolioVsFastCheck}x`,
+        ]),
+      ) +
+      `\nfixed twins under ${fixedRuns} schedules of the portfolio\n` +
+      renderTable(
+        ['bug', 'schedules', 'verdict', 'all schedules within 2 preemptions tried', 'ms'],
+        fixed.map((f) => [
+          f.bug,
+          String(f.schedules),
+          f.passed ? 'passed' : 'FAILED',
+          f.exhaustedWithinBound ? 'yes' : 'no',
+          String(f.ms),
+        ]),
+      ) +
+      '\n',
+  );
+}

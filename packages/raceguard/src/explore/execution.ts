@@ -1,0 +1,344 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { DeadlockError, StepTimeoutError, type TraceStep } from './errors.js';
+import { defaultChoice, type ReadyTask, type Strategy } from './strategies.js';
+
+/** A place where a task waits for the scheduler. */
+interface Waiting {
+  readonly label: string;
+  readonly resource: string | undefined;
+  /** Virtual time at which a sleep ends; undefined for every other point. */
+  readonly wakeAtMs: number | undefined;
+  readonly resume: () => void;
+}
+
+interface Task {
+  readonly index: number;
+  readonly name: string;
+  /** Intercepted calls in flight. */
+  inFlight: number;
+  readonly waiting: Waiting[];
+  done: boolean;
+  lastLabel: string;
+}
+
+interface Scope {
+  readonly execution: Execution;
+  readonly task: Task;
+}
+
+const scopes = new AsyncLocalStorage<Scope>();
+
+/** Timing knobs of one run. */
+export interface ExecutionTiming {
+  readonly stepTimeoutMs: number;
+  readonly deadlockMs: number;
+}
+
+/** What one run did: its choices (for replay and search), the trace, and how it ended. */
+export interface ExecutionRecord {
+  /** The task chosen at each step. */
+  readonly choices: readonly number[];
+  /** The ready tasks at each step. */
+  readonly readySets: readonly (readonly number[])[];
+  /** The task that ran the step before each decision. */
+  readonly currents: readonly (number | undefined)[];
+  readonly trace: readonly TraceStep[];
+  readonly preemptions: number;
+}
+
+/**
+ * One run of a program under a strategy. Tasks run inside an async context
+ * that names them; every point (explicit, an intercepted call returning, a
+ * sleep) parks the task until the scheduler resumes it. The scheduler decides
+ * only when every live task is parked, finished, or blocked on something only
+ * another task can release; a call still in flight is waited for, except that
+ * one slower than a few times the usual call is taken as blocked (a row lock
+ * held by a parked task) while other tasks are ready.
+ */
+export class Execution {
+  private readonly tasks: Task[] = [];
+  private readonly choices: number[] = [];
+  private readonly readySets: number[][] = [];
+  private readonly currents: (number | undefined)[] = [];
+  private readonly trace: TraceStep[] = [];
+  private preemptions = 0;
+  private current: number | undefined;
+  private virtualNowMs = 0;
+  private wake: () => void = () => {};
+  private event: Promise<void>;
+  private stopped = false;
+  private callLatencyMs = 0.5;
+
+  constructor(
+    private readonly strategy: Strategy,
+    private readonly timing: ExecutionTiming,
+  ) {
+    this.event = this.newEvent();
+  }
+
+  /** The task running the caller, if it belongs to this run. */
+  static scope(): Scope | undefined {
+    return scopes.getStore();
+  }
+
+  get nowMs(): number {
+    return this.virtualNowMs;
+  }
+
+  /** Starts `fn` as a task that first waits to be scheduled (for a timer: until its deadline). */
+  spawn<T>(name: string, fn: () => Promise<T> | T, delayMs?: number): Promise<T> {
+    const task: Task = {
+      index: this.tasks.length,
+      name,
+      inFlight: 0,
+      waiting: [],
+      done: false,
+      lastLabel: 'start',
+    };
+    this.tasks.push(task);
+    const run = async (): Promise<T> => {
+      try {
+        // A timer's deadline counts from when it was set, not from when its task first runs.
+        if (delayMs === undefined) await this.park(task, 'start', undefined, undefined);
+        else await this.park(task, `timer ${delayMs} ms`, undefined, this.virtualNowMs + delayMs);
+        return await fn();
+      } finally {
+        task.done = true;
+        this.notify();
+      }
+    };
+    return scopes.run({ execution: this, task }, run);
+  }
+
+  /** Parks the calling task until the scheduler resumes it; outside a task, returns at once. */
+  point(label: string, resource?: string, sleepMs?: number): Promise<void> {
+    const scope = scopes.getStore();
+    if (scope === undefined || scope.execution !== this || this.stopped) return Promise.resolve();
+    const wakeAtMs = sleepMs === undefined ? undefined : this.virtualNowMs + sleepMs;
+    return this.park(scope.task, label, resource, wakeAtMs);
+  }
+
+  /**
+   * Runs an intercepted call: outside a task it is just called; inside, the
+   * task parks when the call has settled, so the scheduler decides when the
+   * caller sees the result.
+   */
+  async call<T>(
+    label: string,
+    resource: string | undefined,
+    invoke: () => Promise<T> | T,
+  ): Promise<T> {
+    const scope = scopes.getStore();
+    if (scope === undefined || scope.execution !== this || this.stopped) return invoke();
+    const { task } = scope;
+    task.inFlight += 1;
+    const started = performance.now();
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown };
+    try {
+      outcome = { ok: true, value: await invoke() };
+    } catch (error) {
+      outcome = { ok: false, error };
+    } finally {
+      task.inFlight -= 1;
+      this.callLatencyMs = this.callLatencyMs * 0.8 + (performance.now() - started) * 0.2;
+    }
+    await this.park(task, outcome.ok ? label : `${label} (threw)`, resource, undefined);
+    if (!outcome.ok) throw outcome.error;
+    return outcome.value;
+  }
+
+  /**
+   * Schedules until `done` settles, then lets leftover tasks finish without
+   * preemption. Rejects with a deadlock or step-timeout error when no task
+   * can go on.
+   */
+  async schedule(done: Promise<unknown>): Promise<void> {
+    let finished = false;
+    const settled = done.then(
+      () => {
+        finished = true;
+        this.notify();
+      },
+      () => {
+        finished = true;
+        this.notify();
+      },
+    );
+    try {
+      for (;;) {
+        const outcome = await this.settle(finished);
+        if (outcome === 'finished') return;
+        if (outcome === 'idle') {
+          if (finished) return;
+          await this.event;
+          continue;
+        }
+        await this.decide(finished);
+      }
+    } finally {
+      this.stopped = true;
+      void settled;
+    }
+  }
+
+  /** Records a failure nobody awaits (a timer's callback); the run fails with the first. */
+  reportError(error: unknown): void {
+    if (this.unawaitedError === undefined) this.unawaitedError = { error };
+  }
+
+  /** The first failure reported with {@link reportError}. */
+  unawaitedError: { readonly error: unknown } | undefined;
+
+  /** The record of this run so far. */
+  record(): ExecutionRecord {
+    return {
+      choices: this.choices,
+      readySets: this.readySets,
+      currents: this.currents,
+      trace: this.trace,
+      preemptions: this.preemptions,
+    };
+  }
+
+  private park(
+    task: Task,
+    label: string,
+    resource: string | undefined,
+    wakeAtMs: number | undefined,
+  ): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resume) => {
+      task.waiting.push({ label, resource, wakeAtMs, resume });
+      this.notify();
+    });
+  }
+
+  private newEvent(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.event = this.newEvent();
+    wake();
+  }
+
+  private waitEvent(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      this.event.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /** Waits until a decision can be made: 'decide', nothing live: 'idle', or after `finished` with all done. */
+  private async settle(finished: boolean): Promise<'decide' | 'idle' | 'finished'> {
+    for (;;) {
+      await nextTurn(); // every continuation already queued runs first
+      const live = this.tasks.filter((task) => !task.done);
+      if (live.length === 0) return finished ? 'finished' : 'idle';
+      const ready = live.some((task) => task.waiting.length > 0);
+      const inFlight = live.filter((task) => task.inFlight > 0);
+      if (inFlight.length === 0) {
+        if (ready) return 'decide';
+        // Live tasks, none parked and no call in flight: each awaits something
+        // only another task could give. Wait briefly for unintercepted I/O.
+        if (await this.waitEvent(this.timing.deadlockMs)) continue;
+        if (finished) return 'finished';
+        throw new DeadlockError(
+          live.map((task) => ({ name: task.name, lastLabel: task.lastLabel })),
+          this.timing.deadlockMs,
+        );
+      }
+      if (ready) {
+        if (await this.waitEvent(this.blockedAfterMs())) continue;
+        return 'decide';
+      }
+      if (await this.waitEvent(this.timing.stepTimeoutMs)) continue;
+      if (finished) return 'finished';
+      throw new StepTimeoutError(
+        inFlight.map((task) => `${task.name} after ${task.lastLabel}`),
+        this.timing.stepTimeoutMs,
+      );
+    }
+  }
+
+  private readyTasks(): ReadyTask[] {
+    let earliestWake = Number.POSITIVE_INFINITY;
+    for (const task of this.tasks) {
+      for (const waiting of task.waiting) {
+        if (waiting.wakeAtMs !== undefined) earliestWake = Math.min(earliestWake, waiting.wakeAtMs);
+      }
+    }
+    const ready: ReadyTask[] = [];
+    for (const task of this.tasks) {
+      // A sleep is ready only when no other sleep ends earlier: timers keep their order.
+      const first = task.waiting.find(
+        (waiting) => waiting.wakeAtMs === undefined || waiting.wakeAtMs <= earliestWake,
+      );
+      if (first !== undefined)
+        ready.push({ task: task.index, label: first.label, resource: first.resource });
+    }
+    return ready;
+  }
+
+  private blockedAfterMs(): number {
+    return Math.min(250, Math.max(5, this.callLatencyMs * 20));
+  }
+
+  private async decide(finished: boolean): Promise<void> {
+    let ready = this.readyTasks();
+    if (ready.length === 0) return;
+    const step = this.choices.length;
+    const isReady = (task: number): boolean => ready.some((candidate) => candidate.task === task);
+    let chosen = finished
+      ? defaultChoice({ step, ready, current: this.current, retried: false })
+      : this.strategy.pick({ step, ready, current: this.current, retried: false });
+    if (!isReady(chosen)) {
+      // The strategy follows a recorded schedule whose task is not parked yet
+      // (its call is slower this time): wait for it, then ask again.
+      const patienceMs =
+        this.strategy.strict === true ? this.timing.stepTimeoutMs : this.blockedAfterMs();
+      const deadline = performance.now() + patienceMs;
+      while (!isReady(chosen) && this.tasks[chosen]?.done !== true) {
+        const leftMs = deadline - performance.now();
+        if (leftMs <= 0 || !(await this.waitEvent(leftMs))) break;
+        await nextTurn();
+        ready = this.readyTasks();
+      }
+      ready = this.readyTasks();
+      if (ready.length === 0) return;
+      if (!isReady(chosen))
+        chosen = this.strategy.pick({ step, ready, current: this.current, retried: true });
+      if (!isReady(chosen))
+        chosen = defaultChoice({ step, ready, current: this.current, retried: true });
+    }
+    this.grant(chosen, ready);
+  }
+
+  private grant(chosen: number, ready: readonly ReadyTask[]): void {
+    const task = this.tasks[chosen]!;
+    const ready_ = ready.find((candidate) => candidate.task === chosen)!;
+    const position = task.waiting.findIndex((waiting) => waiting.label === ready_.label);
+    const [waiting] = task.waiting.splice(position, 1);
+    const preemption =
+      this.current !== undefined &&
+      this.current !== chosen &&
+      ready.some((candidate) => candidate.task === this.current);
+    if (preemption) this.preemptions += 1;
+    this.choices.push(chosen);
+    this.readySets.push(ready.map((candidate) => candidate.task));
+    this.currents.push(this.current);
+    this.trace.push({ task: chosen, taskName: task.name, label: waiting!.label, preemption });
+    if (waiting!.wakeAtMs !== undefined)
+      this.virtualNowMs = Math.max(this.virtualNowMs, waiting!.wakeAtMs);
+    task.lastLabel = waiting!.label;
+    this.current = chosen;
+    waiting!.resume();
+  }
+}

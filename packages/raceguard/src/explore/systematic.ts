@@ -1,0 +1,54 @@
+import type { ExecutionRecord } from './execution.js';
+
+/**
+ * Preemption-bounded search (CHESS, Musuvathi and Qadeer, PLDI 2007): every
+ * schedule with at most `bound` preemptions, fewest preemptions first. Each
+ * run follows a prefix of choices and then runs without preemption; every
+ * other choice it could have made after the prefix becomes a new prefix.
+ */
+export class SystematicSearch {
+  private readonly queues: number[][][];
+  private started = false;
+
+  constructor(private readonly bound: number) {
+    this.queues = Array.from({ length: bound + 1 }, () => []);
+  }
+
+  /** True when every schedule within the bound has been handed out. */
+  get exhausted(): boolean {
+    return this.started && this.queues.every((queue) => queue.length === 0);
+  }
+
+  /** The next prefix to run, or undefined when the search is done. */
+  next(): number[] | undefined {
+    if (!this.started) {
+      this.started = true;
+      return [];
+    }
+    for (const queue of this.queues) {
+      const prefix = queue.shift();
+      if (prefix !== undefined) return prefix;
+    }
+    return undefined;
+  }
+
+  /** Adds the alternatives of a run made from a prefix of `prefixLength` choices. */
+  expand(record: ExecutionRecord, prefixLength: number): void {
+    let preemptions = 0;
+    for (let index = 0; index < record.choices.length; index += 1) {
+      const ready = record.readySets[index]!;
+      const current = record.currents[index];
+      const currentReady = current !== undefined && ready.includes(current);
+      const chosen = record.choices[index]!;
+      if (index >= prefixLength) {
+        for (const alternative of ready) {
+          if (alternative === chosen) continue;
+          const cost = preemptions + (currentReady && alternative !== current ? 1 : 0);
+          if (cost <= this.bound)
+            this.queues[cost]!.push([...record.choices.slice(0, index), alternative]);
+        }
+      }
+      if (currentReady && chosen !== current) preemptions += 1;
+    }
+  }
+}
