@@ -10,6 +10,7 @@ import { constants } from 'node:fs';
 import { access, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { AbortedError, InvalidArgumentError } from 'raceguard';
+import { parseDelays } from 'raceguard/delay';
 import {
   loadScenarios,
   scenarioFiles,
@@ -149,9 +150,25 @@ interface RunOptions {
   settleMs: number;
   allowNoSuccess?: boolean;
   arrivalHeader: string;
+  delay?: Record<string, number>;
   json?: boolean;
   junit?: string;
   html?: string;
+}
+
+/** `--delay point=ms` (repeatable, or comma-separated) into one map. */
+function collectDelay(
+  value: string,
+  previous: Record<string, number> | undefined,
+): Record<string, number> {
+  let parsed: Map<string, number>;
+  try {
+    parsed = parseDelays(value, 30_000, '--delay');
+  } catch (error) {
+    throw new CommanderArgumentError(messageOf(error));
+  }
+  if (parsed.size === 0) throw new CommanderArgumentError('--delay needs point=ms');
+  return { ...previous, ...Object.fromEntries(parsed) };
 }
 
 /** A scenario to run, or the reason it cannot. */
@@ -259,6 +276,14 @@ export function runCommand(): Command {
         .default(ARRIVAL_HEADER)
         .argParser(headerName),
     )
+    .addOption(
+      new Option(
+        '--delay <point=ms>',
+        'widen a named window in the service under test: its delayPoint(point) pauses ms during each burst (repeatable; only a service in test mode honours it)',
+      )
+        .argParser(collectDelay)
+        .default(undefined),
+    )
     .option('--json', 'print the reports as JSON on stdout (trial numbers in it are 0-based)')
     .option('--junit <file>', 'also write a JUnit XML report (one test case per invariant)')
     .option('--html <file>', 'also write a self-contained HTML report with charts')
@@ -292,6 +317,7 @@ export function runCommand(): Command {
                 ...(opts.protocol !== undefined && { protocol: opts.protocol }),
                 ...(opts.allowNoSuccess === true && { allowNoSuccess: true }),
                 arrivalHeader: opts.arrivalHeader,
+                ...(opts.delay !== undefined && { delays: opts.delay }),
                 maxRequests: opts.maxRequests,
                 maxDurationMs: opts.maxDurationMs,
                 settleMs: opts.settleMs,

@@ -81,6 +81,7 @@ const JsonScenario = z
     databaseUrl: z.string().min(1).optional(),
     trials: z.number().int().min(1).optional(),
     allowNoSuccess: z.boolean().optional(),
+    delays: z.record(z.string(), z.number().int().min(0).max(30_000)).optional(),
     setup: z.array(Step).optional(),
     insecure: z.boolean().optional(),
     burst: z
@@ -273,6 +274,7 @@ export function scenarioFromJson(value: unknown, file = 'scenario'): ScenarioDef
     ...(spec.trials !== undefined && { trials: spec.trials }),
     ...(spec.insecure !== undefined && { insecure: spec.insecure }),
     ...(spec.allowNoSuccess !== undefined && { allowNoSuccess: spec.allowNoSuccess }),
+    ...(spec.delays !== undefined && { delays: spec.delays }),
     setup: async (context) => {
       await runSteps(spec.setup ?? [], context);
       const values = new Map<Check, number>();

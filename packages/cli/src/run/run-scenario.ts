@@ -14,6 +14,7 @@ import {
   assertPositiveInteger,
 } from '../arguments.js';
 import { AbortedError, InvalidArgumentError, RaceguardError } from 'raceguard';
+import { DELAY_HEADER, formatDelays } from 'raceguard/delay';
 import { percentile } from './percentile.js';
 import { Http1BurstClient, type SyncBurstResult, type WireRequest } from './http1.js';
 import { Http2BurstClient } from './http2.js';
@@ -23,6 +24,7 @@ import {
   ScenarioError,
   isHttpUrl,
   validateScenario,
+  validateDelays,
   validateRequest,
   validateVerdicts,
   type HttpReply,
@@ -58,6 +60,12 @@ export interface RunScenarioOptions {
    * @default 'x-raceguard-received'
    */
   readonly arrivalHeader?: string;
+  /**
+   * Delays for the service's `delayPoint`s, ms by point name, added to (and
+   * overriding) the scenario's `delays`; sent with every burst request as
+   * `x-raceguard-delay`.
+   */
+  readonly delays?: Readonly<Record<string, number>>;
   readonly signal?: AbortSignal;
   /** Called after each trial. */
   readonly onTrial?: (trial: TrialReport) => void;
@@ -219,6 +227,8 @@ export async function runScenario(
   const allowNoSuccess = options.allowNoSuccess ?? scenario.allowNoSuccess ?? false;
   const arrivalHeader = (options.arrivalHeader ?? ARRIVAL_HEADER).toLowerCase();
   const maxRequests = options.maxRequests ?? 10_000;
+  const delays = { ...scenario.delays, ...options.delays };
+  const delayHeader = Object.keys(delays).length === 0 ? undefined : formatDelays(delays);
   const maxDurationMs = options.maxDurationMs ?? 300_000;
   if (!Number.isSafeInteger(trials) || trials < 1)
     throw new ScenarioError('trials', 'a positive integer', trials);
@@ -306,7 +316,12 @@ export async function runScenario(
           validateRequest(template, `burst.request(${i})`);
           return template;
         });
-        const wires = templates.map(toWire);
+        const wires = templates.map((template) => {
+          const wire = toWire(template);
+          return delayHeader === undefined
+            ? wire
+            : { ...wire, headers: { ...wire.headers, [DELAY_HEADER]: delayHeader } };
+        });
         const burst = await client.fire(wires);
         const responses: ObservedResponse[] = burst.responses.map((r) => {
           const wire = wires[r.index] as WireRequest;
@@ -466,6 +481,7 @@ function validateRunOptions(options: RunScenarioOptions): void {
       'an HTTP header name',
       options.arrivalHeader,
     );
+  if (options.delays !== undefined) validateDelays(options.delays, 'options.delays');
   assertAbortSignal('options.signal', options.signal);
 }
 

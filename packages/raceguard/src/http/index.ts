@@ -27,3 +27,4 @@ export {
   replicaSessionOf,
   type ReplicaSessionOptions,
 } from './replica-session.js';
+export { fastifyDelays, expressDelays, honoDelays } from './delays.js';

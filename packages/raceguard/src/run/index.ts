@@ -10,6 +10,7 @@
 export {
   defineScenario,
   validateScenario,
+  validateDelays,
   validateRequest,
   validateVerdicts,
   isHttpUrl,

@@ -80,6 +80,13 @@ export interface ScenarioDefinition {
    * @default false
    */
   readonly allowNoSuccess?: boolean;
+  /**
+   * Delays to inject into the service's `delayPoint`s during each burst, ms
+   * by point name (sent as the `x-raceguard-delay` header, which only a
+   * service in test mode honours). `--delay` on the command line adds to them.
+   * @default {}
+   */
+  readonly delays?: Readonly<Record<string, number>>;
   /** Create the record under test. Runs before every trial. */
   readonly setup?: (context: TrialContext) => Promise<void> | void;
   readonly burst: BurstSpec;
@@ -132,6 +139,28 @@ export function defineScenario(definition: ScenarioDefinition): ScenarioDefiniti
 }
 
 /** Check a scenario's shape; `at` prefixes the field names in errors. */
+/** Delays by point name: names like `after-read`, whole milliseconds up to 30 s. */
+export function validateDelays(
+  value: unknown,
+  at: string,
+): asserts value is Record<string, number> {
+  need(
+    typeof value === 'object' && value !== null && !Array.isArray(value),
+    at,
+    'an object { point: ms }',
+    value,
+  );
+  for (const [point, ms] of Object.entries(value as Record<string, unknown>)) {
+    need(/^[A-Za-z0-9_.:/-]{1,100}$/.test(point), `${at}`, 'point names like "after-read"', point);
+    need(
+      Number.isSafeInteger(ms) && (ms as number) >= 0 && (ms as number) <= 30_000,
+      `${at}.${point}`,
+      'whole milliseconds from 0 to 30000',
+      ms,
+    );
+  }
+}
+
 export function validateScenario(value: unknown, at: string): asserts value is ScenarioDefinition {
   need(
     typeof value === 'object' && value !== null && !Array.isArray(value),
@@ -163,6 +192,7 @@ export function validateScenario(value: unknown, at: string): asserts value is S
       s.trials,
     );
   }
+  if (s.delays !== undefined) validateDelays(s.delays, `${at}.delays`);
   for (const hook of ['setup', 'teardown'] as const) {
     if (s[hook] !== undefined)
       need(typeof s[hook] === 'function', `${at}.${hook}`, 'a function', s[hook]);

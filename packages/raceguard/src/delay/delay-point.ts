@@ -1,0 +1,175 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { sleep } from '../core/abort.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { assertAbortSignal, assertKnownOptions, assertPlainObject } from '../core/validate.js';
+
+/** The request header that carries per-request delays in test mode: `after-read=50,before-commit=20`. */
+export const DELAY_HEADER = 'x-raceguard-delay';
+
+/** The environment variable that turns test mode on: `on`, or fixed delays `after-read=50,...`. */
+export const DELAY_ENV = 'RACEGUARD_DELAYS';
+
+/** Options of {@link configureDelays}. */
+export interface DelayOptions {
+  /** Test mode. Never on by default; in production leave it off (or unset). */
+  readonly enabled: boolean;
+  /**
+   * Delays applied to every request (a request's header overrides them per point), ms by point name.
+   * @default {}
+   */
+  readonly delays?: Readonly<Record<string, number>>;
+  /**
+   * The longest delay accepted, ms: a longer one in a header or here is refused.
+   * @default 30000
+   */
+  readonly maxDelayMs?: number;
+}
+
+interface Settings {
+  readonly enabled: boolean;
+  readonly delays: ReadonlyMap<string, number>;
+  readonly maxDelayMs: number;
+}
+
+const POINT_NAME = /^[A-Za-z0-9_.:/-]{1,100}$/;
+const RESOLVED = Promise.resolve();
+const perRequest = new AsyncLocalStorage<ReadonlyMap<string, number>>();
+let settings: Settings | undefined;
+
+function settingsFromEnvironment(): Settings {
+  const value = process.env[DELAY_ENV]?.trim();
+  if (value === undefined || value === '' || value === 'off' || value === '0') {
+    return { enabled: false, delays: new Map(), maxDelayMs: 30_000 };
+  }
+  const delays =
+    value === 'on' || value === '1'
+      ? new Map<string, number>()
+      : parseDelays(value, 30_000, DELAY_ENV);
+  return { enabled: true, delays, maxDelayMs: 30_000 };
+}
+
+function current(): Settings {
+  return (settings ??= settingsFromEnvironment());
+}
+
+/**
+ * Reads a delay list: `point=ms` pairs separated by commas (`after-read=50,before-commit=20`).
+ * Throws {@link InvalidArgumentError} naming the bad part.
+ */
+export function parseDelays(
+  text: string,
+  maxDelayMs = 30_000,
+  argument = 'delays',
+): Map<string, number> {
+  if (typeof text !== 'string')
+    throw new InvalidArgumentError(argument, 'a string like "after-read=50"', text);
+  const delays = new Map<string, number>();
+  for (const part of text.split(',')) {
+    const trimmed = part.trim();
+    if (trimmed === '') continue;
+    const match = /^([^=\s]+)\s*=\s*(\d+)$/.exec(trimmed);
+    if (match === null || !POINT_NAME.test(match[1]!)) {
+      throw new InvalidArgumentError(argument, '"point=ms" pairs separated by commas', trimmed);
+    }
+    const ms = Number(match[2]);
+    if (ms > maxDelayMs)
+      throw new InvalidArgumentError(argument, `delays of at most ${maxDelayMs} ms`, trimmed);
+    delays.set(match[1]!, ms);
+  }
+  return delays;
+}
+
+/** Writes a delay list in the form {@link parseDelays} reads. */
+export function formatDelays(delays: Readonly<Record<string, number>>): string {
+  return Object.entries(delays)
+    .map(([point, ms]) => `${point}=${ms}`)
+    .join(',');
+}
+
+/**
+ * Turns test mode on or off for this process, overriding `RACEGUARD_DELAYS`.
+ *
+ * @example
+ * ```ts
+ * configureDelays({ enabled: process.env.NODE_ENV === 'test', delays: { 'after-read': 20 } });
+ * ```
+ */
+export function configureDelays(options: DelayOptions): void {
+  assertPlainObject('options', options);
+  assertKnownOptions('options', options, new Set(['enabled', 'delays', 'maxDelayMs']));
+  if (typeof options.enabled !== 'boolean') {
+    throw new InvalidArgumentError('options.enabled', 'a boolean', options.enabled);
+  }
+  const maxDelayMs = options.maxDelayMs ?? 30_000;
+  if (!Number.isSafeInteger(maxDelayMs) || maxDelayMs < 0) {
+    throw new InvalidArgumentError('options.maxDelayMs', 'a non-negative safe integer', maxDelayMs);
+  }
+  const delays = new Map<string, number>();
+  if (options.delays !== undefined) {
+    assertPlainObject('options.delays', options.delays);
+    for (const [point, ms] of Object.entries(options.delays)) {
+      if (!POINT_NAME.test(point))
+        throw new InvalidArgumentError('options.delays', 'point names like "after-read"', point);
+      if (!Number.isSafeInteger(ms) || ms < 0 || ms > maxDelayMs) {
+        throw new InvalidArgumentError(
+          `options.delays.${point}`,
+          `an integer from 0 to ${maxDelayMs} ms`,
+          ms,
+        );
+      }
+      delays.set(point, ms);
+    }
+  }
+  settings = { enabled: options.enabled, delays, maxDelayMs };
+}
+
+/** Goes back to what `RACEGUARD_DELAYS` says (read again on next use). */
+export function resetDelays(): void {
+  settings = undefined;
+}
+
+/** True when test mode is on. */
+export function delaysEnabled(): boolean {
+  return current().enabled;
+}
+
+/**
+ * Runs `fn` with the delays of one request (the value of its
+ * {@link DELAY_HEADER}). Outside test mode the header is ignored and `fn` just
+ * runs. A malformed header throws {@link InvalidArgumentError} (the HTTP
+ * adapters answer 400).
+ */
+export function withRequestDelays<T>(header: string | undefined, fn: () => T): T {
+  const mode = current();
+  if (!mode.enabled || header === undefined || header === '') return fn();
+  return perRequest.run(parseDelays(header, mode.maxDelayMs, DELAY_HEADER), fn);
+}
+
+/**
+ * A named window in your code that tests can widen. A no-op unless test
+ * mode is on (`configureDelays({ enabled: true })` or `RACEGUARD_DELAYS`);
+ * then it pauses for the delay the request's `x-raceguard-delay` header (or
+ * the configured delays) give this point, so a race window microseconds wide
+ * becomes as wide as the test wants. Honours `signal` while it waits.
+ *
+ * @example
+ * ```ts
+ * const { rows } = await pool.query('SELECT stock FROM items WHERE id = $1', [id]);
+ * await delayPoint('after-stock-read'); // `raceguard run --delay after-stock-read=50`
+ * if (rows[0].stock > 0) await pool.query('UPDATE items SET stock = stock - 1 WHERE id = $1', [id]);
+ * ```
+ */
+export function delayPoint(
+  name: string,
+  options?: { readonly signal?: AbortSignal },
+): Promise<void> {
+  const mode = current();
+  if (!mode.enabled) return RESOLVED;
+  if (typeof name !== 'string' || !POINT_NAME.test(name)) {
+    return Promise.reject(new InvalidArgumentError('name', 'a point name like "after-read"', name));
+  }
+  const ms = perRequest.getStore()?.get(name) ?? mode.delays.get(name) ?? 0;
+  if (ms === 0) return RESOLVED;
+  assertAbortSignal('options.signal', options?.signal);
+  return sleep(ms, options?.signal);
+}
