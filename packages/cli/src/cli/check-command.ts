@@ -1,80 +1,184 @@
 /**
- * `raceguard check <files...>`: is each recorded history linearizable? One
- * verdict per file; exit 0 when every history is linearizable, 1 when any
- * is not, 2 on an error or when a verdict is unknown (the time budget ran
- * out).
+ * `raceguard check <files...>`: is each recorded history linearizable, or
+ * (for transactional histories) free of isolation anomalies? One verdict per
+ * file; exit 0 when every history is fine, 1 when any is not, 2 on an error
+ * or when a verdict is unknown (the time budget ran out).
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { Command, Option } from 'commander';
 import {
   checkLinearizable,
+  checkTransactions,
+  counterModel,
   kvModel,
   parseJepsenRegister,
   parsePorcupineKv,
+  queueModel,
   registerModel,
-  type Verdict,
+  setModel,
+  HistoryFormatError,
+  type AnomalyType,
+  type Model,
+  type Operation,
+  type Transaction,
 } from 'raceguard/check';
+import { anomaliesHtml, linearizabilityHtml } from '../check/history-html.js';
 import { integer, messageOf } from './options.js';
 import { renderTable } from './table.js';
+
+const MODELS = ['register', 'cas-register', 'counter', 'set', 'kv', 'queue'] as const;
+type ModelName = (typeof MODELS)[number];
+type Format = 'jepsen-etcd' | 'porcupine-kv' | 'json';
+type Workload = 'list-append' | 'rw-register';
+
+const MODEL_OF: Record<ModelName, Model<unknown, unknown, unknown>> = {
+  register: registerModel,
+  'cas-register': registerModel,
+  counter: counterModel,
+  set: setModel,
+  kv: kvModel,
+  queue: queueModel,
+};
 
 /** One file's verdict, as `--json` prints it. */
 export interface CheckFileResult {
   readonly file: string;
-  readonly model: 'register' | 'kv';
-  readonly verdict: Verdict;
+  /** The model (linearizability) or the workload (transactions). */
+  readonly model: string;
+  readonly verdict: 'linearizable' | 'not-linearizable' | 'unknown' | 'no-anomalies' | 'anomalies';
+  /** Operations or transactions in the history. */
   readonly operations: number;
   /** Checking time of this file alone, parsing excluded. */
   readonly ms: number;
+  /** For transactional histories: how many of each anomaly. */
+  readonly anomalies?: Readonly<Partial<Record<AnomalyType, number>>>;
 }
 
-/** Check one file's history. */
-async function checkFile(
-  file: string,
-  format: 'jepsen-etcd' | 'porcupine-kv',
-  timeoutMs: number,
-): Promise<CheckFileResult> {
-  const text = await readFile(file, 'utf8');
-  if (format === 'jepsen-etcd') {
-    const operations = parseJepsenRegister(text);
-    const started = performance.now();
-    const { verdict } = checkLinearizable(registerModel, operations, { timeoutMs });
-    return {
-      file,
-      model: 'register',
-      verdict,
-      operations: operations.length,
-      ms: performance.now() - started,
-    };
+interface CheckOptions {
+  readonly format: Format;
+  readonly model?: ModelName;
+  readonly workload?: Workload;
+  readonly timeoutMs: number;
+  readonly html?: string;
+}
+
+/** Reads a JSON history: an array of operations, `{ "operations": [...] }`, or `{ "transactions": [...] }`. */
+function readJson(text: string): { operations?: Operation[]; transactions?: Transaction[] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new HistoryFormatError(1, `not JSON: ${messageOf(error)}`);
   }
-  const operations = parsePorcupineKv(text);
+  const body = Array.isArray(parsed) ? { operations: parsed } : (parsed as Record<string, unknown>);
+  if (typeof body !== 'object' || body === null) {
+    throw new HistoryFormatError(
+      1,
+      'expected an array of operations or { "operations" } or { "transactions" }',
+    );
+  }
+  if (Array.isArray(body.transactions)) return { transactions: body.transactions as Transaction[] };
+  if (!Array.isArray(body.operations)) {
+    throw new HistoryFormatError(
+      1,
+      'expected an array of operations or { "operations" } or { "transactions" }',
+    );
+  }
+  // JSON has no Infinity nor undefined: `"return": null` and a missing `output` mean an unknown outcome.
+  const operations = (body.operations as Record<string, unknown>[]).map((op) => {
+    const unknown = op.return === null || !('output' in op);
+    return {
+      client: op.client as number | string,
+      input: op.input,
+      output: unknown ? undefined : op.output,
+      call: op.call as number,
+      return: op.return === null ? Number.POSITIVE_INFINITY : (op.return as number),
+    } satisfies Operation;
+  });
+  return { operations };
+}
+
+/** Check one file's history; write its page when `--html` is given. */
+async function checkFile(file: string, options: CheckOptions): Promise<CheckFileResult> {
+  const text = await readFile(file, 'utf8');
+  let operations: Operation[];
+  let model: ModelName;
+  if (options.format === 'jepsen-etcd') {
+    operations = parseJepsenRegister(text);
+    model = options.model ?? 'register';
+  } else if (options.format === 'porcupine-kv') {
+    operations = parsePorcupineKv(text);
+    model = 'kv';
+  } else {
+    const history = readJson(text);
+    if (history.transactions !== undefined) {
+      if (options.workload === undefined) {
+        throw new Error('a transactional history needs --workload list-append or rw-register');
+      }
+      const started = performance.now();
+      const result = checkTransactions(history.transactions, { workload: options.workload });
+      const ms = performance.now() - started;
+      if (options.html !== undefined) {
+        await writeFile(
+          join(options.html, `${basename(file)}.html`),
+          anomaliesHtml({
+            file,
+            workload: options.workload,
+            transactions: history.transactions,
+            anomalies: result.anomalies,
+          }),
+        );
+      }
+      return {
+        file,
+        model: options.workload,
+        verdict: result.valid ? 'no-anomalies' : 'anomalies',
+        operations: history.transactions.length,
+        ms,
+        anomalies: result.counts,
+      };
+    }
+    if (options.model === undefined)
+      throw new Error('--format json needs --model for a history of operations');
+    operations = history.operations!;
+    model = options.model;
+  }
   const started = performance.now();
-  const { verdict } = checkLinearizable(kvModel, operations, { timeoutMs });
-  return {
-    file,
-    model: 'kv',
-    verdict,
-    operations: operations.length,
-    ms: performance.now() - started,
-  };
+  const result = checkLinearizable(MODEL_OF[model], operations, { timeoutMs: options.timeoutMs });
+  const ms = performance.now() - started;
+  if (options.html !== undefined) {
+    await writeFile(
+      join(options.html, `${basename(file)}.html`),
+      linearizabilityHtml({ file, model, operations, ...result }),
+    );
+  }
+  return { file, model, verdict: result.verdict, operations: operations.length, ms };
 }
 
 /** `raceguard check`. */
 export function checkCommand(): Command {
   return new Command('check')
     .description(
-      'check recorded histories for linearizability: one verdict per file (exit 0 all linearizable, 1 any not, 2 error or unknown)',
+      'check recorded histories: linearizability against a model, or isolation anomalies in transactional histories. One verdict per file (exit 0 all fine, 1 any not, 2 error or unknown)',
     )
     .argument('<files...>', 'history files')
     .addOption(
       new Option('--format <format>', "the files' format")
-        .choices(['jepsen-etcd', 'porcupine-kv'])
+        .choices(['jepsen-etcd', 'porcupine-kv', 'json'])
         .makeOptionMandatory(),
     )
     .addOption(
       new Option(
         '--model <model>',
-        'the object (register for jepsen-etcd, kv for porcupine-kv)',
-      ).choices(['register', 'kv']),
+        'the object (jepsen-etcd: register or cas-register; porcupine-kv: kv; json: any)',
+      ).choices([...MODELS]),
+    )
+    .addOption(
+      new Option('--workload <workload>', 'for JSON transactional histories').choices([
+        'list-append',
+        'rw-register',
+      ]),
     )
     .option(
       '--timeout-ms <ms>',
@@ -82,54 +186,61 @@ export function checkCommand(): Command {
       integer(1),
       10_000,
     )
-    .option('--json', 'print { "results": [ { "file", "model", "verdict", "operations", "ms" } ] }')
-    .action(
-      async (
-        files: string[],
-        options: {
-          format: 'jepsen-etcd' | 'porcupine-kv';
-          model?: 'register' | 'kv';
-          timeoutMs: number;
-          json?: boolean;
-        },
-      ) => {
-        const expected = options.format === 'jepsen-etcd' ? 'register' : 'kv';
-        if (options.model !== undefined && options.model !== expected) {
-          throw new Error(
-            `--format ${options.format} records the ${expected} model, not ${options.model}`,
-          );
+    .option('--html <dir>', 'write one self-contained HTML page per file into this directory')
+    .option(
+      '--json',
+      'print { "results": [ { "file", "model", "verdict", "operations", "ms", "anomalies"? } ] }',
+    )
+    .action(async (files: string[], options: CheckOptions & { json?: boolean }) => {
+      if (
+        options.format === 'jepsen-etcd' &&
+        options.model !== undefined &&
+        !['register', 'cas-register'].includes(options.model)
+      ) {
+        throw new Error(`--format jepsen-etcd records a register, not ${options.model}`);
+      }
+      if (
+        options.format === 'porcupine-kv' &&
+        options.model !== undefined &&
+        options.model !== 'kv'
+      ) {
+        throw new Error(`--format porcupine-kv records the kv model, not ${options.model}`);
+      }
+      if (options.html !== undefined) await mkdir(options.html, { recursive: true });
+      const results: CheckFileResult[] = [];
+      for (const file of files) {
+        try {
+          results.push(await checkFile(file, options));
+        } catch (error) {
+          throw new Error(`${file}: ${messageOf(error)}`, { cause: error });
         }
-        const results: CheckFileResult[] = [];
-        for (const file of files) {
-          try {
-            results.push(await checkFile(file, options.format, options.timeoutMs));
-          } catch (error) {
-            throw new Error(`${file}: ${messageOf(error)}`, { cause: error });
-          }
-        }
-        if (options.json) {
-          process.stdout.write(
-            `${JSON.stringify({ results: results.map((r) => ({ ...r, ms: Math.round(r.ms * 100) / 100 })) }, null, 2)}\n`,
-          );
-        } else {
-          process.stdout.write(
-            `${renderTable(
-              ['file', 'model', 'operations', 'verdict', 'ms'],
-              results.map((r) => [
-                r.file,
-                r.model,
-                String(r.operations),
-                r.verdict,
-                r.ms.toFixed(1),
-              ]),
-            )}\n`,
-          );
-        }
-        process.exitCode = results.some((r) => r.verdict === 'unknown')
-          ? 2
-          : results.some((r) => r.verdict === 'not-linearizable')
-            ? 1
-            : 0;
-      },
-    );
+      }
+      if (options.json) {
+        process.stdout.write(
+          `${JSON.stringify({ results: results.map((r) => ({ ...r, ms: Math.round(r.ms * 100) / 100 })) }, null, 2)}\n`,
+        );
+      } else {
+        process.stdout.write(
+          `${renderTable(
+            ['file', 'model', 'operations', 'verdict', 'ms'],
+            results.map((r) => [
+              r.file,
+              r.model,
+              String(r.operations),
+              r.anomalies === undefined || r.verdict === 'no-anomalies'
+                ? r.verdict
+                : `${r.verdict}: ${Object.entries(r.anomalies)
+                    .map(([type, n]) => `${type} ×${n}`)
+                    .join(', ')}`,
+              r.ms.toFixed(1),
+            ]),
+          )}\n`,
+        );
+      }
+      process.exitCode = results.some((r) => r.verdict === 'unknown')
+        ? 2
+        : results.some((r) => r.verdict === 'not-linearizable' || r.verdict === 'anomalies')
+          ? 1
+          : 0;
+    });
 }

@@ -28,3 +28,14 @@ export {
   type QueueInput,
 } from './models.js';
 export { parseJepsenRegister, parsePorcupineKv, HistoryFormatError } from './formats.js';
+export {
+  checkTransactions,
+  type Transaction,
+  type MicroOp,
+  type Anomaly,
+  type AnomalyType,
+  type CycleStep,
+  type EdgeType,
+  type TransactionCheckOptions,
+  type TransactionCheckResult,
+} from './anomalies.js';

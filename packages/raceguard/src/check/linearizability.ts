@@ -63,6 +63,15 @@ export interface CheckResult {
   readonly verdict: Verdict;
   /** For `not-linearizable`: the operations of the first part that has no linearization. */
   readonly violating?: readonly Operation[];
+  /**
+   * For `not-linearizable`: the shortest prefix of that part (by time) that
+   * already has no linearization: the operations invoked by the moment
+   * `culprit` returned, those still running then counted as pending. When
+   * the time budget allows finding it.
+   */
+  readonly minimalPrefix?: readonly Operation[];
+  /** The operation whose return makes the history non-linearizable. */
+  readonly culprit?: Operation;
 }
 
 const OPTIONS = new Set(['timeoutMs']);
@@ -110,10 +119,50 @@ export function checkLinearizable<S, I, O>(
   let unknown = false;
   for (const part of parts) {
     const verdict = checkPart(model, part, deadline);
-    if (verdict === 'not-linearizable') return { verdict, violating: part };
+    if (verdict === 'not-linearizable') {
+      return { verdict, violating: part, ...minimalPrefix(model, part, deadline) };
+    }
     if (verdict === 'unknown') unknown = true;
   }
   return { verdict: unknown ? 'unknown' : 'linearizable' };
+}
+
+/**
+ * The earliest return after which the part is already not linearizable
+ * (binary search: a prefix of a non-linearizable history is extended by
+ * every later event without becoming linearizable again). Operations still
+ * running at that moment are pending: their outcome is unknown.
+ */
+function minimalPrefix<S, I, O>(
+  model: Model<S, I, O>,
+  part: readonly Operation<I, O>[],
+  deadline: number,
+): { minimalPrefix?: readonly Operation[]; culprit?: Operation } {
+  const returns = part
+    .map((op) => op.return)
+    .filter((time) => Number.isFinite(time))
+    .sort((a, b) => a - b);
+  const prefixAt = (time: number): Operation<I, O>[] =>
+    part
+      .filter((op) => op.call <= time)
+      .map((op) => (op.return <= time ? op : { ...op, output: undefined, return: Infinity }));
+  let low = 0;
+  let high = returns.length - 1;
+  while (low < high) {
+    if (performance.now() > deadline) return {};
+    const middle = (low + high) >> 1;
+    if (checkPart(model, prefixAt(returns[middle]!), deadline) === 'not-linearizable') high = middle;
+    else low = middle + 1;
+  }
+  const time = returns[low];
+  if (time === undefined) return {};
+  const prefix = prefixAt(time);
+  if (checkPart(model, prefix, deadline) !== 'not-linearizable') return {};
+  const culprit = part.find((op) => op.return === time);
+  return {
+    minimalPrefix: part.filter((op) => op.call <= time) as readonly Operation[],
+    ...(culprit !== undefined && { culprit: culprit as Operation }),
+  };
 }
 
 /** A call or return event in the doubly linked list of the search. */
