@@ -151,7 +151,8 @@ function minimalPrefix<S, I, O>(
   while (low < high) {
     if (performance.now() > deadline) return {};
     const middle = (low + high) >> 1;
-    if (checkPart(model, prefixAt(returns[middle]!), deadline) === 'not-linearizable') high = middle;
+    if (checkPart(model, prefixAt(returns[middle]!), deadline) === 'not-linearizable')
+      high = middle;
     else low = middle + 1;
   }
   const time = returns[low];
@@ -160,8 +161,8 @@ function minimalPrefix<S, I, O>(
   if (checkPart(model, prefix, deadline) !== 'not-linearizable') return {};
   const culprit = part.find((op) => op.return === time);
   return {
-    minimalPrefix: part.filter((op) => op.call <= time) as readonly Operation[],
-    ...(culprit !== undefined && { culprit: culprit as Operation }),
+    minimalPrefix: part.filter((op) => op.call <= time),
+    ...(culprit !== undefined && { culprit: culprit }),
   };
 }
 
