@@ -8,18 +8,15 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Command, Option } from 'commander';
 import {
+  MODELS,
+  modelByName,
+  type ModelName,
   checkLinearizable,
   checkTransactions,
-  counterModel,
-  kvModel,
   parseJepsenRegister,
   parsePorcupineKv,
-  queueModel,
-  registerModel,
-  setModel,
   HistoryFormatError,
   type AnomalyType,
-  type Model,
   type Operation,
   type Transaction,
 } from 'raceguard/check';
@@ -27,19 +24,9 @@ import { anomaliesHtml, linearizabilityHtml } from '../check/history-html.js';
 import { integer, messageOf } from './options.js';
 import { renderTable } from './table.js';
 
-const MODELS = ['register', 'cas-register', 'counter', 'set', 'kv', 'queue'] as const;
-type ModelName = (typeof MODELS)[number];
+const MODEL_NAMES = Object.keys(MODELS) as ModelName[];
 type Format = 'jepsen-etcd' | 'porcupine-kv' | 'json';
 type Workload = 'list-append' | 'rw-register';
-
-const MODEL_OF: Record<ModelName, Model<unknown, unknown, unknown>> = {
-  register: registerModel,
-  'cas-register': registerModel,
-  counter: counterModel,
-  set: setModel,
-  kv: kvModel,
-  queue: queueModel,
-};
 
 /** One file's verdict, as `--json` prints it. */
 export interface CheckFileResult {
@@ -145,7 +132,9 @@ async function checkFile(file: string, options: CheckOptions): Promise<CheckFile
     model = options.model;
   }
   const started = performance.now();
-  const result = checkLinearizable(MODEL_OF[model], operations, { timeoutMs: options.timeoutMs });
+  const result = checkLinearizable(modelByName(model), operations, {
+    timeoutMs: options.timeoutMs,
+  });
   const ms = performance.now() - started;
   if (options.html !== undefined) {
     await writeFile(
@@ -172,7 +161,7 @@ export function checkCommand(): Command {
       new Option(
         '--model <model>',
         'the object (jepsen-etcd: register or cas-register; porcupine-kv: kv; json: any)',
-      ).choices([...MODELS]),
+      ).choices(MODEL_NAMES),
     )
     .addOption(
       new Option('--workload <workload>', 'for JSON transactional histories').choices([

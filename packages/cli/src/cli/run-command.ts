@@ -7,8 +7,9 @@
 import { messageOf, integer, interruptible } from './options.js';
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import { constants } from 'node:fs';
-import { access, stat, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { access, mkdir, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { linearizabilityHtml } from '../check/history-html.js';
 import { AbortedError, InvalidArgumentError } from 'raceguard';
 import { parseDelays } from 'raceguard/delay';
 import {
@@ -151,6 +152,7 @@ interface RunOptions {
   allowNoSuccess?: boolean;
   arrivalHeader: string;
   delay?: Record<string, number>;
+  history?: string;
   json?: boolean;
   junit?: string;
   html?: string;
@@ -169,6 +171,60 @@ function collectDelay(
   }
   if (parsed.size === 0) throw new CommanderArgumentError('--delay needs point=ms');
   return { ...previous, ...Object.fromEntries(parsed) };
+}
+
+const slug = (name: string): string =>
+  name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '') || 'scenario';
+
+/** Each trial's history as `<scenario>-trial-<n>.json`, in the shape `raceguard check --format json` reads. */
+async function writeHistories(dir: string, reports: readonly ScenarioReport[]): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [index, report] of reports.entries()) {
+    for (const trial of report.trialReports) {
+      if (trial.history === undefined) continue;
+      const file = join(dir, `${index + 1}-${slug(report.name)}-trial-${trial.trial + 1}.json`);
+      const { model, operations } = trial.history;
+      await writeFile(
+        file,
+        `${JSON.stringify({ ...(model !== undefined && { model }), operations }, null, 2)}\n`,
+      );
+    }
+  }
+}
+
+/** A page per non-linearizable trial history, next to the HTML report; the links for the report. */
+async function writeHistoryPages(
+  html: string,
+  reports: readonly ScenarioReport[],
+): Promise<Map<string, string>> {
+  const links = new Map<string, string>();
+  const folder = `${basename(html)}.histories`;
+  for (const [index, report] of reports.entries()) {
+    for (const trial of report.trialReports) {
+      const history = trial.history;
+      if (history?.verdict !== 'not-linearizable') continue;
+      await mkdir(join(dirname(html), folder), { recursive: true });
+      const name = `${index + 1}-trial-${trial.trial + 1}.html`;
+      const prefix = new Set(history.minimalPrefix ?? []);
+      await writeFile(
+        join(dirname(html), folder, name),
+        linearizabilityHtml({
+          file: `${report.name}, trial ${trial.trial + 1}`,
+          model: history.model ?? 'unknown',
+          verdict: history.verdict,
+          operations: history.operations,
+          violating: history.operations,
+          minimalPrefix: history.operations.filter((_, at) => prefix.has(at)),
+          ...(history.culprit !== undefined && { culprit: history.operations[history.culprit]! }),
+        }),
+      );
+      links.set(`${index + 1}:${trial.trial + 1}`, `${folder}/${name}`);
+    }
+  }
+  return links;
 }
 
 /** A scenario to run, or the reason it cannot. */
@@ -284,6 +340,10 @@ export function runCommand(): Command {
         .argParser(collectDelay)
         .default(undefined),
     )
+    .option(
+      '--history <dir>',
+      "write each trial's burst as a history file (raceguard check --format json reads it)",
+    )
     .option('--json', 'print the reports as JSON on stdout (trial numbers in it are 0-based)')
     .option('--junit <file>', 'also write a JUnit XML report (one test case per invariant)')
     .option('--html <file>', 'also write a self-contained HTML report with charts')
@@ -318,6 +378,7 @@ export function runCommand(): Command {
                 ...(opts.allowNoSuccess === true && { allowNoSuccess: true }),
                 arrivalHeader: opts.arrivalHeader,
                 ...(opts.delay !== undefined && { delays: opts.delay }),
+                ...(opts.history !== undefined && { recordHistory: true }),
                 maxRequests: opts.maxRequests,
                 maxDurationMs: opts.maxDurationMs,
                 settleMs: opts.settleMs,
@@ -349,7 +410,13 @@ export function runCommand(): Command {
         progress.done();
       }
       if (opts.junit !== undefined) await writeFile(opts.junit, toJUnit(reports));
-      if (opts.html !== undefined) await writeFile(opts.html, toHtml(reports));
+      if (opts.history !== undefined) await writeHistories(opts.history, reports);
+      if (opts.html !== undefined) {
+        await writeFile(
+          opts.html,
+          toHtml(reports, new Date(), await writeHistoryPages(opts.html, reports)),
+        );
+      }
       process.stdout.write(
         opts.json === true
           ? `${JSON.stringify({ scenarios: reports.map(({ trialReports, ...rest }) => ({ ...rest, trialReports: trialReports.map(({ latenciesMs, ...t }) => ({ ...t, latencyCount: latenciesMs.length })) })) }, null, 2)}\n`

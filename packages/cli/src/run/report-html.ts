@@ -256,7 +256,19 @@ ${
  * await writeFile('race-report.html', toHtml(reports));
  * ```
  */
-export function toHtml(reports: readonly ScenarioReport[], generatedAt = new Date()): string {
+export function toHtml(
+  reports: readonly ScenarioReport[],
+  generatedAt = new Date(),
+  /** Pages of non-linearizable trial histories: `scenario index (1-based):trial (1-based)` to a relative URL. */
+  historyPages: ReadonlyMap<string, string> = new Map(),
+): string {
+  const historyLinks = (scenario: number): string => {
+    const links = [...historyPages].filter(([key]) => key.startsWith(`${scenario}:`));
+    if (links.length === 0) return '';
+    return `<p class="violation">Histories that are not linearizable: ${links
+      .map(([key, href]) => `<a href="${esc(href)}">trial ${esc(key.split(':')[1]!)}</a>`)
+      .join(', ')}</p>`;
+  };
   const count = (v: Verdict): number => reports.filter((r) => verdictOf(r) === v).length;
   const summary = `<p class="summary">${reports.length} scenario(s): <span class="badge raced">${count('raced')} raced</span> <span class="badge errored">${count('errored')} without a verdict</span> <span class="badge clean">${count('clean')} clean</span></p>
 <table><thead><tr><th>#</th><th>scenario</th><th>verdict</th><th class="n">trials</th><th class="n">raced</th><th class="n">errored</th></tr></thead><tbody>${reports
@@ -287,7 +299,7 @@ svg{width:100%;height:auto;background:#fcfcfc;font-family:system-ui,sans-serif}
 </style>
 </head><body><h1>raceguard run</h1><p class="meta">${esc(generatedAt.toISOString())} · trial and request numbers start at 1</p>
 ${summary}
-${reports.map((r, i) => section(r, i + 1)).join('\n')}
+${reports.map((r, i) => section(r, i + 1) + historyLinks(i + 1)).join('\n')}
 </body></html>
 `;
 }

@@ -15,6 +15,7 @@ import {
 } from '../arguments.js';
 import { AbortedError, InvalidArgumentError, RaceguardError } from 'raceguard';
 import { DELAY_HEADER, formatDelays } from 'raceguard/delay';
+import { checkLinearizable, modelByName, type Operation } from 'raceguard/check';
 import { percentile } from './percentile.js';
 import { Http1BurstClient, type SyncBurstResult, type WireRequest } from './http1.js';
 import { Http2BurstClient } from './http2.js';
@@ -66,6 +67,12 @@ export interface RunScenarioOptions {
    * `x-raceguard-delay`.
    */
   readonly delays?: Readonly<Record<string, number>>;
+  /**
+   * Keep every burst as a history in the trial reports (requests as inputs,
+   * responses as outputs) even when the scenario names no model.
+   * @default false
+   */
+  readonly recordHistory?: boolean;
   readonly signal?: AbortSignal;
   /** Called after each trial. */
   readonly onTrial?: (trial: TrialReport) => void;
@@ -98,6 +105,21 @@ export interface TrialReport {
    * successes, then the first failures), as evidence of who won.
    */
   readonly evidence?: readonly EvidenceResponse[];
+  /** The burst as a history of operations (with `history` in the scenario, or `recordHistory`). */
+  readonly history?: TrialHistory;
+}
+
+/** One trial's burst as a history, and its linearizability verdict when the scenario names a model. */
+export interface TrialHistory {
+  /** The model, when the scenario's `history` names one. */
+  readonly model?: string;
+  /** Client = request index (0-based), times in ms from the release. */
+  readonly operations: readonly Operation[];
+  readonly verdict?: 'linearizable' | 'not-linearizable' | 'unknown';
+  /** Indexes into `operations` of the shortest failing prefix. */
+  readonly minimalPrefix?: readonly number[];
+  /** Index into `operations` of the operation whose return breaks linearizability. */
+  readonly culprit?: number;
 }
 
 /** A response kept as evidence of a race. */
@@ -359,7 +381,11 @@ export async function runScenario(
           ? undefined
           : `no request succeeded: ${describeFailures(responses)}; the burst never reached the code under test`;
         phase = 'check';
-        const verdicts = validateVerdicts(await scenario.check({ ...context, responses }));
+        const history = historyOf(scenario, options, responses, burst);
+        const verdicts = [
+          ...validateVerdicts(await scenario.check({ ...context, responses })),
+          ...(history?.verdict === undefined ? [] : [linearizabilityVerdict(history)]),
+        ];
         const violated = verdicts.some((v) => !v.ok);
         report = {
           trial,
@@ -367,6 +393,7 @@ export async function runScenario(
           violated,
           ...measured,
           ...(violated && { evidence: evidenceOf(responses) }),
+          ...(history !== undefined && { history }),
           ...(noSuccess !== undefined &&
             (allowNoSuccess
               ? { warning: noSuccess }
@@ -409,6 +436,68 @@ export async function runScenario(
     await closeSql();
   }
   return summarise(scenario.name, target, reports);
+}
+
+/** The burst as a history; checked against the scenario's model when it names one. */
+function historyOf(
+  scenario: ScenarioDefinition,
+  options: RunScenarioOptions,
+  responses: readonly ObservedResponse[],
+  burst: SyncBurstResult,
+): TrialHistory | undefined {
+  if (scenario.history === undefined && options.recordHistory !== true) return undefined;
+  const latency = new Map(burst.responses.map((r) => [r.index, r.latencyMs]));
+  const operations: Operation[] = [];
+  for (const response of responses) {
+    const unknown = response.status === 0; // no response: it may or may not have taken effect
+    const mapped =
+      scenario.history === undefined
+        ? {
+            input: response.request,
+            output: { status: response.status, body: response.json ?? response.text },
+          }
+        : scenario.history.operation(response);
+    if (mapped === undefined) continue;
+    operations.push({
+      client: response.index,
+      input: mapped.input,
+      output: unknown ? undefined : mapped.output,
+      call: 0,
+      return: unknown ? Number.POSITIVE_INFINITY : (latency.get(response.index) ?? 0),
+    });
+  }
+  if (scenario.history === undefined) return { operations };
+  const result = checkLinearizable(modelByName(scenario.history.model), operations, {
+    timeoutMs: 10_000,
+  });
+  const prefix = new Set(result.minimalPrefix ?? []);
+  const culprit = result.culprit === undefined ? -1 : operations.indexOf(result.culprit);
+  return {
+    model: scenario.history.model,
+    operations,
+    verdict: result.verdict,
+    ...(result.minimalPrefix !== undefined && {
+      minimalPrefix: operations.flatMap((op, index) => (prefix.has(op) ? [index] : [])),
+    }),
+    ...(culprit >= 0 && { culprit }),
+  };
+}
+
+function linearizabilityVerdict(history: TrialHistory): Verdict {
+  const culprit = history.culprit === undefined ? undefined : history.operations[history.culprit];
+  return {
+    invariant: 'linearizable',
+    ok: history.verdict !== 'not-linearizable',
+    detail:
+      history.verdict === 'linearizable'
+        ? `the ${history.operations.length} requests are linearizable as a ${history.model}`
+        : history.verdict === 'unknown'
+          ? `no verdict on linearizability within 10 s (${history.operations.length} requests)`
+          : `no order of the ${history.operations.length} requests as operations on a ${history.model} explains what they returned` +
+            (culprit === undefined
+              ? ''
+              : `: request ${Number(culprit.client) + 1} (${JSON.stringify(culprit.input)}) returned ${JSON.stringify(culprit.output)}`),
+  };
 }
 
 const clip = (text: string): string => (text.length > 2000 ? `${text.slice(0, 1997)}...` : text);
@@ -482,6 +571,9 @@ function validateRunOptions(options: RunScenarioOptions): void {
       options.arrivalHeader,
     );
   if (options.delays !== undefined) validateDelays(options.delays, 'options.delays');
+  if (options.recordHistory !== undefined && typeof options.recordHistory !== 'boolean') {
+    throw new InvalidArgumentError('options.recordHistory', 'a boolean', options.recordHistory);
+  }
   assertAbortSignal('options.signal', options.signal);
 }
 

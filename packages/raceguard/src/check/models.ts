@@ -3,6 +3,7 @@
  * compare-and-set (Jepsen's etcd test), and a key-value map with get, put
  * and append, partitioned by key.
  */
+import { InvalidArgumentError } from '../core/errors.js';
 import type { Model, Operation } from './linearizability.js';
 
 /** An operation on a register; `null` is "no value yet". */
@@ -164,3 +165,25 @@ export const queueModel: Model<readonly string[], QueueInput, string | null> = {
   equal: (a, b) => a.length === b.length && a.every((v, i) => v === b[i]),
   key: (state) => JSON.stringify(state),
 };
+
+/** The models by the names the CLI and scenario files use. */
+export const MODELS = {
+  register: registerModel,
+  'cas-register': registerModel,
+  counter: counterModel,
+  set: setModel,
+  kv: kvModel,
+  queue: queueModel,
+} as const;
+
+/** A model's name in {@link MODELS}. */
+export type ModelName = keyof typeof MODELS;
+
+/** The model called `name` (for histories whose inputs and outputs are only known at run time). */
+export function modelByName(name: ModelName): Model<unknown, unknown, unknown> {
+  const model = (MODELS as Record<string, unknown>)[name];
+  if (model === undefined) {
+    throw new InvalidArgumentError('model', `one of ${Object.keys(MODELS).join(', ')}`, name);
+  }
+  return model as Model<unknown, unknown, unknown>;
+}

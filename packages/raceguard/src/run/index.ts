@@ -18,6 +18,7 @@ export {
   type ScenarioDefinition,
   type ScenarioRequest,
   type BurstSpec,
+  type HistorySpec,
   type TrialContext,
   type CheckContext,
   type HttpReply,

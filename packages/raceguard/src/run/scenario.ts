@@ -4,6 +4,7 @@
  */
 import { RaceguardError, describeValue } from '../core/errors.js';
 import type { ObservedResponse, Verdict } from './invariants.js';
+import { MODELS, type ModelName } from '../check/models.js';
 
 /** One request of the burst. */
 export interface ScenarioRequest {
@@ -61,6 +62,30 @@ export interface BurstSpec {
   readonly request: ScenarioRequest | ((index: number, context: TrialContext) => ScenarioRequest);
 }
 
+/**
+ * How to read a burst as a history of operations on a model (see
+ * `raceguard/check`), so that each trial is also checked for
+ * linearizability: every request was invoked at the release, and returned
+ * when its response arrived; a request that failed in transport is an
+ * unknown outcome.
+ */
+export interface HistorySpec {
+  /** The object the API stands for. */
+  readonly model: ModelName;
+  /**
+   * Each response as an operation of the model: its input and its output;
+   * `undefined` leaves the request out of the history.
+   *
+   * @example
+   * ```ts
+   * operation: (r) => ({ input: { op: 'add', amount: 1 }, output: null })
+   * ```
+   */
+  readonly operation: (
+    response: ObservedResponse,
+  ) => { readonly input: unknown; readonly output: unknown } | undefined;
+}
+
 /** A scenario. */
 export interface ScenarioDefinition {
   readonly name: string;
@@ -87,6 +112,8 @@ export interface ScenarioDefinition {
    * @default {}
    */
   readonly delays?: Readonly<Record<string, number>>;
+  /** Check each trial's burst for linearizability against a model, besides `check`. */
+  readonly history?: HistorySpec;
   /** Create the record under test. Runs before every trial. */
   readonly setup?: (context: TrialContext) => Promise<void> | void;
   readonly burst: BurstSpec;
@@ -193,6 +220,27 @@ export function validateScenario(value: unknown, at: string): asserts value is S
     );
   }
   if (s.delays !== undefined) validateDelays(s.delays, `${at}.delays`);
+  if (s.history !== undefined) {
+    need(
+      typeof s.history === 'object' && s.history !== null,
+      `${at}.history`,
+      'an object { model, operation }',
+      s.history,
+    );
+    const history: Record<string, unknown> = s.history as Record<string, unknown>;
+    need(
+      typeof history.model === 'string' && history.model in MODELS,
+      `${at}.history.model`,
+      `one of ${Object.keys(MODELS).join(', ')}`,
+      history.model,
+    );
+    need(
+      typeof history.operation === 'function',
+      `${at}.history.operation`,
+      'a function',
+      history.operation,
+    );
+  }
   for (const hook of ['setup', 'teardown'] as const) {
     if (s[hook] !== undefined)
       need(typeof s[hook] === 'function', `${at}.${hook}`, 'a function', s[hook]);
