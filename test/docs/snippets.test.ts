@@ -24,6 +24,7 @@ const documents = [
   'docs/messaging.md',
   'docs/cache.md',
   'docs/explore.md',
+  'docs/check.md',
   'docs/benchmarks.md',
   'packages/raceguard/README.md',
   'packages/cli/README.md',
