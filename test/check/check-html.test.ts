@@ -7,47 +7,15 @@
  * and the operation that breaks it are drawn, and named in the DOM.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import { CHROMIUM, chromium } from '../helpers/chromium.js';
+import { runCli } from '../helpers/cli.js';
 import { countColour, decodePng } from '../helpers/png.js';
 
-const cli = (...args: string[]) =>
-  spawnSync(
-    process.execPath,
-    [
-      '--conditions=raceguard-source',
-      '--import',
-      'tsx',
-      'packages/cli/src/cli/main.ts',
-      'check',
-      ...args,
-    ],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
-
-const CHROMIUM = ['chromium', 'chromium-browser'].find(
-  (binary) => spawnSync(binary, ['--version']).status === 0,
-);
-
-const chromium = (dir: string, ...args: string[]) =>
-  spawnSync(
-    CHROMIUM ?? 'chromium',
-    [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      `--user-data-dir=${join(dir, 'profile')}`,
-      ...args,
-    ],
-    { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
-  );
+const cli = (...args: string[]) => runCli(['check', ...args]);
 
 describe('raceguard check --format json and --html', () => {
   let dir: string;
@@ -124,8 +92,8 @@ describe('raceguard check --format json and --html', () => {
     );
   });
 
-  it('verdicts and exit codes for operations and transactions', () => {
-    const mixed = cli(
+  it('verdicts and exit codes for operations and transactions', async () => {
+    const mixed = await cli(
       '--format',
       'json',
       '--model',
@@ -145,8 +113,11 @@ describe('raceguard check --format json and --html', () => {
         ['not-linearizable', 5],
       ],
     );
-    assert.equal(cli('--format', 'json', '--model', 'register', join(dir, 'fresh.json')).status, 0);
-    const skew = cli(
+    assert.equal(
+      (await cli('--format', 'json', '--model', 'register', join(dir, 'fresh.json'))).status,
+      0,
+    );
+    const skew = await cli(
       '--format',
       'json',
       '--workload',
@@ -161,16 +132,22 @@ describe('raceguard check --format json and --html', () => {
       }
     ).results;
     assert.deepEqual([txn!.verdict, txn!.anomalies], ['anomalies', { G2: 1 }]);
-    const table = cli('--format', 'json', '--workload', 'list-append', join(dir, 'skew.json'));
+    const table = await cli(
+      '--format',
+      'json',
+      '--workload',
+      'list-append',
+      join(dir, 'skew.json'),
+    );
     assert.match(table.stdout, /anomalies: G2 ×1/);
     // Bad input: named, exit 2.
-    const broken = cli('--format', 'json', '--model', 'register', join(dir, 'broken.json'));
+    const broken = await cli('--format', 'json', '--model', 'register', join(dir, 'broken.json'));
     assert.equal(broken.status, 2);
     assert.match(broken.stderr, /broken\.json: .*operations\[0\]/);
-    const noModel = cli('--format', 'json', join(dir, 'fresh.json'));
+    const noModel = await cli('--format', 'json', join(dir, 'fresh.json'));
     assert.equal(noModel.status, 2);
     assert.match(noModel.stderr, /--model/);
-    const noWorkload = cli('--format', 'json', join(dir, 'skew.json'));
+    const noWorkload = await cli('--format', 'json', join(dir, 'skew.json'));
     assert.equal(noWorkload.status, 2);
     assert.match(noWorkload.stderr, /--workload/);
   });
@@ -180,7 +157,7 @@ describe('raceguard check --format json and --html', () => {
     { skip: CHROMIUM === undefined && 'chromium is not installed' },
     async () => {
       const html = join(dir, 'pages');
-      const run = cli(
+      const run = await cli(
         '--format',
         'json',
         '--model',
@@ -213,7 +190,7 @@ describe('raceguard check --format json and --html', () => {
       assert.ok(countColour(image, '#c0392b') > 500, 'the culprit bar is drawn red');
       assert.ok(countColour(image, '#f5b041') > 500, 'the prefix is drawn amber');
 
-      const anomalies = cli(
+      const anomalies = await cli(
         '--format',
         'json',
         '--workload',

@@ -368,51 +368,40 @@ describe('explore: interception of real I/O', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    /** Two clients, each sending two requests through the intercepted fetch; the order the server saw. */
+    const twoClients = async (ctx: ExploreContext, secondMethod = 'GET'): Promise<string[]> => {
+      seen.length = 0;
+      const http = ctx.wrap(fetch);
+      const client = (name: string) => async () => {
+        await (await http(`${base}/${name}/1`)).text();
+        await (await http(`${base}/${name}/2`, { method: secondMethod })).text();
+      };
+      await Promise.all([ctx.spawn('x', client('x')), ctx.spawn('y', client('y'))]);
+      return seen.slice();
+    };
     try {
       const orders = new Set<string>();
       await explore(
         async (ctx) => {
-          seen.length = 0;
-          const http = ctx.wrap(fetch);
-          const client = (name: string) => async () => {
-            await (await http(`${base}/${name}/1`)).text();
-            await (await http(`${base}/${name}/2`, { method: 'POST' })).text();
-          };
-          await Promise.all([ctx.spawn('x', client('x')), ctx.spawn('y', client('y'))]);
-          orders.add(seen.join(' '));
+          orders.add((await twoClients(ctx, 'POST')).join(' '));
         },
         { strategy: 'systematic', maxPreemptions: 2, runs: 100 },
       );
       // The server saw the requests in every order the two clients allow.
       assert.ok(orders.size >= 4, [...orders].join('\n'));
-      const replayOrders = new Set<string>();
       const recorded = await explore(
         async (ctx) => {
-          seen.length = 0;
-          const http = ctx.wrap(fetch);
-          const client = (name: string) => async () => {
-            await (await http(`${base}/${name}/1`)).text();
-            await (await http(`${base}/${name}/2`)).text();
-          };
-          await Promise.all([ctx.spawn('x', client('x')), ctx.spawn('y', client('y'))]);
-          replayOrders.add(seen.join(' '));
-          if (seen[0] === '/y/1' && seen[1] === '/x/1') throw new Error('y first');
+          const order = await twoClients(ctx);
+          if (order[0] === '/y/1' && order[1] === '/x/1') throw new Error('y first');
         },
         { runs: 100, seed: 2 },
       );
       assert.ok(recorded.failure !== undefined);
-      replayOrders.clear();
+      const replayOrders = new Set<string>();
       for (let index = 0; index < 3; index += 1) {
         await explore(
           async (ctx) => {
-            seen.length = 0;
-            const http = ctx.wrap(fetch);
-            const client = (name: string) => async () => {
-              await (await http(`${base}/${name}/1`)).text();
-              await (await http(`${base}/${name}/2`)).text();
-            };
-            await Promise.all([ctx.spawn('x', client('x')), ctx.spawn('y', client('y'))]);
-            replayOrders.add(seen.join(' '));
+            replayOrders.add((await twoClients(ctx)).join(' '));
           },
           { replay: recorded.failure.replay },
         );

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { runLab, type LabReport } from '../../packages/cli/src/lab/run-lab.js';
 import {
@@ -143,16 +146,33 @@ describe('race lab', () => {
     assert.equal(report.fixesClean, true);
   });
 
-  it('with one server, the in-process mutex is enough', async () => {
+  it('with one server, the in-process mutex is enough; each burst is recorded as a history', async () => {
+    const historyDir = await mkdtemp(join(tmpdir(), 'raceguard-lab-history-'));
     const report = await runLab({
       concurrency: 30,
       trials: 1,
       gapMs: 2,
       scenarios: ['counter'],
       strategies: ['local-mutex'],
+      historyDir,
     });
     assert.equal(report.results[0]?.anomalousTrials, 0);
     assert.equal(report.results[0]?.accepted, 30);
+    assert.deepEqual(await readdir(historyDir), ['counter-local-mutex-trial-1.json']);
+    const { operations } = JSON.parse(
+      await readFile(join(historyDir, 'counter-local-mutex-trial-1.json'), 'utf8'),
+    ) as {
+      operations: { client: number; output: { status: number }; call: number; return: number }[];
+    };
+    assert.deepEqual(
+      operations.map((op) => op.client),
+      Array.from({ length: 30 }, (_, i) => i),
+    );
+    assert.ok(
+      operations.every(
+        (op) => op.output.status >= 200 && op.output.status < 300 && op.return >= op.call,
+      ),
+    );
   });
 
   it('rejects bad options before starting anything', async () => {

@@ -4,7 +4,6 @@
  * nothing); the test reads the rendered DOM and the screenshot's pixels.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,31 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import { toHtml } from '../../packages/cli/src/run/report-html.js';
 import { runScenario, type ScenarioReport } from '../../packages/cli/src/run/run-scenario.js';
 import { atMostWinners, defineScenario } from '../../packages/raceguard/src/run/index.js';
+import { CHROMIUM, chromium } from '../helpers/chromium.js';
 import { countColour, decodePng } from '../helpers/png.js';
 import { startShop } from '../helpers/shop.js';
-
-const CHROMIUM = ['chromium', 'chromium-browser'].find(
-  (binary) => spawnSync(binary, ['--version']).status === 0,
-);
-
-/** Flags for a headless Chromium on a machine with no network. */
-const chromium = (dir: string, ...args: string[]) =>
-  spawnSync(
-    CHROMIUM ?? 'chromium',
-    [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      `--user-data-dir=${join(dir, 'profile')}`,
-      ...args,
-    ],
-    { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
-  );
 
 describe(
   'the HTML report in a browser',

@@ -7,14 +7,7 @@
  * the transactions on a timeline when they carry times.
  */
 import type { Anomaly, Operation, Transaction } from 'raceguard/check';
-
-function esc(text: string): string {
-  return text
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;');
-}
+import { esc } from '../run/report-html.js';
 
 const show = (value: unknown): string => (value === undefined ? '?' : JSON.stringify(value));
 

@@ -170,6 +170,10 @@ export function labCommand(): Command {
         .default(1)
         .argParser(integer(1)),
     )
+    .option(
+      '--history <dir>',
+      'write every HTTP burst as a history file (raceguard check --format json reads them)',
+    )
     .option('--json', 'print the results as JSON on stdout')
     .option(
       '--serve',
@@ -189,6 +193,7 @@ export function labCommand(): Command {
         gapMs: number;
         poolSize: number;
         servers: number;
+        history?: string;
         json?: boolean;
         serve?: boolean;
         port: number;
@@ -243,6 +248,7 @@ export function labCommand(): Command {
               poolSize: opts.poolSize,
               servers: opts.servers,
               signal,
+              ...(opts.history !== undefined && { historyDir: opts.history }),
               ...(opts.scenario && { scenarios: opts.scenario }),
               ...(opts.strategy && { strategies: opts.strategy }),
               onStart: (start) =>

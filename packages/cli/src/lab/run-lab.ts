@@ -2,6 +2,8 @@
  * The lab runner: start PostgreSQL and the lab service, fire synchronized
  * bursts at every scenario and strategy, check the invariants, aggregate.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createBurstClient, type BurstClient, type BurstRequest } from './burst-client.js';
 import { percentile } from '../index.js';
 import { InvalidArgumentError, throwIfAborted } from 'raceguard';
@@ -67,6 +69,14 @@ export interface LabOptions {
    * @default 1
    */
   readonly servers?: number;
+  /**
+   * Write every HTTP burst as a history file into this directory
+   * (`<scenario>-<strategy>-trial-<n>.json`: each request's body as the
+   * input, its status and body as the output, invoked at the release and
+   * returned with its response; a transport failure is an unknown outcome),
+   * in the shape `raceguard check --format json` reads.
+   */
+  readonly historyDir?: string;
   /** Called once the database and the lab servers are up, before the first burst. */
   readonly onStart?: (start: LabStart) => void;
   /** Called after every trial. */
@@ -432,6 +442,14 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
             requests.map((body) => ({ path: `/scenarios/${scenario.name}/${strategy}`, body })),
           );
           busyMs += burst.durationMs;
+          if (options.historyDir !== undefined) {
+            await writeLabHistory(
+              options.historyDir,
+              `${scenario.name}-${strategy}-trial-${trial + 1}`,
+              requests,
+              burst.responses,
+            );
+          }
           const observed: ObservedResponse[] = burst.responses.map((r) => ({
             status: r.status,
             body: r.body,
@@ -472,4 +490,30 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     }
     return results;
   }
+}
+
+/** One burst as a history file (operations: client = request index, times in ms from the release). */
+async function writeLabHistory(
+  dir: string,
+  name: string,
+  requests: readonly unknown[],
+  responses: readonly {
+    readonly index: number;
+    readonly status: number;
+    readonly body: unknown;
+    readonly latencyMs: number;
+  }[],
+): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const operations = responses
+    .slice()
+    .sort((a, b) => a.index - b.index)
+    .map((r) => ({
+      client: r.index,
+      input: requests[r.index] ?? null,
+      ...(r.status !== 0 && { output: { status: r.status, body: r.body } }),
+      call: 0,
+      return: r.status === 0 ? null : r.latencyMs,
+    }));
+  await writeFile(join(dir, `${name}.json`), `${JSON.stringify({ operations }, null, 2)}\n`);
 }

@@ -9,7 +9,8 @@
 import { percentile } from './percentile.js';
 import type { EvidenceResponse, ScenarioReport } from './run-scenario.js';
 
-function esc(text: string): string {
+/** Escapes text for HTML content and attribute values. */
+export function esc(text: string): string {
   return text
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
