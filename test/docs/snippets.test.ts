@@ -25,6 +25,7 @@ const documents = [
   'docs/cache.md',
   'docs/explore.md',
   'docs/check.md',
+  'docs/conditional-writes.md',
   'docs/benchmarks.md',
   'packages/raceguard/README.md',
   'packages/cli/README.md',

@@ -28,3 +28,17 @@ export {
   type ReplicaSessionOptions,
 } from './replica-session.js';
 export { fastifyDelays, expressDelays, honoDelays } from './delays.js';
+export {
+  conditionalWrites,
+  etagOf,
+  parseEntityTags,
+  sendFastify,
+  sendExpress,
+  toResponse,
+  CONDITIONAL_PROBLEMS,
+  type ConditionalWrites,
+  type ConditionalWriteOptions,
+  type ConditionalHeaders,
+  type VersionStore,
+  type Versioned,
+} from './conditional.js';

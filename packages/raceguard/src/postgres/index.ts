@@ -135,3 +135,9 @@ export {
   type ReadSource,
 } from './replica-router.js';
 export { SessionTokens } from './session-tokens.js';
+export {
+  versionedRows,
+  type VersionedRows,
+  type VersionedRow,
+  type VersionedRowsOptions,
+} from './versioned-rows.js';
