@@ -460,7 +460,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
             const retries = (r.body as { retries?: unknown } | undefined)?.retries;
             if (typeof retries === 'number') counts.retries += retries;
             if (r.status >= 200 && r.status < 300) counts.accepted++;
-            else if (r.status === 409) counts.conflicts++;
+            else if (r.status === 409 || r.status === 412) counts.conflicts++;
             else if (r.status >= 400 && r.status < 500) counts.rejected++;
             else counts.errors++;
           }

@@ -101,8 +101,11 @@ export const ALL_STRATEGIES: readonly Strategy[] = [...STRATEGIES, ...LOCK_STRAT
 
 /** The answer of a handler: HTTP status and JSON body. */
 export interface HandlerResult {
-  /** 200 done, 409 conflict (lost a race, retry later), 422 refused by a business rule. */
-  readonly status: 200 | 409 | 422;
+  /**
+   * 200 done, 409 conflict (lost a race, retry later), 412 precondition failed
+   * (the version the client edited is gone), 422 refused by a business rule.
+   */
+  readonly status: 200 | 409 | 412 | 422;
   readonly body: Readonly<Record<string, unknown>>;
 }
 

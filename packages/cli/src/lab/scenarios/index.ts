@@ -15,6 +15,7 @@ import { payment } from './payment.js';
 import { productPrice } from './product-price.js';
 import { profileRead } from './profile-read.js';
 import { seat } from './seat.js';
+import { twoEditors } from './two-editors.js';
 
 /** Every lab scenario, in report order. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -26,6 +27,7 @@ export const SCENARIOS: readonly Scenario[] = [
   like,
   loan,
   payment,
+  twoEditors,
 ];
 
 /** The lab's message scenarios (they run on NATS JetStream). */
