@@ -196,6 +196,8 @@ describe('HTTP conditional writes', () => {
           'weak tags never match a write',
         );
         assert.equal((await call('PUT', 1, { 'if-match': 'abc' }, { title: 'x' })).status, 400);
+        assert.equal((await call('PUT', 1, { 'if-match': '"2"' }, ['not', 'fields'])).status, 400);
+        assert.equal((await call('PUT', 1, { 'if-match': '"2"' }, {})).status, 400);
         assert.equal(
           (await call('PUT', 1, { 'if-match': '"nonsense"' }, { title: 'x' })).status,
           412,

@@ -68,7 +68,9 @@ export class Execution {
   private wake: () => void = () => {};
   private event: Promise<void>;
   private stopped = false;
-  private callLatencyMs = 0.5;
+  /** Latencies of the last intercepted calls, ms (a ring). */
+  private readonly latencies: number[] = [];
+  private latencyAt = 0;
 
   constructor(
     private readonly strategy: Strategy,
@@ -141,7 +143,8 @@ export class Execution {
       outcome = { ok: false, error };
     } finally {
       task.inFlight -= 1;
-      this.callLatencyMs = this.callLatencyMs * 0.8 + (performance.now() - started) * 0.2;
+      this.latencies[this.latencyAt] = performance.now() - started;
+      this.latencyAt = (this.latencyAt + 1) % 32;
     }
     await this.park(task, outcome.ok ? label : `${label} (threw)`, resource, undefined);
     if (!outcome.ok) throw outcome.error;
@@ -287,8 +290,16 @@ export class Execution {
     return ready;
   }
 
+  /**
+   * How long a call may take before it counts as blocked while other tasks
+   * are ready: 20 times the median of the recent calls (a median, so that
+   * the blocked calls themselves do not raise it), between 5 and 250 ms.
+   */
   private blockedAfterMs(): number {
-    return Math.min(250, Math.max(5, this.callLatencyMs * 20));
+    if (this.latencies.length === 0) return 10;
+    const sorted = [...this.latencies].sort((a, b) => a - b);
+    const median = sorted[sorted.length >> 1]!;
+    return Math.min(250, Math.max(5, median * 20));
   }
 
   private async decide(finished: boolean): Promise<void> {

@@ -39,8 +39,8 @@ export interface ExploreOptions {
   /**
    * How to pick schedules: `portfolio` (cycles through `portfolio`'s
    * members; by default switch-biased random runs alternating with uniform
-   * random ones, the best measured on the race corpus), `random`, `pct`,
-   * `pos`, or `systematic` (every schedule with at most `maxPreemptions`
+   * random ones, the best measured on the race corpus), `random`,
+   * `switching`, `pct`, `pos`, or `systematic` (every schedule with at most `maxPreemptions`
    * preemptions, fewest first; the report says when all were tried).
    * @default 'portfolio'
    */

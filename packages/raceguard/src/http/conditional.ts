@@ -60,6 +60,7 @@ export const CONDITIONAL_PROBLEMS = {
   badPrecondition: 'urn:raceguard:problem:malformed-precondition',
   notFound: 'urn:raceguard:problem:not-found',
   alreadyExists: 'urn:raceguard:problem:already-exists',
+  badBody: 'urn:raceguard:problem:bad-body',
 } as const;
 
 /** Options of {@link conditionalWrites}. */
@@ -301,8 +302,8 @@ export function conditionalWrites<K, R>(
       }
       return json(200, current.row, withEtag(current));
     },
-    update(key, changes, headers) {
-      assertPlainObject('changes', changes);
+    async update(key, changes, headers) {
+      if (!isFields(changes)) return badBody();
       return underPrecondition(key, headers, async (version) => {
         const result = await store.update(key, version, changes);
         return result.applied ? json(200, result.current.row, withEtag(result.current)) : undefined;
@@ -315,7 +316,7 @@ export function conditionalWrites<K, R>(
       });
     },
     async create(key, values, headers) {
-      assertPlainObject('values', values);
+      if (!isFields(values)) return badBody();
       const noneMatch = headerOf(headers['if-none-match']);
       if (noneMatch !== undefined && noneMatch.trim() !== '*') {
         return problem(
@@ -339,6 +340,24 @@ export function conditionalWrites<K, R>(
     },
   };
 }
+
+/** A request body that can be written: a JSON object with at least one field. */
+function isFields(value: unknown): value is Readonly<Record<string, unknown>> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.keys(value).length > 0
+  );
+}
+
+const badBody = (): ImmediateResponse =>
+  problem(
+    400,
+    CONDITIONAL_PROBLEMS.badBody,
+    'Bad Request',
+    'The body must be a JSON object with the fields to write.',
+  );
 
 /** Sends a response of {@link conditionalWrites} with Fastify. */
 export function sendFastify(reply: FastifyReply, response: ImmediateResponse): FastifyReply {
