@@ -13,6 +13,7 @@ import {
   type BrokerServer,
 } from '../packages/raceguard/src/testing/brokers.js';
 import { usePostgres } from '../packages/raceguard/src/testing/postgres.js';
+import { startMariaDbServer } from '../packages/raceguard/src/testing/mariadb.js';
 
 function findTests(dir: string): string[] {
   return readdirSync(dir)
@@ -38,6 +39,7 @@ function ensureServers(): void {
     { pkg: 'chromium', present: () => runs('chromium') },
     { pkg: 'nats-server', present: () => runs('nats-server') },
     { pkg: 'rabbitmq-server', present: () => existsSync('/usr/sbin/rabbitmq-server') },
+    { pkg: 'mariadb-server', present: () => existsSync('/usr/sbin/mariadbd') },
   ].filter(({ present }) => !present());
   if (wanted.length === 0) return;
   const packages = wanted.map((w) => w.pkg);
@@ -83,6 +85,14 @@ if (process.env.NATS_URL === undefined && !(await reachable(4222))) {
   brokerEnv.NATS_URL = nats.url;
   process.stderr.write(`tests: NATS started at ${nats.url}\n`);
 }
+/** The machine's MariaDB when it listens on its standard port (or MYSQL_URL is set); otherwise a throwaway one. */
+const mariadbs: { stop(): Promise<void> }[] = [];
+if (process.env.MYSQL_URL === undefined && !(await reachable(3306))) {
+  const mariadb = await startMariaDbServer();
+  mariadbs.push(mariadb);
+  brokerEnv.MYSQL_URL = mariadb.url;
+  process.stderr.write(`tests: MariaDB started at ${mariadb.url}\n`);
+}
 const child = spawn(
   process.execPath,
   [
@@ -100,5 +110,5 @@ const code = await new Promise<number>((resolve) =>
   child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))),
 );
 await server.stop();
-await Promise.all(brokers.map((b) => b.stop()));
+await Promise.all([...brokers, ...mariadbs].map((b) => b.stop()));
 process.exit(code);

@@ -26,6 +26,7 @@ const documents = [
   'docs/explore.md',
   'docs/check.md',
   'docs/conditional-writes.md',
+  'docs/mysql.md',
   'docs/benchmarks.md',
   'packages/raceguard/README.md',
   'packages/cli/README.md',

@@ -148,3 +148,43 @@ export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/**
+ * The connection died while COMMIT was in flight: the transaction may or may
+ * not have committed. raceguard does not retry, because re-running a
+ * transaction that did commit would apply it twice. Reconcile by reading the
+ * data (or use an idempotency key).
+ *
+ * @example
+ * ```ts
+ * catch (e) {
+ *   if (e instanceof CommitOutcomeUnknownError) await reconcile(orderId); // read back, do not blindly retry
+ * }
+ * ```
+ */
+export class CommitOutcomeUnknownError extends RaceguardError {
+  constructor(cause: unknown) {
+    super(
+      'RACEGUARD_COMMIT_OUTCOME_UNKNOWN',
+      `the connection failed during COMMIT; the transaction may or may not have been applied: ${messageOf(cause)}`,
+      { cause },
+    );
+  }
+}
+
+/** A query was sent through a {@link Transaction} after it had finished. *
+ * @example
+ * ```ts
+ * let leaked: Transaction;
+ * await transaction(pool, async (tx) => { leaked = tx; });
+ * await leaked.query('SELECT 1'); // TransactionClosedError
+ * ```
+ */
+export class TransactionClosedError extends RaceguardError {
+  constructor() {
+    super(
+      'RACEGUARD_TRANSACTION_CLOSED',
+      'this transaction has already finished; queries through it are refused',
+    );
+  }
+}

@@ -94,28 +94,7 @@ export class PoolClosedError extends RaceguardError {
   }
 }
 
-/**
- * The connection died while COMMIT was in flight: the transaction may or may
- * not have committed. raceguard does not retry, because re-running a
- * transaction that did commit would apply it twice. Reconcile by reading the
- * data (or use an idempotency key).
- *
- * @example
- * ```ts
- * catch (e) {
- *   if (e instanceof CommitOutcomeUnknownError) await reconcile(orderId); // read back, do not blindly retry
- * }
- * ```
- */
-export class CommitOutcomeUnknownError extends RaceguardError {
-  constructor(cause: unknown) {
-    super(
-      'RACEGUARD_COMMIT_OUTCOME_UNKNOWN',
-      `the connection failed during COMMIT; the transaction may or may not have been applied: ${messageOf(cause)}`,
-      { cause },
-    );
-  }
-}
+export { CommitOutcomeUnknownError } from '../core/errors.js';
 
 /**
  * COMMIT answered ROLLBACK: a statement inside the transaction failed, the
@@ -139,22 +118,7 @@ export class TransactionRolledBackError extends RaceguardError {
   }
 }
 
-/** A query was sent through a {@link Transaction} after it had finished. *
- * @example
- * ```ts
- * let leaked: Transaction;
- * await transaction(pool, async (tx) => { leaked = tx; });
- * await leaked.query('SELECT 1'); // TransactionClosedError
- * ```
- */
-export class TransactionClosedError extends RaceguardError {
-  constructor() {
-    super(
-      'RACEGUARD_TRANSACTION_CLOSED',
-      'this transaction has already finished; queries through it are refused',
-    );
-  }
-}
+export { TransactionClosedError } from '../core/errors.js';
 
 /**
  * A row lock or advisory lock could not be taken: NOWAIT found it held, or

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, RetryExhaustedError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
-import { retryOptionsOf, type RetryPolicy } from './retry-policy.js';
+import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
 import { assertAbortSignal, assertFunction, assertPlainObject } from '../core/validate.js';
 import { OptimisticConflictError, RowNotFoundError } from './errors.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
-import { retryOptionsOf, type RetryPolicy } from './retry-policy.js';
+import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
 import {
   assertAbortSignal,
   assertFunction,

@@ -1,4 +1,4 @@
-import type { RetryEvent, RetryOptions } from '../core/retry.js';
+import type { RetryEvent, RetryOptions } from './retry.js';
 
 /**
  * How a PostgreSQL operation retries what it may retry (serialization

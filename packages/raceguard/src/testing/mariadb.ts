@@ -1,0 +1,128 @@
+/**
+ * A throwaway MariaDB (`mariadbd` from the Debian package `mariadb-server`)
+ * on a free loopback port, with its own data directory, for tests and the
+ * lab on machines that run no MySQL server.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sleep } from '../core/abort.js';
+import { RaceguardError, messageOf } from '../core/errors.js';
+import { reachable } from './brokers.js';
+import { freePort } from './free-port.js';
+
+/** A running MariaDB started by raceguard. */
+export interface MariaDbServer extends AsyncDisposable {
+  /** `mysql://root@127.0.0.1:<port>/test` */
+  readonly url: string;
+  readonly port: number;
+  readonly process: ChildProcess;
+  /** Stop it and remove its data directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** MariaDB could not be started. */
+export class MariaDbStartError extends RaceguardError {
+  constructor(message: string, cause?: unknown) {
+    super('RACEGUARD_MARIADB_START_FAILED', message, { cause });
+  }
+}
+
+/**
+ * Start `mariadbd` on a free 127.0.0.1 port with a fresh data directory,
+ * root without a password, and a database `test`.
+ *
+ * @example
+ * ```ts
+ * await using mariadb = await startMariaDbServer();
+ * const pool = mysql.createPool(mariadb.url);
+ * ```
+ */
+export async function startMariaDbServer(): Promise<MariaDbServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'raceguard-mariadb-'));
+  const data = join(dir, 'data');
+  const socket = join(dir, 'mariadb.sock');
+  const user = process.getuid?.() === 0 ? ['--user=root'] : [];
+  const install = spawnSync(
+    'mariadb-install-db',
+    [
+      '--no-defaults',
+      `--datadir=${data}`,
+      '--auth-root-authentication-method=normal',
+      '--skip-test-db',
+      ...user,
+    ],
+    { encoding: 'utf8' },
+  );
+  if (install.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new MariaDbStartError(
+      `mariadb-install-db failed: ${install.error === undefined ? install.stderr : messageOf(install.error)}` +
+        ' (install it with `apt-get install -y mariadb-server`, or set MYSQL_URL)',
+      install.error,
+    );
+  }
+  const port = await freePort();
+  const child = spawn(
+    'mariadbd',
+    [
+      '--no-defaults',
+      `--datadir=${data}`,
+      `--socket=${socket}`,
+      `--port=${port}`,
+      '--bind-address=127.0.0.1',
+      '--skip-name-resolve',
+      '--innodb-buffer-pool-size=64M',
+      ...user,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let failure: unknown;
+  child.once('error', (error) => (failure = error));
+  const started = performance.now();
+  while (!(await reachable(port))) {
+    if (failure !== undefined || child.exitCode !== null) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new MariaDbStartError(
+        `mariadbd exited: ${failure === undefined ? String(child.exitCode) : messageOf(failure)}`,
+        failure,
+      );
+    }
+    if (performance.now() - started > 30_000) {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw new MariaDbStartError(`mariadbd on port ${port} did not listen within 30 s`);
+    }
+    await sleep(50);
+  }
+  const created = spawnSync(
+    'mariadb',
+    [`--socket=${socket}`, '-uroot', '-e', 'CREATE DATABASE IF NOT EXISTS test'],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (created.status !== 0) {
+    child.kill('SIGKILL');
+    throw new MariaDbStartError(`could not create the database test: ${created.stderr}`);
+  }
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopped ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        rmSync(dir, { recursive: true, force: true });
+        resolve();
+      };
+      if (child.exitCode !== null || child.signalCode !== null) return done();
+      child.once('exit', done);
+      child.kill('SIGTERM');
+    }));
+  return {
+    url: `mysql://root@127.0.0.1:${port}/test`,
+    port,
+    process: child,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}

@@ -1,0 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import mysql from 'mysql2/promise';
+import { reachable } from '../../packages/raceguard/src/testing/brokers.js';
+import { startMariaDbServer } from '../../packages/raceguard/src/testing/mariadb.js';
+
+export interface TestMysql {
+  readonly pool: mysql.Pool;
+  readonly database: string;
+  /** Another pool on the same database. */
+  newPool(size?: number): mysql.Pool;
+  close(): Promise<void>;
+}
+
+/**
+ * A database of its own on a real MySQL/MariaDB: MYSQL_URL (set by
+ * scripts/test.ts), else the machine's server on 3306, else a throwaway
+ * MariaDB started here.
+ */
+export async function openTestMysql(size = 30): Promise<TestMysql> {
+  let stopServer: (() => Promise<void>) | undefined;
+  let url = process.env.MYSQL_URL;
+  if (url === undefined) {
+    if (await reachable(3306)) url = 'mysql://root@127.0.0.1:3306/test';
+    else {
+      const server = await startMariaDbServer();
+      url = server.url;
+      stopServer = () => server.stop();
+    }
+  }
+  const database = `rg_test_${randomBytes(4).toString('hex')}`;
+  const admin = await mysql.createConnection(url);
+  await admin.query(`CREATE DATABASE \`${database}\``);
+  await admin.end();
+  const base = new URL(url);
+  const pools: mysql.Pool[] = [];
+  const newPool = (connections = size) => {
+    const pool = mysql.createPool({
+      host: base.hostname,
+      port: Number(base.port || 3306),
+      user: decodeURIComponent(base.username || 'root'),
+      password: decodeURIComponent(base.password),
+      database,
+      connectionLimit: connections,
+    });
+    pools.push(pool);
+    return pool;
+  };
+  const pool = newPool();
+  return {
+    pool,
+    database,
+    newPool,
+    async close() {
+      await pool.query(`DROP DATABASE \`${database}\``).catch(() => undefined);
+      await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
+      await stopServer?.();
+    },
+  };
+}

@@ -1,0 +1,320 @@
+/**
+ * raceguard/mysql on a real MariaDB: 100-way races on the atomic updates and
+ * compare-and-set (with the naive read-then-write as the control that
+ * fails), the matched-versus-changed rows trap of mysql2, the new value from
+ * LAST_INSERT_ID in one round trip, transactions re-run after a real
+ * deadlock and a real lock wait timeout, NOWAIT and SKIP LOCKED, and bad
+ * input refused with nothing written.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import {
+  atomicDecrement,
+  atomicIncrement,
+  compareAndSet,
+  lockRows,
+  MysqlLockTimeoutError,
+  transaction,
+} from '../../packages/raceguard/src/mysql/index.js';
+import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
+
+/** Resolves once `count` callers have arrived. */
+function barrier(count: number): () => Promise<void> {
+  let arrived = 0;
+  let release!: () => void;
+  const all = new Promise<void>((resolve) => (release = resolve));
+  return () => {
+    arrived += 1;
+    if (arrived === count) release();
+    return all;
+  };
+}
+
+describe('raceguard/mysql on MariaDB', () => {
+  let db: TestMysql;
+  before(async () => {
+    db = await openTestMysql(40);
+    await db.pool.query(
+      'CREATE TABLE products (id int PRIMARY KEY, stock int UNSIGNED NOT NULL, status varchar(20) NOT NULL DEFAULT "on-sale") ENGINE=InnoDB',
+    );
+    await db.pool.query(
+      'CREATE TABLE coupons (code varchar(20) PRIMARY KEY, used int NOT NULL, max_uses int NOT NULL) ENGINE=InnoDB',
+    );
+    await db.pool.query(
+      'CREATE TABLE loans (id int PRIMARY KEY, status varchar(20) NOT NULL, decided_by varchar(40), version bigint NOT NULL) ENGINE=InnoDB',
+    );
+    await db.pool.query(
+      'CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL) ENGINE=InnoDB',
+    );
+  });
+  after(() => db.close());
+
+  it('atomicDecrement: 100 buyers, 40 units: exactly 40 sales, each told the stock it left; the naive read-then-write oversells', async () => {
+    await db.pool.query('DELETE FROM products');
+    await db.pool.query('INSERT INTO products (id, stock) VALUES (1, 40)');
+    const results = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        atomicDecrement(db.pool, { table: 'products', key: { id: 1 }, column: 'stock', amount: 1 }),
+      ),
+    );
+    const sold = results.filter((r) => r.applied);
+    assert.equal(sold.length, 40);
+    assert.deepEqual(
+      sold.map((r) => (r.applied ? Number(r.row.stock) : -1)).sort((a, b) => a - b),
+      Array.from({ length: 40 }, (_, i) => i),
+      'every sale saw a different stock left (LAST_INSERT_ID)',
+    );
+    assert.ok(results.filter((r) => !r.applied).every((r) => !r.applied && r.reason === 'limit'));
+    const [[row]] = (await db.pool.query('SELECT stock FROM products WHERE id = 1')) as unknown as [
+      { stock: number }[],
+    ];
+    assert.equal(row!.stock, 0);
+    assert.deepEqual(
+      await atomicDecrement(db.pool, {
+        table: 'products',
+        key: { id: 9 },
+        column: 'stock',
+        amount: 1,
+      }),
+      {
+        applied: false,
+        reason: 'not-found',
+      },
+    );
+
+    // Control: read, check, write back what was read minus one.
+    await db.pool.query('UPDATE products SET stock = 40 WHERE id = 1');
+    let naive = 0;
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const [[current]] = (await db.pool.query(
+          'SELECT stock FROM products WHERE id = 1',
+        )) as unknown as [{ stock: number }[]];
+        if (current!.stock > 0) {
+          await db.pool.query('UPDATE products SET stock = ? WHERE id = 1', [current!.stock - 1]);
+          naive += 1;
+        }
+      }),
+    );
+    const [[after]] = (await db.pool.query(
+      'SELECT stock FROM products WHERE id = 1',
+    )) as unknown as [{ stock: number }[]];
+    assert.ok(
+      naive + after!.stock > 40,
+      `the naive version sold ${naive} and left ${after!.stock} of 40`,
+    );
+  });
+
+  it('atomicIncrement with a cap stored in the row: 100 redemptions of a coupon capped at 25', async () => {
+    await db.pool.query("INSERT INTO coupons VALUES ('SPRING', 0, 25)");
+    const results = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        atomicIncrement(db.pool, {
+          table: 'coupons',
+          key: { code: 'SPRING' },
+          column: 'used',
+          amount: 1,
+          ceilingColumn: 'max_uses',
+        }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.applied).length, 25);
+    const [[row]] = (await db.pool.query(
+      "SELECT used FROM coupons WHERE code = 'SPRING'",
+    )) as unknown as [{ used: number }[]];
+    assert.equal(row!.used, 25);
+  });
+
+  it("mysql2's affectedRows counts matched rows: a no-op UPDATE reports 1 affected, 0 changed", async () => {
+    const [header] = (await db.pool.query(
+      "UPDATE products SET status = 'on-sale' WHERE id = 1",
+    )) as unknown as [{ affectedRows: number; changedRows: number }];
+    assert.deepEqual([header.affectedRows, header.changedRows], [1, 0]);
+  });
+
+  it('compareAndSet: 100 officers decide version 1 at once: exactly one applies', async () => {
+    await db.pool.query("INSERT INTO loans VALUES (1, 'pending', NULL, 1)");
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        compareAndSet(db.pool, {
+          table: 'loans',
+          key: { id: 1 },
+          expectedVersion: 1,
+          set: { status: i % 2 ? 'approved' : 'rejected', decided_by: `officer-${i}` },
+        }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.applied).length, 1);
+    assert.equal(results.find((r) => r.applied)!.version, '2');
+    const [[row]] = (await db.pool.query('SELECT version FROM loans WHERE id = 1')) as unknown as [
+      { version: number }[],
+    ];
+    assert.equal(Number(row!.version), 2);
+  });
+
+  it('transaction: a real deadlock (1213) re-runs the victim from the start; both transfers commit', async () => {
+    await db.pool.query('DELETE FROM accounts');
+    await db.pool.query('INSERT INTO accounts VALUES (1, 100), (2, 100)');
+    const bothHoldFirst = barrier(2);
+    let attempts = 0;
+    const transfer = (from: number, to: number) =>
+      transaction(
+        db.pool,
+        async (tx, { attempt }) => {
+          attempts += 1;
+          await tx.query('UPDATE accounts SET balance = balance - 10 WHERE id = ?', [from]);
+          if (attempt === 1) await bothHoldFirst(); // both hold their first row: the cycle closes
+          await tx.query('UPDATE accounts SET balance = balance + 10 WHERE id = ?', [to]);
+        },
+        { maxAttempts: 5 },
+      );
+    await Promise.all([transfer(1, 2), transfer(2, 1)]);
+    assert.equal(attempts, 3, 'one of the two was the deadlock victim and ran again');
+    const [rows] = (await db.pool.query(
+      'SELECT id, balance FROM accounts ORDER BY id',
+    )) as unknown as [{ balance: number }[]];
+    assert.deepEqual(
+      rows.map((r) => r.balance),
+      [100, 100],
+    );
+    // Control: without a retry, the victim fails with InnoDB's deadlock error.
+    const again = barrier(2);
+    const once = (from: number, to: number) =>
+      transaction(
+        db.pool,
+        async (tx) => {
+          await tx.query('UPDATE accounts SET balance = balance - 10 WHERE id = ?', [from]);
+          await again();
+          await tx.query('UPDATE accounts SET balance = balance + 10 WHERE id = ?', [to]);
+        },
+        { maxAttempts: 1 },
+      );
+    const outcomes = await Promise.allSettled([once(1, 2), once(2, 1)]);
+    const failed = outcomes.filter((o) => o.status === 'rejected');
+    assert.equal(failed.length, 1);
+    // Attempts exhausted at the first: the deadlock is the cause, typed with InnoDB's error number.
+    const reason = (failed[0] as PromiseRejectedResult).reason as {
+      code?: string;
+      cause?: { errno?: number };
+    };
+    assert.equal(reason.code, 'RACEGUARD_RETRY_EXHAUSTED');
+    assert.equal(reason.cause?.errno, 1213);
+  });
+
+  it('transaction: a lock wait timeout (1205) abandons the half-done transaction and re-runs it', async () => {
+    await db.pool.query('DELETE FROM accounts');
+    await db.pool.query('INSERT INTO accounts VALUES (1, 100), (2, 100)');
+    const holder = await db.pool.getConnection();
+    await holder.query('START TRANSACTION');
+    await holder.query('SELECT * FROM accounts WHERE id = 2 FOR UPDATE');
+    let attempts = 0;
+    const running = transaction(
+      db.pool,
+      async (tx) => {
+        attempts += 1;
+        await tx.query('SET SESSION innodb_lock_wait_timeout = 1');
+        await tx.query('UPDATE accounts SET balance = balance - 10 WHERE id = 1');
+        await tx.query('UPDATE accounts SET balance = balance + 10 WHERE id = 2');
+      },
+      {
+        maxAttempts: 5,
+        // The holder lets go once the first attempt has timed out: the re-run goes through.
+        onRetry: () => {
+          void holder.query('COMMIT').finally(() => holder.release());
+        },
+      },
+    );
+    await running;
+    assert.ok(attempts >= 2, `${attempts} attempts`);
+    const [rows] = (await db.pool.query('SELECT balance FROM accounts ORDER BY id')) as unknown as [
+      { balance: number }[],
+    ];
+    // The first attempt's debit of account 1 was rolled back with it, not kept: exactly one transfer.
+    assert.deepEqual(
+      rows.map((r) => r.balance),
+      [90, 110],
+    );
+  });
+
+  it('lockRows: NOWAIT fails at once with a typed error, SKIP LOCKED leaves the held row out', async () => {
+    await db.pool.query('DELETE FROM accounts');
+    await db.pool.query('INSERT INTO accounts VALUES (1, 100), (2, 100)');
+    const holder = await db.pool.getConnection();
+    await holder.query('START TRANSACTION');
+    await holder.query('SELECT * FROM accounts WHERE id = 1 FOR UPDATE');
+    try {
+      await assert.rejects(
+        transaction(
+          db.pool,
+          (tx) => lockRows(tx, { table: 'accounts', key: { id: 1 }, wait: 'nowait' }),
+          { maxAttempts: 1 },
+        ),
+        (error: unknown) =>
+          error instanceof MysqlLockTimeoutError && error.code === 'RACEGUARD_MYSQL_LOCK_TIMEOUT',
+      );
+      const skipped = await transaction(db.pool, (tx) =>
+        lockRows(tx, { table: 'accounts', key: { id: 1 }, wait: 'skip locked' }),
+      );
+      assert.deepEqual(skipped, []);
+      const free = await transaction(db.pool, (tx) =>
+        lockRows(tx, { table: 'accounts', key: { id: 2 }, wait: 'nowait' }),
+      );
+      assert.equal(free.length, 1);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+  });
+
+  it('refuses bad input before writing anything; identifiers cannot inject', async () => {
+    await assert.rejects(
+      atomicDecrement(db.pool, { table: 'products', key: { id: 1 }, column: 'stock', amount: 0 }),
+      InvalidArgumentError,
+    );
+    await assert.rejects(
+      atomicDecrement(db.pool, { table: 'products', key: {}, column: 'stock', amount: 1 }),
+      InvalidArgumentError,
+    );
+    await assert.rejects(
+      atomicDecrement(db.pool, {
+        table: 'products',
+        key: { id: 1 },
+        column: 'stock',
+        amount: 1,
+        flor: 0,
+      } as never),
+      /options\.flor/,
+    );
+    await assert.rejects(
+      compareAndSet(db.pool, {
+        table: 'loans',
+        key: { id: 1 },
+        expectedVersion: 'two',
+        set: { status: 'x' },
+      }),
+      /expectedVersion/,
+    );
+    await assert.rejects(
+      atomicDecrement(db.pool, {
+        table: 'products',
+        key: { id: 1 },
+        column: 'stock`; DROP TABLE products; --',
+        amount: 1,
+      }),
+      /Unknown column/,
+    );
+    const [[present]] = (await db.pool.query(
+      "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'products'",
+    )) as unknown as [{ n: number }[]];
+    assert.equal(Number(present!.n), 1);
+    await assert.rejects(
+      transaction({} as never, async () => undefined),
+      /pool/,
+    );
+    await assert.rejects(
+      transaction(db.pool, async () => undefined, { isolation: 'snapshot' as never }),
+      /isolation/,
+    );
+  });
+});
