@@ -96,3 +96,17 @@ export function assertKnownOptions(
     }
   }
 }
+
+/** A row version: an integer as a number, a bigint or a string of digits (bigint columns arrive as strings). */
+export function assertVersion(
+  argument: string,
+  value: unknown,
+): asserts value is number | bigint | string {
+  if (!(
+    typeof value === 'bigint' ||
+    (typeof value === 'number' && Number.isSafeInteger(value)) ||
+    (typeof value === 'string' && /^-?\d+$/.test(value))
+  )) {
+    throw new InvalidArgumentError(argument, 'an integer (number, bigint or digit string)', value);
+  }
+}

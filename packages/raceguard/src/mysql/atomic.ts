@@ -1,9 +1,9 @@
-import { InvalidArgumentError } from '../core/errors.js';
 import {
   assertKnownOptions,
   assertPlainObject,
   assertPositiveInteger,
   assertSafeInteger,
+  assertVersion,
 } from '../core/validate.js';
 import { quoteIdentifier, quoteTable, type MysqlTableName } from './identifiers.js';
 import {
@@ -200,17 +200,7 @@ export async function compareAndSet(
     new Set(['table', 'key', 'versionColumn', 'expectedVersion', 'set']),
   );
   const expected = options.expectedVersion;
-  if (!(
-    typeof expected === 'bigint' ||
-    (typeof expected === 'number' && Number.isSafeInteger(expected)) ||
-    (typeof expected === 'string' && /^-?\d+$/.test(expected))
-  )) {
-    throw new InvalidArgumentError(
-      'options.expectedVersion',
-      'an integer (number, bigint or digit string)',
-      expected,
-    );
-  }
+  assertVersion('options.expectedVersion', expected);
   const table = quoteTable(options.table);
   const version = quoteIdentifier(options.versionColumn ?? 'version', 'options.versionColumn');
   const values: unknown[] = [];

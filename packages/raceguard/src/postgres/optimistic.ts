@@ -1,7 +1,12 @@
-import { InvalidArgumentError, RetryExhaustedError } from '../core/errors.js';
+import { RetryExhaustedError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
 import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
-import { assertAbortSignal, assertFunction, assertPlainObject } from '../core/validate.js';
+import {
+  assertAbortSignal,
+  assertFunction,
+  assertPlainObject,
+  assertVersion,
+} from '../core/validate.js';
 import { OptimisticConflictError, RowNotFoundError } from './errors.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 import { assertQueryable, renderAssignments, renderConditions, runQuery } from './statements.js';
@@ -54,17 +59,7 @@ export async function compareAndSet(
   const table = quoteTable(options.table);
   const version = quoteIdentifier(options.versionColumn ?? 'version', 'options.versionColumn');
   const expected = options.expectedVersion;
-  if (!(
-    typeof expected === 'bigint' ||
-    (typeof expected === 'number' && Number.isSafeInteger(expected)) ||
-    (typeof expected === 'string' && /^-?\d+$/.test(expected))
-  )) {
-    throw new InvalidArgumentError(
-      'options.expectedVersion',
-      'an integer (number, bigint or digit string)',
-      expected,
-    );
-  }
+  assertVersion('options.expectedVersion', expected);
   const values: unknown[] = [];
   const assignments = renderAssignments('options.set', options.set, values);
   const where = renderConditions('options.key', options.key, values);
