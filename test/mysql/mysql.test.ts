@@ -15,8 +15,12 @@ import {
   compareAndSet,
   lockRows,
   MysqlLockTimeoutError,
+  OptimisticConflictError,
+  optimisticUpdate,
   transaction,
+  versionedRows,
 } from '../../packages/raceguard/src/mysql/index.js';
+import { conditionalWrites } from '../../packages/raceguard/src/http/index.js';
 import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
 
 /** Resolves once `count` callers have arrived. */
@@ -265,6 +269,73 @@ describe('raceguard/mysql on MariaDB', () => {
       await holder.query('ROLLBACK');
       holder.release();
     }
+  });
+
+  it('optimisticUpdate: 50 concurrent read-modify-writes all land; with one attempt each, the losers get a conflict carrying the row', async () => {
+    await db.pool.query(
+      'CREATE TABLE IF NOT EXISTS counters (id int PRIMARY KEY, n int NOT NULL, version bigint NOT NULL) ENGINE=InnoDB',
+    );
+    await db.pool.query('DELETE FROM counters');
+    await db.pool.query('INSERT INTO counters VALUES (1, 0, 1)');
+    const increment = (maxAttempts: number) =>
+      optimisticUpdate(db.pool, {
+        table: 'counters',
+        key: { id: 1 },
+        maxAttempts,
+        maxDelayMs: 20,
+        update: (row) => ({ n: Number(row.n) + 1 }),
+      });
+    const results = await Promise.all(Array.from({ length: 50 }, () => increment(200)));
+    assert.ok(results.every((r) => r.applied));
+    const [[row]] = (await db.pool.query(
+      'SELECT n, version FROM counters WHERE id = 1',
+    )) as unknown as [{ n: number; version: number }[]];
+    assert.deepEqual([row!.n, Number(row!.version)], [50, 51]);
+    const once = await Promise.allSettled(Array.from({ length: 20 }, () => increment(1)));
+    const conflicts = once.filter((o) => o.status === 'rejected').map((o) => o.reason as unknown);
+    assert.ok(
+      conflicts.length > 0 &&
+        conflicts.every((e) => e instanceof OptimisticConflictError && e.current !== undefined),
+    );
+    const skipped = await optimisticUpdate(db.pool, {
+      table: 'counters',
+      key: { id: 1 },
+      update: () => null,
+    });
+    assert.equal(skipped.applied, false);
+  });
+
+  it('conditional writes (ETag / If-Match) on MariaDB: 100 editors saving version 1 at once: one 200, 99 412', async () => {
+    await db.pool.query(
+      'CREATE TABLE IF NOT EXISTS documents (id int PRIMARY KEY, title varchar(60) NOT NULL, version bigint NOT NULL) ENGINE=InnoDB',
+    );
+    await db.pool.query('DELETE FROM documents');
+    await db.pool.query("INSERT INTO documents VALUES (1, 'draft', 1)");
+    const documents = conditionalWrites(versionedRows(db.pool, { table: 'documents' }));
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        documents.update({ id: 1 }, { title: `edit ${i}` }, { 'if-match': '"1"' }),
+      ),
+    );
+    assert.deepEqual(
+      [
+        responses.filter((r) => r.status === 200).length,
+        responses.filter((r) => r.status === 412).length,
+      ],
+      [1, 99],
+    );
+    assert.ok(responses.filter((r) => r.status === 412).every((r) => r.headers.etag === '"2"'));
+    assert.equal(
+      (await documents.create({ id: 2 }, { title: 'new' }, { 'if-none-match': '*' })).status,
+      201,
+    );
+    assert.equal(
+      (await documents.create({ id: 2 }, { title: 'again' }, { 'if-none-match': '*' })).status,
+      412,
+    );
+    assert.equal((await documents.delete({ id: 2 }, { 'if-match': '"7"' })).status, 412);
+    assert.equal((await documents.delete({ id: 2 }, { 'if-match': '"1"' })).status, 204);
+    assert.equal((await documents.read({ id: 2 }, {})).status, 404);
   });
 
   it('refuses bad input before writing anything; identifiers cannot inject', async () => {

@@ -21,6 +21,8 @@ export const MYSQL_ERRORS = {
   lockWaitTimeout: 1205,
   /** ER_LOCK_NOWAIT (MySQL 8): NOWAIT found the row locked. */
   lockNowait: 3572,
+  /** ER_DUP_ENTRY: a unique key already holds the value. */
+  duplicateKey: 1062,
   /** ER_CHECKREAD (MariaDB): the row changed since the snapshot read it. */
   recordChanged: 1020,
 } as const;

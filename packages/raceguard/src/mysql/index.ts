@@ -45,3 +45,10 @@ export type {
   ResultHeader,
 } from './types.js';
 export { CommitOutcomeUnknownError, TransactionClosedError } from '../core/errors.js';
+export {
+  optimisticUpdate,
+  type MysqlOptimisticUpdateOptions,
+  type MysqlOptimisticUpdateResult,
+} from './optimistic.js';
+export { versionedRows, type MysqlVersionedRow } from './versioned-rows.js';
+export { OptimisticConflictError, RowNotFoundError } from '../core/errors.js';

@@ -3,7 +3,6 @@
  */
 import { LockAcquireTimeoutError } from '../core/lock.js';
 import { RaceguardError, messageOf } from '../core/errors.js';
-import type { Row } from './types.js';
 
 /** The shape of an error raised by the server through `pg`. */
 interface ServerErrorShape {
@@ -118,7 +117,11 @@ export class TransactionRolledBackError extends RaceguardError {
   }
 }
 
-export { TransactionClosedError } from '../core/errors.js';
+export {
+  TransactionClosedError,
+  OptimisticConflictError,
+  RowNotFoundError,
+} from '../core/errors.js';
 
 /**
  * A row lock or advisory lock could not be taken: NOWAIT found it held, or
@@ -151,60 +154,6 @@ export class LockTimeoutError extends LockAcquireTimeoutError {
     this.target = target;
     this.lockTimeoutMs = lockTimeoutMs;
   }
-}
-
-/**
- * Optimistic locking lost every race it entered: the version kept changing
- * between read and write until attempts ran out. Carries the row as it was
- * last read, so the caller can show the user what changed.
- *
- * @example
- * ```ts
- * catch (e) {
- *   if (e instanceof OptimisticConflictError) return reply.code(409).send({ current: e.current });
- * }
- * ```
- */
-export class OptimisticConflictError extends RaceguardError {
-  /** The row's current content, as last read. */
-  readonly current: Row | undefined;
-  /** Attempts made. */
-  readonly attempts: number;
-  /** Milliseconds spent (monotonic clock). */
-  readonly elapsedMs: number;
-
-  constructor(current: Row | undefined, attempts: number, elapsedMs: number, cause?: unknown) {
-    super(
-      'RACEGUARD_OPTIMISTIC_CONFLICT',
-      `the row kept changing concurrently; gave up after ${attempts} attempt(s) in ${Math.round(elapsedMs)}ms`,
-      { cause },
-    );
-    this.current = current;
-    this.attempts = attempts;
-    this.elapsedMs = elapsedMs;
-  }
-}
-
-/**
- * No row matched the key.
- *
- * @example
- * ```ts
- * catch (e) { if (e instanceof RowNotFoundError) return reply.code(404).send(); }
- * ```
- */
-export class RowNotFoundError extends RaceguardError {
-  /** The key that matched nothing. */
-  readonly key: Readonly<Record<string, unknown>>;
-
-  constructor(table: string, key: Readonly<Record<string, unknown>>) {
-    super('RACEGUARD_ROW_NOT_FOUND', `no row in ${table} matches ${JSON.stringify(key, jsonSafe)}`);
-    this.key = key;
-  }
-}
-
-function jsonSafe(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? value.toString() : value;
 }
 
 const CONNECTION_MESSAGES = [

@@ -1,0 +1,108 @@
+import { OptimisticConflictError, RetryExhaustedError, RowNotFoundError } from '../core/errors.js';
+import { retry } from '../core/retry.js';
+import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
+import { assertAbortSignal, assertFunction, assertPlainObject } from '../core/validate.js';
+import { compareAndSet } from './atomic.js';
+import { quoteIdentifier, quoteTable, type MysqlTableName } from './identifiers.js';
+import { assertMysqlQueryable, renderConditions, selectRows } from './statements.js';
+import type { MysqlKey, MysqlQueryable, MysqlRow } from './types.js';
+
+/** Options of {@link optimisticUpdate}; `maxAttempts` counts read-compute-write rounds. */
+export interface MysqlOptimisticUpdateOptions<R extends MysqlRow = MysqlRow> extends RetryPolicy {
+  readonly table: MysqlTableName;
+  /** Equality conditions that identify exactly one row. */
+  readonly key: MysqlKey;
+  /** Integer column incremented by every successful write. @default 'version' */
+  readonly versionColumn?: string;
+  /**
+   * Computes the changes from the row as just read; `null` writes nothing.
+   * Called again with a fresh row after every lost race: it must be safe to re-run.
+   */
+  readonly update: (
+    current: R,
+    context: { readonly attempt: number },
+  ) => Promise<Readonly<Record<string, unknown>> | null> | Readonly<Record<string, unknown>> | null;
+}
+
+/** Result of {@link optimisticUpdate}. */
+export interface MysqlOptimisticUpdateResult<R extends MysqlRow = MysqlRow> {
+  /** `false` when `update` returned `null`. */
+  readonly applied: boolean;
+  /** The row as read with the changes and the new version applied (no `RETURNING` on MySQL), or as read when nothing was written. */
+  readonly row: R;
+  readonly attempts: number;
+}
+
+class VersionMoved extends Error {}
+
+/**
+ * Optimistic locking on MySQL and MariaDB: read the row, compute changes,
+ * write them only if the version column is unchanged, and on a lost race
+ * re-read and try again (capped exponential backoff, full jitter). No lock
+ * is held while `update` runs. Throws `OptimisticConflictError` (with the
+ * current row) when attempts run out, `RowNotFoundError` when no row matches.
+ *
+ * @example
+ * ```ts
+ * await optimisticUpdate(pool, {
+ *   table: 'products',
+ *   key: { id: 1 },
+ *   update: (row) => (Number(row.stock) > 0 ? { stock: Number(row.stock) - 1 } : null),
+ * });
+ * ```
+ */
+export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
+  db: MysqlQueryable,
+  options: MysqlOptimisticUpdateOptions<R>,
+): Promise<MysqlOptimisticUpdateResult<R>> {
+  assertMysqlQueryable('db', db);
+  assertPlainObject('options', options);
+  assertFunction('options.update', options.update);
+  assertAbortSignal('options.signal', options.signal);
+  const table = quoteTable(options.table);
+  const versionColumn = options.versionColumn ?? 'version';
+  const version = quoteIdentifier(versionColumn, 'options.versionColumn');
+  const keyValues: unknown[] = [];
+  const where = renderConditions('options.key', options.key, keyValues);
+  // Selecting the version column by name: a missing column is the server's clear error, not a "not found".
+  const select = `SELECT *, ${version} AS \`raceguard_version\` FROM ${table} WHERE ${where}`;
+  const started = performance.now();
+  const read = async (): Promise<MysqlRow | undefined> => {
+    const [row] = await selectRows(db, select, keyValues);
+    if (row === undefined) return undefined;
+    const rest = { ...row };
+    delete rest.raceguard_version;
+    return rest;
+  };
+  try {
+    return await retry(
+      async ({ attempt }) => {
+        const current = await read();
+        if (current === undefined) throw new RowNotFoundError(table, options.key);
+        const changes = await options.update(current as R, { attempt });
+        if (changes === null) return { applied: false, row: current as R, attempts: attempt };
+        const written = await compareAndSet(db, {
+          table: options.table,
+          key: options.key,
+          versionColumn,
+          expectedVersion: String(current[versionColumn]),
+          set: changes,
+        });
+        if (!written.applied) throw new VersionMoved();
+        const row = { ...current, ...changes, [versionColumn]: written.version } as unknown as R;
+        return { applied: true, row, attempts: attempt };
+      },
+      retryOptionsOf(options, (error) => error instanceof VersionMoved),
+    );
+  } catch (error) {
+    if (error instanceof RetryExhaustedError) {
+      throw new OptimisticConflictError(
+        await read().catch(() => undefined),
+        error.attempts,
+        performance.now() - started,
+        error.cause,
+      );
+    }
+    throw error;
+  }
+}
