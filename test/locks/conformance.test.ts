@@ -1,8 +1,8 @@
 /**
  * Every lock backend against the one contract (./contract.ts), on real
  * servers: in-process, Redis, Redlock (3 nodes), the PostgreSQL lease lock
- * (polling and with a LISTEN connection), PostgreSQL advisory locks, etcd
- * and ZooKeeper. Round trips are stalled for real: a server process
+ * (polling and with a LISTEN connection), PostgreSQL advisory locks, MySQL
+ * GET_LOCK locks (on MariaDB), etcd and ZooKeeper. Round trips are stalled for real: a server process
  * stopped with SIGSTOP, a table locked by another transaction, a pool with
  * no free connection.
  */
@@ -31,6 +31,12 @@ import {
 } from '../../packages/raceguard/src/testing/zookeeper.js';
 import { ZooKeeperLock } from '../../packages/raceguard/src/zookeeper/zookeeper-lock.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
+import type mysql from 'mysql2/promise';
+import {
+  MysqlAdvisoryLock,
+  createMysqlLockTables,
+} from '../../packages/raceguard/src/mysql/index.js';
 import { lockContract, type Stall } from './contract.js';
 
 /** SIGSTOP/SIGCONT of server processes. */
@@ -249,6 +255,46 @@ for (const withListener of [false, true]) {
     construct: (extra) => Promise.resolve(make(extra)),
     async stop() {
       for (const client of hostages.splice(0)) client.release();
+      await db.close();
+    },
+  });
+}
+
+{
+  let db: TestMysql;
+  const POOL = 4;
+  const hostages: mysql.PoolConnection[] = [];
+  const pools: mysql.Pool[] = [];
+  const make = (extra: Record<string, unknown> = {}) => {
+    const pool = db.newPool(POOL);
+    pools.push(pool);
+    return new MysqlAdvisoryLock({ client: pool, prefix: `${db.database}:`, ...extra });
+  };
+  lockContract({
+    name: 'MysqlAdvisoryLock',
+    lease: 'none',
+    orderedTokens: true,
+    stall: {
+      // Pools with no free connection: `getConnection()` waits until one comes back.
+      async begin() {
+        for (const pool of pools)
+          hostages.push(
+            ...(await Promise.all(Array.from({ length: POOL }, () => pool.getConnection()))),
+          );
+      },
+      end() {
+        for (const connection of hostages.splice(0)) connection.release();
+        return Promise.resolve();
+      },
+    },
+    async start() {
+      db = await openTestMysql(10);
+      await createMysqlLockTables(db.pool);
+    },
+    locker: () => Promise.resolve(make()),
+    construct: (extra) => Promise.resolve(make(extra)),
+    async stop() {
+      for (const connection of hostages.splice(0)) connection.release();
       await db.close();
     },
   });

@@ -52,3 +52,8 @@ export {
 } from './optimistic.js';
 export { versionedRows, type MysqlVersionedRow } from './versioned-rows.js';
 export { OptimisticConflictError, RowNotFoundError } from '../core/errors.js';
+export {
+  MysqlAdvisoryLock,
+  createMysqlLockTables,
+  type MysqlAdvisoryLockOptions,
+} from './advisory-lock.js';

@@ -1,0 +1,255 @@
+import { createHash } from 'node:crypto';
+import { isAborted } from '../core/abort.js';
+import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
+import { LockLoss } from '../core/lock-loss.js';
+import {
+  LockAcquireTimeoutError,
+  LockBackendError,
+  LockNotOwnerError,
+  acquireDeadline,
+  checkAcquire,
+  checkOptionNames,
+  tryOnce,
+  type AcquireOptions,
+  type LeaseSupport,
+  type LockHandle,
+  type Locker,
+} from '../core/lock.js';
+import { assertPlainObject } from '../core/validate.js';
+import { quoteTable, type MysqlTableName } from './identifiers.js';
+import { execute, selectRows } from './statements.js';
+import type { MysqlPool, MysqlPoolConnection, MysqlQueryable } from './types.js';
+
+/** A pooled mysql2 connection; its core connection reports failures. */
+interface EventedConnection extends MysqlPoolConnection {
+  readonly connection?: {
+    on?(event: 'error' | 'end', listener: () => void): unknown;
+    removeListener?(event: 'error' | 'end', listener: () => void): unknown;
+  };
+}
+
+/** Options of {@link MysqlAdvisoryLock}. */
+export interface MysqlAdvisoryLockOptions {
+  /** The pool; each held lock keeps one of its connections checked out (a `GET_LOCK` belongs to the session). */
+  readonly client: MysqlPool;
+  /** Prepended to every key (lock names longer than 64 characters are hashed). @default '' */
+  readonly prefix?: string;
+  /** The AUTO_INCREMENT table that mints fencing tokens (`createMysqlLockTables`). @default 'raceguard_lock_tokens' */
+  readonly tokenTable?: MysqlTableName;
+}
+
+const NO_LEASE =
+  'has no lease: a GET_LOCK is held by its session until release or until the session ends';
+
+/** Creates the table that mints fencing tokens for {@link MysqlAdvisoryLock}. */
+export async function createMysqlLockTables(
+  db: MysqlQueryable,
+  options: { readonly tokenTable?: MysqlTableName } = {},
+): Promise<void> {
+  const table = quoteTable(options.tokenTable ?? 'raceguard_lock_tokens', 'options.tokenTable');
+  await execute(
+    db,
+    `CREATE TABLE IF NOT EXISTS ${table} (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB`,
+    [],
+  );
+}
+
+/**
+ * `GET_LOCK` named locks behind the common lock API, with the pooling trap
+ * handled: a `GET_LOCK` belongs to the session, not to a transaction, so a
+ * held lock keeps its connection checked out of the pool until `release()`
+ * (or dispose), and is released on that same connection. A connection that
+ * fails loses the lock: the handle's `signal` aborts. A wait that ends
+ * early (deadline or `signal`) destroys its connection rather than return a
+ * session that may still be waiting to the pool. Fencing tokens come from
+ * an AUTO_INCREMENT table right after the grant. No lease: `ttlMs` and
+ * `autoExtend` are refused; `extend()` checks that the session still holds it.
+ *
+ * @example
+ * ```ts
+ * await createMysqlLockTables(pool);
+ * const locks = new MysqlAdvisoryLock({ client: pool });
+ * await withLock(locks, 'nightly-report', () => buildReport(), { waitMs: 0 });
+ * ```
+ */
+export class MysqlAdvisoryLock implements Locker {
+  readonly #pool: MysqlPool;
+  readonly #prefix: string;
+  readonly #tokenTable: string;
+  readonly #lease: LeaseSupport = {
+    backend: 'MysqlAdvisoryLock',
+    ttlMs: undefined,
+    noLease: NO_LEASE,
+  };
+
+  constructor(options: MysqlAdvisoryLockOptions) {
+    assertPlainObject('options', options);
+    checkOptionNames('MysqlAdvisoryLock', options, ['client', 'prefix', 'tokenTable'], {
+      ttlMs: NO_LEASE,
+      pollMs: 'does not poll: GET_LOCK waits in the server',
+    });
+    if (typeof (options.client as Partial<MysqlPool> | undefined)?.getConnection !== 'function') {
+      throw new InvalidArgumentError('options.client', 'a mysql2/promise pool', options.client);
+    }
+    this.#pool = options.client;
+    this.#prefix = options.prefix ?? '';
+    if (typeof this.#prefix !== 'string')
+      throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);
+    this.#tokenTable = quoteTable(
+      options.tokenTable ?? 'raceguard_lock_tokens',
+      'options.tokenTable',
+    );
+  }
+
+  /** The server-side lock name: at most 64 characters. */
+  #name(key: string): string {
+    const name = this.#prefix + key;
+    return name.length <= 64
+      ? name
+      : `rg:${createHash('sha256').update(name).digest('hex').slice(0, 61)}`;
+  }
+
+  /**
+   * Wait (up to `waitMs`) for the lock on `key`.
+   *
+   * @example
+   * ```ts
+   * await using lock = await locks.acquire('rebuild-index', { waitMs: 5000 });
+   * ```
+   */
+  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    const checked = checkAcquire(key, options, this.#lease);
+    const { waitMs, signal, started, deadline } = checked;
+    const { bound } = acquireDeadline(key, checked);
+    const name = this.#name(key);
+    let connection: EventedConnection;
+    try {
+      connection = await bound(this.#pool.getConnection(), 'no pool connection in time', (late) =>
+        late.release(),
+      );
+    } catch (error) {
+      if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
+      throw new LockBackendError(`MySQL failed to connect: ${messageOf(error)}`, error);
+    }
+    // Until granted, a connection in an unknown state is destroyed, never returned to the pool.
+    let outcome: 'granted' | 'clean' | 'destroy' = 'destroy';
+    const bounded = <T>(call: Promise<T>): Promise<T> =>
+      bound(call, 'MySQL did not answer in time');
+    try {
+      const remaining = deadline - performance.now();
+      // GET_LOCK's timeout is in seconds (MariaDB does not wait forever on a negative one: a year stands for it).
+      const seconds =
+        waitMs === 0
+          ? 0
+          : Number.isFinite(remaining)
+            ? Math.max(0.001, remaining / 1000)
+            : 31_536_000;
+      const [row] = await bounded(
+        selectRows(connection, 'SELECT GET_LOCK(?, ?) AS locked', [name, seconds]),
+      );
+      if (Number(row?.locked) !== 1) {
+        outcome = 'clean';
+        throw new LockAcquireTimeoutError(
+          key,
+          performance.now() - started,
+          'held by another session',
+        );
+      }
+      const header = await bounded(
+        execute(connection, `INSERT INTO ${this.#tokenTable} () VALUES ()`, []),
+      );
+      const token = BigInt(header.insertId);
+      // Keep the token table small: every token below the newest is spent.
+      await bounded(
+        execute(connection, `DELETE FROM ${this.#tokenTable} WHERE id < ?`, [header.insertId]),
+      );
+      if (isAborted(signal)) throw new AbortedError(signal?.reason);
+      outcome = 'granted';
+      return this.#handle(key, name, connection, token, options);
+    } catch (error) {
+      if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
+      throw error instanceof LockBackendError
+        ? error
+        : new LockBackendError(`MySQL failed to acquire a lock: ${messageOf(error)}`, error);
+    } finally {
+      if (outcome === 'clean') connection.release();
+      else if (outcome === 'destroy') {
+        // Destroying the session ends its wait and frees whatever it holds.
+        if (connection.destroy !== undefined) connection.destroy();
+        else connection.release();
+      }
+    }
+  }
+
+  /** Take the lock on `key` if no other session holds it. */
+  tryAcquire(
+    key: string,
+    options: Omit<AcquireOptions, 'waitMs'> = {},
+  ): Promise<LockHandle | undefined> {
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
+  }
+
+  #handle(
+    key: string,
+    name: string,
+    connection: EventedConnection,
+    token: bigint,
+    options: AcquireOptions,
+  ): LockHandle {
+    const loss = new LockLoss(key, options.onLost);
+    let released: Promise<void> | undefined;
+    const onFailure = (): void => {
+      loss.lose('backend');
+    };
+    connection.connection?.on?.('error', onFailure);
+    connection.connection?.on?.('end', onFailure);
+    const destroy = (): void => {
+      if (connection.destroy !== undefined) connection.destroy();
+      else connection.release();
+    };
+    const release = (): Promise<void> =>
+      (released ??= (async () => {
+        const wasHeld = loss.end();
+        connection.connection?.removeListener?.('error', onFailure);
+        connection.connection?.removeListener?.('end', onFailure);
+        if (!wasHeld) return destroy();
+        try {
+          await selectRows(connection, 'SELECT RELEASE_LOCK(?) AS released', [name]);
+          connection.release();
+        } catch {
+          destroy(); // the session is unusable: ending it frees its locks
+        }
+      })());
+    return {
+      key,
+      token,
+      validUntil: Number.POSITIVE_INFINITY,
+      get signal() {
+        return loss.signal;
+      },
+      extend: async (ttlMs?: number) => {
+        if (ttlMs !== undefined) {
+          throw new InvalidArgumentError(
+            'ttlMs',
+            `left unset: MysqlAdvisoryLock ${NO_LEASE}`,
+            ttlMs,
+          );
+        }
+        if (!loss.held || released !== undefined) throw new LockNotOwnerError(key);
+        try {
+          const [row] = await selectRows(
+            connection,
+            'SELECT IS_USED_LOCK(?) = CONNECTION_ID() AS mine',
+            [name],
+          );
+          if (Number(row?.mine) !== 1) throw new Error('the session no longer holds the lock');
+        } catch (error) {
+          loss.lose('backend', error);
+          throw new LockNotOwnerError(key);
+        }
+      },
+      release,
+      [Symbol.asyncDispose]: release,
+    };
+  }
+}
