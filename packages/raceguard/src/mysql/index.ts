@@ -57,3 +57,8 @@ export {
   createMysqlLockTables,
   type MysqlAdvisoryLockOptions,
 } from './advisory-lock.js';
+export {
+  MysqlIdempotencyStore,
+  createMysqlIdempotencyTable,
+  type MysqlIdempotencyTableOptions,
+} from './idempotency-store.js';
