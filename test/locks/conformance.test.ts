@@ -35,6 +35,8 @@ import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
 import type mysql from 'mysql2/promise';
 import {
   MysqlAdvisoryLock,
+  MysqlLeaseLock,
+  createMysqlLeaseTable,
   createMysqlLockTables,
 } from '../../packages/raceguard/src/mysql/index.js';
 import { lockContract, type Stall } from './contract.js';
@@ -290,6 +292,51 @@ for (const withListener of [false, true]) {
     async start() {
       db = await openTestMysql(10);
       await createMysqlLockTables(db.pool);
+    },
+    locker: () => Promise.resolve(make()),
+    construct: (extra) => Promise.resolve(make(extra)),
+    async stop() {
+      for (const connection of hostages.splice(0)) connection.release();
+      await db.close();
+    },
+  });
+}
+
+{
+  let db: TestMysql;
+  const POOL = 4;
+  const hostages: mysql.PoolConnection[] = [];
+  const pools: mysql.Pool[] = [];
+  const make = (extra: Record<string, unknown> = {}) => {
+    const pool = db.newPool(POOL);
+    pools.push(pool);
+    return new MysqlLeaseLock({
+      client: pool,
+      prefix: `${db.database}:`,
+      ttlMs: 10_000,
+      pollMs: 10,
+      ...extra,
+    });
+  };
+  lockContract({
+    name: 'MysqlLeaseLock',
+    lease: 'lease',
+    orderedTokens: true,
+    stall: {
+      async begin() {
+        for (const pool of pools)
+          hostages.push(
+            ...(await Promise.all(Array.from({ length: POOL }, () => pool.getConnection()))),
+          );
+      },
+      end() {
+        for (const connection of hostages.splice(0)) connection.release();
+        return Promise.resolve();
+      },
+    },
+    async start() {
+      db = await openTestMysql(10);
+      await createMysqlLeaseTable(db.pool);
     },
     locker: () => Promise.resolve(make()),
     construct: (extra) => Promise.resolve(make(extra)),

@@ -62,3 +62,4 @@ export {
   createMysqlIdempotencyTable,
   type MysqlIdempotencyTableOptions,
 } from './idempotency-store.js';
+export { MysqlLeaseLock, createMysqlLeaseTable, type MysqlLeaseLockOptions } from './lease-lock.js';

@@ -1,0 +1,221 @@
+import { randomBytes } from 'node:crypto';
+import { isAborted } from '../core/abort.js';
+import { pause } from '../core/deadline.js';
+import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
+import { createLeaseHandle } from '../core/lease-handle.js';
+import {
+  LockBackendError,
+  acquireDeadline,
+  checkAcquire,
+  checkDriftFactor,
+  checkLease,
+  checkOptionNames,
+  leaseEnd,
+  tryOnce,
+  type AcquireOptions,
+  type LeaseSupport,
+  type LockHandle,
+  type Locker,
+} from '../core/lock.js';
+import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+import { quoteTable, type MysqlTableName } from './identifiers.js';
+import { assertMysqlQueryable, execute, selectRows } from './statements.js';
+import type { MysqlQueryable, ResultHeader } from './types.js';
+
+/** Creates the lease table of {@link MysqlLeaseLock} if missing. */
+export async function createMysqlLeaseTable(
+  db: MysqlQueryable,
+  options: { readonly table?: MysqlTableName } = {},
+): Promise<void> {
+  const table = quoteTable(options.table ?? 'raceguard_leases', 'options.table');
+  await execute(
+    db,
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      name varchar(191) NOT NULL PRIMARY KEY,
+      owner varchar(64) NULL,
+      token bigint NOT NULL DEFAULT 0,
+      expires_at datetime(3) NOT NULL
+    ) ENGINE=InnoDB`,
+    [],
+  );
+}
+
+/** Options of {@link MysqlLeaseLock}. */
+export interface MysqlLeaseLockOptions {
+  /** A pool (or anything queryable); every operation is one autocommit statement. */
+  readonly client: MysqlQueryable;
+  /** The lease table (`createMysqlLeaseTable`). @default 'raceguard_leases' */
+  readonly table?: MysqlTableName;
+  /** Prepended to every key. @default '' */
+  readonly prefix?: string;
+  /** Default lease; at least 100 ms. @default 30000 */
+  readonly ttlMs?: number;
+  /** Longest pause between attempts while waiting. @default 50 */
+  readonly pollMs?: number;
+  /** Share of the lease subtracted for clock drift. @default 0.01 */
+  readonly driftFactor?: number;
+}
+
+/**
+ * A lease lock kept in a MySQL / MariaDB table: a grant is one conditional
+ * `UPDATE` of the key's row (owner, token, expiry by the server's clock)
+ * that also bumps the key's fencing token and returns it through
+ * `LAST_INSERT_ID()` in the same round trip. Tokens only grow per key (the
+ * row stays when released). A crashed holder frees its key when the lease
+ * runs out. No session state: it works through any pooling. Waiters poll
+ * every `pollMs`.
+ *
+ * @example
+ * ```ts
+ * await createMysqlLeaseTable(pool);
+ * const locks = new MysqlLeaseLock({ client: pool });
+ * await withLock(locks, `invoice:${id}`, (lock) => send(id, lock.token), { ttlMs: 10_000 });
+ * ```
+ */
+export class MysqlLeaseLock implements Locker {
+  readonly #db: MysqlQueryable;
+  readonly #prefix: string;
+  readonly #lease: LeaseSupport;
+  readonly #pollMs: number;
+  readonly #driftFactor: number;
+  readonly #sql: {
+    ensure: string;
+    acquire: string;
+    remaining: string;
+    extend: string;
+    release: string;
+  };
+
+  constructor(options: MysqlLeaseLockOptions) {
+    assertPlainObject('options', options);
+    checkOptionNames('MysqlLeaseLock', options, [
+      'client',
+      'table',
+      'prefix',
+      'ttlMs',
+      'pollMs',
+      'driftFactor',
+    ]);
+    assertMysqlQueryable('options.client', options.client);
+    this.#db = options.client;
+    this.#prefix = options.prefix ?? '';
+    if (typeof this.#prefix !== 'string')
+      throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);
+    const ttlMs = options.ttlMs ?? 30_000;
+    this.#pollMs = options.pollMs ?? 50;
+    this.#driftFactor = options.driftFactor ?? 0.01;
+    this.#lease = { backend: 'MysqlLeaseLock', ttlMs };
+    checkLease('options.ttlMs', ttlMs, this.#lease);
+    assertPositiveInteger('options.pollMs', this.#pollMs);
+    checkDriftFactor(this.#driftFactor);
+    const t = quoteTable(options.table ?? 'raceguard_leases', 'options.table');
+    const lease = 'TIMESTAMPADD(MICROSECOND, ? * 1000, NOW(3))';
+    this.#sql = {
+      // The key's row, created free once; it is never deleted, so its token only grows.
+      ensure: `INSERT INTO ${t} (name, owner, token, expires_at) VALUES (?, NULL, 0, NOW(3)) ON DUPLICATE KEY UPDATE name = name`,
+      acquire: `UPDATE ${t} SET owner = ?, token = LAST_INSERT_ID(token + 1), expires_at = ${lease} WHERE name = ? AND expires_at <= NOW(3)`,
+      remaining: `SELECT GREATEST(0, TIMESTAMPDIFF(MICROSECOND, NOW(3), expires_at) / 1000) AS ms FROM ${t} WHERE name = ?`,
+      extend: `UPDATE ${t} SET expires_at = ${lease} WHERE name = ? AND owner = ? AND expires_at > NOW(3)`,
+      release: `UPDATE ${t} SET expires_at = NOW(3), owner = NULL WHERE name = ? AND owner = ? AND expires_at > NOW(3)`,
+    };
+  }
+
+  async #run(sql: string, values: unknown[], what: string): Promise<ResultHeader> {
+    try {
+      return await execute(this.#db, sql, values);
+    } catch (error) {
+      throw new LockBackendError(`MySQL failed to ${what}: ${messageOf(error)}`, error);
+    }
+  }
+
+  async #release(name: string, owner: string): Promise<void> {
+    await this.#run(this.#sql.release, [name, owner], 'release a lock');
+  }
+
+  /** Wait up to `waitMs` for the lock on `key`. */
+  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    const checked = checkAcquire(key, options, this.#lease);
+    const { ttlMs, waitMs, signal, deadline } = checked;
+    const { bound, timeout } = acquireDeadline(key, checked);
+    const silent = 'MySQL did not answer in time';
+    const name = this.#prefix + key;
+    await bound(this.#run(this.#sql.ensure, [name], 'prepare a lock'), silent);
+    for (;;) {
+      if (isAborted(signal)) throw new AbortedError(signal?.reason);
+      const owner = randomBytes(16).toString('hex');
+      const sentAt = performance.now();
+      // A grant that answers after the caller gave up is released at once.
+      const header = await bound(
+        this.#run(this.#sql.acquire, [owner, ttlMs, name], 'acquire a lock'),
+        silent,
+        (late) => (late.affectedRows > 0 ? this.#release(name, owner) : undefined),
+      );
+      const roundTripMs = performance.now() - sentAt;
+      let detail: string;
+      if (header.affectedRows > 0) {
+        const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
+        if (!isAborted(signal) && performance.now() < validUntil) {
+          return this.#handle(
+            key,
+            name,
+            owner,
+            BigInt(header.insertId),
+            validUntil,
+            ttlMs,
+            options,
+          );
+        }
+        await this.#release(name, owner).catch(() => undefined);
+        if (isAborted(signal)) throw new AbortedError(signal?.reason);
+        detail = `the grant's ${ttlMs} ms lease ran out before its reply arrived`;
+      } else {
+        detail = 'held by another owner';
+      }
+      if (waitMs === 0 || deadline - performance.now() <= 0) throw timeout(detail);
+      const [left] = await bound(
+        selectRows(this.#db, this.#sql.remaining, [name]).catch((error: unknown) => {
+          throw new LockBackendError(`MySQL failed to read a lease: ${messageOf(error)}`, error);
+        }),
+        silent,
+      );
+      const leaseLeft = Number(left?.ms ?? 0);
+      const ms = Math.max(
+        1,
+        Math.min(deadline - performance.now() - roundTripMs, this.#pollMs, leaseLeft + 1),
+      );
+      await pause(ms, { signal });
+    }
+  }
+
+  /** Take the lock on `key` if it is free now. */
+  tryAcquire(
+    key: string,
+    options: Omit<AcquireOptions, 'waitMs'> = {},
+  ): Promise<LockHandle | undefined> {
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
+  }
+
+  #handle(
+    key: string,
+    name: string,
+    owner: string,
+    token: bigint,
+    validUntil: number,
+    ttlMs: number,
+    options: AcquireOptions,
+  ): LockHandle {
+    return createLeaseHandle({
+      key,
+      token,
+      validUntil,
+      ttlMs,
+      acquireOptions: options,
+      renew: async (leaseMs) => {
+        const sentAt = performance.now();
+        const header = await this.#run(this.#sql.extend, [leaseMs, name, owner], 'extend a lock');
+        return header.affectedRows > 0 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
+      },
+      release: () => this.#release(name, owner),
+    });
+  }
+}
