@@ -13,7 +13,7 @@ import {
   type BrokerServer,
 } from '../packages/raceguard/src/testing/brokers.js';
 import { usePostgres } from '../packages/raceguard/src/testing/postgres.js';
-import { startMariaDbServer } from '../packages/raceguard/src/testing/mariadb.js';
+import { mysqlReachable, startMariaDbServer } from '../packages/raceguard/src/testing/mariadb.js';
 
 function findTests(dir: string): string[] {
   return readdirSync(dir)
@@ -87,7 +87,10 @@ if (process.env.NATS_URL === undefined && !(await reachable(4222))) {
 }
 /** The machine's MariaDB when it listens on its standard port (or MYSQL_URL is set); otherwise a throwaway one. */
 const mariadbs: { stop(): Promise<void> }[] = [];
-if (process.env.MYSQL_URL === undefined && !(await reachable(3306))) {
+if (
+  process.env.MYSQL_URL === undefined &&
+  !(await mysqlReachable('mysql://root@127.0.0.1:3306/test'))
+) {
   const mariadb = await startMariaDbServer();
   mariadbs.push(mariadb);
   brokerEnv.MYSQL_URL = mariadb.url;

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
-import { reachable } from '../../packages/raceguard/src/testing/brokers.js';
-import { startMariaDbServer } from '../../packages/raceguard/src/testing/mariadb.js';
+import {
+  mysqlReachable,
+  startMariaDbServer,
+} from '../../packages/raceguard/src/testing/mariadb.js';
 
 export interface TestMysql {
   readonly pool: mysql.Pool;
@@ -20,7 +22,8 @@ export async function openTestMysql(size = 30): Promise<TestMysql> {
   let stopServer: (() => Promise<void>) | undefined;
   let url = process.env.MYSQL_URL;
   if (url === undefined) {
-    if (await reachable(3306)) url = 'mysql://root@127.0.0.1:3306/test';
+    if (await mysqlReachable('mysql://root@127.0.0.1:3306/test'))
+      url = 'mysql://root@127.0.0.1:3306/test';
     else {
       const server = await startMariaDbServer();
       url = server.url;

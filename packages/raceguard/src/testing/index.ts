@@ -17,7 +17,12 @@ export {
 } from './postgres.js';
 export { createScratchSchema, type ScratchSchema } from './scratch-schema.js';
 export { startRedisServer, RedisStartError, type RedisServer } from './redis.js';
-export { startMariaDbServer, MariaDbStartError, type MariaDbServer } from './mariadb.js';
+export {
+  startMariaDbServer,
+  mysqlReachable,
+  MariaDbStartError,
+  type MariaDbServer,
+} from './mariadb.js';
 export { startEtcdServer, EtcdStartError, type EtcdServer } from './etcd.js';
 export { startZooKeeperServer, ZooKeeperStartError, type ZooKeeperServer } from './zookeeper.js';
 export {

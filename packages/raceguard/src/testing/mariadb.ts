@@ -126,3 +126,27 @@ export async function startMariaDbServer(): Promise<MariaDbServer> {
     [Symbol.asyncDispose]: stop,
   };
 }
+
+/**
+ * Whether a MySQL server answers at `url` and lets the user in (a freshly
+ * installed Debian MariaDB listens on 3306 but lets root in only through its
+ * socket).
+ */
+export async function mysqlReachable(url: string): Promise<boolean> {
+  const address = new URL(url);
+  if (!(await reachable(Number(address.port || 3306), address.hostname))) return false;
+  const spawned = spawnSync(
+    'mariadb',
+    [
+      `--host=${address.hostname}`,
+      `--port=${address.port || 3306}`,
+      `--user=${decodeURIComponent(address.username || 'root')}`,
+      ...(address.password === '' ? [] : [`--password=${decodeURIComponent(address.password)}`]),
+      '--connect-timeout=3',
+      '-e',
+      'SELECT 1',
+    ],
+    { encoding: 'utf8', timeout: 10_000 },
+  );
+  return spawned.status === 0;
+}
