@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { isAborted } from '../core/abort.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { LockLoss } from '../core/lock-loss.js';
+import { createSessionHandle } from '../core/session-handle.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
-  LockNotOwnerError,
   acquireDeadline,
   checkAcquire,
   checkOptionNames,
@@ -196,60 +195,35 @@ export class MysqlAdvisoryLock implements Locker {
     token: bigint,
     options: AcquireOptions,
   ): LockHandle {
-    const loss = new LockLoss(key, options.onLost);
-    let released: Promise<void> | undefined;
-    const onFailure = (): void => {
-      loss.lose('backend');
-    };
-    connection.connection?.on?.('error', onFailure);
-    connection.connection?.on?.('end', onFailure);
-    const destroy = (): void => {
-      if (connection.destroy !== undefined) connection.destroy();
-      else connection.release();
-    };
-    const release = (): Promise<void> =>
-      (released ??= (async () => {
-        const wasHeld = loss.end();
-        connection.connection?.removeListener?.('error', onFailure);
-        connection.connection?.removeListener?.('end', onFailure);
-        if (!wasHeld) return destroy();
-        try {
-          await selectRows(connection, 'SELECT RELEASE_LOCK(?) AS released', [name]);
-          connection.release();
-        } catch {
-          destroy(); // the session is unusable: ending it frees its locks
-        }
-      })());
-    return {
+    return createSessionHandle({
       key,
       token,
-      validUntil: Number.POSITIVE_INFINITY,
-      get signal() {
-        return loss.signal;
+      acquireOptions: options,
+      noLease: `MysqlAdvisoryLock ${NO_LEASE}`,
+      watch: (onFailure) => {
+        connection.connection?.on?.('error', onFailure);
+        connection.connection?.on?.('end', onFailure);
+        return () => {
+          connection.connection?.removeListener?.('error', onFailure);
+          connection.connection?.removeListener?.('end', onFailure);
+        };
       },
-      extend: async (ttlMs?: number) => {
-        if (ttlMs !== undefined) {
-          throw new InvalidArgumentError(
-            'ttlMs',
-            `left unset: MysqlAdvisoryLock ${NO_LEASE}`,
-            ttlMs,
-          );
-        }
-        if (!loss.held || released !== undefined) throw new LockNotOwnerError(key);
-        try {
-          const [row] = await selectRows(
-            connection,
-            'SELECT IS_USED_LOCK(?) = CONNECTION_ID() AS mine',
-            [name],
-          );
-          if (Number(row?.mine) !== 1) throw new Error('the session no longer holds the lock');
-        } catch (error) {
-          loss.lose('backend', error);
-          throw new LockNotOwnerError(key);
-        }
+      unlock: async () => {
+        await selectRows(connection, 'SELECT RELEASE_LOCK(?) AS released', [name]);
+        connection.release();
       },
-      release,
-      [Symbol.asyncDispose]: release,
-    };
+      destroy: () => {
+        if (connection.destroy !== undefined) connection.destroy();
+        else connection.release();
+      },
+      stillHeld: async () => {
+        const [row] = await selectRows(
+          connection,
+          'SELECT IS_USED_LOCK(?) = CONNECTION_ID() AS mine',
+          [name],
+        );
+        return Number(row?.mine) === 1;
+      },
+    });
   }
 }

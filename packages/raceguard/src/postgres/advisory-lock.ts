@@ -1,10 +1,9 @@
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { isAborted } from '../core/abort.js';
-import { LockLoss } from '../core/lock-loss.js';
+import { createSessionHandle } from '../core/session-handle.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
-  LockNotOwnerError,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
@@ -239,52 +238,29 @@ export class PostgresAdvisoryLock implements Locker {
     token: bigint,
     options: AcquireOptions,
   ): LockHandle {
-    const loss = new LockLoss(key, options.onLost);
-    let released: Promise<void> | undefined;
-    const onFailure = (): void => {
-      loss.lose('backend');
-    };
-    client.on?.('error', onFailure);
-    client.on?.('end', onFailure);
-    const release = (): Promise<void> =>
-      (released ??= (async () => {
-        const wasHeld = loss.end();
-        client.removeListener?.('error', onFailure);
-        client.removeListener?.('end', onFailure);
-        if (!wasHeld) return client.release(true);
-        try {
-          await runQuery(client, 'SELECT pg_advisory_unlock($1::bigint)', [id]);
-          client.release();
-        } catch (error) {
-          // The session is unusable: destroying it frees its locks.
-          client.release(error instanceof Error ? error : true);
-        }
-      })());
-    return {
+    return createSessionHandle({
       key,
       token,
-      validUntil: Number.POSITIVE_INFINITY,
-      get signal() {
-        return loss.signal;
+      acquireOptions: options,
+      noLease: `PostgresAdvisoryLock ${NO_LEASE}`,
+      watch: (onFailure) => {
+        client.on?.('error', onFailure);
+        client.on?.('end', onFailure);
+        return () => {
+          client.removeListener?.('error', onFailure);
+          client.removeListener?.('end', onFailure);
+        };
       },
-      extend: async (ttlMs?: number) => {
-        if (ttlMs !== undefined)
-          throw new InvalidArgumentError(
-            'ttlMs',
-            `left unset: PostgresAdvisoryLock ${NO_LEASE}`,
-            ttlMs,
-          );
-        if (!loss.held || released !== undefined) throw new LockNotOwnerError(key);
-        // No lease to renew: check that the session holding the lock is alive.
-        try {
-          await runQuery(client, 'SELECT 1');
-        } catch (error) {
-          loss.lose('backend', error);
-          throw new LockNotOwnerError(key);
-        }
+      unlock: async () => {
+        await runQuery(client, 'SELECT pg_advisory_unlock($1::bigint)', [id]);
+        client.release();
       },
-      release,
-      [Symbol.asyncDispose]: release,
-    };
+      destroy: (cause) => client.release(cause instanceof Error ? cause : true),
+      // No lease: a session that answers still holds its advisory locks.
+      stillHeld: async () => {
+        await runQuery(client, 'SELECT 1');
+        return true;
+      },
+    });
   }
 }
