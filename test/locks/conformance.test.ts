@@ -262,7 +262,13 @@ for (const withListener of [false, true]) {
   });
 }
 
-{
+/** A MySQL lock backend on MariaDB, stalled by pools with no free connection (`getConnection()` waits). */
+function mysqlBackend(
+  name: string,
+  lease: 'lease' | 'none',
+  createTables: (pool: mysql.Pool) => Promise<void>,
+  construct: (pool: mysql.Pool, prefix: string, extra: Record<string, unknown>) => Locker,
+): void {
   let db: TestMysql;
   const POOL = 4;
   const hostages: mysql.PoolConnection[] = [];
@@ -270,14 +276,13 @@ for (const withListener of [false, true]) {
   const make = (extra: Record<string, unknown> = {}) => {
     const pool = db.newPool(POOL);
     pools.push(pool);
-    return new MysqlAdvisoryLock({ client: pool, prefix: `${db.database}:`, ...extra });
+    return construct(pool, `${db.database}:`, extra);
   };
   lockContract({
-    name: 'MysqlAdvisoryLock',
-    lease: 'none',
+    name,
+    lease,
     orderedTokens: true,
     stall: {
-      // Pools with no free connection: `getConnection()` waits until one comes back.
       async begin() {
         for (const pool of pools)
           hostages.push(
@@ -291,7 +296,7 @@ for (const withListener of [false, true]) {
     },
     async start() {
       db = await openTestMysql(10);
-      await createMysqlLockTables(db.pool);
+      await createTables(db.pool);
     },
     locker: () => Promise.resolve(make()),
     construct: (extra) => Promise.resolve(make(extra)),
@@ -302,50 +307,19 @@ for (const withListener of [false, true]) {
   });
 }
 
-{
-  let db: TestMysql;
-  const POOL = 4;
-  const hostages: mysql.PoolConnection[] = [];
-  const pools: mysql.Pool[] = [];
-  const make = (extra: Record<string, unknown> = {}) => {
-    const pool = db.newPool(POOL);
-    pools.push(pool);
-    return new MysqlLeaseLock({
-      client: pool,
-      prefix: `${db.database}:`,
-      ttlMs: 10_000,
-      pollMs: 10,
-      ...extra,
-    });
-  };
-  lockContract({
-    name: 'MysqlLeaseLock',
-    lease: 'lease',
-    orderedTokens: true,
-    stall: {
-      async begin() {
-        for (const pool of pools)
-          hostages.push(
-            ...(await Promise.all(Array.from({ length: POOL }, () => pool.getConnection()))),
-          );
-      },
-      end() {
-        for (const connection of hostages.splice(0)) connection.release();
-        return Promise.resolve();
-      },
-    },
-    async start() {
-      db = await openTestMysql(10);
-      await createMysqlLeaseTable(db.pool);
-    },
-    locker: () => Promise.resolve(make()),
-    construct: (extra) => Promise.resolve(make(extra)),
-    async stop() {
-      for (const connection of hostages.splice(0)) connection.release();
-      await db.close();
-    },
-  });
-}
+mysqlBackend(
+  'MysqlAdvisoryLock',
+  'none',
+  (pool) => createMysqlLockTables(pool),
+  (pool, prefix, extra) => new MysqlAdvisoryLock({ client: pool, prefix, ...extra }),
+);
+mysqlBackend(
+  'MysqlLeaseLock',
+  'lease',
+  (pool) => createMysqlLeaseTable(pool),
+  (pool, prefix, extra) =>
+    new MysqlLeaseLock({ client: pool, prefix, ttlMs: 10_000, pollMs: 10, ...extra }),
+);
 
 {
   let server: EtcdServer;
