@@ -61,10 +61,13 @@ async function applied(
   newValueKnown: boolean,
 ): Promise<MysqlAtomicResult> {
   const header = await execute(db, sql, values);
+  // The one-statement path needs nothing more; the key is rendered again only to read back.
+  if (changedRowsOf(header) > 0 && newValueKnown) {
+    return { applied: true, row: { ...key, [column]: header.insertId } };
+  }
   const keyValues: unknown[] = [];
   const where = renderConditions('options.key', key, keyValues);
   if (changedRowsOf(header) > 0) {
-    if (newValueKnown) return { applied: true, row: { ...key, [column]: header.insertId } };
     const [row] = await selectRows(
       db,
       `SELECT ${quotedColumn} FROM ${table} WHERE ${where}`,
