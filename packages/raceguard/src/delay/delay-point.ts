@@ -55,6 +55,11 @@ function current(): Settings {
 /**
  * Reads a delay list: `point=ms` pairs separated by commas (`after-read=50,before-commit=20`).
  * Throws {@link InvalidArgumentError} naming the bad part.
+ *
+ * @example
+ * ```ts
+ * parseDelays('after-read=50,before-commit=20'); // Map { 'after-read' => 50, 'before-commit' => 20 }
+ * ```
  */
 export function parseDelays(
   text: string,
@@ -79,7 +84,14 @@ export function parseDelays(
   return delays;
 }
 
-/** Writes a delay list in the form {@link parseDelays} reads. */
+/**
+ * Writes a delay list in the form {@link parseDelays} reads.
+ *
+ * @example
+ * ```ts
+ * formatDelays({ 'after-read': 50 }); // 'after-read=50'
+ * ```
+ */
 export function formatDelays(delays: Readonly<Record<string, number>>): string {
   return Object.entries(delays)
     .map(([point, ms]) => `${point}=${ms}`)
@@ -123,12 +135,26 @@ export function configureDelays(options: DelayOptions): void {
   settings = { enabled: options.enabled, delays, maxDelayMs };
 }
 
-/** Goes back to what `RACEGUARD_DELAYS` says (read again on next use). */
+/**
+ * Goes back to what `RACEGUARD_DELAYS` says (read again on next use).
+ *
+ * @example
+ * ```ts
+ * afterEach(() => resetDelays());
+ * ```
+ */
 export function resetDelays(): void {
   settings = undefined;
 }
 
-/** True when test mode is on. */
+/**
+ * True when test mode is on.
+ *
+ * @example
+ * ```ts
+ * if (delaysEnabled()) log.warn('race windows can be widened by request headers');
+ * ```
+ */
 export function delaysEnabled(): boolean {
   return current().enabled;
 }
@@ -138,6 +164,11 @@ export function delaysEnabled(): boolean {
  * {@link DELAY_HEADER}). Outside test mode the header is ignored and `fn` just
  * runs. A malformed header throws {@link InvalidArgumentError} (the HTTP
  * adapters answer 400).
+ *
+ * @example
+ * ```ts
+ * server.on('request', (req, res) => withRequestDelays(req.headers['x-raceguard-delay'] as string | undefined, () => handle(req, res)));
+ * ```
  */
 export function withRequestDelays<T>(header: string | undefined, fn: () => T): T {
   const mode = current();

@@ -88,7 +88,14 @@ interface EntityTag {
 
 const TAG = /^\s*(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*$/;
 
-/** The strong ETag of a version: `"<version>"`. */
+/**
+ * The strong ETag of a version: `"<version>"`.
+ *
+ * @example
+ * ```ts
+ * reply.header('etag', etagOf(row.version)); // "3"
+ * ```
+ */
 export function etagOf(version: string | number | bigint): string {
   const text = String(version);
   if (!/^[\x21\x23-\x7e]+$/.test(text))
@@ -96,7 +103,15 @@ export function etagOf(version: string | number | bigint): string {
   return `"${text}"`;
 }
 
-/** Reads an `If-Match` / `If-None-Match` value: `*` or a list of entity tags. */
+/**
+ * Reads an `If-Match` / `If-None-Match` value: `*` or a list of entity tags;
+ * throws {@link InvalidArgumentError} on a malformed one.
+ *
+ * @example
+ * ```ts
+ * parseEntityTags('W/"2", "3"'); // [{ weak: true, opaque: '2' }, { weak: false, opaque: '3' }]
+ * ```
+ */
 export function parseEntityTags(header: string): '*' | EntityTag[] {
   if (header.trim() === '*') return '*';
   const tags: EntityTag[] = [];
@@ -359,7 +374,14 @@ const badBody = (): ImmediateResponse =>
     'The body must be a JSON object with the fields to write.',
   );
 
-/** Sends a response of {@link conditionalWrites} with Fastify. */
+/**
+ * Sends a response of {@link conditionalWrites} with Fastify.
+ *
+ * @example
+ * ```ts
+ * app.get('/documents/:id', async (req, reply) => sendFastify(reply, await documents.read({ id: req.params.id }, req.headers)));
+ * ```
+ */
 export function sendFastify(reply: FastifyReply, response: ImmediateResponse): FastifyReply {
   return reply
     .code(response.status)
@@ -367,13 +389,27 @@ export function sendFastify(reply: FastifyReply, response: ImmediateResponse): F
     .send(response.body === '' ? undefined : response.body);
 }
 
-/** Sends a response of {@link conditionalWrites} with Express or plain `node:http`. */
+/**
+ * Sends a response of {@link conditionalWrites} with Express or plain `node:http`.
+ *
+ * @example
+ * ```ts
+ * documents.read({ id: req.params.id }, req.headers).then((r) => sendExpress(res, r), next);
+ * ```
+ */
 export function sendExpress(response: ServerResponse, immediate: ImmediateResponse): void {
   response.writeHead(immediate.status, immediate.headers);
   response.end(immediate.body);
 }
 
-/** A response of {@link conditionalWrites} as a fetch `Response` (Hono: return it from the handler). */
+/**
+ * A response of {@link conditionalWrites} as a fetch `Response` (Hono: return it from the handler).
+ *
+ * @example
+ * ```ts
+ * app.get('/documents/:id', async (c) => toResponse(await documents.read({ id: c.req.param('id') }, { 'if-none-match': c.req.header('if-none-match') })));
+ * ```
+ */
 export function toResponse(immediate: ImmediateResponse): Response {
   const body = immediate.status === 204 || immediate.status === 304 ? null : immediate.body;
   return new Response(typeof body === 'string' || body === null ? body : new Uint8Array(body), {

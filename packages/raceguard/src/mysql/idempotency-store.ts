@@ -8,7 +8,7 @@ import type {
 } from '../idempotency/store.js';
 import { MYSQL_ERRORS } from './errors.js';
 import { quoteTable, type MysqlTableName } from './identifiers.js';
-import { execute } from './statements.js';
+import { assertMysqlQueryable, execute } from './statements.js';
 import { transaction } from './transaction.js';
 import type { MysqlPool, MysqlQueryable } from './types.js';
 
@@ -21,11 +21,20 @@ export interface MysqlIdempotencyTableOptions {
 const tableOf = (options: MysqlIdempotencyTableOptions): string =>
   quoteTable(options.table ?? 'raceguard_idempotency', 'options.table');
 
-/** Creates the idempotency records table if missing (run it from a migration or at start-up). */
+/**
+ * Creates the idempotency records table if missing (run it from a migration or at start-up).
+ *
+ * @example
+ * ```ts
+ * await createMysqlIdempotencyTable(pool);
+ * ```
+ */
 export async function createMysqlIdempotencyTable(
   db: MysqlQueryable,
   options: MysqlIdempotencyTableOptions = {},
 ): Promise<void> {
+  assertMysqlQueryable('db', db);
+  assertPlainObject('options', options);
   await execute(
     db,
     `CREATE TABLE IF NOT EXISTS ${tableOf(options)} (

@@ -22,11 +22,20 @@ import { quoteTable, type MysqlTableName } from './identifiers.js';
 import { assertMysqlQueryable, execute, selectRows } from './statements.js';
 import type { MysqlQueryable, ResultHeader } from './types.js';
 
-/** Creates the lease table of {@link MysqlLeaseLock} if missing. */
+/**
+ * Creates the lease table of {@link MysqlLeaseLock} if missing.
+ *
+ * @example
+ * ```ts
+ * await createMysqlLeaseTable(pool);
+ * ```
+ */
 export async function createMysqlLeaseTable(
   db: MysqlQueryable,
   options: { readonly table?: MysqlTableName } = {},
 ): Promise<void> {
+  assertMysqlQueryable('db', db);
+  assertPlainObject('options', options);
   const table = quoteTable(options.table ?? 'raceguard_leases', 'options.table');
   await execute(
     db,

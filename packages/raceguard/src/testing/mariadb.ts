@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '../core/abort.js';
-import { RaceguardError, messageOf } from '../core/errors.js';
+import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
 import { reachable } from './brokers.js';
 import { freePort } from './free-port.js';
 
@@ -131,8 +131,16 @@ export async function startMariaDbServer(): Promise<MariaDbServer> {
  * Whether a MySQL server answers at `url` and lets the user in (a freshly
  * installed Debian MariaDB listens on 3306 but lets root in only through its
  * socket).
+ *
+ * @example
+ * ```ts
+ * const url = (await mysqlReachable('mysql://root@127.0.0.1:3306/test')) ? 'mysql://root@127.0.0.1:3306/test' : (await startMariaDbServer()).url;
+ * ```
  */
 export async function mysqlReachable(url: string): Promise<boolean> {
+  if (typeof url !== 'string' || !url.startsWith('mysql://')) {
+    throw new InvalidArgumentError('url', 'a mysql:// URL', url);
+  }
   const address = new URL(url);
   if (!(await reachable(Number(address.port || 3306), address.hostname))) return false;
   const spawned = spawnSync(
