@@ -53,6 +53,26 @@ export function storeContract(store: () => IdempotencyStore): void {
     }
   });
 
+  it('100 concurrent first claims of one key, 10 rounds: exactly one is claimed, the rest see it in progress, none errs', async () => {
+    for (let round = 0; round < 10; round += 1) {
+      const key = newKey();
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          store().claim({
+            scope: 'first-claims',
+            key,
+            fingerprint: 'f',
+            owner: `owner-${i}`,
+            leaseMs: 30_000,
+            ttlMs: 60_000,
+          }),
+        ),
+      );
+      assert.equal(results.filter((r) => r.kind === 'claimed').length, 1, `round ${round}`);
+      assert.ok(results.every((r) => r.kind === 'claimed' || r.kind === 'in-progress'));
+    }
+  });
+
   it("'wait' mode: concurrent duplicates receive the first result", async () => {
     const key = newKey();
     let runs = 0;

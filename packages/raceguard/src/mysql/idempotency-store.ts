@@ -61,10 +61,11 @@ const later = 'TIMESTAMPADD(MICROSECOND, ? * 1000, NOW(3))';
 /**
  * Idempotency records in a MySQL / MariaDB table (create it with
  * {@link createMysqlIdempotencyTable}), every time taken from the server's
- * clock. A claim is one short transaction: the record is read under its row
- * lock and created, replaced (expired), taken over (lease run out, same
- * fingerprint, no result) or reported; two first requests racing to create
- * it meet on the primary key. Completing, renewing and advancing are
+ * clock. A first claim is one INSERT; two first requests racing to create
+ * the record meet on the primary key. A claim of an existing record is one
+ * short transaction: the record is read under its row lock and replaced
+ * (expired), taken over (lease run out, same fingerprint, no result) or
+ * reported. Completing, renewing and advancing are
  * owner-checked single statements.
  *
  * @example
@@ -90,59 +91,65 @@ export class MysqlIdempotencyStore implements IdempotencyStore {
     const { scope, key, fingerprint, owner, leaseMs, ttlMs } = request;
     const t = this.#table;
     for (let round = 0; round < 5; round += 1) {
+      // A first request is one autocommitted INSERT. Reading a missing row
+      // under FOR UPDATE first would take a gap lock, and two first requests
+      // holding the same gap deadlock on their inserts (1213).
       try {
-        return await transaction(
+        await execute(
           this.#pool,
-          async (tx) => {
-            const [rows] = (await tx.query(
-              `SELECT fingerprint, owner IS NOT NULL AS owned, result, attempts, recovery_point,
-                 GREATEST(0, TIMESTAMPDIFF(MICROSECOND, NOW(3), lease_until) / 1000) AS lease_ms,
-                 expires_at <= NOW(3) AS expired
-               FROM ${t} WHERE scope = ? AND \`key\` = ? FOR UPDATE`,
-              [scope, key],
-            )) as [Record<string, unknown>[], unknown];
-            const found = rows[0];
-            if (found === undefined) {
-              await tx.query(
-                `INSERT INTO ${t} (scope, \`key\`, fingerprint, owner, lease_until, created_at, expires_at)
-                 VALUES (?, ?, ?, ?, ${later}, NOW(3), ${later})`,
-                [scope, key, fingerprint, owner, leaseMs, ttlMs],
-              );
-              return { kind: 'claimed', resumed: false, recoveryPoint: null } as const;
-            }
-            if (Number(found.expired) === 1) {
-              await tx.query(
-                `UPDATE ${t} SET fingerprint = ?, owner = ?, lease_until = ${later}, attempts = 1,
-                   recovery_point = NULL, result = NULL, created_at = NOW(3), expires_at = ${later}
-                 WHERE scope = ? AND \`key\` = ?`,
-                [fingerprint, owner, leaseMs, ttlMs, scope, key],
-              );
-              return { kind: 'claimed', resumed: false, recoveryPoint: null } as const;
-            }
-            if (found.fingerprint !== fingerprint) return { kind: 'mismatch' } as const;
-            if (typeof found.result === 'string')
-              return { kind: 'completed', result: found.result } as const;
-            const leaseLeft = Number(found.lease_ms);
-            if (Number(found.owned) === 1 && leaseLeft > 0) {
-              return { kind: 'in-progress', retryAfterMs: Math.ceil(leaseLeft) } as const;
-            }
-            // Abandoned or run out: take it over, resuming from its recovery point.
-            await tx.query(
-              `UPDATE ${t} SET owner = ?, lease_until = ${later}, attempts = attempts + 1 WHERE scope = ? AND \`key\` = ?`,
-              [owner, leaseMs, scope, key],
-            );
-            return {
-              kind: 'claimed',
-              resumed: true,
-              recoveryPoint: (found.recovery_point as string | null) ?? null,
-            } as const;
-          },
-          { maxAttempts: 5 },
+          `INSERT INTO ${t} (scope, \`key\`, fingerprint, owner, lease_until, created_at, expires_at)
+           VALUES (?, ?, ?, ?, ${later}, NOW(3), ${later})`,
+          [scope, key, fingerprint, owner, leaseMs, ttlMs],
         );
+        return { kind: 'claimed', resumed: false, recoveryPoint: null };
       } catch (error) {
-        // Two first requests inserted at once: the loser reads the winner's record.
         if ((error as { errno?: unknown }).errno !== MYSQL_ERRORS.duplicateKey) throw error;
       }
+      // The record exists: read it under its row lock (a record lock, no gap)
+      // and replace it (expired), take it over (lease run out, same
+      // fingerprint, no result) or report it.
+      const result = await transaction(
+        this.#pool,
+        async (tx): Promise<ClaimResult | 'gone'> => {
+          const [rows] = (await tx.query(
+            `SELECT fingerprint, owner IS NOT NULL AS owned, result, attempts, recovery_point,
+               GREATEST(0, TIMESTAMPDIFF(MICROSECOND, NOW(3), lease_until) / 1000) AS lease_ms,
+               expires_at <= NOW(3) AS expired
+             FROM ${t} WHERE scope = ? AND \`key\` = ? FOR UPDATE`,
+            [scope, key],
+          )) as [Record<string, unknown>[], unknown];
+          const found = rows[0];
+          // Deleted since the INSERT failed (an abandoned claim): insert again.
+          if (found === undefined) return 'gone';
+          if (Number(found.expired) === 1) {
+            await tx.query(
+              `UPDATE ${t} SET fingerprint = ?, owner = ?, lease_until = ${later}, attempts = 1,
+                 recovery_point = NULL, result = NULL, created_at = NOW(3), expires_at = ${later}
+               WHERE scope = ? AND \`key\` = ?`,
+              [fingerprint, owner, leaseMs, ttlMs, scope, key],
+            );
+            return { kind: 'claimed', resumed: false, recoveryPoint: null };
+          }
+          if (found.fingerprint !== fingerprint) return { kind: 'mismatch' };
+          if (typeof found.result === 'string') return { kind: 'completed', result: found.result };
+          const leaseLeft = Number(found.lease_ms);
+          if (Number(found.owned) === 1 && leaseLeft > 0) {
+            return { kind: 'in-progress', retryAfterMs: Math.ceil(leaseLeft) };
+          }
+          // Abandoned or run out: take it over, resuming from its recovery point.
+          await tx.query(
+            `UPDATE ${t} SET owner = ?, lease_until = ${later}, attempts = attempts + 1 WHERE scope = ? AND \`key\` = ?`,
+            [owner, leaseMs, scope, key],
+          );
+          return {
+            kind: 'claimed',
+            resumed: true,
+            recoveryPoint: (found.recovery_point as string | null) ?? null,
+          };
+        },
+        { maxAttempts: 5 },
+      );
+      if (result !== 'gone') return result;
     }
     return { kind: 'in-progress', retryAfterMs: 100 };
   }
