@@ -8,6 +8,14 @@ import {
 export interface TestMysql {
   readonly pool: mysql.Pool;
   readonly database: string;
+  /** Where the database is, for clients that open their own connections (ORMs). */
+  readonly connection: {
+    readonly host: string;
+    readonly port: number;
+    readonly user: string;
+    readonly password: string;
+    readonly database: string;
+  };
   /** Another pool on the same database. */
   newPool(size?: number): mysql.Pool;
   close(): Promise<void>;
@@ -36,15 +44,15 @@ export async function openTestMysql(size = 30): Promise<TestMysql> {
   await admin.end();
   const base = new URL(url);
   const pools: mysql.Pool[] = [];
+  const connection = {
+    host: base.hostname,
+    port: Number(base.port || 3306),
+    user: decodeURIComponent(base.username || 'root'),
+    password: decodeURIComponent(base.password),
+    database,
+  };
   const newPool = (connections = size) => {
-    const pool = mysql.createPool({
-      host: base.hostname,
-      port: Number(base.port || 3306),
-      user: decodeURIComponent(base.username || 'root'),
-      password: decodeURIComponent(base.password),
-      database,
-      connectionLimit: connections,
-    });
+    const pool = mysql.createPool({ ...connection, connectionLimit: connections });
     pools.push(pool);
     return pool;
   };
@@ -52,6 +60,7 @@ export async function openTestMysql(size = 30): Promise<TestMysql> {
   return {
     pool,
     database,
+    connection,
     newPool,
     async close() {
       await pool.query(`DROP DATABASE \`${database}\``).catch(() => undefined);

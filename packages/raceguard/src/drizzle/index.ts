@@ -1,0 +1,262 @@
+/**
+ * `raceguard/drizzle`: the relational fixes through Drizzle ORM (an
+ * optional peer), on PostgreSQL (node-postgres or postgres.js) and MySQL /
+ * MariaDB (mysql2). Every helper takes the Drizzle database or a Drizzle
+ * transaction and runs raceguard's statements through its `execute`, inside
+ * the transaction when given one: atomic conditional updates,
+ * compare-and-set and optimistic updates on a version column, row locks,
+ * and a transaction wrapper that re-runs the whole callback on
+ * serialization failures and deadlocks.
+ *
+ * @packageDocumentation
+ */
+import { DrizzleQueryError, is, sql, type SQL } from 'drizzle-orm';
+import { MySqlDatabase, MySqlTransaction } from 'drizzle-orm/mysql-core';
+import { PgDatabase, PgTransaction } from 'drizzle-orm/pg-core';
+import { InvalidArgumentError } from '../core/errors.js';
+import { assertFunction } from '../core/validate.js';
+import { bridgeTarget, type BridgeResult } from '../orm/bridge.js';
+import { splitPlaceholders } from '../orm/placeholders.js';
+import * as relational from '../orm/relational.js';
+import type {
+  OrmAtomicDecrementOptions,
+  OrmAtomicIncrementOptions,
+  OrmAtomicResult,
+  OrmCompareAndSetOptions,
+  OrmLockRowsOptions,
+  OrmOptimisticUpdateOptions,
+  OrmOptimisticUpdateResult,
+  OrmRow,
+  OrmTransactionOptions,
+  SqlTarget,
+} from '../orm/relational.js';
+
+export type {
+  OrmAtomicDecrementOptions,
+  OrmAtomicIncrementOptions,
+  OrmAtomicResult,
+  OrmCompareAndSetOptions,
+  OrmIsolationLevel,
+  OrmKey,
+  OrmLockRowsOptions,
+  OrmOptimisticUpdateOptions,
+  OrmOptimisticUpdateResult,
+  OrmRow,
+  OrmTableName,
+  OrmTransactionOptions,
+  SqlTarget,
+} from '../orm/relational.js';
+export { isRetryableSqlError } from '../orm/relational.js';
+export { OptimisticConflictError, RowNotFoundError, RetryExhaustedError } from '../core/errors.js';
+
+/**
+ * What raceguard needs of a Drizzle database or transaction (`drizzle(...)`
+ * from `drizzle-orm/node-postgres`, `drizzle-orm/postgres-js` or
+ * `drizzle-orm/mysql2`, or the `tx` of its `transaction`).
+ */
+export interface DrizzleDatabase {
+  execute(query: SQL): PromiseLike<unknown>;
+}
+
+/** A Drizzle database that can open transactions. */
+export interface DrizzleTransactional<Tx> extends DrizzleDatabase {
+  transaction<T>(
+    fn: (tx: Tx) => Promise<T>,
+    config?: { isolationLevel?: relational.OrmIsolationLevel },
+  ): Promise<T>;
+}
+
+function dialectOf(db: unknown): 'postgres' | 'mysql' {
+  if (is(db, PgDatabase)) return 'postgres';
+  if (is(db, MySqlDatabase)) return 'mysql';
+  throw new InvalidArgumentError(
+    'db',
+    'a Drizzle database or transaction on PostgreSQL or MySQL / MariaDB',
+    db,
+  );
+}
+
+const isTransaction = (db: unknown): boolean => is(db, PgTransaction) || is(db, MySqlTransaction);
+
+/** Drizzle wraps driver failures in `DrizzleQueryError`; raceguard classifies the driver's own. */
+function unwrap(error: unknown): unknown {
+  return error instanceof DrizzleQueryError && error.cause !== undefined ? error.cause : error;
+}
+
+function resultOf(dialect: 'postgres' | 'mysql', raw: unknown): BridgeResult {
+  if (dialect === 'mysql') {
+    const [first] = raw as [unknown, unknown];
+    if (Array.isArray(first)) return { rows: first as OrmRow[], affectedRows: undefined };
+    const header = first as { affectedRows: number; changedRows?: number; insertId: number };
+    return {
+      rows: [],
+      affectedRows: header.affectedRows,
+      changedRows: header.changedRows,
+      insertId: header.insertId,
+    };
+  }
+  if (Array.isArray(raw)) {
+    // postgres.js: the rows, with the command's row count as `count`.
+    const count = (raw as { count?: unknown }).count;
+    return { rows: raw as OrmRow[], affectedRows: typeof count === 'number' ? count : undefined };
+  }
+  const result = raw as { rows: OrmRow[]; rowCount: number | null };
+  return { rows: result.rows, affectedRows: result.rowCount ?? undefined };
+}
+
+/**
+ * The Drizzle database (or transaction) as a {@link SqlTarget}: each
+ * statement is rebuilt with Drizzle's `sql` (values bound as parameters,
+ * never spliced) and run through `execute`.
+ *
+ * @example
+ * ```ts
+ * const target = drizzleTarget(db);
+ * ```
+ */
+export function drizzleTarget(db: DrizzleDatabase): SqlTarget {
+  const dialect = dialectOf(db);
+  return bridgeTarget(dialect, async (text, values) => {
+    const { pieces, indexes } = splitPlaceholders(text, dialect);
+    const chunks: SQL[] = [sql.raw(pieces[0] ?? '')];
+    indexes.forEach((index, i) => {
+      chunks.push(sql`${sql.param(values[index])}`, sql.raw(pieces[i + 1] ?? ''));
+    });
+    try {
+      return resultOf(dialect, await db.execute(sql.join(chunks)));
+    } catch (error) {
+      throw unwrap(error);
+    }
+  });
+}
+
+/**
+ * Takes `amount` from a counter in one guarded statement, never below
+ * `floor` (default 0).
+ *
+ * @example
+ * ```ts
+ * const r = await atomicDecrement(db, { table: 'products', key: { id: 1 }, column: 'stock', amount: 1 });
+ * ```
+ */
+export function atomicDecrement(
+  db: DrizzleDatabase,
+  options: OrmAtomicDecrementOptions,
+): Promise<OrmAtomicResult> {
+  return relational.atomicDecrement(drizzleTarget(db), options);
+}
+
+/**
+ * Adds `amount` to a counter in one guarded statement, never above
+ * `ceiling` or the row's `ceilingColumn`.
+ *
+ * @example
+ * ```ts
+ * await atomicIncrement(db, { table: 'coupons', key: { code }, column: 'used', amount: 1, ceilingColumn: 'cap' });
+ * ```
+ */
+export function atomicIncrement(
+  db: DrizzleDatabase,
+  options: OrmAtomicIncrementOptions,
+): Promise<OrmAtomicResult> {
+  return relational.atomicIncrement(drizzleTarget(db), options);
+}
+
+/**
+ * One version-checked write; `applied` is false when someone else wrote
+ * the row since it was read.
+ *
+ * @example
+ * ```ts
+ * const { applied } = await compareAndSet(db, { table: 'docs', key: { id }, expectedVersion: 3, set: { body } });
+ * ```
+ */
+export function compareAndSet(
+  db: DrizzleDatabase,
+  options: OrmCompareAndSetOptions,
+): Promise<{ readonly applied: boolean }> {
+  return relational.compareAndSet(drizzleTarget(db), options);
+}
+
+/**
+ * Optimistic locking with a bounded, jittered retry of the
+ * read-compute-write; `OptimisticConflictError` (with the current row)
+ * when attempts run out.
+ *
+ * @example
+ * ```ts
+ * await optimisticUpdate(db, {
+ *   table: 'products', key: { id: 1 },
+ *   update: (row) => (Number(row.stock) > 0 ? { stock: Number(row.stock) - 1 } : null),
+ * });
+ * ```
+ */
+export function optimisticUpdate<R extends OrmRow = OrmRow>(
+  db: DrizzleDatabase,
+  options: OrmOptimisticUpdateOptions<R>,
+): Promise<OrmOptimisticUpdateResult<R>> {
+  return relational.optimisticUpdate(drizzleTarget(db), options);
+}
+
+/**
+ * Locks rows for the rest of a Drizzle transaction and returns them.
+ * Refuses a database that is not a transaction.
+ *
+ * @example
+ * ```ts
+ * await transaction(db, async (tx) => {
+ *   const [account] = await lockRows(tx, { table: 'accounts', key: { id: 1 }, wait: 'nowait' });
+ * });
+ * ```
+ */
+export function lockRows(tx: DrizzleDatabase, options: OrmLockRowsOptions): Promise<OrmRow[]> {
+  const target = drizzleTarget(tx);
+  if (!isTransaction(tx)) {
+    throw new InvalidArgumentError(
+      'tx',
+      'a Drizzle transaction (a lock outside one ends with its statement)',
+      'a Drizzle database',
+    );
+  }
+  return relational.lockRows(target, options);
+}
+
+/**
+ * Runs `fn` in `db.transaction(...)` (at `isolation` when given) and re-runs
+ * the whole callback, with a fresh transaction, on serialization failures
+ * and deadlocks (PostgreSQL 40001 / 40P01, MySQL 1213 / 1205 / 1020).
+ * `fn` must be safe to re-run.
+ *
+ * @example
+ * ```ts
+ * await transaction(db, async (tx) => {
+ *   await tx.update(accounts).set({ balance: sql`${accounts.balance} - 10` }).where(eq(accounts.id, 1));
+ * }, { isolation: 'serializable' });
+ * ```
+ */
+export function transaction<Tx, T>(
+  db: DrizzleTransactional<Tx>,
+  fn: (tx: Tx, context: { readonly attempt: number }) => Promise<T>,
+  options: OrmTransactionOptions = {},
+): Promise<T> {
+  dialectOf(db);
+  assertFunction('fn', fn);
+  relational.assertTransactionOptions(options);
+  if (isTransaction(db)) {
+    throw new InvalidArgumentError(
+      'db',
+      'the Drizzle database, not a transaction (a nested transaction cannot be re-run on its own)',
+      'a Drizzle transaction',
+    );
+  }
+  return relational.retryTransaction(async (attempt) => {
+    try {
+      return await db.transaction(
+        (tx) => fn(tx, { attempt }),
+        options.isolation === undefined ? undefined : { isolationLevel: options.isolation },
+      );
+    } catch (error) {
+      throw unwrap(error);
+    }
+  }, options);
+}

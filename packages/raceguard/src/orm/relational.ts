@@ -1,0 +1,262 @@
+/**
+ * The relational fixes spoken through an ORM: each adapter (Kysely, Drizzle,
+ * TypeORM) turns the ORM's database or transaction object into a
+ * {@link SqlTarget}, a driver-shaped view that runs parameterised SQL on the
+ * ORM's own connection (inside its transaction when given one), and these
+ * functions run the same audited statements as `raceguard/postgres` and
+ * `raceguard/mysql` through it. No driver is imported here.
+ */
+import { InvalidArgumentError } from '../core/errors.js';
+import { LockAcquireTimeoutError } from '../core/lock.js';
+import { retry } from '../core/retry.js';
+import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
+import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
+import * as my from '../mysql/index.js';
+import * as pg from '../postgres/index.js';
+
+/** A SQL dialect the ORM adapters support. */
+export type SqlDialect = 'postgres' | 'mysql';
+
+/**
+ * The ORM's connection seen as a driver: `pg`-shaped for PostgreSQL (a
+ * transaction-like object, so row locks accept it), `mysql2`-shaped for
+ * MySQL and MariaDB.
+ */
+export type SqlTarget =
+  | { readonly dialect: 'postgres'; readonly db: pg.Transaction }
+  | { readonly dialect: 'mysql'; readonly db: my.MysqlQueryable };
+
+/** A table name, optionally with its schema (PostgreSQL) or database (MySQL): `['shop', 'products']`. */
+export type OrmTableName = string | readonly [string, string];
+
+/** Equality conditions identifying rows, e.g. `{ id: 42 }`. */
+export type OrmKey = Readonly<Record<string, string | number | bigint | boolean | Date>>;
+
+/** A row as the driver returns it. */
+export type OrmRow = Record<string, unknown>;
+
+/** Result of {@link atomicDecrement} and {@link atomicIncrement}. */
+export type OrmAtomicResult =
+  /** `row` holds the key columns and the changed column, after the update. */
+  | { readonly applied: true; readonly row: OrmRow }
+  /** The bound would have been crossed; `current` is the row as read right after. */
+  | { readonly applied: false; readonly reason: 'limit'; readonly current: OrmRow }
+  | { readonly applied: false; readonly reason: 'not-found' };
+
+interface AtomicCommon {
+  /** Table holding the counter. */
+  readonly table: OrmTableName;
+  /** Equality conditions identifying the row. */
+  readonly key: OrmKey;
+  /** Integer column to change. */
+  readonly column: string;
+  /** How much to change it by: a positive safe integer. */
+  readonly amount: number;
+}
+
+/** Options of {@link atomicDecrement}. */
+export interface OrmAtomicDecrementOptions extends AtomicCommon {
+  /** The column never goes below this. @default 0 */
+  readonly floor?: number;
+}
+
+/** Options of {@link atomicIncrement}. */
+export interface OrmAtomicIncrementOptions extends AtomicCommon {
+  /** The column never goes above this constant. */
+  readonly ceiling?: number;
+  /** The column never goes above the value of this other column of the same row. */
+  readonly ceilingColumn?: string;
+}
+
+/** Options of {@link compareAndSet}. */
+export interface OrmCompareAndSetOptions {
+  readonly table: OrmTableName;
+  readonly key: OrmKey;
+  /** Integer column incremented by every successful write. @default 'version' */
+  readonly versionColumn?: string;
+  /** The version the caller read. */
+  readonly expectedVersion: number | string | bigint;
+  /** Columns to write; the version column is incremented by the statement itself. */
+  readonly set: Readonly<Record<string, unknown>>;
+}
+
+/** Options of {@link optimisticUpdate}; `maxAttempts` counts read-compute-write rounds. */
+export interface OrmOptimisticUpdateOptions<R extends OrmRow = OrmRow> extends RetryPolicy {
+  readonly table: OrmTableName;
+  /** Equality conditions identifying exactly one row. */
+  readonly key: OrmKey;
+  /** Integer column incremented by every successful write. @default 'version' */
+  readonly versionColumn?: string;
+  /**
+   * Computes the changes from the row as just read; `null` writes nothing.
+   * Called again with a fresh row after every lost race: it must be safe to re-run.
+   */
+  readonly update: (
+    current: R,
+    context: { readonly attempt: number },
+  ) => Promise<Readonly<Record<string, unknown>> | null> | Readonly<Record<string, unknown>> | null;
+}
+
+/** Result of {@link optimisticUpdate}. */
+export interface OrmOptimisticUpdateResult<R extends OrmRow = OrmRow> {
+  /** `false` when `update` returned `null`. */
+  readonly applied: boolean;
+  /** The row after the write, or as read when nothing was written. */
+  readonly row: R;
+  /** Rounds used (1 when the first write won). */
+  readonly attempts: number;
+}
+
+/** Options of {@link lockRows}: the lock modes and waits both dialects have. */
+export interface OrmLockRowsOptions {
+  readonly table: OrmTableName;
+  /** Equality conditions selecting the rows. */
+  readonly key: OrmKey;
+  /** `'update'` (exclusive) or `'share'`. @default 'update' */
+  readonly mode?: 'update' | 'share';
+  /**
+   * `'wait'` queues behind the holder, `'nowait'` fails at once with a lock
+   * timeout error, `'skip locked'` returns only rows nobody holds.
+   * @default 'wait'
+   */
+  readonly wait?: 'wait' | 'nowait' | 'skip locked';
+}
+
+const LOCK_OPTIONS = new Set(['table', 'key', 'mode', 'wait']);
+
+/** Takes `amount` from a counter in one guarded statement, never below `floor`. */
+export function atomicDecrement(
+  target: SqlTarget,
+  options: OrmAtomicDecrementOptions,
+): Promise<OrmAtomicResult> {
+  return target.dialect === 'postgres'
+    ? pg.atomicDecrement(target.db, { ...options, prepare: false })
+    : my.atomicDecrement(target.db, options);
+}
+
+/** Adds `amount` to a counter in one guarded statement, never above its ceiling. */
+export function atomicIncrement(
+  target: SqlTarget,
+  options: OrmAtomicIncrementOptions,
+): Promise<OrmAtomicResult> {
+  return target.dialect === 'postgres'
+    ? pg.atomicIncrement(target.db, { ...options, prepare: false })
+    : my.atomicIncrement(target.db, options);
+}
+
+/** One version-checked write; `applied` is false when the version moved (or the row is gone). */
+export async function compareAndSet(
+  target: SqlTarget,
+  options: OrmCompareAndSetOptions,
+): Promise<{ readonly applied: boolean }> {
+  const { applied } =
+    target.dialect === 'mysql'
+      ? await my.compareAndSet(target.db, options)
+      : await pg.compareAndSet(target.db, options);
+  return { applied };
+}
+
+/** Read, compute, version-checked write; re-read and retry on a lost race. */
+export function optimisticUpdate<R extends OrmRow>(
+  target: SqlTarget,
+  options: OrmOptimisticUpdateOptions<R>,
+): Promise<OrmOptimisticUpdateResult<R>> {
+  return target.dialect === 'postgres'
+    ? pg.optimisticUpdate(target.db, options)
+    : my.optimisticUpdate(target.db, options);
+}
+
+/** `SELECT * ... FOR UPDATE` (or `share`, `NOWAIT`, `SKIP LOCKED`) inside the ORM's transaction. */
+export function lockRows(target: SqlTarget, options: OrmLockRowsOptions): Promise<OrmRow[]> {
+  assertPlainObject('options', options);
+  assertKnownOptions('options', options, LOCK_OPTIONS);
+  if (target.dialect === 'mysql') return my.lockRows(target.db, options);
+  const { key, ...rest } = options;
+  return pg.lockRows(target.db, { ...rest, where: key });
+}
+
+/** SQLSTATEs, MySQL error numbers and Prisma codes after which a whole transaction may be re-run. */
+const RETRYABLE_CODES = new Set(['40001', '40P01', 'P2034']);
+const RETRYABLE_ERRNOS = new Set([1213, 1205, 1020]);
+
+/**
+ * `true` for a failure after which re-running the whole transaction is safe
+ * and likely to succeed: a serialization failure (SQLSTATE 40001), a
+ * PostgreSQL deadlock (40P01), InnoDB's deadlock (1213) and lock wait
+ * timeout (1205), MariaDB's "record has changed" (1020), Prisma's P2034.
+ * Follows `cause` and TypeORM's `driverError`, so an error wrapped by an ORM
+ * or by raceguard is recognised. A row lock that was asked not to wait
+ * (`lockRows` with `nowait`, which MariaDB reports as 1205) is final: the
+ * caller chose to fail fast.
+ *
+ * @example
+ * ```ts
+ * await retry(() => db.transaction().execute(work), { isRetryable: isRetryableSqlError });
+ * ```
+ */
+export function isRetryableSqlError(error: unknown): boolean {
+  let current = error;
+  for (let depth = 0; depth < 6 && typeof current === 'object' && current !== null; depth += 1) {
+    if (current instanceof LockAcquireTimeoutError) return false;
+    const { code, errno, sqlState, driverError, cause } = current as Record<string, unknown>;
+    if (typeof code === 'string' && RETRYABLE_CODES.has(code)) return true;
+    if (typeof sqlState === 'string' && sqlState === '40001') return true;
+    if (typeof errno === 'number' && RETRYABLE_ERRNOS.has(errno)) return true;
+    current = driverError ?? cause;
+  }
+  return false;
+}
+
+/** The isolation levels the ORM transaction wrappers accept. */
+export type OrmIsolationLevel =
+  'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
+
+/** Options of the ORM adapters' `transaction`. */
+export interface OrmTransactionOptions extends RetryPolicy {
+  /** @default the server's */
+  readonly isolation?: OrmIsolationLevel;
+}
+
+const ISOLATIONS: readonly OrmIsolationLevel[] = [
+  'read uncommitted',
+  'read committed',
+  'repeatable read',
+  'serializable',
+];
+
+export const TRANSACTION_OPTIONS = new Set([
+  'isolation',
+  'maxAttempts',
+  'baseDelayMs',
+  'maxDelayMs',
+  'deadlineMs',
+  'signal',
+  'onRetry',
+  'random',
+]);
+
+/** Validates transaction options once, before the first attempt. */
+export function assertTransactionOptions(options: OrmTransactionOptions): void {
+  assertPlainObject('options', options);
+  assertKnownOptions('options', options, TRANSACTION_OPTIONS);
+  if (options.isolation !== undefined && !ISOLATIONS.includes(options.isolation)) {
+    throw new InvalidArgumentError('options.isolation', ISOLATIONS.join(', '), options.isolation);
+  }
+}
+
+/** Rejects a dialect other than the two supported, naming what was found. */
+export function unsupportedDialect(argument: string, expected: string, value: unknown): never {
+  throw new InvalidArgumentError(argument, expected, value);
+}
+
+/**
+ * Runs one attempt of an ORM transaction per call, re-running the whole
+ * callback on the failures {@link isRetryableSqlError} names, with the
+ * capped, jittered backoff of the retry policy.
+ */
+export function retryTransaction<T>(
+  attemptOnce: (attempt: number) => Promise<T>,
+  options: OrmTransactionOptions,
+): Promise<T> {
+  return retry(({ attempt }) => attemptOnce(attempt), retryOptionsOf(options, isRetryableSqlError));
+}
