@@ -10,7 +10,7 @@
  *
  * @packageDocumentation
  */
-import { DrizzleQueryError, is, sql, type SQL } from 'drizzle-orm';
+import { DrizzleQueryError, is, sql, type SQL, type SQLChunk } from 'drizzle-orm';
 import { MySqlDatabase, MySqlTransaction } from 'drizzle-orm/mysql-core';
 import { PgDatabase, PgTransaction } from 'drizzle-orm/pg-core';
 import { InvalidArgumentError } from '../core/errors.js';
@@ -115,12 +115,14 @@ function resultOf(dialect: 'postgres' | 'mysql', raw: unknown): BridgeResult {
  * ```
  */
 export function drizzleTarget(db: DrizzleDatabase): SqlTarget {
+  const known = targets.get(db);
+  if (known !== undefined) return known;
   const dialect = dialectOf(db);
-  return bridgeTarget(dialect, async (text, values) => {
+  const target = bridgeTarget(dialect, async (text, values) => {
     const { pieces, indexes } = splitPlaceholders(text, dialect);
-    const chunks: SQL[] = [sql.raw(pieces[0] ?? '')];
+    const chunks: SQLChunk[] = [sql.raw(pieces[0] ?? '')];
     indexes.forEach((index, i) => {
-      chunks.push(sql`${sql.param(values[index])}`, sql.raw(pieces[i + 1] ?? ''));
+      chunks.push(sql.param(values[index]), sql.raw(pieces[i + 1] ?? ''));
     });
     try {
       return resultOf(dialect, await db.execute(sql.join(chunks)));
@@ -128,7 +130,12 @@ export function drizzleTarget(db: DrizzleDatabase): SqlTarget {
       throw unwrap(error);
     }
   });
+  targets.set(db, target);
+  return target;
 }
+
+/** One target per database or transaction object: the dialect is looked up once. */
+const targets = new WeakMap<DrizzleDatabase, SqlTarget>();
 
 /**
  * Takes `amount` from a counter in one guarded statement, never below

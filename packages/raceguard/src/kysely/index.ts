@@ -73,6 +73,8 @@ function assertKysely(db: unknown): asserts db is Kysely<unknown> {
  * ```
  */
 export function kyselyTarget<DB>(db: Kysely<DB>): SqlTarget {
+  const known = targets.get(db);
+  if (known !== undefined) return known;
   assertKysely(db);
   const adapter = db.getExecutor().adapter;
   const dialect =
@@ -85,7 +87,7 @@ export function kyselyTarget<DB>(db: Kysely<DB>): SqlTarget {
             'a Kysely instance on PostgreSQL or MySQL / MariaDB',
             adapter.constructor.name,
           );
-  return bridgeTarget(dialect, async (text, values) => {
+  const target = bridgeTarget(dialect, async (text, values) => {
     const result = await db.executeQuery(CompiledQuery.raw(text, [...values]));
     return {
       rows: result.rows as OrmRow[],
@@ -95,7 +97,12 @@ export function kyselyTarget<DB>(db: Kysely<DB>): SqlTarget {
       insertId: result.insertId === undefined ? undefined : Number(result.insertId),
     };
   });
+  targets.set(db, target);
+  return target;
 }
+
+/** One target per Kysely instance or transaction: the dialect is looked up once. */
+const targets = new WeakMap<object, SqlTarget>();
 
 /**
  * Takes `amount` from a counter in one guarded statement, never below

@@ -5,10 +5,28 @@
  * ORM that builds statements from pieces (Drizzle's `sql`) can bind the same
  * values as parameters.
  */
-export function splitPlaceholders(
-  text: string,
-  dialect: 'postgres' | 'mysql',
-): { readonly pieces: string[]; readonly indexes: number[] } {
+export function splitPlaceholders(text: string, dialect: 'postgres' | 'mysql'): SplitStatement {
+  const cache = dialect === 'postgres' ? postgresSplits : mysqlSplits;
+  let split = cache.get(text);
+  if (split === undefined) {
+    split = split_(text, dialect);
+    // raceguard's statements are few and fixed per table; the bound keeps a
+    // stream of distinct tables from growing the cache without end.
+    if (cache.size < 1000) cache.set(text, split);
+  }
+  return split;
+}
+
+/** A statement's text pieces and, between them, the index of each placeholder's value. */
+export interface SplitStatement {
+  readonly pieces: readonly string[];
+  readonly indexes: readonly number[];
+}
+
+const postgresSplits = new Map<string, SplitStatement>();
+const mysqlSplits = new Map<string, SplitStatement>();
+
+function split_(text: string, dialect: 'postgres' | 'mysql'): SplitStatement {
   const pieces: string[] = [];
   const indexes: number[] = [];
   let piece = '';

@@ -86,9 +86,11 @@ function unwrap(error: unknown): unknown {
  * ```
  */
 export function typeormTarget(db: TypeormDatabase): SqlTarget {
+  const known = targets.get(db);
+  if (known !== undefined) return known;
   const manager = managerOf(db);
   const dialect = dialectOf(manager);
-  return bridgeTarget(dialect, async (text, values) => {
+  const target = bridgeTarget(dialect, async (text, values) => {
     const own = manager.queryRunner;
     const runner = own ?? manager.connection.createQueryRunner();
     try {
@@ -108,7 +110,12 @@ export function typeormTarget(db: TypeormDatabase): SqlTarget {
       if (own === undefined) await runner.release();
     }
   });
+  targets.set(db, target);
+  return target;
 }
+
+/** One target per data source or manager: the dialect is looked up once. */
+const targets = new WeakMap<TypeormDatabase, SqlTarget>();
 
 /**
  * Takes `amount` from a counter in one guarded statement, never below `floor`.
