@@ -1,5 +1,6 @@
 /** The relational contract on MariaDB: raw `mysql2`, Kysely, Drizzle and TypeORM. */
 import 'reflect-metadata';
+import { PrismaMariaDb } from '@prisma/adapter-mariadb';
 import { drizzle } from 'drizzle-orm/mysql2';
 import { Kysely, MysqlDialect } from 'kysely';
 import { createPool } from 'mysql2';
@@ -8,6 +9,8 @@ import { DataSource } from 'typeorm';
 import * as drizzleAdapter from '../../packages/raceguard/src/drizzle/index.js';
 import * as kysely from '../../packages/raceguard/src/kysely/index.js';
 import * as my from '../../packages/raceguard/src/mysql/index.js';
+import * as prismaAdapter from '../../packages/raceguard/src/prisma/index.js';
+import { prismaClientClass, type TestPrismaClient } from '../helpers/prisma.js';
 import * as typeorm from '../../packages/raceguard/src/typeorm/index.js';
 import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
 import { relationalContract, runOn, type RelationalSubject } from './contract.js';
@@ -15,6 +18,7 @@ import { relationalContract, runOn, type RelationalSubject } from './contract.js
 let db: TestMysql;
 let kdb: Kysely<Record<string, never>>;
 let source: DataSource;
+let prisma: TestPrismaClient;
 const subjects = new Map<string, RelationalSubject>();
 
 before(async () => {
@@ -124,9 +128,35 @@ before(async () => {
         options,
       ),
   });
+
+  const PrismaClient = await prismaClientClass('mysql');
+  prisma = new PrismaClient({
+    adapter: new PrismaMariaDb({ ...db.connection, connectionLimit: 10 }),
+  });
+  subjects.set('prisma', {
+    name: 'prisma',
+    dialect: 'mysql',
+    sql: (text, values) => runOn(prismaAdapter.prismaTarget(prisma), text, values),
+    atomicDecrement: (o) => prismaAdapter.atomicDecrement(prisma, o),
+    atomicIncrement: (o) => prismaAdapter.atomicIncrement(prisma, o),
+    compareAndSet: (o) => prismaAdapter.compareAndSet(prisma, o),
+    optimisticUpdate: (o) => prismaAdapter.optimisticUpdate(prisma, o),
+    transaction: (fn, options) =>
+      prismaAdapter.transaction(
+        prisma,
+        (tx, { attempt }) =>
+          fn({
+            attempt,
+            lockRows: (o) => prismaAdapter.lockRows(tx, o),
+            sql: (text, values) => runOn(prismaAdapter.prismaTarget(tx), text, values),
+          }),
+        options,
+      ),
+  });
 });
 
 after(async () => {
+  await prisma?.$disconnect();
   await kdb?.destroy();
   await source?.destroy();
   await db?.close();
@@ -141,3 +171,4 @@ relationalContract('raceguard/mysql on mysql2', subject('mysql2'));
 relationalContract('raceguard/kysely on MariaDB', subject('kysely'));
 relationalContract('raceguard/drizzle on MariaDB', subject('drizzle'));
 relationalContract('raceguard/typeorm on MariaDB', subject('typeorm'));
+relationalContract('raceguard/prisma on MariaDB', subject('prisma'));

@@ -6,6 +6,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { PrismaPg } from '@prisma/adapter-pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { DataSource, EntitySchema } from 'typeorm';
@@ -15,7 +16,9 @@ import {
 } from '../../packages/raceguard/src/core/errors.js';
 import * as drizzleAdapter from '../../packages/raceguard/src/drizzle/index.js';
 import * as kysely from '../../packages/raceguard/src/kysely/index.js';
+import * as prismaAdapter from '../../packages/raceguard/src/prisma/index.js';
 import * as typeorm from '../../packages/raceguard/src/typeorm/index.js';
+import { prismaClientClass } from '../helpers/prisma.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 interface Doc {
@@ -170,6 +173,52 @@ describe('ORM adapters', () => {
     } finally {
       await kdb.destroy();
     }
+  });
+
+  it('Prisma: a lock outside an interactive transaction and a nested transaction are refused; a server error keeps its code and its Prisma error', async () => {
+    const PrismaClient = await prismaClientClass('postgresql');
+    const prisma = new PrismaClient({
+      adapter: new PrismaPg(
+        { connectionString: db.url, options: `-c search_path=${db.schema}`, max: 2 },
+        { schema: db.schema },
+      ),
+    });
+    try {
+      const lock = { table: 'orm_docs', key: { id: 1 } };
+      assert.throws(() => prismaAdapter.lockRows(prisma, lock), InvalidArgumentError);
+      await prismaAdapter.transaction(prisma, async (tx) => {
+        assert.throws(() => prismaAdapter.transaction(tx, async () => 1), InvalidArgumentError);
+        assert.equal((await prismaAdapter.lockRows(tx, lock)).length, 1);
+      });
+      const missing = await prismaAdapter
+        .atomicDecrement(prisma, { table: 'no_such_table', key: { id: 1 }, column: 'c', amount: 1 })
+        .then(
+          () => assert.fail('expected an error'),
+          (error: unknown) => error as Error & { sqlState?: string },
+        );
+      assert.match(missing.message, /no_such_table/);
+      assert.equal(missing.sqlState ?? (missing as { code?: string }).code, '42P01');
+      let cause: unknown = missing;
+      while (cause instanceof Error && cause.name !== 'PrismaClientKnownRequestError')
+        cause = cause.cause;
+      assert.ok(cause instanceof Error, 'the Prisma error is kept in the cause chain');
+    } finally {
+      await prisma.$disconnect();
+    }
+    const fake = {
+      _activeProvider: 'sqlite',
+      $queryRawUnsafe: async () => [],
+      $executeRawUnsafe: async () => 0,
+    };
+    assert.throws(() => prismaAdapter.prismaTarget(fake), /postgresql or mysql/);
+    assert.throws(() => prismaAdapter.prismaTarget({} as never), InvalidArgumentError);
+    assert.equal(
+      prismaAdapter.isRetryableSqlError({
+        code: 'P2010',
+        meta: { driverAdapterError: { cause: { originalCode: '40P01' } } },
+      }),
+      true,
+    );
   });
 
   it('a database the adapter cannot serve is a clear error naming it', () => {

@@ -1,5 +1,6 @@
 /** The relational contract on PostgreSQL: raw `pg`, Kysely, Drizzle and TypeORM. */
 import 'reflect-metadata';
+import { PrismaPg } from '@prisma/adapter-pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { Kysely, PostgresDialect } from 'kysely';
 import { after, before } from 'node:test';
@@ -8,6 +9,8 @@ import * as kysely from '../../packages/raceguard/src/kysely/index.js';
 import * as drizzleAdapter from '../../packages/raceguard/src/drizzle/index.js';
 import * as typeorm from '../../packages/raceguard/src/typeorm/index.js';
 import * as pg from '../../packages/raceguard/src/postgres/index.js';
+import * as prismaAdapter from '../../packages/raceguard/src/prisma/index.js';
+import { prismaClientClass, type TestPrismaClient } from '../helpers/prisma.js';
 import type { SqlTarget } from '../../packages/raceguard/src/orm/relational.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { relationalContract, runOn, type RelationalSubject } from './contract.js';
@@ -15,6 +18,7 @@ import { relationalContract, runOn, type RelationalSubject } from './contract.js
 let db: TestDatabase;
 let kdb: Kysely<Record<string, never>>;
 let source: DataSource;
+let prisma: TestPrismaClient;
 const subjects = new Map<string, RelationalSubject>();
 
 before(async () => {
@@ -120,9 +124,38 @@ before(async () => {
         options,
       ),
   });
+
+  const PrismaClient = await prismaClientClass('postgresql');
+  prisma = new PrismaClient({
+    adapter: new PrismaPg(
+      { connectionString: db.url, options: `-c search_path=${db.schema}`, max: 10 },
+      { schema: db.schema },
+    ),
+  });
+  subjects.set('prisma', {
+    name: 'prisma',
+    dialect: 'postgres',
+    sql: (text, values) => runOn(prismaAdapter.prismaTarget(prisma), text, values),
+    atomicDecrement: (o) => prismaAdapter.atomicDecrement(prisma, o),
+    atomicIncrement: (o) => prismaAdapter.atomicIncrement(prisma, o),
+    compareAndSet: (o) => prismaAdapter.compareAndSet(prisma, o),
+    optimisticUpdate: (o) => prismaAdapter.optimisticUpdate(prisma, o),
+    transaction: (fn, options) =>
+      prismaAdapter.transaction(
+        prisma,
+        (tx, { attempt }) =>
+          fn({
+            attempt,
+            lockRows: (o) => prismaAdapter.lockRows(tx, o),
+            sql: (text, values) => runOn(prismaAdapter.prismaTarget(tx), text, values),
+          }),
+        options,
+      ),
+  });
 });
 
 after(async () => {
+  await prisma?.$disconnect();
   await kdb?.destroy();
   await source?.destroy();
   await db?.close();
@@ -137,3 +170,4 @@ relationalContract('raceguard/postgres on pg', subject('pg'));
 relationalContract('raceguard/kysely on PostgreSQL', subject('kysely'));
 relationalContract('raceguard/drizzle on PostgreSQL', subject('drizzle'));
 relationalContract('raceguard/typeorm on PostgreSQL', subject('typeorm'));
+relationalContract('raceguard/prisma on PostgreSQL', subject('prisma'));

@@ -183,7 +183,8 @@ const RETRYABLE_ERRNOS = new Set([1213, 1205, 1020]);
  * `true` for a failure after which re-running the whole transaction is safe
  * and likely to succeed: a serialization failure (SQLSTATE 40001), a
  * PostgreSQL deadlock (40P01), InnoDB's deadlock (1213) and lock wait
- * timeout (1205), MariaDB's "record has changed" (1020), Prisma's P2034.
+ * timeout (1205), MariaDB's "record has changed" (1020), Prisma's P2034
+ * (and its P2010 carrying one of those codes from a driver adapter).
  * Follows `cause` and TypeORM's `driverError`, so an error wrapped by an ORM
  * or by raceguard is recognised. A row lock that was asked not to wait
  * (`lockRows` with `nowait`, which MariaDB reports as 1205) is final: the
@@ -198,10 +199,18 @@ export function isRetryableSqlError(error: unknown): boolean {
   let current = error;
   for (let depth = 0; depth < 6 && typeof current === 'object' && current !== null; depth += 1) {
     if (current instanceof LockAcquireTimeoutError) return false;
-    const { code, errno, sqlState, driverError, cause } = current as Record<string, unknown>;
+    const { code, errno, sqlState, driverError, cause, meta } = current as Record<string, unknown>;
     if (typeof code === 'string' && RETRYABLE_CODES.has(code)) return true;
     if (typeof sqlState === 'string' && sqlState === '40001') return true;
     if (typeof errno === 'number' && RETRYABLE_ERRNOS.has(errno)) return true;
+    // Prisma's driver adapters: the server's code as `originalCode` (a SQLSTATE or a MySQL number).
+    const original = (meta as { driverAdapterError?: { cause?: { originalCode?: unknown } } })
+      ?.driverAdapterError?.cause?.originalCode;
+    if (
+      typeof original === 'string' &&
+      (RETRYABLE_CODES.has(original) || RETRYABLE_ERRNOS.has(Number(original)))
+    )
+      return true;
     current = driverError ?? cause;
   }
   return false;
