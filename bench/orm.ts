@@ -1,6 +1,6 @@
 /**
  * The ORM adapters' cost: raceguard's atomic and optimistic helpers through
- * Kysely, Drizzle and TypeORM, beside the same statements sent by hand
+ * Kysely, Drizzle, TypeORM and Prisma (its client generated as the tests do), beside the same statements sent by hand
  * through the raw driver (the floor), on PostgreSQL and MariaDB, at 16
  * clients. Each client works on a row of its own, so the figures measure
  * the adapter's overhead, not contention. Rounds interleave every variant;
@@ -10,6 +10,8 @@
  *                         --database postgres://... --mysql mysql://...]
  */
 import 'reflect-metadata';
+import { PrismaMariaDb } from '@prisma/adapter-mariadb';
+import { PrismaPg } from '@prisma/adapter-pg';
 import { drizzle as drizzleMysql } from 'drizzle-orm/mysql2';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { Kysely, MysqlDialect, PostgresDialect } from 'kysely';
@@ -21,6 +23,8 @@ import pg from 'pg';
 import { DataSource } from 'typeorm';
 import * as drizzleAdapter from '../packages/raceguard/dist/drizzle/index.js';
 import * as kyselyAdapter from '../packages/raceguard/dist/kysely/index.js';
+import * as prismaAdapter from '../packages/raceguard/dist/prisma/index.js';
+import { prismaClientClass } from '../test/helpers/prisma.js';
 import * as typeormAdapter from '../packages/raceguard/dist/typeorm/index.js';
 import { mysqlReachable, startMariaDbServer } from '../packages/raceguard/dist/testing/index.js';
 import { createScratchSchema, usePostgres } from '../packages/raceguard/dist/testing/index.js';
@@ -118,6 +122,12 @@ async function postgresVariants(): Promise<{
     extra: { options: schema.connectionOptions, max: clients },
   });
   await source.initialize();
+  const prisma = new (await prismaClientClass('postgresql'))({
+    adapter: new PrismaPg(
+      { connectionString: server.url, options: schema.connectionOptions, max: clients },
+      { schema: schema.name },
+    ),
+  });
   const variants: Variant[] = [
     {
       orm: 'raw driver (by hand)',
@@ -157,11 +167,17 @@ async function postgresVariants(): Promise<{
       atomic: (i) => typeormAdapter.atomicDecrement(source, atomicOptions(i)),
       optimistic: (i) => typeormAdapter.optimisticUpdate(source, optimisticOptions(i)),
     },
+    {
+      orm: 'prisma',
+      atomic: (i) => prismaAdapter.atomicDecrement(prisma, atomicOptions(i)),
+      optimistic: (i) => prismaAdapter.optimisticUpdate(prisma, optimisticOptions(i)),
+    },
   ];
   return {
     variants,
     label: `PostgreSQL (${server.embedded ? 'embedded' : 'DATABASE_URL'})`,
     close: async () => {
+      await prisma.$disconnect();
       await kdb.destroy();
       await drizzlePool.end();
       await source.destroy();
@@ -217,6 +233,9 @@ async function mysqlVariants(): Promise<{
     extra: { connectionLimit: clients },
   });
   await source.initialize();
+  const prisma = new (await prismaClientClass('mysql'))({
+    adapter: new PrismaMariaDb({ ...connection, database, connectionLimit: clients }),
+  });
   const variants: Variant[] = [
     {
       orm: 'raw driver (by hand)',
@@ -251,11 +270,17 @@ async function mysqlVariants(): Promise<{
       atomic: (i) => typeormAdapter.atomicDecrement(source, atomicOptions(i)),
       optimistic: (i) => typeormAdapter.optimisticUpdate(source, optimisticOptions(i)),
     },
+    {
+      orm: 'prisma',
+      atomic: (i) => prismaAdapter.atomicDecrement(prisma, atomicOptions(i)),
+      optimistic: (i) => prismaAdapter.optimisticUpdate(prisma, optimisticOptions(i)),
+    },
   ];
   return {
     variants,
     label: 'MariaDB',
     close: async () => {
+      await prisma.$disconnect();
       await kdb.destroy();
       await drizzlePool.end();
       await source.destroy();
