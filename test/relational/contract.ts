@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { before, describe, it } from 'node:test';
 import {
+  InvalidArgumentError,
   OptimisticConflictError,
   RowNotFoundError,
 } from '../../packages/raceguard/src/core/errors.js';
@@ -354,6 +355,28 @@ export function relationalContract(name: string, subject: () => RelationalSubjec
         );
         assert.equal(runs, 1);
         assert.equal(Number((await item(9)).stock), 10);
+      });
+
+      it('a version column that does not hold integers is a clear error before anything is written', async () => {
+        await s.sql(`CREATE TABLE ${t}_docs (id int PRIMARY KEY, body varchar(20), v varchar(10))`);
+        await s.sql(`INSERT INTO ${t}_docs (id, body, v) VALUES (1, 'first', 'v1')`);
+        let called = false;
+        await assert.rejects(
+          s.optimisticUpdate({
+            table: `${t}_docs`,
+            key: { id: 1 },
+            versionColumn: 'v',
+            update: () => {
+              called = true;
+              return { body: 'second' };
+            },
+          }),
+          (error: unknown) =>
+            error instanceof InvalidArgumentError && /version column "v"/.test(error.message),
+        );
+        assert.equal(called, false);
+        const [row] = await s.sql(`SELECT body, v FROM ${t}_docs WHERE id = 1`);
+        assert.deepEqual({ ...row }, { body: 'first', v: 'v1' });
       });
 
       it('identifiers with injection attempts are quoted: the server refuses an unknown table, nothing is dropped', async () => {

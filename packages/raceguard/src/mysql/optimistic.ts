@@ -1,7 +1,12 @@
 import { OptimisticConflictError, RetryExhaustedError, RowNotFoundError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
 import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
-import { assertAbortSignal, assertFunction, assertPlainObject } from '../core/validate.js';
+import {
+  assertAbortSignal,
+  assertFunction,
+  assertPlainObject,
+  assertVersion,
+} from '../core/validate.js';
 import { compareAndSet } from './atomic.js';
 import { quoteIdentifier, quoteTable, type MysqlTableName } from './identifiers.js';
 import { assertMysqlQueryable, renderConditions, selectRows } from './statements.js';
@@ -79,13 +84,16 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
       async ({ attempt }) => {
         const current = await read();
         if (current === undefined) throw new RowNotFoundError(table, options.key);
+        const expectedVersion = current[versionColumn];
+        // A version column of the wrong type is a schema mistake, named before anything is written.
+        assertVersion(`the version column "${versionColumn}" of ${table}`, expectedVersion);
         const changes = await options.update(current as R, { attempt });
         if (changes === null) return { applied: false, row: current as R, attempts: attempt };
         const written = await compareAndSet(db, {
           table: options.table,
           key: options.key,
           versionColumn,
-          expectedVersion: String(current[versionColumn]),
+          expectedVersion,
           set: changes,
         });
         if (!written.applied) throw new VersionMoved();

@@ -166,13 +166,15 @@ export async function optimisticUpdate<R extends Row = Row>(
             options.key,
           );
         }
+        // A version column of the wrong type is a schema mistake, named before anything is written.
+        assertVersion(`the version column "${versionColumn}" of ${table}`, expectedVersion);
         const changes = await options.update(current as R, { attempt });
         if (changes === null) return { applied: false, row: current as R, attempts: attempt };
         const written = await compareAndSet(db, {
           table: options.table,
           key: options.key,
           versionColumn,
-          expectedVersion: expectedVersion as number | string,
+          expectedVersion,
           set: changes,
         });
         if (!written.applied || written.row === undefined) throw new VersionMoved(current);
