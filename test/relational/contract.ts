@@ -66,6 +66,50 @@ export async function runOn(target: SqlTarget, text: string, values: unknown[] =
   return Array.isArray(rows) ? (rows as OrmRow[]) : [];
 }
 
+/** What every ORM adapter module exports, as the suite calls it. */
+export interface OrmAdapterModule<Db, Tx> {
+  atomicDecrement(db: Db, options: OrmAtomicDecrementOptions): Promise<OrmAtomicResult>;
+  atomicIncrement(db: Db, options: OrmAtomicIncrementOptions): Promise<OrmAtomicResult>;
+  compareAndSet(db: Db, options: OrmCompareAndSetOptions): Promise<{ readonly applied: boolean }>;
+  optimisticUpdate(db: Db, options: OrmOptimisticUpdateOptions): Promise<OrmOptimisticUpdateResult>;
+  lockRows(tx: Tx, options: OrmLockRowsOptions): Promise<OrmRow[]>;
+  transaction<T>(
+    db: Db,
+    fn: (tx: Tx, context: { readonly attempt: number }) => Promise<T>,
+    options?: OrmTransactionOptions,
+  ): Promise<T>;
+}
+
+/** A subject over an ORM adapter: the same calls, on `db`, its transactions through the adapter. */
+export function adapterSubject<Db, Tx>(
+  name: string,
+  dialect: 'postgres' | 'mysql',
+  adapter: OrmAdapterModule<Db, Tx>,
+  db: Db,
+  target: (on: Db | Tx) => SqlTarget,
+): RelationalSubject {
+  return {
+    name,
+    dialect,
+    sql: (text, values) => runOn(target(db), text, values),
+    atomicDecrement: (o) => adapter.atomicDecrement(db, o),
+    atomicIncrement: (o) => adapter.atomicIncrement(db, o),
+    compareAndSet: (o) => adapter.compareAndSet(db, o),
+    optimisticUpdate: (o) => adapter.optimisticUpdate(db, o),
+    transaction: (fn, options) =>
+      adapter.transaction(
+        db,
+        (tx, { attempt }) =>
+          fn({
+            attempt,
+            lockRows: (o) => adapter.lockRows(tx, o),
+            sql: (text, values) => runOn(target(tx), text, values),
+          }),
+        options,
+      ),
+  };
+}
+
 const count = (outcomes: readonly OrmAtomicResult[], applied: boolean) =>
   outcomes.filter((o) => o.applied === applied).length;
 

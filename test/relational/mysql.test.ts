@@ -13,7 +13,7 @@ import * as prismaAdapter from '../../packages/raceguard/src/prisma/index.js';
 import { prismaClientClass, type TestPrismaClient } from '../helpers/prisma.js';
 import * as typeorm from '../../packages/raceguard/src/typeorm/index.js';
 import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
-import { relationalContract, runOn, type RelationalSubject } from './contract.js';
+import { adapterSubject, relationalContract, runOn, type RelationalSubject } from './contract.js';
 
 let db: TestMysql;
 let kdb: Kysely<Record<string, never>>;
@@ -55,48 +55,19 @@ before(async () => {
       pool: createPool({ ...db.connection, connectionLimit: 10 }) as never,
     }),
   });
-  subjects.set('kysely', {
-    name: 'kysely',
-    dialect: 'mysql',
-    sql: (text, values) => runOn(kysely.kyselyTarget(kdb), text, values),
-    atomicDecrement: (o) => kysely.atomicDecrement(kdb, o),
-    atomicIncrement: (o) => kysely.atomicIncrement(kdb, o),
-    compareAndSet: (o) => kysely.compareAndSet(kdb, o),
-    optimisticUpdate: (o) => kysely.optimisticUpdate(kdb, o),
-    transaction: (fn, options) =>
-      kysely.transaction(
-        kdb,
-        (trx, { attempt }) =>
-          fn({
-            attempt,
-            lockRows: (o) => kysely.lockRows(trx, o),
-            sql: (text, values) => runOn(kysely.kyselyTarget(trx), text, values),
-          }),
-        options,
-      ),
-  });
+  subjects.set('kysely', adapterSubject('kysely', 'mysql', kysely, kdb, kysely.kyselyTarget));
 
   const ddb = drizzle({ client: db.newPool(10) });
-  subjects.set('drizzle', {
-    name: 'drizzle',
-    dialect: 'mysql',
-    sql: (text, values) => runOn(drizzleAdapter.drizzleTarget(ddb), text, values),
-    atomicDecrement: (o) => drizzleAdapter.atomicDecrement(ddb, o),
-    atomicIncrement: (o) => drizzleAdapter.atomicIncrement(ddb, o),
-    compareAndSet: (o) => drizzleAdapter.compareAndSet(ddb, o),
-    optimisticUpdate: (o) => drizzleAdapter.optimisticUpdate(ddb, o),
-    transaction: (fn, options) =>
-      drizzleAdapter.transaction(
-        ddb,
-        (tx, { attempt }) =>
-          fn({
-            attempt,
-            lockRows: (o) => drizzleAdapter.lockRows(tx, o),
-            sql: (text, values) => runOn(drizzleAdapter.drizzleTarget(tx), text, values),
-          }),
-        options,
-      ),
-  });
+  subjects.set(
+    'drizzle',
+    adapterSubject<typeof ddb, drizzleAdapter.DrizzleDatabase>(
+      'drizzle',
+      'mysql',
+      drizzleAdapter,
+      ddb,
+      drizzleAdapter.drizzleTarget,
+    ),
+  );
 
   source = new DataSource({
     type: 'mariadb',
@@ -108,51 +79,25 @@ before(async () => {
     extra: { connectionLimit: 10 },
   });
   await source.initialize();
-  subjects.set('typeorm', {
-    name: 'typeorm',
-    dialect: 'mysql',
-    sql: (text, values) => runOn(typeorm.typeormTarget(source), text, values),
-    atomicDecrement: (o) => typeorm.atomicDecrement(source, o),
-    atomicIncrement: (o) => typeorm.atomicIncrement(source, o),
-    compareAndSet: (o) => typeorm.compareAndSet(source, o),
-    optimisticUpdate: (o) => typeorm.optimisticUpdate(source, o),
-    transaction: (fn, options) =>
-      typeorm.transaction(
-        source,
-        (manager, { attempt }) =>
-          fn({
-            attempt,
-            lockRows: (o) => typeorm.lockRows(manager, o),
-            sql: (text, values) => runOn(typeorm.typeormTarget(manager), text, values),
-          }),
-        options,
-      ),
-  });
+  subjects.set(
+    'typeorm',
+    adapterSubject('typeorm', 'mysql', typeorm, source, typeorm.typeormTarget),
+  );
 
   const PrismaClient = await prismaClientClass('mysql');
   prisma = new PrismaClient({
     adapter: new PrismaMariaDb({ ...db.connection, connectionLimit: 10 }),
   });
-  subjects.set('prisma', {
-    name: 'prisma',
-    dialect: 'mysql',
-    sql: (text, values) => runOn(prismaAdapter.prismaTarget(prisma), text, values),
-    atomicDecrement: (o) => prismaAdapter.atomicDecrement(prisma, o),
-    atomicIncrement: (o) => prismaAdapter.atomicIncrement(prisma, o),
-    compareAndSet: (o) => prismaAdapter.compareAndSet(prisma, o),
-    optimisticUpdate: (o) => prismaAdapter.optimisticUpdate(prisma, o),
-    transaction: (fn, options) =>
-      prismaAdapter.transaction(
-        prisma,
-        (tx, { attempt }) =>
-          fn({
-            attempt,
-            lockRows: (o) => prismaAdapter.lockRows(tx, o),
-            sql: (text, values) => runOn(prismaAdapter.prismaTarget(tx), text, values),
-          }),
-        options,
-      ),
-  });
+  subjects.set(
+    'prisma',
+    adapterSubject<TestPrismaClient, TestPrismaClient>(
+      'prisma',
+      'mysql',
+      prismaAdapter,
+      prisma,
+      prismaAdapter.prismaTarget,
+    ),
+  );
 });
 
 after(async () => {

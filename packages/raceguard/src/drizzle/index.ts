@@ -19,35 +19,14 @@ import { bridgeTarget, type BridgeResult } from '../orm/bridge.js';
 import { splitPlaceholders } from '../orm/placeholders.js';
 import * as relational from '../orm/relational.js';
 import type {
-  OrmAtomicDecrementOptions,
-  OrmAtomicIncrementOptions,
-  OrmAtomicResult,
-  OrmCompareAndSetOptions,
+  OrmHelpers,
   OrmLockRowsOptions,
-  OrmOptimisticUpdateOptions,
-  OrmOptimisticUpdateResult,
   OrmRow,
   OrmTransactionOptions,
   SqlTarget,
 } from '../orm/relational.js';
 
-export type {
-  OrmAtomicDecrementOptions,
-  OrmAtomicIncrementOptions,
-  OrmAtomicResult,
-  OrmCompareAndSetOptions,
-  OrmIsolationLevel,
-  OrmKey,
-  OrmLockRowsOptions,
-  OrmOptimisticUpdateOptions,
-  OrmOptimisticUpdateResult,
-  OrmRow,
-  OrmTableName,
-  OrmTransactionOptions,
-  SqlTarget,
-} from '../orm/relational.js';
-export { isRetryableSqlError } from '../orm/relational.js';
-export { OptimisticConflictError, RowNotFoundError, RetryExhaustedError } from '../core/errors.js';
+export * from '../orm/exports.js';
 
 /**
  * What raceguard needs of a Drizzle database or transaction (`drizzle(...)`
@@ -137,73 +116,13 @@ export function drizzleTarget(db: DrizzleDatabase): SqlTarget {
 /** One target per database or transaction object: the dialect is looked up once. */
 const targets = new WeakMap<DrizzleDatabase, SqlTarget>();
 
-/**
- * Takes `amount` from a counter in one guarded statement, never below
- * `floor` (default 0).
- *
- * @example
- * ```ts
- * const r = await atomicDecrement(db, { table: 'products', key: { id: 1 }, column: 'stock', amount: 1 });
- * ```
- */
-export function atomicDecrement(
-  db: DrizzleDatabase,
-  options: OrmAtomicDecrementOptions,
-): Promise<OrmAtomicResult> {
-  return relational.atomicDecrement(drizzleTarget(db), options);
-}
-
-/**
- * Adds `amount` to a counter in one guarded statement, never above
- * `ceiling` or the row's `ceilingColumn`.
- *
- * @example
- * ```ts
- * await atomicIncrement(db, { table: 'coupons', key: { code }, column: 'used', amount: 1, ceilingColumn: 'cap' });
- * ```
- */
-export function atomicIncrement(
-  db: DrizzleDatabase,
-  options: OrmAtomicIncrementOptions,
-): Promise<OrmAtomicResult> {
-  return relational.atomicIncrement(drizzleTarget(db), options);
-}
-
-/**
- * One version-checked write; `applied` is false when someone else wrote
- * the row since it was read.
- *
- * @example
- * ```ts
- * const { applied } = await compareAndSet(db, { table: 'docs', key: { id }, expectedVersion: 3, set: { body } });
- * ```
- */
-export function compareAndSet(
-  db: DrizzleDatabase,
-  options: OrmCompareAndSetOptions,
-): Promise<{ readonly applied: boolean }> {
-  return relational.compareAndSet(drizzleTarget(db), options);
-}
-
-/**
- * Optimistic locking with a bounded, jittered retry of the
- * read-compute-write; `OptimisticConflictError` (with the current row)
- * when attempts run out.
- *
- * @example
- * ```ts
- * await optimisticUpdate(db, {
- *   table: 'products', key: { id: 1 },
- *   update: (row) => (Number(row.stock) > 0 ? { stock: Number(row.stock) - 1 } : null),
- * });
- * ```
- */
-export function optimisticUpdate<R extends OrmRow = OrmRow>(
-  db: DrizzleDatabase,
-  options: OrmOptimisticUpdateOptions<R>,
-): Promise<OrmOptimisticUpdateResult<R>> {
-  return relational.optimisticUpdate(drizzleTarget(db), options);
-}
+/** The helpers of every adapter (see {@link OrmHelpers}), on drizzle's database objects. */
+export const {
+  atomicDecrement,
+  atomicIncrement,
+  compareAndSet,
+  optimisticUpdate,
+}: OrmHelpers<DrizzleDatabase> = relational.ormHelpers(drizzleTarget);
 
 /**
  * Locks rows for the rest of a Drizzle transaction and returns them.

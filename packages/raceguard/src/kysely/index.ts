@@ -14,6 +14,7 @@ import {
   MysqlAdapter,
   PostgresAdapter,
   type Kysely,
+  type QueryResult,
   type Transaction,
 } from 'kysely';
 import { InvalidArgumentError } from '../core/errors.js';
@@ -21,42 +22,28 @@ import { assertFunction } from '../core/validate.js';
 import { bridgeTarget } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
 import type {
-  OrmAtomicDecrementOptions,
-  OrmAtomicIncrementOptions,
-  OrmAtomicResult,
-  OrmCompareAndSetOptions,
+  OrmHelpers,
   OrmLockRowsOptions,
-  OrmOptimisticUpdateOptions,
-  OrmOptimisticUpdateResult,
   OrmRow,
   OrmTransactionOptions,
   SqlTarget,
 } from '../orm/relational.js';
 
-export type {
-  OrmAtomicDecrementOptions,
-  OrmAtomicIncrementOptions,
-  OrmAtomicResult,
-  OrmCompareAndSetOptions,
-  OrmIsolationLevel,
-  OrmKey,
-  OrmLockRowsOptions,
-  OrmOptimisticUpdateOptions,
-  OrmOptimisticUpdateResult,
-  OrmRow,
-  OrmTableName,
-  OrmTransactionOptions,
-  SqlTarget,
-} from '../orm/relational.js';
-export { isRetryableSqlError } from '../orm/relational.js';
-export { OptimisticConflictError, RowNotFoundError, RetryExhaustedError } from '../core/errors.js';
+export * from '../orm/exports.js';
 
-function assertKysely(db: unknown): asserts db is Kysely<unknown> {
+/** What raceguard calls on a Kysely instance or transaction (`Kysely<DB>` and `Transaction<DB>` fit). */
+export interface KyselyDatabase {
+  executeQuery<R>(query: CompiledQuery<R>): Promise<QueryResult<R>>;
+  getExecutor(): { readonly adapter: object };
+  readonly isTransaction: boolean;
+}
+
+function assertKysely(db: unknown): asserts db is KyselyDatabase {
   if (
     typeof db !== 'object' ||
     db === null ||
-    typeof (db as Partial<Kysely<unknown>>).executeQuery !== 'function' ||
-    typeof (db as Partial<Kysely<unknown>>).getExecutor !== 'function'
+    typeof (db as Partial<KyselyDatabase>).executeQuery !== 'function' ||
+    typeof (db as Partial<KyselyDatabase>).getExecutor !== 'function'
   ) {
     throw new InvalidArgumentError('db', 'a Kysely instance or Kysely transaction', db);
   }
@@ -72,7 +59,7 @@ function assertKysely(db: unknown): asserts db is Kysely<unknown> {
  * const target = kyselyTarget(db); // for raceguard functions that take a SqlTarget
  * ```
  */
-export function kyselyTarget<DB>(db: Kysely<DB>): SqlTarget {
+export function kyselyTarget(db: KyselyDatabase): SqlTarget {
   const known = targets.get(db);
   if (known !== undefined) return known;
   assertKysely(db);
@@ -104,76 +91,13 @@ export function kyselyTarget<DB>(db: Kysely<DB>): SqlTarget {
 /** One target per Kysely instance or transaction: the dialect is looked up once. */
 const targets = new WeakMap<object, SqlTarget>();
 
-/**
- * Takes `amount` from a counter in one guarded statement, never below
- * `floor` (default 0): stock, balances, quotas.
- *
- * @example
- * ```ts
- * const r = await atomicDecrement(db, { table: 'products', key: { id: 1 }, column: 'stock', amount: 1 });
- * if (!r.applied) throw new SoldOut();
- * ```
- */
-export function atomicDecrement<DB>(
-  db: Kysely<DB>,
-  options: OrmAtomicDecrementOptions,
-): Promise<OrmAtomicResult> {
-  return relational.atomicDecrement(kyselyTarget(db), options);
-}
-
-/**
- * Adds `amount` to a counter in one guarded statement, never above
- * `ceiling` or the row's `ceilingColumn` (a coupon's cap).
- *
- * @example
- * ```ts
- * await atomicIncrement(db, { table: 'coupons', key: { code }, column: 'used', amount: 1, ceilingColumn: 'cap' });
- * ```
- */
-export function atomicIncrement<DB>(
-  db: Kysely<DB>,
-  options: OrmAtomicIncrementOptions,
-): Promise<OrmAtomicResult> {
-  return relational.atomicIncrement(kyselyTarget(db), options);
-}
-
-/**
- * One version-checked write (`UPDATE ... SET ..., version = version + 1
- * WHERE key AND version = ?`); `applied` is false when someone else wrote
- * the row since it was read.
- *
- * @example
- * ```ts
- * const { applied } = await compareAndSet(db, { table: 'docs', key: { id }, expectedVersion: 3, set: { body } });
- * ```
- */
-export function compareAndSet<DB>(
-  db: Kysely<DB>,
-  options: OrmCompareAndSetOptions,
-): Promise<{ readonly applied: boolean }> {
-  return relational.compareAndSet(kyselyTarget(db), options);
-}
-
-/**
- * Optimistic locking: read the row, compute changes, write them only if the
- * version is unchanged; on a lost race re-read and retry (bounded, jittered).
- * Throws `OptimisticConflictError` carrying the current row when attempts
- * run out, `RowNotFoundError` when no row matches.
- *
- * @example
- * ```ts
- * await optimisticUpdate(db, {
- *   table: 'products', key: { id: 1 },
- *   update: (row) => (Number(row.stock) > 0 ? { stock: Number(row.stock) - 1 } : null),
- * });
- * ```
- */
-export function optimisticUpdate<DB, R extends OrmRow = OrmRow>(
-  db: Kysely<DB>,
-  options: OrmOptimisticUpdateOptions<R>,
-): Promise<OrmOptimisticUpdateResult<R>> {
-  return relational.optimisticUpdate(kyselyTarget(db), options);
-}
+/** The helpers of every adapter (see {@link OrmHelpers}), on kysely's database objects. */
+export const {
+  atomicDecrement,
+  atomicIncrement,
+  compareAndSet,
+  optimisticUpdate,
+}: OrmHelpers<KyselyDatabase> = relational.ormHelpers(kyselyTarget);
 
 /**
  * Locks rows for the rest of a Kysely transaction (`FOR UPDATE`, `share`,

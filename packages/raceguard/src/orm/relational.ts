@@ -269,3 +269,81 @@ export function retryTransaction<T>(
 ): Promise<T> {
   return retry(({ attempt }) => attemptOnce(attempt), retryOptionsOf(options, isRetryableSqlError));
 }
+
+/**
+ * The helpers every ORM adapter exports, each taking the ORM's database (or
+ * transaction) object. Built once per adapter from the function that turns
+ * that object into a {@link SqlTarget}.
+ */
+export interface OrmHelpers<Db> {
+  /**
+   * Takes `amount` from a counter in one guarded statement, never below
+   * `floor` (default 0): stock, balances, quotas. `applied: false` says
+   * `limit` (with the current row) or `not-found`.
+   *
+   * @example
+   * ```ts
+   * const r = await atomicDecrement(db, { table: 'products', key: { id: 1 }, column: 'stock', amount: 1 });
+   * if (!r.applied) throw new SoldOut();
+   * ```
+   */
+  readonly atomicDecrement: (
+    db: Db,
+    options: OrmAtomicDecrementOptions,
+  ) => Promise<OrmAtomicResult>;
+  /**
+   * Adds `amount` to a counter in one guarded statement, never above
+   * `ceiling` or the row's `ceilingColumn` (a coupon's cap).
+   *
+   * @example
+   * ```ts
+   * await atomicIncrement(db, { table: 'coupons', key: { code }, column: 'uses', amount: 1, ceilingColumn: 'max_uses' });
+   * ```
+   */
+  readonly atomicIncrement: (
+    db: Db,
+    options: OrmAtomicIncrementOptions,
+  ) => Promise<OrmAtomicResult>;
+  /**
+   * One version-checked write (`UPDATE ... SET ..., version = version + 1
+   * WHERE key AND version = ?`); `applied` is false when someone else wrote
+   * the row since it was read.
+   *
+   * @example
+   * ```ts
+   * const { applied } = await compareAndSet(db, { table: 'docs', key: { id }, expectedVersion: 3, set: { body } });
+   * ```
+   */
+  readonly compareAndSet: (
+    db: Db,
+    options: OrmCompareAndSetOptions,
+  ) => Promise<{ readonly applied: boolean }>;
+  /**
+   * Optimistic locking: read the row, compute changes, write them only if
+   * the version is unchanged; on a lost race re-read and retry (bounded,
+   * jittered). Throws `OptimisticConflictError` carrying the current row
+   * when attempts run out, `RowNotFoundError` when no row matches.
+   *
+   * @example
+   * ```ts
+   * await optimisticUpdate(db, {
+   *   table: 'products', key: { id: 1 },
+   *   update: (row) => (Number(row.stock) > 0 ? { stock: Number(row.stock) - 1 } : null),
+   * });
+   * ```
+   */
+  readonly optimisticUpdate: <R extends OrmRow = OrmRow>(
+    db: Db,
+    options: OrmOptimisticUpdateOptions<R>,
+  ) => Promise<OrmOptimisticUpdateResult<R>>;
+}
+
+/** The {@link OrmHelpers} of an adapter, over its target function. */
+export function ormHelpers<Db>(toTarget: (db: Db) => SqlTarget): OrmHelpers<Db> {
+  return {
+    atomicDecrement: (db, options) => atomicDecrement(toTarget(db), options),
+    atomicIncrement: (db, options) => atomicIncrement(toTarget(db), options),
+    compareAndSet: (db, options) => compareAndSet(toTarget(db), options),
+    optimisticUpdate: (db, options) => optimisticUpdate(toTarget(db), options),
+  };
+}

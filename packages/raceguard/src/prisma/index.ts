@@ -18,35 +18,14 @@ import { assertFunction } from '../core/validate.js';
 import { bridgeTarget, type BridgeResult } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
 import type {
-  OrmAtomicDecrementOptions,
-  OrmAtomicIncrementOptions,
-  OrmAtomicResult,
-  OrmCompareAndSetOptions,
+  OrmHelpers,
   OrmLockRowsOptions,
-  OrmOptimisticUpdateOptions,
-  OrmOptimisticUpdateResult,
   OrmRow,
   OrmTransactionOptions,
   SqlTarget,
 } from '../orm/relational.js';
 
-export type {
-  OrmAtomicDecrementOptions,
-  OrmAtomicIncrementOptions,
-  OrmAtomicResult,
-  OrmCompareAndSetOptions,
-  OrmIsolationLevel,
-  OrmKey,
-  OrmLockRowsOptions,
-  OrmOptimisticUpdateOptions,
-  OrmOptimisticUpdateResult,
-  OrmRow,
-  OrmTableName,
-  OrmTransactionOptions,
-  SqlTarget,
-} from '../orm/relational.js';
-export { isRetryableSqlError } from '../orm/relational.js';
-export { OptimisticConflictError, RowNotFoundError, RetryExhaustedError } from '../core/errors.js';
+export * from '../orm/exports.js';
 
 /** What raceguard calls on a Prisma client or on the `tx` of an interactive transaction. */
 export interface PrismaRawClient {
@@ -92,6 +71,9 @@ function dialectOf(client: PrismaRawClient): 'postgres' | 'mysql' {
     provider,
   );
 }
+
+/** How long the two-statement transaction that pins a connection for LAST_INSERT_ID() may wait and run. */
+const PIN_WAIT_MS = 30_000;
 
 /** Statements that answer with rows: reads, and writes with RETURNING. */
 const RETURNS_ROWS = /^\s*(?:SELECT|WITH)\b|\bRETURNING\b/i;
@@ -151,8 +133,13 @@ async function runStatement(
       const [row] = (await on.$queryRawUnsafe('SELECT LAST_INSERT_ID() AS id')) as OrmRow[];
       return { rows: [], affectedRows, insertId: Number(row?.id) };
     };
+    // Prisma's default of 2 s to get a connection for a transaction fails
+    // under a burst on a small pool, where a plain statement would just queue.
     return isRootClient(client)
-      ? (client as PrismaTransactionalClient<PrismaRawClient>).$transaction(both)
+      ? (client as PrismaTransactionalClient<PrismaRawClient>).$transaction(both, {
+          maxWait: PIN_WAIT_MS,
+          timeout: PIN_WAIT_MS,
+        })
       : both(client);
   }
   return { rows: [], affectedRows: await client.$executeRawUnsafe(text, ...values) };
@@ -179,68 +166,13 @@ export function prismaTarget(client: PrismaRawClient): SqlTarget {
 /** One target per client: the provider is looked up once. */
 const targets = new WeakMap<PrismaRawClient, SqlTarget>();
 
-/**
- * Takes `amount` from a counter in one guarded statement, never below `floor`.
- *
- * @example
- * ```ts
- * const r = await atomicDecrement(prisma, { table: 'Product', key: { id: 1 }, column: 'stock', amount: 1 });
- * ```
- */
-export function atomicDecrement(
-  client: PrismaRawClient,
-  options: OrmAtomicDecrementOptions,
-): Promise<OrmAtomicResult> {
-  return relational.atomicDecrement(prismaTarget(client), options);
-}
-
-/**
- * Adds `amount` to a counter in one guarded statement, never above its ceiling.
- *
- * @example
- * ```ts
- * await atomicIncrement(prisma, { table: 'Coupon', key: { code }, column: 'uses', amount: 1, ceilingColumn: 'maxUses' });
- * ```
- */
-export function atomicIncrement(
-  client: PrismaRawClient,
-  options: OrmAtomicIncrementOptions,
-): Promise<OrmAtomicResult> {
-  return relational.atomicIncrement(prismaTarget(client), options);
-}
-
-/**
- * One version-checked write; `applied` is false when the version moved.
- *
- * @example
- * ```ts
- * const { applied } = await compareAndSet(prisma, { table: 'Doc', key: { id }, expectedVersion: 3, set: { body } });
- * ```
- */
-export function compareAndSet(
-  client: PrismaRawClient,
-  options: OrmCompareAndSetOptions,
-): Promise<{ readonly applied: boolean }> {
-  return relational.compareAndSet(prismaTarget(client), options);
-}
-
-/**
- * Optimistic locking with a bounded, jittered retry of the read-compute-write.
- *
- * @example
- * ```ts
- * await optimisticUpdate(prisma, {
- *   table: 'Product', key: { id: 1 },
- *   update: (row) => (Number(row.stock) > 0 ? { stock: Number(row.stock) - 1 } : null),
- * });
- * ```
- */
-export function optimisticUpdate<R extends OrmRow = OrmRow>(
-  client: PrismaRawClient,
-  options: OrmOptimisticUpdateOptions<R>,
-): Promise<OrmOptimisticUpdateResult<R>> {
-  return relational.optimisticUpdate(prismaTarget(client), options);
-}
+/** The helpers of every adapter (see {@link OrmHelpers}), on prisma's database objects. */
+export const {
+  atomicDecrement,
+  atomicIncrement,
+  compareAndSet,
+  optimisticUpdate,
+}: OrmHelpers<PrismaRawClient> = relational.ormHelpers(prismaTarget);
 
 /**
  * Locks rows for the rest of an interactive transaction and returns them.

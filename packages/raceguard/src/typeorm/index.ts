@@ -14,35 +14,14 @@ import { assertFunction } from '../core/validate.js';
 import { bridgeTarget } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
 import type {
-  OrmAtomicDecrementOptions,
-  OrmAtomicIncrementOptions,
-  OrmAtomicResult,
-  OrmCompareAndSetOptions,
+  OrmHelpers,
   OrmLockRowsOptions,
-  OrmOptimisticUpdateOptions,
-  OrmOptimisticUpdateResult,
   OrmRow,
   OrmTransactionOptions,
   SqlTarget,
 } from '../orm/relational.js';
 
-export type {
-  OrmAtomicDecrementOptions,
-  OrmAtomicIncrementOptions,
-  OrmAtomicResult,
-  OrmCompareAndSetOptions,
-  OrmIsolationLevel,
-  OrmKey,
-  OrmLockRowsOptions,
-  OrmOptimisticUpdateOptions,
-  OrmOptimisticUpdateResult,
-  OrmRow,
-  OrmTableName,
-  OrmTransactionOptions,
-  SqlTarget,
-} from '../orm/relational.js';
-export { isRetryableSqlError } from '../orm/relational.js';
-export { OptimisticConflictError, RowNotFoundError, RetryExhaustedError } from '../core/errors.js';
+export * from '../orm/exports.js';
 
 /** A TypeORM `DataSource`, or an `EntityManager` (the transactional one inside a transaction). */
 export type TypeormDatabase = DataSource | EntityManager;
@@ -117,68 +96,13 @@ export function typeormTarget(db: TypeormDatabase): SqlTarget {
 /** One target per data source or manager: the dialect is looked up once. */
 const targets = new WeakMap<TypeormDatabase, SqlTarget>();
 
-/**
- * Takes `amount` from a counter in one guarded statement, never below `floor`.
- *
- * @example
- * ```ts
- * const r = await atomicDecrement(dataSource, { table: 'products', key: { id: 1 }, column: 'stock', amount: 1 });
- * ```
- */
-export function atomicDecrement(
-  db: TypeormDatabase,
-  options: OrmAtomicDecrementOptions,
-): Promise<OrmAtomicResult> {
-  return relational.atomicDecrement(typeormTarget(db), options);
-}
-
-/**
- * Adds `amount` to a counter in one guarded statement, never above its ceiling.
- *
- * @example
- * ```ts
- * await atomicIncrement(dataSource, { table: 'coupons', key: { code }, column: 'used', amount: 1, ceilingColumn: 'cap' });
- * ```
- */
-export function atomicIncrement(
-  db: TypeormDatabase,
-  options: OrmAtomicIncrementOptions,
-): Promise<OrmAtomicResult> {
-  return relational.atomicIncrement(typeormTarget(db), options);
-}
-
-/**
- * One version-checked write; `applied` is false when the version moved.
- *
- * @example
- * ```ts
- * const { applied } = await compareAndSet(dataSource, { table: 'docs', key: { id }, expectedVersion: 3, set: { body } });
- * ```
- */
-export function compareAndSet(
-  db: TypeormDatabase,
-  options: OrmCompareAndSetOptions,
-): Promise<{ readonly applied: boolean }> {
-  return relational.compareAndSet(typeormTarget(db), options);
-}
-
-/**
- * Optimistic locking with a bounded, jittered retry of the read-compute-write.
- *
- * @example
- * ```ts
- * await optimisticUpdate(dataSource, {
- *   table: 'products', key: { id: 1 },
- *   update: (row) => (Number(row.stock) > 0 ? { stock: Number(row.stock) - 1 } : null),
- * });
- * ```
- */
-export function optimisticUpdate<R extends OrmRow = OrmRow>(
-  db: TypeormDatabase,
-  options: OrmOptimisticUpdateOptions<R>,
-): Promise<OrmOptimisticUpdateResult<R>> {
-  return relational.optimisticUpdate(typeormTarget(db), options);
-}
+/** The helpers of every adapter (see {@link OrmHelpers}), on typeorm's database objects. */
+export const {
+  atomicDecrement,
+  atomicIncrement,
+  compareAndSet,
+  optimisticUpdate,
+}: OrmHelpers<TypeormDatabase> = relational.ormHelpers(typeormTarget);
 
 /**
  * Locks rows for the rest of a TypeORM transaction and returns them.
