@@ -26,6 +26,7 @@ import * as kyselyAdapter from '../packages/raceguard/dist/kysely/index.js';
 import * as prismaAdapter from '../packages/raceguard/dist/prisma/index.js';
 import { prismaClientClass } from '../test/helpers/prisma.js';
 import * as typeormAdapter from '../packages/raceguard/dist/typeorm/index.js';
+import type { OrmHelpers } from '../packages/raceguard/dist/kysely/index.js';
 import { mysqlReachable, startMariaDbServer } from '../packages/raceguard/dist/testing/index.js';
 import { createScratchSchema, usePostgres } from '../packages/raceguard/dist/testing/index.js';
 
@@ -62,6 +63,29 @@ const optimisticOptions = (i: number) => ({
   key: { id: i },
   update: (row: Record<string, unknown>) => ({ v: Number(row.v) - 1 }),
 });
+
+/** The four adapters' variants, on the databases each ORM opened. */
+function ormVariants(on: {
+  readonly kdb: kyselyAdapter.KyselyDatabase;
+  readonly ddb: drizzleAdapter.DrizzleDatabase;
+  readonly source: typeormAdapter.TypeormDatabase;
+  readonly prisma: prismaAdapter.PrismaRawClient;
+}): Variant[] {
+  const helpers = [
+    ['kysely', kyselyAdapter, on.kdb],
+    ['drizzle', drizzleAdapter, on.ddb],
+    ['typeorm', typeormAdapter, on.source],
+    ['prisma', prismaAdapter, on.prisma],
+  ] as const;
+  return helpers.map(([orm, adapter, db]) => {
+    const { atomicDecrement, optimisticUpdate } = adapter as OrmHelpers<typeof db>;
+    return {
+      orm,
+      atomic: (i: number) => atomicDecrement(db, atomicOptions(i)),
+      optimistic: (i: number) => optimisticUpdate(db, optimisticOptions(i)),
+    };
+  });
+}
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -152,26 +176,7 @@ async function postgresVariants(): Promise<{
         }
       },
     },
-    {
-      orm: 'kysely',
-      atomic: (i) => kyselyAdapter.atomicDecrement(kdb, atomicOptions(i)),
-      optimistic: (i) => kyselyAdapter.optimisticUpdate(kdb, optimisticOptions(i)),
-    },
-    {
-      orm: 'drizzle',
-      atomic: (i) => drizzleAdapter.atomicDecrement(ddb, atomicOptions(i)),
-      optimistic: (i) => drizzleAdapter.optimisticUpdate(ddb, optimisticOptions(i)),
-    },
-    {
-      orm: 'typeorm',
-      atomic: (i) => typeormAdapter.atomicDecrement(source, atomicOptions(i)),
-      optimistic: (i) => typeormAdapter.optimisticUpdate(source, optimisticOptions(i)),
-    },
-    {
-      orm: 'prisma',
-      atomic: (i) => prismaAdapter.atomicDecrement(prisma, atomicOptions(i)),
-      optimistic: (i) => prismaAdapter.optimisticUpdate(prisma, optimisticOptions(i)),
-    },
+    ...ormVariants({ kdb, ddb, source, prisma }),
   ];
   return {
     variants,
@@ -255,26 +260,7 @@ async function mysqlVariants(): Promise<{
         }
       },
     },
-    {
-      orm: 'kysely',
-      atomic: (i) => kyselyAdapter.atomicDecrement(kdb, atomicOptions(i)),
-      optimistic: (i) => kyselyAdapter.optimisticUpdate(kdb, optimisticOptions(i)),
-    },
-    {
-      orm: 'drizzle',
-      atomic: (i) => drizzleAdapter.atomicDecrement(ddb, atomicOptions(i)),
-      optimistic: (i) => drizzleAdapter.optimisticUpdate(ddb, optimisticOptions(i)),
-    },
-    {
-      orm: 'typeorm',
-      atomic: (i) => typeormAdapter.atomicDecrement(source, atomicOptions(i)),
-      optimistic: (i) => typeormAdapter.optimisticUpdate(source, optimisticOptions(i)),
-    },
-    {
-      orm: 'prisma',
-      atomic: (i) => prismaAdapter.atomicDecrement(prisma, atomicOptions(i)),
-      optimistic: (i) => prismaAdapter.optimisticUpdate(prisma, optimisticOptions(i)),
-    },
+    ...ormVariants({ kdb, ddb, source, prisma }),
   ];
   return {
     variants,
