@@ -13,7 +13,9 @@ import {
   RowNotFoundError,
 } from '../../packages/raceguard/src/core/errors.js';
 import { LockAcquireTimeoutError } from '../../packages/raceguard/src/core/lock.js';
+import type { VersionedRows } from '../../packages/raceguard/src/core/versioned-store.js';
 import type {
+  OrmKey,
   OrmAtomicDecrementOptions,
   OrmAtomicIncrementOptions,
   OrmAtomicResult,
@@ -45,6 +47,7 @@ export interface RelationalSubject {
   atomicIncrement(options: OrmAtomicIncrementOptions): Promise<OrmAtomicResult>;
   compareAndSet(options: OrmCompareAndSetOptions): Promise<{ readonly applied: boolean }>;
   optimisticUpdate(options: OrmOptimisticUpdateOptions): Promise<OrmOptimisticUpdateResult>;
+  versionedRows(options: { readonly table: string }): VersionedRows<OrmKey, OrmRow>;
   transaction<T>(
     fn: (tx: SubjectTransaction) => Promise<T>,
     options?: OrmTransactionOptions,
@@ -72,6 +75,7 @@ export interface OrmAdapterModule<Db, Tx> {
   atomicIncrement(db: Db, options: OrmAtomicIncrementOptions): Promise<OrmAtomicResult>;
   compareAndSet(db: Db, options: OrmCompareAndSetOptions): Promise<{ readonly applied: boolean }>;
   optimisticUpdate(db: Db, options: OrmOptimisticUpdateOptions): Promise<OrmOptimisticUpdateResult>;
+  versionedRows(db: Db, options: { readonly table: string }): VersionedRows<OrmKey, OrmRow>;
   lockRows(tx: Tx, options: OrmLockRowsOptions): Promise<OrmRow[]>;
   transaction<T>(
     db: Db,
@@ -96,6 +100,7 @@ export function adapterSubject<Db, Tx>(
     atomicIncrement: (o) => adapter.atomicIncrement(db, o),
     compareAndSet: (o) => adapter.compareAndSet(db, o),
     optimisticUpdate: (o) => adapter.optimisticUpdate(db, o),
+    versionedRows: (o) => adapter.versionedRows(db, o),
     transaction: (fn, options) =>
       adapter.transaction(
         db,
@@ -399,6 +404,26 @@ export function relationalContract(name: string, subject: () => RelationalSubjec
         );
         assert.equal(runs, 1);
         assert.equal(Number((await item(9)).stock), 10);
+      });
+
+      it('versioned rows for conditional writes: 50 editors of one version, exactly one update lands; creation happens once', async () => {
+        await fresh(11, 1);
+        const docs = s.versionedRows({ table: `${t}_items` });
+        const read = await docs.read({ id: 11 });
+        assert.equal(read?.version, '0');
+        const outcomes = await Promise.all(
+          Array.from({ length: 50 }, (_, i) =>
+            docs.update({ id: 11 }, '0', { note: `editor ${i}` }),
+          ),
+        );
+        assert.equal(outcomes.filter((o) => o.applied).length, 1);
+        for (const o of outcomes) if (!o.applied) assert.equal(o.current?.version, '1');
+        const created = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => docs.create({ id: 12 }, { id: 12, stock: i })),
+        );
+        assert.equal(created.filter((c) => c.created).length, 1);
+        assert.equal((await docs.delete({ id: 12 }, '7')).applied, false);
+        assert.equal((await docs.delete({ id: 12 }, '1')).applied, true);
       });
 
       it('a version column that does not hold integers is a clear error before anything is written', async () => {

@@ -32,6 +32,7 @@ before(async () => {
     atomicIncrement: (o) => my.atomicIncrement(pool, o),
     compareAndSet: async (o) => ({ applied: (await my.compareAndSet(pool, o)).applied }),
     optimisticUpdate: (o) => my.optimisticUpdate(pool, o),
+    versionedRows: (o) => my.versionedRows(pool, o),
     transaction: (fn, options) => {
       let attempt = 0;
       return my.transaction(

@@ -41,6 +41,7 @@ before(async () => {
     atomicIncrement: (o) => pg.atomicIncrement(pool, o),
     compareAndSet: async (o) => ({ applied: (await pg.compareAndSet(pool, o)).applied }),
     optimisticUpdate: (o) => pg.optimisticUpdate(pool, o),
+    versionedRows: (o) => pg.versionedRows(pool, o),
     transaction: (fn, options) =>
       pg.transaction(
         pool,

@@ -122,6 +122,7 @@ export const {
   atomicIncrement,
   compareAndSet,
   optimisticUpdate,
+  versionedRows,
 }: OrmHelpers<DrizzleDatabase> = relational.ormHelpers(drizzleTarget);
 
 /**

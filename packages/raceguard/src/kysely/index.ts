@@ -97,6 +97,7 @@ export const {
   atomicIncrement,
   compareAndSet,
   optimisticUpdate,
+  versionedRows,
 }: OrmHelpers<KyselyDatabase> = relational.ormHelpers(kyselyTarget);
 
 /**

@@ -17,3 +17,4 @@ export type {
 } from './relational.js';
 export { isRetryableSqlError } from './relational.js';
 export { OptimisticConflictError, RowNotFoundError, RetryExhaustedError } from '../core/errors.js';
+export type { VersionedRow, VersionedRows } from '../core/versioned-store.js';

@@ -8,6 +8,7 @@
  */
 import { InvalidArgumentError } from '../core/errors.js';
 import { LockAcquireTimeoutError } from '../core/lock.js';
+import type { VersionedRows } from '../core/versioned-store.js';
 import { retry } from '../core/retry.js';
 import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
 import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
@@ -336,6 +337,21 @@ export interface OrmHelpers<Db> {
     db: Db,
     options: OrmOptimisticUpdateOptions<R>,
   ) => Promise<OrmOptimisticUpdateResult<R>>;
+  /**
+   * Rows of one table as versioned resources, for `conditionalWrites` of
+   * `raceguard/http` (ETag / If-Match): reads carry the version, updates
+   * and deletes are refused when it moved, creation happens once.
+   *
+   * @example
+   * ```ts
+   * const documents = conditionalWrites(versionedRows(db, { table: 'documents' }));
+   * sendFastify(reply, await documents.read({ id }, req.headers));
+   * ```
+   */
+  readonly versionedRows: (
+    db: Db,
+    options: { readonly table: OrmTableName; readonly versionColumn?: string },
+  ) => VersionedRows<OrmKey, OrmRow>;
 }
 
 /** The {@link OrmHelpers} of an adapter, over its target function. */
@@ -345,5 +361,11 @@ export function ormHelpers<Db>(toTarget: (db: Db) => SqlTarget): OrmHelpers<Db> 
     atomicIncrement: (db, options) => atomicIncrement(toTarget(db), options),
     compareAndSet: (db, options) => compareAndSet(toTarget(db), options),
     optimisticUpdate: (db, options) => optimisticUpdate(toTarget(db), options),
+    versionedRows: (db, options) => {
+      const target = toTarget(db);
+      return target.dialect === 'postgres'
+        ? pg.versionedRows(target.db, options)
+        : my.versionedRows(target.db, options);
+    },
   };
 }

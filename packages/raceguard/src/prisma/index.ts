@@ -172,6 +172,7 @@ export const {
   atomicIncrement,
   compareAndSet,
   optimisticUpdate,
+  versionedRows,
 }: OrmHelpers<PrismaRawClient> = relational.ormHelpers(prismaTarget);
 
 /**

@@ -102,6 +102,7 @@ export const {
   atomicIncrement,
   compareAndSet,
   optimisticUpdate,
+  versionedRows,
 }: OrmHelpers<TypeormDatabase> = relational.ormHelpers(typeormTarget);
 
 /**
