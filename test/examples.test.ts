@@ -19,6 +19,21 @@ it('the README quick start runs and prints what the README says', () => {
   assert.match(run.stdout, /^restocked \{ stock: 6 \}$/m);
 });
 
+it('the TypeORM example: save() loses the first editor’s change, saveChecked keeps it and tells the second', () => {
+  const run = spawnSync(
+    process.execPath,
+    ['--conditions=raceguard-source', '--import', 'tsx', 'examples/orm/typeorm-two-editors.ts'],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(run.stdout.trim().split('\n'), [
+    'save: both saves succeeded',
+    'save: the document reads "Bob: fixed a typo"',
+    'saveChecked: Bob is told the document changed (now "Alice: fixed the intro")',
+    'saveChecked: the document reads "Alice: fixed the intro"',
+  ]);
+});
+
 it('the lab’s scenarios run as scenario files: unsafe variants are races, every fix is clean', async () => {
   await using lab = await serveLab({ gapMs: 0 });
   const all = await runCli(['run', 'examples/race/lab.scenario.ts', '--json'], {
