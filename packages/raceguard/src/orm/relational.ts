@@ -234,7 +234,7 @@ const ISOLATIONS: readonly OrmIsolationLevel[] = [
   'serializable',
 ];
 
-export const TRANSACTION_OPTIONS = new Set([
+const TRANSACTION_OPTIONS = new Set([
   'isolation',
   'maxAttempts',
   'baseDelayMs',

@@ -76,10 +76,11 @@ export function typeormTarget(db: TypeormDatabase): SqlTarget {
       const result = await runner.query(text, [...values], true);
       const raw = result.raw as { changedRows?: number; insertId?: number } | undefined;
       const records = (result.records ?? []) as OrmRow[];
-      const returnedRows = dialect === 'postgres' ? true : Array.isArray(result.raw);
+      // MySQL answers a write with a result header and a read with rows; pg always with a count.
+      const mysqlRead = dialect === 'mysql' && Array.isArray(result.raw);
       return {
         rows: records,
-        affectedRows: returnedRows && dialect === 'mysql' ? undefined : result.affected,
+        affectedRows: mysqlRead ? undefined : result.affected,
         changedRows: dialect === 'mysql' ? raw?.changedRows : undefined,
         insertId: dialect === 'mysql' ? raw?.insertId : undefined,
       };
