@@ -20,6 +20,7 @@ import * as prismaAdapter from '../../packages/raceguard/src/prisma/index.js';
 import * as typeorm from '../../packages/raceguard/src/typeorm/index.js';
 import { prismaClientClass } from '../helpers/prisma.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
 
 interface Doc {
   id: number;
@@ -245,5 +246,52 @@ describe('ORM adapters', () => {
     assert.equal(kysely.isRetryableSqlError({ code: 'P2034' }), true);
     assert.equal(kysely.isRetryableSqlError({ code: '23505' }), false);
     assert.equal(kysely.isRetryableSqlError(null), false);
+  });
+});
+
+describe('TypeORM saveChecked on MariaDB', () => {
+  let db: TestMysql;
+  let source: DataSource;
+  before(async () => {
+    db = await openTestMysql(4);
+    await db.pool.query(
+      'CREATE TABLE orm_docs (id int PRIMARY KEY, title varchar(40) NOT NULL, version int NOT NULL)',
+    );
+    source = new DataSource({
+      type: 'mariadb',
+      host: db.connection.host,
+      port: db.connection.port,
+      username: db.connection.user,
+      password: db.connection.password,
+      database: db.connection.database,
+      entities: [Docs],
+      extra: { connectionLimit: 20 },
+    });
+    await source.initialize();
+  });
+  after(async () => {
+    await source?.destroy();
+    await db?.close();
+  });
+
+  it('100 concurrent saves of copies loaded at one version: exactly one lands; the losers see it', async () => {
+    const docs = source.getRepository(Docs);
+    await docs.save({ id: 1, title: 'v1' });
+    const copies = await Promise.all(
+      Array.from({ length: 100 }, () => docs.findOneByOrFail({ id: 1 })),
+    );
+    const outcomes = await Promise.allSettled(
+      copies.map((copy, i) => typeorm.saveChecked(docs, { ...copy, title: `editor ${i}` })),
+    );
+    const landed = outcomes.filter((o) => o.status === 'fulfilled');
+    assert.equal(landed.length, 1);
+    const winner = (await docs.findOneByOrFail({ id: 1 })).title;
+    for (const o of outcomes) {
+      if (o.status === 'rejected') {
+        assert.ok(o.reason instanceof OptimisticConflictError);
+        assert.equal((o.reason.current as Doc | undefined)?.title, winner);
+      }
+    }
+    assert.equal((await docs.findOneByOrFail({ id: 1 })).version, 2);
   });
 });
