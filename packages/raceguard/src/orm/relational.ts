@@ -27,101 +27,45 @@ export type SqlTarget =
   | { readonly dialect: 'postgres'; readonly db: pg.Transaction }
   | { readonly dialect: 'mysql'; readonly db: my.MysqlQueryable };
 
+// The dialect-neutral shapes are those raceguard/mysql already defines (the
+// PostgreSQL ones are the same with a few PostgreSQL-only options): the ORM
+// adapters name them once here rather than copy them.
+
 /** A table name, optionally with its schema (PostgreSQL) or database (MySQL): `['shop', 'products']`. */
-export type OrmTableName = string | readonly [string, string];
+export type OrmTableName = my.MysqlTableName;
 
 /** Equality conditions identifying rows, e.g. `{ id: 42 }`. */
-export type OrmKey = Readonly<Record<string, string | number | bigint | boolean | Date>>;
+export type OrmKey = my.MysqlKey;
 
 /** A row as the driver returns it. */
-export type OrmRow = Record<string, unknown>;
+export type OrmRow = my.MysqlRow;
 
-/** Result of {@link atomicDecrement} and {@link atomicIncrement}. */
-export type OrmAtomicResult =
-  /** `row` holds the key columns and the changed column, after the update. */
-  | { readonly applied: true; readonly row: OrmRow }
-  /** The bound would have been crossed; `current` is the row as read right after. */
-  | { readonly applied: false; readonly reason: 'limit'; readonly current: OrmRow }
-  | { readonly applied: false; readonly reason: 'not-found' };
+/** Result of {@link atomicDecrement} and {@link atomicIncrement}: `applied` with the new value, or `limit` / `not-found`. */
+export type OrmAtomicResult = my.MysqlAtomicResult;
 
-interface AtomicCommon {
-  /** Table holding the counter. */
-  readonly table: OrmTableName;
-  /** Equality conditions identifying the row. */
-  readonly key: OrmKey;
-  /** Integer column to change. */
-  readonly column: string;
-  /** How much to change it by: a positive safe integer. */
-  readonly amount: number;
-}
+/** Options of {@link atomicDecrement}: `table`, `key`, `column`, `amount`, `floor` (default 0). */
+export type OrmAtomicDecrementOptions = my.MysqlAtomicDecrementOptions;
 
-/** Options of {@link atomicDecrement}. */
-export interface OrmAtomicDecrementOptions extends AtomicCommon {
-  /** The column never goes below this. @default 0 */
-  readonly floor?: number;
-}
+/** Options of {@link atomicIncrement}: `table`, `key`, `column`, `amount`, `ceiling` and / or `ceilingColumn`. */
+export type OrmAtomicIncrementOptions = my.MysqlAtomicIncrementOptions;
 
-/** Options of {@link atomicIncrement}. */
-export interface OrmAtomicIncrementOptions extends AtomicCommon {
-  /** The column never goes above this constant. */
-  readonly ceiling?: number;
-  /** The column never goes above the value of this other column of the same row. */
-  readonly ceilingColumn?: string;
-}
+/** Options of {@link compareAndSet}: `table`, `key`, `versionColumn` (default 'version'), `expectedVersion`, `set`. */
+export type OrmCompareAndSetOptions = my.MysqlCompareAndSetOptions;
 
-/** Options of {@link compareAndSet}. */
-export interface OrmCompareAndSetOptions {
-  readonly table: OrmTableName;
-  readonly key: OrmKey;
-  /** Integer column incremented by every successful write. @default 'version' */
-  readonly versionColumn?: string;
-  /** The version the caller read. */
-  readonly expectedVersion: number | string | bigint;
-  /** Columns to write; the version column is incremented by the statement itself. */
-  readonly set: Readonly<Record<string, unknown>>;
-}
+/** Options of {@link optimisticUpdate}: `table`, `key`, `versionColumn`, `update`, and the retry policy. */
+export type OrmOptimisticUpdateOptions<R extends OrmRow = OrmRow> =
+  my.MysqlOptimisticUpdateOptions<R>;
 
-/** Options of {@link optimisticUpdate}; `maxAttempts` counts read-compute-write rounds. */
-export interface OrmOptimisticUpdateOptions<R extends OrmRow = OrmRow> extends RetryPolicy {
-  readonly table: OrmTableName;
-  /** Equality conditions identifying exactly one row. */
-  readonly key: OrmKey;
-  /** Integer column incremented by every successful write. @default 'version' */
-  readonly versionColumn?: string;
-  /**
-   * Computes the changes from the row as just read; `null` writes nothing.
-   * Called again with a fresh row after every lost race: it must be safe to re-run.
-   */
-  readonly update: (
-    current: R,
-    context: { readonly attempt: number },
-  ) => Promise<Readonly<Record<string, unknown>> | null> | Readonly<Record<string, unknown>> | null;
-}
+/** Result of {@link optimisticUpdate}: `applied` (false when `update` returned null), the row, the attempts. */
+export type OrmOptimisticUpdateResult<R extends OrmRow = OrmRow> =
+  my.MysqlOptimisticUpdateResult<R>;
 
-/** Result of {@link optimisticUpdate}. */
-export interface OrmOptimisticUpdateResult<R extends OrmRow = OrmRow> {
-  /** `false` when `update` returned `null`. */
-  readonly applied: boolean;
-  /** The row after the write, or as read when nothing was written. */
-  readonly row: R;
-  /** Rounds used (1 when the first write won). */
-  readonly attempts: number;
-}
-
-/** Options of {@link lockRows}: the lock modes and waits both dialects have. */
-export interface OrmLockRowsOptions {
-  readonly table: OrmTableName;
-  /** Equality conditions selecting the rows. */
-  readonly key: OrmKey;
-  /** `'update'` (exclusive) or `'share'`. @default 'update' */
-  readonly mode?: 'update' | 'share';
-  /**
-   * `'wait'` queues behind the holder, `'nowait'` fails at once with a lock
-   * timeout error, `'skip locked'` returns only rows nobody holds.
-   * @default 'wait'
-   */
-  readonly wait?: 'wait' | 'nowait' | 'skip locked';
-}
+/**
+ * Options of {@link lockRows}, the lock modes and waits both dialects have:
+ * `table`, `key`, `mode` ('update' or 'share', default 'update'), `wait`
+ * ('wait', 'nowait' or 'skip locked', default 'wait').
+ */
+export type OrmLockRowsOptions = my.MysqlLockRowsOptions;
 
 const LOCK_OPTIONS = new Set(['table', 'key', 'mode', 'wait']);
 
@@ -169,9 +113,10 @@ export function optimisticUpdate<R extends OrmRow>(
 
 /** `SELECT * ... FOR UPDATE` (or `share`, `NOWAIT`, `SKIP LOCKED`) inside the ORM's transaction. */
 export function lockRows(target: SqlTarget, options: OrmLockRowsOptions): Promise<OrmRow[]> {
+  // raceguard/mysql validates its own options; PostgreSQL's take `where` for `key`.
+  if (target.dialect === 'mysql') return my.lockRows(target.db, options);
   assertPlainObject('options', options);
   assertKnownOptions('options', options, LOCK_OPTIONS);
-  if (target.dialect === 'mysql') return my.lockRows(target.db, options);
   const { key, ...rest } = options;
   return pg.lockRows(target.db, { ...rest, where: key });
 }
