@@ -25,6 +25,7 @@ import { renderTable } from '../packages/cli/dist/cli/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { inventory } from '../packages/cli/dist/lab/scenarios/inventory.js';
 import { createLabServer } from '../packages/cli/dist/lab/server.js';
+import { postgresDb } from '../packages/cli/dist/lab/sql.js';
 import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
 import { createScratchSchema } from '../packages/raceguard/dist/testing/scratch-schema.js';
 import { Http1BurstClient } from '../packages/cli/dist/run/http1.js';
@@ -245,11 +246,12 @@ const db = new pg.Pool({
   options: schema.connectionOptions,
 });
 db.on('error', () => undefined);
-await inventory.createSchema(db, 'unsafe');
-await inventory.seed(db, { concurrency: 10 });
+const labPool = postgresDb(db);
+await inventory.createSchema(labPool, 'unsafe');
+await inventory.seed(labPool, { concurrency: 10 });
 const DETECTION_SIZE = 30;
 for (const gapMs of [0, 1]) {
-  const lab = createLabServer({ pool: db, scenarios: [inventory], gapMs });
+  const lab = createLabServer({ pool: labPool, scenarios: [inventory], gapMs });
   const origin = await lab.listen({ host: '127.0.0.1', port: 0 });
   const { senders: labSenders, close: closeLab } = await makeSenders(
     origin,

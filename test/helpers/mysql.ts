@@ -5,6 +5,19 @@ import {
   startMariaDbServer,
 } from '../../packages/raceguard/src/testing/mariadb.js';
 
+/**
+ * A MySQL server to test against: MYSQL_URL (set by scripts/test.ts), else
+ * the machine's server on 3306, else a throwaway MariaDB started here
+ * (`stop` stops it).
+ */
+export async function useMysqlServer(): Promise<{ url: string; stop?: () => Promise<void> }> {
+  if (process.env.MYSQL_URL !== undefined) return { url: process.env.MYSQL_URL };
+  if (await mysqlReachable('mysql://root@127.0.0.1:3306/test'))
+    return { url: 'mysql://root@127.0.0.1:3306/test' };
+  const server = await startMariaDbServer();
+  return { url: server.url, stop: () => server.stop() };
+}
+
 export interface TestMysql {
   readonly pool: mysql.Pool;
   readonly database: string;
@@ -27,17 +40,7 @@ export interface TestMysql {
  * MariaDB started here.
  */
 export async function openTestMysql(size = 30): Promise<TestMysql> {
-  let stopServer: (() => Promise<void>) | undefined;
-  let url = process.env.MYSQL_URL;
-  if (url === undefined) {
-    if (await mysqlReachable('mysql://root@127.0.0.1:3306/test'))
-      url = 'mysql://root@127.0.0.1:3306/test';
-    else {
-      const server = await startMariaDbServer();
-      url = server.url;
-      stopServer = () => server.stop();
-    }
-  }
+  const { url, stop: stopServer } = await useMysqlServer();
   const database = `rg_test_${randomBytes(4).toString('hex')}`;
   const admin = await mysql.createConnection(url);
   await admin.query(`CREATE DATABASE \`${database}\``);

@@ -17,6 +17,7 @@ import {
   MysqlLockTimeoutError,
   OptimisticConflictError,
   optimisticUpdate,
+  StaleSnapshotError,
   transaction,
   versionedRows,
 } from '../../packages/raceguard/src/mysql/index.js';
@@ -303,6 +304,52 @@ describe('raceguard/mysql on MariaDB', () => {
       update: () => null,
     });
     assert.equal(skipped.applied, false);
+  });
+
+  it('optimisticUpdate in a REPEATABLE READ transaction: a lost race is named a stale snapshot at once; in READ COMMITTED it retries and lands', async () => {
+    await db.pool.query(
+      'CREATE TABLE IF NOT EXISTS snapshots (id int PRIMARY KEY, n int NOT NULL, version bigint NOT NULL) ENGINE=InnoDB',
+    );
+    await db.pool.query('DELETE FROM snapshots');
+    await db.pool.query('INSERT INTO snapshots VALUES (1, 0, 1)');
+    // The first read of the transaction takes its snapshot; another session then commits
+    // a write, so the version check of the first attempt loses.
+    const attempt = (isolation: 'repeatable read' | 'read committed') => {
+      let calls = 0;
+      return transaction(
+        db.pool,
+        (tx) =>
+          optimisticUpdate(tx, {
+            table: 'snapshots',
+            key: { id: 1 },
+            maxAttempts: 5,
+            maxDelayMs: 5,
+            update: async (row) => {
+              calls += 1;
+              if (calls === 1)
+                await db.pool.query('UPDATE snapshots SET n = n + 100, version = version + 1');
+              return { n: Number(row.n) + 1 };
+            },
+          }),
+        { isolation, maxAttempts: 1 },
+      ).then((result) => ({ result, calls }));
+    };
+    const stale = await attempt('repeatable read').then(
+      () => assert.fail('expected a StaleSnapshotError'),
+      (error: unknown) => error,
+    );
+    assert.ok(stale instanceof StaleSnapshotError, String(stale));
+    assert.equal(stale.code, 'RACEGUARD_MYSQL_STALE_SNAPSHOT');
+    assert.equal(Number(stale.version), 1);
+    assert.match(stale.message, /READ COMMITTED/);
+    const fresh = await attempt('read committed');
+    assert.equal(fresh.result.applied, true);
+    assert.equal(fresh.calls, 2);
+    const [[row]] = (await db.pool.query(
+      'SELECT n, version FROM snapshots WHERE id = 1',
+    )) as unknown as [{ n: number; version: number }[]];
+    // Two outside writes of 100, one update of ours on top of the second.
+    assert.deepEqual([row!.n, Number(row!.version)], [201, 4]);
   });
 
   it('conditional writes (ETag / If-Match) on MariaDB: 100 editors saving version 1 at once: one 200, 99 412', async () => {

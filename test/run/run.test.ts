@@ -15,6 +15,7 @@ import type { LabServer } from '../../packages/cli/src/lab/server.js';
 import { stringify as stringifyYaml } from 'yaml';
 import { inventory } from '../../packages/cli/src/lab/scenarios/inventory.js';
 import { createLabServer } from '../../packages/cli/src/lab/server.js';
+import { postgresDb } from '../../packages/cli/src/lab/sql.js';
 import {
   atMostWinners,
   matchesSuccesses,
@@ -70,9 +71,10 @@ describe('raceguard run', () => {
 
   before(async () => {
     db = await openTestDatabase(40);
-    await inventory.createSchema(db.pool, 'unsafe');
-    await inventory.seed(db.pool, { concurrency: 10 });
-    lab = createLabServer({ pool: db.pool, scenarios: [inventory], gapMs: 0 });
+    const pool = postgresDb(db.pool);
+    await inventory.createSchema(pool, 'unsafe');
+    await inventory.seed(pool, { concurrency: 10 });
+    lab = createLabServer({ pool, scenarios: [inventory], gapMs: 0 });
     target = await lab.listen({ host: '127.0.0.1', port: 0 });
     const u = new URL(db.url);
     u.searchParams.set('options', `-c search_path=${db.schema}`);

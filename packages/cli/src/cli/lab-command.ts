@@ -11,6 +11,7 @@ import {
   type ServedLab,
   type Strategy,
 } from '../lab/index.js';
+import { dialectOf } from '../lab/lab-database.js';
 import { integer, interruptible } from './options.js';
 import { createProgress } from './progress.js';
 import { outputWidth, renderTable, wrap } from './table.js';
@@ -36,6 +37,16 @@ const list =
     }
     return [...previous, ...items];
   };
+
+/** `--database`: a PostgreSQL or MySQL / MariaDB URL. */
+const databaseUrl = (value: string): string => {
+  if (!/^(postgres|postgresql|mysql|mariadb):\/\/[^/]/i.test(value)) {
+    throw new CommanderArgumentError(
+      `expected a postgres://, postgresql://, mysql:// or mariadb:// URL, got "${value}"`,
+    );
+  }
+  return value;
+};
 
 const fmt = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 
@@ -83,7 +94,7 @@ export function formatLabReport(report: LabReport): string {
       outputWidth(),
     ),
     '',
-    `PostgreSQL: ${report.embeddedPostgres ? 'embedded' : 'DATABASE_URL'}; ${report.concurrency} concurrent requests per burst over ${report.servers} lab server(s), ${report.trials} trial(s), gap ${report.gapMs} ms`,
+    `${report.database === 'mysql' ? 'MySQL / MariaDB' : `PostgreSQL: ${report.embeddedPostgres ? 'embedded' : 'given by URL'}`}; ${report.concurrency} concurrent requests per burst over ${report.servers} lab server(s), ${report.trials} trial(s), gap ${report.gapMs} ms`,
   ];
   if (unsafe.length > 0) {
     const detail = unsafe
@@ -114,7 +125,9 @@ export function formatServeBanner(lab: ServedLab): string {
   return [
     `lab service at ${lab.url} (Ctrl-C stops it${lab.embedded ? ' and deletes the embedded database' : ''})`,
     `database: ${lab.databaseUrl}`,
-    `  schema ${lab.schema}; tables <scenario>_* (inventory_products, bank_accounts, ...); use this URL as a scenario's databaseUrl for sql() checks`,
+    lab.dialect === 'mysql'
+      ? `  database ${lab.schema}; tables <scenario>_* (inventory_products, bank_accounts, ...); sql() checks of scenario files speak PostgreSQL: check through the /lab/<scenario>/check route`
+      : `  schema ${lab.schema}; tables <scenario>_* (inventory_products, bank_accounts, ...); use this URL as a scenario's databaseUrl for sql() checks`,
     "routes (GET / lists them as JSON, with each scenario's strategies and invariant):",
     ...scenarios,
     `  POST ${lab.url}/lab/<scenario>/<strategy>/reset  {"concurrency":50}  -> recreates and seeds the tables, returns the burst's bodies`,
@@ -128,7 +141,13 @@ export function formatServeBanner(lab: ServedLab): string {
 export function labCommand(): Command {
   return new Command('lab')
     .description(
-      'Start PostgreSQL (embedded unless DATABASE_URL is set) and the race lab service, fire synchronized bursts at every scenario in its unsafe variant and in every fix, and check the invariants. Exits 0 only when every fix is clean.',
+      'Start PostgreSQL (embedded unless --database or DATABASE_URL is set; a mysql:// URL runs the relational scenarios on MySQL / MariaDB) and the race lab service, fire synchronized bursts at every scenario in its unsafe variant and in every fix, and check the invariants. Exits 0 only when every fix is clean.',
+    )
+    .addOption(
+      new Option(
+        '--database <url>',
+        'the database to run on: postgres://... or mysql://... (default: $DATABASE_URL, else an embedded PostgreSQL)',
+      ).argParser(databaseUrl),
     )
     .addOption(
       new Option('-c, --concurrency <n>', 'requests per burst, released together')
@@ -197,19 +216,22 @@ export function labCommand(): Command {
         json?: boolean;
         serve?: boolean;
         port: number;
+        database?: string;
       }) => {
         const status = (line: string): void => void process.stderr.write(`lab: ${line}\n`);
         // Inside the Ctrl-C handling, so an interrupt from here on is reported as 130.
+        const url = opts.database ?? process.env.DATABASE_URL;
         const starting = (): void =>
           status(
-            process.env.DATABASE_URL
-              ? 'connecting to PostgreSQL at DATABASE_URL…'
-              : 'starting an embedded PostgreSQL (set DATABASE_URL to use your own)…',
+            url === undefined
+              ? 'starting an embedded PostgreSQL (--database or DATABASE_URL to use your own)…'
+              : `connecting to ${dialectOf(url) === 'mysql' ? 'MySQL / MariaDB' : 'PostgreSQL'} at ${opts.database === undefined ? 'DATABASE_URL' : '--database'}…`,
           );
         if (opts.serve === true) {
           await interruptible(async (signal) => {
             starting();
             const lab = await serveLab({
+              ...(opts.database !== undefined && { databaseUrl: opts.database }),
               port: opts.port,
               gapMs: opts.gapMs,
               poolSize: opts.poolSize,
@@ -242,6 +264,7 @@ export function labCommand(): Command {
           const report = await interruptible((signal) => {
             starting();
             return runLab({
+              ...(opts.database !== undefined && { databaseUrl: opts.database }),
               concurrency: opts.concurrency,
               trials: opts.trials,
               gapMs: opts.gapMs,
@@ -253,7 +276,7 @@ export function labCommand(): Command {
               ...(opts.strategy && { strategies: opts.strategy }),
               onStart: (start) =>
                 status(
-                  `PostgreSQL ready (${start.embedded ? 'embedded' : 'DATABASE_URL'}, schema ${start.schema}); releasing ${start.bursts} bursts of ${opts.concurrency} requests`,
+                  `${start.database === 'mysql' ? 'MySQL / MariaDB' : 'PostgreSQL'} ready (${start.embedded ? 'embedded' : 'by URL'}, ${start.database === 'mysql' ? 'database' : 'schema'} ${start.schema}); releasing ${start.bursts} bursts of ${opts.concurrency} requests`,
                 ),
               onProgress: (p) => progress.update(p.done, p.total, `${p.scenario}/${p.strategy}`),
             });

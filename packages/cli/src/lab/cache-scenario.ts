@@ -8,7 +8,7 @@
  * the writer committed.
  */
 import type { Redis } from 'ioredis';
-import type { PoolLike } from 'raceguard/postgres';
+import type { LabPool } from './sql.js';
 import type { Anomalies, CacheStrategy, Strategy } from './scenario.js';
 
 /** The Redis a cache scenario runs on. */
@@ -37,7 +37,8 @@ export interface CacheTrial {
 
 /** What a trial gets. */
 export interface CacheTrialContext {
-  readonly pool: PoolLike;
+  /** The lab's pool, on PostgreSQL or MySQL / MariaDB. */
+  readonly pool: LabPool;
   readonly redis: LabRedis;
   readonly strategy: Strategy;
   /** Keys (products) in the trial, each with its slow reader and its writer. */
@@ -54,7 +55,7 @@ export interface CacheScenario {
   /** `unsafe` (cache-aside) and the cache strategies. */
   readonly strategies: readonly ('unsafe' | CacheStrategy)[];
   /** Recreate the scenario's tables. */
-  createSchema(pool: PoolLike): Promise<void>;
+  createSchema(pool: LabPool): Promise<void>;
   /** Read, write and check one trial. */
   runTrial(context: CacheTrialContext): Promise<CacheTrial>;
 }

@@ -4,7 +4,7 @@
  * running ahead, write the same rows; what a row keeps is decided by its
  * stamps, and the invariant is checked in the database.
  */
-import type { PoolLike } from 'raceguard/postgres';
+import type { LabPool } from './sql.js';
 import type { Anomalies, ClockStrategy } from './scenario.js';
 
 /** What one trial of a clock scenario measured. */
@@ -20,7 +20,8 @@ export interface ClockTrial {
 
 /** What a trial gets. */
 export interface ClockTrialContext {
-  readonly pool: PoolLike;
+  /** The lab's pool, on PostgreSQL or MySQL / MariaDB. */
+  readonly pool: LabPool;
   readonly strategy: 'unsafe' | ClockStrategy;
   /** Registers in the trial. */
   readonly keys: number;
@@ -34,6 +35,6 @@ export interface ClockScenario {
   readonly title: string;
   readonly invariant: string;
   readonly strategies: readonly ('unsafe' | ClockStrategy)[];
-  createSchema(pool: PoolLike): Promise<void>;
+  createSchema(pool: LabPool): Promise<void>;
   runTrial(context: ClockTrialContext): Promise<ClockTrial>;
 }

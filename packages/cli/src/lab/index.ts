@@ -7,6 +7,14 @@
 export { labScenarios, type LabScenariosOptions } from './as-scenarios.js';
 export { createLabServer, type LabServer, type LabServerOptions } from './server.js';
 export {
+  postgresDb,
+  mysqlDb,
+  type LabDb,
+  type LabPool,
+  type LabDialect,
+  type LabResult as LabStatementResult,
+} from './sql.js';
+export {
   runLab,
   type LabOptions,
   type LabProgress,

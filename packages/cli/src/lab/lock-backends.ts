@@ -6,26 +6,60 @@
  */
 import type { Locker } from 'raceguard';
 import { KeyedMutex } from 'raceguard/local';
-import { createLockTable, PostgresLeaseLock, type PoolLike } from 'raceguard/postgres';
-import type { LockStrategy } from './scenario.js';
+import {
+  createMysqlLeaseTable,
+  createMysqlLockTables,
+  MysqlAdvisoryLock,
+  MysqlLeaseLock,
+} from 'raceguard/mysql';
+import { createLockTable, PostgresLeaseLock } from 'raceguard/postgres';
+import type { LockStrategy, Strategy } from './scenario.js';
+import type { LabPool } from './sql.js';
 
-/** Build `servers` sets of lockers for `strategies`; `cleanup` collects the teardown steps. */
+/** This server's lockers: one per lock strategy set up, and MySQL's `GET_LOCK` locker. */
+export interface LabLockers {
+  readonly lockers: Partial<Record<LockStrategy, Locker>>;
+  /** MySQL's advisory locker, when the `advisory-lock` strategy runs there. */
+  readonly advisoryLock?: Locker;
+}
+
+/**
+ * Build one set of lockers per pool (one lab server each) for `strategies`;
+ * `cleanup` collects the teardown steps. The lease lock is a table on the
+ * lab's database, whichever its dialect. MySQL's `GET_LOCK` locker gets a
+ * pool of its own from `lockPool`: every waiter holds a session while it
+ * waits, and on the pool the transactions use, a burst of waiters would
+ * leave the holder no connection to finish with.
+ */
 export async function setUpLockers(
-  strategies: readonly LockStrategy[],
-  pools: readonly PoolLike[],
+  strategies: readonly Strategy[],
+  pools: readonly LabPool[],
   cleanup: (() => Promise<unknown>)[],
-): Promise<Partial<Record<LockStrategy, Locker>>[]> {
+  lockPool: () => LabPool = () => pools[0] as LabPool,
+): Promise<LabLockers[]> {
   const lockers = pools.map((): Partial<Record<LockStrategy, Locker>> => ({}));
+  const first = pools[0] as LabPool;
   if (strategies.includes('local-mutex')) {
     for (const set of lockers) set['local-mutex'] = new KeyedMutex();
   }
   if (strategies.includes('lease-lock')) {
-    await createLockTable(pools[0] as PoolLike);
+    if (first.dialect === 'postgres') await createLockTable(first.driver);
+    else await createMysqlLeaseTable(first.driver);
     pools.forEach(
       (pool, i) =>
         ((lockers[i] as Partial<Record<LockStrategy, Locker>>)['lease-lock'] =
-          new PostgresLeaseLock({ client: pool, pollMs: 5 })),
+          pool.dialect === 'postgres'
+            ? new PostgresLeaseLock({ client: pool.driver, pollMs: 5 })
+            : new MysqlLeaseLock({ client: pool.driver, pollMs: 5 })),
     );
+  }
+  let advisory: (Locker | undefined)[] = pools.map(() => undefined);
+  if (strategies.includes('advisory-lock') && first.dialect === 'mysql') {
+    await createMysqlLockTables(first.driver);
+    advisory = pools.map(() => {
+      const own = lockPool();
+      return own.dialect === 'mysql' ? new MysqlAdvisoryLock({ client: own.driver }) : undefined;
+    });
   }
   if (strategies.includes('redis-lock')) {
     const { startRedisServer } = await import('raceguard/testing');
@@ -61,5 +95,8 @@ export async function setUpLockers(
       set['etcd-lock'] = new EtcdLock({ client });
     }
   }
-  return lockers;
+  return lockers.map((set, i) => {
+    const advisoryLock = advisory[i];
+    return advisoryLock === undefined ? { lockers: set } : { lockers: set, advisoryLock };
+  });
 }

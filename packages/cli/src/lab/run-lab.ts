@@ -1,6 +1,7 @@
 /**
- * The lab runner: start PostgreSQL and the lab service, fire synchronized
- * bursts at every scenario and strategy, check the invariants, aggregate.
+ * The lab runner: start PostgreSQL (or connect to MySQL / MariaDB) and the
+ * lab service, fire synchronized bursts at every scenario and strategy,
+ * check the invariants, aggregate.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { createBurstClient, type BurstClient, type BurstRequest } from './burst-
 import { percentile } from '../index.js';
 import { InvalidArgumentError, throwIfAborted } from 'raceguard';
 import type { PoolLike } from 'raceguard/postgres';
+import type { LabDialect, LabPool } from './sql.js';
 import { openLabDatabase } from './lab-database.js';
 import { createLabServer } from './server.js';
 import {
@@ -26,7 +28,6 @@ import {
   ALL_STRATEGIES,
   appliesTo,
   KNOWN_UNSAFE,
-  LOCK_STRATEGIES,
   STRATEGIES,
   type ObservedResponse,
   type ClockStrategy,
@@ -59,7 +60,12 @@ export interface LabOptions {
   readonly scenarios?: readonly string[];
   /** Strategies to run. @default all */
   readonly strategies?: readonly Strategy[];
-  /** PostgreSQL to use. @default process.env.DATABASE_URL, else an embedded server */
+  /**
+   * The database: a postgres:// URL, or a mysql:// (or mariadb://) URL to
+   * run the relational scenarios on MySQL / MariaDB (the lab creates a
+   * database of its own there and drops it at the end).
+   * @default process.env.DATABASE_URL, else an embedded PostgreSQL
+   */
   readonly databaseUrl?: string;
   /** Connections of the service's pool. @default 32 */
   readonly poolSize?: number;
@@ -88,6 +94,8 @@ export interface LabOptions {
 export interface LabStart {
   /** `true` when an embedded PostgreSQL was started. */
   readonly embedded: boolean;
+  /** The database's dialect. */
+  readonly database: LabDialect;
   /** The lab's schema on the server. */
   readonly schema: string;
   /** Bursts the run will release (scenario × strategy × trial). */
@@ -125,6 +133,8 @@ export interface LabReport {
   readonly concurrency: number;
   readonly trials: number;
   readonly gapMs: number;
+  /** The database the scenarios ran on. */
+  readonly database: LabDialect;
   readonly embeddedPostgres: boolean;
   /** Lab servers the bursts were spread over. */
   readonly servers: number;
@@ -136,7 +146,10 @@ export interface LabReport {
   readonly unsafeStrategies: readonly Strategy[];
   /** `true` when every fix showed zero anomalies in every trial. */
   readonly fixesClean: boolean;
-  /** Scenarios that could not run, and why (the message scenarios without NATS, the cache ones without Redis). */
+  /**
+   * Scenarios that could not run, and why (the message scenarios without
+   * NATS, the cache ones without Redis, the PostgreSQL-only ones on MySQL).
+   */
   readonly skipped: readonly { readonly scenario: string; readonly reason: string }[];
 }
 
@@ -195,11 +208,19 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   try {
     // One pool, one set of lockers and one HTTP server per lab server, as separate processes would have.
     const pools = Array.from({ length: servers }, () => database.newPool(poolSize));
-    const lockStrategies = LOCK_STRATEGIES.filter((s) => strategies.includes(s));
-    const lockers = await setUpLockers(lockStrategies, pools, cleanup);
+    const lockers = await setUpLockers(strategies, pools, cleanup, () =>
+      database.newPool(Math.ceil(concurrency / servers) + 1),
+    );
     const clients: BurstClient[] = [];
     for (const [i, pool] of pools.entries()) {
-      const app = createLabServer({ pool, scenarios, gapMs, lockers: lockers[i] ?? {} });
+      const set = lockers[i];
+      const app = createLabServer({
+        pool,
+        scenarios,
+        gapMs,
+        lockers: set?.lockers ?? {},
+        ...(set?.advisoryLock !== undefined && { advisoryLock: set.advisoryLock }),
+      });
       const address = await app.listen({ host: '127.0.0.1', port: 0 });
       cleanup.push(() => app.close());
       const client = await createBurstClient(address, {
@@ -209,9 +230,18 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       cleanup.push(() => client.close());
       clients.push(client);
     }
-    const results = await runAll(pools[0] as PoolLike, clients);
+    const results = await runAll(pools[0] as LabPool, clients);
     const skipped: { scenario: string; reason: string }[] = [];
-    const pool = pools[0] as PoolLike;
+    const first = pools[0] as LabPool;
+    // The shapes below run on PostgreSQL: on MySQL they are reported as skipped, with the reason.
+    const pool = (first.dialect === 'postgres' ? first.driver : undefined) as PoolLike;
+    const onPostgres = <R>(
+      reason: string,
+      open: () => Promise<R | { readonly unavailable: string }>,
+    ): (() => Promise<R | { readonly unavailable: string }>) =>
+      first.dialect === 'postgres'
+        ? open
+        : () => Promise.resolve({ unavailable: `runs on PostgreSQL only: ${reason}` });
     /** One shape of scenario: open what it runs on (or say why not), then its trials. */
     const runShape = async <
       S extends { readonly name: string; readonly strategies: readonly Strategy[] },
@@ -240,7 +270,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     };
     await runShape(
       messageScenarios,
-      () => openLabBroker(cleanup),
+      onPostgres("its inbox is raceguard/postgres's PostgresInbox", () => openLabBroker(cleanup)),
       (scenario) => scenario.createSchema(pool),
       async (scenario, strategy, broker) => {
         const trial = await scenario.runTrial({
@@ -262,9 +292,15 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     await runShape(
       cacheScenarios,
       () => openLabRedis(cleanup),
-      (scenario) => scenario.createSchema(pool),
+      (scenario) => scenario.createSchema(first),
       async (scenario, strategy, redis) => {
-        const trial = await scenario.runTrial({ pool, redis, strategy, keys: concurrency, signal });
+        const trial = await scenario.runTrial({
+          pool: first,
+          redis,
+          strategy,
+          keys: concurrency,
+          signal,
+        });
         return {
           ...trial,
           accepted: trial.reads,
@@ -276,11 +312,11 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     );
     await runShape(
       clockScenarios,
-      () => Promise.resolve(pool),
-      (scenario) => scenario.createSchema(pool),
+      () => Promise.resolve(first),
+      (scenario) => scenario.createSchema(first),
       async (scenario, strategy) => {
         const trial = await scenario.runTrial({
-          pool,
+          pool: first,
           strategy: strategy as 'unsafe' | ClockStrategy,
           keys: concurrency,
           signal,
@@ -296,7 +332,9 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     );
     await runShape(
       replicaScenarios,
-      () => openLabReplicas(cleanup),
+      onPostgres('its replicas are PostgreSQL hot standbys, routed by WAL position', () =>
+        openLabReplicas(cleanup),
+      ),
       (scenario, replicas) => scenario.createSchema(replicas),
       async (scenario, strategy, replicas) => {
         const trial = await scenario.runTrial({
@@ -319,6 +357,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
       concurrency,
       trials,
       gapMs,
+      database: database.dialect,
       embeddedPostgres: database.embedded,
       servers,
       unsafeStrategies,
@@ -409,7 +448,7 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
     return { responses, durationMs: Math.max(...bursts.map((b) => b.durationMs)) };
   }
 
-  async function runAll(pool: PoolLike, clients: readonly BurstClient[]): Promise<LabResult[]> {
+  async function runAll(pool: LabPool, clients: readonly BurstClient[]): Promise<LabResult[]> {
     const results: LabResult[] = [];
     const plan = scenarios.map(
       (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
@@ -423,7 +462,12 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
         ...planOf(clockScenarios),
       ].reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
     progressTotal = total;
-    options.onStart?.({ embedded: database.embedded, schema: database.schema, bursts: total });
+    options.onStart?.({
+      embedded: database.embedded,
+      database: database.dialect,
+      schema: database.schema,
+      bursts: total,
+    });
     for (const [scenario, applicable] of plan) {
       for (const strategy of applicable) {
         await scenario.createSchema(pool, strategy);

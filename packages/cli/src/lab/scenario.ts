@@ -4,7 +4,7 @@
  * hold afterwards.
  */
 import type { Locker } from 'raceguard';
-import type { KeyValues, PoolLike, Queryable, Row, TransactionOptions } from 'raceguard/postgres';
+import type { LabDb, LabKey, LabPool, LabRetryOptions, Row } from './sql.js';
 
 /** Strategies that take a lock around the unchanged read-check-write. */
 export type LockStrategy = 'local-mutex' | 'redis-lock' | 'lease-lock' | 'etcd-lock';
@@ -111,13 +111,16 @@ export interface HandlerResult {
 
 /** What a handler gets besides its request body. */
 export interface HandlerContext {
-  readonly pool: PoolLike;
+  /** The service's pool, on PostgreSQL or MySQL / MariaDB. */
+  readonly pool: LabPool;
   /** The awaited pause between read and write that real code has (a call out, a render, a log flush). */
   readonly gap: () => Promise<void>;
   /** Options every transaction and optimistic update of the lab uses (retry counting, attempts). */
-  readonly retryOptions: Pick<TransactionOptions, 'maxAttempts' | 'maxDelayMs' | 'onRetry'>;
+  readonly retryOptions: LabRetryOptions;
   /** This server's lockers for the lock strategies that were set up. */
   readonly lockers: Partial<Record<LockStrategy, Locker>>;
+  /** MySQL: the `GET_LOCK` locker of the `advisory-lock` strategy (PostgreSQL's advisory locks need none). */
+  readonly advisoryLock?: Locker;
 }
 
 /** The fixture parameters of one trial. */
@@ -164,15 +167,15 @@ export interface Scenario {
   /** The strategies that apply to this scenario's bug. @default RACE_STRATEGIES */
   readonly strategies?: readonly Strategy[];
   /** Recreate this scenario's tables; the DDL may depend on the strategy (the atomic fix may need a constraint). */
-  createSchema(db: Queryable, strategy: Strategy): Promise<void>;
+  createSchema(db: LabDb, strategy: Strategy): Promise<void>;
   /** Insert the fixtures of one trial. */
-  seed(db: Queryable, shape: TrialShape): Promise<void>;
+  seed(db: LabDb, shape: TrialShape): Promise<void>;
   /** The request bodies of one burst. */
   requests(shape: TrialShape): Readonly<Record<string, unknown>>[];
   /** The row a pessimistic or serializable variant reads first, and the advisory lock key. */
   target(request: Readonly<Record<string, unknown>>): {
     table: string;
-    key: KeyValues;
+    key: LabKey;
     lockKey: string;
   };
   /**
@@ -181,7 +184,7 @@ export interface Scenario {
    * `pessimistic`, `serializable` and `advisory-lock` variants share it.
    */
   checkThenAct(
-    db: Queryable,
+    db: LabDb,
     row: Row,
     request: Readonly<Record<string, unknown>>,
     context: HandlerContext,
@@ -202,15 +205,11 @@ export interface Scenario {
     context: HandlerContext,
   ): Promise<HandlerResult>;
   /** Invariant violations after the burst, read from the database and the responses. */
-  check(
-    db: Queryable,
-    responses: readonly ObservedResponse[],
-    shape: TrialShape,
-  ): Promise<Anomalies>;
+  check(db: LabDb, responses: readonly ObservedResponse[], shape: TrialShape): Promise<Anomalies>;
 }
 
 /** Read one integer column of the first row (count(*), sums, ...). */
-export async function scalar(db: Queryable, text: string, values?: unknown[]): Promise<number> {
+export async function scalar(db: LabDb, text: string, values?: unknown[]): Promise<number> {
   const { rows } = await db.query(text, values);
   const first = rows[0];
   return Number(first === undefined ? Number.NaN : Object.values(first)[0]);

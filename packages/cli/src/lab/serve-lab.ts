@@ -1,6 +1,7 @@
 /** `raceguard lab --serve`: the lab service alone, as a target for `raceguard run`. */
 import { checkInteger, checkNonNegative, checkShape } from './checks.js';
 import { openLabDatabase } from './lab-database.js';
+import { setUpLockers } from './lock-backends.js';
 import { createLabServer } from './server.js';
 import { SCENARIOS } from './scenarios/index.js';
 
@@ -10,9 +11,9 @@ export interface ServeLabOptions {
   readonly port?: number;
   /** The awaited pause between read and write, ms. @default 2 */
   readonly gapMs?: number;
-  /** Connections to PostgreSQL. @default 32 */
+  /** Connections to the database. @default 32 */
   readonly poolSize?: number;
-  /** DATABASE_URL, or an embedded server when unset. */
+  /** A postgres:// or mysql:// URL; unset: DATABASE_URL, else an embedded PostgreSQL. */
   readonly databaseUrl?: string;
   /** Aborts starting the database. */
   readonly signal?: AbortSignal;
@@ -24,18 +25,22 @@ export interface ServedLab extends AsyncDisposable {
   readonly url: string;
   /**
    * A connection string to the lab's database whose search path is the
-   * lab's schema, for `sql()` checks of scenario files (`databaseUrl`).
+   * lab's schema (PostgreSQL) or whose database is the lab's (MySQL), for
+   * `sql()` checks of scenario files (`databaseUrl`).
    */
   readonly databaseUrl: string;
-  /** The lab's schema. */
+  /** The lab's schema (PostgreSQL) or database (MySQL). */
   readonly schema: string;
+  /** The database's dialect. */
+  readonly dialect: 'postgres' | 'mysql';
   /** `true` when an embedded PostgreSQL was started for it. */
   readonly embedded: boolean;
   close(): Promise<void>;
 }
 
 /**
- * Start PostgreSQL (embedded unless a URL is given), a scratch schema and
+ * Start PostgreSQL (embedded unless a URL is given) or connect to MySQL /
+ * MariaDB (a mysql:// URL), create a scratch schema or database, and start
  * the lab service on a loopback port; close everything with `close()`.
  *
  * @example
@@ -55,9 +60,19 @@ export async function serveLab(options: ServeLabOptions = {}): Promise<ServedLab
     ...(options.signal && { signal: options.signal }),
   });
   const pool = database.newPool(options.poolSize ?? 32);
-  const app = createLabServer({ pool, scenarios: SCENARIOS, gapMs: options.gapMs ?? 2 });
   let url: string;
+  let app: ReturnType<typeof createLabServer>;
   try {
+    // MySQL's advisory-lock strategy takes GET_LOCK through a locker (nothing to tear down).
+    const [lockers] = await setUpLockers(['advisory-lock'], [pool], [], () =>
+      database.newPool(options.poolSize ?? 32),
+    );
+    app = createLabServer({
+      pool,
+      scenarios: SCENARIOS,
+      gapMs: options.gapMs ?? 2,
+      ...(lockers?.advisoryLock !== undefined && { advisoryLock: lockers.advisoryLock }),
+    });
     url = await app.listen({ host: '127.0.0.1', port: options.port ?? 0 });
   } catch (error) {
     await database.close();
@@ -69,17 +84,11 @@ export async function serveLab(options: ServeLabOptions = {}): Promise<ServedLab
   };
   return {
     url,
-    databaseUrl: withSearchPath(database.url, database.schema),
+    databaseUrl: database.labUrl,
     schema: database.schema,
+    dialect: database.dialect,
     embedded: database.embedded,
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-/** `url` with `options=-c search_path=<schema>`, which pg and psql honour. */
-function withSearchPath(url: string, schema: string): string {
-  // %20, not '+': libpq (psql) decodes only percent escapes.
-  const options = `options=${encodeURIComponent(`-c search_path=${schema}`)}`;
-  return url.includes('?') ? `${url}&${options}` : `${url}?${options}`;
 }

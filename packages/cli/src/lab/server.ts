@@ -1,6 +1,6 @@
 /**
  * The lab's HTTP service: every scenario under every strategy, on one
- * `node:http` server over one PostgreSQL pool (no framework: the lab adds
+ * `node:http` server over one PostgreSQL or MySQL pool (no framework: the lab adds
  * nothing to what a service that installs raceguard must install).
  */
 import { messageOf } from './checks.js';
@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import { sleep } from 'raceguard';
-import type { PoolLike } from 'raceguard/postgres';
+import type { LabPool } from './sql.js';
 import {
   ALL_STRATEGIES,
   appliesTo,
@@ -21,7 +21,8 @@ import { serve } from './strategy.js';
 
 /** Options of {@link createLabServer}. */
 export interface LabServerOptions {
-  readonly pool: PoolLike;
+  /** The service's pool, on PostgreSQL or MySQL / MariaDB. */
+  readonly pool: LabPool;
   readonly scenarios: readonly Scenario[];
   /** The awaited pause between read and write, in ms; 0 = none at all. */
   readonly gapMs: number;
@@ -29,6 +30,8 @@ export interface LabServerOptions {
   readonly maxAttempts?: number;
   /** This server's lockers, for the lock strategies. @default none */
   readonly lockers?: HandlerContext['lockers'];
+  /** MySQL: the `GET_LOCK` locker of the `advisory-lock` strategy. */
+  readonly advisoryLock?: HandlerContext['advisoryLock'];
 }
 
 /**
@@ -127,6 +130,7 @@ export function createLabServer(options: LabServerOptions): LabServer {
       pool: options.pool,
       gap,
       lockers: options.lockers ?? {},
+      ...(options.advisoryLock !== undefined && { advisoryLock: options.advisoryLock }),
       retryOptions: {
         maxAttempts: options.maxAttempts ?? 10,
         maxDelayMs: 100,

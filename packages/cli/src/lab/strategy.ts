@@ -4,28 +4,10 @@ import {
   RetryExhaustedError,
   withLock,
 } from 'raceguard';
-import {
-  OptimisticConflictError,
-  lockRows,
-  quoteIdentifier,
-  quoteTable,
-  transaction,
-  withAdvisoryLock,
-  type Queryable,
-} from 'raceguard/postgres';
-import type { HandlerContext, HandlerResult, Scenario, Strategy } from './scenario.js';
-
-async function readTarget(db: Queryable, table: string, key: Readonly<Record<string, unknown>>) {
-  const entries = Object.entries(key);
-  const where = entries
-    .map(([column], i) => `${quoteIdentifier(column)} = $${i + 1}`)
-    .join(' AND ');
-  const { rows } = await db.query(
-    `SELECT * FROM ${quoteTable(table)} WHERE ${where}`,
-    entries.map(([, v]) => v),
-  );
-  return rows[0];
-}
+// One class for both dialects: raceguard/mysql exports the same.
+import { OptimisticConflictError } from 'raceguard/postgres';
+import type { HandlerResult, Scenario, Strategy, HandlerContext } from './scenario.js';
+import { lockRows, readRow, transaction, withAdvisoryLock } from './sql.js';
 
 const missing: HandlerResult = { status: 422, body: { error: 'not-found' } };
 
@@ -44,14 +26,14 @@ export async function serve(
   try {
     switch (strategy) {
       case 'unsafe': {
-        const row = await readTarget(context.pool, table, key);
+        const row = await readRow(context.pool, table, key);
         return row ? await scenario.checkThenAct(context.pool, row, request, context) : missing;
       }
       case 'pessimistic':
         return await transaction(
           context.pool,
           async (tx) => {
-            const [row] = await lockRows(tx, { table, where: key, lockTimeoutMs: 10_000 });
+            const [row] = await lockRows(tx, { table, key });
             return row ? scenario.checkThenAct(tx, row, request, context) : missing;
           },
           context.retryOptions,
@@ -60,7 +42,7 @@ export async function serve(
         return await transaction(
           context.pool,
           async (tx) => {
-            const row = await readTarget(tx, table, key);
+            const row = await readRow(tx, table, key);
             return row ? scenario.checkThenAct(tx, row, request, context) : missing;
           },
           { ...context.retryOptions, isolation: 'serializable' },
@@ -68,12 +50,13 @@ export async function serve(
       case 'advisory-lock':
         return await withAdvisoryLock(
           context.pool,
+          context.advisoryLock,
           lockKey,
           async (tx) => {
-            const row = await readTarget(tx, table, key);
+            const row = await readRow(tx, table, key);
             return row ? scenario.checkThenAct(tx, row, request, context) : missing;
           },
-          { ...context.retryOptions, lockTimeoutMs: 10_000 },
+          context.retryOptions,
         );
       case 'local-mutex':
       case 'redis-lock':
@@ -87,7 +70,7 @@ export async function serve(
           locker,
           lockKey,
           async () => {
-            const row = await readTarget(context.pool, table, key);
+            const row = await readRow(context.pool, table, key);
             return row ? scenario.checkThenAct(context.pool, row, request, context) : missing;
           },
           { ttlMs: 30_000, waitMs: 30_000 },

@@ -45,6 +45,33 @@ export class MysqlDatabaseError extends RaceguardError {
   }
 }
 
+/**
+ * `optimisticUpdate` lost a race, re-read the row, and found the very
+ * version it had just lost against: the connection reads a snapshot (a
+ * `REPEATABLE READ` transaction, InnoDB's default), so every retry would
+ * lose again and a conflict would report a row that is no longer current.
+ * Run the update in autocommit or in a `READ COMMITTED` transaction.
+ *
+ * @example
+ * ```ts
+ * await transaction(pool, (tx) => optimisticUpdate(tx, options), { isolation: 'read committed' });
+ * ```
+ */
+export class StaleSnapshotError extends RaceguardError {
+  /** The version the write expected, and the re-read showed again. */
+  readonly version: unknown;
+
+  constructor(table: string, version: unknown) {
+    super(
+      'RACEGUARD_MYSQL_STALE_SNAPSHOT',
+      `optimisticUpdate on ${table}: after a lost race the row still reads version ${String(version)}: ` +
+        'this connection reads a snapshot (a REPEATABLE READ transaction, InnoDB\'s default), so every retry ' +
+        'would lose again; run optimisticUpdate in autocommit or in a READ COMMITTED transaction',
+    );
+    this.version = version;
+  }
+}
+
 /** A row lock could not be taken: NOWAIT found it held, or the lock wait timed out. The statement failed. */
 export class MysqlLockTimeoutError extends LockAcquireTimeoutError {
   constructor(target: string, cause: unknown) {

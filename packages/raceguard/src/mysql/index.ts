@@ -32,6 +32,7 @@ export {
 export {
   MysqlDatabaseError,
   MysqlLockTimeoutError,
+  StaleSnapshotError,
   MYSQL_ERRORS,
   isRetryableMysqlError,
 } from './errors.js';

@@ -8,6 +8,7 @@ import {
   assertVersion,
 } from '../core/validate.js';
 import { compareAndSet } from './atomic.js';
+import { StaleSnapshotError } from './errors.js';
 import { quoteIdentifier, quoteTable, type MysqlTableName } from './identifiers.js';
 import { assertMysqlQueryable, renderConditions, selectRows } from './statements.js';
 import type { MysqlKey, MysqlQueryable, MysqlRow } from './types.js';
@@ -79,6 +80,8 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
     delete rest.raceguard_version;
     return rest;
   };
+  // The version the last write lost against: seeing it again means the reads come from a snapshot.
+  let lost: unknown;
   try {
     return await retry(
       async ({ attempt }) => {
@@ -87,6 +90,9 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
         const expectedVersion = current[versionColumn];
         // A version column of the wrong type is a schema mistake, named before anything is written.
         assertVersion(`the version column "${versionColumn}" of ${table}`, expectedVersion);
+        if (lost !== undefined && String(expectedVersion) === String(lost)) {
+          throw new StaleSnapshotError(table, expectedVersion);
+        }
         const changes = await options.update(current as R, { attempt });
         if (changes === null) return { applied: false, row: current as R, attempts: attempt };
         const written = await compareAndSet(db, {
@@ -96,7 +102,10 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
           expectedVersion,
           set: changes,
         });
-        if (!written.applied) throw new VersionMoved();
+        if (!written.applied) {
+          lost = expectedVersion;
+          throw new VersionMoved();
+        }
         const row = { ...current, ...changes, [versionColumn]: written.version } as unknown as R;
         return { applied: true, row, attempts: attempt };
       },

@@ -10,6 +10,7 @@
 import { HybridLogicalClock, hlcFromBytes, hlcToBytes } from 'raceguard/clock';
 import type { ClockScenario, ClockTrial, ClockTrialContext } from '../clock-scenario.js';
 import { note } from '../scenario.js';
+import { recreateTables, truncate } from '../sql.js';
 
 /** How far node A's clock runs ahead of node B's. */
 const SKEW_MS = 300;
@@ -18,10 +19,12 @@ const LATER_MS = 100;
 
 async function runTrial(context: ClockTrialContext): Promise<ClockTrial> {
   const { pool, strategy, keys } = context;
-  await pool.query('TRUNCATE lab_registers');
+  await truncate(pool, 'lab_registers');
+  const ids = Array.from({ length: keys }, (_, i) => i + 1);
   await pool.query(
-    "INSERT INTO lab_registers SELECT g, 'none', 0, '\\x0000000000000000'::bytea FROM generate_series(1, $1) AS g",
-    [keys],
+    `INSERT INTO lab_registers (id, value, wall, stamp)
+     VALUES ${ids.map((_, i) => `($${i + 2}, 'none', 0, $1)`).join(', ')}`,
+    [Buffer.alloc(8), ...ids],
   );
   // The nodes' physical clocks, injected: A runs SKEW_MS ahead; time moves by hand (no sleeps).
   let elapsed = 0;
@@ -41,7 +44,8 @@ async function runTrial(context: ClockTrialContext): Promise<ClockTrial> {
       strategy === 'hlc'
         ? await pool.query(
             'UPDATE lab_registers SET value = $1, stamp = $2 WHERE id = $3 AND stamp < $2',
-            [value, hlcToBytes((node === 'a' ? hlcA : hlcB).now()), id],
+            // A Buffer: mysql2 sends only Buffers as binary.
+            [value, Buffer.from(hlcToBytes((node === 'a' ? hlcA : hlcB).now())), id],
           )
         : await pool.query(
             'UPDATE lab_registers SET value = $1, wall = $2 WHERE id = $3 AND wall < $2',
@@ -82,9 +86,14 @@ export const addressRegister: ClockScenario = {
   invariant: 'a correction made after reading the saved address is the one kept',
   strategies: ['unsafe', 'hlc'],
   async createSchema(pool) {
-    await pool.query('DROP TABLE IF EXISTS lab_registers');
-    await pool.query(
-      'CREATE TABLE lab_registers (id int PRIMARY KEY, value text NOT NULL, wall bigint NOT NULL, stamp bytea NOT NULL)',
+    // Stamps compare as bytes: bytea on PostgreSQL, varbinary on MySQL.
+    await recreateTables(
+      pool,
+      ['lab_registers'],
+      [
+        `CREATE TABLE lab_registers (id int PRIMARY KEY, value varchar(64) NOT NULL, wall bigint NOT NULL,
+          stamp ${pool.dialect === 'postgres' ? 'bytea' : 'varbinary(8)'} NOT NULL)`,
+      ],
     );
   },
   runTrial,

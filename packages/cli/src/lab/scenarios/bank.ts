@@ -1,4 +1,11 @@
-import { atomicDecrement, optimisticUpdate, transaction } from 'raceguard/postgres';
+import {
+  atomicDecrement,
+  autoIncrementKey,
+  optimisticUpdate,
+  recreateTables,
+  transaction,
+  truncate,
+} from '../sql.js';
 import { accepted, note, num, scalar, type Scenario } from '../scenario.js';
 
 const AMOUNT = 100;
@@ -11,12 +18,17 @@ export const bank: Scenario = {
   title: 'bank withdrawal',
   invariant: 'balance never negative; sum of accepted withdrawals == amount debited',
   async createSchema(db) {
-    await db.query(`DROP TABLE IF EXISTS bank_withdrawals, bank_accounts;
-      CREATE TABLE bank_accounts (id int PRIMARY KEY, balance bigint NOT NULL, version int NOT NULL DEFAULT 0);
-      CREATE TABLE bank_withdrawals (id serial PRIMARY KEY, account_id int NOT NULL, amount bigint NOT NULL);`);
+    await recreateTables(
+      db,
+      ['bank_withdrawals', 'bank_accounts'],
+      [
+        'CREATE TABLE bank_accounts (id int PRIMARY KEY, balance bigint NOT NULL, version int NOT NULL DEFAULT 0)',
+        `CREATE TABLE bank_withdrawals (id ${autoIncrementKey(db)}, account_id int NOT NULL, amount bigint NOT NULL)`,
+      ],
+    );
   },
   async seed(db, { concurrency }) {
-    await db.query('TRUNCATE bank_withdrawals, bank_accounts');
+    await truncate(db, 'bank_withdrawals', 'bank_accounts');
     await db.query('INSERT INTO bank_accounts (id, balance) VALUES (1, $1)', [
       balanceFor(concurrency),
     ]);
@@ -67,24 +79,28 @@ export const bank: Scenario = {
   },
   optimistic(request, { pool, gap, retryOptions }) {
     const amount = Number(request.amount);
-    return transaction(pool, async (tx) => {
-      const result = await optimisticUpdate(tx, {
-        ...retryOptions,
-        table: 'bank_accounts',
-        key: { id: Number(request.accountId) },
-        update: async (row) => {
-          if (num(row, 'balance') < amount) return null;
-          await gap();
-          return { balance: num(row, 'balance') - amount };
-        },
-      });
-      if (!result.applied) return { status: 422, body: { error: 'insufficient-funds' } };
-      await tx.query('INSERT INTO bank_withdrawals (account_id, amount) VALUES ($1, $2)', [
-        request.accountId,
-        amount,
-      ]);
-      return { status: 200, body: { withdrawn: amount } };
-    });
+    return transaction(
+      pool,
+      async (tx) => {
+        const result = await optimisticUpdate(tx, {
+          ...retryOptions,
+          table: 'bank_accounts',
+          key: { id: Number(request.accountId) },
+          update: async (row) => {
+            if (num(row, 'balance') < amount) return null;
+            await gap();
+            return { balance: num(row, 'balance') - amount };
+          },
+        });
+        if (!result.applied) return { status: 422, body: { error: 'insufficient-funds' } };
+        await tx.query('INSERT INTO bank_withdrawals (account_id, amount) VALUES ($1, $2)', [
+          request.accountId,
+          amount,
+        ]);
+        return { status: 200, body: { withdrawn: amount } };
+      },
+      { isolation: 'read committed' },
+    );
   },
   async check(db, responses, { concurrency }) {
     const anomalies = {};

@@ -1,4 +1,4 @@
-import { atomicIncrement, optimisticUpdate } from 'raceguard/postgres';
+import { atomicIncrement, optimisticUpdate, recreateTables, truncate } from '../sql.js';
 import { accepted, note, num, scalar, type Scenario } from '../scenario.js';
 
 /** Page views, stock received, points earned: K increments must add exactly K. */
@@ -7,11 +7,16 @@ export const counter: Scenario = {
   title: 'counter',
   invariant: 'K accepted increments add exactly K',
   async createSchema(db) {
-    await db.query(`DROP TABLE IF EXISTS counter_counters;
-      CREATE TABLE counter_counters (id int PRIMARY KEY, value bigint NOT NULL, version int NOT NULL DEFAULT 0);`);
+    await recreateTables(
+      db,
+      ['counter_counters'],
+      [
+        'CREATE TABLE counter_counters (id int PRIMARY KEY, value bigint NOT NULL, version int NOT NULL DEFAULT 0)',
+      ],
+    );
   },
   async seed(db) {
-    await db.query('TRUNCATE counter_counters');
+    await truncate(db, 'counter_counters');
     await db.query('INSERT INTO counter_counters (id, value) VALUES (1, 0)');
   },
   requests: ({ concurrency }) => Array.from({ length: concurrency }, () => ({ counterId: 1 })),

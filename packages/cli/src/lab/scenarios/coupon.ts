@@ -1,4 +1,11 @@
-import { atomicIncrement, optimisticUpdate, transaction } from 'raceguard/postgres';
+import {
+  atomicIncrement,
+  autoIncrementKey,
+  optimisticUpdate,
+  recreateTables,
+  transaction,
+  truncate,
+} from '../sql.js';
 import { accepted, note, num, scalar, type Scenario } from '../scenario.js';
 
 const capFor = (concurrency: number): number => Math.max(1, Math.ceil(concurrency / 10));
@@ -9,13 +16,18 @@ export const coupon: Scenario = {
   title: 'coupon capped at N redemptions',
   invariant: 'never more than N redemptions; the counter equals the redemptions',
   async createSchema(db) {
-    await db.query(`DROP TABLE IF EXISTS coupon_redemptions, coupon_coupons;
-      CREATE TABLE coupon_coupons (code text PRIMARY KEY, max_redemptions int NOT NULL, redeemed int NOT NULL DEFAULT 0,
-        version int NOT NULL DEFAULT 0);
-      CREATE TABLE coupon_redemptions (id serial PRIMARY KEY, code text NOT NULL, customer text NOT NULL);`);
+    await recreateTables(
+      db,
+      ['coupon_redemptions', 'coupon_coupons'],
+      [
+        `CREATE TABLE coupon_coupons (code varchar(64) PRIMARY KEY, max_redemptions int NOT NULL,
+          redeemed int NOT NULL DEFAULT 0, version int NOT NULL DEFAULT 0)`,
+        `CREATE TABLE coupon_redemptions (id ${autoIncrementKey(db)}, code varchar(64) NOT NULL, customer varchar(64) NOT NULL)`,
+      ],
+    );
   },
   async seed(db, { concurrency }) {
-    await db.query('TRUNCATE coupon_redemptions, coupon_coupons');
+    await truncate(db, 'coupon_redemptions', 'coupon_coupons');
     await db.query(`INSERT INTO coupon_coupons (code, max_redemptions) VALUES ('FIRST-N', $1)`, [
       capFor(concurrency),
     ]);
@@ -60,24 +72,28 @@ export const coupon: Scenario = {
     );
   },
   optimistic(request, { pool, gap, retryOptions }) {
-    return transaction(pool, async (tx) => {
-      const result = await optimisticUpdate(tx, {
-        ...retryOptions,
-        table: 'coupon_coupons',
-        key: { code: String(request.code) },
-        update: async (row) => {
-          if (num(row, 'redeemed') >= num(row, 'max_redemptions')) return null;
-          await gap();
-          return { redeemed: num(row, 'redeemed') + 1 };
-        },
-      });
-      if (!result.applied) return { status: 422, body: { error: 'coupon-exhausted' } };
-      await tx.query('INSERT INTO coupon_redemptions (code, customer) VALUES ($1, $2)', [
-        request.code,
-        request.customer,
-      ]);
-      return { status: 200, body: { redeemed: true } };
-    });
+    return transaction(
+      pool,
+      async (tx) => {
+        const result = await optimisticUpdate(tx, {
+          ...retryOptions,
+          table: 'coupon_coupons',
+          key: { code: String(request.code) },
+          update: async (row) => {
+            if (num(row, 'redeemed') >= num(row, 'max_redemptions')) return null;
+            await gap();
+            return { redeemed: num(row, 'redeemed') + 1 };
+          },
+        });
+        if (!result.applied) return { status: 422, body: { error: 'coupon-exhausted' } };
+        await tx.query('INSERT INTO coupon_redemptions (code, customer) VALUES ($1, $2)', [
+          request.code,
+          request.customer,
+        ]);
+        return { status: 200, body: { redeemed: true } };
+      },
+      { isolation: 'read committed' },
+    );
   },
   async check(db, responses, { concurrency }) {
     const anomalies = {};

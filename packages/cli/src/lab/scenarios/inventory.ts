@@ -1,4 +1,11 @@
-import { atomicDecrement, optimisticUpdate, transaction } from 'raceguard/postgres';
+import {
+  atomicDecrement,
+  autoIncrementKey,
+  optimisticUpdate,
+  recreateTables,
+  transaction,
+  truncate,
+} from '../sql.js';
 import { accepted, field, note, num, scalar, type Scenario } from '../scenario.js';
 
 const stockFor = (concurrency: number): number => Math.max(1, Math.ceil(concurrency / 10));
@@ -9,12 +16,17 @@ export const inventory: Scenario = {
   title: 'inventory purchase',
   invariant: 'stock never negative; orders == initial stock - final stock',
   async createSchema(db) {
-    await db.query(`DROP TABLE IF EXISTS inventory_orders, inventory_products;
-      CREATE TABLE inventory_products (id int PRIMARY KEY, stock int NOT NULL, version int NOT NULL DEFAULT 0);
-      CREATE TABLE inventory_orders (id serial PRIMARY KEY, product_id int NOT NULL, buyer text NOT NULL);`);
+    await recreateTables(
+      db,
+      ['inventory_orders', 'inventory_products'],
+      [
+        'CREATE TABLE inventory_products (id int PRIMARY KEY, stock int NOT NULL, version int NOT NULL DEFAULT 0)',
+        `CREATE TABLE inventory_orders (id ${autoIncrementKey(db)}, product_id int NOT NULL, buyer varchar(64) NOT NULL)`,
+      ],
+    );
   },
   async seed(db, { concurrency }) {
-    await db.query('TRUNCATE inventory_orders, inventory_products');
+    await truncate(db, 'inventory_orders', 'inventory_products');
     await db.query('INSERT INTO inventory_products (id, stock) VALUES (1, $1)', [
       stockFor(concurrency),
     ]);
@@ -57,24 +69,28 @@ export const inventory: Scenario = {
     );
   },
   optimistic(request, { pool, gap, retryOptions }) {
-    return transaction(pool, async (tx) => {
-      const result = await optimisticUpdate(tx, {
-        ...retryOptions,
-        table: 'inventory_products',
-        key: { id: Number(request.productId) },
-        update: async (row) => {
-          if (num(row, 'stock') < 1) return null;
-          await gap();
-          return { stock: num(row, 'stock') - 1 };
-        },
-      });
-      if (!result.applied) return { status: 422, body: { error: 'sold-out' } };
-      await tx.query('INSERT INTO inventory_orders (product_id, buyer) VALUES ($1, $2)', [
-        request.productId,
-        request.buyer,
-      ]);
-      return { status: 200, body: { purchased: true } };
-    });
+    return transaction(
+      pool,
+      async (tx) => {
+        const result = await optimisticUpdate(tx, {
+          ...retryOptions,
+          table: 'inventory_products',
+          key: { id: Number(request.productId) },
+          update: async (row) => {
+            if (num(row, 'stock') < 1) return null;
+            await gap();
+            return { stock: num(row, 'stock') - 1 };
+          },
+        });
+        if (!result.applied) return { status: 422, body: { error: 'sold-out' } };
+        await tx.query('INSERT INTO inventory_orders (product_id, buyer) VALUES ($1, $2)', [
+          request.productId,
+          request.buyer,
+        ]);
+        return { status: 200, body: { purchased: true } };
+      },
+      { isolation: 'read committed' },
+    );
   },
   async check(db, responses, { concurrency }) {
     const anomalies = {};

@@ -1,7 +1,14 @@
-import { atomicIncrement, optimisticUpdate, transaction, type Queryable } from 'raceguard/postgres';
+import {
+  atomicIncrement,
+  optimisticUpdate,
+  recreateTables,
+  transaction,
+  truncate,
+  type LabDb,
+} from '../sql.js';
 import { accepted, note, scalar, type Scenario } from '../scenario.js';
 
-const alreadyLiked = async (db: Queryable, postId: unknown, user: unknown): Promise<boolean> =>
+const alreadyLiked = async (db: LabDb, postId: unknown, user: unknown): Promise<boolean> =>
   (await db.query('SELECT 1 FROM like_likes WHERE post_id = $1 AND user_id = $2', [postId, user]))
     .rows.length > 0;
 
@@ -11,15 +18,21 @@ export const like: Scenario = {
   title: 'like a post',
   invariant: 'at most one like per user; like count == distinct likers',
   async createSchema(db, strategy) {
-    // The atomic fix is a uniqueness constraint plus ON CONFLICT DO NOTHING; the
-    // other variants run on the schema as people first write it, without one.
-    await db.query(`DROP TABLE IF EXISTS like_likes, like_posts;
-      CREATE TABLE like_posts (id int PRIMARY KEY, like_count int NOT NULL DEFAULT 0, version int NOT NULL DEFAULT 0);
-      CREATE TABLE like_likes (post_id int NOT NULL, user_id text NOT NULL
-        ${strategy === 'atomic' ? ', PRIMARY KEY (post_id, user_id)' : ''});`);
+    // The atomic fix is a uniqueness constraint plus an insert that skips a
+    // duplicate; the other variants run on the schema as people first write
+    // it, without one.
+    await recreateTables(
+      db,
+      ['like_likes', 'like_posts'],
+      [
+        'CREATE TABLE like_posts (id int PRIMARY KEY, like_count int NOT NULL DEFAULT 0, version int NOT NULL DEFAULT 0)',
+        `CREATE TABLE like_likes (post_id int NOT NULL, user_id varchar(64) NOT NULL
+          ${strategy === 'atomic' ? ', PRIMARY KEY (post_id, user_id)' : ''})`,
+      ],
+    );
   },
   async seed(db) {
-    await db.query('TRUNCATE like_likes, like_posts');
+    await truncate(db, 'like_likes', 'like_posts');
     await db.query('INSERT INTO like_posts (id) VALUES (1)');
   },
   requests: ({ concurrency }) =>
@@ -47,8 +60,12 @@ export const like: Scenario = {
     return transaction(
       pool,
       async (tx) => {
+        // PostgreSQL's ON CONFLICT DO NOTHING; MySQL's INSERT IGNORE (which would also
+        // hide other errors on a table with more constraints than this key).
         const inserted = await tx.query(
-          'INSERT INTO like_likes (post_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1',
+          tx.dialect === 'postgres'
+            ? 'INSERT INTO like_likes (post_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING'
+            : 'INSERT IGNORE INTO like_likes (post_id, user_id) VALUES ($1, $2)',
           [request.postId, request.userId],
         );
         if (inserted.rowCount !== 1) return { status: 422, body: { error: 'already-liked' } };
@@ -65,24 +82,28 @@ export const like: Scenario = {
   },
   optimistic(request, { pool, gap, retryOptions }) {
     // The post's version guards the user's like too: any like bumps it.
-    return transaction(pool, async (tx) => {
-      const result = await optimisticUpdate(tx, {
-        ...retryOptions,
-        table: 'like_posts',
-        key: { id: Number(request.postId) },
-        update: async (row) => {
-          if (await alreadyLiked(tx, row.id, request.userId)) return null;
-          await gap();
-          return { like_count: Number(row.like_count) + 1 };
-        },
-      });
-      if (!result.applied) return { status: 422, body: { error: 'already-liked' } };
-      await tx.query('INSERT INTO like_likes (post_id, user_id) VALUES ($1, $2)', [
-        request.postId,
-        request.userId,
-      ]);
-      return { status: 200, body: { liked: true } };
-    });
+    return transaction(
+      pool,
+      async (tx) => {
+        const result = await optimisticUpdate(tx, {
+          ...retryOptions,
+          table: 'like_posts',
+          key: { id: Number(request.postId) },
+          update: async (row) => {
+            if (await alreadyLiked(tx, row.id, request.userId)) return null;
+            await gap();
+            return { like_count: Number(row.like_count) + 1 };
+          },
+        });
+        if (!result.applied) return { status: 422, body: { error: 'already-liked' } };
+        await tx.query('INSERT INTO like_likes (post_id, user_id) VALUES ($1, $2)', [
+          request.postId,
+          request.userId,
+        ]);
+        return { status: 200, body: { liked: true } };
+      },
+      { isolation: 'read committed' },
+    );
   },
   async check(db, responses) {
     const anomalies = {};

@@ -1,4 +1,4 @@
-import { optimisticUpdate } from 'raceguard/postgres';
+import { optimisticUpdate, recreateTables, truncate } from '../sql.js';
 import { note, type Scenario } from '../scenario.js';
 
 /** Two loan officers open the same application; one approves, one rejects, at the same moment. */
@@ -8,11 +8,17 @@ export const loan: Scenario = {
   invariant:
     'exactly one decision succeeds and is the final status; every other officer gets a conflict',
   async createSchema(db) {
-    await db.query(`DROP TABLE IF EXISTS loan_loans;
-      CREATE TABLE loan_loans (id int PRIMARY KEY, status text NOT NULL, decided_by text, version int NOT NULL DEFAULT 0);`);
+    await recreateTables(
+      db,
+      ['loan_loans'],
+      [
+        `CREATE TABLE loan_loans (id int PRIMARY KEY, status varchar(16) NOT NULL, decided_by varchar(64),
+          version int NOT NULL DEFAULT 0)`,
+      ],
+    );
   },
   async seed(db) {
-    await db.query('TRUNCATE loan_loans');
+    await truncate(db, 'loan_loans');
     await db.query(`INSERT INTO loan_loans (id, status) VALUES (1, 'pending')`);
   },
   requests: ({ concurrency }) =>
@@ -38,11 +44,12 @@ export const loan: Scenario = {
     return { status: 200, body: { status: request.decision } };
   },
   async atomic(request, { pool }) {
-    const { rows } = await pool.query(
-      `UPDATE loan_loans SET status = $2, decided_by = $3 WHERE id = $1 AND status = 'pending' RETURNING status`,
+    // The decision and its condition in one statement: only a pending loan can be decided.
+    const { rowCount } = await pool.query(
+      `UPDATE loan_loans SET status = $2, decided_by = $3 WHERE id = $1 AND status = 'pending'`,
       [request.loanId, request.decision, request.officer],
     );
-    return rows.length === 1
+    return rowCount === 1
       ? { status: 200, body: { status: request.decision } }
       : { status: 409, body: { error: 'already-decided' } };
   },

@@ -21,6 +21,7 @@ import { consumeJetStream, ensureStream, JetStreamPublisher } from 'raceguard/na
 import { PostgresInbox, type PoolLike, type Queryable } from 'raceguard/postgres';
 import type { MessageScenario, MessageTrial, MessageTrialContext } from '../message-scenario.js';
 import { note, scalar } from '../scenario.js';
+import { postgresDb } from '../sql.js';
 
 const EVENTS = ['created', 'paid', 'shipped'] as const;
 const PARTITIONS = 8;
@@ -80,14 +81,14 @@ async function check(pool: PoolLike, lost: number): Promise<Record<string, numbe
     anomalies,
     'double-applied',
     await scalar(
-      pool,
+      postgresDb(pool),
       'SELECT count(*) FROM (SELECT order_id FROM lab_charges GROUP BY order_id HAVING count(*) > 1) AS twice',
     ),
   );
   note(
     anomalies,
     'not-shipped',
-    await scalar(pool, `SELECT count(*) FROM lab_orders WHERE status <> 'shipped'`),
+    await scalar(postgresDb(pool), `SELECT count(*) FROM lab_orders WHERE status <> 'shipped'`),
   );
   return anomalies;
 }

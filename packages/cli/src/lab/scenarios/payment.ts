@@ -1,40 +1,49 @@
-import { IdempotencyInFlightError } from 'raceguard';
+import { idempotent, IdempotencyInFlightError, type IdempotencyStore } from 'raceguard';
+import { createMysqlIdempotencyTable, MysqlIdempotencyStore } from 'raceguard/mysql';
 import {
   createIdempotencyTable,
   idempotentTransaction,
   PostgresIdempotencyStore,
-  transaction,
-  type PoolLike,
-  type Queryable,
 } from 'raceguard/postgres';
 import { field, note, type HandlerResult, type Scenario } from '../scenario.js';
+import {
+  autoIncrementKey,
+  insertReturningId,
+  postgresDb,
+  recreateTables,
+  transaction,
+  truncate,
+  type LabDb,
+} from '../sql.js';
 
 const AMOUNT = 10;
 const START_BALANCE = 1_000_000;
 /** Copies of each payment in the burst: a double click, and retries after a client timeout. */
 const COPIES = 4;
 
-const stores = new WeakMap<PoolLike, PostgresIdempotencyStore>();
-function storeFor(pool: PoolLike): PostgresIdempotencyStore {
+const stores = new WeakMap<object, IdempotencyStore>();
+/** One store per pool, made on first use. */
+function storeOf<S extends IdempotencyStore>(pool: object, make: () => S): S {
   let store = stores.get(pool);
   if (store === undefined) {
-    store = new PostgresIdempotencyStore({ db: pool, table: 'payment_idempotency' });
+    store = make();
     stores.set(pool, store);
   }
-  return store;
+  return store as S;
 }
 
 /** Debit and record one charge: what every variant does once it decided to charge. */
-async function charge(db: Queryable, request: Readonly<Record<string, unknown>>): Promise<number> {
-  const { rows } = await db.query(
-    'INSERT INTO payment_charges (customer, request_key, amount) VALUES ($1, $2, $3) RETURNING id',
+async function charge(db: LabDb, request: Readonly<Record<string, unknown>>): Promise<number> {
+  const id = await insertReturningId(
+    db,
+    'INSERT INTO payment_charges (customer, request_key, amount) VALUES ($1, $2, $3)',
     [field(request, 'customer'), field(request, 'key'), AMOUNT],
   );
   await db.query('UPDATE payment_accounts SET balance = balance - $2 WHERE customer = $1', [
     field(request, 'customer'),
     AMOUNT,
   ]);
-  return Number(rows[0]?.id);
+  return Number(id);
 }
 
 /**
@@ -50,26 +59,38 @@ export const payment: Scenario = {
   invariant: 'each payment charged at most once; every success for one key reports the same charge',
   strategies: ['unsafe', 'atomic', 'idempotency-key'],
   async createSchema(db, strategy) {
-    await db.query(`DROP TABLE IF EXISTS payment_charges, payment_accounts, payment_idempotency;
-      CREATE TABLE payment_accounts (customer text PRIMARY KEY, balance bigint NOT NULL);
-      CREATE TABLE payment_charges (id serial PRIMARY KEY, customer text NOT NULL, request_key text NOT NULL,
-        amount bigint NOT NULL);`);
+    await recreateTables(
+      db,
+      ['payment_charges', 'payment_accounts', 'payment_idempotency'],
+      [
+        'CREATE TABLE payment_accounts (customer varchar(64) PRIMARY KEY, balance bigint NOT NULL)',
+        `CREATE TABLE payment_charges (id ${autoIncrementKey(db)}, customer varchar(64) NOT NULL,
+          request_key varchar(64) NOT NULL, amount bigint NOT NULL)`,
+      ],
+    );
     // The atomic fix: the client's request id becomes a unique key of the charge.
     if (strategy === 'atomic') {
-      await db.query('CREATE UNIQUE INDEX ON payment_charges (customer, request_key)');
+      await db.query(
+        'CREATE UNIQUE INDEX payment_charges_once ON payment_charges (customer, request_key)',
+      );
     }
     if (strategy === 'idempotency-key') {
-      await createIdempotencyTable(db, { table: 'payment_idempotency' });
+      if (db.dialect === 'postgres')
+        await createIdempotencyTable(db.driver, { table: 'payment_idempotency' });
+      else await createMysqlIdempotencyTable(db.driver, { table: 'payment_idempotency' });
     }
   },
   async seed(db, { concurrency }) {
-    await db.query('TRUNCATE payment_charges, payment_accounts');
-    await db.query('TRUNCATE payment_idempotency').catch(() => undefined);
-    const customers = Math.max(1, Math.floor(concurrency / COPIES));
+    await truncate(db, 'payment_charges', 'payment_accounts');
+    await truncate(db, 'payment_idempotency').catch(() => undefined);
+    const customers = Array.from(
+      { length: Math.max(1, Math.floor(concurrency / COPIES)) },
+      (_, i) => `customer-${i}`,
+    );
     await db.query(
       `INSERT INTO payment_accounts (customer, balance)
-       SELECT 'customer-' || i, $2 FROM generate_series(0, $1 - 1) AS i`,
-      [customers, START_BALANCE],
+       VALUES ${customers.map((_, i) => `($${i + 2}, $1)`).join(', ')}`,
+      [START_BALANCE, ...customers],
     );
   },
   requests: ({ concurrency }) => {
@@ -93,12 +114,13 @@ export const payment: Scenario = {
     return transaction(
       pool,
       async (tx): Promise<HandlerResult> => {
-        const { rows } = await tx.query(
-          `INSERT INTO payment_charges (customer, request_key, amount) VALUES ($1, $2, $3)
-           ON CONFLICT (customer, request_key) DO NOTHING RETURNING id`,
+        const id = await insertReturningId(
+          tx,
+          'INSERT INTO payment_charges (customer, request_key, amount) VALUES ($1, $2, $3)',
           [field(request, 'customer'), field(request, 'key'), AMOUNT],
+          { skipDuplicate: true },
         );
-        if (rows[0] === undefined) {
+        if (id === undefined) {
           const existing = await tx.query(
             'SELECT id FROM payment_charges WHERE customer = $1 AND request_key = $2',
             [field(request, 'customer'), field(request, 'key')],
@@ -109,7 +131,7 @@ export const payment: Scenario = {
           field(request, 'customer'),
           AMOUNT,
         ]);
-        return { status: 200, body: { chargeId: Number(rows[0].id) } };
+        return { status: 200, body: { chargeId: id } };
       },
       retryOptions,
     );
@@ -118,21 +140,45 @@ export const payment: Scenario = {
     return Promise.reject(new Error('the payment scenario has no optimistic variant'));
   },
   async idempotent(request, { pool, gap, retryOptions }) {
+    const claim = {
+      scope: field(request, 'customer'),
+      key: field(request, 'key'),
+      payload: { amount: request.amount },
+    };
     try {
-      const { value } = await idempotentTransaction(
-        pool,
-        storeFor(pool),
-        {
-          scope: field(request, 'customer'),
-          key: field(request, 'key'),
-          payload: { amount: request.amount },
-          transaction: retryOptions,
-        },
-        async (tx) => {
-          await gap();
-          return { chargeId: await charge(tx, request) };
-        },
-      );
+      // PostgreSQL: claim, charge and stored result in the handler's own
+      // transaction. MySQL: the store's atomic claim, then the charge in a
+      // transaction of its own, then the result (a crash in between leaves
+      // a claim that a retry resumes after its lease).
+      const { value } =
+        pool.dialect === 'postgres'
+          ? await idempotentTransaction(
+              pool.driver,
+              storeOf(
+                pool,
+                () =>
+                  new PostgresIdempotencyStore({ db: pool.driver, table: 'payment_idempotency' }),
+              ),
+              { ...claim, transaction: retryOptions },
+              async (tx) => {
+                await gap();
+                return { chargeId: await charge(postgresDb(tx), request) };
+              },
+            )
+          : await idempotent(
+              storeOf(
+                pool,
+                () =>
+                  new MysqlIdempotencyStore({ client: pool.driver, table: 'payment_idempotency' }),
+              ),
+              claim,
+              async () => {
+                await gap();
+                return {
+                  chargeId: await transaction(pool, (tx) => charge(tx, request), retryOptions),
+                };
+              },
+            );
       return { status: 200, body: value };
     } catch (error) {
       if (error instanceof IdempotencyInFlightError) {
@@ -144,8 +190,8 @@ export const payment: Scenario = {
   async check(db, responses) {
     const anomalies = {};
     const { rows } = await db.query(
-      `SELECT c.request_key, count(*)::int AS charges, a.balance::bigint AS balance,
-         (SELECT sum(amount) FROM payment_charges x WHERE x.customer = c.customer)::bigint AS debited
+      `SELECT c.request_key, count(*) AS charges, a.balance AS balance,
+         (SELECT sum(amount) FROM payment_charges x WHERE x.customer = c.customer) AS debited
        FROM payment_charges c JOIN payment_accounts a USING (customer)
        GROUP BY c.customer, c.request_key, a.balance`,
     );

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { LeaseCache } from 'raceguard/cache';
-import type { PoolLike } from 'raceguard/postgres';
+import { recreateTables, transaction, truncate, type LabPool } from '../sql.js';
 import type { CacheScenario, CacheTrial, CacheTrialContext } from '../cache-scenario.js';
 import { note } from '../scenario.js';
 
@@ -27,17 +27,22 @@ interface PriceRow {
   readonly version: number;
 }
 
-async function loadPrice(pool: PoolLike, id: number): Promise<PriceRow> {
+async function loadPrice(pool: LabPool, id: number): Promise<PriceRow> {
   const { rows } = await pool.query('SELECT price, version FROM lab_prices WHERE id = $1', [id]);
   const row = rows[0];
   return { price: Number(row?.price), version: Number(row?.version) };
 }
 
-async function changePrice(pool: PoolLike, id: number): Promise<PriceRow> {
-  const { rows } = await pool.query(
-    'UPDATE lab_prices SET price = price + 1, version = version + 1 WHERE id = $1 RETURNING price, version',
-    [id],
-  );
+async function changePrice(pool: LabPool, id: number): Promise<PriceRow> {
+  const change = 'UPDATE lab_prices SET price = price + 1, version = version + 1 WHERE id = $1';
+  // MySQL has no RETURNING: the new row is read back under the UPDATE's row lock.
+  const { rows } =
+    pool.dialect === 'postgres'
+      ? await pool.query(`${change} RETURNING price, version`, [id])
+      : await transaction(pool, async (tx) => {
+          await tx.query(change, [id]);
+          return tx.query('SELECT price, version FROM lab_prices WHERE id = $1', [id]);
+        });
   const row = rows[0];
   return { price: Number(row?.price), version: Number(row?.version) };
 }
@@ -50,10 +55,11 @@ interface ReadOptions {
 async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
   const { pool, redis, strategy, keys } = context;
   const prefix = `raceguard:lab:${randomBytes(4).toString('hex')}:`;
-  await pool.query('TRUNCATE lab_prices');
+  await truncate(pool, 'lab_prices');
+  const ids = Array.from({ length: keys }, (_, i) => i + 1);
   await pool.query(
-    'INSERT INTO lab_prices (id, price, version) SELECT g, 100, 1 FROM generate_series(1, $1) AS g',
-    [keys],
+    `INSERT INTO lab_prices (id, price, version) VALUES ${ids.map((_, i) => `($${i + 1}, 100, 1)`).join(', ')}`,
+    ids,
   );
   let refusedFills = 0;
   const cache = new LeaseCache({
@@ -179,9 +185,10 @@ export const productPrice: CacheScenario = {
     "after the writer's response, no reader sees the old price (not at once, and not later from the cache)",
   strategies: ['unsafe', 'delete-before-write', 'double-delete', 'lease-cache', 'versioned-write'],
   async createSchema(pool) {
-    await pool.query('DROP TABLE IF EXISTS lab_prices');
-    await pool.query(
-      'CREATE TABLE lab_prices (id int PRIMARY KEY, price int NOT NULL, version bigint NOT NULL)',
+    await recreateTables(
+      pool,
+      ['lab_prices'],
+      ['CREATE TABLE lab_prices (id int PRIMARY KEY, price int NOT NULL, version bigint NOT NULL)'],
     );
   },
   runTrial,

@@ -1,4 +1,10 @@
-import { optimisticUpdate, transaction } from 'raceguard/postgres';
+import {
+  autoIncrementKey,
+  optimisticUpdate,
+  recreateTables,
+  transaction,
+  truncate,
+} from '../sql.js';
 import { accepted, note, scalar, type Scenario } from '../scenario.js';
 
 /** The last seat on a flight (or the last concert ticket), wanted by everyone at once. */
@@ -7,12 +13,17 @@ export const seat: Scenario = {
   title: 'last seat',
   invariant: 'at most one booking per seat; the seat holder is the one booking confirmed',
   async createSchema(db) {
-    await db.query(`DROP TABLE IF EXISTS seat_bookings, seat_seats;
-      CREATE TABLE seat_seats (id text PRIMARY KEY, booked_by text, version int NOT NULL DEFAULT 0);
-      CREATE TABLE seat_bookings (id serial PRIMARY KEY, seat_id text NOT NULL, passenger text NOT NULL);`);
+    await recreateTables(
+      db,
+      ['seat_bookings', 'seat_seats'],
+      [
+        'CREATE TABLE seat_seats (id varchar(16) PRIMARY KEY, booked_by varchar(64), version int NOT NULL DEFAULT 0)',
+        `CREATE TABLE seat_bookings (id ${autoIncrementKey(db)}, seat_id varchar(16) NOT NULL, passenger varchar(64) NOT NULL)`,
+      ],
+    );
   },
   async seed(db) {
-    await db.query('TRUNCATE seat_bookings, seat_seats');
+    await truncate(db, 'seat_bookings', 'seat_seats');
     await db.query(`INSERT INTO seat_seats (id) VALUES ('12A')`);
   },
   requests: ({ concurrency }) =>
@@ -41,7 +52,7 @@ export const seat: Scenario = {
       async (tx) => {
         // The claim and its condition in one statement: only a free seat can be taken.
         const claimed = await tx.query(
-          'UPDATE seat_seats SET booked_by = $2 WHERE id = $1 AND booked_by IS NULL RETURNING id',
+          'UPDATE seat_seats SET booked_by = $2 WHERE id = $1 AND booked_by IS NULL',
           [request.seatId, request.passenger],
         );
         if (claimed.rowCount !== 1) return { status: 422, body: { error: 'seat-taken' } };
@@ -55,24 +66,28 @@ export const seat: Scenario = {
     );
   },
   optimistic(request, { pool, gap, retryOptions }) {
-    return transaction(pool, async (tx) => {
-      const result = await optimisticUpdate(tx, {
-        ...retryOptions,
-        table: 'seat_seats',
-        key: { id: String(request.seatId) },
-        update: async (row) => {
-          if (row.booked_by !== null) return null;
-          await gap();
-          return { booked_by: request.passenger };
-        },
-      });
-      if (!result.applied) return { status: 422, body: { error: 'seat-taken' } };
-      await tx.query('INSERT INTO seat_bookings (seat_id, passenger) VALUES ($1, $2)', [
-        request.seatId,
-        request.passenger,
-      ]);
-      return { status: 200, body: { booked: request.passenger } };
-    });
+    return transaction(
+      pool,
+      async (tx) => {
+        const result = await optimisticUpdate(tx, {
+          ...retryOptions,
+          table: 'seat_seats',
+          key: { id: String(request.seatId) },
+          update: async (row) => {
+            if (row.booked_by !== null) return null;
+            await gap();
+            return { booked_by: request.passenger };
+          },
+        });
+        if (!result.applied) return { status: 422, body: { error: 'seat-taken' } };
+        await tx.query('INSERT INTO seat_bookings (seat_id, passenger) VALUES ($1, $2)', [
+          request.seatId,
+          request.passenger,
+        ]);
+        return { status: 200, body: { booked: request.passenger } };
+      },
+      { isolation: 'read committed' },
+    );
   },
   async check(db, responses) {
     const anomalies = {};

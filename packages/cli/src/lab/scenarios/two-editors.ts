@@ -1,15 +1,14 @@
-import type { PoolLike } from 'raceguard/postgres';
-import { versionedRows } from 'raceguard/postgres';
-import { conditionalWrites, type ConditionalWrites } from 'raceguard/http';
+import type { ConditionalWrites } from 'raceguard/http';
 import { note, type Scenario } from '../scenario.js';
+import { conditionalRows, recreateTables, truncate, type LabKey, type LabPool } from '../sql.js';
 
-const documents = new WeakMap<PoolLike, ConditionalWrites<{ id: number }>>();
+const documents = new WeakMap<LabPool, ConditionalWrites<LabKey>>();
 
 /** The conditional writes of the documents table, one per pool. */
-function documentsOf(pool: PoolLike): ConditionalWrites<{ id: number }> {
+function documentsOf(pool: LabPool): ConditionalWrites<LabKey> {
   let found = documents.get(pool);
   if (found === undefined) {
-    found = conditionalWrites(versionedRows(pool, { table: 'editors_documents' }));
+    found = conditionalRows(pool, 'editors_documents');
     documents.set(pool, found);
   }
   return found;
@@ -28,11 +27,17 @@ export const twoEditors: Scenario = {
     'exactly one save of the version everyone loaded succeeds and is the document; every other editor gets 412, no edit vanishes silently',
   strategies: ['unsafe', 'optimistic'],
   async createSchema(db) {
-    await db.query(`DROP TABLE IF EXISTS editors_documents;
-      CREATE TABLE editors_documents (id int PRIMARY KEY, title text NOT NULL, edited_by text, version int NOT NULL DEFAULT 1);`);
+    await recreateTables(
+      db,
+      ['editors_documents'],
+      [
+        `CREATE TABLE editors_documents (id int PRIMARY KEY, title varchar(200) NOT NULL, edited_by varchar(64),
+          version int NOT NULL DEFAULT 1)`,
+      ],
+    );
   },
   async seed(db) {
-    await db.query('TRUNCATE editors_documents');
+    await truncate(db, 'editors_documents');
     await db.query(`INSERT INTO editors_documents (id, title) VALUES (1, 'draft')`);
   },
   requests: ({ concurrency }) =>
