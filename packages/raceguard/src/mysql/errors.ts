@@ -65,7 +65,7 @@ export class StaleSnapshotError extends RaceguardError {
     super(
       'RACEGUARD_MYSQL_STALE_SNAPSHOT',
       `optimisticUpdate on ${table}: after a lost race the row still reads version ${String(version)}: ` +
-        'this connection reads a snapshot (a REPEATABLE READ transaction, InnoDB\'s default), so every retry ' +
+        "this connection reads a snapshot (a REPEATABLE READ transaction, InnoDB's default), so every retry " +
         'would lose again; run optimisticUpdate in autocommit or in a READ COMMITTED transaction',
     );
     this.version = version;

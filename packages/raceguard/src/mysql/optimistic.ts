@@ -81,7 +81,7 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
     return rest;
   };
   // The version the last write lost against: seeing it again means the reads come from a snapshot.
-  let lost: unknown;
+  let lost: string | undefined;
   try {
     return await retry(
       async ({ attempt }) => {
@@ -90,7 +90,7 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
         const expectedVersion = current[versionColumn];
         // A version column of the wrong type is a schema mistake, named before anything is written.
         assertVersion(`the version column "${versionColumn}" of ${table}`, expectedVersion);
-        if (lost !== undefined && String(expectedVersion) === String(lost)) {
+        if (lost !== undefined && String(expectedVersion) === lost) {
           throw new StaleSnapshotError(table, expectedVersion);
         }
         const changes = await options.update(current as R, { attempt });
@@ -103,7 +103,7 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
           set: changes,
         });
         if (!written.applied) {
-          lost = expectedVersion;
+          lost = String(expectedVersion);
           throw new VersionMoved();
         }
         const row = { ...current, ...changes, [versionColumn]: written.version } as unknown as R;
