@@ -193,6 +193,7 @@ export function labCommand(): Command {
       '--history <dir>',
       'write every HTTP burst as a history file (raceguard check --format json reads them)',
     )
+    .option('--no-warmup', 'skip the unscored burst fired before the first scored one')
     .option('--json', 'print the results as JSON on stdout')
     .option(
       '--serve',
@@ -217,10 +218,12 @@ export function labCommand(): Command {
         serve?: boolean;
         port: number;
         database?: string;
+        warmup: boolean;
       }) => {
         const status = (line: string): void => void process.stderr.write(`lab: ${line}\n`);
         // Inside the Ctrl-C handling, so an interrupt from here on is reported as 130.
-        const url = opts.database ?? process.env.DATABASE_URL;
+        // An empty DATABASE_URL counts as unset, as usePostgres reads it.
+        const url = opts.database ?? (process.env.DATABASE_URL || undefined);
         const starting = (): void =>
           status(
             url === undefined
@@ -249,6 +252,8 @@ export function labCommand(): Command {
               process.stdout.write(`${formatServeBanner(lab)}\n`);
               // Serves until Ctrl-C (or SIGTERM): the interrupt is the way out, reported as 130.
               await new Promise<never>((_, reject) => {
+                // A Ctrl-C during the last steps of starting has already fired.
+                if (signal.aborted) reject(new Error('interrupted'));
                 signal.addEventListener('abort', () => reject(new Error('interrupted')), {
                   once: true,
                 });
@@ -267,6 +272,7 @@ export function labCommand(): Command {
               ...(opts.database !== undefined && { databaseUrl: opts.database }),
               concurrency: opts.concurrency,
               trials: opts.trials,
+              warmup: opts.warmup,
               gapMs: opts.gapMs,
               poolSize: opts.poolSize,
               servers: opts.servers,

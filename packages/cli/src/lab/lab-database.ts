@@ -35,7 +35,8 @@ export function dialectOf(url: string | undefined): LabDialect {
 export async function openLabDatabase(
   options: { readonly databaseUrl?: string | undefined; readonly signal?: AbortSignal } = {},
 ): Promise<LabDatabase> {
-  const url = options.databaseUrl ?? process.env.DATABASE_URL;
+  // An empty DATABASE_URL counts as unset, as usePostgres reads it.
+  const url = options.databaseUrl ?? (process.env.DATABASE_URL || undefined);
   return dialectOf(url) === 'mysql' ? openMysql(url as string) : openPostgres(options);
 }
 
