@@ -131,6 +131,8 @@ describe('raceguard run', () => {
           if (trial === 1) throw new Error('teardown broke');
         },
       }),
+      // Counting phases of the scored trials only.
+      { warmup: false },
     );
     assert.equal(teardowns, 3);
     assert.deepEqual(
@@ -139,6 +141,43 @@ describe('raceguard run', () => {
     );
     assert.equal(report.erroredTrials, 2);
     assert.equal(report.violatedTrials, 0);
+  });
+
+  it('fires one unscored warm-up burst before the first trial (setup and teardown around it), none with warmup: false', async () => {
+    for (const [warmup, expected] of [
+      [true, 4],
+      [false, 3],
+    ] as const) {
+      let setups = 0;
+      let teardowns = 0;
+      let bursts = 0;
+      const report = await runScenario(
+        defineScenario({
+          ...scenarioFor('atomic', 3),
+          setup: async ({ sql }) => {
+            setups += 1;
+            await sql('TRUNCATE inventory_orders');
+            await sql('UPDATE inventory_products SET stock = 1, version = 0 WHERE id = 1');
+          },
+          teardown: () => {
+            teardowns += 1;
+          },
+          burst: {
+            count: 10,
+            request: (i) => {
+              if (i === 0) bursts += 1;
+              return {
+                path: '/scenarios/inventory/atomic',
+                json: { productId: 1, buyer: `b-${i}` },
+              };
+            },
+          },
+        }),
+        { warmup },
+      );
+      assert.equal(report.trials, 3);
+      assert.deepEqual([setups, teardowns, bursts], [expected, expected, expected], String(warmup));
+    }
   });
 
   it('rejects bad definitions, naming the field', () => {

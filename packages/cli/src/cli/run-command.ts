@@ -149,6 +149,7 @@ interface RunOptions {
   maxRequests: number;
   maxDurationMs: number;
   settleMs: number;
+  warmup: boolean;
   allowNoSuccess?: boolean;
   arrivalHeader: string;
   delay?: Record<string, number>;
@@ -314,6 +315,10 @@ export function runCommand(): Command {
         .default(20)
         .argParser(integer(0)),
     )
+    .option(
+      '--no-warmup',
+      'skip the unscored burst fired before the first trial (it keeps cold connections and code out of the scored trials)',
+    )
     .addOption(
       new Option('--protocol <protocol>', "overrides each scenario's burst.protocol").choices([
         'http1',
@@ -382,6 +387,7 @@ export function runCommand(): Command {
                 maxRequests: opts.maxRequests,
                 maxDurationMs: opts.maxDurationMs,
                 settleMs: opts.settleMs,
+                warmup: opts.warmup,
                 signal,
                 onTrial: (t) => progress.update(t.trial + 1, trials, scenario.name),
               });

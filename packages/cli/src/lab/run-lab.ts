@@ -83,6 +83,13 @@ export interface LabOptions {
    * in the shape `raceguard check --format json` reads.
    */
   readonly historyDir?: string;
+  /**
+   * Fire one unscored burst (the first scenario and strategy, seeded, not
+   * checked) before the first scored one, so no trial pays for cold
+   * connections and code.
+   * @default true
+   */
+  readonly warmup?: boolean;
   /** Called once the database and the lab servers are up, before the first burst. */
   readonly onStart?: (start: LabStart) => void;
   /** Called after every trial. */
@@ -462,6 +469,19 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
         ...planOf(clockScenarios),
       ].reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
     progressTotal = total;
+    const [firstScenario, firstStrategies] =
+      plan.find(([, applicable]) => applicable.length > 0) ?? [];
+    const firstStrategy = firstStrategies?.[0];
+    if (options.warmup !== false && firstScenario !== undefined && firstStrategy !== undefined) {
+      await firstScenario.createSchema(pool, firstStrategy);
+      await firstScenario.seed(pool, { concurrency });
+      await fireAll(
+        clients,
+        firstScenario
+          .requests({ concurrency })
+          .map((body) => ({ path: `/scenarios/${firstScenario.name}/${firstStrategy}`, body })),
+      );
+    }
     options.onStart?.({
       embedded: database.embedded,
       database: database.dialect,
