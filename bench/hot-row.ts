@@ -7,9 +7,18 @@
  * With `--database mysql://...` the same table is filled on MySQL / MariaDB
  * (`raceguard/mysql`; the advisory lock is `GET_LOCK`, on a pool of its own).
  *
+ * On PostgreSQL, then the hot-row combiner (`createCombiner`): strategy
+ * `combined` at 64 clients in one process and 16 clients in each of 4
+ * processes (`--combined 64x1,16x4`), plain (against bare `UPDATE`
+ * statements at the same clients and processes) and durable (one order row
+ * per granted request, against a per-request transaction doing the same
+ * `UPDATE` and `INSERT`). `--combined-only` skips the other strategies.
+ *
  *   npm run bench [-- --duration-ms 1000 --rounds 3 --clients 1,16,64 --json
- *                     --database postgres://... | mysql://...]
+ *                     --database postgres://... | mysql://...
+ *                     --combined 64x1,16x4 --combined-only]
  */
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import { randomBytes } from 'node:crypto';
@@ -31,20 +40,33 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     clients: { type: 'string', default: '1,16,64' },
     database: { type: 'string' },
+    combined: { type: 'string', default: '64x1,16x4' },
+    'combined-only': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
 const durationMs = Number(args['duration-ms']);
 const rounds = Number(args.rounds);
 const clientCounts = args.clients.split(',').map(Number);
+const combinedShapes = args.combined.split(',').map((shape) => {
+  const [clients, processes] = shape.split('x').map(Number);
+  return { clients: clients ?? Number.NaN, processes: processes ?? Number.NaN };
+});
 if (
+  combinedShapes.some(
+    (s) =>
+      !Number.isSafeInteger(s.clients) ||
+      s.clients < 1 ||
+      !Number.isSafeInteger(s.processes) ||
+      s.processes < 1,
+  ) ||
   !(durationMs > 0) ||
   !Number.isSafeInteger(rounds) ||
   rounds < 1 ||
   clientCounts.some((n) => !Number.isSafeInteger(n) || n < 1)
 ) {
   process.stderr.write(
-    'usage: hot-row [--duration-ms N] [--rounds N] [--clients 1,16,64] [--database URL] [--json]\n',
+    'usage: hot-row [--duration-ms N] [--rounds N] [--clients 1,16,64] [--database URL] [--combined 64x1,16x4] [--combined-only] [--json]\n',
   );
   process.exit(2);
 }
@@ -109,6 +131,8 @@ async function measure(op: Op, clients: number): Promise<number> {
 
 interface Subject {
   readonly label: string;
+  /** PostgreSQL only: where worker processes of the combined benchmark connect. */
+  readonly postgres?: { readonly url: string; readonly schema: string };
   readonly baseline: Op;
   readonly strategies: Record<string, Op>;
   close(): Promise<void>;
@@ -130,8 +154,12 @@ async function postgresSubject(): Promise<Subject> {
   pool.on('error', () => undefined);
   await pool.query(TABLE);
   await pool.query('INSERT INTO hot (id, v) VALUES (1, 1000000000000)');
+  await pool.query(
+    'CREATE TABLE hot_orders (id bigserial PRIMARY KEY, row_id int NOT NULL, request text NOT NULL)',
+  );
   return {
     label: `PostgreSQL: ${server.embedded ? 'embedded' : 'DATABASE_URL'}`,
+    postgres: { url: server.url, schema: schema.name },
     baseline: () => pgBaseline(pool),
     strategies: Object.fromEntries(
       Object.entries(pgStrategies).map(([name, op]) => [name, () => op(pool)]),
@@ -209,8 +237,75 @@ const subject =
 
 const results: { strategy: string; clients: number; opsPerSec: number; ratioToBaseline: number }[] =
   [];
+/** A row of the combined table. */
+interface CombinedRow {
+  readonly strategy: 'combined';
+  readonly clients: number;
+  readonly processes: number;
+  readonly durable: boolean;
+  readonly opsPerSec: number;
+  readonly ratioToBaseline: number;
+  /** The baseline's throughput at the same clients and processes: the floor beside the result. */
+  readonly baselineOpsPerSec: number;
+  readonly p99Ms: number;
+  readonly baselineP99Ms: number;
+  /** Mean requests per statement. */
+  readonly meanBatch: number;
+}
+const combinedResults: CombinedRow[] = [];
+
+/** Run `processes` workers at once, each with `clients` callers; sum their operations. */
+async function runWorkers(
+  where: { readonly url: string; readonly schema: string },
+  mode: 'combined' | 'baseline',
+  durable: boolean,
+  clients: number,
+  processes: number,
+): Promise<{ opsPerSec: number; p99Ms: number; batches: number; ops: number }> {
+  const startAt = Date.now() + 1500 + processes * 300;
+  const outputs = await Promise.all(
+    Array.from(
+      { length: processes },
+      () =>
+        new Promise<{ ops: number; p99Ms: number; batches: number }>((resolve, reject) => {
+          const child = spawn(
+            process.execPath,
+            [
+              '--import',
+              'tsx',
+              'bench/hot-row-worker.ts',
+              where.url,
+              where.schema,
+              mode,
+              durable ? 'durable' : 'plain',
+              String(clients),
+              String(durationMs),
+              String(startAt),
+            ],
+            { stdio: ['ignore', 'pipe', 'inherit'] },
+          );
+          let out = '';
+          child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+          child.on('error', reject);
+          child.on('exit', (code) =>
+            code === 0
+              ? resolve(JSON.parse(out) as { ops: number; p99Ms: number; batches: number })
+              : reject(new Error(`worker exited ${code}`)),
+          );
+        }),
+    ),
+  );
+  const ops = outputs.reduce((sum, o) => sum + o.ops, 0);
+  return {
+    ops,
+    opsPerSec: (ops * 1000) / durationMs,
+    p99Ms: Math.max(...outputs.map((o) => o.p99Ms)),
+    batches: outputs.reduce((sum, o) => sum + o.batches, 0),
+  };
+}
+
 try {
-  for (const clients of clientCounts) {
+  for (const clients of args['combined-only'] ? [] : clientCounts) {
     // Open every connection and warm the plans before measuring.
     await Promise.all(Array.from({ length: clients }, () => subject.baseline()));
     // Rounds interleave the baseline with every strategy; the median of each
@@ -239,12 +334,52 @@ try {
       });
     }
   }
+  const where = subject.postgres;
+  for (const durable of where === undefined ? [] : [false, true]) {
+    for (const { clients, processes } of combinedShapes) {
+      const runs = {
+        combined: [] as Awaited<ReturnType<typeof runWorkers>>[],
+        baseline: [] as Awaited<ReturnType<typeof runWorkers>>[],
+      };
+      for (let round = 0; round < rounds; round++) {
+        for (const mode of ['baseline', 'combined'] as const) {
+          if (!args.json)
+            process.stderr.write(
+              `  ${mode}, ${durable ? 'durable' : 'plain'}, ${processes} x ${clients} client(s), round ${round + 1}...\n`,
+            );
+          runs[mode].push(
+            await runWorkers(where as NonNullable<typeof where>, mode, durable, clients, processes),
+          );
+        }
+      }
+      const pick = (list: Awaited<ReturnType<typeof runWorkers>>[]) =>
+        [...list].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor(list.length / 2)] as Awaited<
+          ReturnType<typeof runWorkers>
+        >;
+      const combined = pick(runs.combined);
+      const base = pick(runs.baseline);
+      combinedResults.push({
+        strategy: 'combined',
+        clients: clients * processes,
+        processes,
+        durable,
+        opsPerSec: Math.round(combined.opsPerSec),
+        ratioToBaseline: Number((combined.opsPerSec / base.opsPerSec).toFixed(2)),
+        baselineOpsPerSec: Math.round(base.opsPerSec),
+        p99Ms: Number(combined.p99Ms.toFixed(2)),
+        baselineP99Ms: Number(base.p99Ms.toFixed(2)),
+        meanBatch: Number((combined.ops / Math.max(1, combined.batches)).toFixed(1)),
+      });
+    }
+  }
 } finally {
   await subject.close();
 }
 
 if (args.json) {
-  process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ results: [...results, ...combinedResults] }, null, 2)}\n`,
+  );
 } else {
   const { renderTable } = await import('../packages/cli/src/cli/table.js');
   process.stdout.write(
@@ -253,4 +388,34 @@ if (args.json) {
       results.map((r) => [r.strategy, r.clients, r.opsPerSec, r.ratioToBaseline.toFixed(2)]),
     )}\n\n${subject.label}; baseline (the floor): bare UPDATE statements on the same pool; median of ${rounds} round(s) of ${durationMs} ms\n`,
   );
+  if (combinedResults.length > 0) {
+    process.stdout.write(
+      `\n${renderTable(
+        [
+          'strategy',
+          'mode',
+          'clients',
+          'processes',
+          'ops/s',
+          'baseline ops/s',
+          'x baseline',
+          'p99 ms',
+          'baseline p99 ms',
+          'mean batch',
+        ],
+        combinedResults.map((r) => [
+          r.strategy,
+          r.durable ? 'durable' : 'plain',
+          r.clients,
+          r.processes,
+          r.opsPerSec,
+          r.baselineOpsPerSec,
+          r.ratioToBaseline.toFixed(1),
+          r.p99Ms.toFixed(1),
+          r.baselineP99Ms.toFixed(1),
+          r.meanBatch,
+        ]),
+      )}\n\nbaseline (the floor) at the same clients and processes: plain, bare UPDATE statements; durable, a transaction per request doing the UPDATE and the order INSERT; median of ${rounds} round(s) of ${durationMs} ms\n`,
+    );
+  }
 }

@@ -27,6 +27,7 @@ const documents = [
   'docs/check.md',
   'docs/conditional-writes.md',
   'docs/mysql.md',
+  'docs/hot-row.md',
   'docs/orm.md',
   'docs/benchmarks.md',
   'packages/raceguard/README.md',

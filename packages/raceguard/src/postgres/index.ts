@@ -141,3 +141,13 @@ export {
   type VersionedRow,
   type VersionedRowsOptions,
 } from './versioned-rows.js';
+export {
+  createCombiner,
+  BatchDeadlineError,
+  BatcherClosedError,
+  type Combiner,
+  type CombinerOptions,
+  type CombinerRequest,
+  type CombinedResult,
+  type CombinedBatch,
+} from './combiner.js';
