@@ -10,11 +10,13 @@
  *   requests are written on N open connections, then it is resumed: the
  *   spread is the server's own dispatch time, which no client can beat;
  * - detection: the fraction of bursts that oversell the lab's unsafe
- *   inventory endpoint (stock 1) at gap 0 and gap 1 ms.
+ *   inventory endpoint (stock 1) at gap 0 and gap 1 ms (window
+ *   `db-round-trip`), and an in-memory counter whose race window is one
+ *   event-loop turn (`event-loop-turn`), bursts of 10 and 30.
  *
- *   npm run bench:burst [-- --bursts 20 --json]
+ *   npm run bench:burst [-- --bursts 20 --detection-bursts 40 --narrow-only --json]
  */
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -35,12 +37,18 @@ const { values: args } = parseArgs({
   options: {
     bursts: { type: 'string', default: '20' },
     'detection-bursts': { type: 'string', default: '40' },
+    /** Only the narrow-window (event-loop turn) detection cells. */
+    'narrow-only': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
 const BURSTS = Number(args.bursts);
 const DETECTION_BURSTS = Number(args['detection-bursts']);
 const SIZES = [30, 100];
+/** Burst sizes of the narrow-window detection cells. */
+const NARROW_SIZES = [10, 30];
+/** Burst size of the database-window detection cells. */
+const DETECTION_SIZE = 30;
 const log = (line: string): void => {
   if (!args.json) process.stderr.write(`${line}\n`);
 };
@@ -53,6 +61,12 @@ interface Result {
   spreadMedianMs: number | null;
   spreadP95Ms: number | null;
   detectionRate: number | null;
+  /**
+   * Detection rows: how wide the race window is. `db-round-trip`: the lab's
+   * inventory endpoint (read, a database round trip, write);
+   * `event-loop-turn`: an in-memory counter read, `setImmediate`, written.
+   */
+  window?: 'db-round-trip' | 'event-loop-turn';
 }
 const results: Result[] = [];
 
@@ -150,146 +164,216 @@ async function reset(origin: string): Promise<void> {
   await (await request(`${origin}/_reset`, { method: 'POST' })).body.dump();
 }
 
-// ---- spread ---------------------------------------------------------------
-const server = fork(new URL('./burst-server.ts', import.meta.url), [], {
-  execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
-});
-const [addresses] = (await once(server, 'message')) as [{ http1: string; http2: string }];
-const spreads = new Map<string, number[]>();
-const { senders, close } = await makeSenders(
-  addresses.http1,
-  addresses.http2,
-  Math.max(...SIZES),
-  '/burst',
-);
-
-/** The physical limit: every complete request waits in the stopped server's socket buffers. */
-async function limitBurst(n: number): Promise<void> {
-  const url = new URL(addresses.http1);
-  const sockets = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<net.Socket>((resolve, reject) => {
-          const socket = net.connect(Number(url.port), url.hostname, () => resolve(socket));
-          socket.on('error', reject);
-        }),
-    ),
-  );
-  // Let the server accept the connections before it is stopped.
-  await new Promise((r) => setTimeout(r, 50));
-  const wire = `POST /burst HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
-  server.kill('SIGSTOP');
-  try {
-    await Promise.all(
-      sockets.map((s) => new Promise<void>((resolve) => s.write(wire, () => resolve()))),
-    );
-    await new Promise((r) => setTimeout(r, 50));
-  } finally {
-    server.kill('SIGCONT');
-  }
-  await Promise.all(
-    sockets.map(
-      (s) =>
-        new Promise((resolve) => {
-          s.resume();
-          s.on('close', resolve);
-        }),
-    ),
-  );
-}
-
-const tools: [string, 'http1' | 'http2', Sender][] = [
-  ['limit', 'http1', limitBurst],
-  ...Object.entries(senders).map(
-    ([name, s]) => [name, s.protocol, s.send] as [string, 'http1' | 'http2', Sender],
-  ),
-];
-for (let b = 0; b < BURSTS; b++) {
-  for (const n of SIZES) {
-    for (const [tool, protocol, send] of tools) {
-      await reset(addresses.http1);
-      await send(n);
-      const arrivals = await arrivalsOf(addresses.http1);
-      if (arrivals.length !== n)
-        throw new Error(`${tool}: ${arrivals.length} of ${n} requests arrived`);
-      const key = `${tool}|${protocol}|${n}`;
-      const list = spreads.get(key) ?? [];
-      list.push(Math.max(...arrivals) - Math.min(...arrivals));
-      spreads.set(key, list);
-    }
-  }
-  log(`spread: burst ${b + 1}/${BURSTS}`);
-}
-await close();
-server.kill();
-for (const [key, list] of spreads) {
-  const [tool, protocol, n] = key.split('|') as [string, 'http1' | 'http2', string];
-  results.push({
-    tool,
-    protocol,
-    requests: Number(n),
-    gapMs: null,
-    spreadMedianMs: round(percentile(list, 50)),
-    spreadP95Ms: round(percentile(list, 95)),
-    detectionRate: null,
+if (!args['narrow-only']) {
+  // ---- spread ---------------------------------------------------------------
+  const server = fork(new URL('./burst-server.ts', import.meta.url), [], {
+    execArgv: ['--conditions=raceguard-source', '--import', 'tsx'],
   });
-}
-
-// ---- detection ---------------------------------------------------------------
-const postgres = await usePostgres();
-const admin = new pg.Pool({ connectionString: postgres.url, max: 2 });
-const schema = await createScratchSchema(admin, 'rg_bench_burst');
-const db = new pg.Pool({
-  connectionString: postgres.url,
-  max: 32,
-  options: schema.connectionOptions,
-});
-db.on('error', () => undefined);
-const labPool = postgresDb(db);
-await inventory.createSchema(labPool, 'unsafe');
-await inventory.seed(labPool, { concurrency: 10 });
-const DETECTION_SIZE = 30;
-for (const gapMs of [0, 1]) {
-  const lab = createLabServer({ pool: labPool, scenarios: [inventory], gapMs });
-  const origin = await lab.listen({ host: '127.0.0.1', port: 0 });
-  const { senders: labSenders, close: closeLab } = await makeSenders(
-    origin,
-    undefined,
-    DETECTION_SIZE,
-    '/scenarios/inventory/unsafe',
+  const [addresses] = (await once(server, 'message')) as [{ http1: string; http2: string }];
+  const spreads = new Map<string, number[]>();
+  const { senders, close } = await makeSenders(
+    addresses.http1,
+    addresses.http2,
+    Math.max(...SIZES),
+    '/burst',
   );
-  for (const [tool, s] of Object.entries(labSenders)) {
-    let exposed = 0;
-    for (let b = 0; b < DETECTION_BURSTS; b++) {
-      await db.query('TRUNCATE inventory_orders');
-      await db.query('UPDATE inventory_products SET stock = 1 WHERE id = 1');
-      await s.send(DETECTION_SIZE);
-      const { rows } = await db.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM inventory_orders',
+
+  /** The physical limit: every complete request waits in the stopped server's socket buffers. */
+  async function limitBurst(n: number): Promise<void> {
+    const url = new URL(addresses.http1);
+    const sockets = await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const socket = net.connect(Number(url.port), url.hostname, () => resolve(socket));
+            socket.on('error', reject);
+          }),
+      ),
+    );
+    // Let the server accept the connections before it is stopped.
+    await new Promise((r) => setTimeout(r, 50));
+    const wire = `POST /burst HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+    server.kill('SIGSTOP');
+    try {
+      await Promise.all(
+        sockets.map((s) => new Promise<void>((resolve) => s.write(wire, () => resolve()))),
       );
-      if (Number(rows[0]?.n) > 1) exposed++;
-      else if (Number(rows[0]?.n) === 0)
-        throw new Error(`${tool}: no order at all; is the lab seeded?`);
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      server.kill('SIGCONT');
     }
+    await Promise.all(
+      sockets.map(
+        (s) =>
+          new Promise((resolve) => {
+            s.resume();
+            s.on('close', resolve);
+          }),
+      ),
+    );
+  }
+
+  const tools: [string, 'http1' | 'http2', Sender][] = [
+    ['limit', 'http1', limitBurst],
+    ...Object.entries(senders).map(
+      ([name, s]) => [name, s.protocol, s.send] as [string, 'http1' | 'http2', Sender],
+    ),
+  ];
+  for (let b = 0; b < BURSTS; b++) {
+    for (const n of SIZES) {
+      for (const [tool, protocol, send] of tools) {
+        await reset(addresses.http1);
+        await send(n);
+        const arrivals = await arrivalsOf(addresses.http1);
+        if (arrivals.length !== n)
+          throw new Error(`${tool}: ${arrivals.length} of ${n} requests arrived`);
+        const key = `${tool}|${protocol}|${n}`;
+        const list = spreads.get(key) ?? [];
+        list.push(Math.max(...arrivals) - Math.min(...arrivals));
+        spreads.set(key, list);
+      }
+    }
+    log(`spread: burst ${b + 1}/${BURSTS}`);
+  }
+  await close();
+  server.kill();
+  for (const [key, list] of spreads) {
+    const [tool, protocol, n] = key.split('|') as [string, 'http1' | 'http2', string];
     results.push({
       tool,
-      protocol: 'http1',
-      requests: DETECTION_SIZE,
-      gapMs,
-      spreadMedianMs: null,
-      spreadP95Ms: null,
-      detectionRate: exposed / DETECTION_BURSTS,
+      protocol,
+      requests: Number(n),
+      gapMs: null,
+      spreadMedianMs: round(percentile(list, 50)),
+      spreadP95Ms: round(percentile(list, 95)),
+      detectionRate: null,
     });
-    log(`detection gap ${gapMs}: ${tool} ${exposed}/${DETECTION_BURSTS}`);
   }
-  await closeLab();
-  await lab.close();
+
+  // ---- detection ---------------------------------------------------------------
+  const postgres = await usePostgres();
+  const admin = new pg.Pool({ connectionString: postgres.url, max: 2 });
+  const schema = await createScratchSchema(admin, 'rg_bench_burst');
+  const db = new pg.Pool({
+    connectionString: postgres.url,
+    max: 32,
+    options: schema.connectionOptions,
+  });
+  db.on('error', () => undefined);
+  const labPool = postgresDb(db);
+  await inventory.createSchema(labPool, 'unsafe');
+  await inventory.seed(labPool, { concurrency: 10 });
+  for (const gapMs of [0, 1]) {
+    const lab = createLabServer({ pool: labPool, scenarios: [inventory], gapMs });
+    const origin = await lab.listen({ host: '127.0.0.1', port: 0 });
+    const { senders: labSenders, close: closeLab } = await makeSenders(
+      origin,
+      undefined,
+      DETECTION_SIZE,
+      '/scenarios/inventory/unsafe',
+    );
+    for (const [tool, s] of Object.entries(labSenders)) {
+      let exposed = 0;
+      for (let b = 0; b < DETECTION_BURSTS; b++) {
+        await db.query('TRUNCATE inventory_orders');
+        await db.query('UPDATE inventory_products SET stock = 1 WHERE id = 1');
+        await s.send(DETECTION_SIZE);
+        const { rows } = await db.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM inventory_orders',
+        );
+        if (Number(rows[0]?.n) > 1) exposed++;
+        else if (Number(rows[0]?.n) === 0)
+          throw new Error(`${tool}: no order at all; is the lab seeded?`);
+      }
+      results.push({
+        tool,
+        protocol: 'http1',
+        requests: DETECTION_SIZE,
+        gapMs,
+        spreadMedianMs: null,
+        spreadP95Ms: null,
+        detectionRate: exposed / DETECTION_BURSTS,
+        window: 'db-round-trip',
+      });
+      log(`detection gap ${gapMs}: ${tool} ${exposed}/${DETECTION_BURSTS}`);
+    }
+    await closeLab();
+    await lab.close();
+  }
+  await db.end();
+  await schema.drop();
+  await admin.end();
+  await postgres.stop();
 }
-await db.end();
-await schema.drop();
-await admin.end();
-await postgres.stop();
+
+// ---- narrow window: one event-loop turn ---------------------------------------
+// A service in a process of its own whose race window is one turn of its event
+// loop: read the in-memory stock, setImmediate, write it back. Only requests whose
+// bodies complete within the same turn can both see the last unit.
+const NARROW_SERVER = `
+const http = require('node:http');
+let stock = 1, orders = 0;
+http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    if (req.url === '/reset') { stock = 1; orders = 0; res.end('{}'); return; }
+    if (req.url === '/orders') { res.end(JSON.stringify({ orders })); return; }
+    if (req.method !== 'POST') { res.end('{}'); return; }
+    const seen = stock;
+    setImmediate(() => {
+      if (seen > 0) { stock = seen - 1; orders += 1; res.end('{"ok":true}'); }
+      else { res.statusCode = 409; res.end('{"ok":false}'); }
+    });
+  });
+}).listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port) + '\\n'); });
+`;
+const narrow = spawn(process.execPath, ['-e', NARROW_SERVER], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const narrowOrigin = await new Promise<string>((resolve, reject) => {
+  narrow.stdout.once('data', (chunk: Buffer) =>
+    resolve(`http://127.0.0.1:${chunk.toString().trim()}`),
+  );
+  narrow.once('error', reject);
+});
+try {
+  for (const size of NARROW_SIZES) {
+    const { senders: narrowSenders, close: closeNarrow } = await makeSenders(
+      narrowOrigin,
+      undefined,
+      size,
+      '/take',
+    );
+    for (const [tool, s] of Object.entries(narrowSenders)) {
+      let exposed = 0;
+      for (let b = 0; b < DETECTION_BURSTS; b++) {
+        await (await fetch(`${narrowOrigin}/reset`)).arrayBuffer();
+        await s.send(size);
+        const { orders } = (await (await fetch(`${narrowOrigin}/orders`)).json()) as {
+          orders: number;
+        };
+        if (orders > 1) exposed++;
+        else if (orders === 0) throw new Error(`${tool}: no order at all`);
+      }
+      results.push({
+        tool,
+        protocol: 'http1',
+        requests: size,
+        gapMs: null,
+        spreadMedianMs: null,
+        spreadP95Ms: null,
+        detectionRate: exposed / DETECTION_BURSTS,
+        window: 'event-loop-turn',
+      });
+      log(`detection, one event-loop turn, ${size}: ${tool} ${exposed}/${DETECTION_BURSTS}`);
+    }
+    await closeNarrow();
+  }
+} finally {
+  narrow.kill();
+}
 
 function round(n: number): number {
   return Number(n.toFixed(3));
@@ -311,6 +395,7 @@ if (args.json) {
         'spread p50 ms',
         'spread p95 ms',
         '× limit',
+        'window',
         'detection',
       ],
       results.map((r) => [
@@ -321,8 +406,9 @@ if (args.json) {
         fmt(r.spreadMedianMs),
         fmt(r.spreadP95Ms),
         r.spreadMedianMs === null ? '-' : fmt(r.spreadMedianMs / limitOf(r.requests)),
+        r.window ?? '-',
         r.detectionRate === null ? '-' : `${(r.detectionRate * 100).toFixed(0)}%`,
       ]),
-    )}\n\nspread: ${BURSTS} bursts per cell, arrival = body complete at the server; detection: ${DETECTION_BURSTS} bursts of ${DETECTION_SIZE} against the lab's unsafe inventory endpoint (stock 1), exposed = more than one order\n`,
+    )}\n\nspread: ${BURSTS} bursts per cell, arrival = body complete at the server; detection: ${DETECTION_BURSTS} bursts of ${DETECTION_SIZE} against the lab's unsafe inventory endpoint (stock 1; window db-round-trip), and ${DETECTION_BURSTS} bursts of ${NARROW_SIZES.join(' and ')} against an in-memory counter whose window is one event-loop turn (event-loop-turn); exposed = more than one order\n`,
   );
 }
