@@ -187,11 +187,12 @@ describe('createCombiner (PostgreSQL)', () => {
     );
 
     // Control: the replay catches a single wrong outcome.
-    const flipped = outcomes.map((o, i) =>
-      i === outcomes.findIndex((x) => x.applied)
-        ? { ...o, applied: false, reason: 'limit', current: 0 }
-        : o,
-    );
+    const first = outcomes.findIndex((x) => x.applied);
+    const flipped = outcomes.map((o, i): Outcome => {
+      if (i !== first) return o;
+      const { worker, request, id, amount, batch } = o;
+      return { worker, request, id, amount, batch, applied: false, reason: 'limit', current: 0 };
+    });
     assert.notDeepEqual(replayProblems(flipped, initial, final), []);
   });
 
