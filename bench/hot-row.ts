@@ -23,15 +23,10 @@ import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { withLock } from '../packages/raceguard/dist/index.js';
+import type { Locker } from '../packages/raceguard/dist/index.js';
 import * as my from '../packages/raceguard/dist/mysql/index.js';
-import {
-  atomicDecrement,
-  lockRows,
-  optimisticUpdate,
-  transaction,
-  withAdvisoryLock,
-} from '../packages/raceguard/dist/postgres/index.js';
+import { driveRow, ROW_STRATEGIES, rowOperations } from '../packages/cli/dist/lab/row-workload.js';
+import { mysqlDb, postgresDb, type LabPool } from '../packages/cli/dist/lab/sql.js';
 import { createScratchSchema, usePostgres } from '../packages/raceguard/dist/testing/index.js';
 
 const { values: args } = parseArgs({
@@ -71,40 +66,9 @@ if (
   process.exit(2);
 }
 
-type PgOp = (pool: pg.Pool) => Promise<unknown>;
 type Op = () => Promise<unknown>;
 const HOT = { id: 1 };
-const pgStrategies: Record<string, PgOp> = {
-  atomic: (pool) => atomicDecrement(pool, { table: 'hot', key: HOT, column: 'v', amount: 1 }),
-  pessimistic: (pool) =>
-    transaction(pool, async (tx) => {
-      const [row] = await lockRows(tx, { table: 'hot', where: HOT });
-      await tx.query('UPDATE hot SET v = $1 WHERE id = 1', [Number(row?.v) - 1]);
-    }),
-  optimistic: (pool) =>
-    optimisticUpdate(pool, {
-      table: 'hot',
-      key: HOT,
-      maxAttempts: 1000,
-      maxDelayMs: 20,
-      update: (row) => ({ v: Number(row.v) - 1 }),
-    }),
-  serializable: (pool) =>
-    transaction(
-      pool,
-      async (tx) => {
-        const { rows } = await tx.query('SELECT v FROM hot WHERE id = 1');
-        await tx.query('UPDATE hot SET v = $1 WHERE id = 1', [Number(rows[0]?.v) - 1]);
-      },
-      { isolation: 'serializable', maxAttempts: 1000, maxDelayMs: 20 },
-    ),
-  'advisory-lock': (pool) =>
-    withAdvisoryLock(pool, 'hot:1', async (tx) => {
-      const { rows } = await tx.query('SELECT v FROM hot WHERE id = 1');
-      await tx.query('UPDATE hot SET v = $1 WHERE id = 1', [Number(rows[0]?.v) - 1]);
-    }),
-};
-const pgBaseline: PgOp = (pool) => pool.query('UPDATE hot SET v = v - 1 WHERE id = 1');
+const TARGET = { table: 'hot', key: HOT, column: 'v', versionColumn: 'version' } as const;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -114,19 +78,34 @@ function median(values: number[]): number {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** The closed loop of `raceguard advise` (driveRow), over one operation. */
 async function measure(op: Op, clients: number): Promise<number> {
-  const until = performance.now() + durationMs;
-  let ops = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (performance.now() < until) {
+  const run = await driveRow(
+    {
+      take: async () => {
         await op();
-        ops++;
-      }
+        return true;
+      },
+      read: op,
+      close: () => Promise.resolve(),
+    },
+    { clients, durationMs },
+  );
+  if (run.errors > 0) throw new Error(`${run.errors} operations failed: ${run.firstError}`);
+  return run.opsPerSec;
+}
+
+/** The strategies of `raceguard advise` on one pool (the same row workload). */
+function strategiesOn(
+  pool: LabPool,
+  resources: { advisoryLock?: Locker } = {},
+): Record<string, Op> {
+  return Object.fromEntries(
+    ROW_STRATEGIES.filter((s) => s !== 'unsafe' && s !== 'combined').map((strategy) => {
+      const operations = rowOperations(strategy, pool, TARGET, resources);
+      return [strategy, () => operations.take(1)];
     }),
   );
-  return (ops * 1000) / (performance.now() - started);
 }
 
 interface Subject {
@@ -160,10 +139,8 @@ async function postgresSubject(): Promise<Subject> {
   return {
     label: `PostgreSQL: ${server.embedded ? 'embedded' : 'DATABASE_URL'}`,
     postgres: { url: server.url, schema: schema.name },
-    baseline: () => pgBaseline(pool),
-    strategies: Object.fromEntries(
-      Object.entries(pgStrategies).map(([name, op]) => [name, () => op(pool)]),
-    ),
+    baseline: () => pool.query('UPDATE hot SET v = v - 1 WHERE id = 1'),
+    strategies: strategiesOn(postgresDb(pool)),
     async close() {
       await pool.end();
       await schema.drop();
@@ -191,36 +168,10 @@ async function mysqlSubject(url: string): Promise<Subject> {
   await pool.query('INSERT INTO hot (id, v) VALUES (1, 1000000000000)');
   await my.createMysqlLockTables(pool);
   const locks = new my.MysqlAdvisoryLock({ client: lockPool });
-  const readThenWrite = async (tx: my.MysqlQueryable) => {
-    const [rows] = (await tx.query('SELECT v FROM hot WHERE id = 1')) as [{ v: string }[], unknown];
-    await tx.query('UPDATE hot SET v = ? WHERE id = 1', [Number(rows[0]?.v) - 1]);
-  };
   return {
     label: `MySQL / MariaDB: ${base.host}`,
     baseline: () => pool.query('UPDATE hot SET v = v - 1 WHERE id = 1'),
-    strategies: {
-      atomic: () => my.atomicDecrement(pool, { table: 'hot', key: HOT, column: 'v', amount: 1 }),
-      pessimistic: () =>
-        my.transaction(pool, async (tx) => {
-          const [row] = await my.lockRows(tx, { table: 'hot', key: HOT });
-          await tx.query('UPDATE hot SET v = ? WHERE id = 1', [Number(row?.v) - 1]);
-        }),
-      optimistic: () =>
-        my.optimisticUpdate(pool, {
-          table: 'hot',
-          key: HOT,
-          maxAttempts: 1000,
-          maxDelayMs: 20,
-          update: (row) => ({ v: Number(row.v) - 1 }),
-        }),
-      serializable: () =>
-        my.transaction(pool, readThenWrite, {
-          isolation: 'serializable',
-          maxAttempts: 1000,
-          maxDelayMs: 20,
-        }),
-      'advisory-lock': () => withLock(locks, 'hot:1', () => readThenWrite(pool)),
-    },
+    strategies: strategiesOn(mysqlDb(pool), { advisoryLock: locks }),
     async close() {
       await pool.query(`DROP DATABASE \`${database}\``);
       await pool.end();

@@ -306,6 +306,25 @@ describe('raceguard/mysql on MariaDB', () => {
     assert.equal(skipped.applied, false);
   });
 
+  it('optimisticUpdate with a version column named like its internal alias (raceguard_version)', async () => {
+    await db.pool.query(
+      'CREATE TABLE IF NOT EXISTS aliased (id int PRIMARY KEY, n int NOT NULL, raceguard_version int NOT NULL) ENGINE=InnoDB',
+    );
+    await db.pool.query('DELETE FROM aliased');
+    await db.pool.query('INSERT INTO aliased VALUES (1, 0, 4)');
+    const result = await optimisticUpdate(db.pool, {
+      table: 'aliased',
+      key: { id: 1 },
+      versionColumn: 'raceguard_version',
+      update: (row) => ({ n: Number(row.n) + 1 }),
+    });
+    assert.equal(result.applied, true);
+    const [[row]] = (await db.pool.query(
+      'SELECT n, raceguard_version FROM aliased',
+    )) as unknown as [{ n: number; raceguard_version: number }[]];
+    assert.deepEqual([row!.n, row!.raceguard_version], [1, 5]);
+  });
+
   it('optimisticUpdate in a REPEATABLE READ transaction: a lost race is named a stale snapshot at once; in READ COMMITTED it retries and lands', async () => {
     await db.pool.query(
       'CREATE TABLE IF NOT EXISTS snapshots (id int PRIMARY KEY, n int NOT NULL, version bigint NOT NULL) ENGINE=InnoDB',

@@ -7,6 +7,7 @@ import { messageOf } from './options.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { AbortedError } from 'raceguard';
+import { adviseCommand } from './advise-command.js';
 import { checkCommand } from './check-command.js';
 import { idempotencyCommand } from './idempotency-command.js';
 import { labCommand } from './lab-command.js';
@@ -24,7 +25,8 @@ const program = new Command('raceguard')
   .addCommand(labCommand().exitOverride().showHelpAfterError())
   .addCommand(runCommand().exitOverride().showHelpAfterError())
   .addCommand(idempotencyCommand().exitOverride().showHelpAfterError())
-  .addCommand(checkCommand().exitOverride().showHelpAfterError());
+  .addCommand(checkCommand().exitOverride().showHelpAfterError())
+  .addCommand(adviseCommand().exitOverride().showHelpAfterError());
 
 try {
   await program.parseAsync();

@@ -56,3 +56,14 @@ export type {
   LabBroker,
 } from './message-scenario.js';
 export { serveLab, type ServeLabOptions, type ServedLab } from './serve-lab.js';
+export { advise, type AdviseOptions, type AdviceReport, type AdviceResult } from './advise.js';
+export {
+  driveRow,
+  rowOperations,
+  ROW_STRATEGIES,
+  type RowStrategy,
+  type RowTarget,
+  type RowOperations,
+  type DriveOptions,
+  type DriveResult,
+} from './row-workload.js';

@@ -113,12 +113,21 @@ export async function truncate(db: LabDb, ...tables: string[]): Promise<void> {
 /** Equality conditions on a row, e.g. `{ id: 1 }`. */
 export type LabKey = Readonly<Record<string, string | number>>;
 
+/** `name` quoted as an identifier of the db's dialect, by raceguard's audited helper. */
+export function quoteName(db: Pick<LabDb, 'dialect'>, name: string): string {
+  return db.dialect === 'postgres' ? pg.quoteIdentifier(name) : my.quoteIdentifier(name);
+}
+
+/** `table` (optionally `schema.table` as a pair) quoted for the db's dialect. */
+export function quoteTableName(db: Pick<LabDb, 'dialect'>, table: string): string {
+  return db.dialect === 'postgres' ? pg.quoteTable(table) : my.quoteTable(table);
+}
+
 /** The row of `table` matching `key` (a plain read, no lock). */
 export async function readRow(db: LabDb, table: string, key: LabKey): Promise<Row | undefined> {
-  const quote = db.dialect === 'postgres' ? pg.quoteIdentifier : my.quoteIdentifier;
   const entries = Object.entries(key);
-  const where = entries.map(([column], i) => `${quote(column)} = $${i + 1}`).join(' AND ');
-  const table_ = db.dialect === 'postgres' ? pg.quoteTable(table) : my.quoteTable(table);
+  const where = entries.map(([column], i) => `${quoteName(db, column)} = $${i + 1}`).join(' AND ');
+  const table_ = quoteTableName(db, table);
   const { rows } = await db.query(
     `SELECT * FROM ${table_} WHERE ${where}`,
     entries.map(([, value]) => value),

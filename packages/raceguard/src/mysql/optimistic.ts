@@ -70,14 +70,20 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
   const version = quoteIdentifier(versionColumn, 'options.versionColumn');
   const keyValues: unknown[] = [];
   const where = renderConditions('options.key', options.key, keyValues);
-  // Selecting the version column by name: a missing column is the server's clear error, not a "not found".
-  const select = `SELECT *, ${version} AS \`raceguard_version\` FROM ${table} WHERE ${where}`;
+  // Selecting the version column by name: a missing column is the server's clear error, not a
+  // "not found" (unless the version column is itself named like the alias).
+  const alias = 'raceguard_version';
+  const select =
+    versionColumn === alias
+      ? `SELECT * FROM ${table} WHERE ${where}`
+      : `SELECT *, ${version} AS \`${alias}\` FROM ${table} WHERE ${where}`;
   const started = performance.now();
   const read = async (): Promise<MysqlRow | undefined> => {
     const [row] = await selectRows(db, select, keyValues);
     if (row === undefined) return undefined;
+    if (versionColumn === alias) return row;
     const rest = { ...row };
-    delete rest.raceguard_version;
+    delete rest[alias];
     return rest;
   };
   // The version the last write lost against: seeing it again means the reads come from a snapshot.
