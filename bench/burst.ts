@@ -346,7 +346,22 @@ try {
       size,
       '/take',
     );
-    for (const [tool, s] of Object.entries(narrowSenders)) {
+    // raceguard's HTTP/1.1 single-packet release: the whole burst pipelined in one write.
+    const piped = await Http1BurstClient.open(narrowOrigin, { connections: 1, warmupPath: '/' });
+    const pipelineBody = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        method: 'POST',
+        path: '/take',
+        headers,
+        body: body.replace('"b"', `"b${i}"`),
+      }));
+    const withPipeline: Record<string, { send: Sender }> = {
+      ...narrowSenders,
+      'raceguard-pipeline': {
+        send: async (n) => void (await piped.fire(pipelineBody(n), { pipeline: true })),
+      },
+    };
+    for (const [tool, s] of Object.entries(withPipeline)) {
       let exposed = 0;
       for (let b = 0; b < DETECTION_BURSTS; b++) {
         await (await fetch(`${narrowOrigin}/reset`)).arrayBuffer();
@@ -370,6 +385,7 @@ try {
       log(`detection, one event-loop turn, ${size}: ${tool} ${exposed}/${DETECTION_BURSTS}`);
     }
     await closeNarrow();
+    piped.close();
   }
 } finally {
   narrow.kill();

@@ -186,3 +186,69 @@ describe('burst() and raceWindow()', () => {
     assert.ok(performance.now() - t >= 25);
   });
 });
+
+describe('Http1BurstClient pipelined (the HTTP/1.1 single-packet release)', () => {
+  /** A race window of one event-loop turn: read the stock, setImmediate, write it back. */
+  let stock = 1;
+  let orders = 0;
+  let server: http.Server;
+  let origin: string;
+  before(async () => {
+    server = http.createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () => {
+        if (request.method !== 'POST') return void response.end('{}');
+        const seen = stock;
+        setImmediate(() => {
+          if (seen > 0) {
+            stock = seen - 1;
+            orders += 1;
+          }
+          response.setHeader('content-type', 'application/json');
+          response.end(JSON.stringify({ echo: JSON.parse(body) as unknown, took: seen > 0 }));
+        });
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => server.close());
+
+  const requests = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      method: 'POST',
+      path: '/take',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ i }),
+    }));
+
+  it('exposes a one-turn race in every burst, each response matched to its request', async () => {
+    await using client = await Http1BurstClient.open(origin, { connections: 1 });
+    let exposed = 0;
+    for (let b = 0; b < 20; b++) {
+      stock = 1;
+      orders = 0;
+      const { responses } = await client.fire(requests(10), { pipeline: true });
+      assert.deepEqual(
+        responses.map((r) => (JSON.parse(r.text) as { echo: { i: number } }).echo.i),
+        Array.from({ length: 10 }, (_, i) => i),
+      );
+      assert.deepEqual(
+        responses.map((r) => r.index),
+        Array.from({ length: 10 }, (_, i) => i),
+      );
+      if (orders > 1) exposed += 1;
+    }
+    assert.equal(exposed, 20);
+  });
+
+  it('control: the same race seen by requests one after another is never exposed', async () => {
+    await using client = await Http1BurstClient.open(origin, { connections: 1 });
+    stock = 1;
+    orders = 0;
+    for (const request of requests(10)) await client.fire([request]);
+    assert.equal(orders, 1);
+  });
+});

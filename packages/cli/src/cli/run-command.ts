@@ -145,7 +145,7 @@ interface RunOptions {
   target?: string;
   trials?: number;
   count?: number;
-  protocol?: 'http1' | 'http2';
+  protocol?: 'http1' | 'http2' | 'http1-pipeline';
   maxRequests: number;
   maxDurationMs: number;
   settleMs: number;
@@ -320,10 +320,10 @@ export function runCommand(): Command {
       'skip the unscored burst fired before the first trial (it keeps cold connections and code out of the scored trials)',
     )
     .addOption(
-      new Option('--protocol <protocol>', "overrides each scenario's burst.protocol").choices([
-        'http1',
-        'http2',
-      ]),
+      new Option(
+        '--protocol <protocol>',
+        "overrides each scenario's burst.protocol (http1-pipeline: the whole burst in one write on one connection, for servers that handle pipelined requests concurrently)",
+      ).choices(['http1', 'http2', 'http1-pipeline']),
     )
     .option(
       '--allow-no-success',

@@ -87,8 +87,9 @@ export function rowOperations(
   const readThenWrite = async (
     db: Parameters<typeof readRow>[0],
     amount: number,
+    locked?: Record<string, unknown>,
   ): Promise<boolean> => {
-    const row = await readRow(db, table, key);
+    const row = locked ?? (await readRow(db, table, key));
     const value = Number(row?.[column]);
     if (!(value >= amount)) return false;
     await db.query(write, [value - amount, ...keyValues]);
@@ -110,8 +111,8 @@ export function rowOperations(
         ...done,
         take: (amount) =>
           transaction(pool, async (tx) => {
-            await lockRows(tx, { table, key });
-            return readThenWrite(tx, amount);
+            const [row] = await lockRows(tx, { table, key });
+            return row === undefined ? false : readThenWrite(tx, amount, row);
           }),
       };
     case 'optimistic':

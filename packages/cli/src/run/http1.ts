@@ -313,8 +313,17 @@ export class Http1BurstClient implements AsyncDisposable {
     return client;
   }
 
-  /** Release `requests` together by last-byte synchronisation and collect the responses. */
-  async fire(requests: readonly WireRequest[]): Promise<SyncBurstResult> {
+  /**
+   * Release `requests` together and collect the responses: by last-byte
+   * synchronisation over one connection each, or, with `pipeline`, all on
+   * the first connection in one write (HTTP/1.1 pipelining: the server
+   * reads them in one go; responses come back in order).
+   */
+  async fire(
+    requests: readonly WireRequest[],
+    options: { readonly pipeline?: boolean } = {},
+  ): Promise<SyncBurstResult> {
+    if (options.pipeline === true) return this.#firePipelined(requests);
     if (requests.length > this.#connections.length) {
       throw new BurstTransportError(
         `a burst of ${requests.length} requests needs as many connections; this client has ${this.#connections.length}`,
@@ -339,6 +348,26 @@ export class Http1BurstClient implements AsyncDisposable {
       (this.#connections[i] as Connection).writeNow(lastBytes[i] as Buffer);
     }
     const sendSpreadMs = performance.now() - released;
+    return this.#collect(responses, released, sendSpreadMs);
+  }
+
+  async #firePipelined(requests: readonly WireRequest[]): Promise<SyncBurstResult> {
+    await this.#replaceClosed(1);
+    const connection = this.#connections[0] as Connection;
+    const wire = Buffer.concat(requests.map((r) => serializeRequest(this.#url, r)));
+    const responses = requests.map((r) => connection.expect(r.method === 'HEAD'));
+    for (const pending of responses) pending.catch(() => undefined);
+    const released = performance.now();
+    connection.writeNow(wire);
+    return this.#collect(responses, released, performance.now() - released);
+  }
+
+  /** Wait for each response (or its timeout), timed from the release. */
+  async #collect(
+    responses: readonly Promise<RawResponse>[],
+    released: number,
+    sendSpreadMs: number,
+  ): Promise<SyncBurstResult> {
     const settled = await Promise.all(
       responses.map(async (pending, index): Promise<SyncResponse> => {
         let timer: NodeJS.Timeout | undefined;

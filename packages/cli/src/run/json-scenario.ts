@@ -87,7 +87,7 @@ const JsonScenario = z
     burst: z
       .object({
         count: z.number().int().min(1).max(10_000),
-        protocol: z.enum(['http1', 'http2']).optional(),
+        protocol: z.enum(['http1', 'http2', 'http1-pipeline']).optional(),
         request: Request,
       })
       .strict(),

@@ -50,7 +50,7 @@ export interface RunScenarioOptions {
   /** Pause between the partial writes and the release. @default 20 */
   readonly settleMs?: number;
   /** Overrides the scenario's `burst.protocol`. */
-  readonly protocol?: 'http1' | 'http2';
+  readonly protocol?: 'http1' | 'http2' | 'http1-pipeline';
   /** Overrides the scenario's `burst.count` (requests per burst). */
   readonly count?: number;
   /** Overrides the scenario's `allowNoSuccess`. */
@@ -276,18 +276,25 @@ export async function runScenario(
   const settle = options.settleMs !== undefined ? { settleMs: options.settleMs } : {};
   let client: { fire(requests: readonly WireRequest[]): Promise<SyncBurstResult>; close(): void };
   try {
-    client =
-      protocol === 'http2'
-        ? await Http2BurstClient.open(target, {
-            streams: count,
-            insecure: scenario.insecure === true,
-            ...settle,
-          })
-        : await Http1BurstClient.open(target, {
-            connections: count,
-            ...settle,
-            ...(scenario.insecure === true && { insecure: true }),
-          });
+    if (protocol === 'http2') {
+      client = await Http2BurstClient.open(target, {
+        streams: count,
+        insecure: scenario.insecure === true,
+        ...settle,
+      });
+    } else {
+      const pipeline = protocol === 'http1-pipeline';
+      const http1 = await Http1BurstClient.open(target, {
+        // Pipelined, the whole burst goes on one connection.
+        connections: pipeline ? 1 : count,
+        ...settle,
+        ...(scenario.insecure === true && { insecure: true }),
+      });
+      client = {
+        fire: (requests) => http1.fire(requests, { pipeline }),
+        close: () => http1.close(),
+      };
+    }
   } catch (error) {
     await helper.close();
     throw error;
@@ -584,7 +591,7 @@ function validateRunOptions(options: RunScenarioOptions): void {
     assertPositiveInteger('options.maxDurationMs', options.maxDurationMs);
   if (options.settleMs !== undefined) assertNonNegativeFinite('options.settleMs', options.settleMs);
   if (options.protocol !== undefined)
-    assertOneOf('options.protocol', options.protocol, ['http1', 'http2']);
+    assertOneOf('options.protocol', options.protocol, ['http1', 'http2', 'http1-pipeline']);
   if (
     options.arrivalHeader !== undefined &&
     (typeof options.arrivalHeader !== 'string' ||

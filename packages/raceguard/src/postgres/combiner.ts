@@ -200,6 +200,8 @@ export function createCombiner(pool: PoolLike, options: CombinerOptions): Combin
 
   const text = renderStatement(options, direction, keyColumns, recordColumns);
   const name = options.prepare === false ? undefined : statementName(text);
+  const fastText = renderFastStatement(options, direction, keyColumns, recordColumns);
+  const fastName = options.prepare === false ? undefined : statementName(fastText);
   const bound =
     direction === 'decrement'
       ? (options.floor ?? 0)
@@ -213,12 +215,17 @@ export function createCombiner(pool: PoolLike, options: CombinerOptions): Combin
     items: readonly CombinerRequest[],
   ): Promise<readonly CombinedResult[]> => {
     const first = items[0] as CombinerRequest;
-    const values: unknown[] = keyColumns.map((column) => first.key[column]);
-    values.push(items.map((item) => String(item.amount)));
-    if (bound !== undefined) values.push(bound);
-    if (recordColumns !== undefined) values.push(JSON.stringify(items.map((item) => item.record)));
+    const keyValues: unknown[] = keyColumns.map((column) => first.key[column]);
+    const rest: unknown[] = [];
+    if (bound !== undefined) rest.push(bound);
+    if (recordColumns !== undefined) rest.push(JSON.stringify(items.map((item) => item.record)));
     const id = ++batches;
-    const rows = await runBatch(pool, text, values, name);
+    // The common case first: the whole batch fits, and one plain guarded UPDATE grants it all.
+    const total = items.reduce((sum, item) => sum + BigInt(item.amount), 0n);
+    const fast = await runBatch(pool, fastText, [...keyValues, String(total), ...rest], fastName);
+    if (fast.length === 1) return grantedAll(fast[0], items, direction, id);
+    const amounts = items.map((item) => String(item.amount));
+    const rows = await runBatch(pool, text, [...keyValues, amounts, ...rest], name);
     return interpret(rows, items, options.table, id);
   };
   const batcherOptions: BatcherOptions = { maxBatch, maxWaitMs };
@@ -377,6 +384,71 @@ function renderStatement(
 SELECT (SELECT n FROM matched) AS matched,
   (SELECT array_agg(v ORDER BY o) FROM walk) AS vs,
   (SELECT array_agg(ok ORDER BY o) FROM walk) AS oks`;
+}
+
+/**
+ * The statement of a batch that fits as a whole: one guarded UPDATE by the
+ * batch's total (refused, and then walked request by request, when the
+ * total would cross the bound), and in durable mode every record inserted
+ * when it applied. A key must match exactly one row.
+ */
+function renderFastStatement(
+  options: CombinerOptions,
+  direction: 'decrement' | 'increment',
+  keyColumns: readonly string[],
+  recordColumns: readonly string[] | undefined,
+): string {
+  const table = quoteTable(options.table);
+  const column = quoteIdentifier(options.column, 'options.column');
+  const targetWhere = keyColumns.map((c, i) => `t.${quoteIdentifier(c)} = $${i + 1}`).join(' AND ');
+  const countWhere = keyColumns.map((c, i) => `c.${quoteIdentifier(c)} = $${i + 1}`).join(' AND ');
+  let next = keyColumns.length + 1;
+  const total = `$${next++}::bigint`;
+  let guard: string;
+  if (direction === 'decrement') {
+    guard = `t.${column} - ${total} >= $${next++}::bigint`;
+  } else if (options.ceilingColumn === undefined) {
+    const ceiling = `$${next++}::bigint`;
+    guard = `(${ceiling} IS NULL OR t.${column} + ${total} <= ${ceiling})`;
+  } else {
+    guard = `t.${column} + ${total} <= t.${quoteIdentifier(options.ceilingColumn)}`;
+  }
+  const insert =
+    recordColumns === undefined
+      ? ''
+      : (() => {
+          const recordTable = quoteTable(options.record?.table, 'options.record.table');
+          const list = recordColumns.map((c) => quoteIdentifier(c)).join(', ');
+          const picked = recordColumns.map((c) => `p.${quoteIdentifier(c)}`).join(', ');
+          return `,
+  ins AS (
+    INSERT INTO ${recordTable} (${list})
+    SELECT ${picked} FROM jsonb_populate_recordset(NULL::${recordTable}, $${next}::jsonb) AS p
+    WHERE EXISTS (SELECT 1 FROM upd)
+  )`;
+        })();
+  return `WITH upd AS (
+    UPDATE ${table} AS t SET ${column} = t.${column} ${direction === 'decrement' ? '-' : '+'} ${total}
+    WHERE ${targetWhere} AND ${guard} AND (SELECT count(*) FROM ${table} AS c WHERE ${countWhere}) = 1
+    RETURNING t.${column}::bigint AS v
+  )${insert}
+SELECT v FROM upd`;
+}
+
+/** Every request of a batch granted: the values follow from the final one and the amounts. */
+function grantedAll(
+  row: Record<string, unknown> | undefined,
+  items: readonly CombinerRequest[],
+  direction: 'decrement' | 'increment',
+  id: number,
+): CombinedResult[] {
+  const sign = direction === 'decrement' ? -1 : 1;
+  const total = items.reduce((sum, item) => sum + item.amount, 0);
+  let value = Number(row?.v) - sign * total;
+  return items.map((item, position) => {
+    value += sign * item.amount;
+    return { applied: true, value, batch: { id, size: items.length, position } };
+  });
 }
 
 /** Run one batch on a connection of its own: a failure to connect applied nothing; a failure after sending may have. */

@@ -55,9 +55,15 @@ export interface BurstSpec {
    * `'http1'`: one connection per request, last-byte synchronisation.
    * `'http2'`: streams on shared connections (h2c for http://, ALPN h2 for
    * https://), single-packet release of their final frames.
+   * `'http1-pipeline'`: every request on one HTTP/1.1 connection, written
+   * in one packet (pipelining: the single-packet release of HTTP/1.1), so
+   * the server reads them all at once and a race window as narrow as one
+   * turn of its event loop is exposed. Only for a server that handles
+   * pipelined requests concurrently (Node's `http` does); one that
+   * serializes them (many proxies do) hides every race.
    * @default 'http1'
    */
-  readonly protocol?: 'http1' | 'http2';
+  readonly protocol?: 'http1' | 'http2' | 'http1-pipeline';
   /** The request, or a function of its index for per-request variation (distinct users). */
   readonly request: ScenarioRequest | ((index: number, context: TrialContext) => ScenarioRequest);
 }
@@ -263,9 +269,11 @@ export function validateScenario(value: unknown, at: string): asserts value is S
   );
   if (burst.protocol !== undefined) {
     need(
-      burst.protocol === 'http1' || burst.protocol === 'http2',
+      burst.protocol === 'http1' ||
+        burst.protocol === 'http2' ||
+        burst.protocol === 'http1-pipeline',
       `${at}.burst.protocol`,
-      '"http1" or "http2"',
+      '"http1", "http2" or "http1-pipeline"',
       burst.protocol,
     );
   }
