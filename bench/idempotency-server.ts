@@ -16,6 +16,7 @@ import { MemoryIdempotencyStore } from '../packages/raceguard/dist/idempotency/m
 import type { IdempotencyStore } from '../packages/raceguard/dist/idempotency/store.js';
 import {
   createIdempotencyTable,
+  idempotentTransaction,
   PostgresIdempotencyStore,
 } from '../packages/raceguard/dist/postgres/index.js';
 import { RedisIdempotencyStore } from '../packages/raceguard/dist/redis/index.js';
@@ -114,6 +115,25 @@ guarded('/redis', redisStore);
 guarded('/postgres', postgresStore);
 guarded('/redis-insert', redisStore, insertHandler);
 guarded('/postgres-insert', postgresStore, insertHandler);
+// Claim, insert and completion in the handler's own transaction (two round
+// trips to PostgreSQL beyond the unprotected route's one: the claim, and the
+// transaction of the insert and the completion).
+app.post('/postgres-tx-insert', async (request) => {
+  roundTrips.set('/postgres-tx-insert', (roundTrips.get('/postgres-tx-insert') ?? 0) + 2);
+  const body = request.body as { n?: number };
+  const { value } = await idempotentTransaction(
+    pool,
+    postgresStore,
+    { scope: 'bench', key: String(request.headers['idempotency-key']), payload: body },
+    async (tx) => {
+      const { rows } = await tx.query('INSERT INTO bench_orders (n) VALUES ($1) RETURNING id', [
+        body.n ?? 0,
+      ]);
+      return { ok: true, id: rows[0]?.id as string | undefined };
+    },
+  );
+  return value;
+});
 
 // Powertools' Redis ("cache") persistence layer around the same handler.
 const powertoolsClient = await createClient({ url: redisUrl }).connect();

@@ -46,6 +46,7 @@ const VARIANTS = [
   { route: 'insert', variant: 'unprotected', store: '-', path: '/unprotected-insert' },
   { route: 'insert', variant: 'raceguard', store: 'redis', path: '/redis-insert' },
   { route: 'insert', variant: 'raceguard', store: 'postgres', path: '/postgres-insert' },
+  { route: 'insert', variant: 'transaction', store: 'postgres', path: '/postgres-tx-insert' },
 ] as const;
 
 const log = (line: string): void => {
