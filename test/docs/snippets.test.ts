@@ -28,6 +28,7 @@ const documents = [
   'docs/conditional-writes.md',
   'docs/mysql.md',
   'docs/hot-row.md',
+  'docs/observability.md',
   'docs/orm.md',
   'docs/benchmarks.md',
   'packages/raceguard/README.md',

@@ -116,13 +116,17 @@ describe('the packed package in fresh projects', () => {
       assert.ok(!installed.includes(heavy), heavy);
     }
     // Every subpath the library publishes imports without a driver installed (drivers are optional
-    // peers), except the Vitest adapter, which is only ever imported by a Vitest test file, and
-    // the Kysely and Drizzle adapters, which only a project using that query builder imports.
+    // peers), except the Vitest adapter, which is only ever imported by a Vitest test file, the
+    // Kysely and Drizzle adapters, which only a project using that query builder imports, and the
+    // OpenTelemetry adapter, which only a project with @opentelemetry/api imports.
     const { exports } = JSON.parse(
       await readFile(join(repo, 'packages', 'raceguard', 'package.json'), 'utf8'),
     ) as { exports: Record<string, unknown> };
     const subpaths = Object.keys(exports)
-      .filter((p) => !['./package.json', './explore/vitest', './kysely', './drizzle'].includes(p))
+      .filter(
+        (p) =>
+          !['./package.json', './explore/vitest', './kysely', './drizzle', './otel'].includes(p),
+      )
       .map((p) => p.replace(/^\./, 'raceguard'));
     assert.ok(subpaths.includes('raceguard/nats') && subpaths.includes('raceguard/messaging'));
     const imported = run(

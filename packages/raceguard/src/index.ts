@@ -12,6 +12,12 @@ export {
 } from './core/errors.js';
 export { retry, type RetryOptions, type RetryEvent, type AttemptContext } from './core/retry.js';
 export { backoffDelay, type BackoffOptions } from './core/backoff.js';
+export {
+  RACEGUARD_CHANNELS,
+  type LockEvent,
+  type RetryEventMessage,
+  type IdempotencyEventMessage,
+} from './core/events.js';
 export { sleep, throwIfAborted } from './core/abort.js';
 export {
   withLock,

@@ -2,9 +2,10 @@
  * The lock API every backend implements (in-process, Redis, ...), and
  * {@link withLock}, its scoped form.
  */
+import { lockEventsWanted, publishLock } from './events.js';
 import { throwIfAborted } from './abort.js';
 import { within } from './deadline.js';
-import { InvalidArgumentError, RaceguardError } from './errors.js';
+import { AbortedError, InvalidArgumentError, RaceguardError } from './errors.js';
 import {
   assertAbortSignal,
   assertFunction,
@@ -250,11 +251,37 @@ export async function withLock<T>(
   )
     throw new InvalidArgumentError('locker', 'a Locker (an object with acquire())', locker);
   assertFunction('fn', fn);
-  const handle = await locker.acquire(key, options);
+  // Timed only when someone listens on the raceguard:lock channel.
+  const observed = lockEventsWanted();
+  const started = observed ? performance.now() : 0;
+  const backend = (locker as { constructor?: { name?: string } }).constructor?.name ?? 'Locker';
+  let handle: LockHandle;
+  try {
+    handle = await locker.acquire(key, options);
+  } catch (error) {
+    if (observed) {
+      const event =
+        error instanceof LockAcquireTimeoutError
+          ? 'timeout'
+          : error instanceof AbortedError
+            ? 'aborted'
+            : 'failed';
+      publishLock(() => ({ event, backend, key, waitedMs: performance.now() - started }));
+    }
+    throw error;
+  }
+  const granted = observed ? performance.now() : 0;
+  if (observed)
+    publishLock(() => ({ event: 'acquired', backend, key, waitedMs: granted - started }));
+  const released = (): void => {
+    if (observed)
+      publishLock(() => ({ event: 'released', backend, key, heldMs: performance.now() - granted }));
+  };
   let result: T;
   try {
     result = await fn(handle);
   } catch (error) {
+    released();
     // The caller's error wins; a release failing as well is attached to it, not thrown instead.
     await handle.release().catch((releaseError: unknown) => {
       if (typeof error === 'object' && error !== null && Object.isExtensible(error))
@@ -266,6 +293,7 @@ export async function withLock<T>(
     });
     throw error;
   }
+  released();
   await handle.release();
   return result;
 }

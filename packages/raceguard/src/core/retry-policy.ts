@@ -35,8 +35,10 @@ export interface RetryPolicy {
 export function retryOptionsOf(
   policy: RetryPolicy,
   isRetryable: (error: unknown) => boolean,
+  operation?: string,
 ): RetryOptions {
   return {
+    ...(operation !== undefined && { operation }),
     maxAttempts: policy.maxAttempts ?? 5,
     baseDelayMs: policy.baseDelayMs ?? 5,
     maxDelayMs: policy.maxDelayMs ?? 250,

@@ -1,4 +1,5 @@
 import { sleep, throwIfAborted } from './abort.js';
+import { failureCode, publishRetry } from './events.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { RetryExhaustedError } from './errors.js';
 import {
@@ -40,6 +41,11 @@ export interface RetryOptions extends BackoffOptions {
   readonly isRetryable?: (error: unknown) => boolean;
   /** Called before each retry's sleep; for logs and metrics. Must not throw. */
   readonly onRetry?: (event: RetryEvent) => void;
+  /**
+   * Names the operation in the `raceguard:retry` diagnostics channel
+   * (`transaction`, `optimistic-update`); unnamed retries publish nothing.
+   */
+  readonly operation?: string;
 }
 
 /** Context handed to each attempt. */
@@ -71,6 +77,11 @@ export async function retry<T>(
 ): Promise<T> {
   assertFunction('fn', fn);
   const { maxAttempts = 5, deadlineMs, signal, isRetryable = () => true, onRetry } = options;
+  const { operation } = options;
+  const report = (event: 'retry' | 'exhausted', attempt: number, error: unknown): void => {
+    if (operation !== undefined)
+      publishRetry(() => ({ event, operation, attempt, code: failureCode(error) }));
+  };
   assertPositiveInteger('options.maxAttempts', maxAttempts);
   if (deadlineMs !== undefined) assertNonNegativeFinite('options.deadlineMs', deadlineMs);
   assertAbortSignal('options.signal', signal);
@@ -83,12 +94,15 @@ export async function retry<T>(
       if (!isRetryable(error)) throw error;
       const elapsedMs = performance.now() - started;
       if (attempt >= maxAttempts) {
+        report('exhausted', attempt, error);
         throw new RetryExhaustedError(attempt, elapsedMs, 'max-attempts', error);
       }
       const delayMs = backoffDelay(attempt, options);
       if (deadlineMs !== undefined && elapsedMs + delayMs >= deadlineMs) {
+        report('exhausted', attempt, error);
         throw new RetryExhaustedError(attempt, elapsedMs, 'deadline', error);
       }
+      report('retry', attempt, error);
       onRetry?.({ attempt, error, delayMs });
       await sleep(delayMs, signal);
     }

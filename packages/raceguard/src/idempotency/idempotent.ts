@@ -2,6 +2,7 @@
  * Run an operation at most once per (scope, key): the claim protocol shared
  * by the framework-free {@link idempotent} and the HTTP middleware.
  */
+import { publishIdempotency } from '../core/events.js';
 import { randomUUID } from 'node:crypto';
 import { createLazyAbort, isAborted, sleep, type LazyAbort } from '../core/abort.js';
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
@@ -233,11 +234,16 @@ export async function claimIdempotency<R>(
         ttlMs: settings.ttlMs,
       });
     } catch (error) {
-      if (settings.storeFailure === 'open') return unprotected<R>();
+      if (settings.storeFailure === 'open') {
+        publishIdempotency('unprotected');
+        return unprotected<R>();
+      }
+      publishIdempotency('store-error');
       throw new IdempotencyStoreError('claim', error);
     }
     switch (found.kind) {
       case 'claimed':
+        publishIdempotency('executed');
         return new StoreExecution<R>(
           settings.store,
           settings,
@@ -247,12 +253,15 @@ export async function claimIdempotency<R>(
           found.recoveryPoint,
         );
       case 'completed':
+        publishIdempotency('replayed');
         return { kind: 'replay', value: JSON.parse(found.result) as R };
       case 'mismatch':
+        publishIdempotency('key-reused');
         throw new IdempotencyKeyReusedError();
       case 'in-progress': {
         const left = settings.waitMs - (performance.now() - started);
         if (settings.concurrent === 'conflict' || left <= 0) {
+          publishIdempotency('in-flight');
           throw new IdempotencyInFlightError(found.retryAfterMs);
         }
         await sleep(Math.min(pause, found.retryAfterMs + 1, left), settings.signal);

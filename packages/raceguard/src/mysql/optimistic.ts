@@ -39,7 +39,10 @@ export interface MysqlOptimisticUpdateResult<R extends MysqlRow = MysqlRow> {
   readonly attempts: number;
 }
 
-class VersionMoved extends Error {}
+class VersionMoved extends Error {
+  /** Named so in retry events. */
+  readonly code = 'version-moved';
+}
 
 /**
  * Optimistic locking on MySQL and MariaDB: read the row, compute changes,
@@ -115,7 +118,7 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
         const row = { ...current, ...changes, [versionColumn]: written.version } as unknown as R;
         return { applied: true, row, attempts: attempt };
       },
-      retryOptionsOf(options, (error) => error instanceof VersionMoved),
+      retryOptionsOf(options, (error) => error instanceof VersionMoved, 'optimistic-update'),
     );
   } catch (error) {
     if (error instanceof RetryExhaustedError) {

@@ -132,6 +132,6 @@ export async function transaction<T>(
         else connection.release();
       }
     },
-    retryOptionsOf(options, isRetryableMysqlError),
+    retryOptionsOf(options, isRetryableMysqlError, 'transaction'),
   );
 }

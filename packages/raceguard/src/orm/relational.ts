@@ -213,7 +213,10 @@ export function retryTransaction<T>(
   attemptOnce: (attempt: number) => Promise<T>,
   options: OrmTransactionOptions,
 ): Promise<T> {
-  return retry(({ attempt }) => attemptOnce(attempt), retryOptionsOf(options, isRetryableSqlError));
+  return retry(
+    ({ attempt }) => attemptOnce(attempt),
+    retryOptionsOf(options, isRetryableSqlError, 'transaction'),
+  );
 }
 
 /**

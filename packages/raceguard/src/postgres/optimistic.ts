@@ -105,6 +105,8 @@ export interface OptimisticUpdateResult<R extends Row = Row> {
 }
 
 class VersionMoved extends Error {
+  /** Named so in retry events. */
+  readonly code = 'version-moved';
   constructor(readonly current: Row | undefined) {
     super('the version changed between read and write');
   }
@@ -180,7 +182,7 @@ export async function optimisticUpdate<R extends Row = Row>(
         if (!written.applied || written.row === undefined) throw new VersionMoved(current);
         return { applied: true, row: written.row as R, attempts: attempt };
       },
-      retryOptionsOf(options, (error) => error instanceof VersionMoved),
+      retryOptionsOf(options, (error) => error instanceof VersionMoved, 'optimistic-update'),
     );
   } catch (error) {
     if (error instanceof RetryExhaustedError) {

@@ -218,5 +218,8 @@ export async function transaction<T>(
     }
   };
 
-  return retry(({ attempt }) => attemptOnce(attempt), retryOptionsOf(options, isTransientConflict));
+  return retry(
+    ({ attempt }) => attemptOnce(attempt),
+    retryOptionsOf(options, isTransientConflict, 'transaction'),
+  );
 }

@@ -1,0 +1,92 @@
+/**
+ * What raceguard's defences do, as events on `node:diagnostics_channel`:
+ * lock waits and holds, retried transactions and optimistic updates, and
+ * idempotency outcomes. Nothing is built or sent while nobody subscribes
+ * (one `hasSubscribers` check per event), so the core stays free of any
+ * telemetry dependency; `raceguard/otel` turns the events into OpenTelemetry
+ * metrics and span events, and anyone can subscribe directly.
+ *
+ * @example
+ * ```ts
+ * import { subscribe } from 'node:diagnostics_channel';
+ * subscribe(RACEGUARD_CHANNELS.retry, (event) => console.log(event));
+ * ```
+ */
+import { channel } from 'node:diagnostics_channel';
+
+/** The channel names. */
+export const RACEGUARD_CHANNELS = {
+  /** {@link LockEvent}s, published by `withLock`. */
+  lock: 'raceguard:lock',
+  /** {@link RetryEventMessage}s: transactions and optimistic updates that ran again or gave up. */
+  retry: 'raceguard:retry',
+  /** {@link IdempotencyEventMessage}s: how each idempotent request was served. */
+  idempotency: 'raceguard:idempotency',
+} as const;
+
+/** A lock acquired, refused, released or lost (through `withLock`). */
+export interface LockEvent {
+  readonly event: 'acquired' | 'timeout' | 'aborted' | 'failed' | 'released';
+  /** The locker's class, e.g. `RedisLock`, `PostgresLeaseLock`, `KeyedMutex`. */
+  readonly backend: string;
+  /** The lock's key as the caller named it (an exporter decides what of it leaves the process). */
+  readonly key: string;
+  /** From the call to the grant or refusal, ms (`acquired`, `timeout`, `aborted`, `failed`). */
+  readonly waitedMs?: number;
+  /** From the grant to the release, ms (`released`). */
+  readonly heldMs?: number;
+}
+
+/** A retried operation: one event per retry, and one when attempts ran out. */
+export interface RetryEventMessage {
+  readonly event: 'retry' | 'exhausted';
+  /** `transaction` (serialization failures, deadlocks, lock wait timeouts) or `optimistic-update` (lost version races). */
+  readonly operation: string;
+  /** 1-based attempt that failed. */
+  readonly attempt: number;
+  /** What failed: a SQLSTATE (`40001`), a MySQL error number (`1213`), `version-moved`, or the error's name. */
+  readonly code: string;
+}
+
+/** How one idempotent request was served. */
+export interface IdempotencyEventMessage {
+  readonly event:
+    'executed' | 'replayed' | 'in-flight' | 'key-reused' | 'store-error' | 'unprotected';
+}
+
+const lockChannel = channel(RACEGUARD_CHANNELS.lock);
+const retryChannel = channel(RACEGUARD_CHANNELS.retry);
+const idempotencyChannel = channel(RACEGUARD_CHANNELS.idempotency);
+
+/** Whether anyone listens for lock events (check before timing anything). */
+export function lockEventsWanted(): boolean {
+  return lockChannel.hasSubscribers;
+}
+
+/** Publish a lock event, built only when someone listens. */
+export function publishLock(make: () => LockEvent): void {
+  if (lockChannel.hasSubscribers) lockChannel.publish(make());
+}
+
+/** Publish a retry event, built only when someone listens. */
+export function publishRetry(make: () => RetryEventMessage): void {
+  if (retryChannel.hasSubscribers) retryChannel.publish(make());
+}
+
+/** Publish an idempotency outcome when someone listens. */
+export function publishIdempotency(event: IdempotencyEventMessage['event']): void {
+  if (idempotencyChannel.hasSubscribers) idempotencyChannel.publish({ event });
+}
+
+/** The code an event names for a failure: SQLSTATE, MySQL errno, or the error's name. */
+export function failureCode(error: unknown): string {
+  let current = error;
+  for (let depth = 0; depth < 4 && typeof current === 'object' && current !== null; depth += 1) {
+    const { sqlState, errno, code, cause } = current as Record<string, unknown>;
+    if (typeof sqlState === 'string' && sqlState !== '') return sqlState;
+    if (typeof errno === 'number') return String(errno);
+    if (typeof code === 'string' && !code.startsWith('RACEGUARD_')) return code;
+    current = cause;
+  }
+  return error instanceof Error ? error.name : 'unknown';
+}

@@ -1,0 +1,214 @@
+/**
+ * raceguard/otel with the real OpenTelemetry SDK (in-memory metric reader
+ * and span exporter): the counts it records equal what the callers saw.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type DataPoint,
+  type Histogram,
+} from '@opentelemetry/sdk-metrics';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { withLock } from '../../packages/raceguard/src/core/lock.js';
+import { idempotent } from '../../packages/raceguard/src/idempotency/idempotent.js';
+import { MemoryIdempotencyStore } from '../../packages/raceguard/src/idempotency/memory-store.js';
+import { KeyedMutex } from '../../packages/raceguard/src/local/keyed-mutex.js';
+import { instrumentRaceguard, keyPrefix } from '../../packages/raceguard/src/otel/index.js';
+import { optimisticUpdate } from '../../packages/raceguard/src/postgres/optimistic.js';
+import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+/** A fresh SDK: a meter provider with a manual reader, a tracer provider with an in-memory exporter. */
+function sdk() {
+  const reader = new PeriodicExportingMetricReader({
+    exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
+    exportIntervalMillis: 3_600_000,
+  });
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  const spans = new InMemorySpanExporter();
+  const tracer = new BasicTracerProvider({
+    spanProcessors: [new SimpleSpanProcessor(spans)],
+  }).getTracer('test');
+  /** The data points of `name`. */
+  const points = async (name: string): Promise<DataPoint<unknown>[]> => {
+    const { resourceMetrics } = await reader.collect();
+    return resourceMetrics.scopeMetrics
+      .flatMap((scope) => scope.metrics)
+      .filter((metric) => metric.descriptor.name === name)
+      .flatMap((metric) => metric.dataPoints as DataPoint<unknown>[]);
+  };
+  /** The sum of a counter's points whose attributes include `match`. */
+  const total = async (name: string, match: Record<string, string>): Promise<number> =>
+    (await points(name))
+      .filter((p) => Object.entries(match).every(([k, v]) => p.attributes[k] === v))
+      .reduce((sum, p) => sum + (p.value as number), 0);
+  return { meterProvider, spans, tracer, points, total, shutdown: () => meterProvider.shutdown() };
+}
+
+describe('raceguard/otel', () => {
+  let db: TestDatabase;
+  const contextManager = new AsyncLocalStorageContextManager();
+  before(async () => {
+    context.setGlobalContextManager(contextManager.enable());
+    db = await openTestDatabase(40);
+    await db.pool.query(
+      'CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL, version int NOT NULL DEFAULT 0)',
+    );
+  });
+  after(async () => {
+    context.disable();
+    await db.close();
+  });
+
+  it('an optimistic-update burst: the retries counted equal the attempts the callers report', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    await db.pool.query('TRUNCATE counters');
+    await db.pool.query('INSERT INTO counters (id, n) VALUES (1, 0)');
+    const results = await Promise.all(
+      Array.from({ length: 30 }, () =>
+        optimisticUpdate(db.pool, {
+          table: 'counters',
+          key: { id: 1 },
+          maxAttempts: 200,
+          maxDelayMs: 5,
+          update: (row) => ({ n: Number(row.n) + 1 }),
+        }),
+      ),
+    );
+    const retried = results.reduce((sum, r) => sum + r.attempts - 1, 0);
+    assert.ok(retried > 0, 'the burst conflicted');
+    assert.equal(
+      await telemetry.total('raceguard.retries', {
+        'raceguard.operation': 'optimistic-update',
+        'raceguard.error.code': 'version-moved',
+      }),
+      retried,
+    );
+    assert.equal(await telemetry.total('raceguard.retries.exhausted', {}), 0);
+    instrumentation.close();
+    await telemetry.shutdown();
+  });
+
+  it("a lock wait shows on the request's span and in the wait histogram, with the key's prefix only", async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    const locks = new KeyedMutex();
+    let release!: () => void;
+    const holding = withLock(locks, 'invoice:42', () => new Promise<void>((r) => (release = r)));
+    const waiting = telemetry.tracer.startActiveSpan('POST /invoices/42', async (span) => {
+      await withLock(locks, 'invoice:42', () => Promise.resolve());
+      span.end();
+    });
+    setTimeout(() => release(), 60);
+    await Promise.all([holding, waiting]);
+    const [span] = telemetry.spans.getFinishedSpans();
+    const event = span?.events.find((e) => e.name === 'raceguard.lock.wait');
+    assert.equal(event?.attributes?.['raceguard.lock.key'], 'invoice');
+    assert.equal(event?.attributes?.['raceguard.lock.outcome'], 'acquired');
+    assert.equal(event?.attributes?.['raceguard.lock.backend'], 'KeyedMutex');
+    assert.ok(Number(event?.attributes?.['raceguard.lock.waited_ms']) >= 50, JSON.stringify(event));
+    const waits = await telemetry.points('raceguard.lock.wait.duration');
+    assert.equal(
+      waits.reduce((n, p) => n + (p.value as Histogram).count, 0),
+      2,
+    );
+    assert.ok(waits.every((p) => p.attributes['raceguard.lock.key'] === 'invoice'));
+    const held = await telemetry.points('raceguard.lock.hold.duration');
+    assert.ok(
+      ((held[0]?.value as Histogram | undefined)?.sum ?? 0) >= 0.05,
+      'the first holder held about 60 ms',
+    );
+    // A refusal is recorded as such.
+    const busy = withLock(locks, 'invoice:7', () => new Promise((r) => setTimeout(r, 50)));
+    await assert.rejects(withLock(locks, 'invoice:7', () => Promise.resolve(), { waitMs: 5 }));
+    await busy;
+    const timeouts = (await telemetry.points('raceguard.lock.wait.duration')).filter(
+      (p) => p.attributes['raceguard.lock.outcome'] === 'timeout',
+    );
+    assert.equal((timeouts[0]?.value as Histogram | undefined)?.count, 1);
+    instrumentation.close();
+    await telemetry.shutdown();
+  });
+
+  it('a duplicate burst on one idempotency key: executed, in-flight and replayed counts equal the responses', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    const store = new MemoryIdempotencyStore();
+    let runs = 0;
+    const call = () =>
+      idempotent(store, { scope: 'u1', key: 'order-1', payload: { amount: 5 } }, async () => {
+        runs += 1;
+        await new Promise((r) => setTimeout(r, 30));
+        return { charged: 5 };
+      });
+    const burst = await Promise.allSettled(Array.from({ length: 20 }, call));
+    const later = await Promise.all(Array.from({ length: 5 }, call));
+    assert.equal(runs, 1);
+    const conflicts = burst.filter((r) => r.status === 'rejected').length;
+    const replays = later.filter((r) => r.replayed).length;
+    assert.equal(
+      await telemetry.total('raceguard.idempotency.requests', {
+        'raceguard.idempotency.outcome': 'executed',
+      }),
+      1,
+    );
+    assert.equal(
+      await telemetry.total('raceguard.idempotency.requests', {
+        'raceguard.idempotency.outcome': 'in-flight',
+      }),
+      conflicts,
+    );
+    assert.equal(conflicts, 19);
+    assert.equal(
+      await telemetry.total('raceguard.idempotency.requests', {
+        'raceguard.idempotency.outcome': 'replayed',
+      }),
+      replays,
+    );
+    assert.equal(replays, 5);
+    instrumentation.close();
+    await telemetry.shutdown();
+  });
+
+  it('close() stops recording (control: the same work afterwards adds nothing); options are checked', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    const locks = new KeyedMutex();
+    await withLock(locks, 'a', () => Promise.resolve());
+    instrumentation.close();
+    await withLock(locks, 'a', () => Promise.resolve());
+    const waits = await telemetry.points('raceguard.lock.wait.duration');
+    assert.equal(
+      waits.reduce((n, p) => n + (p.value as Histogram).count, 0),
+      1,
+    );
+    assert.equal(keyPrefix('invoice:42:lines'), 'invoice');
+    assert.equal(keyPrefix('nightly-report'), 'nightly-report');
+    assert.throws(() => instrumentRaceguard({ keyLabel: 'x' as never }), /keyLabel/);
+    assert.throws(() => instrumentRaceguard({ meterProvide: 1 } as never), /meterProvide/);
+    // With a custom label, nothing of the key but what it returns is exported.
+    const custom = sdk();
+    const customInstrumentation = instrumentRaceguard({
+      meterProvider: custom.meterProvider,
+      keyLabel: () => 'lock',
+    });
+    await withLock(locks, 'customer:ada@example.com', () => Promise.resolve());
+    const labels = (await custom.points('raceguard.lock.wait.duration')).map(
+      (p) => p.attributes['raceguard.lock.key'],
+    );
+    assert.deepEqual(labels, ['lock']);
+    customInstrumentation.close();
+    await telemetry.shutdown();
+    await custom.shutdown();
+  });
+});
