@@ -12,6 +12,7 @@ import { checkCommand } from './check-command.js';
 import { idempotencyCommand } from './idempotency-command.js';
 import { labCommand } from './lab-command.js';
 import { runCommand } from './run-command.js';
+import { watchCommand } from './watch-command.js';
 
 const { version } = JSON.parse(
   readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
@@ -26,7 +27,8 @@ const program = new Command('raceguard')
   .addCommand(runCommand().exitOverride().showHelpAfterError())
   .addCommand(idempotencyCommand().exitOverride().showHelpAfterError())
   .addCommand(checkCommand().exitOverride().showHelpAfterError())
-  .addCommand(adviseCommand().exitOverride().showHelpAfterError());
+  .addCommand(adviseCommand().exitOverride().showHelpAfterError())
+  .addCommand(watchCommand().exitOverride().showHelpAfterError());
 
 try {
   await program.parseAsync();

@@ -1,0 +1,155 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Command, Option } from 'commander';
+import {
+  loadWatchConfig,
+  prometheusText,
+  runChecks,
+  watchLoop,
+  type CheckResult,
+  type WatchConfig,
+} from '../watch/watch.js';
+import { integer, interruptible } from './options.js';
+import { renderTable } from './table.js';
+
+/** The results as a table. */
+export function formatChecks(results: readonly CheckResult[]): string {
+  return renderTable(
+    ['check', 'kind', 'status', 'ms', 'detail'],
+    results.map((r) => [r.name, r.kind, r.status, r.ms.toFixed(1), r.detail ?? '-']),
+  );
+}
+
+async function openPool(url: string) {
+  if (!/^postgres(ql)?:\/\//i.test(url)) {
+    throw new Error(
+      `raceguard watch speaks PostgreSQL (postgres://...); got ${url.split(':')[0]}:// (MySQL is not supported yet)`,
+    );
+  }
+  const pg = (await import('pg')).default;
+  const pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'raceguard-watch' });
+  // An idle connection cut by the server must not crash the watch.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** `raceguard watch`. */
+export function watchCommand(): Command {
+  return new Command('watch')
+    .description(
+      "Check invariants against a live PostgreSQL on an interval, each query in a READ ONLY transaction with a statement timeout (it can never write or hold locks for long): the checks of raceguard run's JSON/YAML scenarios (neverNegative, exactly, atMostN, unique, conserved). Logs each violation once with its rows, serves Prometheus metrics with --port. --once: exit 0 all hold, 1 a violation, 2 a check could not run.",
+    )
+    .argument(
+      '<file>',
+      'the watch file (.json or .yaml): { database?, intervalMs?, statementTimeoutMs?, checks: [...] }',
+    )
+    .option('--database <url>', "the database (default: the file's database, else $DATABASE_URL)")
+    .addOption(
+      new Option('--interval-ms <ms>', "overrides the file's intervalMs").argParser(integer(100)),
+    )
+    .option('--once', 'run every check once and exit with the verdict')
+    .addOption(
+      new Option(
+        '--port <n>',
+        'serve Prometheus metrics at http://127.0.0.1:<port>/metrics (0 = any free port)',
+      ).argParser(integer(0)),
+    )
+    .option('--json', 'with --once: print the results as JSON')
+    .action(
+      async (
+        file: string,
+        opts: {
+          database?: string;
+          intervalMs?: number;
+          once?: boolean;
+          port?: number;
+          json?: boolean;
+        },
+      ) => {
+        const loaded = await loadWatchConfig(file);
+        const config: WatchConfig =
+          opts.intervalMs === undefined ? loaded : { ...loaded, intervalMs: opts.intervalMs };
+        const url = opts.database ?? config.database ?? (process.env.DATABASE_URL || undefined);
+        if (url === undefined)
+          throw new Error(
+            'no database: pass --database, set database in the file, or DATABASE_URL',
+          );
+        const pool = await openPool(url);
+        const log = (line: string): void => void process.stderr.write(`watch: ${line}\n`);
+        try {
+          if (opts.once === true) {
+            const results = await runChecks(pool, config);
+            process.stdout.write(
+              opts.json === true
+                ? `${JSON.stringify({ results }, null, 2)}\n`
+                : `${formatChecks(results)}\n`,
+            );
+            for (const r of results.filter((x) => x.status === 'violated'))
+              log(`VIOLATED ${r.name}: ${r.detail ?? ''}; rows: ${JSON.stringify(r.rows ?? [])}`);
+            process.exitCode = results.some((r) => r.status === 'error')
+              ? 2
+              : results.some((r) => r.status === 'violated')
+                ? 1
+                : 0;
+            return;
+          }
+          let latest: readonly CheckResult[] = [];
+          let rounds = 0;
+          let lastRunSeconds = 0;
+          const server =
+            opts.port === undefined
+              ? undefined
+              : createServer((request, response) => {
+                  if (request.url !== '/metrics') {
+                    response.writeHead(404).end('GET /metrics\n');
+                    return;
+                  }
+                  const up = !latest.some(
+                    (r) => r.detail?.startsWith('cannot reach the database') === true,
+                  );
+                  response
+                    .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
+                    .end(prometheusText(latest, { rounds, lastRunSeconds, up }));
+                });
+          if (server !== undefined) {
+            await new Promise<void>((resolve, reject) => {
+              server.once('error', reject);
+              server.listen(opts.port, '127.0.0.1', () => resolve());
+            });
+            log(`metrics at http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`);
+          }
+          // What was last reported per check, so each violation and each recovery is logged once.
+          const reported = new Map<string, string>();
+          try {
+            await interruptible((signal) =>
+              watchLoop(pool, config, {
+                signal,
+                onRound: (results) => {
+                  latest = results;
+                  rounds += 1;
+                  lastRunSeconds = Date.now() / 1000;
+                  for (const r of results) {
+                    const previous = reported.get(r.name) ?? 'ok';
+                    const now = r.status === 'ok' ? 'ok' : `${r.status}: ${r.detail ?? ''}`;
+                    if (now === previous) continue;
+                    reported.set(r.name, now);
+                    if (r.status === 'violated')
+                      log(
+                        `VIOLATED ${r.name}: ${r.detail ?? ''}; rows: ${JSON.stringify(r.rows ?? [])}`,
+                      );
+                    else if (r.status === 'error') log(`cannot check ${r.name}: ${r.detail ?? ''}`);
+                    else log(`holds again: ${r.name}`);
+                  }
+                },
+              }),
+            );
+          } finally {
+            server?.close();
+            server?.closeAllConnections();
+          }
+        } finally {
+          await pool.end();
+        }
+      },
+    );
+}

@@ -1,0 +1,366 @@
+/**
+ * `raceguard watch`: the invariants of `raceguard run`'s JSON/YAML checks,
+ * read from a live PostgreSQL on an interval, each query in a READ ONLY
+ * transaction with a statement timeout, so the watch can never write or
+ * hold locks for long. Results are kept as Prometheus metrics; each
+ * violation is logged once, with its offending rows (bounded).
+ */
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { sleep, throwIfAborted } from 'raceguard';
+import { ScenarioError } from 'raceguard/run';
+
+const Sql = z.object({ sql: z.string().min(1), values: z.array(z.unknown()).optional() }).strict();
+const Name = z.string().min(1).optional();
+
+/** The invariant forms, by the key that names them. */
+const CHECKS = {
+  neverNegative: z.object({ neverNegative: Sql, name: Name }).strict(),
+  exactly: z.object({ exactly: z.number().int(), of: Sql, name: Name }).strict(),
+  atMostN: z.object({ atMostN: z.number().int(), of: Sql, name: Name }).strict(),
+  unique: z.object({ unique: Sql, name: Name }).strict(),
+  conserved: z.object({ conserved: Sql, total: z.number().finite(), name: Name }).strict(),
+} as const;
+type CheckName = keyof typeof CHECKS;
+const CHECK_NAMES = Object.keys(CHECKS) as CheckName[];
+type CheckSpec = { [K in CheckName]: z.infer<(typeof CHECKS)[K]> }[CheckName];
+
+const Config = z
+  .object({
+    database: z.string().min(1).optional(),
+    intervalMs: z.number().int().min(100).optional(),
+    statementTimeoutMs: z.number().int().min(1).optional(),
+    checks: z.array(z.unknown()).min(1),
+  })
+  .strict();
+
+/** A parsed watch file. */
+export interface WatchConfig {
+  readonly database?: string;
+  /** @default 15000 */
+  readonly intervalMs: number;
+  /** @default 5000 */
+  readonly statementTimeoutMs: number;
+  readonly checks: readonly WatchCheck[];
+}
+
+/** One invariant to watch. */
+export interface WatchCheck {
+  readonly name: string;
+  readonly kind: CheckName;
+  readonly sql: string;
+  readonly values: readonly unknown[];
+  /** `exactly`, `atMostN`, `conserved`: the number the value is compared with. */
+  readonly expected?: number;
+}
+
+/** The outcome of one check in one round. */
+export interface CheckResult {
+  readonly name: string;
+  readonly kind: CheckName;
+  readonly status: 'ok' | 'violated' | 'error';
+  /** Why it is violated, or what failed. */
+  readonly detail?: string;
+  /** Offending rows, at most {@link MAX_ROWS}. */
+  readonly rows?: readonly Record<string, unknown>[];
+  readonly ms: number;
+}
+
+/** Rows kept as evidence of a violation. */
+export const MAX_ROWS = 10;
+
+/** Read and validate a watch file (JSON or YAML); a bad field is named. */
+export async function loadWatchConfig(file: string): Promise<WatchConfig> {
+  const extension = extname(file).toLowerCase();
+  if (!['.json', '.yaml', '.yml'].includes(extension))
+    throw new ScenarioError(file, 'a .json or .yaml watch file', extension || file);
+  const text = await readFile(file, 'utf8');
+  let input: unknown;
+  try {
+    input = extension === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new ScenarioError(
+      file,
+      `valid ${extension === '.json' ? 'JSON' : 'YAML'}`,
+      (error as Error).message,
+    );
+  }
+  return parseWatchConfig(input, file);
+}
+
+/** Validate a watch configuration object. */
+export function parseWatchConfig(input: unknown, where = 'config'): WatchConfig {
+  const parsed = Config.safeParse(input);
+  if (!parsed.success) throw issueError(parsed.error, input, where, []);
+  const checks = parsed.data.checks.map((value, index): WatchCheck => {
+    const named =
+      typeof value === 'object' && value !== null && !Array.isArray(value)
+        ? CHECK_NAMES.filter((name) => name in value)
+        : [];
+    if (named.length !== 1) {
+      throw new ScenarioError(
+        `${where}: checks[${index}]`,
+        `an object naming one check: ${CHECK_NAMES.join(', ')}`,
+        value,
+      );
+    }
+    const check = CHECKS[named[0] as CheckName].safeParse(value);
+    if (!check.success) throw issueError(check.error, value, where, ['checks', index]);
+    return toCheck(check.data, index);
+  });
+  const names = new Set<string>();
+  for (const check of checks) {
+    if (names.has(check.name))
+      throw new ScenarioError(`${where}: checks`, 'distinct check names', check.name);
+    names.add(check.name);
+  }
+  return {
+    ...(parsed.data.database !== undefined && { database: parsed.data.database }),
+    intervalMs: parsed.data.intervalMs ?? 15_000,
+    statementTimeoutMs: parsed.data.statementTimeoutMs ?? 5_000,
+    checks,
+  };
+}
+
+function toCheck(spec: CheckSpec, index: number): WatchCheck {
+  const name = spec.name ?? `${CHECK_NAMES.find((n) => n in spec) ?? 'check'} #${index + 1}`;
+  if ('neverNegative' in spec)
+    return {
+      name,
+      kind: 'neverNegative',
+      sql: spec.neverNegative.sql,
+      values: spec.neverNegative.values ?? [],
+    };
+  if ('unique' in spec)
+    return { name, kind: 'unique', sql: spec.unique.sql, values: spec.unique.values ?? [] };
+  if ('exactly' in spec)
+    return {
+      name,
+      kind: 'exactly',
+      sql: spec.of.sql,
+      values: spec.of.values ?? [],
+      expected: spec.exactly,
+    };
+  if ('atMostN' in spec)
+    return {
+      name,
+      kind: 'atMostN',
+      sql: spec.of.sql,
+      values: spec.of.values ?? [],
+      expected: spec.atMostN,
+    };
+  return {
+    name,
+    kind: 'conserved',
+    sql: spec.conserved.sql,
+    values: spec.conserved.values ?? [],
+    expected: spec.total,
+  };
+}
+
+function issueError(
+  error: z.ZodError,
+  input: unknown,
+  where: string,
+  prefix: readonly PropertyKey[],
+): ScenarioError {
+  const issue = error.issues[0] as z.core.$ZodIssue;
+  const path = [...prefix, ...issue.path]
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+    .join('');
+  let value: unknown = input;
+  for (const part of issue.path)
+    value = (value as Record<PropertyKey, unknown> | undefined)?.[part];
+  return new ScenarioError(`${where}: ${path || '(top level)'}`, issue.message, value);
+}
+
+/** What the watch runs queries on: a pg pool (or anything with `connect()`). */
+export interface WatchPool {
+  connect(): Promise<{
+    query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+    release(error?: Error | boolean): void;
+  }>;
+}
+
+/** Run every check once, each in a READ ONLY transaction with the statement timeout. */
+export async function runChecks(
+  pool: WatchPool,
+  config: Pick<WatchConfig, 'checks' | 'statementTimeoutMs'>,
+): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const check of config.checks) {
+    const started = performance.now();
+    let client: Awaited<ReturnType<WatchPool['connect']>>;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      // The database is unreachable: every remaining check says so.
+      const detail = `cannot reach the database: ${(error as Error).message}`;
+      for (const rest of config.checks.slice(results.length))
+        results.push({ name: rest.name, kind: rest.kind, status: 'error', detail, ms: 0 });
+      return results;
+    }
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN READ ONLY');
+      await client.query("SELECT set_config('statement_timeout', $1, true)", [
+        String(config.statementTimeoutMs),
+      ]);
+      const { rows } = await client.query(check.sql, [...check.values]);
+      results.push({ ...judge(check, rows), ms: performance.now() - started });
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      const detail =
+        code === '25006'
+          ? `the query writes, and the watch's READ ONLY transaction refused it: ${(error as Error).message}`
+          : code === '57014'
+            ? `the query ran longer than the statement timeout (${config.statementTimeoutMs} ms) and was cancelled`
+            : `the query failed: ${(error as Error).message}`;
+      if (typeof code !== 'string') broken = error as Error;
+      results.push({
+        name: check.name,
+        kind: check.kind,
+        status: 'error',
+        detail,
+        ms: performance.now() - started,
+      });
+    } finally {
+      await client.query('ROLLBACK').catch((error: unknown) => {
+        broken ??= error as Error;
+      });
+      client.release(broken);
+    }
+  }
+  return results;
+}
+
+/** The first column of each row. */
+const firstValue = (row: Record<string, unknown>): unknown => Object.values(row)[0];
+
+function judge(
+  check: WatchCheck,
+  rows: readonly Record<string, unknown>[],
+): Omit<CheckResult, 'ms'> {
+  const base = { name: check.name, kind: check.kind };
+  switch (check.kind) {
+    case 'neverNegative': {
+      const offending = rows.filter((row) => Number(firstValue(row)) < 0);
+      return offending.length === 0
+        ? { ...base, status: 'ok' }
+        : {
+            ...base,
+            status: 'violated',
+            detail: `${offending.length} negative value(s)`,
+            rows: offending.slice(0, MAX_ROWS),
+          };
+    }
+    case 'unique': {
+      const seen = new Map<string, number>();
+      for (const row of rows) {
+        const key = JSON.stringify(firstValue(row));
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+      }
+      const duplicated = rows.filter((row) => (seen.get(JSON.stringify(firstValue(row))) ?? 0) > 1);
+      return duplicated.length === 0
+        ? { ...base, status: 'ok' }
+        : {
+            ...base,
+            status: 'violated',
+            detail: `${[...seen.values()].filter((n) => n > 1).length} value(s) appear more than once`,
+            rows: duplicated.slice(0, MAX_ROWS),
+          };
+    }
+    default: {
+      const value = Number(firstValue(rows[0] ?? {}));
+      const expected = check.expected as number;
+      const ok =
+        check.kind === 'atMostN' ? value <= expected : Number.isFinite(value) && value === expected;
+      const word =
+        check.kind === 'atMostN'
+          ? 'at most'
+          : check.kind === 'conserved'
+            ? 'a total of'
+            : 'exactly';
+      return ok
+        ? { ...base, status: 'ok' }
+        : {
+            ...base,
+            status: 'violated',
+            detail: `${String(firstValue(rows[0] ?? {}))} where ${word} ${expected} is required`,
+            rows: rows.slice(0, 1),
+          };
+    }
+  }
+}
+
+/** Prometheus text exposition of the latest results. */
+export function prometheusText(
+  results: readonly CheckResult[],
+  state: { readonly rounds: number; readonly lastRunSeconds: number; readonly up: boolean },
+): string {
+  const label = (value: string) =>
+    value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+  const lines = [
+    '# HELP raceguard_watch_up 1 when the last round reached the database',
+    '# TYPE raceguard_watch_up gauge',
+    `raceguard_watch_up ${state.up ? 1 : 0}`,
+    '# HELP raceguard_watch_rounds_total Rounds of checks run',
+    '# TYPE raceguard_watch_rounds_total counter',
+    `raceguard_watch_rounds_total ${state.rounds}`,
+    '# HELP raceguard_watch_last_run_timestamp_seconds When the last round ended',
+    '# TYPE raceguard_watch_last_run_timestamp_seconds gauge',
+    `raceguard_watch_last_run_timestamp_seconds ${state.lastRunSeconds}`,
+    '# HELP raceguard_watch_violated 1 when the invariant was broken at the last check',
+    '# TYPE raceguard_watch_violated gauge',
+    ...results.map(
+      (r) =>
+        `raceguard_watch_violated{check="${label(r.name)}",kind="${r.kind}"} ${r.status === 'violated' ? 1 : 0}`,
+    ),
+    '# HELP raceguard_watch_error 1 when the check could not run at the last round',
+    '# TYPE raceguard_watch_error gauge',
+    ...results.map(
+      (r) =>
+        `raceguard_watch_error{check="${label(r.name)}",kind="${r.kind}"} ${r.status === 'error' ? 1 : 0}`,
+    ),
+    '# HELP raceguard_watch_check_duration_seconds Time the check took at the last round',
+    '# TYPE raceguard_watch_check_duration_seconds gauge',
+    ...results.map(
+      (r) =>
+        `raceguard_watch_check_duration_seconds{check="${label(r.name)}",kind="${r.kind}"} ${(r.ms / 1000).toFixed(6)}`,
+    ),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Options of {@link watchLoop}. */
+export interface WatchLoopOptions {
+  readonly signal: AbortSignal;
+  /** Called after each round. */
+  readonly onRound: (results: readonly CheckResult[]) => void;
+}
+
+/**
+ * Run rounds until `signal` aborts; after a round whose database was
+ * unreachable, wait with capped exponential backoff (never longer than the
+ * interval) instead of the full interval.
+ */
+export async function watchLoop(
+  pool: WatchPool,
+  config: WatchConfig,
+  options: WatchLoopOptions,
+): Promise<void> {
+  let failures = 0;
+  for (;;) {
+    throwIfAborted(options.signal);
+    const results = await runChecks(pool, config);
+    options.onRound(results);
+    const down = results.some((r) => r.detail?.startsWith('cannot reach the database') === true);
+    failures = down ? failures + 1 : 0;
+    const wait = down
+      ? Math.min(config.intervalMs, 500 * 2 ** Math.min(failures - 1, 8))
+      : config.intervalMs;
+    await sleep(wait, options.signal);
+  }
+}
