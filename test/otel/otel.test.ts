@@ -180,6 +180,57 @@ describe('raceguard/otel', () => {
     await telemetry.shutdown();
   });
 
+  it('aggregated mode: counts, sums and cumulative buckets handed over at collection equal the work done', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({
+      meterProvider: telemetry.meterProvider,
+      aggregate: true,
+    });
+    const locks = new KeyedMutex();
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        withLock(locks, `cart:${i % 5}`, () => Promise.resolve()),
+      ),
+    );
+    const count = await telemetry.total('raceguard.lock.wait.duration.count', {
+      'raceguard.lock.outcome': 'acquired',
+      'raceguard.lock.key': 'cart',
+    });
+    assert.equal(count, 50);
+    assert.equal(await telemetry.total('raceguard.lock.hold.duration.count', {}), 50);
+    const buckets = (await telemetry.points('raceguard.lock.wait.duration.bucket')).filter(
+      (p) => p.attributes['raceguard.lock.outcome'] === 'acquired',
+    );
+    const inf = buckets.find((p) => p.attributes.le === 'inf');
+    assert.equal(inf?.value, 50);
+    // Cumulative: never decreasing with the bound, ending at the count.
+    const finite = buckets
+      .filter((p) => typeof p.attributes.le === 'number')
+      .sort((a, b) => Number(a.attributes.le) - Number(b.attributes.le))
+      .map((p) => p.value as number);
+    assert.ok(finite.every((v, i) => i === 0 || v >= (finite[i - 1] ?? 0)));
+    assert.ok((finite.at(-1) ?? 0) <= 50);
+    await db.pool.query('TRUNCATE counters');
+    await db.pool.query('INSERT INTO counters (id, n) VALUES (1, 0)');
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        optimisticUpdate(db.pool, {
+          table: 'counters',
+          key: { id: 1 },
+          maxAttempts: 200,
+          maxDelayMs: 5,
+          update: (row) => ({ n: Number(row.n) + 1 }),
+        }),
+      ),
+    );
+    assert.equal(
+      await telemetry.total('raceguard.retries', { 'raceguard.operation': 'optimistic-update' }),
+      results.reduce((sum, r) => sum + r.attempts - 1, 0),
+    );
+    instrumentation.close();
+    await telemetry.shutdown();
+  });
+
   it('close() stops recording (control: the same work afterwards adds nothing); options are checked', async () => {
     const telemetry = sdk();
     const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });

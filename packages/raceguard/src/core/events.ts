@@ -24,15 +24,18 @@ export const RACEGUARD_CHANNELS = {
   idempotency: 'raceguard:idempotency',
 } as const;
 
-/** A lock acquired, refused, released or lost (through `withLock`). */
+/**
+ * One use of a lock through `withLock`: `released` when it was granted and
+ * given back (with both its wait and its hold), or a refusal.
+ */
 export interface LockEvent {
-  readonly event: 'acquired' | 'timeout' | 'aborted' | 'failed' | 'released';
+  readonly event: 'released' | 'timeout' | 'aborted' | 'failed';
   /** The locker's class, e.g. `RedisLock`, `PostgresLeaseLock`, `KeyedMutex`. */
   readonly backend: string;
   /** The lock's key as the caller named it (an exporter decides what of it leaves the process). */
   readonly key: string;
-  /** From the call to the grant or refusal, ms (`acquired`, `timeout`, `aborted`, `failed`). */
-  readonly waitedMs?: number;
+  /** From the call to the grant or the refusal, ms. */
+  readonly waitedMs: number;
   /** From the grant to the release, ms (`released`). */
   readonly heldMs?: number;
 }

@@ -271,11 +271,16 @@ export async function withLock<T>(
     throw error;
   }
   const granted = observed ? performance.now() : 0;
-  if (observed)
-    publishLock(() => ({ event: 'acquired', backend, key, waitedMs: granted - started }));
+  // One event per use of the lock: its wait and its hold together (half the publishing).
   const released = (): void => {
     if (observed)
-      publishLock(() => ({ event: 'released', backend, key, heldMs: performance.now() - granted }));
+      publishLock(() => ({
+        event: 'released',
+        backend,
+        key,
+        waitedMs: granted - started,
+        heldMs: performance.now() - granted,
+      }));
   };
   let result: T;
   try {
