@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 /** What a run of the CLI printed and how it exited. */
 export interface CliRun {
@@ -10,8 +10,14 @@ export interface CliRun {
 /**
  * Run `raceguard <args>` from the sources in a child process. Asynchronous,
  * so servers running in the test's own process keep serving meanwhile.
+ * `onStderr` sees the standard error so far after each chunk (to act on a
+ * line the command prints, such as an address, or to interrupt it).
  */
-export function runCli(args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> {
+export function runCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  onStderr?: (stderr: string, child: ChildProcess) => void,
+): Promise<CliRun> {
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
@@ -23,7 +29,10 @@ export function runCli(args: readonly string[], env: Record<string, string> = {}
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      onStderr?.(stderr, child);
+    });
     child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
 }

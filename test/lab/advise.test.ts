@@ -4,9 +4,9 @@
  * control that shows the check catches a wrong fix.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { advise } from '../../packages/cli/src/lab/advise.js';
+import { runCli } from '../helpers/cli.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
 
@@ -101,20 +101,8 @@ describe('raceguard advise', () => {
     );
   });
 
-  it('CLI: prints the ranking and exits 0; a key matching no row and a missing option exit 2', () => {
-    const cli = (...args: string[]) =>
-      spawnSync(
-        process.execPath,
-        [
-          '--conditions=raceguard-source',
-          '--import',
-          'tsx',
-          'packages/cli/src/cli/main.ts',
-          'advise',
-          ...args,
-        ],
-        { encoding: 'utf8', timeout: 120_000 },
-      );
+  it('CLI: prints the ranking and exits 0; a key matching no row and a missing option exit 2', async () => {
+    const cli = (...args: string[]) => runCli(['advise', ...args]);
     const base = [
       '--database',
       db.url,
@@ -123,7 +111,7 @@ describe('raceguard advise', () => {
       '--column',
       'stock',
     ];
-    const run = cli(
+    const run = await cli(
       ...base,
       '--key',
       'id=2',
@@ -137,7 +125,7 @@ describe('raceguard advise', () => {
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stdout, /rank\s+strategy\s+verdict/);
     assert.match(run.stdout, /fastest correct fix on this workload: atomic/);
-    const json = cli(
+    const json = await cli(
       ...base,
       '--key',
       'id=2',
@@ -151,10 +139,10 @@ describe('raceguard advise', () => {
     );
     assert.equal(json.status, 0, json.stderr);
     assert.equal((JSON.parse(json.stdout) as { recommendation: string }).recommendation, 'atomic');
-    const missing = cli(...base, '--key', 'id=99', '--duration-ms', '200');
+    const missing = await cli(...base, '--key', 'id=99', '--duration-ms', '200');
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /identify one row .*\(0 matched\)/);
-    const usage = cli('--database', db.url, '--key', 'id=1', '--column', 'stock');
+    const usage = await cli('--database', db.url, '--key', 'id=1', '--column', 'stock');
     assert.equal(usage.status, 2);
     assert.match(usage.stderr, /--table/);
   });

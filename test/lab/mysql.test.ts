@@ -3,7 +3,6 @@
  * the same scenarios, written once, with each fix in MySQL's own terms.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import mysql from 'mysql2/promise';
 import { runLab } from '../../packages/cli/src/lab/run-lab.js';
@@ -14,6 +13,7 @@ import {
   SCENARIOS,
 } from '../../packages/cli/src/lab/scenarios/index.js';
 import { appliesTo, STRATEGIES } from '../../packages/cli/src/lab/scenario.js';
+import { runCli } from '../helpers/cli.js';
 import { useMysqlServer } from '../helpers/mysql.js';
 
 let server: { url: string; stop?: () => Promise<void> };
@@ -144,22 +144,10 @@ describe('race lab on MariaDB', () => {
 });
 
 describe('raceguard lab --database mysql://... (CLI)', () => {
-  const cli = (...args: string[]) =>
-    spawnSync(
-      process.execPath,
-      [
-        '--conditions=raceguard-source',
-        '--import',
-        'tsx',
-        'packages/cli/src/cli/main.ts',
-        'lab',
-        ...args,
-      ],
-      { encoding: 'utf8', timeout: 120_000 },
-    );
+  const cli = (...args: string[]) => runCli(['lab', ...args]);
 
-  it('runs on MariaDB, says so, and exits 0 when the fixes are clean', () => {
-    const run = cli(
+  it('runs on MariaDB, says so, and exits 0 when the fixes are clean', async () => {
+    const run = await cli(
       '--database',
       server.url,
       '-c',
@@ -179,15 +167,15 @@ describe('raceguard lab --database mysql://... (CLI)', () => {
     assert.match(run.stdout, /MySQL \/ MariaDB; 20 concurrent requests/);
   });
 
-  it('exits 2 on a URL of no known database, and 2 when the server refuses the user', () => {
-    const bad = cli('--database', 'ftp://127.0.0.1/x');
+  it('exits 2 on a URL of no known database, and 2 when the server refuses the user', async () => {
+    const bad = await cli('--database', 'ftp://127.0.0.1/x');
     assert.equal(bad.status, 2);
     assert.match(
       bad.stderr,
       /expected a postgres:\/\/, postgresql:\/\/, mysql:\/\/ or mariadb:\/\/ URL/,
     );
     const address = new URL(server.url);
-    const refused = cli(
+    const refused = await cli(
       '--database',
       `mysql://raceguard_nobody:wrong@${address.host}/`,
       '-c',

@@ -19,13 +19,16 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import { withLock } from '../../packages/raceguard/src/core/lock.js';
+import { MIN_LEASE_MS, withLock } from '../../packages/raceguard/src/core/lock.js';
 import { idempotent } from '../../packages/raceguard/src/idempotency/idempotent.js';
 import { MemoryIdempotencyStore } from '../../packages/raceguard/src/idempotency/memory-store.js';
 import { KeyedMutex } from '../../packages/raceguard/src/local/keyed-mutex.js';
 import { instrumentRaceguard, keyPrefix } from '../../packages/raceguard/src/otel/index.js';
 import { optimisticUpdate } from '../../packages/raceguard/src/postgres/optimistic.js';
+import { createLockTable, PostgresLeaseLock } from '../../packages/raceguard/src/postgres/index.js';
+import { LeaseCache } from '../../packages/raceguard/src/cache/index.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { openTestRedis } from '../helpers/redis.js';
 
 /** A fresh SDK: a meter provider with a manual reader, a tracer provider with an in-memory exporter. */
 function sdk() {
@@ -229,6 +232,77 @@ describe('raceguard/otel', () => {
     );
     instrumentation.close();
     await telemetry.shutdown();
+  });
+
+  it('a lease that runs out while held is counted as lost, with its backend and reason', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    await createLockTable(db.pool);
+    const locks = new PostgresLeaseLock({ client: db.pool });
+    const lost = new Promise<void>((resolve) => {
+      void locks.acquire('report:nightly', { ttlMs: MIN_LEASE_MS, onLost: () => resolve() });
+    });
+    await lost;
+    assert.equal(
+      await telemetry.total('raceguard.lock.lost', {
+        'raceguard.lock.backend': 'PostgresLeaseLock',
+        'raceguard.lock.key': 'report',
+        'raceguard.lock.loss_reason': 'expired',
+      }),
+      1,
+    );
+    instrumentation.close();
+    await telemetry.shutdown();
+  });
+
+  it('cache: one miss and one fill for a herd, the rest served as hits, a fill an invalidation overtook counted as refused', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    const redis = await openTestRedis();
+    try {
+      const cache = new LeaseCache({
+        client: redis.client,
+        prefix: `${redis.prefix}c:`,
+        pollMs: 5,
+      });
+      let loads = 0;
+      await Promise.all(
+        Array.from({ length: 20 }, () =>
+          cache.get('price:1', async () => {
+            loads += 1;
+            await new Promise((r) => setTimeout(r, 40));
+            return 42;
+          }),
+        ),
+      );
+      await cache.get('price:1', () => Promise.resolve(0));
+      const count = (event: string) =>
+        telemetry.total('raceguard.cache.events', {
+          'raceguard.cache.event': event,
+          'raceguard.cache.key': 'price',
+        });
+      assert.equal(loads, 1);
+      assert.equal(await count('miss'), 1);
+      assert.equal(await count('fill'), 1);
+      // The 19 that waited are served by the fill, and the later read by the cache.
+      assert.equal(await count('hit'), 20);
+      assert.equal(await count('wait'), 0, 'no caller gave up waiting');
+      // A slow reader's fill overtaken by an invalidation is refused, and counted so.
+      let loaded!: () => void;
+      const reading = cache.get('price:2', async () => {
+        loaded();
+        await new Promise((r) => setTimeout(r, 30));
+        return 1;
+      });
+      await new Promise<void>((r) => (loaded = r));
+      await cache.invalidate('price:2');
+      await reading;
+      assert.equal(await count('fill-refused'), 1);
+    } finally {
+      instrumentation.close();
+      await redis.close();
+      await telemetry.shutdown();
+    }
   });
 
   it('close() stops recording (control: the same work afterwards adds nothing); options are checked', async () => {

@@ -4,7 +4,6 @@
  * exit codes, its log and its metrics scraped over HTTP.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,39 +11,30 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { serveLab, type ServedLab } from '../../packages/cli/src/lab/serve-lab.js';
 import { parseWatchConfig } from '../../packages/cli/src/watch/watch.js';
+import { runCli } from '../helpers/cli.js';
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+/** `raceguard watch <args>` without DATABASE_URL. */
+const watch = (args: readonly string[], onStderr?: Parameters<typeof runCli>[2]) =>
+  runCli(['watch', ...args], { DATABASE_URL: '' }, onStderr);
 
-function watch(
-  args: readonly string[],
-  until?: (stderr: string, child: ChildProcess) => void,
-): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      [
-        '--conditions=raceguard-source',
-        '--import',
-        'tsx',
-        'packages/cli/src/cli/main.ts',
-        'watch',
-        ...args,
-      ],
-      { env: { ...process.env, DATABASE_URL: '' } },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      until?.(stderr, child);
-    });
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+/**
+ * A stderr hook that, once the command prints its metrics address, waits
+ * `afterMs`, scrapes the metrics into `into.text`, and interrupts the command.
+ */
+function scrapeThenStop(afterMs: number, into: { text: string }): Parameters<typeof runCli>[2] {
+  return (stderr, child) => {
+    const match = /metrics at (http:\/\/\S+)/.exec(stderr);
+    if (match === null || into.text !== '') return;
+    into.text = 'pending';
+    setTimeout(() => {
+      void fetch(match[1] as string)
+        .then((response) => response.text())
+        .then((text) => {
+          into.text = text;
+          child.kill('SIGINT');
+        });
+    }, afterMs);
+  };
 }
 
 describe('raceguard watch', () => {
@@ -114,34 +104,25 @@ describe('raceguard watch', () => {
 
   it('serves the verdicts as Prometheus metrics and logs a violation once, however many rounds see it', async () => {
     await burst('unsafe');
-    let scraped = '';
+    const scraped = { text: '' };
     const run = await watch(
       [file, '--database', lab.databaseUrl, '--interval-ms', '150', '--port', '0'],
-      (stderr, child) => {
-        const match = /metrics at (http:\/\/\S+)/.exec(stderr);
-        if (match === null || scraped !== '') return;
-        scraped = 'pending';
-        setTimeout(() => {
-          void fetch(match[1] as string)
-            .then((response) => response.text())
-            .then((text) => {
-              scraped = text;
-              child.kill('SIGINT');
-            });
-        }, 800);
-      },
+      scrapeThenStop(800, scraped),
     );
     assert.equal(run.status, 130, run.stderr);
     assert.match(
-      scraped,
+      scraped.text,
       /raceguard_watch_violated\{check="stock never negative",kind="neverNegative"\} 1/,
     );
     assert.match(
-      scraped,
+      scraped.text,
       /raceguard_watch_violated\{check="one order per buyer",kind="unique"\} 0/,
     );
-    assert.match(scraped, /raceguard_watch_up 1/);
-    assert.ok(Number(/raceguard_watch_rounds_total (\d+)/.exec(scraped)?.[1]) >= 3, scraped);
+    assert.match(scraped.text, /raceguard_watch_up 1/);
+    assert.ok(
+      Number(/raceguard_watch_rounds_total (\d+)/.exec(scraped.text)?.[1]) >= 3,
+      scraped.text,
+    );
     assert.equal(run.stderr.match(/VIOLATED stock never negative/g)?.length, 1, run.stderr);
   });
 
@@ -175,27 +156,18 @@ describe('raceguard watch', () => {
     const once = await watch([file, '--once', '--database', 'postgres://127.0.0.1:1/none']);
     assert.equal(once.status, 2);
     assert.match(once.stdout, /cannot reach the database/);
-    let scraped = '';
+    const scraped = { text: '' };
     const looping = await watch(
       [file, '--database', 'postgres://127.0.0.1:1/none', '--interval-ms', '5000', '--port', '0'],
-      (stderr, child) => {
-        const match = /metrics at (http:\/\/\S+)/.exec(stderr);
-        if (match === null || scraped !== '') return;
-        scraped = 'pending';
-        setTimeout(() => {
-          void fetch(match[1] as string)
-            .then((response) => response.text())
-            .then((text) => {
-              scraped = text;
-              child.kill('SIGINT');
-            });
-        }, 1500);
-      },
+      scrapeThenStop(1500, scraped),
     );
     assert.equal(looping.status, 130, looping.stderr);
-    assert.match(scraped, /raceguard_watch_up 0/);
+    assert.match(scraped.text, /raceguard_watch_up 0/);
     // Backoff, not the 5 s interval: more than one round in 1.5 s.
-    assert.ok(Number(/raceguard_watch_rounds_total (\d+)/.exec(scraped)?.[1]) >= 2, scraped);
+    assert.ok(
+      Number(/raceguard_watch_rounds_total (\d+)/.exec(scraped.text)?.[1]) >= 2,
+      scraped.text,
+    );
     assert.equal(looping.stderr.match(/cannot check stock never negative/g)?.length, 1);
     assert.throws(
       () => parseWatchConfig({ checks: [{ neverNegative: { sql: 1 } }] }, 'shop.yaml'),

@@ -17,6 +17,9 @@ export {
   type LockEvent,
   type RetryEventMessage,
   type IdempotencyEventMessage,
+  type CacheEventMessage,
+  type LockLostEvent,
+  type LockUseEvent,
 } from './core/events.js';
 export { sleep, throwIfAborted } from './core/abort.js';
 export {

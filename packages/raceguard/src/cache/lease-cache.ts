@@ -5,6 +5,7 @@
  * it; a fill whose token was voided is refused. So a reader that loaded the
  * old row before a writer's invalidation can never write it back.
  */
+import { publishCache } from '../core/events.js';
 import { randomBytes } from 'node:crypto';
 import { pause, within } from '../core/deadline.js';
 import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
@@ -709,6 +710,15 @@ export class LeaseCache implements AsyncDisposable {
   }
 
   #emit(event: CacheEvent): void {
+    if (event.type !== 'local-tier') {
+      publishCache(() => ({
+        event: event.type,
+        key: event.key,
+        ...(event.type === 'hit' && { tier: event.tier }),
+        ...(event.type === 'fill' && { ms: event.loadMs }),
+        ...(event.type === 'wait' && { ms: event.waitedMs }),
+      }));
+    }
     try {
       this.#onEvent?.(event);
     } catch {

@@ -22,13 +22,38 @@ export const RACEGUARD_CHANNELS = {
   retry: 'raceguard:retry',
   /** {@link IdempotencyEventMessage}s: how each idempotent request was served. */
   idempotency: 'raceguard:idempotency',
+  /** {@link CacheEventMessage}s: hits, misses, fills, refused stale fills, waits of `LeaseCache`. */
+  cache: 'raceguard:cache',
 } as const;
 
+/** What a `LeaseCache` did for one read or fill. */
+export interface CacheEventMessage {
+  readonly event: 'hit' | 'miss' | 'stale-hit' | 'fill' | 'fill-refused' | 'wait' | 'backend-error';
+  readonly key: string;
+  /** `hit`: which tier served it. */
+  readonly tier?: 'local' | 'redis';
+  /** `fill`: how long the loader took, ms; `wait` (a caller that gave up waiting for another's fill): how long it waited, ms. */
+  readonly ms?: number;
+}
+
 /**
- * One use of a lock through `withLock`: `released` when it was granted and
- * given back (with both its wait and its hold), or a refusal.
+ * A lock event: one use of a lock through `withLock` (`released` when it
+ * was granted and given back, with both its wait and its hold, or a
+ * refusal), or a held lock {@link LockLostEvent lost}.
  */
-export interface LockEvent {
+export type LockEvent = LockUseEvent | LockLostEvent;
+
+/** A held lock was lost (its lease ran out or could not be renewed, its session ended, the event loop stalled). */
+export interface LockLostEvent {
+  readonly event: 'lost';
+  readonly backend: string;
+  readonly key: string;
+  /** `expired`, `stall`, `extend-failed`, `backend`, `session`, … (the handle's `LockLossReason`). */
+  readonly reason: string;
+}
+
+/** One use of a lock through `withLock`. */
+export interface LockUseEvent {
   readonly event: 'released' | 'timeout' | 'aborted' | 'failed';
   /** The locker's class, e.g. `RedisLock`, `PostgresLeaseLock`, `KeyedMutex`. */
   readonly backend: string;
@@ -60,6 +85,12 @@ export interface IdempotencyEventMessage {
 const lockChannel = channel(RACEGUARD_CHANNELS.lock);
 const retryChannel = channel(RACEGUARD_CHANNELS.retry);
 const idempotencyChannel = channel(RACEGUARD_CHANNELS.idempotency);
+const cacheChannel = channel(RACEGUARD_CHANNELS.cache);
+
+/** Publish a cache event, built only when someone listens. */
+export function publishCache(make: () => CacheEventMessage): void {
+  if (cacheChannel.hasSubscribers) cacheChannel.publish(make());
+}
 
 /** Whether anyone listens for lock events (check before timing anything). */
 export function lockEventsWanted(): boolean {

@@ -18,6 +18,8 @@ export interface LeaseHandleOptions {
   readonly ttlMs: number;
   /** The caller's acquire options (`autoExtend`, `onLost`). */
   readonly acquireOptions: AcquireOptions;
+  /** The locker's name in `lost` events of the `raceguard:lock` channel. */
+  readonly backend?: string;
   /**
    * Renew the lease on the server for `leaseMs`. Resolves the new
    * `validUntil`, or `undefined` when this owner no longer holds it.
@@ -72,7 +74,7 @@ class LeaseHandle implements LockHandle {
     this.validUntil = options.validUntil;
     this.#options = options;
     const { autoExtend, onLost } = options.acquireOptions;
-    this.#loss = new LockLoss(options.key, onLost);
+    this.#loss = new LockLoss(options.key, onLost, options.backend);
     this.#watched = autoExtend === true || onLost !== undefined;
     if (this.#watched) this.#schedule();
   }

@@ -4,6 +4,7 @@
  * an exception thrown from a timer or an event handler.
  */
 import { createLazyAbort, type LazyAbort } from './abort.js';
+import { publishLock } from './events.js';
 import { LockLostError, type LockLossReason } from './lock.js';
 
 /**
@@ -19,12 +20,15 @@ import { LockLostError, type LockLossReason } from './lock.js';
 export class LockLoss {
   readonly #key: string;
   readonly #onLost: ((error: LockLostError) => void) | undefined;
+  readonly #backend: string;
   #held = true;
   #abort: LazyAbort | undefined;
 
-  constructor(key: string, onLost?: (error: LockLostError) => void) {
+  /** `backend` names the locker in the `raceguard:lock` channel's `lost` events. */
+  constructor(key: string, onLost?: (error: LockLostError) => void, backend = 'Locker') {
     this.#key = key;
     this.#onLost = onLost;
+    this.#backend = backend;
   }
 
   /** Neither lost nor given up. */
@@ -43,6 +47,7 @@ export class LockLoss {
     this.#held = false;
     const lost = new LockLostError(this.#key, reason, cause);
     (this.#abort ??= createLazyAbort()).abort(lost);
+    publishLock(() => ({ event: 'lost', backend: this.#backend, key: this.#key, reason }));
     try {
       this.#onLost?.(lost);
     } catch {

@@ -14,6 +14,8 @@ export interface SessionHandleOptions {
   readonly token: bigint;
   /** The caller's acquire options (`onLost`). */
   readonly acquireOptions: AcquireOptions;
+  /** The locker's name in `lost` events of the `raceguard:lock` channel. */
+  readonly backend?: string;
   /** Why `extend(ttlMs)` is refused, e.g. `MysqlAdvisoryLock has no lease: ...`. */
   readonly noLease: string;
   /** Calls `onFailure` when the session's connection fails; returns the undo. */
@@ -32,7 +34,7 @@ export interface SessionHandleOptions {
  */
 export function createSessionHandle(options: SessionHandleOptions): LockHandle {
   const { key } = options;
-  const loss = new LockLoss(key, options.acquireOptions.onLost);
+  const loss = new LockLoss(key, options.acquireOptions.onLost, options.backend);
   let released: Promise<void> | undefined;
   const unwatch = options.watch(() => loss.lose('backend'));
   const release = (): Promise<void> =>

@@ -295,6 +295,7 @@ export class EtcdLock implements Locker {
     options: AcquireOptions,
   ): LockHandle {
     return createLeaseHandle({
+      backend: 'EtcdLock',
       key,
       token,
       validUntil,

@@ -224,7 +224,7 @@ class LocalHandle implements LockHandle {
     readonly options: SemaphoreAcquireOptions,
     readonly giveBack: () => void,
   ) {
-    this.#loss = new LockLoss(key, options.onLost);
+    this.#loss = new LockLoss(key, options.onLost, 'KeyedSemaphore');
     if (options.ttlMs !== undefined && options.autoExtend !== true) this.#lease(options.ttlMs);
   }
 

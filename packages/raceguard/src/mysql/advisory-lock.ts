@@ -205,6 +205,7 @@ export class MysqlAdvisoryLock implements Locker {
     options: AcquireOptions,
   ): LockHandle {
     return createSessionHandle({
+      backend: 'MysqlAdvisoryLock',
       key,
       token,
       acquireOptions: options,

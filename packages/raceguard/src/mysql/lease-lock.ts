@@ -214,6 +214,7 @@ export class MysqlLeaseLock implements Locker {
     options: AcquireOptions,
   ): LockHandle {
     return createLeaseHandle({
+      backend: 'MysqlLeaseLock',
       key,
       token,
       validUntil,

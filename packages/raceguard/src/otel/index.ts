@@ -7,6 +7,9 @@
  * | --- | --- | --- | --- |
  * | `raceguard.lock.wait.duration` | histogram | s | `raceguard.lock.backend`, `raceguard.lock.outcome` (acquired, timeout, aborted, failed), `raceguard.lock.key` |
  * | `raceguard.lock.hold.duration` | histogram | s | `raceguard.lock.backend`, `raceguard.lock.key` |
+ * | `raceguard.lock.lost` | counter | {lock} | `raceguard.lock.backend`, `raceguard.lock.key`, `raceguard.lock.loss_reason` |
+ * | `raceguard.cache.events` | counter | {event} | `raceguard.cache.event` (hit, miss, stale-hit, fill, fill-refused, wait, backend-error), `raceguard.cache.key`, `raceguard.cache.tier` |
+ * | `raceguard.cache.duration` | histogram | s | the same (fills: loader time; waits: how long a caller waited for another's fill before giving up) |
  * | `raceguard.retries` | counter | {retry} | `raceguard.operation` (transaction, optimistic-update), `raceguard.error.code` |
  * | `raceguard.retries.exhausted` | counter | {operation} | the same |
  * | `raceguard.idempotency.requests` | counter | {request} | `raceguard.idempotency.outcome` (executed, replayed, in-flight, key-reused, store-error, unprotected) |
@@ -23,6 +26,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { metrics, trace, type Attributes, type MeterProvider } from '@opentelemetry/api';
 import {
   RACEGUARD_CHANNELS,
+  type CacheEventMessage,
   type IdempotencyEventMessage,
   type LockEvent,
   type RetryEventMessage,
@@ -110,9 +114,23 @@ export function instrumentRaceguard(options: RaceguardTelemetryOptions = {}): Ra
     unit: '{operation}',
     description: 'Transactions and optimistic updates that gave up after their last attempt',
   });
+  const lost = meter.createCounter('raceguard.lock.lost', {
+    unit: '{lock}',
+    description:
+      'Held locks lost (lease ran out or could not be renewed, session ended, event loop stalled)',
+  });
   const idempotency = meter.createCounter('raceguard.idempotency.requests', {
     unit: '{request}',
     description: 'Idempotent requests by how they were served',
+  });
+  const cacheEvents = meter.createCounter('raceguard.cache.events', {
+    unit: '{event}',
+    description: 'LeaseCache hits, misses, fills, refused stale fills, waits and Redis failures',
+  });
+  const cacheTimes = meter.createHistogram('raceguard.cache.duration', {
+    unit: 's',
+    description:
+      "LeaseCache loader time (fill), and how long a caller waited for another's fill before giving up (wait)",
   });
   const addEvent = (name: string, attributes: Attributes): void => {
     if (spanEvents) trace.getActiveSpan()?.addEvent(name, attributes);
@@ -121,6 +139,16 @@ export function instrumentRaceguard(options: RaceguardTelemetryOptions = {}): Ra
   const onLock = (message: unknown): void => {
     const event = message as LockEvent;
     const key = keyLabel(event.key);
+    if (event.event === 'lost') {
+      const attributes = {
+        'raceguard.lock.backend': event.backend,
+        'raceguard.lock.key': key,
+        'raceguard.lock.loss_reason': event.reason,
+      };
+      lost.add(1, attributes);
+      addEvent('raceguard.lock.lost', attributes);
+      return;
+    }
     const granted = event.event === 'released';
     const attributes = {
       'raceguard.lock.backend': event.backend,
@@ -159,16 +187,37 @@ export function instrumentRaceguard(options: RaceguardTelemetryOptions = {}): Ra
     addEvent('raceguard.idempotency', { 'raceguard.idempotency.outcome': event });
   };
 
-  subscribe(RACEGUARD_CHANNELS.lock, onLock);
-  subscribe(RACEGUARD_CHANNELS.retry, onRetry);
-  subscribe(RACEGUARD_CHANNELS.idempotency, onIdempotency);
+  const onCache = (message: unknown): void => {
+    const event = message as CacheEventMessage;
+    const attributes = {
+      'raceguard.cache.event': event.event,
+      'raceguard.cache.key': keyLabel(event.key),
+      ...(event.tier !== undefined && { 'raceguard.cache.tier': event.tier }),
+    };
+    cacheEvents.add(1, attributes);
+    if (event.ms !== undefined) cacheTimes.record(event.ms / 1000, attributes);
+    if (event.event === 'fill-refused' || event.event === 'wait')
+      addEvent(`raceguard.cache.${event.event}`, attributes);
+  };
+  return listen({ lock: onLock, retry: onRetry, idempotency: onIdempotency, cache: onCache });
+}
+
+/** Subscribe one handler per channel; the telemetry's `close()` unsubscribes them (and runs `onClose`), once. */
+function listen(
+  handlers: Readonly<Record<keyof typeof RACEGUARD_CHANNELS, (message: unknown) => void>>,
+  onClose: () => void = () => undefined,
+): RaceguardTelemetry {
+  const entries = Object.entries(handlers) as [
+    keyof typeof RACEGUARD_CHANNELS,
+    (message: unknown) => void,
+  ][];
+  for (const [name, handler] of entries) subscribe(RACEGUARD_CHANNELS[name], handler);
   let closed = false;
   const close = (): void => {
     if (closed) return;
     closed = true;
-    unsubscribe(RACEGUARD_CHANNELS.lock, onLock);
-    unsubscribe(RACEGUARD_CHANNELS.retry, onRetry);
-    unsubscribe(RACEGUARD_CHANNELS.idempotency, onIdempotency);
+    for (const [name, handler] of entries) unsubscribe(RACEGUARD_CHANNELS[name], handler);
+    onClose();
   };
   return { close, [Symbol.dispose]: close };
 }
@@ -259,6 +308,15 @@ function aggregated(
   };
   const onLock = (message: unknown): void => {
     const event = message as LockEvent;
+    if (event.event === 'lost') {
+      const key = keyLabel(event.key);
+      bump('raceguard.lock.lost', `${event.backend}\u0000${key}\u0000${event.reason}`, () => ({
+        'raceguard.lock.backend': event.backend,
+        'raceguard.lock.key': key,
+        'raceguard.lock.loss_reason': event.reason,
+      }));
+      return;
+    }
     const granted = event.event === 'released';
     observe(
       lookup(waits, event.backend, granted ? 'acquired' : event.event, event.key),
@@ -302,6 +360,10 @@ function aggregated(
     'raceguard.retries.exhausted': meter.createObservableCounter('raceguard.retries.exhausted', {
       unit: '{operation}',
     }),
+    'raceguard.lock.lost': meter.createObservableCounter('raceguard.lock.lost', { unit: '{lock}' }),
+    'raceguard.cache.events': meter.createObservableCounter('raceguard.cache.events', {
+      unit: '{event}',
+    }),
     'raceguard.idempotency.requests': meter.createObservableCounter(
       'raceguard.idempotency.requests',
       { unit: '{request}' },
@@ -340,17 +402,16 @@ function aggregated(
   };
   meter.addBatchObservableCallback(collect, observables);
 
-  subscribe(RACEGUARD_CHANNELS.lock, onLock);
-  subscribe(RACEGUARD_CHANNELS.retry, onRetry);
-  subscribe(RACEGUARD_CHANNELS.idempotency, onIdempotency);
-  let closed = false;
-  const close = (): void => {
-    if (closed) return;
-    closed = true;
-    unsubscribe(RACEGUARD_CHANNELS.lock, onLock);
-    unsubscribe(RACEGUARD_CHANNELS.retry, onRetry);
-    unsubscribe(RACEGUARD_CHANNELS.idempotency, onIdempotency);
-    meter.removeBatchObservableCallback(collect, observables);
+  const onCache = (message: unknown): void => {
+    const event = message as CacheEventMessage;
+    const key = keyLabel(event.key);
+    bump('raceguard.cache.events', `${event.event}\u0000${key}\u0000${event.tier ?? ''}`, () => ({
+      'raceguard.cache.event': event.event,
+      'raceguard.cache.key': key,
+      ...(event.tier !== undefined && { 'raceguard.cache.tier': event.tier }),
+    }));
   };
-  return { close, [Symbol.dispose]: close };
+  return listen({ lock: onLock, retry: onRetry, idempotency: onIdempotency, cache: onCache }, () =>
+    meter.removeBatchObservableCallback(collect, observables),
+  );
 }

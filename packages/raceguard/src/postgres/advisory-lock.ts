@@ -239,6 +239,7 @@ export class PostgresAdvisoryLock implements Locker {
     options: AcquireOptions,
   ): LockHandle {
     return createSessionHandle({
+      backend: 'PostgresAdvisoryLock',
       key,
       token,
       acquireOptions: options,

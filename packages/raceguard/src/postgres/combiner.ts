@@ -347,22 +347,13 @@ function renderStatement(
   }
   const ok = direction === 'decrement' ? 'w.v - r.a >= w.b' : '(w.b IS NULL OR w.v + r.a <= w.b)';
   const step = direction === 'decrement' ? 'w.v - r.a' : 'w.v + r.a';
-  const insert =
-    recordColumns === undefined
-      ? ''
-      : (() => {
-          const recordTable = quoteTable(options.record?.table, 'options.record.table');
-          const list = recordColumns.map((c) => quoteIdentifier(c)).join(', ');
-          const picked = recordColumns.map((c) => `p.${quoteIdentifier(c)}`).join(', ');
-          return `,
-  ins AS (
-    INSERT INTO ${recordTable} (${list})
-    SELECT ${picked}
-    FROM jsonb_populate_recordset(NULL::${recordTable}, $${next}::jsonb) WITH ORDINALITY AS p
-    JOIN walk w ON w.o = p.ordinality
-    WHERE w.o > 0 AND w.ok
-  )`;
-        })();
+  const insert = renderRecordInsert(
+    options,
+    recordColumns,
+    `$${next}::jsonb`,
+    'JOIN walk w ON w.o = p.ordinality WHERE w.o > 0 AND w.ok',
+    true,
+  );
   return `WITH RECURSIVE
   cur AS MATERIALIZED (
     SELECT ${column}::bigint AS v, ${boundExpression} AS b FROM ${table} WHERE ${where} FOR UPDATE
@@ -413,26 +404,44 @@ function renderFastStatement(
   } else {
     guard = `t.${column} + ${total} <= t.${quoteIdentifier(options.ceilingColumn)}`;
   }
-  const insert =
-    recordColumns === undefined
-      ? ''
-      : (() => {
-          const recordTable = quoteTable(options.record?.table, 'options.record.table');
-          const list = recordColumns.map((c) => quoteIdentifier(c)).join(', ');
-          const picked = recordColumns.map((c) => `p.${quoteIdentifier(c)}`).join(', ');
-          return `,
-  ins AS (
-    INSERT INTO ${recordTable} (${list})
-    SELECT ${picked} FROM jsonb_populate_recordset(NULL::${recordTable}, $${next}::jsonb) AS p
-    WHERE EXISTS (SELECT 1 FROM upd)
-  )`;
-        })();
+  const insert = renderRecordInsert(
+    options,
+    recordColumns,
+    `$${next}::jsonb`,
+    'WHERE EXISTS (SELECT 1 FROM upd)',
+    false,
+  );
   return `WITH upd AS (
     UPDATE ${table} AS t SET ${column} = t.${column} ${direction === 'decrement' ? '-' : '+'} ${total}
     WHERE ${targetWhere} AND ${guard} AND (SELECT count(*) FROM ${table} AS c WHERE ${countWhere}) = 1
     RETURNING t.${column}::bigint AS v
   )${insert}
 SELECT v FROM upd`;
+}
+
+/**
+ * The durable mode's `ins` CTE: the records (a JSON array, one per request,
+ * read with the record table's own row type) inserted where `condition`
+ * lets them through; empty without a record table.
+ */
+function renderRecordInsert(
+  options: CombinerOptions,
+  recordColumns: readonly string[] | undefined,
+  records: string,
+  condition: string,
+  numbered: boolean,
+): string {
+  if (recordColumns === undefined) return '';
+  const recordTable = quoteTable(options.record?.table, 'options.record.table');
+  const list = recordColumns.map((c) => quoteIdentifier(c)).join(', ');
+  const picked = recordColumns.map((c) => `p.${quoteIdentifier(c)}`).join(', ');
+  return `,
+  ins AS (
+    INSERT INTO ${recordTable} (${list})
+    SELECT ${picked}
+    FROM jsonb_populate_recordset(NULL::${recordTable}, ${records})${numbered ? ' WITH ORDINALITY' : ''} AS p
+    ${condition}
+  )`;
 }
 
 /** Every request of a batch granted: the values follow from the final one and the amounts. */

@@ -361,6 +361,7 @@ export class PostgresLeaseLock implements Locker {
     options: AcquireOptions,
   ): LockHandle {
     return createLeaseHandle({
+      backend: 'PostgresLeaseLock',
       key,
       token,
       validUntil,

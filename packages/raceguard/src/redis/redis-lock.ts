@@ -297,6 +297,7 @@ export class RedisLock implements Locker {
     options: AcquireOptions,
   ): LockHandle {
     return createLeaseHandle({
+      backend: 'RedisLock',
       key,
       token,
       validUntil,

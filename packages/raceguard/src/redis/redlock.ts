@@ -373,6 +373,7 @@ export class Redlock implements Locker {
   ): LockHandle {
     const lock = `${this.#prefix}lock:{${key}}`;
     return createLeaseHandle({
+      backend: 'Redlock',
       key,
       token: parts.token,
       validUntil: parts.validUntil,

@@ -290,7 +290,7 @@ export class ZooKeeperLock implements Locker {
 
   #handle(key: string, path: string, token: bigint, options: AcquireOptions): LockHandle {
     const client = this.#client;
-    const loss = new LockLoss(key, options.onLost);
+    const loss = new LockLoss(key, options.onLost, 'ZooKeeperLock');
     let validUntil = Number.POSITIVE_INFINITY;
     let disconnectTimer: NodeJS.Timeout | undefined;
     const stopTimer = (): void => {
