@@ -25,8 +25,23 @@ import { MemoryIdempotencyStore } from '../../packages/raceguard/src/idempotency
 import { KeyedMutex } from '../../packages/raceguard/src/local/keyed-mutex.js';
 import { instrumentRaceguard, keyPrefix } from '../../packages/raceguard/src/otel/index.js';
 import { optimisticUpdate } from '../../packages/raceguard/src/postgres/optimistic.js';
-import { createLockTable, PostgresLeaseLock } from '../../packages/raceguard/src/postgres/index.js';
+import {
+  createLockTable,
+  lockRows,
+  PostgresLeaseLock,
+  ReplicaRouter,
+  transaction,
+} from '../../packages/raceguard/src/postgres/index.js';
 import { LeaseCache } from '../../packages/raceguard/src/cache/index.js';
+import { counter } from '../../packages/cli/src/lab/scenarios/counter.js';
+import { payment } from '../../packages/cli/src/lab/scenarios/payment.js';
+import { createLabServer } from '../../packages/cli/src/lab/server.js';
+import { postgresDb } from '../../packages/cli/src/lab/sql.js';
+import {
+  OrderedConsumer,
+  type Delivery,
+  type Message,
+} from '../../packages/raceguard/src/messaging/index.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { openTestRedis } from '../helpers/redis.js';
 
@@ -301,6 +316,134 @@ describe('raceguard/otel', () => {
     } finally {
       instrumentation.close();
       await redis.close();
+      await telemetry.shutdown();
+    }
+  });
+
+  it('messages: applied, duplicates and early arrivals counted as the ordered consumer handled them', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    const handled: string[] = [];
+    const consumer = new OrderedConsumer({ handler: async (m) => void handled.push(m.id) });
+    const message = (seq: number): Message => ({
+      id: `order-7:${seq}`,
+      key: 'order-7',
+      seq,
+      type: 'test',
+      payload: {},
+      headers: {},
+    });
+    const delivery = (m: Message): Delivery => ({
+      message: m,
+      ack: () => undefined,
+      requeue: () => undefined,
+      deadLetter: () => undefined,
+    });
+    // 2 arrives before 1 (buffered until 1 is applied); once both are, 1 again (a duplicate), then 3.
+    for (const seq of [2, 1]) await consumer.deliver(delivery(message(seq)));
+    await consumer.drained();
+    for (const seq of [1, 3]) await consumer.deliver(delivery(message(seq)));
+    await consumer.drained();
+    await consumer.close();
+    const count = (event: string) =>
+      telemetry.total('raceguard.messages', {
+        'raceguard.message.event': event,
+        'raceguard.message.key': 'order-7',
+      });
+    assert.deepEqual(handled, ['order-7:1', 'order-7:2', 'order-7:3']);
+    assert.equal(await count('applied'), 3);
+    assert.equal(await count('buffered'), 1);
+    assert.equal(await count('duplicate'), 1);
+    instrumentation.close();
+    await telemetry.shutdown();
+  });
+
+  it('replicas: each read counted by where the router sent it (no replica: the primary)', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    const router = new ReplicaRouter({ primary: db.pool, replicas: [] });
+    for (let i = 0; i < 3; i++) await router.read((pool) => pool.query('SELECT 1'));
+    assert.equal(
+      await telemetry.total('raceguard.replica.reads', { 'raceguard.replica.source': 'primary' }),
+      3,
+    );
+    await router.close();
+    instrumentation.close();
+    await telemetry.shutdown();
+  });
+
+  it('a row lock that could not be taken is a timeout wait of PostgresRowLock, keyed by its table', async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    await db.pool.query('TRUNCATE counters');
+    await db.pool.query('INSERT INTO counters (id, n) VALUES (1, 0)');
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT * FROM counters WHERE id = 1 FOR UPDATE');
+      await assert.rejects(
+        transaction(db.pool, (tx) =>
+          lockRows(tx, { table: 'counters', where: { id: 1 }, wait: 'nowait' }),
+        ),
+      );
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    const timeouts = (await telemetry.points('raceguard.lock.wait.duration')).filter(
+      (p) =>
+        p.attributes['raceguard.lock.backend'] === 'PostgresRowLock' &&
+        p.attributes['raceguard.lock.outcome'] === 'timeout' &&
+        p.attributes['raceguard.lock.key'] === 'counters',
+    );
+    assert.equal((timeouts[0]?.value as Histogram | undefined)?.count, 1);
+    instrumentation.close();
+    await telemetry.shutdown();
+  });
+
+  it("over the lab's scenarios: the retries and idempotency outcomes recorded equal what the HTTP responses show", async () => {
+    const telemetry = sdk();
+    const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
+    const pool = postgresDb(db.newPool(40));
+    const lab = createLabServer({ pool, scenarios: [counter, payment], gapMs: 2 });
+    const url = await lab.listen();
+    try {
+      const burst = async (scenario: typeof counter, strategy: string) => {
+        await scenario.createSchema(pool, strategy as never);
+        await scenario.seed(pool, { concurrency: 40 });
+        return Promise.all(
+          scenario.requests({ concurrency: 40 }).map(async (body) => {
+            const response = await fetch(`${url}/scenarios/${scenario.name}/${strategy}`, {
+              method: 'POST',
+              body: JSON.stringify(body),
+            });
+            return {
+              status: response.status,
+              body: (await response.json()) as { retries: number },
+            };
+          }),
+        );
+      };
+      const optimistic = await burst(counter, 'optimistic');
+      const retried = optimistic.reduce((sum, r) => sum + r.body.retries, 0);
+      assert.ok(retried > 0, 'the burst conflicted');
+      assert.equal(
+        await telemetry.total('raceguard.retries', { 'raceguard.operation': 'optimistic-update' }),
+        retried,
+      );
+      const payments = await burst(payment, 'idempotency-key');
+      const ok = payments.filter((r) => r.status === 200).length;
+      const conflicts = payments.filter((r) => r.status === 409).length;
+      const outcome = (event: string) =>
+        telemetry.total('raceguard.idempotency.requests', {
+          'raceguard.idempotency.outcome': event,
+        });
+      assert.equal(await outcome('in-flight'), conflicts);
+      assert.equal((await outcome('executed')) + (await outcome('replayed')), ok);
+      assert.equal(await outcome('executed'), 10, 'one charge per customer');
+    } finally {
+      await lab.close();
+      instrumentation.close();
       await telemetry.shutdown();
     }
   });

@@ -18,6 +18,8 @@ export {
   type RetryEventMessage,
   type IdempotencyEventMessage,
   type CacheEventMessage,
+  type MessageEventMessage,
+  type ReplicaEventMessage,
   type LockLostEvent,
   type LockUseEvent,
 } from './core/events.js';

@@ -24,7 +24,36 @@ export const RACEGUARD_CHANNELS = {
   idempotency: 'raceguard:idempotency',
   /** {@link CacheEventMessage}s: hits, misses, fills, refused stale fills, waits of `LeaseCache`. */
   cache: 'raceguard:cache',
+  /** {@link MessageEventMessage}s: what the ordered consumer did with each message. */
+  messaging: 'raceguard:messaging',
+  /** {@link ReplicaEventMessage}s: where `ReplicaRouter` sent each read. */
+  replica: 'raceguard:replica',
 } as const;
+
+/** What the ordered consumer did: applied, dropped a duplicate, buffered one that came early, retried, parked, … */
+export interface MessageEventMessage {
+  readonly event:
+    | 'applied'
+    | 'duplicate'
+    | 'buffered'
+    | 'retry'
+    | 'dead-letter'
+    | 'gap'
+    | 'resumed'
+    | 'requeued'
+    | 'error';
+  /** The message's ordering key (absent for a gap and for an unreadable message). */
+  readonly key?: string;
+  /** `dead-letter`: why; `requeued`: why. */
+  readonly reason?: string;
+}
+
+/** Where one read of `ReplicaRouter` went. */
+export interface ReplicaEventMessage {
+  readonly source: 'primary' | 'replica';
+  /** `replica-down`: a replica failed mid-read and the primary served it. */
+  readonly fallback?: 'replica-down';
+}
 
 /** What a `LeaseCache` did for one read or fill. */
 export interface CacheEventMessage {
@@ -52,7 +81,10 @@ export interface LockLostEvent {
   readonly reason: string;
 }
 
-/** One use of a lock through `withLock`. */
+/**
+ * One use of a lock through `withLock`, or a row lock of `lockRows` that
+ * timed out (backend `PostgresRowLock` / `MysqlRowLock`, key: the table).
+ */
 export interface LockUseEvent {
   readonly event: 'released' | 'timeout' | 'aborted' | 'failed';
   /** The locker's class, e.g. `RedisLock`, `PostgresLeaseLock`, `KeyedMutex`. */
@@ -86,6 +118,18 @@ const lockChannel = channel(RACEGUARD_CHANNELS.lock);
 const retryChannel = channel(RACEGUARD_CHANNELS.retry);
 const idempotencyChannel = channel(RACEGUARD_CHANNELS.idempotency);
 const cacheChannel = channel(RACEGUARD_CHANNELS.cache);
+const messagingChannel = channel(RACEGUARD_CHANNELS.messaging);
+const replicaChannel = channel(RACEGUARD_CHANNELS.replica);
+
+/** Publish a messaging event, built only when someone listens. */
+export function publishMessage(make: () => MessageEventMessage): void {
+  if (messagingChannel.hasSubscribers) messagingChannel.publish(make());
+}
+
+/** Publish a replica routing decision when someone listens. */
+export function publishReplica(event: ReplicaEventMessage): void {
+  if (replicaChannel.hasSubscribers) replicaChannel.publish(event);
+}
 
 /** Publish a cache event, built only when someone listens. */
 export function publishCache(make: () => CacheEventMessage): void {

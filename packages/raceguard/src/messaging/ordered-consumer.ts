@@ -6,6 +6,7 @@
  * acknowledged and dropped; a hole that stays open parks the key instead
  * of skipping anything.
  */
+import { publishMessage } from '../core/events.js';
 import { backoffDelay, type BackoffOptions } from '../core/backoff.js';
 import { sleep } from '../core/abort.js';
 import { messageOf } from '../core/errors.js';
@@ -572,6 +573,12 @@ export class OrderedConsumer implements AsyncDisposable {
   }
 
   #emit(event: ConsumerEvent): void {
+    publishMessage(() => ({
+      event: event.type,
+      ...('key' in event && event.key !== undefined && { key: event.key }),
+      ...(event.type === 'dead-letter' && { reason: event.reason }),
+      ...(event.type === 'requeued' && { reason: event.why }),
+    }));
     try {
       this.#onEvent?.(event);
     } catch {

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
+import { publishLock } from '../core/events.js';
 import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import { MYSQL_ERRORS, MysqlLockTimeoutError } from './errors.js';
 import { quoteTable, type MysqlTableName } from './identifiers.js';
@@ -52,11 +53,18 @@ export async function lockRows(
   const values: unknown[] = [];
   const where = renderConditions('options.key', options.key, values);
   const clause = `${mode === 'update' ? 'FOR UPDATE' : 'LOCK IN SHARE MODE'}${wait === 'wait' ? '' : wait === 'nowait' ? ' NOWAIT' : ' SKIP LOCKED'}`;
+  const started = performance.now();
   try {
     return await selectRows(tx, `SELECT * FROM ${table} WHERE ${where} ${clause}`, values);
   } catch (error) {
     const errno = (error as { errno?: unknown }).errno;
     if (errno === MYSQL_ERRORS.lockWaitTimeout || errno === MYSQL_ERRORS.lockNowait) {
+      publishLock(() => ({
+        event: 'timeout',
+        backend: 'MysqlRowLock',
+        key: Array.isArray(options.table) ? options.table.join('.') : String(options.table),
+        waitedMs: performance.now() - started,
+      }));
       throw new MysqlLockTimeoutError(`${table} ${clause}`, error);
     }
     throw error;

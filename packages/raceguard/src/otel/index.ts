@@ -10,6 +10,8 @@
  * | `raceguard.lock.lost` | counter | {lock} | `raceguard.lock.backend`, `raceguard.lock.key`, `raceguard.lock.loss_reason` |
  * | `raceguard.cache.events` | counter | {event} | `raceguard.cache.event` (hit, miss, stale-hit, fill, fill-refused, wait, backend-error), `raceguard.cache.key`, `raceguard.cache.tier` |
  * | `raceguard.cache.duration` | histogram | s | the same (fills: loader time; waits: how long a caller waited for another's fill before giving up) |
+ * | `raceguard.messages` | counter | {message} | `raceguard.message.event` (applied, duplicate, buffered, retry, dead-letter, gap, resumed, requeued, error), `raceguard.message.key`, `raceguard.message.reason` |
+ * | `raceguard.replica.reads` | counter | {read} | `raceguard.replica.source` (primary, replica), `raceguard.replica.fallback` |
  * | `raceguard.retries` | counter | {retry} | `raceguard.operation` (transaction, optimistic-update), `raceguard.error.code` |
  * | `raceguard.retries.exhausted` | counter | {operation} | the same |
  * | `raceguard.idempotency.requests` | counter | {request} | `raceguard.idempotency.outcome` (executed, replayed, in-flight, key-reused, store-error, unprotected) |
@@ -28,6 +30,8 @@ import {
   RACEGUARD_CHANNELS,
   type CacheEventMessage,
   type IdempotencyEventMessage,
+  type MessageEventMessage,
+  type ReplicaEventMessage,
   type LockEvent,
   type RetryEventMessage,
 } from '../core/events.js';
@@ -132,6 +136,15 @@ export function instrumentRaceguard(options: RaceguardTelemetryOptions = {}): Ra
     description:
       "LeaseCache loader time (fill), and how long a caller waited for another's fill before giving up (wait)",
   });
+  const messages = meter.createCounter('raceguard.messages', {
+    unit: '{message}',
+    description:
+      'What the ordered consumer did with each message: applied, duplicate, buffered, retry, dead-letter, gap, requeued',
+  });
+  const replicaReads = meter.createCounter('raceguard.replica.reads', {
+    unit: '{read}',
+    description: 'Reads of ReplicaRouter by where they went',
+  });
   const addEvent = (name: string, attributes: Attributes): void => {
     if (spanEvents) trace.getActiveSpan()?.addEvent(name, attributes);
   };
@@ -199,7 +212,33 @@ export function instrumentRaceguard(options: RaceguardTelemetryOptions = {}): Ra
     if (event.event === 'fill-refused' || event.event === 'wait')
       addEvent(`raceguard.cache.${event.event}`, attributes);
   };
-  return listen({ lock: onLock, retry: onRetry, idempotency: onIdempotency, cache: onCache });
+  const onMessage = (message: unknown): void => {
+    const event = message as MessageEventMessage;
+    const attributes = {
+      'raceguard.message.event': event.event,
+      ...(event.key !== undefined && { 'raceguard.message.key': keyLabel(event.key) }),
+      ...(event.reason !== undefined && { 'raceguard.message.reason': event.reason }),
+    };
+    messages.add(1, attributes);
+    if (event.event !== 'applied') addEvent(`raceguard.message.${event.event}`, attributes);
+  };
+  const onReplica = (message: unknown): void => {
+    const event = message as ReplicaEventMessage;
+    const attributes = {
+      'raceguard.replica.source': event.source,
+      ...(event.fallback !== undefined && { 'raceguard.replica.fallback': event.fallback }),
+    };
+    replicaReads.add(1, attributes);
+    addEvent('raceguard.replica.read', attributes);
+  };
+  return listen({
+    lock: onLock,
+    retry: onRetry,
+    idempotency: onIdempotency,
+    cache: onCache,
+    messaging: onMessage,
+    replica: onReplica,
+  });
 }
 
 /** Subscribe one handler per channel; the telemetry's `close()` unsubscribes them (and runs `onClose`), once. */
@@ -364,6 +403,12 @@ function aggregated(
     'raceguard.cache.events': meter.createObservableCounter('raceguard.cache.events', {
       unit: '{event}',
     }),
+    'raceguard.messages': meter.createObservableCounter('raceguard.messages', {
+      unit: '{message}',
+    }),
+    'raceguard.replica.reads': meter.createObservableCounter('raceguard.replica.reads', {
+      unit: '{read}',
+    }),
     'raceguard.idempotency.requests': meter.createObservableCounter(
       'raceguard.idempotency.requests',
       { unit: '{request}' },
@@ -411,7 +456,35 @@ function aggregated(
       ...(event.tier !== undefined && { 'raceguard.cache.tier': event.tier }),
     }));
   };
-  return listen({ lock: onLock, retry: onRetry, idempotency: onIdempotency, cache: onCache }, () =>
-    meter.removeBatchObservableCallback(collect, observables),
+  const onMessage = (message: unknown): void => {
+    const event = message as MessageEventMessage;
+    const key = event.key === undefined ? undefined : keyLabel(event.key);
+    bump(
+      'raceguard.messages',
+      `${event.event}\u0000${key ?? ''}\u0000${event.reason ?? ''}`,
+      () => ({
+        'raceguard.message.event': event.event,
+        ...(key !== undefined && { 'raceguard.message.key': key }),
+        ...(event.reason !== undefined && { 'raceguard.message.reason': event.reason }),
+      }),
+    );
+  };
+  const onReplica = (message: unknown): void => {
+    const event = message as ReplicaEventMessage;
+    bump('raceguard.replica.reads', `${event.source}\u0000${event.fallback ?? ''}`, () => ({
+      'raceguard.replica.source': event.source,
+      ...(event.fallback !== undefined && { 'raceguard.replica.fallback': event.fallback }),
+    }));
+  };
+  return listen(
+    {
+      lock: onLock,
+      retry: onRetry,
+      idempotency: onIdempotency,
+      cache: onCache,
+      messaging: onMessage,
+      replica: onReplica,
+    },
+    () => meter.removeBatchObservableCallback(collect, observables),
   );
 }

@@ -9,6 +9,7 @@
  * Cosmos DB and MongoDB, on PostgreSQL's own positions; a fixed "primary
  * for 2 s after a write" only guesses the lag.
  */
+import { publishReplica } from '../core/events.js';
 import { pause, within } from '../core/deadline.js';
 import { InvalidArgumentError, messageOf } from '../core/errors.js';
 import {
@@ -183,14 +184,21 @@ export class ReplicaRouter implements AsyncDisposable {
     const replica = await this.#replicaFor(options);
     if (replica !== undefined) {
       try {
-        return { result: await work(replica.pool), source: 'replica' };
+        const result = await work(replica.pool);
+        publishReplica({ source: 'replica' });
+        return { result, source: 'replica' };
       } catch (error) {
         // A replica that went away: the primary serves the read; anything else is the caller's.
         if (!(fromDriverError(error) instanceof ConnectionError)) throw error;
         this.#markDown(replica, error);
+        const result = await work(this.#primary);
+        publishReplica({ source: 'primary', fallback: 'replica-down' });
+        return { result, source: 'primary' };
       }
     }
-    return { result: await work(this.#primary), source: 'primary' };
+    const result = await work(this.#primary);
+    publishReplica({ source: 'primary' });
+    return { result, source: 'primary' };
   }
 
   /**

@@ -1,4 +1,5 @@
 import { assertOneOf, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+import { publishLock } from '../core/events.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { DatabaseError, LockTimeoutError } from './errors.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
@@ -110,6 +111,7 @@ export async function lockRows(tx: Transaction, options: LockRowsOptions): Promi
   const target = `${table} ${MODE_SQL[mode]}${WAIT_SQL[wait]}`;
   const text = `SELECT * FROM ${table} WHERE ${where}${orderBy ? ` ORDER BY ${orderBy}` : ''} ${MODE_SQL[mode]}${WAIT_SQL[wait]}`;
 
+  const started = performance.now();
   try {
     return await withLockTimeout(
       tx,
@@ -118,6 +120,12 @@ export async function lockRows(tx: Transaction, options: LockRowsOptions): Promi
     );
   } catch (error) {
     if (error instanceof DatabaseError && error.sqlState === '55P03') {
+      publishLock(() => ({
+        event: 'timeout',
+        backend: 'PostgresRowLock',
+        key: Array.isArray(options.table) ? options.table.join('.') : String(options.table),
+        waitedMs: performance.now() - started,
+      }));
       throw new LockTimeoutError(target, wait === 'nowait' ? 0 : lockTimeoutMs, error);
     }
     throw error;
