@@ -251,56 +251,78 @@ export async function withLock<T>(
   )
     throw new InvalidArgumentError('locker', 'a Locker (an object with acquire())', locker);
   assertFunction('fn', fn);
-  // Timed only when someone listens on the raceguard:lock channel.
-  const observed = lockEventsWanted();
-  const started = observed ? performance.now() : 0;
+  if (lockEventsWanted()) return withLockObserved(locker, key, fn, options);
+  // Nobody listening: the path of a library without events, no timing, no closure.
+  const handle = await locker.acquire(key, options);
+  let result: T;
+  try {
+    result = await fn(handle);
+  } catch (error) {
+    // The caller's error wins; a release failing as well is attached to it, not thrown instead.
+    await handle
+      .release()
+      .catch((releaseError: unknown) => attachReleaseError(error, releaseError));
+    throw error;
+  }
+  await handle.release();
+  return result;
+}
+
+/** {@link withLock} while someone listens on the `raceguard:lock` channel: timed, one event per use. */
+async function withLockObserved<T>(
+  locker: Locker,
+  key: string,
+  fn: (handle: LockHandle) => Promise<T>,
+  options: AcquireOptions,
+): Promise<T> {
+  const started = performance.now();
   const backend = (locker as { constructor?: { name?: string } }).constructor?.name ?? 'Locker';
   let handle: LockHandle;
   try {
     handle = await locker.acquire(key, options);
   } catch (error) {
-    if (observed) {
-      const event =
-        error instanceof LockAcquireTimeoutError
-          ? 'timeout'
-          : error instanceof AbortedError
-            ? 'aborted'
-            : 'failed';
-      publishLock(() => ({ event, backend, key, waitedMs: performance.now() - started }));
-    }
+    const event =
+      error instanceof LockAcquireTimeoutError
+        ? 'timeout'
+        : error instanceof AbortedError
+          ? 'aborted'
+          : 'failed';
+    publishLock(() => ({ event, backend, key, waitedMs: performance.now() - started }));
     throw error;
   }
-  const granted = observed ? performance.now() : 0;
+  const granted = performance.now();
   // One event per use of the lock: its wait and its hold together (half the publishing).
-  const released = (): void => {
-    if (observed)
-      publishLock(() => ({
-        event: 'released',
-        backend,
-        key,
-        waitedMs: granted - started,
-        heldMs: performance.now() - granted,
-      }));
-  };
+  const released = (): void =>
+    publishLock(() => ({
+      event: 'released',
+      backend,
+      key,
+      waitedMs: granted - started,
+      heldMs: performance.now() - granted,
+    }));
   let result: T;
   try {
     result = await fn(handle);
   } catch (error) {
     released();
-    // The caller's error wins; a release failing as well is attached to it, not thrown instead.
-    await handle.release().catch((releaseError: unknown) => {
-      if (typeof error === 'object' && error !== null && Object.isExtensible(error))
-        Object.defineProperty(error, 'releaseError', {
-          value: releaseError,
-          configurable: true,
-          writable: true,
-        });
-    });
+    await handle
+      .release()
+      .catch((releaseError: unknown) => attachReleaseError(error, releaseError));
     throw error;
   }
   released();
   await handle.release();
   return result;
+}
+
+/** Attach a release failure to the caller's error (which wins) as `releaseError`. */
+function attachReleaseError(error: unknown, releaseError: unknown): void {
+  if (typeof error === 'object' && error !== null && Object.isExtensible(error))
+    Object.defineProperty(error, 'releaseError', {
+      value: releaseError,
+      configurable: true,
+      writable: true,
+    });
 }
 
 /**
