@@ -109,7 +109,8 @@ function fieldPath(prefix: string, path: readonly PropertyKey[]): string {
   return out;
 }
 
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+/** The value at `path` inside `value` (undefined where it stops). */
+export function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
   let current = value;
   for (const part of path) {
     if (typeof current !== 'object' || current === null) return undefined;
@@ -119,7 +120,7 @@ function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 /** What a zod issue expected, in words ("an integer of at least 1"). */
-function expectation(issue: z.core.$ZodIssue): string {
+export function expectation(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'too_small':
       return issue.origin === 'array'

@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { sleep, throwIfAborted } from 'raceguard';
 import { ScenarioError } from 'raceguard/run';
+import { expectation, valueAt } from '../run/json-scenario.js';
 
 const Sql = z.object({ sql: z.string().min(1), values: z.array(z.unknown()).optional() }).strict();
 const Name = z.string().min(1).optional();
@@ -170,10 +171,11 @@ function issueError(
   const path = [...prefix, ...issue.path]
     .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
     .join('');
-  let value: unknown = input;
-  for (const part of issue.path)
-    value = (value as Record<PropertyKey, unknown> | undefined)?.[part];
-  return new ScenarioError(`${where}: ${path || '(top level)'}`, issue.message, value);
+  return new ScenarioError(
+    `${where}: ${path || '(top level)'}`,
+    expectation(issue),
+    valueAt(input, issue.path),
+  );
 }
 
 /** What the watch runs queries on: a pg pool (or anything with `connect()`). */
