@@ -77,11 +77,6 @@ export async function retry<T>(
 ): Promise<T> {
   assertFunction('fn', fn);
   const { maxAttempts = 5, deadlineMs, signal, isRetryable = () => true, onRetry } = options;
-  const { operation } = options;
-  const report = (event: 'retry' | 'exhausted', attempt: number, error: unknown): void => {
-    if (operation !== undefined)
-      publishRetry(() => ({ event, operation, attempt, code: failureCode(error) }));
-  };
   assertPositiveInteger('options.maxAttempts', maxAttempts);
   if (deadlineMs !== undefined) assertNonNegativeFinite('options.deadlineMs', deadlineMs);
   assertAbortSignal('options.signal', signal);
@@ -94,17 +89,28 @@ export async function retry<T>(
       if (!isRetryable(error)) throw error;
       const elapsedMs = performance.now() - started;
       if (attempt >= maxAttempts) {
-        report('exhausted', attempt, error);
+        report(options.operation, 'exhausted', attempt, error);
         throw new RetryExhaustedError(attempt, elapsedMs, 'max-attempts', error);
       }
       const delayMs = backoffDelay(attempt, options);
       if (deadlineMs !== undefined && elapsedMs + delayMs >= deadlineMs) {
-        report('exhausted', attempt, error);
+        report(options.operation, 'exhausted', attempt, error);
         throw new RetryExhaustedError(attempt, elapsedMs, 'deadline', error);
       }
-      report('retry', attempt, error);
+      report(options.operation, 'retry', attempt, error);
       onRetry?.({ attempt, error, delayMs });
       await sleep(delayMs, signal);
     }
   }
+}
+
+/** Publish a retry event of a named operation (unnamed retries publish nothing). */
+function report(
+  operation: string | undefined,
+  event: 'retry' | 'exhausted',
+  attempt: number,
+  error: unknown,
+): void {
+  if (operation !== undefined)
+    publishRetry(() => ({ event, operation, attempt, code: failureCode(error) }));
 }
