@@ -5,7 +5,7 @@
  * `npm run bench` both run these; the lab's HTTP scenarios use the same
  * functions of `sql.ts` per request.
  */
-import type { Locker } from 'raceguard';
+import { InvalidArgumentError, type Locker } from 'raceguard';
 import { createCombiner, type Combiner } from 'raceguard/postgres';
 import { percentile } from '../run/percentile.js';
 import {
@@ -72,6 +72,12 @@ export interface RowOperations {
  * The operation of `strategy` on `target`. `unsafe` reads, then writes the
  * value it computed (the lost update, kept as the control); every other
  * strategy is one of raceguard's fixes.
+ *
+ * @example
+ * ```ts
+ * const ops = rowOperations('atomic', postgresDb(pool), { table: 'products', key: { id: 1 }, column: 'stock', versionColumn: 'version' });
+ * const taken = await ops.take(1);
+ * ```
  */
 export function rowOperations(
   strategy: RowStrategy,
@@ -79,6 +85,12 @@ export function rowOperations(
   target: RowTarget,
   resources: RowResources = {},
 ): RowOperations {
+  if (!ROW_STRATEGIES.includes(strategy))
+    throw new InvalidArgumentError('strategy', `one of ${ROW_STRATEGIES.join(', ')}`, strategy);
+  for (const name of ['table', 'column', 'versionColumn'] as const) {
+    if (typeof target[name] !== 'string' || target[name] === '')
+      throw new InvalidArgumentError(`target.${name}`, 'a non-empty string', target[name]);
+  }
   const { table, key, column, versionColumn } = target;
   const entries = Object.entries(key);
   const where = entries.map(([name], i) => `${quoteName(pool, name)} = $${i + 2}`).join(' AND ');
@@ -200,12 +212,28 @@ export interface DriveResult {
   readonly p99Ms: number;
 }
 
-/** Run `operations` from `clients` closed-loop callers for `durationMs`. */
+/**
+ * Run `operations` from `clients` closed-loop callers for `durationMs`.
+ *
+ * @example
+ * ```ts
+ * const run = await driveRow(rowOperations('atomic', db, target), { clients: 64, durationMs: 2000, reads: 0.2 });
+ * console.log(run.opsPerSec, run.p99Ms);
+ * ```
+ */
 export async function driveRow(
   operations: RowOperations,
   options: DriveOptions,
 ): Promise<DriveResult> {
   const { clients, durationMs, reads = 0, amount = 1, signal } = options;
+  if (!Number.isSafeInteger(clients) || clients < 1)
+    throw new InvalidArgumentError('options.clients', 'a positive integer', clients);
+  if (!(durationMs > 0))
+    throw new InvalidArgumentError('options.durationMs', 'a positive number', durationMs);
+  if (!(reads >= 0 && reads < 1))
+    throw new InvalidArgumentError('options.reads', 'a fraction from 0 to below 1', reads);
+  if (!Number.isSafeInteger(amount) || amount < 1)
+    throw new InvalidArgumentError('options.amount', 'a positive integer', amount);
   const random = options.random ?? Math.random;
   const latencies: number[] = [];
   let taken = 0;

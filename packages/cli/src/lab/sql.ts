@@ -8,7 +8,7 @@
  * transactions on InnoDB's 1213 / 1205, locks with `GET_LOCK`), not a
  * translation of the PostgreSQL one.
  */
-import { withLock, type Locker } from 'raceguard';
+import { InvalidArgumentError, withLock, type Locker } from 'raceguard';
 import * as my from 'raceguard/mysql';
 import * as pg from 'raceguard/postgres';
 import { conditionalWrites, type ConditionalWrites } from 'raceguard/http';
@@ -51,8 +51,23 @@ export type LabPool = Handle<pg.PoolLike, my.MysqlPool>;
 /** A transaction in progress (row locks need one). */
 export type LabTransaction = Handle<pg.Transaction, my.MysqlTransaction>;
 
-/** A PostgreSQL pool or transaction as a lab handle. */
+/** Refuse anything that cannot run a statement, naming what was given. */
+function assertDriver(argument: string, driver: unknown): void {
+  if (typeof (driver as { query?: unknown } | null)?.query !== 'function') {
+    throw new InvalidArgumentError(argument, 'a pool or connection with query()', driver);
+  }
+}
+
+/**
+ * A PostgreSQL pool or transaction as a lab handle.
+ *
+ * @example
+ * ```ts
+ * const app = createLabServer({ pool: postgresDb(new pg.Pool()), scenarios: SCENARIOS, gapMs: 2 });
+ * ```
+ */
 export function postgresDb<D extends pg.Queryable>(driver: D): Handle<D, never> {
+  assertDriver('driver', driver);
   return {
     dialect: 'postgres',
     driver,
@@ -63,8 +78,17 @@ export function postgresDb<D extends pg.Queryable>(driver: D): Handle<D, never> 
   };
 }
 
-/** A mysql2 pool or connection as a lab handle: `$n` placeholders become `?`, values in their order. */
+/**
+ * A mysql2 pool or connection as a lab handle: `$n` placeholders become
+ * `?`, values in their order.
+ *
+ * @example
+ * ```ts
+ * const app = createLabServer({ pool: mysqlDb(mysql.createPool(url)), scenarios: SCENARIOS, gapMs: 2 });
+ * ```
+ */
 export function mysqlDb<D extends my.MysqlQueryable>(driver: D): Handle<never, D> {
+  assertDriver('driver', driver);
   return {
     dialect: 'mysql',
     driver,

@@ -71,7 +71,14 @@ export interface RaceguardTelemetry extends Disposable {
   close(): void;
 }
 
-/** The default key label: `invoice:42` → `invoice`. */
+/**
+ * The default key label: `invoice:42` → `invoice`.
+ *
+ * @example
+ * ```ts
+ * instrumentRaceguard({ keyLabel: (key) => (key.startsWith('vip:') ? 'vip' : keyPrefix(key)) });
+ * ```
+ */
 export function keyPrefix(key: string): string {
   const colon = key.indexOf(':');
   return colon < 0 ? key : key.slice(0, colon);
