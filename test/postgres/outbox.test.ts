@@ -150,6 +150,66 @@ describe('PostgresOutbox', () => {
     );
   });
 
+  it('regression: a hole inside a round (seq 2 above the xmin fence) holds back seq 3 until 2 is published', async () => {
+    const outbox = new PostgresOutbox({ db: db.pool, table: 'hole_outbox', partitions: 1 });
+    await outbox.createTables();
+    const late = await begin(db.pool);
+    await late.query('SELECT pg_current_xact_id()'); // takes its xid early
+    const prev = await begin(db.pool);
+    await outbox.add(prev, { key: 'K', type: 't', payload: 1 });
+    await prev.query('COMMIT');
+    const other = await begin(db.pool);
+    await other.query('SELECT pg_current_xact_id()'); // holds the fence below mid
+    const mid = await begin(db.pool);
+    await outbox.add(mid, { key: 'K', type: 't', payload: 2 });
+    await mid.query('COMMIT');
+    await outbox.add(late, { key: 'K', type: 't', payload: 3 });
+    await late.query('COMMIT');
+    const publisher = new RecordingPublisher();
+    const relay = outbox.relay({ publisher });
+    try {
+      await relay.poll();
+      await other.query('COMMIT');
+      await pollUntil(relay, () => publisher.published.length >= 3);
+      await relay.poll();
+    } finally {
+      for (const c of [late, prev, other, mid]) c.release();
+      await relay.stop();
+    }
+    assert.deepEqual(
+      publisher.published.map((m) => `${m.key}#${m.seq}`),
+      ['K#1', 'K#2', 'K#3'],
+    );
+  });
+
+  it('regression: a hole past the batch limit (batchSize 2, no other open transaction) is filled, never skipped', async () => {
+    const outbox = new PostgresOutbox({ db: db.pool, table: 'hole2_outbox', partitions: 1 });
+    await outbox.createTables();
+    const late = await begin(db.pool);
+    await late.query('SELECT pg_current_xact_id()');
+    for (const payload of [1, 2]) {
+      const tx = await begin(db.pool);
+      await outbox.add(tx, { key: 'K', type: 't', payload });
+      await tx.query('COMMIT');
+      tx.release();
+    }
+    await outbox.add(late, { key: 'K', type: 't', payload: 3 });
+    await late.query('COMMIT');
+    late.release();
+    const publisher = new RecordingPublisher();
+    const relay = outbox.relay({ publisher, batchSize: 2 });
+    try {
+      await pollUntil(relay, () => publisher.published.length >= 3);
+      for (let i = 0; i < 3; i++) await relay.poll();
+    } finally {
+      await relay.stop();
+    }
+    assert.deepEqual(
+      publisher.published.map((m) => `${m.key}#${m.seq}`),
+      ['K#1', 'K#2', 'K#3'],
+    );
+  });
+
   it('keeps per-key order through 400 concurrent writers (some rolled back), woken by NOTIFY', async () => {
     const outbox = new PostgresOutbox({ db: db.pool, table: 'busy_outbox', partitions: 4 });
     await outbox.createTables();

@@ -670,19 +670,29 @@ export class OutboxRelay implements AsyncDisposable {
       [partitions, this.#batchSize],
     );
     const batch = rows.map(toRow);
-    // A transaction that waited for a key's row took its xid before the one
-    // it waited for: its later sequence can come first in (tx, id) order.
-    // Where a key's first sequence in the round does not follow the last one
-    // published, fetch its committed predecessors not yet passed by the
-    // cursor and publish them first (rare: one index range per such key).
-    const first = new Map<string, OutboxRow>();
+    // A key's sequence order is its commit order, but not its (tx, id)
+    // order: a transaction that took its xid early and waited for the key's
+    // row carries a later sequence under an older xid. So a round can hold
+    // a key's seq N+1 without N (N's xid is above the fence, or past the
+    // batch limit). Every committed N is visible once N+1 is (N+1 could
+    // only be minted after N's transaction committed): fetch each key's
+    // missing sequences not yet passed by the cursor and publish them first.
+    // What is missing and not fetched is behind the cursor: published. (A
+    // relay's memory of what it published is only a hint: after a restart
+    // or a partition's hand-over it is empty or behind, never ahead.)
+    const have = new Map<string, { partition: number; seqs: Set<number>; high: number }>();
     for (const row of batch) {
-      const seen = first.get(row.key);
-      if (seen === undefined || row.seq < seen.seq) first.set(row.key, row);
+      const entry = have.get(row.key) ?? { partition: row.partition, seqs: new Set(), high: 0 };
+      entry.seqs.add(row.seq);
+      entry.high = Math.max(entry.high, row.seq);
+      have.set(row.key, entry);
     }
-    const unsure = [...first.values()].filter(
-      (row) => row.seq > 1 && this.#published.get(row.key) !== row.seq - 1,
-    );
+    const unsure = [...have].filter(([key, { seqs, high }]) => {
+      const low = this.#published.get(key) ?? 0;
+      let present = 0;
+      for (const seq of seqs) if (seq > low) present++;
+      return present < high - low;
+    });
     if (unsure.length > 0) {
       const { rows: before } = await runQuery(
         client,
@@ -692,10 +702,10 @@ export class OutboxRelay implements AsyncDisposable {
          JOIN ${outbox} o ON o.key = u.key AND o.partition = u.partition
          WHERE o.seq > u.low AND o.seq < u.high AND (o.tx, o.id) > (c.tx, c.id)`,
         [
-          unsure.map((row) => row.partition),
-          unsure.map((row) => row.key),
-          unsure.map((row) => this.#published.get(row.key) ?? 0),
-          unsure.map((row) => row.seq),
+          unsure.map(([, entry]) => entry.partition),
+          unsure.map(([key]) => key),
+          unsure.map(([key]) => this.#published.get(key) ?? 0),
+          unsure.map(([, entry]) => entry.high),
         ],
       );
       batch.push(...before.map((row) => ({ ...toRow(row), early: true })));
@@ -708,20 +718,15 @@ export class OutboxRelay implements AsyncDisposable {
       );
       for (const row of publish) this.#remember(row.key, row.seq);
     }
-    // Every cursor to its batch's greatest (tx, id), in one statement; never backwards.
+    // Every cursor to its batch's greatest (tx, id), in one statement; never
+    // backwards. Every row of the batch was published (or had been), and
+    // every row the cursor passes is one of them.
     const last = new Map<number, OutboxRow>();
     const counts = new Map<number, number>();
     for (const row of batch) {
       if (row.early === true) continue;
       counts.set(row.partition, (counts.get(row.partition) ?? 0) + 1);
-      const seen = last.get(row.partition);
-      if (
-        seen === undefined ||
-        BigInt(row.tx) > BigInt(seen.tx) ||
-        (row.tx === seen.tx && BigInt(row.id) > BigInt(seen.id))
-      ) {
-        last.set(row.partition, row);
-      }
+      last.set(row.partition, row); // the batch is in (partition, tx, id) order
     }
     if (last.size > 0) {
       const moved = [...last.values()];
@@ -740,8 +745,9 @@ export class OutboxRelay implements AsyncDisposable {
   /**
    * What to publish, once each: every key's rows in sequence order, placed
    * in the slots its rows take in commit order (predecessors fetched early
-   * first), so that keys stay interleaved and the broker's partition queues
-   * are fed side by side rather than one key after another.
+   * first),
+   * so that keys stay interleaved and the broker's partition queues are fed
+   * side by side rather than one key after another.
    */
   #publishOrder(rows: readonly OutboxRow[]): OutboxRow[] {
     const seen = new Set<string>();
