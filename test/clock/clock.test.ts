@@ -9,7 +9,7 @@
  * apart; the HTTP middlewares.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,14 +109,122 @@ describe('HybridLogicalClock', () => {
     );
   });
 
-  it('the logical counter never wraps: past 65,535 events in one millisecond it refuses, unchanged', () => {
-    const clock = new HybridLogicalClock({ now: () => T0 });
+  it('the logical counter never wraps: a spent millisecond moves to the next one, up to maxOffsetMs ahead; beyond it refuses, unchanged', () => {
+    const clock = new HybridLogicalClock({ now: () => T0, maxOffsetMs: 2 });
     let last = clock.now();
     for (let i = 0; i < MAX_LOGICAL; i++) last = clock.now();
-    assert.equal(last.logical, MAX_LOGICAL);
+    assert.deepEqual(last, { wall: T0, logical: MAX_LOGICAL });
+    assert.deepEqual(clock.now(), { wall: T0 + 1, logical: 0 });
+    for (let i = 0; i < 2 * (MAX_LOGICAL + 1) - 1; i++) last = clock.now();
+    assert.deepEqual(last, { wall: T0 + 2, logical: MAX_LOGICAL });
     assert.throws(() => clock.now(), ClockOverflowError);
-    assert.throws(() => clock.receive({ wall: T0, logical: MAX_LOGICAL }), ClockOverflowError);
+    assert.throws(() => clock.receive({ wall: T0 + 2, logical: MAX_LOGICAL }), ClockOverflowError);
     assert.deepEqual(clock.last, last);
+  });
+
+  it('successive remote stamps each within maxOffsetMs of the last one received are refused once beyond it of the physical clock', () => {
+    const physical = manualClock();
+    const clock = new HybridLogicalClock({ now: physical.now, maxOffsetMs: 500 });
+    clock.receive({ wall: T0 + 400, logical: 0 });
+    const last = clock.last;
+    assert.throws(() => clock.receive({ wall: T0 + 800, logical: 0 }), ClockOffsetError);
+    assert.deepEqual(clock.last, last);
+  });
+
+  it('nemesis: restarts, bursts, remote stamps and a physical clock that advances by random steps (fast-check, seed printed on failure): never backwards, never beyond maxOffsetMs ahead', () => {
+    const command = fc.oneof(
+      fc.record({ kind: fc.constant('now' as const), count: fc.integer({ min: 1, max: 70_000 }) }),
+      fc.record({
+        kind: fc.constant('receive' as const),
+        ahead: fc.integer({ min: -2000, max: 500 }),
+        logical: fc.integer({ min: 0, max: MAX_LOGICAL }),
+      }),
+      fc.record({ kind: fc.constant('restart' as const) }),
+      fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 300 }) }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(command, { maxLength: 30 }),
+        fc.integer({ min: 1, max: 500 }),
+        (commands, windowMs) => {
+          const physical = manualClock();
+          let saved: number | undefined;
+          const store = { load: () => saved, save: (mark: number) => void (saved = mark) };
+          const make = () =>
+            new HybridLogicalClock({
+              now: physical.now,
+              maxOffsetMs: 500,
+              highWaterWindowMs: windowMs,
+              highWater: store,
+            });
+          let clock = make();
+          let last = clock.now();
+          const issued = (stamp: HlcTimestamp) => {
+            assert.ok(compareHlc(stamp, last) > 0, `${formatHlc(stamp)} after ${formatHlc(last)}`);
+            assert.ok(
+              stamp.wall - physical.now() <= 500,
+              'within maxOffsetMs of the physical clock',
+            );
+            assert.ok(saved !== undefined && stamp.wall < saved, 'below the saved mark');
+            last = stamp;
+          };
+          for (const c of commands) {
+            if (c.kind === 'now') for (let i = 0; i < c.count; i++) issued(clock.now());
+            else if (c.kind === 'receive')
+              issued(clock.receive({ wall: physical.now() + c.ahead, logical: c.logical }));
+            else if (c.kind === 'tick') physical.set(physical.now() + c.ms);
+            else {
+              clock = make();
+              const first = clock.now();
+              assert.ok(
+                // One window ahead of real time at most, or just past the last stamp when restarts come faster than the physical clock moves.
+                first.wall <= Math.max(physical.now() + windowMs, last.wall + 1),
+              );
+              issued(first);
+            }
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('regression: quick restarts with a correct clock resume at most one window ahead (never climbing), peers accept the stamps, and a burst after a restart does not overflow', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'raceguard-hlc-')), 'mark');
+    const physical = manualClock();
+    const peer = new HybridLogicalClock({ now: physical.now, maxOffsetMs: 500 });
+    let previous: HlcTimestamp | undefined;
+    for (let restart = 0; restart < 9; restart++) {
+      physical.set(T0 + restart * 5); // nine restarts within 45 ms
+      const clock = new HybridLogicalClock({ now: physical.now, highWater: fileHighWater(path) });
+      const first = clock.now();
+      if (previous !== undefined) assert.ok(compareHlc(first, previous) > 0, 'never backwards');
+      assert.ok(
+        first.wall - physical.now() <= 250,
+        `restart ${restart} resumed ${first.wall - physical.now()} ms ahead (window 250)`,
+      );
+      peer.receive(first); // within the peer's maxOffsetMs
+      for (let i = 0; i < 200_000; i++) previous = clock.now(); // no ClockOverflowError
+      assert.ok((previous as HlcTimestamp).wall - physical.now() <= 500);
+    }
+  });
+
+  it('regression: an empty or garbled mark file is an error, not "no mark"; a window wider than maxOffsetMs is refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'raceguard-hlc-'));
+    for (const text of ['', '\n', 'garbage', '12x', '-5']) {
+      writeFileSync(join(dir, 'mark'), text);
+      assert.throws(
+        () => new HybridLogicalClock({ highWater: fileHighWater(join(dir, 'mark')) }),
+        (error: unknown) =>
+          error instanceof ClockHighWaterError &&
+          /not a wall time/.test(String((error.cause as Error).message)),
+        JSON.stringify(text),
+      );
+    }
+    assert.throws(
+      () => new HybridLogicalClock({ maxOffsetMs: 500, highWaterWindowMs: 10_000 }),
+      /options\.highWaterWindowMs must be at most options\.maxOffsetMs/,
+    );
   });
 
   it('a restart never issues a timestamp below one issued before, even with the physical clock set back an hour', () => {
@@ -125,7 +233,7 @@ describe('HybridLogicalClock', () => {
     const before = new HybridLogicalClock({
       now: physical.now,
       highWater: fileHighWater(path),
-      highWaterWindowMs: 1000,
+      highWaterWindowMs: 400,
     });
     let issued: HlcTimestamp = before.now();
     for (let ms = 0; ms < 5000; ms += 7) {

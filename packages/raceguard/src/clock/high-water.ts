@@ -1,7 +1,7 @@
 /**
  * A high-water mark kept in a file, written durably: a temporary file,
  * fsync, rename over the old one, fsync of the directory. The clock saves
- * once per window (10 s by default), so the cost of a durable write is paid
+ * once per window (half the clock's `maxOffsetMs` by default), so the cost of a durable write is paid
  * rarely.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
@@ -27,6 +27,11 @@ export function fileHighWater(path: string): HighWaterStore {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw error;
+      }
+      // An empty or garbled file is not "no mark": a crash may have left it,
+      // and guessing could step the clock back.
+      if (!/^\d{1,16}\n?$/.test(text)) {
+        throw new Error(`${path} holds ${JSON.stringify(text.slice(0, 40))}, not a wall time`);
       }
       return Number(text.trim());
     },

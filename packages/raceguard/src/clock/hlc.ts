@@ -58,7 +58,13 @@ export interface HybridLogicalClockOptions {
   readonly now?: () => number;
   /** Persist a high-water mark (see {@link HighWaterStore}). @default none */
   readonly highWater?: HighWaterStore;
-  /** How far ahead of the clock each saved mark is: one save per window. @default 10000 */
+  /**
+   * How far ahead of the physical clock each saved mark is: one durable save
+   * per window, and the most a restart can put the clock ahead of real time
+   * (it resumes at the saved mark when the physical clock is behind it). At
+   * most `maxOffsetMs`, so that peers accept a restarted clock's stamps.
+   * @default half of `maxOffsetMs` (250)
+   */
   readonly highWaterWindowMs?: number;
 }
 
@@ -91,8 +97,15 @@ export class HybridLogicalClock {
     assertPositiveInteger('options.maxOffsetMs', this.#maxOffsetMs);
     this.#now = options.now ?? Date.now;
     assertFunction('options.now', this.#now);
-    this.#windowMs = options.highWaterWindowMs ?? 10_000;
+    this.#windowMs = options.highWaterWindowMs ?? Math.max(1, Math.floor(this.#maxOffsetMs / 2));
     assertPositiveInteger('options.highWaterWindowMs', this.#windowMs);
+    if (this.#windowMs > this.#maxOffsetMs) {
+      throw new InvalidArgumentError(
+        'options.highWaterWindowMs',
+        `at most options.maxOffsetMs (${this.#maxOffsetMs}): a restart resumes up to one window ahead of real time, and peers refuse stamps more than maxOffsetMs ahead`,
+        this.#windowMs,
+      );
+    }
     this.#highWater = options.highWater;
     if (this.#highWater !== undefined) {
       assertPlainObject('options.highWater', this.#highWater);
@@ -111,12 +124,15 @@ export class HybridLogicalClock {
             `the stored high-water mark ${String(saved)} is not a wall time`,
           );
         }
-        // Everything issued before the restart was below the mark: start at it.
+        // Everything issued before the restart was below the mark: never
+        // issue below it. The mark was at most one window ahead of the
+        // physical clock when it was saved, so a restart with a correct
+        // clock resumes at most one window ahead of real time.
         this.#wall = saved;
         this.#logical = 0;
       }
       this.#mark = Number.NEGATIVE_INFINITY;
-      this.#advanceMark(Math.max(this.#wall, this.#physical()));
+      this.#advanceMark(this.#wall);
     }
   }
 
@@ -129,7 +145,8 @@ export class HybridLogicalClock {
   now(): HlcTimestamp {
     const physical = this.#physical();
     if (physical > this.#wall) return this.#set(physical, 0);
-    return this.#set(this.#wall, this.#bump(this.#logical));
+    if (this.#logical >= MAX_LOGICAL) return this.#set(this.#nextWall(this.#wall, physical), 0);
+    return this.#set(this.#wall, this.#logical + 1);
   }
 
   /**
@@ -147,14 +164,15 @@ export class HybridLogicalClock {
     const wall = Math.max(this.#wall, remote.wall, physical);
     let logical: number;
     if (wall === this.#wall && wall === remote.wall) {
-      logical = this.#bump(Math.max(this.#logical, remote.logical));
+      logical = Math.max(this.#logical, remote.logical) + 1;
     } else if (wall === this.#wall) {
-      logical = this.#bump(this.#logical);
+      logical = this.#logical + 1;
     } else if (wall === remote.wall) {
-      logical = this.#bump(remote.logical);
+      logical = remote.logical + 1;
     } else {
       logical = 0;
     }
+    if (logical > MAX_LOGICAL) return this.#set(this.#nextWall(wall, physical), 0);
     return this.#set(wall, logical);
   }
 
@@ -166,9 +184,16 @@ export class HybridLogicalClock {
     return Math.floor(physical);
   }
 
-  #bump(logical: number): number {
-    if (logical >= MAX_LOGICAL) throw new ClockOverflowError('the logical counter', MAX_LOGICAL);
-    return logical + 1;
+  /**
+   * The wall part after the last one when its logical part is spent: one
+   * millisecond on, as long as that stays within `maxOffsetMs` of the
+   * physical clock (peers accept it); beyond, `ClockOverflowError`.
+   */
+  #nextWall(wall: number, physical: number): number {
+    if (wall + 1 - physical > this.#maxOffsetMs) {
+      throw new ClockOverflowError('the logical counter', MAX_LOGICAL);
+    }
+    return wall + 1;
   }
 
   #set(wall: number, logical: number): HlcTimestamp {
@@ -178,11 +203,16 @@ export class HybridLogicalClock {
     return { wall, logical };
   }
 
-  /** Save a mark one window past `wall` before any timestamp reaches the old one. */
+  /**
+   * Save a mark past `wall` before any timestamp reaches the old one: one
+   * window past the physical clock (not past `wall`, which may itself be
+   * ahead after a restart: marks taken from it would climb a window further
+   * ahead of real time with every quick restart).
+   */
   #advanceMark(wall: number): void {
     const store = this.#highWater;
     if (store === undefined) return;
-    const mark = Math.min(wall + this.#windowMs, MAX_WALL);
+    const mark = Math.min(Math.max(wall + 1, this.#physical() + this.#windowMs), MAX_WALL);
     try {
       store.save(mark);
     } catch (error) {
