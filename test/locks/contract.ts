@@ -137,6 +137,20 @@ export function lockContract(backend: Backend): void {
       await second.release();
     });
 
+    if (backend.lease === 'lease') {
+      it('a former holder whose lease expired cannot release or extend the next holder’s lock (the call reaches the server)', async () => {
+        const key = freshKey('expired-owner');
+        const ttlMs = Math.max(backend.minTtlMs ?? 100, 300);
+        const first = await a.acquire(key, { ttlMs });
+        // Never released: its lease runs out and the second holder takes the key.
+        const second = await b.acquire(key, { ttlMs: 30_000, waitMs: ttlMs + 10_000 });
+        await first.release().catch(() => undefined); // its first release: goes to the server
+        await assert.rejects(first.extend(), LockNotOwnerError);
+        assert.equal(await a.tryAcquire(key), undefined, 'still held by the second holder');
+        await second.release();
+      });
+    }
+
     it('extend: renews a lease, or checks a lease-less lock is still held', async () => {
       const key = freshKey('extend');
       if (backend.lease === 'none') {
@@ -297,6 +311,64 @@ export function lockContract(backend: Backend): void {
             );
             assert.ok(next.ok, `${k} free again: ${String(next.error)}`);
           }
+        } finally {
+          if (!ended) await stall.end();
+        }
+      });
+    }
+
+    if (backend.stall !== undefined && backend.lease === 'lease') {
+      const stall = backend.stall;
+      it('the backend stalls while the lock is held: the holder is told by the end of its lease, extend() and release() answer by then, the next holder never overlaps', async () => {
+        const ttlMs = Math.max(backend.minTtlMs ?? 100, 1500);
+        const key = freshKey('held-stall');
+        const manualKey = freshKey('held-stall-extend');
+        const lost: unknown[] = [];
+        const watched = await a.acquire(key, {
+          ttlMs,
+          autoExtend: true,
+          onLost: (error) => lost.push(error),
+        });
+        const manual = await a.acquire(manualKey, { ttlMs });
+        await stall.begin();
+        let ended = false;
+        try {
+          const { value, lagMs } = await withLag(async () => {
+            const extended = timed(manual.extend());
+            const abortedAt = await Promise.race([
+              once(watched.signal, 'abort').then(() => performance.now()),
+              new Promise<number>((resolve) => setTimeout(() => resolve(Number.NaN), ttlMs + 5000)),
+            ]);
+            return { abortedAt, extended: await extended, extendStart: performance.now() };
+          });
+          assert.ok(!Number.isNaN(value.abortedAt), 'the holder of a stalled lease was never told');
+          assert.ok(
+            value.abortedAt <= watched.validUntil + 100 + lagMs,
+            `told ${(value.abortedAt - watched.validUntil).toFixed(0)} ms after validUntil`,
+          );
+          assert.ok(watched.signal.reason instanceof LockLostError);
+          assert.equal(lost.length, 1, 'onLost called once');
+          assert.ok(
+            value.extended.error instanceof LockLostError ||
+              value.extended.error instanceof LockNotOwnerError,
+            `extend() during the stall: ${String(value.extended.error)}`,
+          );
+          assert.ok(
+            value.extended.ms <= ttlMs + 200 + lagMs,
+            `extend() answered after ${value.extended.ms.toFixed(0)} ms`,
+          );
+          const released = await timed(manual.release());
+          assert.ok(
+            released.ms < 200 + lagMs,
+            `release() answered after ${released.ms.toFixed(0)} ms`,
+          );
+          await stall.end();
+          ended = true;
+          // Whoever takes the key next finds the first holder told.
+          const next = await b.acquire(key, { ttlMs, waitMs: 30_000 });
+          assert.ok(watched.signal.aborted, 'two holders whose signals are not aborted');
+          await next.release();
+          await watched.release().catch(() => undefined);
         } finally {
           if (!ended) await stall.end();
         }
