@@ -8,6 +8,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
@@ -43,9 +44,24 @@ import { lockContract, type Stall } from './contract.js';
 
 /** SIGSTOP/SIGCONT of server processes. */
 const pauseProcesses = (
-  processes: () => readonly { kill(signal: NodeJS.Signals): boolean }[],
+  processes: () => readonly {
+    readonly pid?: number | undefined;
+    kill(signal: NodeJS.Signals): boolean;
+  }[],
 ): Stall => ({
-  begin: () => Promise.resolve(void processes().forEach((p) => p.kill('SIGSTOP'))),
+  // Resolves once the kernel shows every process stopped: a reply sent
+  // between the signal and the stop would make the stall start late.
+  async begin() {
+    for (const p of processes()) p.kill('SIGSTOP');
+    for (const p of processes()) {
+      while (
+        p.pid !== undefined &&
+        !/^\d+ \(.*\) [Tt] /.test(readFileSync(`/proc/${p.pid}/stat`, 'utf8'))
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    }
+  },
   end: () => Promise.resolve(void processes().forEach((p) => p.kill('SIGCONT'))),
 });
 
