@@ -71,6 +71,40 @@ export interface WithinOptions<T> {
    * has already been told.
    */
   readonly late?: (value: T) => unknown;
+  /**
+   * Undoes, by owner, what the call may still do on the server when it
+   * failed without an answer (a driver's own timeout, a dropped
+   * connection): see {@link undoUnknownOutcome}.
+   */
+  readonly unknown?: () => Promise<unknown>;
+}
+
+/** When {@link undoUnknownOutcome} runs its undo, in ms after the failure. */
+const UNDO_AFTER_MS = [0, 250, 1000, 5000];
+
+/**
+ * A call whose reply never came (the driver's `commandTimeout` or
+ * `query_timeout` fired, the connection dropped after the command was sent)
+ * may still take effect on the server afterwards: a lock granted, a claim
+ * recorded, held for a whole lease by a caller who was told it failed. Run
+ * `undo` (owner-checked, so harmless when there is nothing to undo) at once
+ * and again after 250 ms, 1 s and 5 s: on a Redis connection it queues
+ * behind the stalled command; on a SQL pool it runs on another connection
+ * and may come before the late commit, hence the repeats. Failures are
+ * swallowed; timers are unref'd.
+ */
+export function undoUnknownOutcome(undo: () => Promise<unknown>): void {
+  const run = (): void => {
+    try {
+      void undo().catch(() => undefined);
+    } catch {
+      // Nobody to tell: the caller already has its error.
+    }
+  };
+  for (const ms of UNDO_AFTER_MS) {
+    if (ms === 0) run();
+    else setTimeout(run, ms).unref();
+  }
 }
 
 /**
@@ -90,7 +124,13 @@ export interface WithinOptions<T> {
  * ```
  */
 export function within<T>(call: Promise<T>, options: WithinOptions<T>): Promise<T> {
-  const { deadline, signal, timeout, late } = options;
+  const { deadline, signal, timeout, late, unknown } = options;
+  if (unknown !== undefined) {
+    call = call.catch((error: unknown) => {
+      undoUnknownOutcome(unknown);
+      throw error;
+    });
+  }
   if (deadline === Number.POSITIVE_INFINITY && signal === undefined) return call;
   return new Promise<T>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;

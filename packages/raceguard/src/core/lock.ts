@@ -453,9 +453,16 @@ export interface AcquireDeadline {
   /**
    * Race one backend call against the deadline and signal: its answer, or
    * {@link LockAcquireTimeoutError} (`detail`) / `AbortedError` on time; a
-   * reply that comes later goes to `late` (to release a late grant).
+   * reply that comes later goes to `late` (to release a late grant); a call
+   * that fails without an answer runs `unknown` (to release, by owner, a
+   * grant the server may still make: see `undoUnknownOutcome`).
    */
-  readonly bound: <T>(call: Promise<T>, detail: string, late?: (value: T) => unknown) => Promise<T>;
+  readonly bound: <T>(
+    call: Promise<T>,
+    detail: string,
+    late?: (value: T) => unknown,
+    unknown?: () => Promise<unknown>,
+  ) => Promise<T>;
 }
 
 /**
@@ -474,12 +481,13 @@ export function acquireDeadline(key: string, checked: CheckedAcquireOptions): Ac
     new LockAcquireTimeoutError(key, performance.now() - checked.started, detail);
   return {
     timeout,
-    bound: (call, detail, late) =>
+    bound: (call, detail, late, unknown) =>
       within(call, {
         deadline: checked.deadline,
         signal: checked.signal,
         timeout: () => timeout(detail),
         ...(late && { late }),
+        ...(unknown && { unknown }),
       }),
   };
 }

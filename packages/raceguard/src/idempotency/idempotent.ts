@@ -6,6 +6,7 @@ import { publishIdempotency } from '../core/events.js';
 import { randomUUID } from 'node:crypto';
 import { createLazyAbort, isAborted, sleep, type LazyAbort } from '../core/abort.js';
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
+import { undoUnknownOutcome } from '../core/deadline.js';
 import {
   assertAbortSignal,
   assertFunction,
@@ -234,6 +235,12 @@ export async function claimIdempotency<R>(
         ttlMs: settings.ttlMs,
       });
     } catch (error) {
+      // No answer (a driver timeout, a dropped connection): the claim may
+      // still be recorded, and would hold the key for a whole lease against
+      // the retry this failure invites. Give it back by owner.
+      undoUnknownOutcome(() =>
+        settings.store.abandon({ scope: settings.scope, key: settings.key, owner, keep: false }),
+      );
       if (settings.storeFailure === 'open') {
         publishIdempotency('unprotected');
         return unprotected<R>();

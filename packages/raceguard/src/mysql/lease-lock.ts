@@ -158,6 +158,8 @@ export class MysqlLeaseLock implements Locker {
         this.#run(this.#sql.acquire, [owner, ttlMs, name], 'acquire a lock'),
         silent,
         (late) => (late.affectedRows > 0 ? this.#release(name, owner) : undefined),
+        // No reply (a driver timeout, a dropped connection): the grant may still commit.
+        () => this.#release(name, owner),
       );
       const roundTripMs = performance.now() - sentAt;
       let detail: string;

@@ -258,6 +258,8 @@ export class PostgresLeaseLock implements Locker {
           this.#query(this.#sql.acquire, [stored, owner, ttlMs], 'acquire a lock'),
           silent,
           (late) => (late.rows.length > 0 ? this.#release(stored, owner) : undefined),
+          // No reply (pg's query_timeout, a dropped connection): the grant may still commit.
+          () => this.#release(stored, owner),
         );
         // The attempt used up any wake-up.
         woken = false;

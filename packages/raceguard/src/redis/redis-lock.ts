@@ -228,8 +228,13 @@ export class RedisLock implements Locker {
         ) as Promise<[number, number]>;
         // `[1, token]` when granted, `[0, remaining lease ms]` when held. A
         // grant that answers after the caller gave up is released at once.
-        const [granted, value] = await bound(attempt, 'Redis did not answer in time', ([late]) =>
-          late === 1 ? release(owner) : undefined,
+        // A grant whose reply never came (ioredis' commandTimeout, a dropped
+        // connection) may still be made: released by owner after the fact.
+        const [granted, value] = await bound(
+          attempt,
+          'Redis did not answer in time',
+          ([late]) => (late === 1 ? release(owner) : undefined),
+          () => release(owner),
         );
         roundTripMs = performance.now() - sentAt;
         if (granted === 1) {
