@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { serveLab, type ServedLab } from '../../packages/cli/src/lab/serve-lab.js';
-import { parseWatchConfig } from '../../packages/cli/src/watch/watch.js';
+import { parseWatchConfig, runChecks } from '../../packages/cli/src/watch/watch.js';
 import { runCli } from '../helpers/cli.js';
 
 /** `raceguard watch <args>` without DATABASE_URL. */
@@ -37,7 +37,7 @@ function scrapeThenStop(afterMs: number, into: { text: string }): Parameters<typ
   };
 }
 
-describe('raceguard watch', () => {
+describe('raceguard watch', { timeout: 180_000 }, () => {
   let lab: ServedLab;
   let dir: string;
   let file: string;
@@ -150,6 +150,71 @@ describe('raceguard watch', () => {
     const { rows } = await pool.query('SELECT stock FROM inventory_products');
     await pool.end();
     assert.deepEqual(rows, [{ stock: 0 }]);
+  });
+
+  it('regression: the server keeps a check read-only whatever its text (COMMIT; UPDATE, COMMIT; DELETE, COMMIT; pg_sleep, set_config), and a session lock does not outlive the check', async () => {
+    await burst('atomic');
+    const attacks = join(dir, 'attacks.json');
+    await writeFile(
+      attacks,
+      JSON.stringify({
+        statementTimeoutMs: 500,
+        checks: [
+          {
+            name: 'commit-update',
+            neverNegative: {
+              sql: 'SELECT stock FROM inventory_products; COMMIT; UPDATE inventory_products SET stock = -7',
+            },
+          },
+          {
+            name: 'commit-delete',
+            neverNegative: { sql: 'SELECT 1; COMMIT; DELETE FROM inventory_orders' },
+          },
+          { name: 'commit-sleep', neverNegative: { sql: 'COMMIT; SELECT 1 FROM pg_sleep(3)' } },
+          {
+            name: 'timeout-off',
+            neverNegative: {
+              sql: "SELECT 1 FROM (SELECT set_config('statement_timeout', '0', true)) s, pg_sleep(3)",
+            },
+          },
+        ],
+      }),
+    );
+    const started = performance.now();
+    const run = await watch([attacks, '--once', '--database', lab.databaseUrl]);
+    assert.ok(
+      performance.now() - started < 2900,
+      `took ${(performance.now() - started).toFixed(0)} ms`,
+    );
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stdout, /commit-update.*error.*single SQL statement/);
+    assert.match(run.stdout, /commit-delete.*error.*single SQL statement/);
+    assert.match(run.stdout, /commit-sleep.*error.*single SQL statement/);
+    assert.match(run.stdout, /timeout-off.*error.*statement timeout \(500 ms\)/);
+    const pool = new pg.Pool({ connectionString: lab.databaseUrl, max: 1 });
+    try {
+      const { rows } = await pool.query('SELECT stock FROM inventory_products');
+      assert.deepEqual(rows, [{ stock: 0 }]);
+      const { rows: orders } = await pool.query('SELECT count(*)::int AS n FROM inventory_orders');
+      assert.deepEqual(orders, [{ n: 4 }]);
+      // A session advisory lock taken by a check is gone before the connection is reused.
+      const config = parseWatchConfig(
+        {
+          checks: [
+            { name: 'lock', neverNegative: { sql: 'SELECT 1 FROM pg_advisory_lock(4242)' } },
+          ],
+        },
+        'inline',
+      );
+      const results = await runChecks(pool, config);
+      assert.equal(results[0]?.status, 'ok');
+      const { rows: held } = await pool.query(
+        "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
+      );
+      assert.deepEqual(held, [{ n: 0 }]);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('an unreachable database is reported, retried, never a crash; bad files name the field', async () => {

@@ -178,15 +178,36 @@ function issueError(
   );
 }
 
+/** A query as the watch sends it: always the extended protocol (one statement, parameters apart). */
+export interface WatchQuery {
+  readonly text: string;
+  readonly values: unknown[];
+  readonly queryMode: 'extended';
+}
+
 /** What the watch runs queries on: a pg pool (or anything with `connect()`). */
 export interface WatchPool {
   connect(): Promise<{
-    query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+    query(query: WatchQuery): Promise<{ rows: Record<string, unknown>[] }>;
     release(error?: Error | boolean): void;
   }>;
 }
 
-/** Run every check once, each in a READ ONLY transaction with the statement timeout. */
+const extended = (text: string, values: unknown[] = []): WatchQuery => ({
+  text,
+  values,
+  queryMode: 'extended',
+});
+
+/**
+ * Run every check once, each in a READ ONLY transaction with the statement
+ * timeout. The server enforces it, not the check's text: the query goes
+ * through the extended protocol (one statement; `COMMIT; UPDATE ...` is
+ * refused by the server, never run), in a transaction that is READ ONLY,
+ * and the session is reset (`DISCARD ALL`, which also drops session
+ * advisory locks and settings) before the connection goes back to the
+ * pool; a connection that cannot be reset is closed.
+ */
 export async function runChecks(
   pool: WatchPool,
   config: Pick<WatchConfig, 'checks' | 'statementTimeoutMs'>,
@@ -206,11 +227,13 @@ export async function runChecks(
     }
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN READ ONLY');
-      await client.query("SELECT set_config('statement_timeout', $1, true)", [
-        String(config.statementTimeoutMs),
-      ]);
-      const { rows } = await client.query(check.sql, [...check.values]);
+      await client.query(extended('BEGIN READ ONLY'));
+      await client.query(
+        extended("SELECT set_config('statement_timeout', $1, true)", [
+          String(config.statementTimeoutMs),
+        ]),
+      );
+      const { rows } = await client.query(extended(check.sql, [...check.values]));
       results.push({ ...judge(check, rows), ms: performance.now() - started });
     } catch (error) {
       const code = (error as { code?: unknown }).code;
@@ -219,7 +242,9 @@ export async function runChecks(
           ? `the query writes, and the watch's READ ONLY transaction refused it: ${(error as Error).message}`
           : code === '57014'
             ? `the query ran longer than the statement timeout (${config.statementTimeoutMs} ms) and was cancelled`
-            : `the query failed: ${(error as Error).message}`;
+            : code === '42601' && /multiple commands/.test((error as Error).message)
+              ? 'the check must be a single SQL statement (a ";" separates several): the server refused it and nothing ran'
+              : `the query failed: ${(error as Error).message}`;
       if (typeof code !== 'string') broken = error as Error;
       results.push({
         name: check.name,
@@ -229,9 +254,14 @@ export async function runChecks(
         ms: performance.now() - started,
       });
     } finally {
-      await client.query('ROLLBACK').catch((error: unknown) => {
-        broken ??= error as Error;
-      });
+      // ROLLBACK ends the transaction (a COMMIT in the check's place ended
+      // it already: PostgreSQL only warns); DISCARD ALL resets the session.
+      for (const reset of ['ROLLBACK', 'DISCARD ALL']) {
+        if (broken !== undefined) break;
+        await client.query(extended(reset)).catch((error: unknown) => {
+          broken = error as Error;
+        });
+      }
       client.release(broken);
     }
   }
