@@ -133,7 +133,7 @@ const frameworks: [
   ],
 ];
 
-describe('HTTP conditional writes', () => {
+describe('HTTP conditional writes', { timeout: 120_000 }, () => {
   let database: TestDatabase;
   before(async () => {
     database = await openTestDatabase(40);
@@ -324,5 +324,46 @@ describe('HTTP conditional writes', () => {
     assert.equal(rows[0]!.present, true);
     const documents = versionedRows(database.pool, { table: 'documents' });
     await assert.rejects(documents.update({ id: 1 }, '1', { version: 99 }), /version column/);
+  });
+
+  it('regression: the body never writes key or version columns, unknown columns are a 400 without database text, tags compare character by character, lists may hold empty elements', async () => {
+    await database.pool.query(
+      "CREATE TABLE tenant_docs (tenant text, id int, title text NOT NULL, version int NOT NULL, PRIMARY KEY (tenant, id)); INSERT INTO tenant_docs VALUES ('a', 1, 'draft', 9)",
+    );
+    const docs = conditionalWrites(versionedRows(database.pool, { table: 'tenant_docs' }));
+    const key = { tenant: 'a', id: 1 };
+    const bodyOf = (r: { body: unknown }) => JSON.parse(String(r.body)) as Record<string, unknown>;
+    // Moving the document to another tenant through the body: refused.
+    const moved = await docs.update(key, { tenant: 'b', title: 'stolen' }, { 'if-match': '"9"' });
+    assert.equal(moved.status, 400);
+    assert.equal(moved.headers['content-type'], 'application/problem+json');
+    assert.match(String(bodyOf(moved).detail), /"tenant" is part of the resource key/);
+    const version = await docs.update(key, { version: 1, title: 'x' }, { 'if-match': '"9"' });
+    assert.equal(version.status, 400);
+    assert.match(String(bodyOf(version).detail), /version column/);
+    const unknown = await docs.update(key, { nope: 1 }, { 'if-match': '"9"' });
+    assert.equal(unknown.status, 400);
+    assert.match(String(bodyOf(unknown).detail), /"nope" is not a column/);
+    assert.doesNotMatch(String(unknown.body), /does not exist|42703/);
+    const createdUnknown = await docs.create({ tenant: 'a', id: 2 }, { title: 't', nope: 1 }, {});
+    assert.equal(createdUnknown.status, 400);
+    // The key's own value in the body (a whole representation) is fine.
+    const same = await docs.update(key, { tenant: 'a', id: 1, title: 'ok' }, { 'if-match': '"9"' });
+    assert.equal(same.status, 200);
+    // "09" is not "9" (strong comparison is character by character): 412.
+    const padded = await docs.update(key, { title: 'padded' }, { 'if-match': '"010"' });
+    assert.equal(padded.status, 412);
+    const listed = await docs.update(key, { title: 'listed' }, { 'if-match': ', "3",, "10" ,' });
+    assert.equal(listed.status, 200);
+    const { rows } = await database.pool.query(
+      'SELECT tenant, id, title, version FROM tenant_docs',
+    );
+    assert.deepEqual(rows, [{ tenant: 'a', id: 1, title: 'listed', version: 11 }]);
+    assert.deepEqual(parseEntityTags(' , "a" ,, W/"b", '), [
+      { weak: false, opaque: 'a' },
+      { weak: true, opaque: 'b' },
+    ]);
+    assert.throws(() => parseEntityTags('"a" "b"'), InvalidArgumentError);
+    assert.throws(() => parseEntityTags(' , , '), InvalidArgumentError);
   });
 });

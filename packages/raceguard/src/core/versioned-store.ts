@@ -6,8 +6,55 @@
  * version column kept out of client changes, reading back what is there
  * after a refused write).
  */
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError, RaceguardError } from './errors.js';
 import { assertPlainObject } from './validate.js';
+
+/**
+ * A client's changes name a column they may not write: the key, the
+ * version column, or a column the table does not have. Nothing was
+ * written. `raceguard/http`'s conditional writes answer it with a 400.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof FieldNotWritableError) return reply.code(400).send({ field: e.field }); throw e; }
+ * ```
+ */
+export class FieldNotWritableError extends RaceguardError {
+  /** The offending field, as the client sent it. */
+  readonly field: string;
+  readonly reason: 'key' | 'version' | 'unknown' | 'nothing';
+
+  constructor(field: string, reason: 'key' | 'version' | 'unknown' | 'nothing', cause?: unknown) {
+    const why = {
+      key: 'is part of the resource key and cannot be changed',
+      version: 'is the version column, which only the server changes',
+      unknown: 'is not a column of the resource',
+      nothing: 'is part of the resource key: the changes hold nothing else to write',
+    }[reason];
+    super('RACEGUARD_FIELD_NOT_WRITABLE', `field ${JSON.stringify(field)} ${why}`, {
+      ...(cause === undefined ? {} : { cause }),
+    });
+    this.field = field;
+    this.reason = reason;
+  }
+}
+
+/** PostgreSQL's undefined_column (42703), MySQL's ER_BAD_FIELD_ERROR (1054), anywhere in the cause chain. */
+function isUnknownColumn(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const { code, errno } = e as { code?: unknown; errno?: unknown };
+    if (code === '42703' || errno === 1054 || code === 'ER_BAD_FIELD_ERROR') return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** The column a database's unknown-column message names, if one of `fields`. */
+function unknownField(error: unknown, fields: readonly string[]): string {
+  const message = (error as { message?: unknown }).message;
+  const text = typeof message === 'string' ? message : '';
+  return fields.find((f) => text.includes(`"${f}"`) || text.includes(`'${f}'`)) ?? fields[0] ?? '';
+}
 
 type Row = Record<string, unknown>;
 
@@ -63,8 +110,10 @@ export interface VersionedRows<K, R extends Row = Row> {
   >;
 }
 
-// An ETag that is not a version of ours matches nothing: no statement needed.
-const isVersion = (text: string): boolean => /^-?\d{1,20}$/.test(text);
+// An ETag that is not a version of ours matches nothing: no statement
+// needed. Only the canonical form of an integer is one ("09" is not "9":
+// entity tags compare character by character).
+const isVersion = (text: string): boolean => /^(0|-?[1-9]\d{0,19})$/.test(text);
 
 /** The store over a dialect's statements. */
 export function versionedStore<K extends Readonly<Record<string, unknown>>, R extends Row>(
@@ -98,22 +147,49 @@ export function versionedStore<K extends Readonly<Record<string, unknown>>, R ex
     }
     return rows[0] === undefined ? undefined : versioned(rows[0]);
   };
-  const withoutVersion = (argument: string, columns: Readonly<Record<string, unknown>>): void => {
+  /**
+   * The columns a client may write: not the version column, not a key
+   * column (one equal to the key is dropped: a PUT of the whole
+   * representation carries it), and nothing undefined.
+   */
+  const writable = (
+    argument: string,
+    key: K,
+    columns: Readonly<Record<string, unknown>>,
+  ): Readonly<Record<string, unknown>> => {
     assertPlainObject(argument, columns);
-    if (versionColumn in columns) {
-      throw new InvalidArgumentError(
-        argument,
-        `columns other than the version column ${versionColumn}`,
-        columns,
-      );
+    const kept: Record<string, unknown> = {};
+    for (const [column, value] of Object.entries(columns)) {
+      if (column === versionColumn) throw new FieldNotWritableError(column, 'version');
+      if (Object.prototype.hasOwnProperty.call(key, column)) {
+        if (String(value) === String(key[column])) continue;
+        throw new FieldNotWritableError(column, 'key');
+      }
+      kept[column] = value;
+    }
+    return kept;
+  };
+  /** Runs a write; a column the table does not have is the client's error, not the database's. */
+  const writing = async <T>(fields: readonly string[], write: () => Promise<T>): Promise<T> => {
+    try {
+      return await write();
+    } catch (error) {
+      if (isUnknownColumn(error))
+        throw new FieldNotWritableError(unknownField(error, fields), 'unknown', error);
+      throw error;
     }
   };
   return {
     read,
     async update(key, expectedVersion, changes) {
-      withoutVersion('changes', changes);
+      const kept = writable('changes', key, changes);
+      if (Object.keys(kept).length === 0) {
+        throw new FieldNotWritableError(Object.keys(changes)[0] ?? '', 'nothing');
+      }
       if (!isVersion(expectedVersion)) return { applied: false, current: await read(key) };
-      const written = await statements.update(key, expectedVersion, changes);
+      const written = await writing(Object.keys(kept), () =>
+        statements.update(key, expectedVersion, kept),
+      );
       if (!written.applied) return { applied: false, current: await read(key) };
       // Without RETURNING, read back: a later writer may already show here, and the ETag then says so.
       const current = written.row === undefined ? await read(key) : versioned(written.row);
@@ -126,13 +202,12 @@ export function versionedStore<K extends Readonly<Record<string, unknown>>, R ex
         : { applied: false, current: await read(key) };
     },
     async create(key, values) {
-      withoutVersion('values', values);
-      const columns = { ...values, ...key };
+      const columns = { ...writable('values', key, values), ...key };
       for (const [column, value] of Object.entries(columns)) {
         if (value === undefined)
           throw new InvalidArgumentError(`values.${column}`, 'a defined value', value);
       }
-      const inserted = await statements.insert(columns);
+      const inserted = await writing(Object.keys(columns), () => statements.insert(columns));
       const current = inserted.row === undefined ? await read(key) : versioned(inserted.row);
       if (current === undefined) {
         // The conflict was on another unique column than the key: nothing to show as "current".

@@ -11,6 +11,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import { InvalidArgumentError } from '../core/errors.js';
+import { FieldNotWritableError } from '../core/versioned-store.js';
 import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import { problem, type ImmediateResponse } from './policy.js';
 
@@ -86,8 +87,6 @@ interface EntityTag {
   readonly opaque: string;
 }
 
-const TAG = /^\s*(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*$/;
-
 /**
  * The strong ETag of a version: `"<version>"`.
  *
@@ -115,20 +114,31 @@ export function etagOf(version: string | number | bigint): string {
 export function parseEntityTags(header: string): '*' | EntityTag[] {
   if (header.trim() === '*') return '*';
   const tags: EntityTag[] = [];
-  // Commas may sit inside an opaque tag: split only between tags.
-  const parts = header.match(/\s*(?:W\/)?"[^"]*"\s*(?:,|$)/g);
-  if (parts === null || parts.join('').length !== header.length) {
-    throw new InvalidArgumentError(
-      'If-Match',
-      'a list of entity tags like "3" or W/"3", or *',
-      header,
-    );
-  }
-  for (const part of parts) {
-    const match = TAG.exec(part.replace(/,\s*$/, ''));
-    if (match === null)
-      throw new InvalidArgumentError('If-Match', 'entity tags like "3" or W/"3"', part);
+  // RFC 9110 §5.6.1: a list may hold empty elements (`"1", , "2"`), to be
+  // skipped; commas may sit inside an opaque tag, so tags are read whole.
+  let at = 0;
+  for (;;) {
+    while (at < header.length && /[\s,]/.test(header[at]!)) at++;
+    if (at >= header.length) break;
+    const match = /^(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"/.exec(header.slice(at));
+    if (match === null) {
+      throw new InvalidArgumentError(
+        'If-Match',
+        'a list of entity tags like "3" or W/"3", or *',
+        header,
+      );
+    }
     tags.push({ weak: match[1] !== undefined, opaque: match[2]! });
+    at += match[0].length;
+    // A tag ends the element: only whitespace may come before the next comma.
+    while (at < header.length && /[ \t]/.test(header[at]!)) at++;
+    if (at < header.length && header[at] !== ',') {
+      throw new InvalidArgumentError(
+        'If-Match',
+        'a list of entity tags like "3" or W/"3", or *',
+        header,
+      );
+    }
   }
   if (tags.length === 0)
     throw new InvalidArgumentError('If-Match', 'at least one entity tag', header);
@@ -319,10 +329,14 @@ export function conditionalWrites<K, R>(
     },
     async update(key, changes, headers) {
       if (!isFields(changes)) return badBody();
-      return underPrecondition(key, headers, async (version) => {
-        const result = await store.update(key, version, changes);
-        return result.applied ? json(200, result.current.row, withEtag(result.current)) : undefined;
-      });
+      return notWritable(() =>
+        underPrecondition(key, headers, async (version) => {
+          const result = await store.update(key, version, changes);
+          return result.applied
+            ? json(200, result.current.row, withEtag(result.current))
+            : undefined;
+        }),
+      );
     },
     delete(key, headers) {
       return underPrecondition(key, headers, async (version) => {
@@ -341,7 +355,13 @@ export function conditionalWrites<K, R>(
           'create-if-absent takes If-None-Match: *',
         );
       }
-      const result = await store.create(key, values);
+      let result: Awaited<ReturnType<typeof store.create>>;
+      try {
+        result = await store.create(key, values);
+      } catch (error) {
+        if (error instanceof FieldNotWritableError) return fieldRefused(error);
+        throw error;
+      }
       if (result.created) return json(201, result.current.row, withEtag(result.current));
       return noneMatch === undefined
         ? problem(
@@ -364,6 +384,19 @@ function isFields(value: unknown): value is Readonly<Record<string, unknown>> {
     !Array.isArray(value) &&
     Object.keys(value).length > 0
   );
+}
+
+/** A field the client may not write: 400 naming it, never the database's text. */
+const fieldRefused = (error: FieldNotWritableError): ImmediateResponse =>
+  problem(400, CONDITIONAL_PROBLEMS.badBody, 'Bad Request', error.message);
+
+async function notWritable(write: () => Promise<ImmediateResponse>): Promise<ImmediateResponse> {
+  try {
+    return await write();
+  } catch (error) {
+    if (error instanceof FieldNotWritableError) return fieldRefused(error);
+    throw error;
+  }
 }
 
 const badBody = (): ImmediateResponse =>

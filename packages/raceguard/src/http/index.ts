@@ -42,3 +42,4 @@ export {
   type VersionStore,
   type Versioned,
 } from './conditional.js';
+export { FieldNotWritableError } from '../core/versioned-store.js';
