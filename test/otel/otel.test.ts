@@ -319,8 +319,8 @@ describe('raceguard/otel', () => {
     const handled: string[] = [];
     const consumer = new OrderedConsumer({ handler: async (m) => void handled.push(m.id) });
     const message = (seq: number): Message => ({
-      id: `order-7:${seq}`,
-      key: 'order-7',
+      id: `order:7:${seq}`,
+      key: 'order:7',
       seq,
       type: 'test',
       payload: {},
@@ -341,9 +341,9 @@ describe('raceguard/otel', () => {
     const count = (event: string) =>
       telemetry.total('raceguard.messages', {
         'raceguard.message.event': event,
-        'raceguard.message.key': 'order-7',
+        'raceguard.message.key': 'order',
       });
-    assert.deepEqual(handled, ['order-7:1', 'order-7:2', 'order-7:3']);
+    assert.deepEqual(handled, ['order:7:1', 'order:7:2', 'order:7:3']);
     assert.equal(await count('applied'), 3);
     assert.equal(await count('buffered'), 1);
     assert.equal(await count('duplicate'), 1);
@@ -454,7 +454,23 @@ describe('raceguard/otel', () => {
       1,
     );
     assert.equal(keyPrefix('invoice:42:lines'), 'invoice');
-    assert.equal(keyPrefix('nightly-report'), 'nightly-report');
+    assert.equal(keyPrefix('nightly-report'), '(no prefix)');
+    assert.equal(keyPrefix('ada@example.com'), '(no prefix)');
+    assert.equal(keyPrefix('ada@example.com:1'), '(no prefix)');
+    assert.equal(keyPrefix(':x'), '(no prefix)');
+    // Regression: a key with no `:` left the process whole, in both modes.
+    for (const aggregate of [false, true]) {
+      const both = sdk();
+      const instrumented = instrumentRaceguard({ meterProvider: both.meterProvider, aggregate });
+      await withLock(locks, 'ada@example.com', () => Promise.resolve());
+      const metric = aggregate
+        ? 'raceguard.lock.wait.duration.count'
+        : 'raceguard.lock.wait.duration';
+      const exported = (await both.points(metric)).map((p) => p.attributes['raceguard.lock.key']);
+      instrumented.close();
+      await both.shutdown();
+      assert.deepEqual(exported, ['(no prefix)'], `aggregate: ${aggregate}`);
+    }
     assert.throws(() => instrumentRaceguard({ keyLabel: 'x' as never }), /keyLabel/);
     assert.throws(() => instrumentRaceguard({ meterProvide: 1 } as never), /meterProvide/);
     // With a custom label, nothing of the key but what it returns is exported.

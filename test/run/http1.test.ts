@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ResponseReader } from '../../packages/cli/src/run/http1-parser.js';
 import { burst } from '../../packages/cli/src/run/burst.js';
 import { raceWindow } from '../../packages/raceguard/src/run/race-window.js';
-import { Http1BurstClient, serializeRequest } from '../../packages/cli/src/run/http1.js';
+import {
+  BurstTransportError,
+  Http1BurstClient,
+  serializeRequest,
+} from '../../packages/cli/src/run/http1.js';
 
 describe('ResponseReader', () => {
   it('reads content-length, chunked and bodiless responses, split at any byte', () => {
@@ -174,6 +178,67 @@ describe('burst() and raceWindow()', () => {
       await assert.rejects(burst(origin, []), /non-empty array/);
     } finally {
       server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('regression: malformed responses followed by a close, and an early answer to a large body, are typed errors of their request (never an uncaught exception)', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => void uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    const sockets = new Set<net.Socket>();
+    let reply = '';
+    const server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      let warmed = false;
+      socket.on('data', () => {
+        if (!warmed) {
+          // The warm-up GET is answered properly; the burst's request is not.
+          warmed = true;
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n');
+        } else if (reply !== '') socket.end(reply);
+        else {
+          socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n');
+          socket.resetAndDestroy();
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      for (const malformed of [
+        'HTTP/1.1 abc\r\n\r\n',
+        'garbage\r\n\r\n',
+        'HTTP/1.1 99999 X\r\n\r\n',
+        'HTTP/1.1 200 OK\r\ncontent-length: abc\r\n\r\n',
+        'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n',
+      ]) {
+        reply = malformed;
+        const { responses } = await burst(origin, [{ method: 'GET', path: '/' }]);
+        assert.equal(responses[0]?.status, 0, JSON.stringify(malformed));
+        assert.match(String(responses[0]?.error), /malformed/);
+      }
+      reply = '';
+      // The early answer may be read before the reset lands: either way, nothing untyped.
+      for (let i = 0; i < 5; i++) {
+        const outcome = await burst(origin, [
+          { method: 'POST', path: '/', body: new Uint8Array(8 * 1024 * 1024) },
+        ]).then(
+          (result) => result.responses[0]?.status ?? result.responses[0]?.error,
+          (error: unknown) => error,
+        );
+        assert.ok(
+          outcome === 413 || outcome === 0 || outcome instanceof BurstTransportError,
+          String(outcome),
+        );
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(uncaught, []);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      for (const socket of sockets) socket.destroy();
       server.close();
     }
   });

@@ -46,7 +46,7 @@ export class ResponseReader {
       const end = this.#buffer.indexOf(CRLFCRLF);
       if (end < 0) return undefined;
       const lines = this.#buffer.subarray(0, end).toString('latin1').split('\r\n');
-      const match = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
+      const match = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '');
       if (match === null) throw new Error(`malformed status line: ${JSON.stringify(lines[0])}`);
       const headers: Record<string, string> = {};
       for (const line of lines.slice(1)) {

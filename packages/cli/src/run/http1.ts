@@ -59,8 +59,13 @@ class Connection {
       }
     });
     socket.on('end', () => {
-      const last = this.#reader.end();
-      if (last !== undefined) this.#queue.shift()?.resolve(last);
+      try {
+        const last = this.#reader.end();
+        if (last !== undefined) this.#queue.shift()?.resolve(last);
+      } catch (error) {
+        // A malformed last response: an error of this connection, never an uncaught exception.
+        this.#fail(error instanceof Error ? error : new Error(String(error)));
+      }
       this.#fail(new Error('the server closed the connection'));
     });
     socket.on('error', (error) => this.#fail(error));
@@ -99,9 +104,13 @@ class Connection {
     });
   }
 
+  /** Every failure of the connection (socket, parser, early close) as a {@link BurstTransportError}. */
   #fail(error: Error): void {
-    this.#error ??= error;
-    for (const pending of this.#queue.splice(0)) pending.reject(error);
+    this.#error ??=
+      error instanceof BurstTransportError
+        ? error
+        : new BurstTransportError(`the connection failed: ${error.message}`, error);
+    for (const pending of this.#queue.splice(0)) pending.reject(this.#error);
   }
 
   get alive(): boolean {
@@ -111,7 +120,11 @@ class Connection {
   /** Write `bytes`, resolving once they are handed to the kernel. */
   write(bytes: Uint8Array): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#socket.write(bytes, (error) => (error ? reject(error) : resolve()));
+      this.#socket.write(bytes, (error) =>
+        error
+          ? reject(new BurstTransportError(`sending the request failed: ${error.message}`, error))
+          : resolve(),
+      );
     });
   }
 

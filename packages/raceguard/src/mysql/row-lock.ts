@@ -62,7 +62,7 @@ export async function lockRows(
       publishLock(() => ({
         event: 'timeout',
         backend: 'MysqlRowLock',
-        key: Array.isArray(options.table) ? options.table.join('.') : String(options.table),
+        key: `${Array.isArray(options.table) ? options.table.join('.') : String(options.table)}:rows`,
         waitedMs: performance.now() - started,
       }));
       throw new MysqlLockTimeoutError(`${table} ${clause}`, error);

@@ -20,7 +20,8 @@
  * `raceguard.retry`, `raceguard.idempotency`), so a slow request shows that
  * it waited 800 ms for an `invoice` lock. Lock keys may hold personal data:
  * only `keyLabel(key)` leaves the process (default: the key's prefix before
- * the first `:`, so `invoice:42` is exported as `invoice`).
+ * the first `:`, so `invoice:42` is exported as `invoice`; a key without
+ * one as `(no prefix)`).
  *
  * @packageDocumentation
  */
@@ -46,7 +47,7 @@ export interface RaceguardTelemetryOptions {
   readonly meterProvider?: MeterProvider;
   /** Add span events to the active span. @default true */
   readonly spanEvents?: boolean;
-  /** What of a lock key is exported. @default the key's prefix before the first `:` (the whole key when it has none) */
+  /** What of a lock key is exported. @default {@link keyPrefix}: the key's prefix before the first `:`, `(no prefix)` when it has none */
   readonly keyLabel?: (key: string) => string;
   /**
    * Keep counts, sums and duration buckets in local arrays on the hot path
@@ -71,8 +72,15 @@ export interface RaceguardTelemetry extends Disposable {
   close(): void;
 }
 
+/** The label of a key with no exportable prefix. */
+export const NO_KEY_PREFIX = '(no prefix)';
+
 /**
- * The default key label: `invoice:42` → `invoice`.
+ * The default key label: `invoice:42` → `invoice`. Only a prefix before the
+ * first `:` that looks like a name (letters, digits, `_`, `-`, `.`; at most
+ * 64) leaves the process; any other key (`ada@example.com`,
+ * `ada@example.com:1`, a key with no `:`) is labelled
+ * {@link NO_KEY_PREFIX}, whatever it holds.
  *
  * @example
  * ```ts
@@ -81,7 +89,9 @@ export interface RaceguardTelemetry extends Disposable {
  */
 export function keyPrefix(key: string): string {
   const colon = key.indexOf(':');
-  return colon < 0 ? key : key.slice(0, colon);
+  if (colon <= 0) return NO_KEY_PREFIX;
+  const prefix = key.slice(0, colon);
+  return /^[A-Za-z0-9_.-]{1,64}$/.test(prefix) ? prefix : NO_KEY_PREFIX;
 }
 
 /**

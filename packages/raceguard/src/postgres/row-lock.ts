@@ -123,7 +123,7 @@ export async function lockRows(tx: Transaction, options: LockRowsOptions): Promi
       publishLock(() => ({
         event: 'timeout',
         backend: 'PostgresRowLock',
-        key: Array.isArray(options.table) ? options.table.join('.') : String(options.table),
+        key: `${Array.isArray(options.table) ? options.table.join('.') : String(options.table)}:rows`,
         waitedMs: performance.now() - started,
       }));
       throw new LockTimeoutError(target, wait === 'nowait' ? 0 : lockTimeoutMs, error);
