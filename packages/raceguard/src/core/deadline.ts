@@ -7,6 +7,34 @@
  */
 import { AbortedError } from './errors.js';
 
+/** The longest delay Node's timers take: beyond it, `setTimeout` fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * `setTimeout` for any delay: past {@link MAX_TIMER_MS} (about 24.8 days)
+ * Node fires a timer after 1 ms, so a longer wait is made of shorter
+ * timers. Returns how to cancel it.
+ *
+ * @example
+ * ```ts
+ * const cancel = longTimer(() => giveUp(), 30 * 24 * 3_600_000);
+ * ```
+ */
+export function longTimer(fn: () => void, ms: number): () => void {
+  if (ms <= MAX_TIMER_MS) {
+    const timer = setTimeout(fn, Math.max(0, ms));
+    return () => clearTimeout(timer);
+  }
+  const end = performance.now() + ms;
+  let timer: NodeJS.Timeout;
+  const arm = (): void => {
+    const left = end - performance.now();
+    timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(fn, Math.max(0, left));
+  };
+  arm();
+  return () => clearTimeout(timer);
+}
+
 /** Options of {@link pause}. */
 export interface PauseOptions {
   /** Rejects the pause with `AbortedError` (at once when already aborted). */
@@ -36,13 +64,13 @@ export function pause(ms: number, options: PauseOptions = {}): Promise<void> {
   if (signal?.aborted === true) return Promise.reject(new AbortedError(signal.reason));
   if (ms <= 0 && wakeOn === undefined) return Promise.resolve();
   return new Promise<void>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
+    let cancelTimer: (() => void) | undefined;
     const registration: { off?: (() => unknown) | undefined } = {};
     let settled = false;
     const finish = (error?: AbortedError): void => {
       if (settled) return;
       settled = true;
-      if (timer !== undefined) clearTimeout(timer);
+      cancelTimer?.();
       signal?.removeEventListener('abort', onAbort);
       registration.off?.();
       if (error === undefined) resolve();
@@ -51,7 +79,7 @@ export function pause(ms: number, options: PauseOptions = {}): Promise<void> {
     const onAbort = (): void => finish(new AbortedError(signal?.reason));
     const wake = (): void => finish();
     signal?.addEventListener('abort', onAbort, { once: true });
-    if (Number.isFinite(ms)) timer = setTimeout(wake, Math.max(0, ms));
+    if (Number.isFinite(ms)) cancelTimer = longTimer(wake, ms);
     registration.off = wakeOn?.(wake);
     // A wake that came during registration ran before `off` was known.
     if (settled) registration.off?.();
@@ -152,8 +180,10 @@ export function within<T>(call: Promise<T>, options: WithinOptions<T>): Promise<
       );
     };
     const onAbort = (): void => giveUp(new AbortedError(signal?.reason));
+    let cancelLong: (() => void) | undefined;
     const cleanup = (): void => {
       if (timer !== undefined) clearTimeout(timer);
+      cancelLong?.();
       signal?.removeEventListener('abort', onAbort);
     };
     call.then(
@@ -172,7 +202,10 @@ export function within<T>(call: Promise<T>, options: WithinOptions<T>): Promise<
     );
     if (signal?.aborted === true) return onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    if (deadline !== Number.POSITIVE_INFINITY)
-      timer = setTimeout(() => giveUp(timeout()), Math.max(0, deadline - performance.now()));
+    if (deadline !== Number.POSITIVE_INFINITY) {
+      const ms = deadline - performance.now();
+      if (ms <= MAX_TIMER_MS) timer = setTimeout(() => giveUp(timeout()), Math.max(0, ms));
+      else cancelLong = longTimer(() => giveUp(timeout()), ms);
+    }
   });
 }

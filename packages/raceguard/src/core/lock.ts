@@ -4,7 +4,7 @@
  */
 import { lockEventsWanted, publishLock } from './events.js';
 import { throwIfAborted } from './abort.js';
-import { within } from './deadline.js';
+import { MAX_TIMER_MS, within } from './deadline.js';
 import { AbortedError, InvalidArgumentError, RaceguardError } from './errors.js';
 import {
   assertAbortSignal,
@@ -394,6 +394,13 @@ export function checkLease(argument: string, ttlMs: unknown, lease: LeaseSupport
     throw new InvalidArgumentError(
       argument,
       `at least ${min} ms (a lease must outlast the round trip that grants it)`,
+      ttlMs,
+    );
+  }
+  if (ttlMs > MAX_TIMER_MS) {
+    throw new InvalidArgumentError(
+      argument,
+      `at most ${MAX_TIMER_MS} ms (about 24.8 days: a lease is watched by a timer; renew a shorter one)`,
       ttlMs,
     );
   }

@@ -1,4 +1,5 @@
 import { LockLoss } from '../core/lock-loss.js';
+import { longTimer } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import {
   LockAcquireTimeoutError,
@@ -133,7 +134,7 @@ export class KeyedSemaphore implements Locker {
     const queued = entry;
     return new Promise<LockHandle>((resolve, reject) => {
       const started = performance.now();
-      let timer: NodeJS.Timeout | undefined;
+      let timer: (() => void) | undefined;
       const leave = (error: Error): void => {
         const index = queued.queue.indexOf(waiter);
         if (index >= 0) queued.queue.splice(index, 1);
@@ -144,7 +145,7 @@ export class KeyedSemaphore implements Locker {
       };
       const onAbort = (): void => leave(new AbortedError(signal?.reason));
       const cleanup = (): void => {
-        if (timer !== undefined) clearTimeout(timer);
+        timer?.();
         signal?.removeEventListener('abort', onAbort);
       };
       const waiter: Waiter = {
@@ -157,7 +158,7 @@ export class KeyedSemaphore implements Locker {
       queued.queue.push(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
       if (Number.isFinite(waitMs)) {
-        timer = setTimeout(
+        timer = longTimer(
           () =>
             leave(
               new LockAcquireTimeoutError(

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
-import { assertPlainObject } from '../core/validate.js';
+import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import type {
   ClaimRequest,
   ClaimResult,
@@ -184,6 +184,33 @@ export class MysqlIdempotencyStore implements IdempotencyStore {
         : `DELETE FROM ${this.#table} WHERE scope = ? AND \`key\` = ? AND owner = ?`,
       [request.scope, request.key, request.owner],
     );
+  }
+
+  /**
+   * Delete expired records, at most `batchSize` per statement, until none
+   * are left. Resolves how many were deleted. Safe to run from several
+   * processes at once (`DELETE … ORDER BY expires_at LIMIT`, each batch its
+   * own statement).
+   *
+   * @example
+   * ```ts
+   * setInterval(() => void store.reap().catch(log.error), 60_000).unref();
+   * ```
+   */
+  async reap(options: { readonly batchSize?: number } = {}): Promise<number> {
+    assertPlainObject('options', options);
+    const batchSize = options.batchSize ?? 1000;
+    assertPositiveInteger('options.batchSize', batchSize);
+    let total = 0;
+    for (;;) {
+      const header = await execute(
+        this.#pool,
+        `DELETE FROM ${this.#table} WHERE expires_at <= NOW(3) ORDER BY expires_at LIMIT ?`,
+        [batchSize],
+      );
+      total += header.affectedRows;
+      if (header.affectedRows < batchSize) return total;
+    }
   }
 
   advance(request: OwnerRequest & { readonly recoveryPoint: string }): Promise<boolean> {

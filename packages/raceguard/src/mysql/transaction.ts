@@ -1,8 +1,10 @@
 import {
+  AbortedError,
   CommitOutcomeUnknownError,
   InvalidArgumentError,
   TransactionClosedError,
 } from '../core/errors.js';
+import { within } from '../core/deadline.js';
 import { retry } from '../core/retry.js';
 import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
 import { assertFunction, assertKnownOptions, assertPlainObject } from '../core/validate.js';
@@ -81,7 +83,15 @@ export async function transaction<T>(
   const begin = `START TRANSACTION${options.readOnly === true ? ' READ ONLY' : ''}`;
   return retry(
     async ({ attempt }) => {
-      const connection = await pool.getConnection().catch((error: unknown) => {
+      // An exhausted pool makes getConnection() wait: the signal ends that
+      // wait too, and a connection handed over afterwards goes back at once.
+      const connection = await within(pool.getConnection(), {
+        deadline: Number.POSITIVE_INFINITY,
+        signal: options.signal,
+        timeout: () => new AbortedError(options.signal?.reason),
+        late: (late) => late.release(),
+      }).catch((error: unknown) => {
+        if (error instanceof AbortedError) throw error;
         throw fromMysqlError(error);
       });
       let open = true;

@@ -1,4 +1,5 @@
-import { InvalidArgumentError } from '../core/errors.js';
+import { AbortedError, InvalidArgumentError } from '../core/errors.js';
+import { within } from '../core/deadline.js';
 import { retry } from '../core/retry.js';
 import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
 import {
@@ -171,8 +172,16 @@ export async function transaction<T>(
   const attemptOnce = async (attempt: number): Promise<T> => {
     let client: PoolClientLike;
     try {
-      client = await pool.connect();
+      // An exhausted pool makes connect() wait: the signal ends that wait
+      // too, and a connection handed over afterwards goes back at once.
+      client = await within(pool.connect(), {
+        deadline: Number.POSITIVE_INFINITY,
+        signal,
+        timeout: () => new AbortedError(signal?.reason),
+        late: (late) => late.release(),
+      });
     } catch (error) {
+      if (error instanceof AbortedError) throw error;
       throw fromDriverError(error);
     }
     // A connection that failed mid-transaction is destroyed, not returned to the pool.
