@@ -32,7 +32,7 @@ import {
   type ReplicatedPostgres,
 } from '../../packages/raceguard/src/testing/replication.js';
 
-describe('ReplicaRouter on a real streaming replica', () => {
+describe('ReplicaRouter on a real streaming replica', { timeout: 300_000 }, () => {
   let pair: ReplicatedPostgres;
   let primary: pg.Pool;
   let replica: pg.Pool;
@@ -346,6 +346,80 @@ describe('ReplicaRouter on a real streaming replica', () => {
       () => new ReplicaRouter({ primary, replicas: [], wait: 1 } as never),
       /options\.wait/,
     );
+  });
+
+  it('regression: a SELECT that calls a writing function on the primary moves the session token (no stale read after it)', async () => {
+    await primary.query(
+      `CREATE TABLE bumped (id int PRIMARY KEY, n int NOT NULL); INSERT INTO bumped VALUES (1, 5);
+       CREATE FUNCTION bump() RETURNS int LANGUAGE sql AS $$ UPDATE bumped SET n = n + 1 WHERE id = 1 RETURNING n $$`,
+    );
+    const replicaN = async () =>
+      (await replica.query('SELECT n FROM bumped WHERE id = 1').catch(() => ({ rows: [] }))).rows[0]
+        ?.n as number | undefined;
+    while ((await replicaN()) !== 5) await new Promise((resolve) => setTimeout(resolve, 10));
+    const router = new ReplicaRouter({ primary, replicas: [replica], maxWaitMs: 20, pollMs: 10 });
+    try {
+      await pair.setApplyDelay(1000);
+      const session = router.session();
+      await session.query('UPDATE bumped SET n = 0 WHERE id = 1'); // the replica is 1 s behind
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Not replayed yet: the SELECT goes to the primary, where bump() writes n = 1.
+      assert.deepEqual((await session.query('SELECT bump() AS n')).rows, [{ n: 1 }]);
+      // Once the replica has the first write but not bump()'s, a read must not go there.
+      while ((await replicaN()) !== 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.deepEqual((await session.query('SELECT n FROM bumped WHERE id = 1')).rows, [{ n: 1 }]);
+    } finally {
+      await pair.setApplyDelay(0);
+      await router.close();
+    }
+  });
+
+  it('regression: a read on a frozen replica is bounded and served by the primary; a recovery conflict (40001) is retried there', async () => {
+    await primary.query(
+      `CREATE FUNCTION probe() RETURNS text LANGUAGE plpgsql AS $$ BEGIN
+         IF pg_is_in_recovery() THEN
+           RAISE EXCEPTION 'canceling statement due to conflict with recovery' USING ERRCODE = '40001';
+         END IF;
+         RETURN 'primary'; END $$`,
+    );
+    const single = pool(pair.replicaUrl, 1);
+    for (;;) {
+      const { rows } = await single.query(
+        "SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'probe'",
+      );
+      if (rows[0].n === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const router = new ReplicaRouter({
+      primary,
+      replicas: [single],
+      pollMs: 10_000,
+      replicaTimeoutMs: 300,
+    });
+    try {
+      const conflict = await router.read((db) => db.query('SELECT probe() AS p'));
+      assert.equal(conflict.source, 'primary');
+      assert.deepEqual(conflict.result.rows, [{ p: 'primary' }]);
+      // Freeze the replica's one backend (SIGSTOP): the read on it never answers.
+      const pid = (await single.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      process.kill(pid, 'SIGSTOP');
+      try {
+        const started = performance.now();
+        const frozen = await router.read((db) => db.query('SELECT 42 AS n'));
+        const took = performance.now() - started;
+        assert.equal(frozen.source, 'primary');
+        assert.deepEqual(frozen.result.rows, [{ n: 42 }]);
+        assert.ok(took < 1500, `the read took ${took.toFixed(0)} ms (bound 300 ms)`);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      assert.throws(
+        () => new ReplicaRouter({ primary, replicas: [], replicaTimeoutMs: 0 }),
+        /replicaTimeoutMs/,
+      );
+    } finally {
+      await router.close();
+    }
   });
 
   // Last: it promotes the standby, which then serves nothing more.

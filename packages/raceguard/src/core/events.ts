@@ -52,7 +52,7 @@ export interface MessageEventMessage {
 export interface ReplicaEventMessage {
   readonly source: 'primary' | 'replica';
   /** `replica-down`: a replica failed mid-read and the primary served it. */
-  readonly fallback?: 'replica-down';
+  readonly fallback?: 'replica-down' | 'replica-timeout' | 'recovery-conflict';
 }
 
 /** What a `LeaseCache` did for one read or fill. */

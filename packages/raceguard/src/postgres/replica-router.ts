@@ -39,6 +39,13 @@ export interface ReplicaRouterOptions {
   readonly maxStalenessMs?: number;
   /** Longest wait for one health or position query. @default 1000 */
   readonly checkTimeoutMs?: number;
+  /**
+   * Longest a read on a replica may take before it is run again on the
+   * primary (a frozen replica or a partition would otherwise hold it with
+   * no bound). Reads that legitimately take longer need a higher value.
+   * @default 5000
+   */
+  readonly replicaTimeoutMs?: number;
 }
 
 /** Where a read was served. */
@@ -58,6 +65,7 @@ const OPTIONS = new Set([
   'pollMs',
   'maxStalenessMs',
   'checkTimeoutMs',
+  'replicaTimeoutMs',
 ]);
 const TOKEN = /^v1\.([0-9]{1,20})\.([0-9A-F]{1,16})$/;
 
@@ -93,6 +101,7 @@ export class ReplicaRouter implements AsyncDisposable {
   readonly #primary: PoolLike;
   readonly #replicas: ReplicaState[];
   readonly #maxWaitMs: number;
+  readonly #replicaTimeoutMs: number;
   readonly #pollMs: number;
   readonly #maxStalenessMs: number;
   readonly #checkTimeoutMs: number;
@@ -132,6 +141,8 @@ export class ReplicaRouter implements AsyncDisposable {
     }));
     this.#maxWaitMs = options.maxWaitMs ?? 50;
     assertPositiveInteger('options.maxWaitMs', this.#maxWaitMs);
+    this.#replicaTimeoutMs = options.replicaTimeoutMs ?? 5000;
+    assertPositiveInteger('options.replicaTimeoutMs', this.#replicaTimeoutMs);
     this.#pollMs = options.pollMs ?? 20;
     assertPositiveInteger('options.pollMs', this.#pollMs);
     this.#maxStalenessMs = options.maxStalenessMs ?? 5000;
@@ -184,15 +195,26 @@ export class ReplicaRouter implements AsyncDisposable {
     const replica = await this.#replicaFor(options);
     if (replica !== undefined) {
       try {
-        const result = await work(replica.pool);
+        const result = await within(work(replica.pool), {
+          deadline: performance.now() + this.#replicaTimeoutMs,
+          signal: options.signal,
+          timeout: () => new ReplicaReadTimeout(),
+        });
         publishReplica({ source: 'replica' });
         return { result, source: 'replica' };
       } catch (error) {
-        // A replica that went away: the primary serves the read; anything else is the caller's.
-        if (!(fromDriverError(error) instanceof ConnectionError)) throw error;
-        this.#markDown(replica, error);
+        // The primary serves a read the replica could not: one that went
+        // away, froze, or cancelled it for a recovery conflict (40001 on a
+        // standby). Anything else is the caller's.
+        let fallback: 'replica-down' | 'replica-timeout' | 'recovery-conflict';
+        if (error instanceof ReplicaReadTimeout) fallback = 'replica-timeout';
+        else if (isRecoveryConflict(error)) fallback = 'recovery-conflict';
+        else if (fromDriverError(error) instanceof ConnectionError) {
+          fallback = 'replica-down';
+          this.#markDown(replica, error);
+        } else throw error;
         const result = await work(this.#primary);
-        publishReplica({ source: 'primary', fallback: 'replica-down' });
+        publishReplica({ source: 'primary', fallback });
         return { result, source: 'primary' };
       }
     }
@@ -447,7 +469,18 @@ export class RoutedSession implements Queryable {
     }
     if (isReadOnlyStatement(config.text)) {
       try {
-        const { result } = await this.#router.read((db) => db.query(config), { token: this.token });
+        const { result, source } = await this.#router.read((db) => db.query(config), {
+          token: this.token,
+        });
+        // On the primary a SELECT may call a function that writes, and
+        // nothing refuses it: the token moves past whatever it did, or the
+        // next read could go to a replica that has not replayed it.
+        if (source === 'primary') {
+          const { token } = await this.#router.write(() => Promise.resolve(), {
+            token: this.token,
+          });
+          this.token = token;
+        }
         return result;
       } catch (error) {
         // A function that writes, called by a SELECT: the replica refuses (25006); the primary runs it.
@@ -465,6 +498,16 @@ export class RoutedSession implements Queryable {
     this.token = token;
     return result;
   }
+}
+
+/** A replica's read timed out: run it on the primary. */
+class ReplicaReadTimeout extends Error {}
+
+/** A standby cancelled the query because replay needed what it read (40001 there). */
+function isRecoveryConflict(error: unknown): boolean {
+  const code =
+    error instanceof DatabaseError ? error.sqlState : (error as { code?: unknown } | null)?.code;
+  return code === '40001';
 }
 
 function isReadOnlyRefusal(error: unknown): boolean {
