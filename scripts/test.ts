@@ -104,6 +104,8 @@ const child = spawn(
     'tsx',
     '--test',
     '--test-concurrency=2',
+    // Every test has a timeout: a hung test fails, it does not stall CI.
+    '--test-timeout=300000',
     '--test-reporter=spec',
     ...files,
   ],
