@@ -10,6 +10,7 @@ export {
   LeaseCache,
   CacheBackendError,
   CacheWaitTimeoutError,
+  CacheLoadError,
   type CacheEvent,
   type CacheGetOptions,
   type LeaseCacheOptions,

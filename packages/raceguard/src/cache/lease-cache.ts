@@ -23,6 +23,7 @@ import type { RedisClientLike, RedisSubscriberLike } from '../redis/types.js';
 import { LocalTier, type TierState } from './local-tier.js';
 import {
   FILL,
+  FAIL,
   GET_OR_LEASE,
   INVALIDATE,
   INVALIDATE_TAG,
@@ -38,6 +39,21 @@ import {
 export class CacheBackendError extends RaceguardError {
   constructor(message: string, cause: unknown) {
     super('RACEGUARD_CACHE_BACKEND', message, { cause });
+  }
+}
+
+/**
+ * The fill a caller waited behind failed: its loader's error, from another
+ * process (from this one, callers get the loader's error itself).
+ */
+export class CacheLoadError extends RaceguardError {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(
+      'RACEGUARD_CACHE_LOAD_FAILED',
+      `cache key ${JSON.stringify(key)}: the fill this caller waited for failed: ${message}`,
+    );
+    this.key = key;
   }
 }
 
@@ -228,6 +244,8 @@ export class LeaseCache implements AsyncDisposable {
   readonly #redisTimeoutMs: number;
   readonly #failOpen: boolean;
   readonly #wakeups: ReleaseSubscriptions | undefined;
+  /** Errors of this process's failed fills, by lease token, for its own waiters. */
+  readonly #failures = new Map<string, unknown>();
   readonly #serializer: CacheSerializer;
   readonly #local: LocalTier | undefined;
   readonly #bus: string;
@@ -378,6 +396,8 @@ export class LeaseCache implements AsyncDisposable {
     }
     const options = { signal };
     let unsubscribe: (() => Promise<void>) | undefined;
+    /** The fill this caller waits behind: if it fails, the caller gets its error. */
+    let behind = '';
     try {
       for (;;) {
         if (options.signal?.aborted === true) {
@@ -393,8 +413,14 @@ export class LeaseCache implements AsyncDisposable {
               : undefined;
           reply = (await this.#run(
             GET_OR_LEASE,
-            [...keys.slice(0, 3), ...tagKeys],
-            [token, this.#leaseMs, identityOf(key), this.#leaseMs + this.#ttlMs + this.#staleMs],
+            [...keys.slice(0, 3), keys[4] as string, ...tagKeys],
+            [
+              token,
+              this.#leaseMs,
+              identityOf(key),
+              this.#leaseMs + this.#ttlMs + this.#staleMs,
+              behind,
+            ],
             key,
             handBack,
           )) as [string, string?];
@@ -418,6 +444,11 @@ export class LeaseCache implements AsyncDisposable {
           if (status === 'lease') this.#emit({ type: 'miss', key });
           return await this.#fill(key, keys, token, loader, options.signal, keep);
         }
+        if (status === 'failed') {
+          // The fill this caller waited for failed: its error, not another load.
+          throw this.#failures.get(behind) ?? new CacheLoadError(key, raw ?? '');
+        }
+        behind = raw ?? '';
         // Another caller holds the lease: wait for its fill.
         const elapsed = performance.now() - started;
         if (elapsed >= this.#waitMs) {
@@ -441,7 +472,9 @@ export class LeaseCache implements AsyncDisposable {
         });
       }
     } finally {
-      await unsubscribe?.();
+      // Not awaited: the caller has its value; a stalled subscriber
+      // connection must not hold it (the UNSUBSCRIBE goes out when it can).
+      if (unsubscribe !== undefined) void unsubscribe().catch(() => undefined);
     }
   }
 
@@ -456,7 +489,12 @@ export class LeaseCache implements AsyncDisposable {
     const mode = this.#modeOf(options);
     this.#local?.drop(key);
     try {
-      await this.#run(INVALIDATE, this.#keysOf(key), [mode, this.#bus, this.#busMessage(key)], key);
+      await this.#run(
+        INVALIDATE,
+        this.#keysOf(key).slice(0, 3),
+        [mode, this.#bus, this.#busMessage(key), this.#staleMs],
+        key,
+      );
     } finally {
       // Reads that began while the script ran may have seen the old value.
       this.#local?.drop(key);
@@ -481,7 +519,7 @@ export class LeaseCache implements AsyncDisposable {
     const identities = await this.#run(
       INVALIDATE_TAG,
       [tagKey as string],
-      [this.#prefix, mode, this.#bus],
+      [this.#prefix, mode, this.#bus, this.#staleMs],
       tag,
     );
     if (!Array.isArray(identities)) return 0;
@@ -520,7 +558,7 @@ export class LeaseCache implements AsyncDisposable {
     try {
       const stored = await this.#run(
         WRITE,
-        [...this.#keysOf(key), ...tagKeys],
+        [...this.#keysOf(key).slice(0, 4), ...tagKeys],
         [
           data,
           // Canonical decimal: no leading zeros, so longer means larger.
@@ -567,8 +605,16 @@ export class LeaseCache implements AsyncDisposable {
     try {
       value = await loader(signal);
     } catch (error) {
-      // The next caller fills.
-      await this.#run(RELEASE, keys.slice(0, 3), [token], key).catch(() => undefined);
+      // The callers waiting behind this fill get its error (this process's
+      // as the error itself); a caller that comes later loads again.
+      this.#failures.set(token, error);
+      setTimeout(() => this.#failures.delete(token), this.#waitMs).unref();
+      await this.#run(
+        FAIL,
+        [...keys.slice(0, 3), keys[4] as string],
+        [token, messageOf(error).slice(0, 1000), this.#waitMs],
+        key,
+      ).catch(() => undefined);
       throw error;
     }
     let data: string;
@@ -643,6 +689,7 @@ export class LeaseCache implements AsyncDisposable {
       `${this.#prefix}s:${identity}`,
       `${this.#prefix}l:${identity}`,
       `${this.#prefix}n:${identity}`,
+      `${this.#prefix}e:${identity}`,
     ];
   }
 

@@ -35,6 +35,14 @@ export type TierState = 'up' | 'down';
 
 /** How often a tier that is down subscribes and probes its bus again. */
 const PROBE_EVERY_MS = 200;
+/** How often a tier that is up sends a heartbeat probe through its bus. */
+const HEARTBEAT_EVERY_MS = 50;
+/**
+ * How long a returned probe vouches for the bus: a bus that goes silent
+ * without closing (a stalled subscriber connection) stops the tier from
+ * serving within this long of the last probe that came back.
+ */
+export const BUS_TRUST_MS = 200;
 
 export class LocalTier {
   readonly #subscriber: RedisSubscriberLike;
@@ -43,9 +51,16 @@ export class LocalTier {
   readonly #ttlMs: number;
   readonly #onState: (state: TierState) => void;
   readonly #publish: (message: string) => Promise<unknown>;
-  /** Probes sent since the tier went down: the first to come back proves the bus. */
-  readonly #probes = new Set<string>();
+  /**
+   * Probes in flight, with when they were sent: one that comes back proves
+   * every bus message published before it was delivered (pub/sub keeps the
+   * server's order).
+   */
+  readonly #probes = new Map<string, number>();
   #probeTimer: NodeJS.Timeout | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  /** Copies are served and stored only until then (the last returned probe's send time + BUS_TRUST_MS). */
+  #trustedUntil = 0;
   readonly #entries = new Map<string, Entry>();
   readonly #tickets = new Map<string, Set<Ticket>>();
   #up = false;
@@ -80,8 +95,17 @@ export class LocalTier {
     return this.#up;
   }
 
+  /** Whether the bus vouched for the tier recently; if not, the tier goes down. */
+  #trusted(): boolean {
+    if (!this.#up) return false;
+    if (performance.now() <= this.#trustedUntil) return true;
+    this.#down(); // silent: nothing it holds can be trusted
+    return false;
+  }
+
   /** The local copy of `key`, if fresh. */
   lookup(key: string): string | undefined {
+    if (!this.#trusted()) return undefined;
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     if (entry.expiresAt <= performance.now()) {
@@ -96,7 +120,7 @@ export class LocalTier {
 
   /** Take a ticket before a Redis read of `key`. */
   begin(key: string): Ticket | undefined {
-    if (!this.#up) return undefined;
+    if (!this.#trusted()) return undefined;
     const ticket: Ticket = { key, generation: this.#generation, voided: false };
     let tickets = this.#tickets.get(key);
     if (tickets === undefined) {
@@ -116,7 +140,7 @@ export class LocalTier {
     if (
       data === undefined ||
       ticket.voided ||
-      !this.#up ||
+      !this.#trusted() ||
       ticket.generation !== this.#generation
     ) {
       return;
@@ -138,6 +162,7 @@ export class LocalTier {
   /** Stop listening and forget everything. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#heartbeat);
     this.#down();
     clearTimeout(this.#probeTimer);
     this.#subscriber.off?.('message', this.#onMessage);
@@ -160,11 +185,16 @@ export class LocalTier {
     }
     if (!Array.isArray(identities)) {
       const probe = (identities as { probe?: unknown } | null | undefined)?.probe;
-      if (typeof probe === 'string' && this.#probes.has(probe)) {
-        this.#probes.clear();
-        clearTimeout(this.#probeTimer);
-        this.#up = true;
-        this.#onState('up');
+      const sentAt = typeof probe === 'string' ? this.#probes.get(probe) : undefined;
+      if (sentAt !== undefined) {
+        for (const [nonce, at] of this.#probes) if (at <= sentAt) this.#probes.delete(nonce);
+        this.#trustedUntil = Math.max(this.#trustedUntil, sentAt + BUS_TRUST_MS);
+        if (!this.#up) {
+          clearTimeout(this.#probeTimer);
+          this.#up = true;
+          this.#startHeartbeat();
+          this.#onState('up');
+        }
       } else if (typeof probe !== 'string') {
         // Not ours to read: safest to forget everything.
         this.#clear();
@@ -176,12 +206,30 @@ export class LocalTier {
     }
   }
 
+  /** Publish a probe on the bus; it vouches for the bus when it comes back. */
+  #sendProbe(): void {
+    const nonce = randomBytes(9).toString('base64url');
+    this.#probes.set(nonce, performance.now());
+    this.#publish(JSON.stringify({ probe: nonce })).catch(() => undefined);
+  }
+
+  /** While up: a probe every HEARTBEAT_EVERY_MS, so a silent bus is noticed within BUS_TRUST_MS. */
+  #startHeartbeat(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = setInterval(() => {
+      // Probes that never came back are not kept for ever.
+      if (this.#probes.size > 64) this.#probes.delete(this.#probes.keys().next().value as string);
+      this.#sendProbe();
+    }, HEARTBEAT_EVERY_MS);
+    this.#heartbeat.unref();
+  }
+
   /** While down: subscribe (again), publish a probe, and look again shortly. */
   #probe(): void {
     clearTimeout(this.#probeTimer);
     if (this.#closed || this.#up) return;
     const nonce = randomBytes(9).toString('base64url');
-    this.#probes.add(nonce);
+    this.#probes.set(nonce, performance.now());
     this.#subscriber
       .subscribe(this.#channel)
       .then(() => this.#publish(JSON.stringify({ probe: nonce })))
@@ -191,6 +239,9 @@ export class LocalTier {
   }
 
   #down(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    this.#trustedUntil = 0;
     this.#clear();
     // Probes sent before may come back from the old connection's buffer: only new ones count.
     this.#probes.clear();

@@ -6,7 +6,8 @@
  * the Redis Cluster hash tag). For an identity i and the cache's prefix p:
  * `p v:i` the fresh value (expires after ttlMs), `p s:i` a stale copy (after
  * ttlMs + staleMs; only with staleMs), `p l:i` the fill lease (and the
- * channel fills are announced on), `p n:i` the version of the last
+ * channel fills are announced on), `p e:i` the failure of the last fill
+ * (for the callers that waited behind it), `p n:i` the version of the last
  * write-through. A tag t is the set `p t:{enc(t)}` of the identities filled
  * or written with it. Every change of a value is announced on the cache's
  * bus channel (`p bus`) as a JSON array of identities, for in-process tiers.
@@ -34,21 +35,44 @@ end
 `;
 
 /**
- * KEYS: v, s, l, tag sets... ARGV: token, leaseMs, identity, keep.
+ * KEYS: v, s, l, e, tag sets... ARGV: token, leaseMs, identity, keep, the
+ * lease token this caller waited behind ('' if none).
  * A lease granted registers the key in its tags first: an invalidation of a
- * tag voids every fill that began before it.
+ * tag voids every fill that began before it. A caller that waited behind a
+ * fill that failed gets `{'failed', message}` (see FAIL); `{'wait', token}`
+ * names the fill to wait behind.
  */
 export const GET_OR_LEASE = new LuaScript(`${REGISTER_TAGS}
 local v = redis.call('GET', KEYS[1])
 if v then return {'hit', v} end
+if ARGV[5] ~= '' then
+  local e = redis.call('GET', KEYS[4])
+  if e and string.sub(e, 1, #ARGV[5] + 1) == ARGV[5] .. ':' then
+    return {'failed', string.sub(e, #ARGV[5] + 2)}
+  end
+end
 local s = redis.call('GET', KEYS[2])
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  register(4, ARGV[3], ARGV[4])
+  register(5, ARGV[3], ARGV[4])
   if s then return {'stale-lease', s} end
   return {'lease'}
 end
 if s then return {'stale', s} end
-return {'wait'}
+return {'wait', redis.call('GET', KEYS[3]) or ''}
+`);
+
+/**
+ * KEYS: v, s, l, e. ARGV: token, message, ms.
+ * The fill of `token` failed: end its lease and leave the failure, for `ms`,
+ * to the callers that waited behind it (and only to them: a caller that
+ * comes later tries the loader itself).
+ */
+export const FAIL = new LuaScript(`
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', KEYS[3], '1')
+return 1
 `);
 
 /** KEYS: v, s, l. ARGV: token, value, ttlMs, staleMs, bus channel, bus message. */
@@ -74,31 +98,40 @@ end
 return 0
 `);
 
+/** In 'mark' mode: the stale copy KEYS[k] lives at most ARGV[a] ms from now (staleMs), however long its TTL was. */
+const CAP_STALE = `
+local function cap(key, staleMs)
+  local left = redis.call('PTTL', key)
+  if left > tonumber(staleMs) or left == -1 then redis.call('PEXPIRE', key, staleMs) end
+end
+`;
+
 /**
- * KEYS: v, s, l. ARGV: mode ('delete' | 'mark'), bus channel, bus message.
+ * KEYS: v, s, l. ARGV: mode ('delete' | 'mark'), bus channel, bus message,
+ * staleMs.
  * Voids every outstanding lease of the key: a fill that began before cannot
  * land. 'mark' keeps the stale copy for callers within staleMs (two-phase
- * invalidation).
+ * invalidation): at most staleMs from now, whatever the refresh takes.
  */
-export const INVALIDATE = new LuaScript(`
+export const INVALIDATE = new LuaScript(`${CAP_STALE}
 redis.call('DEL', KEYS[3], KEYS[1])
-if ARGV[1] ~= 'mark' then redis.call('DEL', KEYS[2]) end
+if ARGV[1] ~= 'mark' then redis.call('DEL', KEYS[2]) else cap(KEYS[2], ARGV[4]) end
 redis.call('PUBLISH', KEYS[3], '1')
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 `);
 
 /**
- * KEYS: the tag set. ARGV: prefix, mode, bus channel.
+ * KEYS: the tag set. ARGV: prefix, mode, bus channel, staleMs.
  * INVALIDATE for every key of the tag, in one atomic step; returns their
  * identities. The keys live
  * outside the tag's hash slot: tags need a single Redis, not a Cluster.
  */
-export const INVALIDATE_TAG = new LuaScript(`
+export const INVALIDATE_TAG = new LuaScript(`${CAP_STALE}
 local ids = redis.call('SMEMBERS', KEYS[1])
 for _, id in ipairs(ids) do
   redis.call('DEL', ARGV[1] .. 'v:' .. id, ARGV[1] .. 'l:' .. id)
-  if ARGV[2] ~= 'mark' then redis.call('DEL', ARGV[1] .. 's:' .. id) end
+  if ARGV[2] ~= 'mark' then redis.call('DEL', ARGV[1] .. 's:' .. id) else cap(ARGV[1] .. 's:' .. id, ARGV[4]) end
   redis.call('PUBLISH', ARGV[1] .. 'l:' .. id, '1')
 end
 redis.call('DEL', KEYS[1])
