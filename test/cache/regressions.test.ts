@@ -95,7 +95,7 @@ describe('LeaseCache regressions', { timeout: 120_000 }, () => {
       const value = await reader
         .get('k', async () => 'never')
         .catch((error: unknown) =>
-          error instanceof CacheWaitTimeoutError ? 'waiting' : Promise.reject(error),
+          error instanceof CacheWaitTimeoutError ? 'waiting' : Promise.reject(error as Error),
         );
       seen.push({ at: performance.now() - marked, value: String(value) });
       await sleep(20);

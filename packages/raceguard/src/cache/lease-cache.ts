@@ -446,7 +446,8 @@ export class LeaseCache implements AsyncDisposable {
         }
         if (status === 'failed') {
           // The fill this caller waited for failed: its error, not another load.
-          throw this.#failures.get(behind) ?? new CacheLoadError(key, raw ?? '');
+          const own = this.#failures.get(behind);
+          throw own instanceof Error ? own : new CacheLoadError(key, raw ?? '');
         }
         behind = raw ?? '';
         // Another caller holds the lease: wait for its fill.
