@@ -78,6 +78,6 @@ for (const [name, t] of totals) {
   );
 }
 function NEMESES_UNITS(name: string): string {
-  return name === 'outbox' ? 'committed messages' : 'operations';
+  return name === 'outbox' ? 'committed messages' : name === 'locks' ? 'grants' : 'operations';
 }
 process.exit(failed ? 1 : 0);
