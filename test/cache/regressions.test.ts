@@ -8,7 +8,6 @@
  * while the subscriber connection is stalled.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import { after, before, describe, it } from 'node:test';
 import { BUS_TRUST_MS } from '../../packages/raceguard/src/cache/local-tier.js';
@@ -18,42 +17,7 @@ import {
   type CacheEvent,
 } from '../../packages/raceguard/src/cache/lease-cache.js';
 import { openTestRedis, type TestRedis } from '../helpers/redis.js';
-
-/** A loopback TCP proxy to `port` that can stop forwarding without closing (a silent connection). */
-async function silenceableProxy(port: number) {
-  const sockets = new Set<net.Socket>();
-  let silent = false;
-  const held: (() => void)[] = [];
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    for (const [from, to] of [
-      [client, upstream],
-      [upstream, client],
-    ] as const) {
-      from.on('data', (chunk) => {
-        if (silent) held.push(() => to.write(chunk));
-        else to.write(chunk);
-      });
-      from.on('error', () => undefined);
-      from.on('close', () => to.destroy());
-    }
-  });
-  server.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    silence: () => void (silent = true),
-    resume: () => {
-      silent = false;
-      for (const send of held.splice(0)) send();
-    },
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-    },
-  };
-}
+import { silenceableProxy } from '../helpers/silent-proxy.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,9 +1,10 @@
 /**
  * The lease lock's adversary: from one seed, workers on two processes'
  * worth of lockers contend for a few keys with random leases, waits,
- * holds, `autoExtend` and `extend()` calls, while the server is paused
- * (SIGSTOP) at random moments for random lengths, stalling grants and
- * renewals alike. Every grant is checked as it lands: no other holder of
+ * holds, `autoExtend` and `extend()` calls, while faults are injected at
+ * random moments for random lengths: the server paused (SIGSTOP), or one
+ * locker's connection silenced (its renewals stall while the others go on,
+ * as with a pool whose only connection is busy). Every grant is checked as it lands: no other holder of
  * the key may still have a `signal` that is not aborted (nor be within its
  * `validUntil`) unless it already released.
  */
@@ -32,8 +33,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function lockNemesis(options: {
   readonly seed: number;
   readonly lockers: readonly Locker[];
-  readonly pause: () => void;
-  readonly resume: () => void;
+  /** Faults, each a pair: start it, end it (the server paused, one locker's connection silenced, ...). */
+  readonly faults: readonly { readonly begin: () => void; readonly end: () => void }[];
   readonly durationMs: number;
   readonly workers?: number;
   readonly keys?: number;
@@ -90,10 +91,13 @@ export async function lockNemesis(options: {
     while (performance.now() < end) {
       await sleep(100 + random.int(700));
       if (performance.now() >= end) break;
-      options.pause();
+      const fault = options.faults[
+        random.int(options.faults.length)
+      ] as (typeof options.faults)[number];
+      fault.begin();
       stalls++;
       await sleep(50 + random.int(900));
-      options.resume();
+      fault.end();
     }
   };
 
