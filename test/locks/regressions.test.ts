@@ -58,6 +58,8 @@ describe('lock regressions', () => {
   it('createLockTable and createIdempotencyTable are safe from 20 instances starting at once', async () => {
     const schema = `ddl_${process.pid}`;
     await db.pool.query(`CREATE SCHEMA ${schema}`);
+    // Dropped after the pools that use it are closed (closers run first).
+    closers.unshift(() => db.pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`));
     const pools = Array.from({ length: 20 }, () => {
       const pool = new pg.Pool({
         connectionString: db.url,

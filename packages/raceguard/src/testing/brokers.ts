@@ -5,7 +5,7 @@
  * a temporary directory that `stop()` deletes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -92,25 +92,70 @@ function exited(child: ChildProcess): Promise<void> {
   });
 }
 
+/** The pid in `file`, if the file holds one. */
+function pidIn(file: string | undefined): number | undefined {
+  if (file === undefined) return undefined;
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Signal `pid` (ignoring a process already gone); resolves once it has exited, or after `ms`. */
+async function stopPid(
+  pid: number | undefined,
+  signal: NodeJS.Signals,
+  ms: number,
+): Promise<boolean> {
+  if (pid === undefined) return true;
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return true;
+  }
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
+}
+
 function serverOf(
   url: string,
   port: number,
   child: ChildProcess,
   dataDir: string,
   removeData: boolean,
+  /**
+   * A file where the server writes its own pid: a start script that switches
+   * user in a new session (Debian's rabbitmq-server as root) leaves the
+   * server outside the child's process group, out of reach of its signals.
+   */
+  pidFile?: string,
 ): BrokerServer {
   const kill = async (): Promise<void> => {
+    const pid = pidIn(pidFile);
     killGroup(child, 'SIGKILL');
+    await stopPid(pid, 'SIGKILL', 5000);
     await exited(child);
   };
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
+      const pid = pidIn(pidFile);
       killGroup(child, 'SIGCONT');
       killGroup(child, 'SIGTERM');
       const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 10_000);
       await exited(child);
       clearTimeout(timer);
+      if (!(await stopPid(pid, 'SIGTERM', 10_000))) await stopPid(pid, 'SIGKILL', 5000);
       if (removeData) rmSync(dataDir, { recursive: true, force: true });
     })());
   return { url, port, process: child, dataDir, kill, stop, [Symbol.asyncDispose]: stop };
@@ -196,5 +241,12 @@ export async function startRabbitMqServer(): Promise<BrokerServer> {
     60_000,
     'install it with `apt-get install -y rabbitmq-server`, or set AMQP_URL',
   );
-  return serverOf(`amqp://guest:guest@127.0.0.1:${port}`, port, child, dataDir, true);
+  return serverOf(
+    `amqp://guest:guest@127.0.0.1:${port}`,
+    port,
+    child,
+    dataDir,
+    true,
+    join(dataDir, 'pid'),
+  );
 }
