@@ -165,6 +165,39 @@ describe('the packed package in fresh projects', () => {
         project,
       );
       assert.equal(imported.trim(), 'function function function');
+      // Issue 27's defects, from the user's side of the packed tarball: a
+      // quick restart of a clock with a mark file resumes at most a window
+      // ahead; a garbled mark file is an error; If-Match lists may hold
+      // empty elements; a 3e9 ms sleep waits.
+      const fixed = run(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          [
+            "const { HybridLogicalClock, fileHighWater, ClockHighWaterError } = await import('raceguard/clock');",
+            "const { parseEntityTags, FieldNotWritableError } = await import('raceguard/http');",
+            "const { sleep } = await import('raceguard');",
+            "const fs = await import('node:fs'); const path = await import('node:path');",
+            "const mark = path.join(fs.mkdtempSync('hlc-'), 'mark');",
+            'let ahead = 0;',
+            'for (let i = 0; i < 5; i++) { const c = new HybridLogicalClock({ highWater: fileHighWater(mark) }); ahead = Math.max(ahead, c.now().wall - Date.now()); }',
+            "fs.writeFileSync(mark, '');",
+            'let garbled = false; try { new HybridLogicalClock({ highWater: fileHighWater(mark) }); } catch (e) { garbled = e instanceof ClockHighWaterError; }',
+            "const slept = await Promise.race([sleep(3e9).then(() => 'woke'), new Promise((r) => setTimeout(() => r('waiting'), 50))]);",
+            'console.log(JSON.stringify({ ahead: ahead <= 250, garbled, tags: parseEntityTags(\', "1",, "2"\').length, field: typeof FieldNotWritableError, slept }));',
+            'process.exit(0);',
+          ].join('\n'),
+        ],
+        project,
+      );
+      assert.deepEqual(JSON.parse(fixed.trim()), {
+        ahead: true,
+        garbled: true,
+        tags: 2,
+        field: 'function',
+        slept: 'waiting',
+      });
       const race = join(project, 'race');
       await writeFile(join(race, 'a.scenario.ts'), typed('ts'));
       await writeFile(join(race, 'b.scenario.mts'), typed('mts'));
