@@ -78,6 +78,9 @@ for (const [name, t] of totals) {
   );
 }
 function NEMESES_UNITS(name: string): string {
-  return name === 'outbox' ? 'committed messages' : name === 'locks' ? 'grants' : 'operations';
+  return (
+    { outbox: 'committed messages', locks: 'grants', idempotency: 'executions' }[name] ??
+    'operations'
+  );
 }
 process.exit(failed ? 1 : 0);

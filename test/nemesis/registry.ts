@@ -4,6 +4,7 @@
  * (units) and every violation its history checker found.
  */
 import type { TestDatabase } from '../helpers/database.js';
+import { idempotencyNemesis } from './idempotency-nemesis.js';
 import { outboxNemesis } from './outbox-nemesis.js';
 import { redisLockNemesis } from './redis-lock-nemesis.js';
 
@@ -23,6 +24,10 @@ export const NEMESES: Record<string, (db: TestDatabase, seed: number) => Promise
       `DROP TABLE nemesis_outbox_${seed}, nemesis_outbox_${seed}_keys, nemesis_outbox_${seed}_cursors`,
     );
     return { units: result.committed, violations: result.violations };
+  },
+  async idempotency(_db, seed) {
+    const result = await idempotencyNemesis(seed, 5000);
+    return { units: result.executions, violations: result.violations };
   },
   async locks(_db, seed) {
     const result = await redisLockNemesis(seed, 5000);
