@@ -7,6 +7,11 @@
  */
 import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import {
+  reachable,
+  startRabbitMqServer,
+  type BrokerServer,
+} from '../packages/raceguard/src/testing/brokers.js';
 import { openTestDatabase } from '../test/helpers/database.js';
 import { NEMESES } from '../test/nemesis/registry.js';
 
@@ -40,6 +45,12 @@ if (fixedSeed !== undefined && !Number.isSafeInteger(fixedSeed)) {
   process.exit(2);
 }
 const chosen = args.only === undefined ? names : [args.only];
+// The machine's RabbitMQ (or AMQP_URL); otherwise a throwaway one, as in npm test.
+let rabbit: BrokerServer | undefined;
+if (chosen.includes('pipeline') && process.env.AMQP_URL === undefined && !(await reachable(5672))) {
+  rabbit = await startRabbitMqServer();
+  process.env.AMQP_URL = rabbit.url;
+}
 const db = await openTestDatabase(20);
 const end = performance.now() + seconds * 1000;
 const totals = new Map<string, { runs: number; failures: number; units: number }>();
@@ -71,6 +82,7 @@ try {
   } while (fixedSeed === undefined && performance.now() < end);
 } finally {
   await db.close();
+  await rabbit?.stop();
 }
 for (const [name, t] of totals) {
   process.stdout.write(
@@ -79,8 +91,12 @@ for (const [name, t] of totals) {
 }
 function NEMESES_UNITS(name: string): string {
   return (
-    { outbox: 'committed messages', locks: 'grants', idempotency: 'executions' }[name] ??
-    'operations'
+    {
+      outbox: 'committed messages',
+      pipeline: 'committed messages',
+      locks: 'grants',
+      idempotency: 'executions',
+    }[name] ?? 'operations'
   );
 }
 process.exit(failed ? 1 : 0);

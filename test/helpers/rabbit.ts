@@ -4,7 +4,8 @@ import amqp from 'amqplib';
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 export async function connectRabbit(): Promise<amqp.ChannelModel> {
-  const connection = await amqp.connect(AMQP_URL);
+  // Read at call time: a script may start a broker after importing this.
+  const connection = await amqp.connect(process.env.AMQP_URL ?? AMQP_URL);
   connection.on('error', () => undefined);
   return connection;
 }

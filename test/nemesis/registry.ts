@@ -6,6 +6,8 @@
 import type { TestDatabase } from '../helpers/database.js';
 import { idempotencyNemesis } from './idempotency-nemesis.js';
 import { outboxNemesis } from './outbox-nemesis.js';
+import { pipelineNemesis } from './pipeline-nemesis.js';
+import { connectRabbit } from '../helpers/rabbit.js';
 import { redisLockNemesis } from './redis-lock-nemesis.js';
 
 export interface NemesisRun {
@@ -28,6 +30,15 @@ export const NEMESES: Record<string, (db: TestDatabase, seed: number) => Promise
   async idempotency(_db, seed) {
     const result = await idempotencyNemesis(seed, 5000);
     return { units: result.executions, violations: result.violations };
+  },
+  async pipeline(db, seed) {
+    const connection = await connectRabbit();
+    try {
+      const result = await pipelineNemesis(db.pool, connection, { seed, durationMs: 8000 });
+      return { units: result.committed, violations: result.violations };
+    } finally {
+      await connection.close().catch(() => undefined);
+    }
   },
   async locks(_db, seed) {
     const result = await redisLockNemesis(seed, 5000);
