@@ -6,6 +6,7 @@
  * acknowledged and dropped; a hole that stays open parks the key instead
  * of skipping anything.
  */
+import { setMaxListeners } from 'node:events';
 import { publishMessage } from '../core/events.js';
 import { backoffDelay, type BackoffOptions } from '../core/backoff.js';
 import { sleep } from '../core/abort.js';
@@ -193,6 +194,9 @@ export class OrderedConsumer implements AsyncDisposable {
   #idleWaiters: (() => void)[] = [];
 
   constructor(options: OrderedConsumerOptions) {
+    // One listener per key in flight (its handler's waits, its backoff),
+    // each removed when that call settles: many at once is not a leak.
+    setMaxListeners(0, this.#closing.signal);
     assertPlainObject('options', options);
     assertKnownOptions('options', options, OPTION_NAMES);
     assertFunction('options.handler', options.handler);
