@@ -37,9 +37,9 @@ describe(
         const result = await explore(
           async (ctx) => {
             await db.pool.query('TRUNCATE ex_outbox, ex_outbox_keys, ex_outbox_cursors');
-            const wrapped = ctx.wrap(db.pool) as unknown as pg.Pool;
+            const wrapped = ctx.wrap(db.pool);
             const outbox = new PostgresOutbox({
-              db: wrapped as unknown as PoolLike,
+              db: wrapped,
               table: 'ex_outbox',
               partitions: 1,
               notify: false,
