@@ -10,11 +10,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type pg from 'pg';
 import { explore } from '../../packages/raceguard/src/explore/index.js';
 import type { Message } from '../../packages/raceguard/src/messaging/message.js';
 import { PostgresOutbox } from '../../packages/raceguard/src/postgres/outbox.js';
-import type { PoolLike } from '../../packages/raceguard/src/postgres/types.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { checkOrderedDelivery } from './outbox-nemesis.js';
 
