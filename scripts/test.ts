@@ -4,8 +4,7 @@
  * then node's test runner over every test file, each in its own schema.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   reachable,
@@ -97,14 +96,6 @@ if (
   brokerEnv.MYSQL_URL = mariadb.url;
   process.stderr.write(`tests: MariaDB started at ${mariadb.url}\n`);
 }
-/**
- * The test files' temporary folders live in one folder of the run's own,
- * removed afterwards: a file that forgets its own leaves nothing behind.
- * (0755: brokers started as root drop to their own account and must reach
- * their data folders in it.)
- */
-const testTmp = mkdtempSync(join(tmpdir(), 'raceguard-tests-'));
-chmodSync(testTmp, 0o755);
 const child = spawn(
   process.execPath,
   [
@@ -120,7 +111,7 @@ const child = spawn(
   ],
   {
     stdio: 'inherit',
-    env: { ...process.env, ...brokerEnv, DATABASE_URL: server.url, TMPDIR: testTmp },
+    env: { ...process.env, ...brokerEnv, DATABASE_URL: server.url },
   },
 );
 const code = await new Promise<number>((resolve) =>
@@ -128,5 +119,4 @@ const code = await new Promise<number>((resolve) =>
 );
 await server.stop();
 await Promise.all([...brokers, ...mariadbs].map((b) => b.stop()));
-rmSync(testTmp, { recursive: true, force: true });
 process.exit(code);
