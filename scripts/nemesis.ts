@@ -9,6 +9,7 @@ import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import {
   reachable,
+  startNatsServer,
   startRabbitMqServer,
   type BrokerServer,
 } from '../packages/raceguard/src/testing/brokers.js';
@@ -46,10 +47,16 @@ if (fixedSeed !== undefined && !Number.isSafeInteger(fixedSeed)) {
 }
 const chosen = args.only === undefined ? names : [args.only];
 // The machine's RabbitMQ (or AMQP_URL); otherwise a throwaway one, as in npm test.
-let rabbit: BrokerServer | undefined;
+const brokers: BrokerServer[] = [];
 if (chosen.includes('pipeline') && process.env.AMQP_URL === undefined && !(await reachable(5672))) {
-  rabbit = await startRabbitMqServer();
+  const rabbit = await startRabbitMqServer();
+  brokers.push(rabbit);
   process.env.AMQP_URL = rabbit.url;
+}
+if (chosen.includes('pipeline') && process.env.NATS_URL === undefined && !(await reachable(4222))) {
+  const nats = await startNatsServer();
+  brokers.push(nats);
+  process.env.NATS_URL = nats.url;
 }
 const db = await openTestDatabase(20);
 const end = performance.now() + seconds * 1000;
@@ -82,7 +89,7 @@ try {
   } while (fixedSeed === undefined && performance.now() < end);
 } finally {
   await db.close();
-  await rabbit?.stop();
+  await Promise.all(brokers.map((b) => b.stop()));
 }
 for (const [name, t] of totals) {
   process.stdout.write(

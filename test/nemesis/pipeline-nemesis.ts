@@ -1,25 +1,32 @@
 /**
- * The whole message path under its adversary, end to end on a real
- * RabbitMQ: producers in PostgreSQL transactions (some taking their xid
- * early and committing late, several keys per transaction, rollbacks and
- * deadlock victims), the outbox relay with tiny batches killed and
- * restarted at random (a new relay: no memory), partition queues, ordered
- * consumers applying through the inbox and killed and restarted at random.
- * Checked afterwards in the database: per key, every committed message
- * applied exactly once, in sequence order, with its own payload, and
- * nothing of a rolled-back transaction.
+ * The whole message path under its adversary, end to end on a real broker
+ * (RabbitMQ partition queues, or NATS JetStream): producers in PostgreSQL
+ * transactions (some taking their xid early and committing late, several
+ * keys per transaction, rollbacks and deadlock victims), the outbox relay
+ * with tiny batches killed and restarted at random (a new relay: no
+ * memory), ordered consumers applying through the inbox, killed and
+ * restarted at random. Checked afterwards in the database: per key, every
+ * committed message applied exactly once, in sequence order, with its own
+ * payload, and nothing of a rolled-back transaction.
  */
 import { randomBytes } from 'node:crypto';
 import type amqp from 'amqplib';
+import { headers, type NatsConnection } from 'nats';
 import type pg from 'pg';
 import { createRandom } from '../../packages/raceguard/src/explore/random.js';
 import { OrderedConsumer } from '../../packages/raceguard/src/messaging/ordered-consumer.js';
-import { PostgresInbox } from '../../packages/raceguard/src/postgres/inbox.js';
-import { PostgresOutbox, type OutboxRelay } from '../../packages/raceguard/src/postgres/outbox.js';
 import {
-  consumeOrdered,
-  type RabbitSubscription,
-} from '../../packages/raceguard/src/rabbitmq/consumer.js';
+  JetStreamPublisher,
+  consumeJetStream,
+  ensureStream,
+} from '../../packages/raceguard/src/nats/jetstream.js';
+import { PostgresInbox } from '../../packages/raceguard/src/postgres/inbox.js';
+import {
+  PostgresOutbox,
+  type OutboxPublisher,
+  type OutboxRelay,
+} from '../../packages/raceguard/src/postgres/outbox.js';
+import { consumeOrdered } from '../../packages/raceguard/src/rabbitmq/consumer.js';
 import { RabbitPublisher } from '../../packages/raceguard/src/rabbitmq/publisher.js';
 import { declareTopology } from '../../packages/raceguard/src/rabbitmq/topology.js';
 
@@ -35,14 +42,15 @@ export interface PipelineNemesisResult {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const PARTITIONS = 4;
 
-export async function pipelineNemesis(
-  pool: pg.Pool,
-  connection: amqp.ChannelModel,
-  options: { readonly seed: number; readonly durationMs: number; readonly keys?: number },
-): Promise<PipelineNemesisResult> {
-  const { seed } = options;
-  const random = createRandom(seed);
-  const name = `nemesis_${seed}_${randomBytes(3).toString('hex')}`;
+/** Where the messages go: a publisher for the relay, consumers to start and stop, clean-up. */
+interface Broker {
+  readonly publisher: OutboxPublisher;
+  /** Start a consumer feeding `consumer`; resolves how to stop it. */
+  consume(consumer: OrderedConsumer): Promise<() => Promise<void>>;
+  cleanup(): Promise<void>;
+}
+
+async function rabbitBroker(connection: amqp.ChannelModel, name: string): Promise<Broker> {
   const topology = {
     exchange: name,
     queue: name,
@@ -51,6 +59,66 @@ export async function pipelineNemesis(
   };
   const admin = await connection.createChannel();
   await declareTopology(admin, topology);
+  const confirm = await connection.createConfirmChannel();
+  return {
+    publisher: new RabbitPublisher({ channel: confirm, topology }),
+    async consume(consumer) {
+      const channel = await connection.createChannel();
+      const sub = await consumeOrdered(channel, { topology, consumer, prefetch: 20 });
+      return async () => {
+        await sub.close().catch(() => undefined);
+        await channel.close().catch(() => undefined);
+      };
+    },
+    async cleanup() {
+      await confirm.close().catch(() => undefined);
+      for (let p = 0; p < PARTITIONS; p++)
+        await admin.deleteQueue(`${name}.${p}`).catch(() => undefined);
+      await admin.deleteQueue(`${name}.dead`).catch(() => undefined);
+      await admin.deleteExchange(name).catch(() => undefined);
+      await admin.deleteExchange(`${name}.dead`).catch(() => undefined);
+      await admin.close().catch(() => undefined);
+    },
+  };
+}
+
+async function natsBroker(nc: NatsConnection, name: string): Promise<Broker> {
+  const topology = { stream: name, subjectPrefix: name, partitions: PARTITIONS };
+  const manager = await nc.jetstreamManager();
+  await ensureStream(manager, topology);
+  return {
+    publisher: new JetStreamPublisher({ jetstream: nc.jetstream(), topology, headers }),
+    async consume(consumer) {
+      const sub = await consumeJetStream(nc.jetstream(), {
+        topology,
+        durable: 'nemesis',
+        consumer,
+        manager,
+        headers,
+        maxAckPending: 50,
+        ackWaitMs: 1000,
+      });
+      return () => sub.close().catch(() => undefined);
+    },
+    async cleanup() {
+      await manager.streams.delete(name).catch(() => undefined);
+    },
+  };
+}
+
+/** One run over RabbitMQ (`{ rabbit }`) or NATS JetStream (`{ nats }`). */
+export async function pipelineNemesis(
+  pool: pg.Pool,
+  connection: { readonly rabbit: amqp.ChannelModel } | { readonly nats: NatsConnection },
+  options: { readonly seed: number; readonly durationMs: number; readonly keys?: number },
+): Promise<PipelineNemesisResult> {
+  const { seed } = options;
+  const random = createRandom(seed);
+  const name = `nemesis_${seed}_${randomBytes(3).toString('hex')}`;
+  const broker =
+    'rabbit' in connection
+      ? await rabbitBroker(connection.rabbit, name)
+      : await natsBroker(connection.nats, name);
   const outbox = new PostgresOutbox({
     db: pool,
     table: `${name}_outbox`,
@@ -71,18 +139,17 @@ export async function pipelineNemesis(
   const keyCount = options.keys ?? 12;
   const end = performance.now() + options.durationMs;
 
-  const confirm = await connection.createConfirmChannel();
-  const publisher = new RabbitPublisher({ channel: confirm, topology });
   const startRelay = (): OutboxRelay =>
-    outbox.relay({ publisher, batchSize: 1 + random.int(5), pollMs: 10 + random.int(40) }).start();
+    outbox
+      .relay({
+        publisher: broker.publisher,
+        batchSize: 1 + random.int(5),
+        pollMs: 10 + random.int(40),
+      })
+      .start();
   let relay = startRelay();
 
-  const startConsumer = async (): Promise<{
-    sub: RabbitSubscription;
-    channel: amqp.Channel;
-    consumer: OrderedConsumer;
-  }> => {
-    const channel = await connection.createChannel();
+  const startConsumer = async (): Promise<() => Promise<void>> => {
     const consumer = new OrderedConsumer({
       progress: inbox,
       handler: inbox.handler(async (m, tx) => {
@@ -94,16 +161,13 @@ export async function pipelineNemesis(
       }),
       backoff: { baseDelayMs: 1, maxDelayMs: 20 },
     });
-    const sub = await consumeOrdered(channel, { topology, consumer, prefetch: 20 });
-    return { sub, channel, consumer };
+    const stop = await broker.consume(consumer);
+    return async () => {
+      await stop();
+      await consumer.close().catch(() => undefined);
+    };
   };
-  let running = await startConsumer();
-  const stopConsumer = async (): Promise<void> => {
-    const { sub, channel, consumer } = running;
-    await sub.close().catch(() => undefined);
-    await consumer.close().catch(() => undefined);
-    await channel.close().catch(() => undefined);
-  };
+  let stopConsumer = await startConsumer();
 
   let op = 0;
   const producer = async (id: number): Promise<void> => {
@@ -150,7 +214,7 @@ export async function pipelineNemesis(
         relayKills++;
       } else {
         await stopConsumer();
-        running = await startConsumer();
+        stopConsumer = await startConsumer();
         consumerKills++;
       }
     }
@@ -169,13 +233,7 @@ export async function pipelineNemesis(
   } finally {
     await relay.stop();
     await stopConsumer();
-    await confirm.close().catch(() => undefined);
-    for (let p = 0; p < PARTITIONS; p++)
-      await admin.deleteQueue(`${name}.${p}`).catch(() => undefined);
-    await admin.deleteQueue(`${name}.dead`).catch(() => undefined);
-    await admin.deleteExchange(name).catch(() => undefined);
-    await admin.deleteExchange(`${name}.dead`).catch(() => undefined);
-    await admin.close().catch(() => undefined);
+    await broker.cleanup();
   }
 
   const { rows } = await pool.query<{ key: string; seq: number; payload: string }>(

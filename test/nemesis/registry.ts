@@ -7,6 +7,7 @@ import type { TestDatabase } from '../helpers/database.js';
 import { idempotencyNemesis } from './idempotency-nemesis.js';
 import { outboxNemesis } from './outbox-nemesis.js';
 import { pipelineNemesis } from './pipeline-nemesis.js';
+import { connectNats } from '../helpers/nats.js';
 import { connectRabbit } from '../helpers/rabbit.js';
 import { redisLockNemesis } from './redis-lock-nemesis.js';
 
@@ -31,13 +32,22 @@ export const NEMESES: Record<string, (db: TestDatabase, seed: number) => Promise
     const result = await idempotencyNemesis(seed, 5000);
     return { units: result.executions, violations: result.violations };
   },
+  /** Over both brokers, one run each per seed; violations name the broker. */
   async pipeline(db, seed) {
-    const connection = await connectRabbit();
+    const [rabbit, nats] = await Promise.all([connectRabbit(), connectNats()]);
     try {
-      const result = await pipelineNemesis(db.pool, connection, { seed, durationMs: 8000 });
-      return { units: result.committed, violations: result.violations };
+      const overRabbit = await pipelineNemesis(db.pool, { rabbit }, { seed, durationMs: 8000 });
+      const overNats = await pipelineNemesis(db.pool, { nats }, { seed, durationMs: 8000 });
+      return {
+        units: overRabbit.committed + overNats.committed,
+        violations: [
+          ...overRabbit.violations.map((v) => `RabbitMQ: ${v}`),
+          ...overNats.violations.map((v) => `NATS: ${v}`),
+        ],
+      };
     } finally {
-      await connection.close().catch(() => undefined);
+      await rabbit.close().catch(() => undefined);
+      await nats.close().catch(() => undefined);
     }
   },
   async locks(_db, seed) {
