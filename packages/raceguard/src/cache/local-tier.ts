@@ -206,11 +206,11 @@ export class LocalTier {
     }
   }
 
-  /** Publish a probe on the bus; it vouches for the bus when it comes back. */
-  #sendProbe(): void {
+  /** A new probe, registered as sent now; the message to publish. It vouches for the bus when it comes back. */
+  #newProbe(): string {
     const nonce = randomBytes(9).toString('base64url');
     this.#probes.set(nonce, performance.now());
-    this.#publish(JSON.stringify({ probe: nonce })).catch(() => undefined);
+    return JSON.stringify({ probe: nonce });
   }
 
   /** While up: a probe every HEARTBEAT_EVERY_MS, so a silent bus is noticed within BUS_TRUST_MS. */
@@ -219,7 +219,7 @@ export class LocalTier {
     this.#heartbeat = setInterval(() => {
       // Probes that never came back are not kept for ever.
       if (this.#probes.size > 64) this.#probes.delete(this.#probes.keys().next().value as string);
-      this.#sendProbe();
+      this.#publish(this.#newProbe()).catch(() => undefined);
     }, HEARTBEAT_EVERY_MS);
     this.#heartbeat.unref();
   }
@@ -228,11 +228,10 @@ export class LocalTier {
   #probe(): void {
     clearTimeout(this.#probeTimer);
     if (this.#closed || this.#up) return;
-    const nonce = randomBytes(9).toString('base64url');
-    this.#probes.set(nonce, performance.now());
+    const probe = this.#newProbe();
     this.#subscriber
       .subscribe(this.#channel)
-      .then(() => this.#publish(JSON.stringify({ probe: nonce })))
+      .then(() => this.#publish(probe))
       .catch(() => undefined); // still down: the next round tries again
     this.#probeTimer = setTimeout(() => this.#probe(), PROBE_EVERY_MS);
     this.#probeTimer.unref();

@@ -241,9 +241,8 @@ class LeaseHandle implements LockHandle {
             throw new LockLostError(this.key, 'extend-failed', error);
           }
           // The renewal failed, the lease did not: its timers go on.
-          throw error;
-        } finally {
           if (this.#watched) this.#schedule();
+          throw error;
         }
         if (until === undefined) {
           this.#lose('expired');

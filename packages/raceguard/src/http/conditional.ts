@@ -116,29 +116,19 @@ export function parseEntityTags(header: string): '*' | EntityTag[] {
   const tags: EntityTag[] = [];
   // RFC 9110 §5.6.1: a list may hold empty elements (`"1", , "2"`), to be
   // skipped; commas may sit inside an opaque tag, so tags are read whole.
+  const malformed = (): InvalidArgumentError =>
+    new InvalidArgumentError('If-Match', 'a list of entity tags like "3" or W/"3", or *', header);
   let at = 0;
   for (;;) {
     while (at < header.length && /[\s,]/.test(header[at]!)) at++;
     if (at >= header.length) break;
     const match = /^(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"/.exec(header.slice(at));
-    if (match === null) {
-      throw new InvalidArgumentError(
-        'If-Match',
-        'a list of entity tags like "3" or W/"3", or *',
-        header,
-      );
-    }
+    if (match === null) throw malformed();
     tags.push({ weak: match[1] !== undefined, opaque: match[2]! });
     at += match[0].length;
     // A tag ends the element: only whitespace may come before the next comma.
     while (at < header.length && /[ \t]/.test(header[at]!)) at++;
-    if (at < header.length && header[at] !== ',') {
-      throw new InvalidArgumentError(
-        'If-Match',
-        'a list of entity tags like "3" or W/"3", or *',
-        header,
-      );
-    }
+    if (at < header.length && header[at] !== ',') throw malformed();
   }
   if (tags.length === 0)
     throw new InvalidArgumentError('If-Match', 'at least one entity tag', header);
@@ -355,23 +345,19 @@ export function conditionalWrites<K, R>(
           'create-if-absent takes If-None-Match: *',
         );
       }
-      let result: Awaited<ReturnType<typeof store.create>>;
-      try {
-        result = await store.create(key, values);
-      } catch (error) {
-        if (error instanceof FieldNotWritableError) return fieldRefused(error);
-        throw error;
-      }
-      if (result.created) return json(201, result.current.row, withEtag(result.current));
-      return noneMatch === undefined
-        ? problem(
-            409,
-            CONDITIONAL_PROBLEMS.alreadyExists,
-            'Conflict',
-            'The resource already exists.',
-            withEtag(result.current),
-          )
-        : failed(result.current);
+      return notWritable(async () => {
+        const result = await store.create(key, values);
+        if (result.created) return json(201, result.current.row, withEtag(result.current));
+        return noneMatch === undefined
+          ? problem(
+              409,
+              CONDITIONAL_PROBLEMS.alreadyExists,
+              'Conflict',
+              'The resource already exists.',
+              withEtag(result.current),
+            )
+          : failed(result.current);
+      });
     },
   };
 }

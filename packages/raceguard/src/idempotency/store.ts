@@ -5,6 +5,8 @@
  * serialised result.
  */
 
+import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+
 /** Identifies one record. */
 export interface RecordId {
   /** Caller identity (tenant, user); records of different scopes never meet. */
@@ -70,4 +72,35 @@ export interface IdempotencyStore {
   abandon(request: OwnerRequest & { readonly keep: boolean }): Promise<void>;
   /** Record progress of a multi-step operation, if `owner` still holds it. */
   advance(request: OwnerRequest & { readonly recoveryPoint: string }): Promise<boolean>;
+}
+
+/** Options of a store's `reap()`. */
+export interface ReapOptions {
+  /** Records deleted per statement. @default 1000 */
+  readonly batchSize?: number;
+}
+
+/**
+ * The loop of every store's `reap()`: run `deleteBatch(batchSize)` (one
+ * statement that deletes at most that many expired records and resolves
+ * how many it deleted) until a batch comes back short; resolves the total.
+ *
+ * @example
+ * ```ts
+ * reap(options) { return reapInBatches(options, (n) => deleteExpired(n)); }
+ * ```
+ */
+export async function reapInBatches(
+  options: ReapOptions,
+  deleteBatch: (batchSize: number) => Promise<number>,
+): Promise<number> {
+  assertPlainObject('options', options);
+  const batchSize = options.batchSize ?? 1000;
+  assertPositiveInteger('options.batchSize', batchSize);
+  let total = 0;
+  for (;;) {
+    const deleted = await deleteBatch(batchSize);
+    total += deleted;
+    if (deleted < batchSize) return total;
+  }
 }

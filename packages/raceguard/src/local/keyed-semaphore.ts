@@ -134,7 +134,7 @@ export class KeyedSemaphore implements Locker {
     const queued = entry;
     return new Promise<LockHandle>((resolve, reject) => {
       const started = performance.now();
-      let timer: (() => void) | undefined;
+      let cancelTimer: (() => void) | undefined;
       const leave = (error: Error): void => {
         const index = queued.queue.indexOf(waiter);
         if (index >= 0) queued.queue.splice(index, 1);
@@ -145,7 +145,7 @@ export class KeyedSemaphore implements Locker {
       };
       const onAbort = (): void => leave(new AbortedError(signal?.reason));
       const cleanup = (): void => {
-        timer?.();
+        cancelTimer?.();
         signal?.removeEventListener('abort', onAbort);
       };
       const waiter: Waiter = {
@@ -158,7 +158,7 @@ export class KeyedSemaphore implements Locker {
       queued.queue.push(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
       if (Number.isFinite(waitMs)) {
-        timer = longTimer(
+        cancelTimer = longTimer(
           () =>
             leave(
               new LockAcquireTimeoutError(

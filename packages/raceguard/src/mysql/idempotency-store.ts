@@ -1,10 +1,12 @@
 import { InvalidArgumentError } from '../core/errors.js';
-import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
-import type {
-  ClaimRequest,
-  ClaimResult,
-  IdempotencyStore,
-  OwnerRequest,
+import { assertPlainObject } from '../core/validate.js';
+import {
+  reapInBatches,
+  type ClaimRequest,
+  type ClaimResult,
+  type IdempotencyStore,
+  type OwnerRequest,
+  type ReapOptions,
 } from '../idempotency/store.js';
 import { MYSQL_ERRORS } from './errors.js';
 import { quoteTable, type MysqlTableName } from './identifiers.js';
@@ -197,20 +199,18 @@ export class MysqlIdempotencyStore implements IdempotencyStore {
    * setInterval(() => void store.reap().catch(log.error), 60_000).unref();
    * ```
    */
-  async reap(options: { readonly batchSize?: number } = {}): Promise<number> {
-    assertPlainObject('options', options);
-    const batchSize = options.batchSize ?? 1000;
-    assertPositiveInteger('options.batchSize', batchSize);
-    let total = 0;
-    for (;;) {
-      const header = await execute(
-        this.#pool,
-        `DELETE FROM ${this.#table} WHERE expires_at <= NOW(3) ORDER BY expires_at LIMIT ?`,
-        [batchSize],
-      );
-      total += header.affectedRows;
-      if (header.affectedRows < batchSize) return total;
-    }
+  reap(options: ReapOptions = {}): Promise<number> {
+    return reapInBatches(
+      options,
+      async (batchSize) =>
+        (
+          await execute(
+            this.#pool,
+            `DELETE FROM ${this.#table} WHERE expires_at <= NOW(3) ORDER BY expires_at LIMIT ?`,
+            [batchSize],
+          )
+        ).affectedRows,
+    );
   }
 
   advance(request: OwnerRequest & { readonly recoveryPoint: string }): Promise<boolean> {

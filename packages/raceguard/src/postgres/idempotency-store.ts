@@ -10,11 +10,13 @@ import {
   type IdempotencyOptions,
   type IdempotentResult,
 } from '../idempotency/idempotent.js';
-import type {
-  ClaimRequest,
-  ClaimResult,
-  IdempotencyStore,
-  OwnerRequest,
+import {
+  reapInBatches,
+  type ClaimRequest,
+  type ClaimResult,
+  type IdempotencyStore,
+  type OwnerRequest,
+  type ReapOptions,
 } from '../idempotency/store.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 import { assertQueryable, runQuery, statementName } from './statements.js';
@@ -241,16 +243,11 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
    * setInterval(() => void store.reap().catch(log.error), 60_000).unref();
    * ```
    */
-  async reap(options: { readonly batchSize?: number } = {}): Promise<number> {
-    assertPlainObject('options', options);
-    const batchSize = options.batchSize ?? 1000;
-    assertPositiveInteger('options.batchSize', batchSize);
-    let total = 0;
-    for (;;) {
-      const { count } = await this.#run(this.#sql.reap, [batchSize]);
-      total += count;
-      if (count < batchSize) return total;
-    }
+  reap(options: ReapOptions = {}): Promise<number> {
+    return reapInBatches(
+      options,
+      async (batchSize) => (await this.#run(this.#sql.reap, [batchSize])).count,
+    );
   }
 
   /**

@@ -745,9 +745,8 @@ export class OutboxRelay implements AsyncDisposable {
   /**
    * What to publish, once each: every key's rows in sequence order, placed
    * in the slots its rows take in commit order (predecessors fetched early
-   * first),
-   * so that keys stay interleaved and the broker's partition queues are fed
-   * side by side rather than one key after another.
+   * first), so that keys stay interleaved and the broker's partition queues
+   * are fed side by side rather than one key after another.
    */
   #publishOrder(rows: readonly OutboxRow[]): OutboxRow[] {
     const seen = new Set<string>();

@@ -505,9 +505,8 @@ class ReplicaReadTimeout extends Error {}
 
 /** A standby cancelled the query because replay needed what it read (40001 there). */
 function isRecoveryConflict(error: unknown): boolean {
-  const code =
-    error instanceof DatabaseError ? error.sqlState : (error as { code?: unknown } | null)?.code;
-  return code === '40001';
+  const translated = fromDriverError(error);
+  return translated instanceof DatabaseError && translated.sqlState === '40001';
 }
 
 function isReadOnlyRefusal(error: unknown): boolean {
