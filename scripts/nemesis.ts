@@ -103,6 +103,9 @@ function NEMESES_UNITS(name: string): string {
       pipeline: 'committed messages',
       locks: 'grants',
       idempotency: 'executions',
+      fencing: 'fenced writes',
+      combiner: 'requests',
+      replica: 'session reads',
     }[name] ?? 'operations'
   );
 }
