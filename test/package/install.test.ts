@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -224,4 +225,101 @@ describe('the packed package in fresh projects', () => {
       ]);
     });
   }
+
+  it("issue 27's server-bound defects from the packed tarball: the outbox hole, watch's read-only checks, a malformed status line", async () => {
+    const project = join(work, 'module');
+    const url = process.env.DATABASE_URL;
+    assert.ok(url, 'DATABASE_URL (set by scripts/test.ts)');
+    install(project, ['pg']);
+    const table = `pack_outbox_${process.pid}`;
+    // The issue's deterministic repro: seq 2 of K commits while a transaction
+    // holds the fence below it, seq 3 (early xid) commits after it.
+    await writeFile(
+      join(project, 'hole.mjs'),
+      [
+        "import pg from 'pg';",
+        "import { PostgresOutbox } from 'raceguard/postgres';",
+        'const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 8 });',
+        `const outbox = new PostgresOutbox({ db: pool, table: '${table}', partitions: 1 });`,
+        'await outbox.createTables();',
+        "const begin = async () => { const c = await pool.connect(); await c.query('BEGIN'); return c; };",
+        "const late = await begin(); await late.query('SELECT pg_current_xact_id()');",
+        "const prev = await begin(); await outbox.add(prev, { key: 'K', type: 't', payload: 1 }); await prev.query('COMMIT');",
+        "const other = await begin(); await other.query('SELECT pg_current_xact_id()');",
+        "const mid = await begin(); await outbox.add(mid, { key: 'K', type: 't', payload: 2 }); await mid.query('COMMIT');",
+        "await outbox.add(late, { key: 'K', type: 't', payload: 3 }); await late.query('COMMIT');",
+        'const published = [];',
+        'const relay = outbox.relay({ publisher: { async publish(messages) { published.push(...messages.map((m) => `${m.key}#${m.seq}`)); } } });',
+        'await relay.poll();',
+        "await other.query('COMMIT');",
+        'const deadline = Date.now() + 30_000;',
+        'while (published.length < 3 && Date.now() < deadline) if ((await relay.poll()) === 0) await new Promise((r) => setTimeout(r, 20));',
+        'await relay.poll();',
+        'for (const c of [late, prev, other, mid]) c.release();',
+        'await relay.stop();',
+        `await pool.query('DROP TABLE ${table}, ${table}_keys, ${table}_cursors');`,
+        'await pool.end();',
+        'console.log(JSON.stringify(published));',
+      ].join('\n'),
+    );
+    const hole = run(process.execPath, ['hole.mjs'], project);
+    assert.deepEqual(JSON.parse(hole.trim()), ['K#1', 'K#2', 'K#3']);
+
+    // watch: a check that tries to commit a write gets an error and writes nothing.
+    const stock = `pack_stock_${process.pid}`;
+    const admin = new (await import('pg')).default.Pool({ connectionString: url, max: 1 });
+    try {
+      await admin.query(
+        `CREATE TABLE ${stock} (stock int NOT NULL); INSERT INTO ${stock} VALUES (5)`,
+      );
+      await writeFile(
+        join(project, 'watch.json'),
+        JSON.stringify({
+          checks: [
+            {
+              name: 'commit-update',
+              neverNegative: {
+                sql: `SELECT stock FROM ${stock}; COMMIT; UPDATE ${stock} SET stock = -7`,
+              },
+            },
+          ],
+        }),
+      );
+      const watched = await raceguard(
+        ['watch', 'watch.json', '--once', '--database', url],
+        project,
+      );
+      assert.equal(watched.status, 2, watched.stderr);
+      assert.match(watched.stdout, /commit-update.*error.*single SQL statement/);
+      assert.deepEqual((await admin.query(`SELECT stock FROM ${stock}`)).rows, [{ stock: 5 }]);
+    } finally {
+      await admin.query(`DROP TABLE IF EXISTS ${stock}`);
+      await admin.end();
+    }
+
+    // run: a target that sends a malformed status line and closes is a transport error (exit 2), not a crash.
+    const malformed = createServer((socket) => {
+      socket.on('error', () => undefined); // the client may reset after the bad reply
+      socket.once('data', () => socket.end('HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n'));
+    });
+    malformed.listen(0, '127.0.0.1');
+    await new Promise((listening) => malformed.once('listening', listening));
+    try {
+      await writeFile(
+        join(project, 'malformed.json'),
+        JSON.stringify({
+          name: 'malformed',
+          target: `http://127.0.0.1:${(malformed.address() as AddressInfo).port}`,
+          trials: 1,
+          burst: { count: 5, request: { method: 'GET', path: '/' } },
+          check: [{ atMostWinners: 1, status: [200] }],
+        }),
+      );
+      const ran = await raceguard(['run', 'malformed.json', '--json'], project);
+      assert.equal(ran.status, 2, `${ran.stdout}${ran.stderr}`);
+      assert.doesNotMatch(ran.stderr, /Uncaught|TypeError/);
+    } finally {
+      malformed.close();
+    }
+  });
 });
