@@ -11,7 +11,7 @@ import { createClient } from '@redis/client';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { fastifyIdempotency } from '../packages/raceguard/dist/http/index.js';
+import { fastifyIdempotency } from '../packages/raceguard/dist/http/fastify.js';
 import { MemoryIdempotencyStore } from '../packages/raceguard/dist/idempotency/memory-store.js';
 import type { IdempotencyStore } from '../packages/raceguard/dist/idempotency/store.js';
 import {

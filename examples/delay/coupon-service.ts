@@ -8,7 +8,7 @@
  */
 import Fastify from 'fastify';
 import { delayPoint } from 'raceguard/delay';
-import { fastifyDelays } from 'raceguard/http';
+import { fastifyDelays } from 'raceguard/http/fastify';
 
 /** An audit trail whose writes are buffered in memory: fast today, but an `await` all the same. */
 class AuditTrail {

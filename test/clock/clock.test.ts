@@ -37,7 +37,9 @@ import {
   stampHeaders,
   type HlcTimestamp,
 } from '../../packages/raceguard/src/clock/index.js';
-import { expressClock, fastifyClock, honoClock } from '../../packages/raceguard/src/http/clock.js';
+import { expressClock } from '../../packages/raceguard/src/http/clock.js';
+import { fastifyClock } from '../../packages/raceguard/src/http/fastify.js';
+import { honoClock } from '../../packages/raceguard/src/http/hono.js';
 import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 
 const T0 = 1_800_000_000_000;

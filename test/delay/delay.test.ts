@@ -22,11 +22,9 @@ import {
   resetDelays,
   withRequestDelays,
 } from '../../packages/raceguard/src/delay/index.js';
-import {
-  expressDelays,
-  fastifyDelays,
-  honoDelays,
-} from '../../packages/raceguard/src/http/index.js';
+import { expressDelays } from '../../packages/raceguard/src/http/index.js';
+import { fastifyDelays } from '../../packages/raceguard/src/http/fastify.js';
+import { honoDelays } from '../../packages/raceguard/src/http/hono.js';
 import { startCouponService } from '../../examples/delay/coupon-service.js';
 import { runCli } from '../helpers/cli.js';
 

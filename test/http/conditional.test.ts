@@ -19,11 +19,11 @@ import {
   conditionalWrites,
   parseEntityTags,
   sendExpress,
-  sendFastify,
   toResponse,
   type ConditionalHeaders,
   type ConditionalWrites,
 } from '../../packages/raceguard/src/http/index.js';
+import { sendFastify } from '../../packages/raceguard/src/http/fastify.js';
 import { versionedRows } from '../../packages/raceguard/src/postgres/index.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 

@@ -17,7 +17,8 @@ import {
   idempotent,
 } from '../../packages/raceguard/src/idempotency/idempotent.js';
 import { MemoryIdempotencyStore } from '../../packages/raceguard/src/idempotency/memory-store.js';
-import { expressIdempotency, fastifyIdempotency } from '../../packages/raceguard/src/http/index.js';
+import { expressIdempotency } from '../../packages/raceguard/src/http/index.js';
+import { fastifyIdempotency } from '../../packages/raceguard/src/http/fastify.js';
 import { isFinalOutcome } from '../../packages/raceguard/src/http/policy.js';
 import {
   PostgresIdempotencyStore,

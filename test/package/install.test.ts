@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -322,4 +323,63 @@ describe('the packed package in fresh projects', () => {
       malformed.close();
     }
   });
+
+  for (const type of ['commonjs', 'module'] as const) {
+    it(`a ${type} TypeScript project with skipLibCheck: false compiles against every subpath that needs no optional peer`, async () => {
+      const project = join(work, `typed-${type}`);
+      await mkdir(project, { recursive: true });
+      await writeFile(
+        join(project, 'package.json'),
+        JSON.stringify({ name: `typed-${type}`, version: '1.0.0', private: true, type }),
+      );
+      install(project, [library, 'typescript', '@types/node']);
+      // Each of these needs its own peer's types, which only its users have.
+      const withPeer = [
+        './http/fastify',
+        './http/hono',
+        './otel',
+        './kysely',
+        './drizzle',
+        './typeorm',
+        './package.json',
+      ];
+      const { exports } = JSON.parse(
+        await readFile(join(project, 'node_modules', 'raceguard', 'package.json'), 'utf8'),
+      ) as { exports: Record<string, unknown> };
+      const subpaths = Object.keys(exports)
+        .filter((p) => !withPeer.includes(p))
+        .map((p) => p.replace(/^\./, 'raceguard'));
+      assert.ok(subpaths.includes('raceguard/http') && subpaths.includes('raceguard/postgres'));
+      await writeFile(
+        join(project, 'index.ts'),
+        [
+          ...subpaths.map((p, i) => `import * as m${i} from '${p}';`),
+          "import { expressIdempotency } from 'raceguard/http';",
+          "import { MemoryIdempotencyStore } from 'raceguard';",
+          // An Express-style app: the middleware's type, with no Express, Fastify or Hono installed.
+          'export const guard = expressIdempotency({ store: new MemoryIdempotencyStore(), scope: () => "anonymous" });',
+          `export const loaded = [${subpaths.map((_, i) => `m${i}`).join(', ')}].length;`,
+        ].join('\n'),
+      );
+      await writeFile(
+        join(project, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            target: 'es2022',
+            skipLibCheck: false,
+            noEmit: true,
+            types: ['node'],
+          },
+          files: ['index.ts'],
+        }),
+      );
+      for (const peer of ['express', 'fastify', 'hono', '@types/express']) {
+        assert.ok(!existsSync(join(project, 'node_modules', peer)), `${peer} is not installed`);
+      }
+      run(join(project, 'node_modules', '.bin', 'tsc'), ['-p', '.'], project);
+    });
+  }
 });

@@ -17,10 +17,10 @@ import { Hono } from 'hono';
 import { createServer } from 'node:http';
 import {
   expressReplicaSession,
-  fastifyReplicaSession,
-  honoReplicaSession,
   replicaSessionOf,
 } from '../../packages/raceguard/src/http/replica-session.js';
+import { fastifyReplicaSession } from '../../packages/raceguard/src/http/fastify.js';
+import { honoReplicaSession } from '../../packages/raceguard/src/http/hono.js';
 import { SessionTokens } from '../../packages/raceguard/src/postgres/session-tokens.js';
 import { transaction } from '../../packages/raceguard/src/postgres/transaction.js';
 import {

@@ -9,7 +9,6 @@
  * fetch) send it.
  */
 import type { ServerResponse } from 'node:http';
-import type { FastifyReply } from 'fastify';
 import { InvalidArgumentError } from '../core/errors.js';
 import { FieldNotWritableError } from '../core/versioned-store.js';
 import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
@@ -392,21 +391,6 @@ const badBody = (): ImmediateResponse =>
     'Bad Request',
     'The body must be a JSON object with the fields to write.',
   );
-
-/**
- * Sends a response of {@link conditionalWrites} with Fastify.
- *
- * @example
- * ```ts
- * app.get('/documents/:id', async (req, reply) => sendFastify(reply, await documents.read({ id: req.params.id }, req.headers)));
- * ```
- */
-export function sendFastify(reply: FastifyReply, response: ImmediateResponse): FastifyReply {
-  return reply
-    .code(response.status)
-    .headers(response.headers)
-    .send(response.body === '' ? undefined : response.body);
-}
 
 /**
  * Sends a response of {@link conditionalWrites} with Express or plain `node:http`.

@@ -1,4 +1,12 @@
-/** Idempotency keys for Fastify. */
+/**
+ * `raceguard/http/fastify`: raceguard's HTTP features as Fastify plugins
+ * (idempotency keys, the hybrid logical clock, replica sessions, test-mode
+ * delays) and `sendFastify` for conditional writes. Only this entry point's
+ * types refer to Fastify's, so an app on another framework needs no Fastify
+ * installed.
+ *
+ * @packageDocumentation
+ */
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Execution } from '../idempotency/idempotent.js';
 import {
@@ -10,6 +18,20 @@ import {
   type StoredHttpResponse,
 } from './policy.js';
 import { unencapsulated } from './hooks.js';
+import type { HybridLogicalClock } from '../clock/hlc.js';
+import { formatHlc } from '../clock/hlc.js';
+import { assertClock, headerOf, receive, type HttpClockOptions } from './clock.js';
+import type { ReplicaRouter } from '../postgres/replica-router.js';
+import {
+  attachSession,
+  attachedSession,
+  settingsOf,
+  tokenIn,
+  tokenOut,
+  type ReplicaSessionOptions,
+} from './replica-session.js';
+import { DELAY_HEADER, delaysEnabled, withRequestDelays } from '../delay/delay-point.js';
+import { badHeader, headerValue } from './delays.js';
 
 /** Options of {@link fastifyIdempotency}. */
 export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
@@ -89,4 +111,113 @@ export function fastifyIdempotency(options: FastifyIdempotencyOptions): FastifyP
     return Promise.resolve();
   };
   return unencapsulated(plugin, 'raceguard-idempotency');
+}
+
+/**
+ * A Fastify plugin (not encapsulated: register it at the root).
+ *
+ * @example
+ * ```ts
+ * await app.register(fastifyClock(clock));
+ * ```
+ */
+export function fastifyClock(
+  clock: HybridLogicalClock,
+  options: HttpClockOptions = {},
+): FastifyPluginAsync {
+  assertClock(clock);
+  const header = headerOf(options);
+  const plugin: FastifyPluginAsync = (app) => {
+    app.addHook('onRequest', async (request, reply) => {
+      const refused = receive(clock, request.headers[header]);
+      if (refused !== undefined) await reply.code(400).send(refused);
+    });
+    app.addHook('onSend', async (_request, reply, payload) => {
+      reply.header(header, formatHlc(clock.now()));
+      return payload;
+    });
+    return Promise.resolve();
+  };
+  return unencapsulated(plugin, 'raceguard-clock');
+}
+
+/**
+ * Fastify: every request gets a session (`replicaSessionOf(request)`); the
+ * reply carries the token of its last write. Register at the root.
+ *
+ * @example
+ * ```ts
+ * await app.register(fastifyReplicaSession(router));
+ * ```
+ */
+export function fastifyReplicaSession(
+  router: ReplicaRouter,
+  options: ReplicaSessionOptions = {},
+): FastifyPluginAsync {
+  const settings = settingsOf(router, options);
+  const initial = new WeakMap<FastifyRequest, string | undefined>();
+  const plugin: FastifyPluginAsync = (app) => {
+    app.addHook('onRequest', (request, _reply, done) => {
+      const token = tokenIn(settings, (name) => {
+        const value = request.headers[name];
+        return Array.isArray(value) ? value[0] : value;
+      });
+      initial.set(request, token);
+      attachSession(request, router.session(token));
+      done();
+    });
+    app.addHook('onSend', async (request, reply, payload) => {
+      const session = attachedSession(request);
+      const out = session && tokenOut(settings, session, initial.get(request));
+      if (out !== undefined) reply.header(out[0], out[1]);
+      return payload;
+    });
+    return Promise.resolve();
+  };
+  return unencapsulated(plugin, 'raceguard-replica-session');
+}
+
+/**
+ * Fastify: in test mode, a request's `x-raceguard-delay` header sets the
+ * delays of the `delayPoint`s its handler passes; a malformed header gets a
+ * 400. Outside test mode the header is ignored. Register at the root.
+ *
+ * @example
+ * ```ts
+ * await app.register(fastifyDelays());
+ * ```
+ */
+export function fastifyDelays(): FastifyPluginAsync {
+  const plugin: FastifyPluginAsync = (app) => {
+    app.addHook('onRequest', (request, reply, done) => {
+      const header = headerValue(request.headers[DELAY_HEADER]);
+      if (header === undefined || !delaysEnabled()) {
+        done();
+        return;
+      }
+      try {
+        // The rest of the request's life runs inside the scope (as @fastify/request-context does).
+        withRequestDelays(header, () => done());
+      } catch (error) {
+        void reply.code(400).send({ error: badHeader(error) });
+      }
+    });
+    return Promise.resolve();
+  };
+  return unencapsulated(plugin, 'raceguard-delays');
+}
+
+/**
+ * Sends a response of {@link conditionalWrites} with Fastify.
+ *
+ * @example
+ * ```ts
+ * app.get('/documents/:id', async (req, reply) => sendFastify(reply, await documents.read({ id: req.params.id }, req.headers)));
+ * ```
+ */
+export function sendFastify(reply: FastifyReply, response: ImmediateResponse): FastifyReply {
+  return reply
+    .code(response.status)
+    .headers(response.headers)
+    .send(response.body === '' ? undefined : response.body);
 }

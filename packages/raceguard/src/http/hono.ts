@@ -1,6 +1,25 @@
-/** Idempotency keys for Hono. */
+/**
+ * `raceguard/http/hono`: raceguard's HTTP features as Hono middlewares
+ * (idempotency keys, the hybrid logical clock, replica sessions, test-mode
+ * delays). Only this entry point's types refer to Hono's, so an app on
+ * another framework needs no Hono installed.
+ *
+ * @packageDocumentation
+ */
 import type { Context, MiddlewareHandler } from 'hono';
 import { createPolicy, decide, finish, type HttpIdempotencyOptions } from './policy.js';
+import { formatHlc, type HybridLogicalClock } from '../clock/hlc.js';
+import { assertClock, headerOf, receive, type HttpClockOptions } from './clock.js';
+import type { ReplicaRouter } from '../postgres/replica-router.js';
+import {
+  attachSession,
+  settingsOf,
+  tokenIn,
+  tokenOut,
+  type ReplicaSessionOptions,
+} from './replica-session.js';
+import { DELAY_HEADER, delaysEnabled, withRequestDelays } from '../delay/delay-point.js';
+import { badHeader } from './delays.js';
 
 /** Options of {@link honoIdempotency}. */
 export type HonoIdempotencyOptions = HttpIdempotencyOptions<Context>;
@@ -63,6 +82,78 @@ export function honoIdempotency(options: HonoIdempotencyOptions): MiddlewareHand
     const body = new Uint8Array(await response.clone().arrayBuffer());
     const error = await finish(policy, execution, { status: response.status, headers, body });
     if (error !== undefined) options.onError?.(error, c);
+    return undefined;
+  };
+}
+
+/**
+ * A Hono middleware.
+ *
+ * @example
+ * ```ts
+ * app.use('*', honoClock(clock));
+ * ```
+ */
+export function honoClock(
+  clock: HybridLogicalClock,
+  options: HttpClockOptions = {},
+): MiddlewareHandler {
+  assertClock(clock);
+  const header = headerOf(options);
+  return async (c, next) => {
+    const refused = receive(clock, c.req.header(header));
+    if (refused !== undefined) return c.json(refused, 400);
+    await next();
+    c.res.headers.set(header, formatHlc(clock.now()));
+    return undefined;
+  };
+}
+
+/**
+ * Hono: `replicaSessionOf(c)` in the handlers (the context is the key).
+ *
+ * @example
+ * ```ts
+ * app.use('*', honoReplicaSession(router));
+ * ```
+ */
+export function honoReplicaSession(
+  router: ReplicaRouter,
+  options: ReplicaSessionOptions = {},
+): MiddlewareHandler {
+  const settings = settingsOf(router, options);
+  return async (c: Context, next) => {
+    const token = tokenIn(settings, (name) => c.req.header(name));
+    const session = router.session(token);
+    attachSession(c, session);
+    await next();
+    const out = tokenOut(settings, session, token);
+    if (out !== undefined) c.res.headers.append(out[0], out[1]);
+  };
+}
+
+/**
+ * Hono: the same as {@link fastifyDelays}.
+ *
+ * @example
+ * ```ts
+ * app.use('*', honoDelays());
+ * ```
+ */
+export function honoDelays(): MiddlewareHandler {
+  return async (c: Context, next) => {
+    const header = c.req.header(DELAY_HEADER);
+    if (header === undefined || !delaysEnabled()) {
+      await next();
+      return;
+    }
+    let scoped: Promise<void>;
+    try {
+      scoped = withRequestDelays(header, () => next());
+    } catch (error) {
+      return c.json({ error: badHeader(error) }, 400);
+    }
+    await scoped;
     return undefined;
   };
 }

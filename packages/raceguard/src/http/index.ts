@@ -1,10 +1,14 @@
 /**
- * `raceguard/http`: idempotency keys as HTTP middleware for Fastify,
- * Express and Hono, with the IETF draft's semantics.
+ * `raceguard/http`: raceguard's HTTP features, framework-neutral and for
+ * Express (connect-style): idempotency keys with the IETF draft's
+ * semantics, the hybrid logical clock over headers, replica sessions,
+ * test-mode delays, and conditional writes (ETag / If-Match). The Fastify
+ * plugins are in `raceguard/http/fastify` and the Hono middlewares in
+ * `raceguard/http/hono`, so that this entry point's types need neither
+ * framework installed.
  *
  * @packageDocumentation
  */
-export { fastifyIdempotency, type FastifyIdempotencyOptions } from './fastify.js';
 export {
   expressIdempotency,
   BodyNotParsedError,
@@ -12,27 +16,23 @@ export {
   type ExpressMiddleware,
   type ExpressRequestLike,
 } from './express.js';
-export { honoIdempotency, type HonoIdempotencyOptions } from './hono.js';
 export {
   DEFAULT_REPLAY_HEADERS,
   PROBLEM_TYPES,
   type HttpIdempotencyOptions,
   type StoredHttpResponse,
 } from './policy.js';
-export { fastifyClock, expressClock, honoClock, type HttpClockOptions } from './clock.js';
+export { expressClock, type HttpClockOptions } from './clock.js';
 export {
-  fastifyReplicaSession,
   expressReplicaSession,
-  honoReplicaSession,
   replicaSessionOf,
   type ReplicaSessionOptions,
 } from './replica-session.js';
-export { fastifyDelays, expressDelays, honoDelays } from './delays.js';
+export { expressDelays } from './delays.js';
 export {
   conditionalWrites,
   etagOf,
   parseEntityTags,
-  sendFastify,
   sendExpress,
   toResponse,
   CONDITIONAL_PROBLEMS,

@@ -7,12 +7,10 @@
  * not honoured (its reads go to the primary).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { Context, MiddlewareHandler } from 'hono';
 import { InvalidArgumentError } from '../core/errors.js';
 import { assertKnownOptions, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import type { ReplicaRouter, RoutedSession } from '../postgres/replica-router.js';
-import { onHeaders, unencapsulated } from './hooks.js';
+import { onHeaders } from './hooks.js';
 
 /** Options of the replica-session middlewares. */
 export interface ReplicaSessionOptions {
@@ -40,7 +38,8 @@ interface Settings {
   readonly secure: boolean;
 }
 
-function settingsOf(router: ReplicaRouter, options: ReplicaSessionOptions): Settings {
+/** @internal */
+export function settingsOf(router: ReplicaRouter, options: ReplicaSessionOptions): Settings {
   if (typeof (router as Partial<ReplicaRouter> | undefined)?.session !== 'function') {
     throw new InvalidArgumentError('router', 'a ReplicaRouter', router);
   }
@@ -63,7 +62,8 @@ function settingsOf(router: ReplicaRouter, options: ReplicaSessionOptions): Sett
 }
 
 /** The token a request came with, or undefined (absent, or not even shaped like one). */
-function tokenIn(
+/** @internal */
+export function tokenIn(
   settings: Settings,
   header: (name: string) => string | undefined,
 ): string | undefined {
@@ -80,7 +80,8 @@ function tokenIn(
 }
 
 /** What to send back when the request wrote: [header name, value]. */
-function tokenOut(
+/** @internal */
+export function tokenOut(
   settings: Settings,
   session: RoutedSession,
   initial: string | undefined,
@@ -101,6 +102,16 @@ function tokenOut(
 
 const sessions = new WeakMap<object, RoutedSession>();
 
+/** @internal Binds a request (or a Hono context) to its session. */
+export function attachSession(request: object, session: RoutedSession): void {
+  sessions.set(request, session);
+}
+
+/** @internal The session bound to `request`, if any. */
+export function attachedSession(request: object): RoutedSession | undefined {
+  return sessions.get(request);
+}
+
 /**
  * The request's `RoutedSession` (a pool-like object: use it for the
  * request's queries), set by one of the middlewares below.
@@ -120,42 +131,6 @@ export function replicaSessionOf(request: object): RoutedSession {
     );
   }
   return session;
-}
-
-/**
- * Fastify: every request gets a session (`replicaSessionOf(request)`); the
- * reply carries the token of its last write. Register at the root.
- *
- * @example
- * ```ts
- * await app.register(fastifyReplicaSession(router));
- * ```
- */
-export function fastifyReplicaSession(
-  router: ReplicaRouter,
-  options: ReplicaSessionOptions = {},
-): FastifyPluginAsync {
-  const settings = settingsOf(router, options);
-  const initial = new WeakMap<FastifyRequest, string | undefined>();
-  const plugin: FastifyPluginAsync = (app) => {
-    app.addHook('onRequest', (request, _reply, done) => {
-      const token = tokenIn(settings, (name) => {
-        const value = request.headers[name];
-        return Array.isArray(value) ? value[0] : value;
-      });
-      initial.set(request, token);
-      sessions.set(request, router.session(token));
-      done();
-    });
-    app.addHook('onSend', async (request, reply, payload) => {
-      const session = sessions.get(request);
-      const out = session && tokenOut(settings, session, initial.get(request));
-      if (out !== undefined) reply.header(out[0], out[1]);
-      return payload;
-    });
-    return Promise.resolve();
-  };
-  return unencapsulated(plugin, 'raceguard-replica-session');
 }
 
 /**
@@ -184,28 +159,5 @@ export function expressReplicaSession(
       if (out !== undefined) response.setHeader(out[0], out[1]);
     });
     next();
-  };
-}
-
-/**
- * Hono: `replicaSessionOf(c)` in the handlers (the context is the key).
- *
- * @example
- * ```ts
- * app.use('*', honoReplicaSession(router));
- * ```
- */
-export function honoReplicaSession(
-  router: ReplicaRouter,
-  options: ReplicaSessionOptions = {},
-): MiddlewareHandler {
-  const settings = settingsOf(router, options);
-  return async (c: Context, next) => {
-    const token = tokenIn(settings, (name) => c.req.header(name));
-    const session = router.session(token);
-    sessions.set(c, session);
-    await next();
-    const out = tokenOut(settings, session, token);
-    if (out !== undefined) c.res.headers.append(out[0], out[1]);
   };
 }
