@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify as stringifyYaml } from 'yaml';
@@ -382,4 +382,46 @@ describe('the packed package in fresh projects', () => {
       run(join(project, 'node_modules', '.bin', 'tsc'), ['-p', '.'], project);
     });
   }
+
+  it("the README's install commands, as written, in a fresh project", async () => {
+    const readme = await readFile(join(repo, 'README.md'), 'utf8');
+    const block =
+      /<!-- tested: the package test runs this block as written -->\s*```sh\n([\s\S]*?)```/.exec(
+        readme,
+      )?.[1];
+    assert.ok(block, 'the README keeps its tested install block');
+    const home = join(work, 'home');
+    const project = join(home, 'app');
+    await mkdir(project, { recursive: true });
+    await writeFile(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'app', version: '1.0.0', private: true }),
+    );
+    // Comment lines say where each command runs: the checkout, then the project.
+    let cwd = repo;
+    for (const line of block.split('\n').map((l) => l.trim())) {
+      if (line.startsWith('# in your project')) cwd = project;
+      if (line === '' || line.startsWith('#')) continue;
+      const result = spawnSync('bash', ['-c', line], {
+        cwd,
+        encoding: 'utf8',
+        timeout: 300_000,
+        env: {
+          ...process.env,
+          HOME: home,
+          // The user's npm cache, not a fresh one under the new HOME.
+          npm_config_cache: process.env.npm_config_cache ?? join(homedir(), '.npm'),
+          npm_config_prefer_offline: 'true',
+        },
+      });
+      assert.equal(result.status, 0, `${line}: ${result.stderr}`);
+      if (line.startsWith('npx raceguard --help')) assert.match(result.stdout, /Usage: raceguard/);
+    }
+    const installed = JSON.parse(await readFile(join(project, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
+    assert.deepEqual(Object.keys(installed.dependencies).sort(), ['pg', 'raceguard']);
+    assert.deepEqual(Object.keys(installed.devDependencies), ['@raceguard/cli']);
+  });
 });
