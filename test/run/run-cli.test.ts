@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -230,7 +231,75 @@ export default [
     assert.match(result.stdout, /e-bad\.json must be valid JSON/);
     assert.doesNotMatch(result.stdout, /notes\.txt/);
     assert.match(await readFile(html, 'utf8'), /racy[\s\S]*unreachable/);
-    assert.match(await readFile(junit, 'utf8'), /racy/);
+    // JUnit: every scenario without a verdict is an <error>, never an empty green suite.
+    const xml = await readFile(junit, 'utf8');
+    assert.match(xml, /racy/);
+    for (const name of ['unreachable', 'over cap', 'no database']) {
+      assert.match(
+        xml,
+        new RegExp(
+          `<testsuite name="${name}" tests="1" failures="0" errors="1">\\s*<testcase classname="${name}" name="scenario"><error message="[^"]+"`,
+        ),
+        name,
+      );
+    }
+    assert.match(xml, /<error message="[^"]*e-bad\.json must be valid JSON/);
+    assert.doesNotMatch(xml, /tests="0"/);
+  });
+
+  it('an interrupted run (SIGTERM) names the scenarios without a verdict, in the text and the JUnit, and exits 130', async () => {
+    // A target that accepts and never answers: the first scenario is still running when the signal comes.
+    const silent = createServer((socket) => socket.on('error', () => undefined));
+    silent.listen(0, '127.0.0.1');
+    await new Promise((resolve) => silent.once('listening', resolve));
+    const connected = new Promise((resolve) => silent.once('connection', resolve));
+    const stalled = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const files = join(dir, 'interrupted');
+    await mkdir(files);
+    await writeFile(
+      join(files, 'a.json'),
+      JSON.stringify({ ...buy('first', '/buy/safe'), target: stalled }),
+    );
+    await writeFile(join(files, 'b.json'), JSON.stringify(buy('second', '/buy/safe')));
+    const junit = join(dir, 'interrupted.xml');
+    try {
+      const child = spawn(
+        process.execPath,
+        [
+          '--conditions=raceguard-source',
+          '--import',
+          'tsx',
+          'packages/cli/src/cli/main.ts',
+          'run',
+          files,
+          '--junit',
+          junit,
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.resume();
+      await connected;
+      child.kill('SIGTERM');
+      const status = await new Promise((resolve) => child.on('close', resolve));
+      assert.equal(status, 130, stdout);
+      assert.match(stdout, /ERROR first .*interrupted while it ran/);
+      assert.match(stdout, /ERROR second .*not run: the run was interrupted/);
+      assert.match(stdout, /no verdict for: first, second/);
+      assert.doesNotMatch(stdout, /no invariant violated/);
+      const xml = await readFile(junit, 'utf8');
+      assert.match(
+        xml,
+        /<testcase classname="first" name="scenario"><error message="interrupted while it ran/,
+      );
+      assert.match(
+        xml,
+        /<testcase classname="second" name="scenario"><error message="not run: the run was interrupted/,
+      );
+    } finally {
+      silent.close();
+    }
   });
 
   it('refuses an output path it cannot write before the first request', async () => {

@@ -21,7 +21,11 @@ const watch = (args: readonly string[], onStderr?: Parameters<typeof runCli>[2])
  * A stderr hook that, once the command prints its metrics address, waits
  * `afterMs`, scrapes the metrics into `into.text`, and interrupts the command.
  */
-function scrapeThenStop(afterMs: number, into: { text: string }): Parameters<typeof runCli>[2] {
+function scrapeThenStop(
+  afterMs: number,
+  into: { text: string },
+  signal: 'SIGINT' | 'SIGTERM' = 'SIGINT',
+): Parameters<typeof runCli>[2] {
   return (stderr, child) => {
     const match = /metrics at (http:\/\/\S+)/.exec(stderr);
     if (match === null || into.text !== '') return;
@@ -31,7 +35,7 @@ function scrapeThenStop(afterMs: number, into: { text: string }): Parameters<typ
         .then((response) => response.text())
         .then((text) => {
           into.text = text;
-          child.kill('SIGINT');
+          child.kill(signal);
         });
     }, afterMs);
   };
@@ -124,6 +128,13 @@ describe('raceguard watch', { timeout: 180_000 }, () => {
       scraped.text,
     );
     assert.equal(run.stderr.match(/VIOLATED stock never negative/g)?.length, 1, run.stderr);
+    // Stopped like a service (SIGTERM): a clean exit, 0.
+    const stopped = await watch(
+      [file, '--database', lab.databaseUrl, '--interval-ms', '150', '--port', '0'],
+      scrapeThenStop(300, { text: '' }, 'SIGTERM'),
+    );
+    assert.equal(stopped.status, 0, stopped.stderr);
+    assert.match(stopped.stderr, /stopped \(SIGTERM\)/);
   });
 
   it('a query that writes is refused by the READ ONLY transaction and writes nothing; a slow one is cancelled (exit 2)', async () => {

@@ -38,4 +38,7 @@ try {
   const interrupted = error instanceof AbortedError;
   process.stderr.write(`raceguard: ${interrupted ? 'interrupted' : messageOf(error)}\n`);
   process.exitCode = interrupted ? 130 : 2;
+  // Interrupted: the reports are written; connections a target still holds
+  // (a request it never answers) get one second to close, then the process ends.
+  if (interrupted) setTimeout(() => process.exit(130), 1000).unref();
 }

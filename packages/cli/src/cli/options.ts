@@ -24,18 +24,32 @@ export const integer =
  */
 export async function interruptible<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
-  const onSignal = (): void => controller.abort(new Error('interrupted'));
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const onInt = (): void => controller.abort(new Interrupt('SIGINT'));
+  const onTerm = (): void => controller.abort(new Interrupt('SIGTERM'));
+  process.once('SIGINT', onInt);
+  process.once('SIGTERM', onTerm);
   try {
     return await work(controller.signal);
   } catch (error) {
     if (controller.signal.aborted) throw new AbortedError(controller.signal.reason);
     throw error;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
   }
+}
+
+/** The reason of an {@link interruptible} abort: which signal came. */
+export class Interrupt extends Error {
+  constructor(readonly signal: 'SIGINT' | 'SIGTERM') {
+    super(`interrupted (${signal})`);
+  }
+}
+
+/** The signal that interrupted the work `error` ended, if that is what happened. */
+export function interruptOf(error: unknown): 'SIGINT' | 'SIGTERM' | undefined {
+  if (!(error instanceof AbortedError)) return undefined;
+  return error.cause instanceof Interrupt ? error.cause.signal : undefined;
 }
 
 /** The message of anything thrown, for one-line error output. */

@@ -365,9 +365,12 @@ export function runCommand(): Command {
       const progress = createProgress();
       const reports: ScenarioReport[] = [];
       let interrupted: AbortedError | undefined;
+      /** The planned scenario running (or next to run). */
+      let index = 0;
       try {
         await interruptible(async (signal) => {
-          for (const p of planned) {
+          for (; index < planned.length; index++) {
+            const p = planned[index] as Planned;
             if ('error' in p) {
               reports.push(erroredReport(p.name, p.target, p.error, p.file));
               continue;
@@ -409,9 +412,25 @@ export function runCommand(): Command {
           }
         });
       } catch (error) {
-        // Ctrl-C: the scenarios that finished are still reported, then 130.
+        // Ctrl-C or SIGTERM: the scenarios that finished are still reported,
+        // the rest are named as having no verdict, then 130.
         if (!(error instanceof AbortedError)) throw error;
         interrupted = error;
+        for (const [i, p] of planned.entries()) {
+          if (i < index) continue;
+          const target = 'error' in p ? p.target : (opts.target ?? p.scenario.target);
+          const name = 'error' in p ? p.name : p.scenario.name;
+          reports.push(
+            erroredReport(
+              name,
+              target,
+              i === index
+                ? 'interrupted while it ran: no verdict'
+                : 'not run: the run was interrupted',
+              p.file,
+            ),
+          );
+        }
       } finally {
         progress.done();
       }

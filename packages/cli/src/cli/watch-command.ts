@@ -9,7 +9,7 @@ import {
   type CheckResult,
   type WatchConfig,
 } from '../watch/watch.js';
-import { integer, interruptible } from './options.js';
+import { integer, interruptOf, interruptible } from './options.js';
 import { renderTable } from './table.js';
 
 /** The results as a table. */
@@ -143,6 +143,10 @@ export function watchCommand(): Command {
                 },
               }),
             );
+          } catch (error) {
+            // SIGTERM is how services are stopped: a clean stop, exit 0 (SIGINT stays 130).
+            if (interruptOf(error) !== 'SIGTERM') throw error;
+            log('stopped (SIGTERM)');
           } finally {
             server?.close();
             server?.closeAllConnections();

@@ -20,7 +20,8 @@ function xml(text: string): string {
 /**
  * Render reports as JUnit XML. An invariant violated in any trial is a
  * `<failure>` carrying the count and the first explanation; trials that
- * could not run are an `<error>`.
+ * could not run, and a scenario that could not load, connect or finish
+ * (interrupted, not run), are an `<error>`.
  *
  * @example
  * ```ts
@@ -36,6 +37,12 @@ export function toJUnit(reports: readonly ScenarioReport[]): string {
           : '';
       return `    <testcase classname="${xml(report.name)}" name="${xml(name)}">${body}</testcase>`;
     });
+    // A scenario that could not load, connect or finish: an error, never an empty green suite.
+    if (report.error !== undefined) {
+      cases.push(
+        `    <testcase classname="${xml(report.name)}" name="scenario"><error message="${xml(report.error)}">${xml(report.file ?? '')}</error></testcase>`,
+      );
+    }
     if (report.erroredTrials > 0) {
       const first = report.trialReports.find((t) => t.error !== undefined);
       cases.push(
@@ -43,7 +50,8 @@ export function toJUnit(reports: readonly ScenarioReport[]): string {
       );
     }
     const failures = Object.values(report.invariants).filter((e) => e.violations > 0).length;
-    return `  <testsuite name="${xml(report.name)}" tests="${cases.length}" failures="${failures}" errors="${report.erroredTrials > 0 ? 1 : 0}">\n${cases.join('\n')}\n  </testsuite>`;
+    const errors = (report.erroredTrials > 0 ? 1 : 0) + (report.error !== undefined ? 1 : 0);
+    return `  <testsuite name="${xml(report.name)}" tests="${cases.length}" failures="${failures}" errors="${errors}">\n${cases.join('\n')}\n  </testsuite>`;
   });
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="raceguard run">\n${suites.join('\n')}\n</testsuites>\n`;
 }

@@ -274,29 +274,37 @@ export async function runScenario(
   });
   const protocol = options.protocol ?? scenario.burst.protocol ?? 'http1';
   const settle = options.settleMs !== undefined ? { settleMs: options.settleMs } : {};
-  let client: { fire(requests: readonly WireRequest[]): Promise<SyncBurstResult>; close(): void };
-  try {
+  type BurstClient = {
+    fire(requests: readonly WireRequest[]): Promise<SyncBurstResult>;
+    close(): void;
+  };
+  const opening = (async (): Promise<BurstClient> => {
     if (protocol === 'http2') {
-      client = await Http2BurstClient.open(target, {
+      return await Http2BurstClient.open(target, {
         streams: count,
         insecure: scenario.insecure === true,
         ...settle,
       });
-    } else {
-      const pipeline = protocol === 'http1-pipeline';
-      const http1 = await Http1BurstClient.open(target, {
-        // Pipelined, the whole burst goes on one connection.
-        connections: pipeline ? 1 : count,
-        ...settle,
-        ...(scenario.insecure === true && { insecure: true }),
-      });
-      client = {
-        fire: (requests) => http1.fire(requests, { pipeline }),
-        close: () => http1.close(),
-      };
     }
+    const pipeline = protocol === 'http1-pipeline';
+    const http1 = await Http1BurstClient.open(target, {
+      // Pipelined, the whole burst goes on one connection.
+      connections: pipeline ? 1 : count,
+      ...settle,
+      ...(scenario.insecure === true && { insecure: true }),
+    });
+    return {
+      fire: (requests) => http1.fire(requests, { pipeline }),
+      close: () => http1.close(),
+    };
+  })();
+  let client: BurstClient;
+  try {
+    client = await untilAborted(opening, options.signal);
   } catch (error) {
-    await helper.close();
+    // Interrupted while warming: the connections close once they are open.
+    opening.then((opened) => opened.close()).catch(() => undefined);
+    await helper.destroy().catch(() => undefined);
     throw error;
   }
   const http = async (request: ScenarioRequest): Promise<HttpReply> => {
@@ -334,7 +342,7 @@ export async function runScenario(
       validateRequest(template, `burst.request(${i})`);
       return template;
     });
-  try {
+  const work = async (): Promise<void> => {
     if (options.warmup !== false) {
       // Unscored: what it finds is not reported; a failure here shows again in trial 1.
       const context: TrialContext = { trial: 0, target, http, sql, state: {} };
@@ -462,12 +470,44 @@ export async function runScenario(
       reports.push(report);
       options.onTrial?.(report);
     }
+  };
+  try {
+    // An abort ends the run at once, even while the target holds a request.
+    await untilAborted(work(), options.signal);
   } finally {
+    // After an abort a trial may still wait on the target: its connections are torn down.
     client.close();
-    await helper.close();
+    if (isAborted(options.signal)) await helper.destroy().catch(() => undefined);
+    else await helper.close();
     await closeSql();
   }
   return summarise(scenario.name, target, reports);
+}
+
+/** `work`, or an `AbortedError` as soon as `signal` aborts (what `work` does then is ignored). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      work.catch(() => undefined);
+      reject(new AbortedError(signal.reason));
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
 }
 
 /** The burst as a history; checked against the scenario's model when it names one. */
