@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,15 +107,8 @@ describe('raceguard run: histories and linearizability', () => {
       readdir(join(dir, name)).then((list) => list.sort().map((file) => join(dir, name, file)));
     const racyFiles = await files('racy');
     assert.equal(racyFiles.length, 3);
-    const recheck = await runCli([
-      'check',
-      '--format',
-      'json',
-      '--model',
-      'cas-register',
-      '--json',
-      ...racyFiles,
-    ]);
+    // The files record their model: no --format, no --model.
+    const recheck = await runCli(['check', '--json', ...racyFiles]);
     assert.equal(recheck.status, 1);
     assert.deepEqual(
       (
@@ -127,14 +120,38 @@ describe('raceguard run: histories and linearizability', () => {
         ['not-linearizable', 8],
       ],
     );
-    const clean = await runCli([
+    const clean = await runCli(['check', ...(await files('atomic'))]);
+    assert.equal(clean.status, 0, clean.stdout + clean.stderr);
+    // A model that does not fit the operations is refused (never a false race), not a crash;
+    // one bad file does not hide the others' verdicts; an empty file is an error.
+    for (const model of ['counter', 'kv']) {
+      const wrong = await runCli(['check', '--model', model, racyFiles[0] as string]);
+      assert.equal(wrong.status, 2, wrong.stdout + wrong.stderr);
+      assert.match(
+        wrong.stderr,
+        new RegExp(
+          `json: not a ${model} history: operation \\d+: "(read|write|cas)" is not an operation of the ${model} model`,
+        ),
+      );
+      assert.doesNotMatch(wrong.stdout + wrong.stderr, /TypeError|not-linearizable/);
+    }
+    const empty = join(dir, 'empty.json');
+    await writeFile(empty, '');
+    const mixed = await runCli([
       'check',
-      '--format',
-      'json',
-      '--model',
-      'cas-register',
+      '--json',
+      empty,
+      racyFiles[0] as string,
       ...(await files('atomic')),
     ]);
-    assert.equal(clean.status, 0, clean.stdout + clean.stderr);
+    assert.equal(mixed.status, 2, mixed.stderr);
+    const verdicts = (
+      JSON.parse(mixed.stdout) as { results: { verdict: string; error?: string }[] }
+    ).results;
+    assert.deepEqual(
+      verdicts.map((r) => r.verdict),
+      ['error', 'not-linearizable', 'linearizable', 'linearizable', 'linearizable'],
+    );
+    assert.match(verdicts[0]?.error ?? '', /empty/);
   });
 });

@@ -10,6 +10,7 @@ import { Command, Option } from 'commander';
 import {
   MODELS,
   modelByName,
+  operationsMisfit,
   type ModelName,
   checkLinearizable,
   checkTransactions,
@@ -33,7 +34,10 @@ export interface CheckFileResult {
   readonly file: string;
   /** The model (linearizability) or the workload (transactions). */
   readonly model: string;
-  readonly verdict: 'linearizable' | 'not-linearizable' | 'unknown' | 'no-anomalies' | 'anomalies';
+  readonly verdict:
+    'linearizable' | 'not-linearizable' | 'unknown' | 'no-anomalies' | 'anomalies' | 'error';
+  /** Why the file could not be checked (verdict `error`). */
+  readonly error?: string;
   /** Operations or transactions in the history. */
   readonly operations: number;
   /** Checking time of this file alone, parsing excluded. */
@@ -43,20 +47,32 @@ export interface CheckFileResult {
 }
 
 interface CheckOptions {
-  readonly format: Format;
+  /** Unset: JSON, as `raceguard run --history` writes it. */
+  readonly format?: Format;
   readonly model?: ModelName;
   readonly workload?: Workload;
   readonly timeoutMs: number;
   readonly html?: string;
 }
 
-/** Reads a JSON history: an array of operations, `{ "operations": [...] }`, or `{ "transactions": [...] }`. */
-function readJson(text: string): { operations?: Operation[]; transactions?: Transaction[] } {
+/**
+ * Reads a JSON history: an array of operations, `{ "operations": [...] }`
+ * (with the `model` it was recorded for, as `raceguard run --history`
+ * writes), or `{ "transactions": [...] }`.
+ */
+function readJson(text: string): {
+  operations?: Operation[];
+  transactions?: Transaction[];
+  model?: ModelName;
+} {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new HistoryFormatError(1, `not JSON: ${messageOf(error)}`);
+    throw new HistoryFormatError(
+      1,
+      `not JSON (${messageOf(error)}); for a Jepsen or Porcupine log pass --format jepsen-etcd or porcupine-kv`,
+    );
   }
   const body = Array.isArray(parsed) ? { operations: parsed } : (parsed as Record<string, unknown>);
   if (typeof body !== 'object' || body === null) {
@@ -66,6 +82,13 @@ function readJson(text: string): { operations?: Operation[]; transactions?: Tran
     );
   }
   if (Array.isArray(body.transactions)) return { transactions: body.transactions as Transaction[] };
+  const recorded = Array.isArray(parsed) ? undefined : body.model;
+  if (recorded !== undefined && !MODEL_NAMES.includes(recorded as ModelName)) {
+    throw new HistoryFormatError(
+      1,
+      `"model" must be one of ${MODEL_NAMES.join(', ')}, got ${JSON.stringify(recorded)}`,
+    );
+  }
   if (!Array.isArray(body.operations)) {
     throw new HistoryFormatError(
       1,
@@ -83,12 +106,13 @@ function readJson(text: string): { operations?: Operation[]; transactions?: Tran
       return: op.return === null ? Number.POSITIVE_INFINITY : (op.return as number),
     } satisfies Operation;
   });
-  return { operations };
+  return { operations, ...(recorded !== undefined && { model: recorded as ModelName }) };
 }
 
 /** Check one file's history; write its page when `--html` is given. */
 async function checkFile(file: string, options: CheckOptions): Promise<CheckFileResult> {
   const text = await readFile(file, 'utf8');
+  if (text.trim() === '') throw new Error('the file is empty: no history to check');
   let operations: Operation[];
   let model: ModelName;
   if (options.format === 'jepsen-etcd') {
@@ -126,11 +150,18 @@ async function checkFile(file: string, options: CheckOptions): Promise<CheckFile
         anomalies: result.counts,
       };
     }
-    if (options.model === undefined)
-      throw new Error('--format json needs --model for a history of operations');
+    const named = options.model ?? history.model;
+    if (named === undefined) {
+      throw new Error(
+        'the history names no model: pass --model (raceguard run --history records it when the scenario names one)',
+      );
+    }
     operations = history.operations!;
-    model = options.model;
+    model = named;
   }
+  if (operations.length === 0) throw new Error('the history has no operations');
+  const misfit = operationsMisfit(model, operations);
+  if (misfit !== undefined) throw new Error(`not a ${model} history: ${misfit}`);
   const started = performance.now();
   const result = checkLinearizable(modelByName(model), operations, {
     timeoutMs: options.timeoutMs,
@@ -153,14 +184,15 @@ export function checkCommand(): Command {
     )
     .argument('<files...>', 'history files')
     .addOption(
-      new Option('--format <format>', "the files' format")
-        .choices(['jepsen-etcd', 'porcupine-kv', 'json'])
-        .makeOptionMandatory(),
+      new Option(
+        '--format <format>',
+        "the files' format (default: json, as raceguard run --history writes it)",
+      ).choices(['jepsen-etcd', 'porcupine-kv', 'json']),
     )
     .addOption(
       new Option(
         '--model <model>',
-        'the object (jepsen-etcd: register or cas-register; porcupine-kv: kv; json: any)',
+        'the object (jepsen-etcd: register or cas-register; porcupine-kv: kv; json: any, default the model the file records); refused when the operations are not its operations',
       ).choices(MODEL_NAMES),
     )
     .addOption(
@@ -197,11 +229,21 @@ export function checkCommand(): Command {
       }
       if (options.html !== undefined) await mkdir(options.html, { recursive: true });
       const results: CheckFileResult[] = [];
+      // One file that cannot be checked does not hide the others' verdicts.
       for (const file of files) {
         try {
           results.push(await checkFile(file, options));
         } catch (error) {
-          throw new Error(`${file}: ${messageOf(error)}`, { cause: error });
+          results.push({
+            file,
+            model: options.model ?? '-',
+            verdict: 'error',
+            error: messageOf(error),
+            operations: 0,
+            ms: 0,
+          });
+          if (options.json !== true)
+            process.stderr.write(`raceguard: ${file}: ${messageOf(error)}\n`);
         }
       }
       if (options.json) {
@@ -216,17 +258,19 @@ export function checkCommand(): Command {
               r.file,
               r.model,
               String(r.operations),
-              r.anomalies === undefined || r.verdict === 'no-anomalies'
-                ? r.verdict
-                : `${r.verdict}: ${Object.entries(r.anomalies)
-                    .map(([type, n]) => `${type} ×${n}`)
-                    .join(', ')}`,
+              r.verdict === 'error'
+                ? `error: ${r.error ?? ''}`
+                : r.anomalies === undefined || r.verdict === 'no-anomalies'
+                  ? r.verdict
+                  : `${r.verdict}: ${Object.entries(r.anomalies)
+                      .map(([type, n]) => `${type} ×${n}`)
+                      .join(', ')}`,
               r.ms.toFixed(1),
             ]),
           )}\n`,
         );
       }
-      process.exitCode = results.some((r) => r.verdict === 'unknown')
+      process.exitCode = results.some((r) => r.verdict === 'unknown' || r.verdict === 'error')
         ? 2
         : results.some((r) => r.verdict === 'not-linearizable' || r.verdict === 'anomalies')
           ? 1

@@ -22,6 +22,7 @@ export {
   queueModel,
   MODELS,
   modelByName,
+  operationsMisfit,
   type ModelName,
   type RegisterInput,
   type RegisterOutput,

@@ -187,3 +187,57 @@ export function modelByName(name: ModelName): Model<unknown, unknown, unknown> {
   }
   return model as Model<unknown, unknown, unknown>;
 }
+
+/** A register's value: `null` is "no value yet". */
+const isValue = (v: unknown): boolean =>
+  v === null || typeof v === 'number' || typeof v === 'string';
+const isString = (v: unknown): boolean => typeof v === 'string';
+
+/** Per model: each operation it knows, and the fields that operation's input needs. */
+const SHAPES: Record<ModelName, Record<string, Record<string, (v: unknown) => boolean>>> = {
+  register: { read: {}, write: { value: isValue }, cas: { from: isValue, to: isValue } },
+  'cas-register': { read: {}, write: { value: isValue }, cas: { from: isValue, to: isValue } },
+  counter: { add: { amount: (v) => typeof v === 'number' && Number.isFinite(v) }, read: {} },
+  set: { add: { value: isString }, read: {} },
+  kv: {
+    get: { key: isString },
+    put: { key: isString, value: isString },
+    append: { key: isString, value: isString },
+  },
+  queue: { enqueue: { value: isString }, dequeue: {} },
+};
+
+/**
+ * Why `operations` are not operations of the model `name` (the first
+ * input that is not one of its operations, or lacks a field), or
+ * `undefined` when every input fits. Checking a history against a model
+ * it was not recorded for would otherwise give a false verdict.
+ *
+ * @example
+ * ```ts
+ * const problem = operationsMisfit('counter', operations);
+ * if (problem !== undefined) throw new Error(problem);
+ * ```
+ */
+export function operationsMisfit(
+  name: ModelName,
+  operations: readonly { readonly input: unknown }[],
+): string | undefined {
+  const shapes = SHAPES[name];
+  if (shapes === undefined)
+    return `${String(name)} is not a model (${Object.keys(SHAPES).join(', ')})`;
+  for (const [index, operation] of operations.entries()) {
+    const input = operation.input as Record<string, unknown> | null | undefined;
+    const op = typeof input === 'object' && input !== null ? input.op : undefined;
+    const fields = typeof op === 'string' ? shapes[op] : undefined;
+    if (fields === undefined) {
+      return `operation ${index}: ${JSON.stringify(op ?? input ?? null)} is not an operation of the ${name} model (${Object.keys(shapes).join(', ')})`;
+    }
+    for (const [field, fits] of Object.entries(fields)) {
+      if (!(field in (input as object)) || !fits((input as Record<string, unknown>)[field])) {
+        return `operation ${index}: ${String(op)} on a ${name} needs ${field}, got ${JSON.stringify((input as Record<string, unknown>)[field] ?? null)}`;
+      }
+    }
+  }
+  return undefined;
+}
