@@ -142,6 +142,25 @@ describe('raceguard advise', () => {
     const missing = await cli(...base, '--key', 'id=99', '--duration-ms', '200');
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /identify one row .*\(0 matched\)/);
+    assert.match(run.stdout.replace(/\s+/g, ' '), /the copy's stock starts at 1,000,000,000/);
+    // The writes take from an integer column: text, or a column that is not there, exit 2.
+    const text = await cli(...base.slice(0, -1), 'name', '--key', 'id=2', '--duration-ms', '200');
+    assert.equal(text.status, 2, text.stdout);
+    assert.match(text.stderr, /column must be an integer column .*shop_products\.name is text/);
+    assert.doesNotMatch(text.stdout, /fastest correct fix/);
+    const absent = await cli(...base.slice(0, -1), 'nope', '--key', 'id=2', '--duration-ms', '200');
+    assert.equal(absent.status, 2);
+    assert.match(absent.stderr, /column must be a column of/);
+    await assert.rejects(
+      advise({
+        databaseUrl: `mysql://root@${my.connection.host}:${my.connection.port}/${my.database}`,
+        table: 'wallets',
+        key: { owner: 'ada' },
+        column: 'owner',
+        durationMs: 200,
+      }),
+      /an integer column .*wallets\.owner is varchar/,
+    );
     const usage = await cli('--database', db.url, '--key', 'id=1', '--column', 'stock');
     assert.equal(usage.status, 2);
     assert.match(usage.stderr, /--table/);

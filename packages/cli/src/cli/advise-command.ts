@@ -48,7 +48,7 @@ export function formatAdvice(report: AdviceReport): string {
     table,
     '',
     ...wrap(
-      `${report.database === 'mysql' ? 'MySQL / MariaDB' : 'PostgreSQL'}: a copy of one row of ${report.table} (nothing of the table itself is written); ${report.concurrency} concurrent callers, ${Math.round(report.reads * 100)}% reads, writes take ${report.amount} from ${report.column}, ${report.durationMs} ms per candidate${report.addedVersionColumn ? '; the table has no version column: the copy got one for the optimistic candidate (add it to use that fix)' : ''}`,
+      `${report.database === 'mysql' ? 'MySQL / MariaDB' : 'PostgreSQL'}: a copy of one row of ${report.table} (nothing of the table itself is written; the copy's ${report.column} starts at ${report.copyStartsAt.toLocaleString('en-US')} so no candidate runs out); ${report.concurrency} concurrent callers, ${Math.round(report.reads * 100)}% reads, writes take ${report.amount} from ${report.column}, ${report.durationMs} ms per candidate${report.addedVersionColumn ? '; the table has no version column: the copy got one for the optimistic candidate (add it to use that fix)' : ''}`,
       outputWidth(),
     ),
     report.recommendation === undefined

@@ -69,6 +69,8 @@ export interface AdviceReport {
   readonly recommendation: RowStrategy | undefined;
   /** `true` when the table has no `version` column and the copy got one for the optimistic candidate. */
   readonly addedVersionColumn: boolean;
+  /** The value the copy's column starts each candidate at (not the row's own: far from running out). */
+  readonly copyStartsAt: number;
 }
 
 /** The value the copied row starts each candidate at: far from running out. */
@@ -135,6 +137,7 @@ export async function advise(options: AdviseOptions): Promise<AdviceReport> {
     const source = sourceTable(dialect, options.table, options.databaseUrl);
     const copy = 'advise_row';
     const addedVersionColumn = await copyRow(pool, source, copy, options.key);
+    await assertIntegerColumn(pool, copy, options.table, options.column);
     const versionColumn = addedVersionColumn ? 'raceguard_version' : 'version';
     const [lockers] = await setUpLockers(['advisory-lock'], [pool], [], () =>
       database.newPool(concurrency + 1),
@@ -203,9 +206,44 @@ export async function advise(options: AdviseOptions): Promise<AdviceReport> {
       results: [...correct, ...others],
       recommendation: correct[0]?.strategy,
       addedVersionColumn,
+      copyStartsAt: START,
     };
   } finally {
     await database.close();
+  }
+}
+
+const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint', 'tinyint', 'mediumint', 'int']);
+
+/** The writes take from `column`: it must exist in the copy and hold integers. */
+async function assertIntegerColumn(
+  pool: LabPool,
+  copy: string,
+  table: string,
+  column: string,
+): Promise<void> {
+  const { rows } = await pool.query(
+    pool.dialect === 'postgres'
+      ? 'SELECT data_type AS type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2'
+      : 'SELECT DATA_TYPE AS type FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = $1 AND column_name = $2',
+    [copy, column],
+  );
+  const found = (rows[0] as { type?: unknown } | undefined)?.type;
+  if (found === undefined) {
+    throw new InvalidArgumentError('column', `a column of ${table}`, column);
+  }
+  // MySQL may answer the type as bytes.
+  const type = Buffer.isBuffer(found)
+    ? found.toString('utf8')
+    : typeof found === 'string'
+      ? found
+      : JSON.stringify(found);
+  if (!INTEGER_TYPES.has(type.toLowerCase())) {
+    throw new InvalidArgumentError(
+      'column',
+      `an integer column (the writes take from it); ${table}.${column} is ${type}`,
+      column,
+    );
   }
 }
 
