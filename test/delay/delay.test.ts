@@ -172,6 +172,7 @@ describe('the HTTP adapters', () => {
         );
         return {
           status: response.status,
+          reached: response.headers.get('x-raceguard-delay-reached'),
           body: (await response.json()) as { pausedMs: number; error?: string },
         };
       };
@@ -180,6 +181,10 @@ describe('the HTTP adapters', () => {
         const [slow, plain] = await Promise.all([get('window=150'), get()]);
         assert.equal(slow.status, 200);
         assert.ok(slow.body.pausedMs >= 140, `paused ${slow.body.pausedMs} ms`);
+        // The response says which of the request's points the handler reached.
+        assert.equal(slow.reached, 'window');
+        assert.equal(plain.reached, null);
+        assert.equal((await get('nowhere=10')).reached, '');
         assert.ok(
           plain.body.pausedMs < 100,
           `a request without the header paused ${plain.body.pausedMs} ms`,
@@ -238,6 +243,18 @@ describe('raceguard run --delay', () => {
       process.stderr.write(
         `coupon race caught in ${before!.violatedTrials}/20 trials without --delay, 20/20 with\n`,
       );
+
+      // A point no request reaches (misspelt here) is an error, not a clean pass.
+      const misspelt = await runCli([
+        'run',
+        scenario,
+        '--target',
+        service.url,
+        '--delay',
+        'after-chek=30',
+      ]);
+      assert.equal(misspelt.status, 2, misspelt.stdout);
+      assert.match(misspelt.stdout, /delay point after-chek reached by no request of the burst/);
 
       // Control: outside test mode the service ignores the header: the window stays closed.
       configureDelays({ enabled: false });

@@ -228,7 +228,7 @@ export default [
       /ERROR over cap .*600 trials × 20 requests = 12000 exceeds the cap/,
     );
     assert.match(result.stdout, /ERROR no database .*databaseUrl must be set/);
-    assert.match(result.stdout, /e-bad\.json must be valid JSON/);
+    assert.match(result.stdout, /e-bad\.json:1:11 must be valid JSON/);
     assert.doesNotMatch(result.stdout, /notes\.txt/);
     assert.match(await readFile(html, 'utf8'), /racy[\s\S]*unreachable/);
     // JUnit: every scenario without a verdict is an <error>, never an empty green suite.
@@ -243,7 +243,7 @@ export default [
         name,
       );
     }
-    assert.match(xml, /<error message="[^"]*e-bad\.json must be valid JSON/);
+    assert.match(xml, /<error message="[^"]*e-bad\.json:1:11 must be valid JSON/);
     assert.doesNotMatch(xml, /tests="0"/);
   });
 
@@ -363,7 +363,14 @@ export default [
     assert.equal(result.status, 2);
     assert.match(
       result.stdout,
-      /zero\.json: burst\.count must be a number of at least 1, received 0 \(number\)/,
+      /zero\.json: burst\.count must be a number of at least 1, received 0 \(number\) \(line \d+, column \d+\)/,
+    );
+    // A usage error: the one-line error and where help is, not the whole help.
+    const usage = await runCli(['run', '--bogus']);
+    assert.equal(usage.status, 2);
+    assert.equal(
+      usage.stderr.trim(),
+      "error: unknown option '--bogus'\n(raceguard run --help for usage)",
     );
     assert.match(
       result.stdout,

@@ -72,7 +72,7 @@ describe('raceguard watch', { timeout: 180_000 }, () => {
         '  - name: stock never negative',
         '    neverNegative: { sql: "SELECT stock, id FROM inventory_products" }',
         '  - name: at most 4 orders',
-        '    atMostN: 4',
+        '    atMostEffects: 4',
         '    of: { sql: "SELECT count(*) FROM inventory_orders" }',
         '  - name: one order per buyer',
         '    unique: { sql: "SELECT buyer FROM inventory_orders" }',
@@ -89,7 +89,7 @@ describe('raceguard watch', { timeout: 180_000 }, () => {
     const broken = await watch([file, '--once', '--database', lab.databaseUrl]);
     assert.equal(broken.status, 1, broken.stderr);
     assert.match(broken.stdout, /stock never negative\s+neverNegative\s+violated/);
-    assert.match(broken.stdout, /at most 4 orders\s+atMostN\s+violated/);
+    assert.match(broken.stdout, /at most 4 orders\s+atMostEffects\s+violated/);
     assert.match(broken.stdout, /one order per buyer\s+unique\s+ok/);
     assert.match(broken.stdout, /units conserved\s+conserved\s+ok/);
     assert.match(
@@ -259,5 +259,13 @@ describe('raceguard watch', { timeout: 180_000 }, () => {
     const refused = await watch([bad, '--once', '--database', lab.databaseUrl]);
     assert.equal(refused.status, 2);
     assert.match(refused.stderr, /checks\[0\]\.atMostN/);
+    // The old spelling still parses, as the same check.
+    const legacy = join(dir, 'legacy.yaml');
+    await writeFile(
+      legacy,
+      'checks:\n  - atMostN: 4\n    of: { sql: "SELECT count(*) FROM inventory_orders" }\n',
+    );
+    const old = await watch([legacy, '--once', '--database', lab.databaseUrl]);
+    assert.match(old.stdout, /atMostEffects/, old.stderr);
   });
 });

@@ -74,7 +74,7 @@ export function idempotencyCommand(): Command {
       'maintain the PostgreSQL idempotency store: delete expired records, resume abandoned operations',
     )
     .exitOverride()
-    .showHelpAfterError();
+    .showHelpAfterError('(raceguard idempotency --help for usage)');
   command
     .command('reap')
     .description('delete expired idempotency records')

@@ -21,14 +21,24 @@ const { version } = JSON.parse(
 const program = new Command('raceguard')
   .description('Prevent and detect race conditions in Node.js backends.')
   .version(version)
-  .showHelpAfterError()
+  .showHelpAfterError('(raceguard --help lists the commands)')
   .exitOverride()
-  .addCommand(labCommand().exitOverride().showHelpAfterError())
-  .addCommand(runCommand().exitOverride().showHelpAfterError())
-  .addCommand(idempotencyCommand().exitOverride().showHelpAfterError())
-  .addCommand(checkCommand().exitOverride().showHelpAfterError())
-  .addCommand(adviseCommand().exitOverride().showHelpAfterError())
-  .addCommand(watchCommand().exitOverride().showHelpAfterError());
+  .addCommand(labCommand().exitOverride().showHelpAfterError('(raceguard lab --help for usage)'))
+  .addCommand(runCommand().exitOverride().showHelpAfterError('(raceguard run --help for usage)'))
+  .addCommand(
+    idempotencyCommand()
+      .exitOverride()
+      .showHelpAfterError('(raceguard idempotency --help for usage)'),
+  )
+  .addCommand(
+    checkCommand().exitOverride().showHelpAfterError('(raceguard check --help for usage)'),
+  )
+  .addCommand(
+    adviseCommand().exitOverride().showHelpAfterError('(raceguard advise --help for usage)'),
+  )
+  .addCommand(
+    watchCommand().exitOverride().showHelpAfterError('(raceguard watch --help for usage)'),
+  );
 
 try {
   await program.parseAsync();

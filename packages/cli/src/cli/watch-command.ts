@@ -37,7 +37,7 @@ async function openPool(url: string) {
 export function watchCommand(): Command {
   return new Command('watch')
     .description(
-      "Check invariants against a live PostgreSQL on an interval, each query in a READ ONLY transaction with a statement timeout (it can never write or hold locks for long): the checks of raceguard run's JSON/YAML scenarios (neverNegative, exactly, atMostN, unique, conserved). Logs each violation once with its rows, serves Prometheus metrics with --port. --once: exit 0 all hold, 1 a violation, 2 a check could not run.",
+      "Check invariants against a live PostgreSQL on an interval, each query in a READ ONLY transaction with a statement timeout (it can never write or hold locks for long): the checks of raceguard run's JSON/YAML scenarios (neverNegative, exactly, atMostEffects, unique, conserved). Logs each violation once with its rows, serves Prometheus metrics with --port. --once: exit 0 all hold, 1 a violation, 2 a check could not run.",
     )
     .argument(
       '<file>',

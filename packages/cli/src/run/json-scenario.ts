@@ -154,11 +154,24 @@ function firstIssue(
   path: readonly PropertyKey[] = [],
 ): ScenarioError {
   const issue = error.issues[0] as z.core.$ZodIssue;
-  return new ScenarioError(
-    fieldPath(prefix, [...path, ...issue.path]),
-    expectation(issue),
-    valueAt(input, issue.path),
+  const at = [...path, ...issue.path];
+  return located(
+    new ScenarioError(fieldPath(prefix, at), expectation(issue), valueAt(input, issue.path)),
+    at,
   );
+}
+
+const PATHS = new WeakMap<ScenarioError, readonly PropertyKey[]>();
+
+/** Remembers where in the parsed document `error` points, for {@link pathOf}. */
+function located(error: ScenarioError, path: readonly PropertyKey[]): ScenarioError {
+  PATHS.set(error, path);
+  return error;
+}
+
+/** Where in the parsed document a {@link scenarioFromJson} error points (keys and indexes), if known. */
+export function pathOf(error: unknown): readonly PropertyKey[] | undefined {
+  return error instanceof ScenarioError ? PATHS.get(error) : undefined;
 }
 
 function parseCheck(value: unknown, file: string, index: number): Check {
@@ -168,12 +181,15 @@ function parseCheck(value: unknown, file: string, index: number): Check {
       ? CHECK_NAMES.filter((name) => name in value)
       : [];
   if (named.length !== 1) {
-    throw new ScenarioError(
-      fieldPath(file, path),
-      named.length === 0
-        ? `an object naming one check: ${CHECK_NAMES.join(', ')}`
-        : `an object naming one check, not ${named.join(' and ')}`,
-      value,
+    throw located(
+      new ScenarioError(
+        fieldPath(file, path),
+        named.length === 0
+          ? `an object naming one check: ${CHECK_NAMES.join(', ')}`
+          : `an object naming one check, not ${named.join(' and ')}`,
+        value,
+      ),
+      path,
     );
   }
   const parsed = CHECKS[named[0] as CheckName].safeParse(value);

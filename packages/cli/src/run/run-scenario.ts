@@ -14,7 +14,7 @@ import {
   assertPositiveInteger,
 } from '../arguments.js';
 import { AbortedError, InvalidArgumentError, RaceguardError } from 'raceguard';
-import { DELAY_HEADER, formatDelays } from 'raceguard/delay';
+import { DELAY_HEADER, DELAY_REACHED_HEADER, formatDelays } from 'raceguard/delay';
 import { checkLinearizable, modelByName, type Operation } from 'raceguard/check';
 import { percentile } from './percentile.js';
 import { Http1BurstClient, type SyncBurstResult, type WireRequest } from './http1.js';
@@ -420,6 +420,8 @@ export async function runScenario(
         const noSuccess = responses.some((r) => r.status >= 200 && r.status < 300)
           ? undefined
           : `no request succeeded: ${describeFailures(responses)}; the burst never reached the code under test`;
+        const unreached =
+          delayHeader === undefined ? undefined : unreachedDelays(Object.keys(delays), burst);
         phase = 'check';
         const history = historyOf(scenario, options, responses, burst);
         const verdicts = [
@@ -434,7 +436,9 @@ export async function runScenario(
           ...measured,
           ...(violated && { evidence: evidenceOf(responses) }),
           ...(history !== undefined && { history }),
-          ...(noSuccess !== undefined &&
+          ...(unreached !== undefined && { error: `burst: ${unreached}`, phase: 'burst' as const }),
+          ...(unreached === undefined &&
+            noSuccess !== undefined &&
             (allowNoSuccess
               ? { warning: noSuccess }
               : { error: `burst: ${noSuccess}`, phase: 'burst' as const })),
@@ -482,6 +486,23 @@ export async function runScenario(
     await closeSql();
   }
   return summarise(scenario.name, target, reports);
+}
+
+/**
+ * The `--delay` points no request of the burst reached, said as an error, when
+ * the target reports them (the raceguard HTTP adapters send
+ * `x-raceguard-delay-reached`): a window that never opened proves nothing.
+ */
+function unreachedDelays(points: readonly string[], burst: SyncBurstResult): string | undefined {
+  const reports = burst.responses.flatMap((r) => {
+    const value = r.headers[DELAY_REACHED_HEADER];
+    return value === undefined ? [] : [value];
+  });
+  if (reports.length === 0) return undefined;
+  const reached = new Set(reports.flatMap((value) => value.split(',').map((p) => p.trim())));
+  const missed = points.filter((point) => !reached.has(point));
+  if (missed.length === 0) return undefined;
+  return `delay point${missed.length > 1 ? 's' : ''} ${missed.join(', ')} reached by no request of the burst: the window was not widened (is the point on this request's path, spelled as in the code?)`;
 }
 
 /** `work`, or an `AbortedError` as soon as `signal` aborts (what `work` does then is ignored). */

@@ -20,6 +20,8 @@ const Name = z.string().min(1).optional();
 const CHECKS = {
   neverNegative: z.object({ neverNegative: Sql, name: Name }).strict(),
   exactly: z.object({ exactly: z.number().int(), of: Sql, name: Name }).strict(),
+  atMostEffects: z.object({ atMostEffects: z.number().int(), of: Sql, name: Name }).strict(),
+  /** @deprecated The old spelling of `atMostEffects` (the name `raceguard run` uses); removed in 0.3. */
   atMostN: z.object({ atMostN: z.number().int(), of: Sql, name: Name }).strict(),
   unique: z.object({ unique: Sql, name: Name }).strict(),
   conserved: z.object({ conserved: Sql, total: z.number().finite(), name: Name }).strict(),
@@ -50,17 +52,17 @@ export interface WatchConfig {
 /** One invariant to watch. */
 export interface WatchCheck {
   readonly name: string;
-  readonly kind: CheckName;
+  readonly kind: Exclude<CheckName, 'atMostN'>;
   readonly sql: string;
   readonly values: readonly unknown[];
-  /** `exactly`, `atMostN`, `conserved`: the number the value is compared with. */
+  /** `exactly`, `atMostEffects`, `conserved`: the number the value is compared with. */
   readonly expected?: number;
 }
 
 /** The outcome of one check in one round. */
 export interface CheckResult {
   readonly name: string;
-  readonly kind: CheckName;
+  readonly kind: Exclude<CheckName, 'atMostN'>;
   readonly status: 'ok' | 'violated' | 'error';
   /** Why it is violated, or what failed. */
   readonly detail?: string;
@@ -144,13 +146,13 @@ function toCheck(spec: CheckSpec, index: number): WatchCheck {
       values: spec.of.values ?? [],
       expected: spec.exactly,
     };
-  if ('atMostN' in spec)
+  if ('atMostEffects' in spec || 'atMostN' in spec)
     return {
       name,
-      kind: 'atMostN',
+      kind: 'atMostEffects',
       sql: spec.of.sql,
       values: spec.of.values ?? [],
-      expected: spec.atMostN,
+      expected: 'atMostEffects' in spec ? spec.atMostEffects : spec.atMostN,
     };
   return {
     name,
@@ -308,9 +310,11 @@ function judge(
       const value = Number(firstValue(rows[0] ?? {}));
       const expected = check.expected as number;
       const ok =
-        check.kind === 'atMostN' ? value <= expected : Number.isFinite(value) && value === expected;
+        check.kind === 'atMostEffects'
+          ? value <= expected
+          : Number.isFinite(value) && value === expected;
       const word =
-        check.kind === 'atMostN'
+        check.kind === 'atMostEffects'
           ? 'at most'
           : check.kind === 'conserved'
             ? 'a total of'

@@ -33,7 +33,20 @@ interface Settings {
 
 const POINT_NAME = /^[A-Za-z0-9_.:/-]{1,100}$/;
 const RESOLVED = Promise.resolve();
-const perRequest = new AsyncLocalStorage<ReadonlyMap<string, number>>();
+/** One request's delays, and the points of them its handler reached. */
+interface RequestScope {
+  readonly delays: ReadonlyMap<string, number>;
+  readonly reached: Set<string>;
+}
+const perRequest = new AsyncLocalStorage<RequestScope>();
+
+/**
+ * The response header through which the HTTP adapters say which of the
+ * request's delay points its handler reached (comma-separated, empty when
+ * none), so that `raceguard run --delay` can tell a widened window from a
+ * point no request passed.
+ */
+export const DELAY_REACHED_HEADER = 'x-raceguard-delay-reached';
 let settings: Settings | undefined;
 
 function settingsFromEnvironment(): Settings {
@@ -171,9 +184,45 @@ export function delaysEnabled(): boolean {
  * ```
  */
 export function withRequestDelays<T>(header: string | undefined, fn: () => T): T {
+  const scope = openDelayScope(header);
+  return scope === undefined ? fn() : runInDelayScope(scope, fn);
+}
+
+/**
+ * @internal The scope of one request's delays (undefined outside test mode
+ * or without a header); a malformed header throws `InvalidArgumentError`.
+ */
+export function openDelayScope(header: string | undefined): RequestScope | undefined {
   const mode = current();
-  if (!mode.enabled || header === undefined || header === '') return fn();
-  return perRequest.run(parseDelays(header, mode.maxDelayMs, DELAY_HEADER), fn);
+  if (!mode.enabled || header === undefined || header === '') return undefined;
+  return { delays: parseDelays(header, mode.maxDelayMs, DELAY_HEADER), reached: new Set() };
+}
+
+/** @internal */
+export function runInDelayScope<T>(scope: RequestScope, fn: () => T): T {
+  return perRequest.run(scope, fn);
+}
+
+/** @internal The value of {@link DELAY_REACHED_HEADER} for a scope. */
+export function reachedValue(scope: RequestScope): string {
+  return [...scope.reached].join(',');
+}
+
+/**
+ * The delay points of the current request (see {@link withRequestDelays})
+ * its handler has reached so far, or `undefined` outside a request with
+ * delays. A server that uses `withRequestDelays` directly sends them in
+ * {@link DELAY_REACHED_HEADER}, as the HTTP adapters do.
+ *
+ * @example
+ * ```ts
+ * const reached = reachedDelayPoints();
+ * if (reached !== undefined) res.setHeader('x-raceguard-delay-reached', reached.join(','));
+ * ```
+ */
+export function reachedDelayPoints(): readonly string[] | undefined {
+  const scope = perRequest.getStore();
+  return scope === undefined ? undefined : [...scope.reached];
 }
 
 /**
@@ -199,7 +248,9 @@ export function delayPoint(
   if (typeof name !== 'string' || !POINT_NAME.test(name)) {
     return Promise.reject(new InvalidArgumentError('name', 'a point name like "after-read"', name));
   }
-  const ms = perRequest.getStore()?.get(name) ?? mode.delays.get(name) ?? 0;
+  const scope = perRequest.getStore();
+  if (scope?.delays.has(name) === true) scope.reached.add(name);
+  const ms = scope?.delays.get(name) ?? mode.delays.get(name) ?? 0;
   if (ms === 0) return RESOLVED;
   assertAbortSignal('options.signal', options?.signal);
   return sleep(ms, options?.signal);

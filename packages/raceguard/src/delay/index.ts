@@ -13,6 +13,8 @@ export {
   resetDelays,
   delaysEnabled,
   withRequestDelays,
+  reachedDelayPoints,
+  DELAY_REACHED_HEADER,
   parseDelays,
   formatDelays,
   DELAY_HEADER,

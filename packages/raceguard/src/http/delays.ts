@@ -1,6 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InvalidArgumentError } from '../core/errors.js';
-import { DELAY_HEADER, delaysEnabled, withRequestDelays } from '../delay/delay-point.js';
+import {
+  DELAY_HEADER,
+  DELAY_REACHED_HEADER,
+  delaysEnabled,
+  openDelayScope,
+  reachedValue,
+  runInDelayScope,
+} from '../delay/delay-point.js';
+import { onHeaders } from './hooks.js';
 
 /** @internal */
 export function headerValue(value: string | string[] | undefined): string | undefined {
@@ -31,12 +39,22 @@ export function expressDelays(): (
       next();
       return;
     }
+    let scope: ReturnType<typeof openDelayScope>;
     try {
-      withRequestDelays(header, () => next());
+      scope = openDelayScope(header);
     } catch (error) {
       response.statusCode = 400;
       response.setHeader('content-type', 'application/json');
       response.end(JSON.stringify({ error: badHeader(error) }));
+      return;
     }
+    if (scope === undefined) {
+      next();
+      return;
+    }
+    const opened = scope;
+    // Said as the headers go out: every point the handler passed by then.
+    onHeaders(response, () => response.setHeader(DELAY_REACHED_HEADER, reachedValue(opened)));
+    runInDelayScope(opened, () => next());
   };
 }

@@ -30,7 +30,14 @@ import {
   tokenOut,
   type ReplicaSessionOptions,
 } from './replica-session.js';
-import { DELAY_HEADER, delaysEnabled, withRequestDelays } from '../delay/delay-point.js';
+import {
+  DELAY_HEADER,
+  DELAY_REACHED_HEADER,
+  delaysEnabled,
+  openDelayScope,
+  reachedValue,
+  runInDelayScope,
+} from '../delay/delay-point.js';
 import { badHeader, headerValue } from './delays.js';
 
 /** Options of {@link fastifyIdempotency}. */
@@ -188,6 +195,7 @@ export function fastifyReplicaSession(
  * ```
  */
 export function fastifyDelays(): FastifyPluginAsync {
+  const scopes = new WeakMap<FastifyRequest, NonNullable<ReturnType<typeof openDelayScope>>>();
   const plugin: FastifyPluginAsync = (app) => {
     app.addHook('onRequest', (request, reply, done) => {
       const header = headerValue(request.headers[DELAY_HEADER]);
@@ -195,12 +203,25 @@ export function fastifyDelays(): FastifyPluginAsync {
         done();
         return;
       }
+      let scope: ReturnType<typeof openDelayScope>;
       try {
-        // The rest of the request's life runs inside the scope (as @fastify/request-context does).
-        withRequestDelays(header, () => done());
+        scope = openDelayScope(header);
       } catch (error) {
         void reply.code(400).send({ error: badHeader(error) });
+        return;
       }
+      if (scope === undefined) {
+        done();
+        return;
+      }
+      scopes.set(request, scope);
+      // The rest of the request's life runs inside the scope (as @fastify/request-context does).
+      runInDelayScope(scope, () => done());
+    });
+    app.addHook('onSend', async (request, reply, payload) => {
+      const scope = scopes.get(request);
+      if (scope !== undefined) reply.header(DELAY_REACHED_HEADER, reachedValue(scope));
+      return payload;
     });
     return Promise.resolve();
   };

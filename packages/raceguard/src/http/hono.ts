@@ -18,7 +18,14 @@ import {
   tokenOut,
   type ReplicaSessionOptions,
 } from './replica-session.js';
-import { DELAY_HEADER, delaysEnabled, withRequestDelays } from '../delay/delay-point.js';
+import {
+  DELAY_HEADER,
+  DELAY_REACHED_HEADER,
+  delaysEnabled,
+  openDelayScope,
+  reachedValue,
+  runInDelayScope,
+} from '../delay/delay-point.js';
 import { badHeader } from './delays.js';
 
 /** Options of {@link honoIdempotency}. */
@@ -147,13 +154,19 @@ export function honoDelays(): MiddlewareHandler {
       await next();
       return;
     }
-    let scoped: Promise<void>;
+    let scope: ReturnType<typeof openDelayScope>;
     try {
-      scoped = withRequestDelays(header, () => next());
+      scope = openDelayScope(header);
     } catch (error) {
       return c.json({ error: badHeader(error) }, 400);
     }
-    await scoped;
+    if (scope === undefined) {
+      await next();
+      return undefined;
+    }
+    const opened = scope;
+    await runInDelayScope(opened, () => next());
+    c.res.headers.set(DELAY_REACHED_HEADER, reachedValue(opened));
     return undefined;
   };
 }

@@ -342,8 +342,9 @@ export function isHttpUrl(value: string): boolean {
 
 /**
  * What a scenario's `check` returned, validated: at least one verdict, each
- * `{ invariant, ok, detail }`. Throws an `Error` saying what was returned
- * instead (the runner reports it as an errored trial, naming the phase).
+ * `{ invariant, ok, detail }`, names made unique (a repeated name gets
+ * ` #2`, ` #3`). Throws an `Error` saying what was returned instead (the
+ * runner reports it as an errored trial, naming the phase).
  */
 export function validateVerdicts(value: unknown): Verdict[] {
   if (!Array.isArray(value) || value.length === 0) {
@@ -365,5 +366,13 @@ export function validateVerdicts(value: unknown): Verdict[] {
       );
     }
   });
-  return value as Verdict[];
+  // Two checks of one kind without names (two neverNegative, say) would share
+  // a name and merge into one invariant in every report: the later ones get
+  // "#2", "#3", in the order the check returned them (the same every trial).
+  const seen = new Map<string, number>();
+  return (value as Verdict[]).map((verdict) => {
+    const n = (seen.get(verdict.invariant) ?? 0) + 1;
+    seen.set(verdict.invariant, n);
+    return n === 1 ? verdict : { ...verdict, invariant: `${verdict.invariant} #${n}` };
+  });
 }
