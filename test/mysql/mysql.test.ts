@@ -20,7 +20,9 @@ import {
   StaleSnapshotError,
   transaction,
   versionedRows,
+  MysqlLeaseLock,
 } from '../../packages/raceguard/src/mysql/index.js';
+import { LockBackendError } from '../../packages/raceguard/src/core/lock.js';
 import { conditionalWrites } from '../../packages/raceguard/src/http/index.js';
 import { openTestMysql, type TestMysql } from '../helpers/mysql.js';
 
@@ -402,6 +404,16 @@ describe('raceguard/mysql on MariaDB', () => {
     assert.equal((await documents.delete({ id: 2 }, { 'if-match': '"7"' })).status, 412);
     assert.equal((await documents.delete({ id: 2 }, { 'if-match': '"1"' })).status, 204);
     assert.equal((await documents.read({ id: 2 }, {})).status, 404);
+  });
+
+  it('a lease lock on a table never created says which table and what creates it', async () => {
+    const locks = new MysqlLeaseLock({ client: db.pool, table: 'no_such_leases' });
+    const error = await locks.acquire('k').catch((e: unknown) => e);
+    assert.ok(error instanceof LockBackendError, String(error));
+    assert.match(
+      error.message,
+      /the lease table "no_such_leases" does not exist; create it once, e.g. in a migration, with createMysqlLeaseTable\(pool, \{ table: "no_such_leases" \}\)/,
+    );
   });
 
   it('refuses bad input before writing anything; identifiers cannot inject', async () => {

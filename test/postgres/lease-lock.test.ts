@@ -230,7 +230,10 @@ describe('PostgresLeaseLock', () => {
     const missing = new PostgresLeaseLock({ client: db.pool, table: 'no_such_locks' });
     const error = await missing.acquire('k').catch((e: unknown) => e);
     assert.ok(error instanceof LockBackendError);
-    assert.match(error.message, /does not exist/);
+    assert.match(
+      error.message,
+      /the lock table "no_such_locks" \(or its token sequence\) does not exist; create it once, e.g. in a migration, with createLockTable\(pool, \{ table: "no_such_locks" \}\)/,
+    );
     const closedPool = db.newPool(1);
     const closed = new PostgresLeaseLock({ client: closedPool });
     await closedPool.end();

@@ -133,7 +133,8 @@ export function formatServeBanner(lab: ServedLab): string {
     `  POST ${lab.url}/lab/<scenario>/<strategy>/reset  {"concurrency":50}  -> recreates and seeds the tables, returns the burst's bodies`,
     `  POST ${lab.url}/lab/<scenario>/check  {"concurrency":50,"responses":[...]}  -> the invariants read from the database`,
     `strategies: ${ALL_STRATEGIES.join(', ')}`,
-    `try: raceguard run examples/race/lab.scenario.ts --target ${lab.url}  (labScenarios(url) from raceguard/lab)`,
+    `try: a file race.scenario.ts with  import { labScenarios } from '@raceguard/cli/lab'; export default labScenarios('${lab.url}');`,
+    `     then  raceguard run race.scenario.ts  (in the raceguard repository: raceguard run examples/race/lab.scenario.ts --target ${lab.url})`,
   ].join('\n');
 }
 
@@ -191,7 +192,7 @@ export function labCommand(): Command {
     )
     .option(
       '--history <dir>',
-      'write every HTTP burst as a history file (raceguard check --format json reads them)',
+      'write every HTTP burst as a history file (raceguard check reads them)',
     )
     .option('--no-warmup', 'skip the unscored burst fired before the first scored one')
     .option('--json', 'print the results as JSON on stdout')

@@ -180,7 +180,7 @@ const slug = (name: string): string =>
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-|-$/g, '') || 'scenario';
 
-/** Each trial's history as `<scenario>-trial-<n>.json`, in the shape `raceguard check --format json` reads. */
+/** Each trial's history as `<scenario>-trial-<n>.json`, in the shape `raceguard check` reads. */
 async function writeHistories(dir: string, reports: readonly ScenarioReport[]): Promise<void> {
   await mkdir(dir, { recursive: true });
   for (const [index, report] of reports.entries()) {
@@ -347,7 +347,7 @@ export function runCommand(): Command {
     )
     .option(
       '--history <dir>',
-      "write each trial's burst as a history file (raceguard check --format json reads it)",
+      "write each trial's burst as a history file (raceguard check reads it: the file records its model)",
     )
     .option('--json', 'print the reports as JSON on stdout (trial numbers in it are 0-based)')
     .option('--junit <file>', 'also write a JUnit XML report (one test case per invariant)')

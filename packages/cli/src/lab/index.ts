@@ -1,5 +1,5 @@
 /**
- * `raceguard/lab`: the race lab as a library: its server, its runner, and
+ * `@raceguard/cli/lab`: the race lab as a library: its server, its runner, and
  * its scenarios as `raceguard run` scenario definitions.
  *
  * @packageDocumentation

@@ -80,7 +80,7 @@ export interface LabOptions {
    * (`<scenario>-<strategy>-trial-<n>.json`: each request's body as the
    * input, its status and body as the output, invoked at the release and
    * returned with its response; a transport failure is an unknown outcome),
-   * in the shape `raceguard check --format json` reads.
+   * in the shape `raceguard check` reads.
    */
   readonly historyDir?: string;
   /**

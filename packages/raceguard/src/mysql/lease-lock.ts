@@ -83,6 +83,7 @@ export interface MysqlLeaseLockOptions {
  */
 export class MysqlLeaseLock implements Locker {
   readonly #db: MysqlQueryable;
+  readonly #tableName: string;
   readonly #prefix: string;
   readonly #lease: LeaseSupport;
   readonly #pollMs: number;
@@ -117,7 +118,9 @@ export class MysqlLeaseLock implements Locker {
     checkLease('options.ttlMs', ttlMs, this.#lease);
     assertPositiveInteger('options.pollMs', this.#pollMs);
     checkDriftFactor(this.#driftFactor);
-    const t = quoteTable(options.table ?? 'raceguard_leases', 'options.table');
+    const table = options.table ?? 'raceguard_leases';
+    this.#tableName = typeof table === 'string' ? table : table.join('.');
+    const t = quoteTable(table, 'options.table');
     const lease = 'TIMESTAMPADD(MICROSECOND, ? * 1000, NOW(3))';
     this.#sql = {
       // The key's row, created free once; it is never deleted, so its token only grows.
@@ -133,6 +136,13 @@ export class MysqlLeaseLock implements Locker {
     try {
       return await execute(this.#db, sql, values);
     } catch (error) {
+      // The table was never created (ER_NO_SUCH_TABLE): say which, and what creates it.
+      if ((error as { errno?: unknown } | null)?.errno === 1146) {
+        throw new LockBackendError(
+          `MySQL failed to ${what}: the lease table ${JSON.stringify(this.#tableName)} does not exist; create it once, e.g. in a migration, with createMysqlLeaseTable(pool${this.#tableName === 'raceguard_leases' ? '' : `, { table: ${JSON.stringify(this.#tableName)} }`})`,
+          error,
+        );
+      }
       throw new LockBackendError(`MySQL failed to ${what}: ${messageOf(error)}`, error);
     }
   }

@@ -137,6 +137,7 @@ export class PostgresLeaseLock implements Locker {
   readonly #driftFactor: number;
   readonly #notifications: ReleaseNotifications | undefined;
   readonly #channel: string;
+  readonly #tableName: string;
   readonly #sql: {
     acquire: string;
     remaining: string;
@@ -177,6 +178,7 @@ export class PostgresLeaseLock implements Locker {
     assertPositiveInteger('options.pollMs', this.#pollMs);
     checkDriftFactor(this.#driftFactor);
     const name = options.table ?? 'raceguard_locks';
+    this.#tableName = name;
     this.#channel = ReleaseNotifications.channelOf(name);
     if (options.listener !== undefined) {
       assertListener('options.listener', options.listener);
@@ -223,6 +225,14 @@ export class PostgresLeaseLock implements Locker {
     try {
       return await runQuery(this.#db, text, values);
     } catch (error) {
+      // The table was never created: say which, and what creates it.
+      const failure = error as { code?: unknown; sqlState?: unknown } | null;
+      if (failure?.sqlState === '42P01' || failure?.code === '42P01') {
+        throw new LockBackendError(
+          `PostgreSQL failed to ${what}: the lock table ${JSON.stringify(this.#tableName)} (or its token sequence) does not exist; create it once, e.g. in a migration, with createLockTable(pool${this.#tableName === 'raceguard_locks' ? '' : `, { table: ${JSON.stringify(this.#tableName)} }`})`,
+          error,
+        );
+      }
       throw new LockBackendError(`PostgreSQL failed to ${what}: ${messageOf(error)}`, error);
     }
   }
