@@ -8,11 +8,19 @@
  *     <!-- snippet context:
  *     declare const app: import('fastify').FastifyInstance;
  *     -->
+ *
+ * A block that can run against the test servers is marked `snippet run`
+ * instead: the comment holds real code that runs before the block (making
+ * the pool from DATABASE_URL, say) and, after a `---` line, code that runs
+ * after it (closing it). Such blocks are also run, each in a process of its
+ * own, in a scratch schema, and must exit 0.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { after, it } from 'node:test';
+import { openTestDatabase } from '../helpers/database.js';
 import ts from 'typescript';
 
 const repo = new URL('../../', import.meta.url).pathname;
@@ -41,6 +49,8 @@ interface Snippet {
   readonly line: number;
   readonly context: string;
   readonly code: string;
+  /** For a `snippet run` block: the code after it (its context runs before it). */
+  readonly after?: string;
 }
 
 /** The ```ts blocks of a Markdown document, each with its context comment. */
@@ -54,12 +64,27 @@ export function snippetsOf(document: string, text: string): Snippet[] {
     let context = '';
     let before = i - 1;
     while (before >= 0 && lines[before]?.trim() === '') before--;
+    let after: string | undefined;
     if (lines[before]?.trim() === '-->') {
-      const start = lines.lastIndexOf('<!-- snippet context:', before);
+      const start = Math.max(
+        lines.lastIndexOf('<!-- snippet context:', before),
+        lines.lastIndexOf('<!-- snippet run:', before),
+      );
       assert.ok(start >= 0, `${document}:${before + 1}: a comment that is no snippet context`);
-      context = lines.slice(start + 1, before).join('\n');
+      const body = lines.slice(start + 1, before);
+      if (lines[start]?.startsWith('<!-- snippet run:') === true) {
+        const split = body.indexOf('---');
+        context = (split < 0 ? body : body.slice(0, split)).join('\n');
+        after = split < 0 ? '' : body.slice(split + 1).join('\n');
+      } else context = body.join('\n');
     }
-    found.push({ document, line: i + 1, context, code: lines.slice(i + 1, end).join('\n') });
+    found.push({
+      document,
+      line: i + 1,
+      context,
+      code: lines.slice(i + 1, end).join('\n'),
+      ...(after !== undefined && { after }),
+    });
     i = end;
   }
   return found;
@@ -78,7 +103,13 @@ it('every TypeScript block in the README and the docs compiles', () => {
     const file = join(work, `snippet-${n}.ts`);
     // The code first, so that its line numbers are the document's; the context after it
     // (declarations are hoisted). `export {}` makes even an import-free block a module.
-    writeFileSync(file, `${snippet.code}\n${snippet.context}\nexport {};\n`);
+    // A runnable block's context is real code: it goes first, as when it runs.
+    writeFileSync(
+      file,
+      snippet.after === undefined
+        ? `${snippet.code}\n${snippet.context}\nexport {};\n`
+        : `${runnable(snippet)}\nexport {};\n`,
+    );
     files.set(file, snippet);
   });
   const config = ts.getParsedCommandLineOfConfigFile(
@@ -101,16 +132,65 @@ it('every TypeScript block in the README and the docs compiles', () => {
     .map((d) => {
       const snippet = files.get(d.file?.fileName ?? '');
       const { line } = d.file!.getLineAndCharacterOfPosition(d.start ?? 0);
+      const skipped = snippet?.after === undefined ? 0 : snippet.context.split('\n').length;
+      const at = line - skipped;
       const where =
         snippet === undefined
           ? relative(repo, d.file?.fileName ?? '')
-          : line < snippet.code.split('\n').length
-            ? `${snippet.document}:${snippet.line + 1 + line}`
+          : at >= 0 && at < snippet.code.split('\n').length
+            ? `${snippet.document}:${snippet.line + 1 + at}`
             : `${snippet.document}:${snippet.line} (its context comment)`;
       return `${where}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
     });
   assert.deepEqual(problems, []);
 });
+
+/** A runnable block as one module: what runs before it, the block, what runs after it. */
+function runnable(snippet: Snippet): string {
+  return `${snippet.context}\n${snippet.code}\n${snippet.after ?? ''}`;
+}
+
+it(
+  'every block marked to run runs against the test servers and exits 0',
+  { timeout: 120_000 },
+  async () => {
+    const snippets = documents
+      .flatMap((d) => snippetsOf(d, readFileSync(join(repo, d), 'utf8')))
+      .filter((snippet) => snippet.after !== undefined);
+    assert.ok(snippets.length >= 2, `found ${snippets.length} runnable blocks`);
+    const db = await openTestDatabase(2);
+    try {
+      mkdirSync(work, { recursive: true });
+      writeFileSync(join(work, 'package.json'), '{ "type": "module" }\n');
+      for (const [n, snippet] of snippets.entries()) {
+        const file = join(work, `run-${n}.ts`);
+        writeFileSync(file, `${runnable(snippet)}\nexport {};\n`);
+        const result = spawnSync(
+          process.execPath,
+          ['--conditions=raceguard-source', '--import', 'tsx', file],
+          {
+            cwd: repo,
+            encoding: 'utf8',
+            timeout: 60_000,
+            env: {
+              ...process.env,
+              DATABASE_URL: db.url,
+              // node-postgres reads PGOPTIONS: the block works in the scratch schema.
+              PGOPTIONS: `-c search_path=${db.schema}`,
+            },
+          },
+        );
+        assert.equal(
+          result.status,
+          0,
+          `${snippet.document}:${snippet.line} exited ${result.status}: ${result.stderr}`,
+        );
+      }
+    } finally {
+      await db.close();
+    }
+  },
+);
 
 it('control: a block that uses an undeclared name or a wrong option is reported', () => {
   const [snippet] = snippetsOf(
