@@ -106,6 +106,7 @@ function NEMESES_UNITS(name: string): string {
       fencing: 'fenced writes',
       combiner: 'requests',
       replica: 'session reads',
+      cache: 'cache reads',
     }[name] ?? 'operations'
   );
 }

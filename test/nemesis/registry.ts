@@ -5,6 +5,7 @@
  */
 import type { TestDatabase } from '../helpers/database.js';
 import { combinerNemesis } from './combiner-nemesis.js';
+import { cacheNemesis } from './cache-nemesis.js';
 import { createReplicaNemesisSchema, replicaNemesis } from './replica-nemesis.js';
 import { startReplicatedPostgres } from '../../packages/raceguard/src/testing/replication.js';
 import { idempotencyNemesis } from './idempotency-nemesis.js';
@@ -104,5 +105,9 @@ export const NEMESES: Record<string, (db: TestDatabase, seed: number) => Promise
     } finally {
       await pair.stop();
     }
+  },
+  async cache(_db, seed) {
+    const result = await cacheNemesis(seed, 5000);
+    return { units: result.reads, violations: result.violations };
   },
 };

@@ -299,6 +299,52 @@ describe('the packed package in fresh projects', () => {
       await admin.end();
     }
 
+    // A lease whose renewal stalls (Redis paused) is reported lost by its validUntil,
+    // and the body of a conditional write can never move a row to another key.
+    await writeFile(
+      join(project, 'stall.mjs'),
+      [
+        "import { Redis } from 'ioredis';",
+        "import pg from 'pg';",
+        "import { RedisLock } from 'raceguard/redis';",
+        "import { startRedisServer } from 'raceguard/testing';",
+        "import { conditionalWrites } from 'raceguard/http';",
+        "import { versionedRows } from 'raceguard/postgres';",
+        'const server = await startRedisServer();',
+        'const client = new Redis(server.url, { maxRetriesPerRequest: 1 });',
+        "client.on('error', () => {});",
+        'const subscriber = new Redis(server.url);',
+        "subscriber.on('error', () => {});",
+        'const locks = new RedisLock({ client, subscriber });',
+        "const held = await locks.acquire('k', { ttlMs: 1000, autoExtend: true });",
+        'const started = Date.now();',
+        "process.kill(server.process.pid, 'SIGSTOP');",
+        'let lostAfter = -1;',
+        'await Promise.race([',
+        "  new Promise((resolve) => held.signal.addEventListener('abort', () => { lostAfter = Date.now() - started; resolve(); })),",
+        '  new Promise((resolve) => setTimeout(resolve, 3000)),',
+        ']);',
+        "process.kill(server.process.pid, 'SIGCONT');",
+        'client.disconnect(); subscriber.disconnect();',
+        'await server.stop();',
+        'const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 });',
+        `const table = 'pack_docs_${process.pid}';`,
+        "await pool.query(`CREATE TABLE ${table} (tenant text, id int, title text NOT NULL, version int NOT NULL, PRIMARY KEY (tenant, id)); INSERT INTO ${table} VALUES ('a', 1, 'draft', 9)`);",
+        'const docs = conditionalWrites(versionedRows(pool, { table }));',
+        "const moved = await docs.update({ tenant: 'a', id: 1 }, { tenant: 'b', title: 'stolen' }, { 'if-match': '\"9\"' });",
+        'const { rows } = await pool.query(`SELECT tenant, title FROM ${table}`);',
+        'await pool.query(`DROP TABLE ${table}`);',
+        'await pool.end();',
+        'console.log(JSON.stringify({ lost: lostAfter >= 0 && lostAfter <= 1500, moved: moved.status, rows }));',
+      ].join('\n'),
+    );
+    const stall = run(process.execPath, ['stall.mjs'], project);
+    assert.deepEqual(JSON.parse(stall.trim()), {
+      lost: true,
+      moved: 400,
+      rows: [{ tenant: 'a', title: 'draft' }],
+    });
+
     // run: a target that sends a malformed status line and closes is a transport error (exit 2), not a crash.
     const malformed = createServer((socket) => {
       socket.on('error', () => undefined); // the client may reset after the bad reply
