@@ -258,7 +258,7 @@ describe('raceguard watch', { timeout: 180_000 }, () => {
     await writeFile(bad, 'checks:\n  - atMostN: lots\n    of: { sql: "SELECT 1" }\n');
     const refused = await watch([bad, '--once', '--database', lab.databaseUrl]);
     assert.equal(refused.status, 2);
-    assert.match(refused.stderr, /checks\[0\]\.atMostN/);
+    assert.match(refused.stderr, /checks\[0\]\.atMostN.*\(line 2, column 14\)/);
     // The old spelling still parses, as the same check.
     const legacy = join(dir, 'legacy.yaml');
     await writeFile(

@@ -4,6 +4,7 @@
  * substituted), and the built-in invariants over the responses and over
  * values read by SQL or HTTP, before and after the burst.
  */
+import { located } from './source-position.js';
 import { z } from 'zod';
 import {
   atMostEffects,
@@ -159,19 +160,6 @@ function firstIssue(
     new ScenarioError(fieldPath(prefix, at), expectation(issue), valueAt(input, issue.path)),
     at,
   );
-}
-
-const PATHS = new WeakMap<ScenarioError, readonly PropertyKey[]>();
-
-/** Remembers where in the parsed document `error` points, for {@link pathOf}. */
-function located(error: ScenarioError, path: readonly PropertyKey[]): ScenarioError {
-  PATHS.set(error, path);
-  return error;
-}
-
-/** Where in the parsed document a {@link scenarioFromJson} error points (keys and indexes), if known. */
-export function pathOf(error: unknown): readonly PropertyKey[] | undefined {
-  return error instanceof ScenarioError ? PATHS.get(error) : undefined;
 }
 
 function parseCheck(value: unknown, file: string, index: number): Check {

@@ -3,9 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { LineCounter, parse as parseYaml, parseDocument } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 import { messageOf } from '../arguments.js';
-import { pathOf, scenarioFromJson } from './json-scenario.js';
+import { scenarioFromJson } from './json-scenario.js';
+import { parseErrorPosition, withPosition } from './source-position.js';
 import { ScenarioError, validateScenario, type ScenarioDefinition } from 'raceguard/run';
 
 /** The file name endings `raceguard run` loads as scenarios. */
@@ -135,7 +136,7 @@ export async function loadScenarios(file: string): Promise<ScenarioDefinition[]>
     try {
       parsed = format === 'JSON' ? JSON.parse(text) : parseYaml(text);
     } catch (error) {
-      const where = format === 'JSON' ? jsonErrorPosition(text, error) : yamlErrorPosition(error);
+      const where = parseErrorPosition(format, text, error);
       throw new ScenarioError(
         where === undefined ? file : `${file}:${where.line}:${where.col}`,
         `valid ${format} (${messageOf(error)})`,
@@ -149,15 +150,7 @@ export async function loadScenarios(file: string): Promise<ScenarioDefinition[]>
         return scenarioFromJson(item, list.length > 1 ? `${file}[${i}]` : file);
       } catch (error) {
         // Say where the field is: line and column in the file.
-        const path = pathOf(error);
-        const where =
-          path === undefined
-            ? undefined
-            : positionOf(text, Array.isArray(parsed) ? [i, ...path] : path);
-        if (where !== undefined && error instanceof Error) {
-          error.message += ` (line ${where.line}, column ${where.col})`;
-        }
-        throw error;
+        throw withPosition(error, text, Array.isArray(parsed) ? [i] : []);
       }
     });
   }
@@ -187,43 +180,4 @@ export async function loadScenarios(file: string): Promise<ScenarioDefinition[]>
   }
   list.forEach((item, i) => validateScenario(item, list.length > 1 ? `${file}[${i}]` : file));
   return list as ScenarioDefinition[];
-}
-
-/** 1-based line and column of `offset` in `text`. */
-function lineCol(text: string, offset: number): { line: number; col: number } {
-  const before = text.slice(0, Math.max(0, Math.min(offset, text.length)));
-  const line = before.split('\n').length;
-  return { line, col: before.length - before.lastIndexOf('\n') };
-}
-
-/** Where `JSON.parse` stopped: its "position N", or the end for an unfinished document. */
-function jsonErrorPosition(
-  text: string,
-  error: unknown,
-): { line: number; col: number } | undefined {
-  const message = messageOf(error);
-  const at = /position (\d+)/.exec(message)?.[1];
-  if (at !== undefined) return lineCol(text, Number(at));
-  if (/end of JSON input/i.test(message)) return lineCol(text, text.length);
-  return undefined;
-}
-
-function yamlErrorPosition(error: unknown): { line: number; col: number } | undefined {
-  const pos = (error as { linePos?: readonly { line: number; col: number }[] } | null)?.linePos;
-  return pos?.[0];
-}
-
-/** Line and column of the node at `path` in a JSON or YAML text (its nearest existing parent when absent). */
-function positionOf(
-  text: string,
-  path: readonly PropertyKey[],
-): { line: number; col: number } | undefined {
-  const lineCounter = new LineCounter();
-  const document = parseDocument(text, { lineCounter });
-  for (let depth = path.length; depth >= 0; depth--) {
-    const node = document.getIn(path.slice(0, depth), true) as
-      { range?: [number, number, number] } | undefined;
-    if (node?.range !== undefined) return lineCounter.linePos(node.range[0]);
-  }
-  return undefined;
 }

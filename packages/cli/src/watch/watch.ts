@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { located, parseErrorPosition, withPosition } from '../run/source-position.js';
 import { z } from 'zod';
 import { sleep, throwIfAborted } from 'raceguard';
 import { ScenarioError } from 'raceguard/run';
@@ -81,16 +82,23 @@ export async function loadWatchConfig(file: string): Promise<WatchConfig> {
     throw new ScenarioError(file, 'a .json or .yaml watch file', extension || file);
   const text = await readFile(file, 'utf8');
   let input: unknown;
+  const format = extension === '.json' ? 'JSON' : 'YAML';
   try {
-    input = extension === '.json' ? JSON.parse(text) : parseYaml(text);
+    input = format === 'JSON' ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
+    const where = parseErrorPosition(format, text, error);
     throw new ScenarioError(
-      file,
-      `valid ${extension === '.json' ? 'JSON' : 'YAML'}`,
+      where === undefined ? file : `${file}:${where.line}:${where.col}`,
+      `valid ${format}`,
       (error as Error).message,
     );
   }
-  return parseWatchConfig(input, file);
+  try {
+    return parseWatchConfig(input, file);
+  } catch (error) {
+    // Say where the field is: line and column in the file.
+    throw withPosition(error, text);
+  }
 }
 
 /** Validate a watch configuration object. */
@@ -103,10 +111,13 @@ export function parseWatchConfig(input: unknown, where = 'config'): WatchConfig 
         ? CHECK_NAMES.filter((name) => name in value)
         : [];
     if (named.length !== 1) {
-      throw new ScenarioError(
-        `${where}: checks[${index}]`,
-        `an object naming one check: ${CHECK_NAMES.join(', ')}`,
-        value,
+      throw located(
+        new ScenarioError(
+          `${where}: checks[${index}]`,
+          `an object naming one check: ${CHECK_NAMES.join(', ')}`,
+          value,
+        ),
+        ['checks', index],
       );
     }
     const check = CHECKS[named[0] as CheckName].safeParse(value);
@@ -173,10 +184,13 @@ function issueError(
   const path = [...prefix, ...issue.path]
     .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
     .join('');
-  return new ScenarioError(
-    `${where}: ${path || '(top level)'}`,
-    expectation(issue),
-    valueAt(input, issue.path),
+  return located(
+    new ScenarioError(
+      `${where}: ${path || '(top level)'}`,
+      expectation(issue),
+      valueAt(input, issue.path),
+    ),
+    [...prefix, ...issue.path],
   );
 }
 
