@@ -299,8 +299,9 @@ describe('the packed package in fresh projects', () => {
       await admin.end();
     }
 
-    // A lease whose renewal stalls (Redis paused) is reported lost by its validUntil,
-    // and the body of a conditional write can never move a row to another key.
+    // A lease whose renewal stalls (Redis paused) is reported lost by its validUntil; a grant
+    // whose reply the driver gave up on is handed back (the key is free long before its 30 s
+    // lease); the body of a conditional write can never move a row to another key.
     await writeFile(
       join(project, 'stall.mjs'),
       [
@@ -325,6 +326,21 @@ describe('the packed package in fresh projects', () => {
         '  new Promise((resolve) => setTimeout(resolve, 3000)),',
         ']);',
         "process.kill(server.process.pid, 'SIGCONT');",
+        // A grant whose reply the driver gave up on (commandTimeout) is handed back, not held for its lease.
+        'const timing = new Redis(server.url, { commandTimeout: 150, maxRetriesPerRequest: 1 });',
+        "timing.on('error', () => {});",
+        'const timed = new RedisLock({ client: timing, prefix: "late:" });',
+        "await (await timed.acquire('warm-up')).release();",
+        "process.kill(server.process.pid, 'SIGSTOP');",
+        'await new Promise((resolve) => setTimeout(resolve, 50));',
+        "const failed = await timed.acquire('late', { ttlMs: 30_000 }).then(() => false, () => true);",
+        "process.kill(server.process.pid, 'SIGCONT');",
+        'const other = new RedisLock({ client, prefix: "late:" });',
+        'const askedAt = Date.now();',
+        "const next = await other.acquire('late', { ttlMs: 5000, waitMs: 5000 });",
+        'const freedAfter = Date.now() - askedAt;',
+        'await next.release();',
+        'timing.disconnect();',
         'client.disconnect(); subscriber.disconnect();',
         'await server.stop();',
         'const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 });',
@@ -335,12 +351,13 @@ describe('the packed package in fresh projects', () => {
         'const { rows } = await pool.query(`SELECT tenant, title FROM ${table}`);',
         'await pool.query(`DROP TABLE ${table}`);',
         'await pool.end();',
-        'console.log(JSON.stringify({ lost: lostAfter >= 0 && lostAfter <= 1500, moved: moved.status, rows }));',
+        'console.log(JSON.stringify({ lost: lostAfter >= 0 && lostAfter <= 1500, late: failed && freedAfter < 5000, moved: moved.status, rows }));',
       ].join('\n'),
     );
     const stall = run(process.execPath, ['stall.mjs'], project);
     assert.deepEqual(JSON.parse(stall.trim()), {
       lost: true,
+      late: true,
       moved: 400,
       rows: [{ tenant: 'a', title: 'draft' }],
     });
