@@ -301,7 +301,8 @@ describe('the packed package in fresh projects', () => {
 
     // A lease whose renewal stalls (Redis paused) is reported lost by its validUntil; a grant
     // whose reply the driver gave up on is handed back (the key is free long before its 30 s
-    // lease); the body of a conditional write can never move a row to another key.
+    // lease); a two-phase invalidation serves the old value for staleMs at most; the body of a
+    // conditional write can never move a row to another key.
     await writeFile(
       join(project, 'stall.mjs'),
       [
@@ -341,6 +342,25 @@ describe('the packed package in fresh projects', () => {
         'const freedAfter = Date.now() - askedAt;',
         'await next.release();',
         'timing.disconnect();',
+        // A two-phase invalidation serves the old value for staleMs at most, however long the refresh takes.
+        "const { LeaseCache, CacheWaitTimeoutError } = await import('raceguard/cache');",
+        "const cacheOptions = { client, prefix: 'c:', ttlMs: 60_000, staleMs: 300 };",
+        'const cache = new LeaseCache({ ...cacheOptions, leaseMs: 10_000 });',
+        'const reader = new LeaseCache({ ...cacheOptions, waitMs: 50, pollMs: 5 });',
+        "await cache.get('k', async () => 'old');",
+        "await cache.invalidate('k', { mark: true });",
+        'const markedAt = Date.now();',
+        'let finish = () => {};',
+        "const refresh = cache.get('k', () => new Promise((resolve) => (finish = () => resolve('new'))));",
+        'let lateOld = 0;',
+        'while (Date.now() - markedAt < 1000) {',
+        "  const value = await reader.get('k', async () => 'never').catch((e) => (e instanceof CacheWaitTimeoutError ? 'waiting' : Promise.reject(e)));",
+        "  if (value === 'old' && Date.now() - markedAt > 350) lateOld++;",
+        '  await new Promise((resolve) => setTimeout(resolve, 20));',
+        '}',
+        'finish();',
+        "const refreshed = (await refresh) === 'new';",
+        'await cache.close(); await reader.close();',
         'client.disconnect(); subscriber.disconnect();',
         'await server.stop();',
         'const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 });',
@@ -351,13 +371,14 @@ describe('the packed package in fresh projects', () => {
         'const { rows } = await pool.query(`SELECT tenant, title FROM ${table}`);',
         'await pool.query(`DROP TABLE ${table}`);',
         'await pool.end();',
-        'console.log(JSON.stringify({ lost: lostAfter >= 0 && lostAfter <= 1500, late: failed && freedAfter < 5000, moved: moved.status, rows }));',
+        'console.log(JSON.stringify({ lost: lostAfter >= 0 && lostAfter <= 1500, late: failed && freedAfter < 5000, stale: refreshed && lateOld === 0, moved: moved.status, rows }));',
       ].join('\n'),
     );
     const stall = run(process.execPath, ['stall.mjs'], project);
     assert.deepEqual(JSON.parse(stall.trim()), {
       lost: true,
       late: true,
+      stale: true,
       moved: 400,
       rows: [{ tenant: 'a', title: 'draft' }],
     });
