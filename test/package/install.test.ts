@@ -383,6 +383,51 @@ describe('the packed package in fresh projects', () => {
       rows: [{ tenant: 'a', title: 'draft' }],
     });
 
+    // transaction() on a pool whose only connection is taken ends on abort; a read through a replica
+    // session after a SELECT that wrote on the primary is not stale; telemetry never exports a
+    // whole key without a prefix.
+    install(project, ['@opentelemetry/api']);
+    await writeFile(
+      join(project, 'more.mjs'),
+      [
+        "import pg from 'pg';",
+        "import { transaction, ReplicaRouter } from 'raceguard/postgres';",
+        "import { AbortedError } from 'raceguard';",
+        "import { startReplicatedPostgres } from 'raceguard/testing';",
+        "import { keyPrefix } from 'raceguard/otel';",
+        'const single = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 1 });',
+        'const taken = await single.connect();',
+        'const askedAt = Date.now();',
+        'const aborted = await transaction(single, async () => 1, { signal: AbortSignal.timeout(200) }).then(() => false, (e) => e instanceof AbortedError && Date.now() - askedAt < 2000);',
+        'taken.release();',
+        'await single.end();',
+        'const pair = await startReplicatedPostgres();',
+        'const primary = new pg.Pool({ connectionString: pair.primaryUrl, max: 4 });',
+        'const replica = new pg.Pool({ connectionString: pair.replicaUrl, max: 4 });',
+        'await primary.query(`CREATE TABLE bumped (id int PRIMARY KEY, n int NOT NULL); INSERT INTO bumped VALUES (1, 5);',
+        '  CREATE FUNCTION bump() RETURNS int LANGUAGE sql AS $$ UPDATE bumped SET n = n + 1 WHERE id = 1 RETURNING n $$`);',
+        "const replicaN = async () => (await replica.query('SELECT n FROM bumped WHERE id = 1').catch(() => ({ rows: [] }))).rows[0]?.n;",
+        'while ((await replicaN()) !== 5) await new Promise((r) => setTimeout(r, 10));',
+        'const router = new ReplicaRouter({ primary, replicas: [replica], maxWaitMs: 20, pollMs: 10 });',
+        'await pair.setApplyDelay(1000);',
+        'const session = router.session();',
+        "await session.query('UPDATE bumped SET n = 0 WHERE id = 1');",
+        'await new Promise((r) => setTimeout(r, 500));',
+        "const bumped = (await session.query('SELECT bump() AS n')).rows[0].n;",
+        'while ((await replicaN()) !== 0) await new Promise((r) => setTimeout(r, 5));',
+        "const readBack = (await session.query('SELECT n FROM bumped WHERE id = 1')).rows[0].n;",
+        'await router.close(); await primary.end(); await replica.end(); await pair.stop();',
+        "console.log(JSON.stringify({ aborted, bumped, readBack, prefix: keyPrefix('ada@example.com') }));",
+      ].join('\n'),
+    );
+    const more = run(process.execPath, ['more.mjs'], project);
+    assert.deepEqual(JSON.parse(more.trim().split('\n').at(-1) as string), {
+      aborted: true,
+      bumped: 1,
+      readBack: 1,
+      prefix: '(no prefix)',
+    });
+
     // run: a target that sends a malformed status line and closes is a transport error (exit 2), not a crash.
     const malformed = createServer((socket) => {
       socket.on('error', () => undefined); // the client may reset after the bad reply
