@@ -228,7 +228,7 @@ describe('the packed package in fresh projects', () => {
     });
   }
 
-  it("issue 27's server-bound defects from the packed tarball: the outbox hole, watch's read-only checks, a malformed status line", async () => {
+  it("issue 27's defects through the packed tarballs on real servers (outbox hole, watch, malformed status, lease stall, late grant, stale bound, busy pool, replica session, key prefix, tenant move)", async () => {
     const project = join(work, 'module');
     const url = process.env.DATABASE_URL;
     assert.ok(url, 'DATABASE_URL (set by scripts/test.ts)');
