@@ -21,7 +21,10 @@ export function badHeader(error: unknown): string {
 }
 
 /**
- * Express (connect-style): the same as {@link fastifyDelays}.
+ * Express (connect-style): in test mode, a request's `x-raceguard-delay` header sets the
+ * delays of the `delayPoint`s its handler passes, and the response's
+ * `x-raceguard-delay-reached` header lists those it reached; a malformed
+ * header gets a 400. Outside test mode the header is ignored.
  *
  * @example
  * ```ts

@@ -186,8 +186,10 @@ export function fastifyReplicaSession(
 
 /**
  * Fastify: in test mode, a request's `x-raceguard-delay` header sets the
- * delays of the `delayPoint`s its handler passes; a malformed header gets a
- * 400. Outside test mode the header is ignored. Register at the root.
+ * delays of the `delayPoint`s its handler passes, and the response's
+ * `x-raceguard-delay-reached` header lists those it reached; a malformed
+ * header gets a 400. Outside test mode the header is ignored. Register at
+ * the root.
  *
  * @example
  * ```ts

@@ -140,7 +140,10 @@ export function honoReplicaSession(
 }
 
 /**
- * Hono: the same as {@link fastifyDelays}.
+ * Hono: in test mode, a request's `x-raceguard-delay` header sets the
+ * delays of the `delayPoint`s its handler passes, and the response's
+ * `x-raceguard-delay-reached` header lists those it reached; a malformed
+ * header gets a 400. Outside test mode the header is ignored.
  *
  * @example
  * ```ts
