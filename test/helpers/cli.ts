@@ -11,12 +11,15 @@ export interface CliRun {
  * Run `raceguard <args>` from the sources in a child process. Asynchronous,
  * so servers running in the test's own process keep serving meanwhile.
  * `onStderr` sees the standard error so far after each chunk (to act on a
- * line the command prints, such as an address, or to interrupt it).
+ * line the command prints, such as an address, or to interrupt it);
+ * `onSpawn` gets the child as soon as it starts (to signal it on an event of
+ * the test's own).
  */
 export function runCli(
   args: readonly string[],
   env: Record<string, string> = {},
   onStderr?: (stderr: string, child: ChildProcess) => void,
+  onSpawn?: (child: ChildProcess) => void,
 ): Promise<CliRun> {
   return new Promise((resolve) => {
     const child = spawn(
@@ -26,6 +29,7 @@ export function runCli(
         env: { ...process.env, ...env },
       },
     );
+    onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -263,26 +262,12 @@ export default [
     await writeFile(join(files, 'b.json'), JSON.stringify(buy('second', '/buy/safe')));
     const junit = join(dir, 'interrupted.xml');
     try {
-      const child = spawn(
-        process.execPath,
-        [
-          '--conditions=raceguard-source',
-          '--import',
-          'tsx',
-          'packages/cli/src/cli/main.ts',
-          'run',
-          files,
-          '--junit',
-          junit,
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
+      const { status, stdout } = await runCli(
+        ['run', files, '--junit', junit],
+        {},
+        undefined,
+        (child) => void connected.then(() => child.kill('SIGTERM')),
       );
-      let stdout = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.resume();
-      await connected;
-      child.kill('SIGTERM');
-      const status = await new Promise((resolve) => child.on('close', resolve));
       assert.equal(status, 130, stdout);
       assert.match(stdout, /ERROR first .*interrupted while it ran/);
       assert.match(stdout, /ERROR second .*not run: the run was interrupted/);

@@ -28,6 +28,8 @@ const CHECKS = {
   conserved: z.object({ conserved: Sql, total: z.number().finite(), name: Name }).strict(),
 } as const;
 type CheckName = keyof typeof CHECKS;
+/** The kind a check reports: `atMostN` is read as `atMostEffects`. */
+type CheckKind = Exclude<CheckName, 'atMostN'>;
 const CHECK_NAMES = Object.keys(CHECKS) as CheckName[];
 type CheckSpec = { [K in CheckName]: z.infer<(typeof CHECKS)[K]> }[CheckName];
 
@@ -53,7 +55,7 @@ export interface WatchConfig {
 /** One invariant to watch. */
 export interface WatchCheck {
   readonly name: string;
-  readonly kind: Exclude<CheckName, 'atMostN'>;
+  readonly kind: CheckKind;
   readonly sql: string;
   readonly values: readonly unknown[];
   /** `exactly`, `atMostEffects`, `conserved`: the number the value is compared with. */
@@ -63,7 +65,7 @@ export interface WatchCheck {
 /** The outcome of one check in one round. */
 export interface CheckResult {
   readonly name: string;
-  readonly kind: Exclude<CheckName, 'atMostN'>;
+  readonly kind: CheckKind;
   readonly status: 'ok' | 'violated' | 'error';
   /** Why it is violated, or what failed. */
   readonly detail?: string;
