@@ -1,19 +1,17 @@
-import { randomBytes } from 'node:crypto';
-import { isAborted } from '../core/abort.js';
 import { pause } from '../core/deadline.js';
-import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { createLeaseHandle } from '../core/lease-handle.js';
+import { InvalidArgumentError, messageOf } from '../core/errors.js';
+import {
+  acquireLease,
+  type LeaseLockProtocol,
+  type LeaseRoundTrips,
+} from '../core/lease-acquire.js';
 import {
   LockBackendError,
-  acquireDeadline,
-  checkAcquire,
   checkDriftFactor,
   checkLease,
   checkOptionNames,
-  leaseEnd,
   tryOnce,
   type AcquireOptions,
-  type LeaseSupport,
   type LockHandle,
   type Locker,
 } from '../core/lock.js';
@@ -85,9 +83,7 @@ export class MysqlLeaseLock implements Locker {
   readonly #db: MysqlQueryable;
   readonly #tableName: string;
   readonly #prefix: string;
-  readonly #lease: LeaseSupport;
-  readonly #pollMs: number;
-  readonly #driftFactor: number;
+  readonly #protocol: LeaseLockProtocol;
   readonly #sql: {
     ensure: string;
     acquire: string;
@@ -111,23 +107,27 @@ export class MysqlLeaseLock implements Locker {
     this.#prefix = options.prefix ?? '';
     if (typeof this.#prefix !== 'string')
       throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);
-    const ttlMs = options.ttlMs ?? 30_000;
-    this.#pollMs = options.pollMs ?? 50;
-    this.#driftFactor = options.driftFactor ?? 0.01;
-    this.#lease = { backend: 'MysqlLeaseLock', ttlMs };
-    checkLease('options.ttlMs', ttlMs, this.#lease);
-    assertPositiveInteger('options.pollMs', this.#pollMs);
-    checkDriftFactor(this.#driftFactor);
+    const lease = { backend: 'MysqlLeaseLock', ttlMs: options.ttlMs ?? 30_000 };
+    checkLease('options.ttlMs', lease.ttlMs, lease);
+    const pollMs = options.pollMs ?? 50;
+    assertPositiveInteger('options.pollMs', pollMs);
+    this.#protocol = {
+      lease,
+      pollMs,
+      driftFactor: checkDriftFactor(options.driftFactor ?? 0.01),
+      silent: 'MySQL did not answer in time',
+      forKey: (key) => this.#forKey(key),
+    };
     const table = options.table ?? 'raceguard_leases';
     this.#tableName = typeof table === 'string' ? table : table.join('.');
     const t = quoteTable(table, 'options.table');
-    const lease = 'TIMESTAMPADD(MICROSECOND, ? * 1000, NOW(3))';
+    const leaseEnds = 'TIMESTAMPADD(MICROSECOND, ? * 1000, NOW(3))';
     this.#sql = {
       // The key's row, created free once; it is never deleted, so its token only grows.
       ensure: `INSERT INTO ${t} (name, owner, token, expires_at) VALUES (?, NULL, 0, NOW(3)) ON DUPLICATE KEY UPDATE name = name`,
-      acquire: `UPDATE ${t} SET owner = ?, token = LAST_INSERT_ID(token + 1), expires_at = ${lease} WHERE name = ? AND expires_at <= NOW(3)`,
+      acquire: `UPDATE ${t} SET owner = ?, token = LAST_INSERT_ID(token + 1), expires_at = ${leaseEnds} WHERE name = ? AND expires_at <= NOW(3)`,
       remaining: `SELECT GREATEST(0, TIMESTAMPDIFF(MICROSECOND, NOW(3), expires_at) / 1000) AS ms FROM ${t} WHERE name = ?`,
-      extend: `UPDATE ${t} SET expires_at = ${lease} WHERE name = ? AND owner = ? AND expires_at > NOW(3)`,
+      extend: `UPDATE ${t} SET expires_at = ${leaseEnds} WHERE name = ? AND owner = ? AND expires_at > NOW(3)`,
       release: `UPDATE ${t} SET expires_at = NOW(3), owner = NULL WHERE name = ? AND owner = ? AND expires_at > NOW(3)`,
     };
   }
@@ -151,61 +151,34 @@ export class MysqlLeaseLock implements Locker {
     await this.#run(this.#sql.release, [name, owner], 'release a lock');
   }
 
-  /** Wait up to `waitMs` for the lock on `key`. */
-  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const checked = checkAcquire(key, options, this.#lease);
-    const { ttlMs, waitMs, signal, deadline } = checked;
-    const { bound, timeout } = acquireDeadline(key, checked);
-    const silent = 'MySQL did not answer in time';
+  /** The round trips on `key`: one statement each; waits poll the lease. */
+  #forKey(key: string): LeaseRoundTrips {
     const name = this.#prefix + key;
-    await bound(this.#run(this.#sql.ensure, [name], 'prepare a lock'), silent);
-    for (;;) {
-      if (isAborted(signal)) throw new AbortedError(signal?.reason);
-      const owner = randomBytes(16).toString('hex');
-      const sentAt = performance.now();
-      // A grant that answers after the caller gave up is released at once.
-      const header = await bound(
-        this.#run(this.#sql.acquire, [owner, ttlMs, name], 'acquire a lock'),
-        silent,
-        (late) => (late.affectedRows > 0 ? this.#release(name, owner) : undefined),
-        // No reply (a driver timeout, a dropped connection): the grant may still commit.
-        () => this.#release(name, owner),
-      );
-      const roundTripMs = performance.now() - sentAt;
-      let detail: string;
-      if (header.affectedRows > 0) {
-        const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
-        if (!isAborted(signal) && performance.now() < validUntil) {
-          return this.#handle(
-            key,
-            name,
-            owner,
-            BigInt(header.insertId),
-            validUntil,
-            ttlMs,
-            options,
-          );
-        }
-        await this.#release(name, owner).catch(() => undefined);
-        if (isAborted(signal)) throw new AbortedError(signal?.reason);
-        detail = `the grant's ${ttlMs} ms lease ran out before its reply arrived`;
-      } else {
-        detail = 'held by another owner';
-      }
-      if (waitMs === 0 || deadline - performance.now() <= 0) throw timeout(detail);
-      const [left] = await bound(
-        selectRows(this.#db, this.#sql.remaining, [name]).catch((error: unknown) => {
-          throw new LockBackendError(`MySQL failed to read a lease: ${messageOf(error)}`, error);
-        }),
-        silent,
-      );
-      const leaseLeft = Number(left?.ms ?? 0);
-      const ms = Math.max(
-        1,
-        Math.min(deadline - performance.now() - roundTripMs, this.#pollMs, leaseLeft + 1),
-      );
-      await pause(ms, { signal });
-    }
+    return {
+      prepare: () => this.#run(this.#sql.ensure, [name], 'prepare a lock'),
+      // The new token comes back through LAST_INSERT_ID() in the same round trip.
+      tryGrant: async (owner, ttlMs) => {
+        const header = await this.#run(this.#sql.acquire, [owner, ttlMs, name], 'acquire a lock');
+        return header.affectedRows > 0 ? { token: BigInt(header.insertId) } : {};
+      },
+      renew: async (owner, leaseMs) =>
+        (await this.#run(this.#sql.extend, [leaseMs, name, owner], 'extend a lock')).affectedRows >
+        0,
+      release: (owner) => this.#release(name, owner),
+      waitForRelease: async (wait) => {
+        const [left] = await wait.bound(
+          selectRows(this.#db, this.#sql.remaining, [name]).catch((error: unknown) => {
+            throw new LockBackendError(`MySQL failed to read a lease: ${messageOf(error)}`, error);
+          }),
+        );
+        await pause(wait.pauseMs(Number(left?.ms ?? 0)), { signal: wait.signal });
+      },
+    };
+  }
+
+  /** Wait up to `waitMs` for the lock on `key`. */
+  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return acquireLease(this.#protocol, key, options);
   }
 
   /** Take the lock on `key` if it is free now. */
@@ -214,30 +187,5 @@ export class MysqlLeaseLock implements Locker {
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
     return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
-  }
-
-  #handle(
-    key: string,
-    name: string,
-    owner: string,
-    token: bigint,
-    validUntil: number,
-    ttlMs: number,
-    options: AcquireOptions,
-  ): LockHandle {
-    return createLeaseHandle({
-      backend: 'MysqlLeaseLock',
-      key,
-      token,
-      validUntil,
-      ttlMs,
-      acquireOptions: options,
-      renew: async (leaseMs) => {
-        const sentAt = performance.now();
-        const header = await this.#run(this.#sql.extend, [leaseMs, name, owner], 'extend a lock');
-        return header.affectedRows > 0 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
-      },
-      release: () => this.#release(name, owner),
-    });
   }
 }

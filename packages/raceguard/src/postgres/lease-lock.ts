@@ -1,21 +1,19 @@
-import { randomBytes } from 'node:crypto';
-import { isAborted } from '../core/abort.js';
 import { pause } from '../core/deadline.js';
-import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { createLeaseHandle } from '../core/lease-handle.js';
+import { InvalidArgumentError, messageOf } from '../core/errors.js';
+import {
+  acquireLease,
+  type LeaseLockProtocol,
+  type LeaseRoundTrips,
+} from '../core/lease-acquire.js';
 import {
   LockBackendError,
   type AcquireOptions,
-  type LeaseSupport,
   type LockHandle,
   type Locker,
-  acquireDeadline,
   tryOnce,
   checkDriftFactor,
-  checkAcquire,
   checkLease,
   checkOptionNames,
-  leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { quoteIdentifier } from './identifiers.js';
@@ -131,10 +129,7 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
 export class PostgresLeaseLock implements Locker {
   readonly #db: Queryable;
   readonly #prefix: string;
-  readonly #lease: LeaseSupport;
-  readonly #ttlMs: number;
-  readonly #pollMs: number;
-  readonly #driftFactor: number;
+  readonly #protocol: LeaseLockProtocol;
   readonly #notifications: ReleaseNotifications | undefined;
   readonly #channel: string;
   readonly #tableName: string;
@@ -170,13 +165,17 @@ export class PostgresLeaseLock implements Locker {
     this.#prefix = options.prefix ?? '';
     if (typeof this.#prefix !== 'string')
       throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);
-    this.#ttlMs = options.ttlMs ?? 30_000;
-    this.#pollMs = options.pollMs ?? 50;
-    this.#driftFactor = options.driftFactor ?? 0.01;
-    this.#lease = { backend: 'PostgresLeaseLock', ttlMs: this.#ttlMs };
-    checkLease('options.ttlMs', this.#ttlMs, this.#lease);
-    assertPositiveInteger('options.pollMs', this.#pollMs);
-    checkDriftFactor(this.#driftFactor);
+    const lease = { backend: 'PostgresLeaseLock', ttlMs: options.ttlMs ?? 30_000 };
+    checkLease('options.ttlMs', lease.ttlMs, lease);
+    const pollMs = options.pollMs ?? 50;
+    assertPositiveInteger('options.pollMs', pollMs);
+    this.#protocol = {
+      lease,
+      pollMs,
+      driftFactor: checkDriftFactor(options.driftFactor ?? 0.01),
+      silent: 'PostgreSQL did not answer in time',
+      forKey: (key) => this.#forKey(key),
+    };
     const name = options.table ?? 'raceguard_locks';
     this.#tableName = name;
     this.#channel = ReleaseNotifications.channelOf(name);
@@ -186,7 +185,7 @@ export class PostgresLeaseLock implements Locker {
     }
     const t = quoteIdentifier(name, 'options.table');
     const seq = quoteIdentifier(`${name}_tokens`, 'options.table');
-    const lease = "clock_timestamp() + $3 * interval '1 millisecond'";
+    const leaseEnds = "clock_timestamp() + $3 * interval '1 millisecond'";
     const nextToken = `nextval('${seq.replaceAll("'", "''")}')`;
     this.#sql = {
       // Take the key if it is free or its lease has run out. A key's row is
@@ -198,11 +197,11 @@ export class PostgresLeaseLock implements Locker {
       // grant and inserted after that grant's release would hand out a
       // smaller token than the grant before it.
       acquire:
-        `INSERT INTO ${t} AS l (key, owner, token, expires_at) VALUES ($1, $2, ${nextToken}, ${lease}) ` +
+        `INSERT INTO ${t} AS l (key, owner, token, expires_at) VALUES ($1, $2, ${nextToken}, ${leaseEnds}) ` +
         `ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, token = ${nextToken}, expires_at = EXCLUDED.expires_at ` +
         `WHERE l.expires_at <= clock_timestamp() RETURNING token`,
       remaining: `SELECT greatest(0, extract(epoch FROM expires_at - clock_timestamp()) * 1000)::int AS ms FROM ${t} WHERE key = $1`,
-      extend: `UPDATE ${t} SET expires_at = ${lease} WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp() RETURNING token`,
+      extend: `UPDATE ${t} SET expires_at = ${leaseEnds} WHERE key = $1 AND owner = $2 AND expires_at > clock_timestamp() RETURNING token`,
       // Free the key, keeping its row (see acquire); with a listener, say so
       // on the table's channel ($3), naming the key by digest ($4).
       release:
@@ -237,6 +236,63 @@ export class PostgresLeaseLock implements Locker {
     }
   }
 
+  /** The round trips on `key`: one statement each; waits poll the lease, woken by `NOTIFY` with a listener. */
+  #forKey(key: string): LeaseRoundTrips {
+    const stored = this.#prefix + key;
+    const notifications = this.#notifications;
+    // The key as release notifications name it, hashed once per acquire.
+    const payload = notifications && ReleaseNotifications.payloadOf(stored);
+    let listening = false;
+    // Whether a release woke this waiter since its last attempt: if it gives up, it passes the release on.
+    let woken = false;
+    return {
+      tryGrant: async (owner, ttlMs) => {
+        const { rows } = await this.#query(
+          this.#sql.acquire,
+          [stored, owner, ttlMs],
+          'acquire a lock',
+        );
+        // The attempt used up any wake-up.
+        woken = false;
+        const granted = rows[0];
+        return granted === undefined ? {} : { token: BigInt(String(granted.token)) };
+      },
+      renew: async (owner, leaseMs) => {
+        const { rows } = await this.#query(
+          this.#sql.extend,
+          [stored, owner, leaseMs],
+          'extend a lock',
+        );
+        return rows.length === 1;
+      },
+      release: (owner) => this.#release(stored, owner),
+      waitForRelease: async (wait) => {
+        // LISTEN, then watch, then read the lease: a release the read missed
+        // notifies us; one before it shows as a lease already over.
+        if (notifications !== undefined && !listening)
+          listening = await wait.bound(notifications.listen());
+        const watch =
+          listening && payload !== undefined ? notifications?.watch(payload) : undefined;
+        try {
+          const { rows } = await wait.bound(
+            this.#query(this.#sql.remaining, [stored], 'read a lease'),
+          );
+          const ms = wait.pauseMs(Number(rows[0]?.ms ?? 0));
+          await (watch === undefined
+            ? pause(ms, { signal: wait.signal })
+            : watch.sleep(ms, wait.signal));
+        } finally {
+          watch?.stop();
+          woken = watch?.woken === true;
+        }
+      },
+      end: (failed) => {
+        // A release that woke this waiter goes to the next one.
+        if (failed && woken && payload !== undefined) notifications?.passOn(payload);
+      },
+    };
+  }
+
   /**
    * Wait up to `waitMs` for the lock on `key`.
    *
@@ -245,85 +301,8 @@ export class PostgresLeaseLock implements Locker {
    * await using lock = await locks.acquire('nightly-report', { ttlMs: 60_000, autoExtend: true });
    * ```
    */
-  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const checked = checkAcquire(key, options, this.#lease);
-    const { ttlMs, waitMs, signal, deadline } = checked;
-    const { bound, timeout } = acquireDeadline(key, checked);
-    const silent = 'PostgreSQL did not answer in time';
-    const stored = this.#prefix + key;
-    const notifications = this.#notifications;
-    // The key as release notifications name it, hashed once per acquire.
-    const payload = notifications && ReleaseNotifications.payloadOf(stored);
-    let listening = false;
-    let woken = false;
-    let roundTripMs: number;
-    let detail: string;
-    try {
-      for (;;) {
-        if (isAborted(signal)) throw new AbortedError(signal?.reason);
-        const owner = randomBytes(16).toString('hex');
-        const sentAt = performance.now();
-        // A grant that answers after the caller gave up is released at once.
-        const { rows } = await bound(
-          this.#query(this.#sql.acquire, [stored, owner, ttlMs], 'acquire a lock'),
-          silent,
-          (late) => (late.rows.length > 0 ? this.#release(stored, owner) : undefined),
-          // No reply (pg's query_timeout, a dropped connection): the grant may still commit.
-          () => this.#release(stored, owner),
-        );
-        // The attempt used up any wake-up.
-        woken = false;
-        roundTripMs = performance.now() - sentAt;
-        const granted = rows[0];
-        if (granted !== undefined) {
-          const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
-          if (!isAborted(signal) && performance.now() < validUntil) {
-            return this.#handle(
-              key,
-              stored,
-              owner,
-              BigInt(String(granted.token)),
-              validUntil,
-              ttlMs,
-              options,
-            );
-          }
-          await this.#release(stored, owner).catch(() => undefined);
-          if (isAborted(signal)) throw new AbortedError(signal?.reason);
-          detail = `the grant's ${ttlMs} ms lease ran out before its reply arrived`;
-        } else {
-          detail = 'held by another owner';
-        }
-        const remaining = deadline - performance.now();
-        if (waitMs === 0 || remaining <= 0) throw timeout(detail);
-        // LISTEN, then watch, then read the lease: a release the read missed
-        // notifies us; one before it shows as a lease already over.
-        if (notifications !== undefined && !listening)
-          listening = await bound(notifications.listen(), silent);
-        const watch =
-          listening && payload !== undefined ? notifications?.watch(payload) : undefined;
-        try {
-          const { rows: left } = await bound(
-            this.#query(this.#sql.remaining, [stored], 'read a lease'),
-            silent,
-          );
-          const leaseLeft = Number(left[0]?.ms ?? 0);
-          // Wake early enough for a last attempt to answer before the deadline.
-          const ms = Math.max(
-            1,
-            Math.min(deadline - performance.now() - roundTripMs, this.#pollMs, leaseLeft + 1),
-          );
-          await (watch === undefined ? pause(ms, { signal }) : watch.sleep(ms, signal));
-        } finally {
-          watch?.stop();
-          woken = watch?.woken === true;
-        }
-      }
-    } catch (error) {
-      // A release that woke this waiter goes to the next one.
-      if (woken && payload !== undefined) notifications?.passOn(payload);
-      throw error;
-    }
+  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return acquireLease(this.#protocol, key, options);
   }
 
   /**
@@ -361,34 +340,5 @@ export class PostgresLeaseLock implements Locker {
     assertPositiveInteger('options.olderThanMs', olderThanMs);
     const { rowCount } = await this.#query(this.#sql.reap, [olderThanMs], 'reap free locks');
     return rowCount ?? 0;
-  }
-
-  #handle(
-    key: string,
-    stored: string,
-    owner: string,
-    token: bigint,
-    validUntil: number,
-    ttlMs: number,
-    options: AcquireOptions,
-  ): LockHandle {
-    return createLeaseHandle({
-      backend: 'PostgresLeaseLock',
-      key,
-      token,
-      validUntil,
-      ttlMs,
-      acquireOptions: options,
-      renew: async (leaseMs) => {
-        const sentAt = performance.now();
-        const { rows } = await this.#query(
-          this.#sql.extend,
-          [stored, owner, leaseMs],
-          'extend a lock',
-        );
-        return rows.length === 1 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
-      },
-      release: () => this.#release(stored, owner),
-    });
   }
 }

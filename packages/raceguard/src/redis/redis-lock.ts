@@ -1,21 +1,19 @@
-import { isAborted } from '../core/abort.js';
-import { randomBytes } from 'node:crypto';
-import { pause } from '../core/deadline.js';
-import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { createLeaseHandle } from '../core/lease-handle.js';
+import { InvalidArgumentError, messageOf } from '../core/errors.js';
+import {
+  acquireLease,
+  type LeaseLockProtocol,
+  type LeaseRoundTrips,
+} from '../core/lease-acquire.js';
 import {
   LockBackendError,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
   type Locker,
-  acquireDeadline,
   tryOnce,
   checkDriftFactor,
-  checkAcquire,
   checkLease,
   checkOptionNames,
-  leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import {
@@ -26,7 +24,7 @@ import {
   fenceKey,
   type FenceCounter,
 } from './lock-scripts.js';
-import { ReleaseSubscriptions } from './release-subscriptions.js';
+import { ReleaseSubscriptions, waitForReleaseOn } from './release-subscriptions.js';
 import type { LuaScript } from './script.js';
 import type { RedisClientLike, RedisSubscriberLike } from './types.js';
 
@@ -108,9 +106,6 @@ export interface RedisLockOptions {
  */
 export class RedisLock implements Locker {
   readonly #client: RedisClientLike;
-  /** Random per instance; with a counter it makes owner ids unique without random bytes per grant. */
-  readonly #id = randomBytes(12).toString('hex');
-  #grants = 0;
   readonly #subscriber: RedisSubscriberLike | undefined;
   readonly #prefix: string;
   readonly #ttlMs: number;
@@ -119,6 +114,7 @@ export class RedisLock implements Locker {
   readonly #fenceCounter: FenceCounter;
   readonly #lease: LeaseSupport;
   readonly #subscriptions: ReleaseSubscriptions | undefined;
+  readonly #protocol: LeaseLockProtocol;
 
   constructor(options: RedisLockOptions) {
     assertPlainObject('options', options);
@@ -154,14 +150,12 @@ export class RedisLock implements Locker {
     checkDriftFactor(this.#driftFactor);
     this.#subscriptions =
       this.#subscriber === undefined ? undefined : new ReleaseSubscriptions(this.#subscriber);
-  }
-
-  #keys(key: string): { lock: string; fence: string; channel: string } {
-    // One hash tag, so the lock and its counter live in the same cluster slot.
-    return {
-      lock: `${this.#prefix}lock:{${key}}`,
-      fence: fenceKey(this.#prefix, key, this.#fenceCounter),
-      channel: `${this.#prefix}released:{${key}}`,
+    this.#protocol = {
+      lease: this.#lease,
+      driftFactor: this.#driftFactor,
+      pollMs: this.#pollMs,
+      silent: 'Redis did not answer in time',
+      forKey: (key) => this.#forKey(key),
     };
   }
 
@@ -179,7 +173,7 @@ export class RedisLock implements Locker {
   }
 
   /**
-   * The failure path of a grant or release, which await the driver's reply
+   * The failure path of a round trip, which awaits the driver's reply
    * ({@link LuaScript.send}) directly, without a promise layer of ours on
    * success: the `NOSCRIPT` fallback, and any error as a LockBackendError.
    */
@@ -197,6 +191,35 @@ export class RedisLock implements Locker {
     }
   }
 
+  /** The round trips on `key`: one script each; waits end on a release message. */
+  #forKey(key: string): LeaseRoundTrips {
+    // One hash tag, so the lock and its counter live in the same cluster slot.
+    const lock = `${this.#prefix}lock:{${key}}`;
+    const channel = `${this.#prefix}released:{${key}}`;
+    const grantKeys = [lock, fenceKey(this.#prefix, key, this.#fenceCounter)];
+    const lockKeys = [lock];
+    return {
+      // `[1, token]` when granted, `[0, remaining lease ms]` when held.
+      tryGrant: async (owner, ttlMs) => {
+        const [granted, value] = (await this.#run(
+          ACQUIRE,
+          grantKeys,
+          [owner, ttlMs],
+          'acquire a lock',
+        )) as [number, number];
+        return granted === 1
+          ? { token: BigInt(value) }
+          : { leaseLeftMs: value > 0 ? value : undefined };
+      },
+      renew: async (owner, leaseMs) =>
+        (await this.#run(EXTEND, lockKeys, [owner, leaseMs], 'extend a lock')) === 1,
+      release: async (owner) => {
+        await this.#run(RELEASE, lockKeys, [owner, channel], 'release a lock');
+      },
+      ...waitForReleaseOn(this.#subscriptions === undefined ? [] : [this.#subscriptions], channel),
+    };
+  }
+
   /**
    * Wait up to `waitMs` for the lock on `key`.
    *
@@ -205,75 +228,8 @@ export class RedisLock implements Locker {
    * await using lock = await locks.acquire('report', { ttlMs: 5000, waitMs: 2000 });
    * ```
    */
-  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const checked = checkAcquire(key, options, this.#lease);
-    const { ttlMs, waitMs, signal, deadline } = checked;
-    const { bound, timeout } = acquireDeadline(key, checked);
-    const keys = this.#keys(key);
-    const release = (owner: string): Promise<unknown> =>
-      this.#run(RELEASE, [keys.lock], [owner, keys.channel], 'release a lock');
-    // Subscribed only once a first attempt failed: an uncontended acquire costs one round trip.
-    let unsubscribe: (() => Promise<void>) | undefined;
-    let subscribeTried = false;
-    let detail: string;
-    let roundTripMs: number;
-    try {
-      for (;;) {
-        const owner = `${this.#id}:${++this.#grants}`;
-        const scriptKeys = [keys.lock, keys.fence];
-        const scriptArgs = [owner, ttlMs];
-        const sentAt = performance.now();
-        const attempt = ACQUIRE.send(this.#client, scriptKeys, scriptArgs).catch((error: unknown) =>
-          this.#recover(ACQUIRE, scriptKeys, scriptArgs, error, 'acquire a lock'),
-        ) as Promise<[number, number]>;
-        // `[1, token]` when granted, `[0, remaining lease ms]` when held. A
-        // grant that answers after the caller gave up is released at once.
-        // A grant whose reply never came (ioredis' commandTimeout, a dropped
-        // connection) may still be made: released by owner after the fact.
-        const [granted, value] = await bound(
-          attempt,
-          'Redis did not answer in time',
-          ([late]) => (late === 1 ? release(owner) : undefined),
-          () => release(owner),
-        );
-        roundTripMs = performance.now() - sentAt;
-        if (granted === 1) {
-          const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
-          if (!isAborted(signal) && performance.now() < validUntil)
-            return this.#handle(key, keys, owner, BigInt(value), validUntil, ttlMs, options);
-          // Granted after the caller gave up, or lapsed in flight: give it back.
-          await release(owner).catch(() => undefined);
-          if (isAborted(signal)) throw new AbortedError(signal?.reason);
-          detail = `the grant's ${ttlMs} ms lease ran out before its reply arrived`;
-        } else {
-          detail = 'held by another owner';
-        }
-        const remaining = deadline - performance.now();
-        if (waitMs === 0 || remaining <= 0) throw timeout(detail);
-        if (!subscribeTried) {
-          subscribeTried = true;
-          unsubscribe =
-            this.#subscriptions &&
-            (await bound(
-              this.#subscriptions.subscribe(keys.channel),
-              'Redis did not answer in time',
-              (done) => done(),
-            ));
-          // Try again at once: a release between the attempt and the subscription sent no wake-up we could hear.
-          if (unsubscribe !== undefined) continue;
-        }
-        const pttl = granted === 1 ? 0 : value;
-        // Wake early enough for a last attempt to answer before the deadline.
-        const last = Math.max(0, remaining - roundTripMs);
-        await pause(Math.min(last, this.#pollMs, pttl > 0 ? pttl + 1 : this.#pollMs), {
-          signal,
-          wakeOn: this.#subscriptions?.wakeOn(keys.channel),
-        });
-      }
-    } finally {
-      // Not awaited: a deadline must not wait for a paused server's UNSUBSCRIBE.
-      if (unsubscribe) void unsubscribe().catch(() => undefined);
-    }
+  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return acquireLease(this.#protocol, key, options);
   }
 
   /**
@@ -290,38 +246,5 @@ export class RedisLock implements Locker {
     options: Omit<AcquireOptions, 'waitMs'> = {},
   ): Promise<LockHandle | undefined> {
     return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
-  }
-
-  #handle(
-    key: string,
-    keys: { lock: string; channel: string },
-    owner: string,
-    token: bigint,
-    validUntil: number,
-    ttlMs: number,
-    options: AcquireOptions,
-  ): LockHandle {
-    return createLeaseHandle({
-      backend: 'RedisLock',
-      key,
-      token,
-      validUntil,
-      ttlMs,
-      acquireOptions: options,
-      renew: async (leaseMs) => {
-        const sentAt = performance.now();
-        const renewed = await this.#run(EXTEND, [keys.lock], [owner, leaseMs], 'extend a lock');
-        return renewed === 1 ? leaseEnd(sentAt, leaseMs, this.#driftFactor) : undefined;
-      },
-      release: async () => {
-        const scriptKeys = [keys.lock];
-        const scriptArgs = [owner, keys.channel];
-        try {
-          await RELEASE.send(this.#client, scriptKeys, scriptArgs);
-        } catch (error) {
-          await this.#recover(RELEASE, scriptKeys, scriptArgs, error, 'release a lock');
-        }
-      },
-    });
   }
 }

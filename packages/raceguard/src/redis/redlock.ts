@@ -1,21 +1,19 @@
-import { randomBytes } from 'node:crypto';
-import { isAborted } from '../core/abort.js';
-import { pause } from '../core/deadline.js';
-import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { createLeaseHandle } from '../core/lease-handle.js';
+import { within } from '../core/deadline.js';
+import { InvalidArgumentError, messageOf } from '../core/errors.js';
+import {
+  acquireLease,
+  type LeaseLockProtocol,
+  type LeaseRoundTrips,
+} from '../core/lease-acquire.js';
 import {
   LockBackendError,
   type AcquireOptions,
-  type LeaseSupport,
   type LockHandle,
   type Locker,
-  acquireDeadline,
   tryOnce,
   checkDriftFactor,
-  checkAcquire,
   checkLease,
   checkOptionNames,
-  leaseEnd,
 } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import {
@@ -26,7 +24,7 @@ import {
   fenceKey,
   type FenceCounter,
 } from './lock-scripts.js';
-import { ReleaseSubscriptions } from './release-subscriptions.js';
+import { ReleaseSubscriptions, waitForReleaseOn } from './release-subscriptions.js';
 import type { RedisClientLike, RedisSubscriberLike } from './types.js';
 
 /** How one node answered an acquisition attempt. */
@@ -111,16 +109,6 @@ export interface RedlockOptions {
   readonly fenceCounter?: FenceCounter;
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms}ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 /**
  * Redlock: a lease lock over N independent Redis servers. An attempt asks
  * every node in parallel and succeeds when a majority granted it and the
@@ -146,12 +134,9 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 export class Redlock implements Locker {
   readonly #clients: readonly RedisClientLike[];
   readonly #prefix: string;
-  readonly #ttlMs: number;
-  readonly #driftFactor: number;
   readonly #nodeTimeoutMs: number;
-  readonly #pollMs: number;
   readonly #fenceCounter: FenceCounter;
-  readonly #lease: LeaseSupport;
+  readonly #protocol: LeaseLockProtocol;
   readonly #subscriptions: readonly ReleaseSubscriptions[];
   /** Votes needed: a strict majority of the nodes. */
   readonly quorum: number;
@@ -189,16 +174,23 @@ export class Redlock implements Locker {
     this.#clients = [...clients];
     this.quorum = Math.floor(clients.length / 2) + 1;
     this.#prefix = options.prefix ?? 'raceguard:';
-    this.#ttlMs = options.ttlMs ?? 30_000;
-    this.#driftFactor = options.driftFactor ?? 0.01;
     this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 50;
-    this.#pollMs = options.pollMs ?? options.retryDelayMs ?? 50;
     this.#fenceCounter = checkFenceCounter(options.fenceCounter);
-    this.#lease = { backend: 'Redlock', ttlMs: this.#ttlMs };
-    checkLease('options.ttlMs', this.#ttlMs, this.#lease);
+    const lease = { backend: 'Redlock', ttlMs: options.ttlMs ?? 30_000 };
+    checkLease('options.ttlMs', lease.ttlMs, lease);
     assertPositiveInteger('options.nodeTimeoutMs', this.#nodeTimeoutMs);
-    assertPositiveInteger('options.pollMs', this.#pollMs);
-    checkDriftFactor(this.#driftFactor);
+    const pollMs = options.pollMs ?? options.retryDelayMs ?? 50;
+    assertPositiveInteger('options.pollMs', pollMs);
+    this.#protocol = {
+      lease,
+      pollMs,
+      jitter: true,
+      driftFactor: checkDriftFactor(options.driftFactor ?? 0.01),
+      silent: 'the nodes did not answer in time',
+      // An attempt that failed undoes itself on every node.
+      undoUnknown: false,
+      forKey: (key) => this.#forKey(key),
+    };
     const subscribers = options.subscribers ?? [];
     if (!isList(subscribers) || (subscribers.length > 0 && subscribers.length !== clients.length))
       throw new InvalidArgumentError(
@@ -216,43 +208,54 @@ export class Redlock implements Locker {
     args: (string | number)[],
   ): Promise<PromiseSettledResult<unknown>[]> {
     return Promise.allSettled(
-      this.#clients.map((client) =>
-        withTimeout(script.run(client, keys, args), this.#nodeTimeoutMs),
-      ),
+      this.#clients.map((client) => {
+        const ms = this.#nodeTimeoutMs;
+        return within(script.run(client, keys, args), {
+          deadline: performance.now() + ms,
+          timeout: () => new Error(`no answer within ${ms}ms`),
+        });
+      }),
     );
   }
 
-  async #attempt(
-    key: string,
-    ttlMs: number,
-  ): Promise<{
-    handleParts?: { owner: string; token: bigint; validUntil: number };
-    votes: NodeVote[];
-  }> {
+  /** The round trips on `key`: each asks every node; waits end on a release message from any node. */
+  #forKey(key: string): LeaseRoundTrips {
     const lock = `${this.#prefix}lock:{${key}}`;
     const fence = fenceKey(this.#prefix, key, this.#fenceCounter);
-    const owner = randomBytes(16).toString('hex');
-    const sentAt = performance.now();
-    const answers = await this.#fanOut(ACQUIRE, [lock, fence], [owner, ttlMs]);
-    const tokens: bigint[] = [];
-    const votes = answers.map((answer, node): NodeVote => {
-      if (answer.status === 'rejected')
-        return { node, vote: 'error', detail: messageOf(answer.reason) };
-      const [granted, value] = answer.value as [number, number];
-      if (granted !== 1) return { node, vote: 'held' };
-      tokens.push(BigInt(value));
-      return { node, vote: 'granted' };
-    });
-    const validUntil = leaseEnd(sentAt, ttlMs, this.#driftFactor);
-    if (tokens.length >= this.quorum && performance.now() < validUntil) {
-      const token = tokens.reduce((a, b) => (b > a ? b : a));
-      return { handleParts: { owner, token, validUntil }, votes };
-    }
-    // Undo the partial grant everywhere, so the nodes that said yes do not block others for a
-    // lease; not awaited, so a dead node's timeout does not delay the answer. It deletes only
-    // this attempt's owner, so it cannot touch a later grant.
-    void this.#fanOut(RELEASE, [lock], [owner, `${this.#prefix}released:{${key}}`]);
-    return { votes };
+    const channel = `${this.#prefix}released:{${key}}`;
+    return {
+      tryGrant: async (owner, ttlMs) => {
+        const answers = await this.#fanOut(ACQUIRE, [lock, fence], [owner, ttlMs]);
+        const tokens: bigint[] = [];
+        const votes = answers.map((answer, node): NodeVote => {
+          if (answer.status === 'rejected')
+            return { node, vote: 'error', detail: messageOf(answer.reason) };
+          const [granted, value] = answer.value as [number, number];
+          if (granted !== 1) return { node, vote: 'held' };
+          tokens.push(BigInt(value));
+          return { node, vote: 'granted' };
+        });
+        if (tokens.length >= this.quorum)
+          return { token: tokens.reduce((a, b) => (b > a ? b : a)) };
+        // Undo the partial grant everywhere, so the nodes that said yes do not block others for a
+        // lease; not awaited, so a dead node's timeout does not delay the answer. It deletes only
+        // this attempt's owner, so it cannot touch a later grant.
+        void this.#fanOut(RELEASE, [lock], [owner, channel]);
+        // Fail fast: with too many nodes failing, no later attempt can reach a majority either.
+        const failed = votes.filter((v) => v.vote === 'error').length;
+        if (failed > this.#clients.length - this.quorum)
+          throw new QuorumNotReachedError(key, this.quorum, votes);
+        return {};
+      },
+      renew: async (owner, leaseMs) => {
+        const answers = await this.#fanOut(EXTEND, [lock], [owner, leaseMs]);
+        return (
+          answers.filter((a) => a.status === 'fulfilled' && a.value === 1).length >= this.quorum
+        );
+      },
+      release: (owner) => this.#releaseEverywhere(key, owner),
+      ...waitForReleaseOn(this.#subscriptions, channel),
+    };
   }
 
   /**
@@ -266,63 +269,8 @@ export class Redlock implements Locker {
    * await using lock = await redlock.acquire('report', { ttlMs: 5000, waitMs: 1000 });
    * ```
    */
-  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const checked = checkAcquire(key, options, this.#lease);
-    const { ttlMs, waitMs, signal, deadline } = checked;
-    const { bound, timeout } = acquireDeadline(key, checked);
-    const silent = 'the nodes did not answer in time';
-    const channel = `${this.#prefix}released:{${key}}`;
-    let unsubscribe: (() => Promise<void>) | undefined;
-    try {
-      for (;;) {
-        if (isAborted(signal)) throw new AbortedError(signal?.reason);
-        // A majority granted after the caller gave up is released everywhere.
-        const attemptAt = performance.now();
-        const { handleParts, votes } = await bound(
-          this.#attempt(key, ttlMs),
-          silent,
-          (late) => late.handleParts && this.#releaseEverywhere(key, late.handleParts.owner),
-        );
-        if (handleParts !== undefined) {
-          if (isAborted(signal)) {
-            await this.#releaseEverywhere(key, handleParts.owner).catch(() => undefined);
-            throw new AbortedError(signal?.reason);
-          }
-          return this.#handle(key, ttlMs, handleParts, options);
-        }
-        // Fail fast: with too many nodes failing, no later attempt can reach a majority either.
-        const failed = votes.filter((v) => v.vote === 'error').length;
-        if (failed > this.#clients.length - this.quorum)
-          throw new QuorumNotReachedError(key, this.quorum, votes);
-        const remaining = deadline - performance.now();
-        if (waitMs === 0 || remaining <= 0) throw timeout('held by another owner');
-        if (unsubscribe === undefined && this.#subscriptions.length > 0) {
-          const subscribed = await bound(
-            Promise.all(this.#subscriptions.map((s) => s.subscribe(channel))),
-            silent,
-            (all) => Promise.all(all.map((u) => u())),
-          );
-          unsubscribe = async () => void (await Promise.all(subscribed.map((u) => u())));
-          // A release before the subscriptions were active woke nobody: try again at once.
-          continue;
-        }
-        // Wake early enough for a last attempt to answer before the deadline.
-        const last = Math.max(0, remaining - (performance.now() - attemptAt));
-        await pause(Math.min(last, Math.random() * this.#pollMs), {
-          signal,
-          wakeOn:
-            this.#subscriptions.length === 0
-              ? undefined
-              : (wake) => {
-                  const off = this.#subscriptions.map((s) => s.wakeOn(channel)(wake));
-                  return () => off.forEach((f) => f());
-                },
-        });
-      }
-    } finally {
-      // Not awaited: a deadline must not wait for a paused server's UNSUBSCRIBE.
-      if (unsubscribe) void unsubscribe().catch(() => undefined);
-    }
+  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return acquireLease(this.#protocol, key, options);
   }
 
   /**
@@ -363,31 +311,6 @@ export class Redlock implements Locker {
         answers.find((a) => a.status === 'rejected')?.reason,
       );
     }
-  }
-
-  #handle(
-    key: string,
-    ttlMs: number,
-    parts: { owner: string; token: bigint; validUntil: number },
-    options: AcquireOptions,
-  ): LockHandle {
-    const lock = `${this.#prefix}lock:{${key}}`;
-    return createLeaseHandle({
-      backend: 'Redlock',
-      key,
-      token: parts.token,
-      validUntil: parts.validUntil,
-      ttlMs,
-      acquireOptions: options,
-      renew: async (leaseMs) => {
-        const sentAt = performance.now();
-        const answers = await this.#fanOut(EXTEND, [lock], [parts.owner, leaseMs]);
-        const renewed = answers.filter((a) => a.status === 'fulfilled' && a.value === 1).length;
-        const validUntil = leaseEnd(sentAt, leaseMs, this.#driftFactor);
-        return renewed >= this.quorum && performance.now() < validUntil ? validUntil : undefined;
-      },
-      release: () => this.#releaseEverywhere(key, parts.owner),
-    });
   }
 }
 

@@ -3,6 +3,8 @@
  * lock's channel, and waiters subscribed to it stop sleeping at once
  * instead of at their next poll. Shared by `RedisLock` and `Redlock`.
  */
+import { pause } from '../core/deadline.js';
+import type { LeaseRoundTrips } from '../core/lease-acquire.js';
 import type { RedisSubscriberLike } from './types.js';
 
 type Wake = () => void;
@@ -68,4 +70,45 @@ export class ReleaseSubscriptions {
       return () => wakers?.delete(wake);
     };
   }
+}
+
+/**
+ * The wait between the attempts of one acquire on `channel`, for
+ * `acquireLease`: the first wait subscribes on every node (only once an
+ * attempt failed, so an uncontended acquire costs one round trip) and
+ * returns at once, since a release before the subscription woke nobody;
+ * later waits sleep until a release message or the pause ends. Without
+ * subscriptions, waiters poll. `end` unsubscribes without waiting: a
+ * deadline must not wait for a paused server's `UNSUBSCRIBE`.
+ */
+export function waitForReleaseOn(
+  subscriptions: readonly ReleaseSubscriptions[],
+  channel: string,
+): Required<Pick<LeaseRoundTrips, 'waitForRelease' | 'end'>> {
+  let subscribeTried = false;
+  let unsubscribe: (() => Promise<unknown>) | undefined;
+  const wakeOn =
+    subscriptions.length === 0
+      ? undefined
+      : (wake: Wake): (() => void) => {
+          const off = subscriptions.map((s) => s.wakeOn(channel)(wake));
+          return () => off.forEach((f) => f());
+        };
+  return {
+    async waitForRelease(wait) {
+      if (!subscribeTried && subscriptions.length > 0) {
+        subscribeTried = true;
+        const subscribed = await wait.bound(
+          Promise.all(subscriptions.map((s) => s.subscribe(channel))),
+          (late) => Promise.all(late.map((done) => done())),
+        );
+        unsubscribe = () => Promise.all(subscribed.map((done) => done()));
+        return;
+      }
+      await pause(wait.pauseMs(wait.leaseLeftMs), { signal: wait.signal, wakeOn });
+    },
+    end() {
+      if (unsubscribe) void unsubscribe().catch(() => undefined);
+    },
+  };
 }
