@@ -1,16 +1,14 @@
 import { createHash } from 'node:crypto';
-import { isAborted } from '../core/abort.js';
-import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { createSessionHandle } from '../core/session-handle.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import {
-  LockAcquireTimeoutError,
-  LockBackendError,
-  acquireDeadline,
-  checkAcquire,
+  acquireSessionLock,
+  type LockSession,
+  type SessionLockProtocol,
+} from '../core/session-acquire.js';
+import {
   checkOptionNames,
   tryOnce,
   type AcquireOptions,
-  type LeaseSupport,
   type LockHandle,
   type Locker,
 } from '../core/lock.js';
@@ -84,10 +82,10 @@ export class MysqlAdvisoryLock implements Locker {
   readonly #pool: MysqlPool;
   readonly #prefix: string;
   readonly #tokenTable: string;
-  readonly #lease: LeaseSupport = {
-    backend: 'MysqlAdvisoryLock',
-    ttlMs: undefined,
-    noLease: NO_LEASE,
+  readonly #protocol: SessionLockProtocol = {
+    lease: { backend: 'MysqlAdvisoryLock', ttlMs: undefined, noLease: NO_LEASE },
+    server: 'MySQL',
+    connect: (key) => this.#connect(key),
   };
 
   constructor(options: MysqlAdvisoryLockOptions) {
@@ -125,91 +123,43 @@ export class MysqlAdvisoryLock implements Locker {
    * await using lock = await locks.acquire('rebuild-index', { waitMs: 5000 });
    * ```
    */
-  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const checked = checkAcquire(key, options, this.#lease);
-    const { waitMs, signal, started, deadline } = checked;
-    const { bound } = acquireDeadline(key, checked);
+  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return acquireSessionLock(this.#protocol, key, options);
+  }
+
+  /** A pooled connection, and `GET_LOCK`'s statements on it. */
+  async #connect(key: string): Promise<LockSession> {
+    const connection: EventedConnection = await this.#pool.getConnection();
     const name = this.#name(key);
-    let connection: EventedConnection;
-    try {
-      connection = await bound(this.#pool.getConnection(), 'no pool connection in time', (late) =>
-        late.release(),
-      );
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
-      throw new LockBackendError(`MySQL failed to connect: ${messageOf(error)}`, error);
-    }
-    // Until granted, a connection in an unknown state is destroyed, never returned to the pool.
-    let outcome: 'granted' | 'clean' | 'destroy' = 'destroy';
-    const bounded = <T>(call: Promise<T>): Promise<T> =>
-      bound(call, 'MySQL did not answer in time');
-    try {
-      const remaining = deadline - performance.now();
-      // GET_LOCK's timeout is in seconds (MariaDB does not wait forever on a negative one: a year stands for it).
-      const seconds =
-        waitMs === 0
-          ? 0
-          : Number.isFinite(remaining)
-            ? Math.max(0.001, remaining / 1000)
-            : 31_536_000;
-      const [row] = await bounded(
-        selectRows(connection, 'SELECT GET_LOCK(?, ?) AS locked', [name, seconds]),
-      );
-      if (Number(row?.locked) !== 1) {
-        outcome = 'clean';
-        throw new LockAcquireTimeoutError(
-          key,
-          performance.now() - started,
-          'held by another session',
+    const destroy = (): void => {
+      // Destroying the session ends its wait and frees whatever it holds.
+      if (connection.destroy !== undefined) connection.destroy();
+      else connection.release();
+    };
+    return {
+      lock: async (waitMs, remainingMs, bounded) => {
+        // GET_LOCK's timeout is in seconds (MariaDB does not wait forever on a negative one: a year stands for it).
+        const seconds =
+          waitMs === 0
+            ? 0
+            : Number.isFinite(remainingMs)
+              ? Math.max(0.001, remainingMs / 1000)
+              : 31_536_000;
+        const [row] = await bounded(
+          selectRows(connection, 'SELECT GET_LOCK(?, ?) AS locked', [name, seconds]),
         );
-      }
-      const header = await bounded(
-        execute(connection, `INSERT INTO ${this.#tokenTable} () VALUES ()`, []),
-      );
-      const token = BigInt(header.insertId);
-      // Keep the token table small: every token below the newest is spent.
-      await bounded(
-        execute(connection, `DELETE FROM ${this.#tokenTable} WHERE id < ?`, [header.insertId]),
-      );
-      if (isAborted(signal)) throw new AbortedError(signal?.reason);
-      outcome = 'granted';
-      return this.#handle(key, name, connection, token, options);
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
-      throw error instanceof LockBackendError
-        ? error
-        : new LockBackendError(`MySQL failed to acquire a lock: ${messageOf(error)}`, error);
-    } finally {
-      if (outcome === 'clean') connection.release();
-      else if (outcome === 'destroy') {
-        // Destroying the session ends its wait and frees whatever it holds.
-        if (connection.destroy !== undefined) connection.destroy();
-        else connection.release();
-      }
-    }
-  }
-
-  /** Take the lock on `key` if no other session holds it. */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
-  }
-
-  #handle(
-    key: string,
-    name: string,
-    connection: EventedConnection,
-    token: bigint,
-    options: AcquireOptions,
-  ): LockHandle {
-    return createSessionHandle({
-      backend: 'MysqlAdvisoryLock',
-      key,
-      token,
-      acquireOptions: options,
-      noLease: `MysqlAdvisoryLock ${NO_LEASE}`,
+        return Number(row?.locked) === 1;
+      },
+      mintToken: async (bounded) => {
+        const header = await bounded(
+          execute(connection, `INSERT INTO ${this.#tokenTable} () VALUES ()`, []),
+        );
+        // Keep the token table small: every token below the newest is spent.
+        await bounded(
+          execute(connection, `DELETE FROM ${this.#tokenTable} WHERE id < ?`, [header.insertId]),
+        );
+        return BigInt(header.insertId);
+      },
       watch: (onFailure) => {
         connection.connection?.on?.('error', onFailure);
         connection.connection?.on?.('end', onFailure);
@@ -220,11 +170,6 @@ export class MysqlAdvisoryLock implements Locker {
       },
       unlock: async () => {
         await selectRows(connection, 'SELECT RELEASE_LOCK(?) AS released', [name]);
-        connection.release();
-      },
-      destroy: () => {
-        if (connection.destroy !== undefined) connection.destroy();
-        else connection.release();
       },
       stillHeld: async () => {
         const [row] = await selectRows(
@@ -234,6 +179,16 @@ export class MysqlAdvisoryLock implements Locker {
         );
         return Number(row?.mine) === 1;
       },
-    });
+      giveBack: () => connection.release(),
+      destroy,
+    };
+  }
+
+  /** Take the lock on `key` if no other session holds it. */
+  tryAcquire(
+    key: string,
+    options: Omit<AcquireOptions, 'waitMs'> = {},
+  ): Promise<LockHandle | undefined> {
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 }

@@ -1,15 +1,14 @@
-import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { isAborted } from '../core/abort.js';
-import { createSessionHandle } from '../core/session-handle.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import {
-  LockAcquireTimeoutError,
-  LockBackendError,
+  acquireSessionLock,
+  type Bounded,
+  type LockSession,
+  type SessionLockProtocol,
+} from '../core/session-acquire.js';
+import {
   type AcquireOptions,
-  type LeaseSupport,
   type LockHandle,
   type Locker,
-  acquireDeadline,
-  checkAcquire,
   checkOptionNames,
   tryOnce,
 } from '../core/lock.js';
@@ -79,10 +78,10 @@ export class PostgresAdvisoryLock implements Locker {
   readonly #pool: PoolLike;
   readonly #prefix: string;
   readonly #nextToken: string;
-  readonly #lease: LeaseSupport = {
-    backend: 'PostgresAdvisoryLock',
-    ttlMs: undefined,
-    noLease: NO_LEASE,
+  readonly #protocol: SessionLockProtocol = {
+    lease: { backend: 'PostgresAdvisoryLock', ttlMs: undefined, noLease: NO_LEASE },
+    server: 'PostgreSQL',
+    connect: (key) => this.#connect(key),
   };
 
   constructor(options: PostgresAdvisoryLockOptions) {
@@ -125,95 +124,42 @@ export class PostgresAdvisoryLock implements Locker {
    * await using lock = await locks.acquire('rebuild-index', { waitMs: 5000 });
    * ```
    */
-  async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    const checked = checkAcquire(key, options, this.#lease);
-    const { waitMs, signal, started, deadline } = checked;
-    const { bound } = acquireDeadline(key, checked);
+  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return acquireSessionLock(this.#protocol, key, options);
+  }
+
+  /** A pooled connection, and the advisory lock's statements on it. */
+  async #connect(key: string): Promise<LockSession> {
+    const client: EventedClient = await this.#pool.connect();
     const id = advisoryLockKey(this.#prefix + key).toString();
-    let client: EventedClient;
-    try {
-      client = await bound(this.#pool.connect(), 'no pool connection in time', (late) =>
-        late.release(),
-      );
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
-      throw new LockBackendError(`PostgreSQL failed to connect: ${messageOf(error)}`, error);
-    }
-    // Until granted, a connection in an unknown state is destroyed, never returned to the pool.
-    let outcome: 'granted' | 'clean' | 'destroy' = 'destroy';
-    const bounded = <T>(call: Promise<T>): Promise<T> =>
-      bound(call, 'PostgreSQL did not answer in time');
-    try {
-      if (waitMs === 0) {
-        const { rows } = await bounded(
-          runQuery(client, 'SELECT pg_try_advisory_lock($1::bigint) AS locked', [id]),
-        );
-        if (rows[0]?.locked !== true) {
-          outcome = 'clean';
-          throw new LockAcquireTimeoutError(key, 0, 'held by another session');
-        }
-      } else {
-        // Settings restored afterwards to what they were, not to a default.
-        const { rows } = await bounded(
-          runQuery(
-            client,
-            "SELECT current_setting('lock_timeout') AS lock_timeout, current_setting('client_connection_check_interval', true) AS check_interval",
-          ),
-        );
-        const previous = rows[0] as { lock_timeout: string; check_interval: string | null };
-        const remaining = deadline - performance.now();
-        const lockTimeout = Number.isFinite(remaining)
-          ? `${Math.max(1, Math.ceil(remaining))}ms`
-          : '0';
-        await bounded(
-          runQuery(
-            client,
-            previous.check_interval === null
-              ? "SELECT set_config('lock_timeout', $1, false)"
-              : "SELECT set_config('lock_timeout', $1, false), set_config('client_connection_check_interval', '1000', false)",
-            [lockTimeout],
-          ),
-        );
-        try {
-          await bounded(runQuery(client, 'SELECT pg_advisory_lock($1::bigint)', [id]));
-        } catch (error) {
-          if (error instanceof DatabaseError && error.sqlState === '55P03') {
-            throw new LockAcquireTimeoutError(
-              key,
-              performance.now() - started,
-              'held by another session',
-            );
-          }
-          throw error;
-        }
-        await bounded(
-          runQuery(
-            client,
-            previous.check_interval === null
-              ? "SELECT set_config('lock_timeout', $1, false)"
-              : "SELECT set_config('lock_timeout', $1, false), set_config('client_connection_check_interval', $2, false)",
-            previous.check_interval === null
-              ? [previous.lock_timeout]
-              : [previous.lock_timeout, previous.check_interval],
-          ),
-        );
-      }
-      const token = BigInt(
-        String((await bounded(runQuery(client, this.#nextToken))).rows[0]?.token),
-      );
-      if (isAborted(signal)) throw new AbortedError(signal?.reason);
-      outcome = 'granted';
-      return this.#handle(key, id, client, token, options);
-    } catch (error) {
-      if (error instanceof LockAcquireTimeoutError || error instanceof AbortedError) throw error;
-      throw error instanceof LockBackendError
-        ? error
-        : new LockBackendError(`PostgreSQL failed to acquire a lock: ${messageOf(error)}`, error);
-    } finally {
-      // Destroying the connection also ends its wait on the server and frees whatever it holds.
-      if (outcome === 'clean') client.release();
-      else if (outcome === 'destroy') client.release(new Error('raceguard: lock wait abandoned'));
-    }
+    return {
+      lock: (waitMs, remainingMs, bounded) =>
+        waitMs === 0
+          ? bounded(
+              runQuery(client, 'SELECT pg_try_advisory_lock($1::bigint) AS locked', [id]),
+            ).then(({ rows }) => rows[0]?.locked === true)
+          : waitInQueue(client, id, remainingMs, bounded),
+      mintToken: async (bounded) =>
+        BigInt(String((await bounded(runQuery(client, this.#nextToken))).rows[0]?.token)),
+      watch: (onFailure) => {
+        client.on?.('error', onFailure);
+        client.on?.('end', onFailure);
+        return () => {
+          client.removeListener?.('error', onFailure);
+          client.removeListener?.('end', onFailure);
+        };
+      },
+      unlock: async () => {
+        await runQuery(client, 'SELECT pg_advisory_unlock($1::bigint)', [id]);
+      },
+      // No lease: a session that answers still holds its advisory locks.
+      stillHeld: async () => {
+        await runQuery(client, 'SELECT 1');
+        return true;
+      },
+      giveBack: () => client.release(),
+      destroy: (cause) => client.release(cause instanceof Error ? cause : true),
+    };
   }
 
   /**
@@ -230,38 +176,56 @@ export class PostgresAdvisoryLock implements Locker {
   ): Promise<LockHandle | undefined> {
     return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
+}
 
-  #handle(
-    key: string,
-    id: string,
-    client: EventedClient,
-    token: bigint,
-    options: AcquireOptions,
-  ): LockHandle {
-    return createSessionHandle({
-      backend: 'PostgresAdvisoryLock',
-      key,
-      token,
-      acquireOptions: options,
-      noLease: `PostgresAdvisoryLock ${NO_LEASE}`,
-      watch: (onFailure) => {
-        client.on?.('error', onFailure);
-        client.on?.('end', onFailure);
-        return () => {
-          client.removeListener?.('error', onFailure);
-          client.removeListener?.('end', onFailure);
-        };
-      },
-      unlock: async () => {
-        await runQuery(client, 'SELECT pg_advisory_unlock($1::bigint)', [id]);
-        client.release();
-      },
-      destroy: (cause) => client.release(cause instanceof Error ? cause : true),
-      // No lease: a session that answers still holds its advisory locks.
-      stillHeld: async () => {
-        await runQuery(client, 'SELECT 1');
-        return true;
-      },
-    });
+/**
+ * `pg_advisory_lock` with `lock_timeout` set to the time left (and, on
+ * PostgreSQL 14+, `client_connection_check_interval` to a second, so an
+ * abandoned wait ends soon after its connection does); both settings are
+ * restored afterwards to what they were, not to a default. `false` when
+ * the wait ran out (SQLSTATE 55P03).
+ */
+async function waitInQueue(
+  client: PoolClientLike,
+  id: string,
+  remainingMs: number,
+  bounded: Bounded,
+): Promise<boolean> {
+  const { rows } = await bounded(
+    runQuery(
+      client,
+      "SELECT current_setting('lock_timeout') AS lock_timeout, current_setting('client_connection_check_interval', true) AS check_interval",
+    ),
+  );
+  const previous = rows[0] as { lock_timeout: string; check_interval: string | null };
+  const lockTimeout = Number.isFinite(remainingMs)
+    ? `${Math.max(1, Math.ceil(remainingMs))}ms`
+    : '0';
+  await bounded(
+    runQuery(
+      client,
+      previous.check_interval === null
+        ? "SELECT set_config('lock_timeout', $1, false)"
+        : "SELECT set_config('lock_timeout', $1, false), set_config('client_connection_check_interval', '1000', false)",
+      [lockTimeout],
+    ),
+  );
+  try {
+    await bounded(runQuery(client, 'SELECT pg_advisory_lock($1::bigint)', [id]));
+  } catch (error) {
+    if (error instanceof DatabaseError && error.sqlState === '55P03') return false;
+    throw error;
   }
+  await bounded(
+    runQuery(
+      client,
+      previous.check_interval === null
+        ? "SELECT set_config('lock_timeout', $1, false)"
+        : "SELECT set_config('lock_timeout', $1, false), set_config('client_connection_check_interval', $2, false)",
+      previous.check_interval === null
+        ? [previous.lock_timeout]
+        : [previous.lock_timeout, previous.check_interval],
+    ),
+  );
+  return true;
 }
