@@ -131,12 +131,16 @@ function sessionHandle(
     token,
     acquireOptions: options,
     noLease: `${backend} ${noLease}`,
-    watch: (onFailure) => session.watch(onFailure),
-    unlock: async () => {
-      await session.unlock();
-      session.giveBack();
+    watch: (events) => session.watch(() => events.lose('backend')),
+    end: async (wasHeld) => {
+      if (!wasHeld) return session.destroy();
+      try {
+        await session.unlock();
+        session.giveBack();
+      } catch (error) {
+        session.destroy(error); // the session is unusable: ending it frees its locks
+      }
     },
-    destroy: (cause) => session.destroy(cause),
     stillHeld: () => session.stillHeld(),
   });
 }

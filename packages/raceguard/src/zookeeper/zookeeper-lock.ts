@@ -2,11 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { isAborted } from '../core/abort.js';
 import { pause } from '../core/deadline.js';
 import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
-import { LockLoss } from '../core/lock-loss.js';
+import { createSessionHandle } from '../core/session-handle.js';
 import {
   LockAcquireTimeoutError,
   LockBackendError,
-  LockNotOwnerError,
   LockSessionLostError,
   type AcquireOptions,
   type LeaseSupport,
@@ -290,75 +289,54 @@ export class ZooKeeperLock implements Locker {
 
   #handle(key: string, path: string, token: bigint, options: AcquireOptions): LockHandle {
     const client = this.#client;
-    const loss = new LockLoss(key, options.onLost, 'ZooKeeperLock');
-    let validUntil = Number.POSITIVE_INFINITY;
-    let disconnectTimer: NodeJS.Timeout | undefined;
-    const stopTimer = (): void => {
-      if (disconnectTimer !== undefined) clearTimeout(disconnectTimer);
-      disconnectTimer = undefined;
-    };
-    const cleanup = (): void => {
-      stopTimer();
-      this.#onExpired.delete(onExpired);
-      this.#onDisconnected.delete(onDisconnected);
-      this.#onConnected.delete(onConnected);
-    };
-    const lose = (): void => {
-      cleanup();
-      loss.lose('expired');
-    };
-    const onExpired = lose;
-    // Disconnected: the session, and the lock with it, survives only until the session timeout.
-    const onDisconnected = (): void => {
-      const timeoutMs = client.getSessionTimeout();
-      validUntil = performance.now() + timeoutMs;
-      stopTimer();
-      disconnectTimer = setTimeout(lose, timeoutMs);
-      disconnectTimer.unref();
-    };
-    const onConnected = (): void => {
-      stopTimer();
-      validUntil = Number.POSITIVE_INFINITY;
-    };
-    this.#onExpired.add(onExpired);
-    this.#onDisconnected.add(onDisconnected);
-    this.#onConnected.add(onConnected);
-
-    let released: Promise<void> | undefined;
-    const release = (): Promise<void> =>
-      (released ??= (async () => {
-        const wasHeld = loss.end();
-        cleanup();
+    return createSessionHandle({
+      backend: 'ZooKeeperLock',
+      key,
+      token,
+      acquireOptions: options,
+      noLease: `ZooKeeperLock ${NO_LEASE}`,
+      watch: (session) => {
+        let disconnectTimer: NodeJS.Timeout | undefined;
+        const stopTimer = (): void => {
+          if (disconnectTimer !== undefined) clearTimeout(disconnectTimer);
+          disconnectTimer = undefined;
+        };
+        const onExpired = (): void => session.lose('expired');
+        // Disconnected: the session, and the lock with it, survives only until the session timeout.
+        const onDisconnected = (): void => {
+          const timeoutMs = client.getSessionTimeout();
+          session.holdsUntil(performance.now() + timeoutMs);
+          stopTimer();
+          disconnectTimer = setTimeout(onExpired, timeoutMs);
+          disconnectTimer.unref();
+        };
+        const onConnected = (): void => {
+          stopTimer();
+          session.holdsUntil(Number.POSITIVE_INFINITY);
+        };
+        this.#onExpired.add(onExpired);
+        this.#onDisconnected.add(onDisconnected);
+        this.#onConnected.add(onConnected);
+        return () => {
+          stopTimer();
+          this.#onExpired.delete(onExpired);
+          this.#onDisconnected.delete(onDisconnected);
+          this.#onConnected.delete(onConnected);
+        };
+      },
+      // No lease to renew (the client's heartbeats keep the session): check the node is still ours.
+      stillHeld: async () =>
+        (await call<StatLike | null>('check a lock', (cb) => client.exists(path, cb))) !== null,
+      lostReason: 'expired',
+      failedCheckLoses: false,
+      end: async (wasHeld) => {
         try {
           await call<null>('release a lock', (cb) => client.remove(path, -1, (e) => cb(e, null)));
         } catch (error) {
           // A lost lock's node goes with its session; failing to delete it early is not an error.
           if (wasHeld && !isNoNode(error)) throw error;
         }
-      })());
-
-    return {
-      key,
-      token,
-      get validUntil() {
-        return validUntil;
       },
-      get signal() {
-        return loss.signal;
-      },
-      extend: async (ttlMs?: number) => {
-        if (ttlMs !== undefined)
-          throw new InvalidArgumentError('ttlMs', `left unset: ZooKeeperLock ${NO_LEASE}`, ttlMs);
-        // No lease to renew (the client's heartbeats keep the session): check the node is still ours.
-        if (!loss.held || released !== undefined) throw new LockNotOwnerError(key);
-        const stat = await call<StatLike | null>('check a lock', (cb) => client.exists(path, cb));
-        if (stat === null) {
-          lose();
-          throw new LockNotOwnerError(key);
-        }
-      },
-      release,
-      [Symbol.asyncDispose]: release,
-    };
+    });
   }
 }
