@@ -12,11 +12,16 @@ import { createLeaseHandle } from './lease-handle.js';
 import {
   acquireDeadline,
   checkAcquire,
+  checkDriftFactor,
+  checkLease,
   leaseEnd,
+  tryOnce,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
+  type Locker,
 } from './lock.js';
+import { assertPositiveInteger } from './validate.js';
 
 /**
  * How one grant attempt went: `token` when this owner now holds the key;
@@ -216,4 +221,88 @@ function leaseHandle(
     },
     release: () => trips.release(owner),
   });
+}
+
+/** The lease options every leased locker takes, as given to its constructor. */
+export interface LeaseLockerOptions {
+  readonly ttlMs?: number | undefined;
+  readonly pollMs?: number | undefined;
+  readonly driftFactor?: number | undefined;
+}
+
+/**
+ * The settings of a leased locker from its options, checked at
+ * construction: the default lease (`ttlMs`, default 30 s), `pollMs` (a
+ * positive integer) and `driftFactor` (in [0, 0.5), default 0.01).
+ */
+export function leaseSettings(
+  backend: string,
+  options: LeaseLockerOptions,
+  defaults: { readonly pollMs: number; readonly silent: string },
+): Omit<LeaseLockProtocol, 'forKey'> {
+  const lease = { backend, ttlMs: options.ttlMs ?? 30_000 };
+  checkLease('options.ttlMs', lease.ttlMs, lease);
+  const pollMs = options.pollMs ?? defaults.pollMs;
+  assertPositiveInteger('options.pollMs', pollMs);
+  return {
+    lease,
+    pollMs,
+    driftFactor: checkDriftFactor(options.driftFactor ?? 0.01),
+    silent: defaults.silent,
+  };
+}
+
+/**
+ * The base of every leased locker: `acquire` and `tryAcquire` over
+ * {@link acquireLease}. A new lease backend extends it, passes its settings
+ * ({@link leaseSettings}) and supplies its round trips for a key; it must
+ * then pass the shared lock contract suite (`test/locks/contract.ts`).
+ *
+ * @example
+ * ```ts
+ * class MyLeaseLock extends LeaseLocker {
+ *   constructor(options: MyOptions) {
+ *     super(leaseSettings('MyLeaseLock', options, { pollMs: 50, silent: 'my server did not answer in time' }));
+ *   }
+ *   protected roundTrips(key: string): LeaseRoundTrips { return { tryGrant, renew, release, waitForRelease }; }
+ * }
+ * ```
+ */
+export abstract class LeaseLocker implements Locker {
+  readonly #protocol: LeaseLockProtocol;
+
+  protected constructor(settings: Omit<LeaseLockProtocol, 'forKey'>) {
+    this.#protocol = { ...settings, forKey: (key) => this.roundTrips(key) };
+  }
+
+  /** The backend's round trips on `key`, once per acquire. */
+  protected abstract roundTrips(key: string): LeaseRoundTrips;
+
+  /**
+   * Wait up to `waitMs` for the lock on `key`.
+   *
+   * @example
+   * ```ts
+   * await using lock = await locks.acquire('nightly-report', { ttlMs: 60_000, autoExtend: true });
+   * ```
+   */
+  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return acquireLease(this.#protocol, key, options);
+  }
+
+  /**
+   * Take the lock on `key` if it is free right now; `undefined` if not.
+   *
+   * @example
+   * ```ts
+   * const lock = await locks.tryAcquire('nightly-job', { ttlMs: 60_000, autoExtend: true });
+   * if (!lock) return;
+   * ```
+   */
+  tryAcquire(
+    key: string,
+    options: Omit<AcquireOptions, 'waitMs'> = {},
+  ): Promise<LockHandle | undefined> {
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
+  }
 }

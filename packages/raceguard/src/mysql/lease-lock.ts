@@ -1,21 +1,8 @@
 import { pause } from '../core/deadline.js';
 import { InvalidArgumentError, messageOf } from '../core/errors.js';
-import {
-  acquireLease,
-  type LeaseLockProtocol,
-  type LeaseRoundTrips,
-} from '../core/lease-acquire.js';
-import {
-  LockBackendError,
-  checkDriftFactor,
-  checkLease,
-  checkOptionNames,
-  tryOnce,
-  type AcquireOptions,
-  type LockHandle,
-  type Locker,
-} from '../core/lock.js';
-import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+import { LeaseLocker, leaseSettings, type LeaseRoundTrips } from '../core/lease-acquire.js';
+import { LockBackendError, checkOptionNames } from '../core/lock.js';
+import { assertPlainObject } from '../core/validate.js';
 import { quoteTable, type MysqlTableName } from './identifiers.js';
 import { assertMysqlQueryable, execute, selectRows } from './statements.js';
 import type { MysqlQueryable, ResultHeader } from './types.js';
@@ -79,11 +66,10 @@ export interface MysqlLeaseLockOptions {
  * await withLock(locks, `invoice:${id}`, (lock) => send(id, lock.token), { ttlMs: 10_000 });
  * ```
  */
-export class MysqlLeaseLock implements Locker {
+export class MysqlLeaseLock extends LeaseLocker {
   readonly #db: MysqlQueryable;
   readonly #tableName: string;
   readonly #prefix: string;
-  readonly #protocol: LeaseLockProtocol;
   readonly #sql: {
     ensure: string;
     acquire: string;
@@ -102,22 +88,17 @@ export class MysqlLeaseLock implements Locker {
       'pollMs',
       'driftFactor',
     ]);
+    super(
+      leaseSettings('MysqlLeaseLock', options, {
+        pollMs: 50,
+        silent: 'MySQL did not answer in time',
+      }),
+    );
     assertMysqlQueryable('options.client', options.client);
     this.#db = options.client;
     this.#prefix = options.prefix ?? '';
     if (typeof this.#prefix !== 'string')
       throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);
-    const lease = { backend: 'MysqlLeaseLock', ttlMs: options.ttlMs ?? 30_000 };
-    checkLease('options.ttlMs', lease.ttlMs, lease);
-    const pollMs = options.pollMs ?? 50;
-    assertPositiveInteger('options.pollMs', pollMs);
-    this.#protocol = {
-      lease,
-      pollMs,
-      driftFactor: checkDriftFactor(options.driftFactor ?? 0.01),
-      silent: 'MySQL did not answer in time',
-      forKey: (key) => this.#forKey(key),
-    };
     const table = options.table ?? 'raceguard_leases';
     this.#tableName = typeof table === 'string' ? table : table.join('.');
     const t = quoteTable(table, 'options.table');
@@ -152,7 +133,7 @@ export class MysqlLeaseLock implements Locker {
   }
 
   /** The round trips on `key`: one statement each; waits poll the lease. */
-  #forKey(key: string): LeaseRoundTrips {
+  protected roundTrips(key: string): LeaseRoundTrips {
     const name = this.#prefix + key;
     return {
       prepare: () => this.#run(this.#sql.ensure, [name], 'prepare a lock'),
@@ -174,18 +155,5 @@ export class MysqlLeaseLock implements Locker {
         await pause(wait.pauseMs(Number(left?.ms ?? 0)), { signal: wait.signal });
       },
     };
-  }
-
-  /** Wait up to `waitMs` for the lock on `key`. */
-  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    return acquireLease(this.#protocol, key, options);
-  }
-
-  /** Take the lock on `key` if it is free now. */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 }

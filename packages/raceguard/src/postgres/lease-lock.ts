@@ -1,20 +1,7 @@
 import { pause } from '../core/deadline.js';
 import { InvalidArgumentError, messageOf } from '../core/errors.js';
-import {
-  acquireLease,
-  type LeaseLockProtocol,
-  type LeaseRoundTrips,
-} from '../core/lease-acquire.js';
-import {
-  LockBackendError,
-  type AcquireOptions,
-  type LockHandle,
-  type Locker,
-  tryOnce,
-  checkDriftFactor,
-  checkLease,
-  checkOptionNames,
-} from '../core/lock.js';
+import { LeaseLocker, leaseSettings, type LeaseRoundTrips } from '../core/lease-acquire.js';
+import { LockBackendError, checkOptionNames } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { quoteIdentifier } from './identifiers.js';
 import {
@@ -126,10 +113,9 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
  * );
  * ```
  */
-export class PostgresLeaseLock implements Locker {
+export class PostgresLeaseLock extends LeaseLocker {
   readonly #db: Queryable;
   readonly #prefix: string;
-  readonly #protocol: LeaseLockProtocol;
   readonly #notifications: ReleaseNotifications | undefined;
   readonly #channel: string;
   readonly #tableName: string;
@@ -153,6 +139,12 @@ export class PostgresLeaseLock implements Locker {
       'listener',
       'driftFactor',
     ]);
+    super(
+      leaseSettings('PostgresLeaseLock', options, {
+        pollMs: 50,
+        silent: 'PostgreSQL did not answer in time',
+      }),
+    );
     if (options.client !== undefined && options.db !== undefined)
       throw new InvalidArgumentError(
         'options.db',
@@ -165,17 +157,6 @@ export class PostgresLeaseLock implements Locker {
     this.#prefix = options.prefix ?? '';
     if (typeof this.#prefix !== 'string')
       throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);
-    const lease = { backend: 'PostgresLeaseLock', ttlMs: options.ttlMs ?? 30_000 };
-    checkLease('options.ttlMs', lease.ttlMs, lease);
-    const pollMs = options.pollMs ?? 50;
-    assertPositiveInteger('options.pollMs', pollMs);
-    this.#protocol = {
-      lease,
-      pollMs,
-      driftFactor: checkDriftFactor(options.driftFactor ?? 0.01),
-      silent: 'PostgreSQL did not answer in time',
-      forKey: (key) => this.#forKey(key),
-    };
     const name = options.table ?? 'raceguard_locks';
     this.#tableName = name;
     this.#channel = ReleaseNotifications.channelOf(name);
@@ -237,7 +218,7 @@ export class PostgresLeaseLock implements Locker {
   }
 
   /** The round trips on `key`: one statement each; waits poll the lease, woken by `NOTIFY` with a listener. */
-  #forKey(key: string): LeaseRoundTrips {
+  protected roundTrips(key: string): LeaseRoundTrips {
     const stored = this.#prefix + key;
     const notifications = this.#notifications;
     // The key as release notifications name it, hashed once per acquire.
@@ -291,34 +272,6 @@ export class PostgresLeaseLock implements Locker {
         if (failed && woken && payload !== undefined) notifications?.passOn(payload);
       },
     };
-  }
-
-  /**
-   * Wait up to `waitMs` for the lock on `key`.
-   *
-   * @example
-   * ```ts
-   * await using lock = await locks.acquire('nightly-report', { ttlMs: 60_000, autoExtend: true });
-   * ```
-   */
-  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    return acquireLease(this.#protocol, key, options);
-  }
-
-  /**
-   * Take the lock on `key` if it is free now.
-   *
-   * @example
-   * ```ts
-   * const lock = await locks.tryAcquire('migrate');
-   * if (!lock) return;
-   * ```
-   */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   /**

@@ -1,21 +1,7 @@
 import { InvalidArgumentError, messageOf } from '../core/errors.js';
-import {
-  acquireLease,
-  type LeaseLockProtocol,
-  type LeaseRoundTrips,
-} from '../core/lease-acquire.js';
-import {
-  LockBackendError,
-  type AcquireOptions,
-  type LeaseSupport,
-  type LockHandle,
-  type Locker,
-  tryOnce,
-  checkDriftFactor,
-  checkLease,
-  checkOptionNames,
-} from '../core/lock.js';
-import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+import { LeaseLocker, leaseSettings, type LeaseRoundTrips } from '../core/lease-acquire.js';
+import { LockBackendError, checkOptionNames } from '../core/lock.js';
+import { assertPlainObject } from '../core/validate.js';
 import {
   ACQUIRE,
   EXTEND,
@@ -104,17 +90,11 @@ export interface RedisLockOptions {
  * }, { ttlMs: 10_000, autoExtend: true });
  * ```
  */
-export class RedisLock implements Locker {
+export class RedisLock extends LeaseLocker {
   readonly #client: RedisClientLike;
-  readonly #subscriber: RedisSubscriberLike | undefined;
   readonly #prefix: string;
-  readonly #ttlMs: number;
-  readonly #pollMs: number;
-  readonly #driftFactor: number;
   readonly #fenceCounter: FenceCounter;
-  readonly #lease: LeaseSupport;
   readonly #subscriptions: ReleaseSubscriptions | undefined;
-  readonly #protocol: LeaseLockProtocol;
 
   constructor(options: RedisLockOptions) {
     assertPlainObject('options', options);
@@ -137,26 +117,14 @@ export class RedisLock implements Locker {
         options.client,
       );
     }
+    super(
+      leaseSettings('RedisLock', options, { pollMs: 100, silent: 'Redis did not answer in time' }),
+    );
     this.#client = options.client;
-    this.#subscriber = options.subscriber;
     this.#prefix = options.prefix ?? 'raceguard:';
-    this.#ttlMs = options.ttlMs ?? 30_000;
-    this.#pollMs = options.pollMs ?? 100;
-    this.#driftFactor = options.driftFactor ?? 0.01;
     this.#fenceCounter = checkFenceCounter(options.fenceCounter);
-    this.#lease = { backend: 'RedisLock', ttlMs: this.#ttlMs };
-    checkLease('options.ttlMs', this.#ttlMs, this.#lease);
-    assertPositiveInteger('options.pollMs', this.#pollMs);
-    checkDriftFactor(this.#driftFactor);
     this.#subscriptions =
-      this.#subscriber === undefined ? undefined : new ReleaseSubscriptions(this.#subscriber);
-    this.#protocol = {
-      lease: this.#lease,
-      driftFactor: this.#driftFactor,
-      pollMs: this.#pollMs,
-      silent: 'Redis did not answer in time',
-      forKey: (key) => this.#forKey(key),
-    };
+      options.subscriber === undefined ? undefined : new ReleaseSubscriptions(options.subscriber);
   }
 
   async #run(
@@ -192,7 +160,7 @@ export class RedisLock implements Locker {
   }
 
   /** The round trips on `key`: one script each; waits end on a release message. */
-  #forKey(key: string): LeaseRoundTrips {
+  protected roundTrips(key: string): LeaseRoundTrips {
     // One hash tag, so the lock and its counter live in the same cluster slot.
     const lock = `${this.#prefix}lock:{${key}}`;
     const channel = `${this.#prefix}released:{${key}}`;
@@ -218,33 +186,5 @@ export class RedisLock implements Locker {
       },
       ...waitForReleaseOn(this.#subscriptions === undefined ? [] : [this.#subscriptions], channel),
     };
-  }
-
-  /**
-   * Wait up to `waitMs` for the lock on `key`.
-   *
-   * @example
-   * ```ts
-   * await using lock = await locks.acquire('report', { ttlMs: 5000, waitMs: 2000 });
-   * ```
-   */
-  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    return acquireLease(this.#protocol, key, options);
-  }
-
-  /**
-   * Take the lock on `key` if it is free right now.
-   *
-   * @example
-   * ```ts
-   * const lock = await locks.tryAcquire('nightly-job', { ttlMs: 60_000, autoExtend: true });
-   * if (!lock) return;
-   * ```
-   */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 }

@@ -1,20 +1,7 @@
 import { within } from '../core/deadline.js';
 import { InvalidArgumentError, messageOf } from '../core/errors.js';
-import {
-  acquireLease,
-  type LeaseLockProtocol,
-  type LeaseRoundTrips,
-} from '../core/lease-acquire.js';
-import {
-  LockBackendError,
-  type AcquireOptions,
-  type LockHandle,
-  type Locker,
-  tryOnce,
-  checkDriftFactor,
-  checkLease,
-  checkOptionNames,
-} from '../core/lock.js';
+import { LeaseLocker, leaseSettings, type LeaseRoundTrips } from '../core/lease-acquire.js';
+import { LockBackendError, checkOptionNames } from '../core/lock.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import {
   ACQUIRE,
@@ -131,12 +118,11 @@ export interface RedlockOptions {
  * await withLock(redlock, 'payout:42', () => payOut(42), { ttlMs: 10_000 });
  * ```
  */
-export class Redlock implements Locker {
+export class Redlock extends LeaseLocker {
   readonly #clients: readonly RedisClientLike[];
   readonly #prefix: string;
   readonly #nodeTimeoutMs: number;
   readonly #fenceCounter: FenceCounter;
-  readonly #protocol: LeaseLockProtocol;
   readonly #subscriptions: readonly ReleaseSubscriptions[];
   /** Votes needed: a strict majority of the nodes. */
   readonly quorum: number;
@@ -154,6 +140,16 @@ export class Redlock implements Locker {
       'nodeTimeoutMs',
       'fenceCounter',
     ]);
+    super({
+      ...leaseSettings(
+        'Redlock',
+        { ...options, pollMs: options.pollMs ?? options.retryDelayMs },
+        { pollMs: 50, silent: 'the nodes did not answer in time' },
+      ),
+      jitter: true,
+      // An attempt that failed undoes itself on every node.
+      undoUnknown: false,
+    });
     const clients: readonly RedisClientLike[] = options.clients;
     if (!isList(clients) || clients.length === 0) {
       throw new InvalidArgumentError(
@@ -176,21 +172,7 @@ export class Redlock implements Locker {
     this.#prefix = options.prefix ?? 'raceguard:';
     this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 50;
     this.#fenceCounter = checkFenceCounter(options.fenceCounter);
-    const lease = { backend: 'Redlock', ttlMs: options.ttlMs ?? 30_000 };
-    checkLease('options.ttlMs', lease.ttlMs, lease);
     assertPositiveInteger('options.nodeTimeoutMs', this.#nodeTimeoutMs);
-    const pollMs = options.pollMs ?? options.retryDelayMs ?? 50;
-    assertPositiveInteger('options.pollMs', pollMs);
-    this.#protocol = {
-      lease,
-      pollMs,
-      jitter: true,
-      driftFactor: checkDriftFactor(options.driftFactor ?? 0.01),
-      silent: 'the nodes did not answer in time',
-      // An attempt that failed undoes itself on every node.
-      undoUnknown: false,
-      forKey: (key) => this.#forKey(key),
-    };
     const subscribers = options.subscribers ?? [];
     if (!isList(subscribers) || (subscribers.length > 0 && subscribers.length !== clients.length))
       throw new InvalidArgumentError(
@@ -219,7 +201,7 @@ export class Redlock implements Locker {
   }
 
   /** The round trips on `key`: each asks every node; waits end on a release message from any node. */
-  #forKey(key: string): LeaseRoundTrips {
+  protected roundTrips(key: string): LeaseRoundTrips {
     const lock = `${this.#prefix}lock:{${key}}`;
     const fence = fenceKey(this.#prefix, key, this.#fenceCounter);
     const channel = `${this.#prefix}released:{${key}}`;
@@ -256,37 +238,6 @@ export class Redlock implements Locker {
       release: (owner) => this.#releaseEverywhere(key, owner),
       ...waitForReleaseOn(this.#subscriptions, channel),
     };
-  }
-
-  /**
-   * Wait up to `waitMs` for a majority of nodes to grant the lock on `key`.
-   * Throws {@link QuorumNotReachedError} when too many nodes failed for a
-   * majority to be possible, {@link LockAcquireTimeoutError} when the lock
-   * stayed held.
-   *
-   * @example
-   * ```ts
-   * await using lock = await redlock.acquire('report', { ttlMs: 5000, waitMs: 1000 });
-   * ```
-   */
-  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    return acquireLease(this.#protocol, key, options);
-  }
-
-  /**
-   * One attempt: the lock, or `undefined` if it is held. Still throws
-   * {@link QuorumNotReachedError} when the nodes cannot form a majority.
-   *
-   * @example
-   * ```ts
-   * const lock = await redlock.tryAcquire('nightly', { ttlMs: 60_000, autoExtend: true });
-   * ```
-   */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   /**
