@@ -40,6 +40,21 @@ export {
   type LockLossReason,
 } from './core/lock.js';
 export {
+  LeaseLocker,
+  leaseSettings,
+  type LeaseLockerOptions,
+  type LeaseLockProtocol,
+  type LeaseRoundTrips,
+  type LeaseAttempt,
+  type ReleaseWait,
+} from './core/lease-acquire.js';
+export {
+  SessionLocker,
+  type SessionLockProtocol,
+  type LockSession,
+  type Bounded,
+} from './core/session-acquire.js';
+export {
   idempotent,
   claimIdempotency,
   InvalidIdempotencyKeyError,

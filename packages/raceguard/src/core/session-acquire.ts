@@ -13,9 +13,11 @@ import {
   LockBackendError,
   acquireDeadline,
   checkAcquire,
+  tryOnce,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
+  type Locker,
 } from './lock.js';
 import { createSessionHandle } from './session-handle.js';
 
@@ -143,4 +145,49 @@ function sessionHandle(
     },
     stillHeld: () => session.stillHeld(),
   });
+}
+
+/**
+ * The base of every session locker: `acquire` and `tryAcquire` over
+ * {@link acquireSessionLock}. A new session backend extends it and supplies
+ * `connect` (a pooled connection and its statements); it must then pass the
+ * shared lock contract suite (`test/locks/contract.ts`).
+ */
+export abstract class SessionLocker implements Locker {
+  readonly #protocol: SessionLockProtocol;
+
+  protected constructor(settings: Omit<SessionLockProtocol, 'connect'>) {
+    this.#protocol = { ...settings, connect: (key) => this.connect(key) };
+  }
+
+  /** Check a connection out of the pool for the lock on `key`. */
+  protected abstract connect(key: string): Promise<LockSession>;
+
+  /**
+   * Wait (up to `waitMs`) in the server's queue for the lock on `key`.
+   *
+   * @example
+   * ```ts
+   * await using lock = await locks.acquire('rebuild-index', { waitMs: 5000 });
+   * ```
+   */
+  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    return acquireSessionLock(this.#protocol, key, options);
+  }
+
+  /**
+   * Take the lock on `key` if no other session holds it; `undefined` if one does.
+   *
+   * @example
+   * ```ts
+   * const lock = await locks.tryAcquire('vacuum');
+   * if (!lock) return;
+   * ```
+   */
+  tryAcquire(
+    key: string,
+    options: Omit<AcquireOptions, 'waitMs'> = {},
+  ): Promise<LockHandle | undefined> {
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
+  }
 }

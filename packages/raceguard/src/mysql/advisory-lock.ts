@@ -1,17 +1,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../core/errors.js';
-import {
-  acquireSessionLock,
-  type LockSession,
-  type SessionLockProtocol,
-} from '../core/session-acquire.js';
-import {
-  checkOptionNames,
-  tryOnce,
-  type AcquireOptions,
-  type LockHandle,
-  type Locker,
-} from '../core/lock.js';
+import { SessionLocker, type LockSession } from '../core/session-acquire.js';
+import { checkOptionNames } from '../core/lock.js';
 import { assertPlainObject } from '../core/validate.js';
 import { quoteTable, type MysqlTableName } from './identifiers.js';
 import { assertMysqlQueryable, execute, selectRows } from './statements.js';
@@ -78,21 +68,20 @@ export async function createMysqlLockTables(
  * await withLock(locks, 'nightly-report', () => buildReport(), { waitMs: 0 });
  * ```
  */
-export class MysqlAdvisoryLock implements Locker {
+export class MysqlAdvisoryLock extends SessionLocker {
   readonly #pool: MysqlPool;
   readonly #prefix: string;
   readonly #tokenTable: string;
-  readonly #protocol: SessionLockProtocol = {
-    lease: { backend: 'MysqlAdvisoryLock', ttlMs: undefined, noLease: NO_LEASE },
-    server: 'MySQL',
-    connect: (key) => this.#connect(key),
-  };
 
   constructor(options: MysqlAdvisoryLockOptions) {
     assertPlainObject('options', options);
     checkOptionNames('MysqlAdvisoryLock', options, ['client', 'prefix', 'tokenTable'], {
       ttlMs: NO_LEASE,
       pollMs: 'does not poll: GET_LOCK waits in the server',
+    });
+    super({
+      lease: { backend: 'MysqlAdvisoryLock', ttlMs: undefined, noLease: NO_LEASE },
+      server: 'MySQL',
     });
     if (typeof (options.client as Partial<MysqlPool> | undefined)?.getConnection !== 'function') {
       throw new InvalidArgumentError('options.client', 'a mysql2/promise pool', options.client);
@@ -115,20 +104,8 @@ export class MysqlAdvisoryLock implements Locker {
       : `rg:${createHash('sha256').update(name).digest('hex').slice(0, 61)}`;
   }
 
-  /**
-   * Wait (up to `waitMs`) for the lock on `key`.
-   *
-   * @example
-   * ```ts
-   * await using lock = await locks.acquire('rebuild-index', { waitMs: 5000 });
-   * ```
-   */
-  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    return acquireSessionLock(this.#protocol, key, options);
-  }
-
   /** A pooled connection, and `GET_LOCK`'s statements on it. */
-  async #connect(key: string): Promise<LockSession> {
+  protected async connect(key: string): Promise<LockSession> {
     const connection: EventedConnection = await this.#pool.getConnection();
     const name = this.#name(key);
     const destroy = (): void => {
@@ -182,13 +159,5 @@ export class MysqlAdvisoryLock implements Locker {
       giveBack: () => connection.release(),
       destroy,
     };
-  }
-
-  /** Take the lock on `key` if no other session holds it. */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 }

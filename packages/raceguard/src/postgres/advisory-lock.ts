@@ -1,17 +1,6 @@
 import { InvalidArgumentError } from '../core/errors.js';
-import {
-  acquireSessionLock,
-  type Bounded,
-  type LockSession,
-  type SessionLockProtocol,
-} from '../core/session-acquire.js';
-import {
-  type AcquireOptions,
-  type LockHandle,
-  type Locker,
-  checkOptionNames,
-  tryOnce,
-} from '../core/lock.js';
+import { SessionLocker, type Bounded, type LockSession } from '../core/session-acquire.js';
+import { checkOptionNames } from '../core/lock.js';
 import { assertPlainObject } from '../core/validate.js';
 import { advisoryLockKey } from './advisory.js';
 import { DatabaseError } from './errors.js';
@@ -74,15 +63,10 @@ const NO_LEASE =
  * await withLock(locks, 'nightly-report', () => buildReport(), { waitMs: 0 });
  * ```
  */
-export class PostgresAdvisoryLock implements Locker {
+export class PostgresAdvisoryLock extends SessionLocker {
   readonly #pool: PoolLike;
   readonly #prefix: string;
   readonly #nextToken: string;
-  readonly #protocol: SessionLockProtocol = {
-    lease: { backend: 'PostgresAdvisoryLock', ttlMs: undefined, noLease: NO_LEASE },
-    server: 'PostgreSQL',
-    connect: (key) => this.#connect(key),
-  };
 
   constructor(options: PostgresAdvisoryLockOptions) {
     assertPlainObject('options', options);
@@ -95,6 +79,10 @@ export class PostgresAdvisoryLock implements Locker {
         pollMs: "does not poll: waiters queue in PostgreSQL's lock manager",
       },
     );
+    super({
+      lease: { backend: 'PostgresAdvisoryLock', ttlMs: undefined, noLease: NO_LEASE },
+      server: 'PostgreSQL',
+    });
     if (options.client !== undefined && options.pool !== undefined)
       throw new InvalidArgumentError(
         'options.pool',
@@ -116,20 +104,8 @@ export class PostgresAdvisoryLock implements Locker {
     this.#nextToken = `SELECT nextval('${sequence.replaceAll("'", "''")}') AS token`;
   }
 
-  /**
-   * Wait (up to `waitMs`) in PostgreSQL's queue for the lock on `key`.
-   *
-   * @example
-   * ```ts
-   * await using lock = await locks.acquire('rebuild-index', { waitMs: 5000 });
-   * ```
-   */
-  acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
-    return acquireSessionLock(this.#protocol, key, options);
-  }
-
   /** A pooled connection, and the advisory lock's statements on it. */
-  async #connect(key: string): Promise<LockSession> {
+  protected async connect(key: string): Promise<LockSession> {
     const client: EventedClient = await this.#pool.connect();
     const id = advisoryLockKey(this.#prefix + key).toString();
     return {
@@ -160,21 +136,6 @@ export class PostgresAdvisoryLock implements Locker {
       giveBack: () => client.release(),
       destroy: (cause) => client.release(cause instanceof Error ? cause : true),
     };
-  }
-
-  /**
-   * Take the lock on `key` if no other session holds it.
-   *
-   * @example
-   * ```ts
-   * const lock = await locks.tryAcquire('vacuum');
-   * ```
-   */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 }
 
