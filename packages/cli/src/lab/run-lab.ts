@@ -21,6 +21,8 @@ import {
   SCENARIOS,
 } from './scenarios/index.js';
 import { openLabReplicas } from './lab-replicas.js';
+import type { LabBroker } from './message-scenario.js';
+import type { LabReplicas } from './replica-scenario.js';
 import { openLabBroker } from './broker.js';
 import { openLabRedis } from './lab-redis.js';
 import type { Anomalies } from './scenario.js';
@@ -170,7 +172,93 @@ export interface LabReport {
  * ```
  */
 export async function runLab(options: LabOptions = {}): Promise<LabReport> {
-  const { concurrency = 100, trials = 5, gapMs = 2, poolSize = 32, signal } = options;
+  const plan = planLab(options);
+  const database = await openLabDatabase({
+    databaseUrl: options.databaseUrl,
+    ...(options.signal && { signal: options.signal }),
+  });
+  // Torn down in reverse order of creation, whatever happens; the database last.
+  const cleanup: Cleanup = [() => database.close()];
+  try {
+    const { pools, clients } = await startLabServers(plan, database, cleanup);
+    const first = pools[0] as LabPool;
+    const run: LabRun = { plan, options, progress: { done: 0, total: totalBursts(plan) } };
+    if (options.warmup !== false) await warmUp(run, first, clients);
+    options.onStart?.({
+      embedded: database.embedded,
+      database: database.dialect,
+      schema: database.schema,
+      bursts: run.progress.total,
+    });
+    const results: LabResult[] = [];
+    for (const [scenario, applicable] of plan.bursts)
+      for (const strategy of applicable)
+        results.push(await runBurstStrategy(run, first, clients, scenario, strategy));
+    const skipped: LabSkip[] = [];
+    for (const shape of shapesOf(run, first, cleanup)) {
+      const outcome = await runShape(run, shape);
+      if ('skipped' in outcome) skipped.push(...outcome.skipped);
+      else results.push(...outcome.results);
+    }
+    const { unsafeStrategies } = plan;
+    return {
+      results,
+      concurrency: plan.concurrency,
+      trials: plan.trials,
+      gapMs: plan.gapMs,
+      database: database.dialect,
+      embeddedPostgres: database.embedded,
+      servers: plan.servers,
+      unsafeStrategies,
+      fixesClean: results.every(
+        (r) => unsafeStrategies.includes(r.strategy) || r.anomalousTrials === 0,
+      ),
+      skipped,
+    };
+  } finally {
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  }
+}
+
+/** Tear-down steps, run in reverse order. */
+type Cleanup = (() => Promise<unknown>)[];
+
+/** A scenario that could not run, and why. */
+type LabSkip = { readonly scenario: string; readonly reason: string };
+
+/** A scenario with the strategies to run it under. */
+type Planned<S> = readonly [S, readonly Strategy[]];
+
+type BurstScenario = (typeof SCENARIOS)[number];
+
+/** The options of a run, checked, with the scenarios and strategies each will run. */
+interface LabPlan {
+  readonly concurrency: number;
+  readonly trials: number;
+  readonly gapMs: number;
+  readonly poolSize: number;
+  readonly servers: number;
+  readonly strategies: readonly Strategy[];
+  readonly unsafeStrategies: readonly Strategy[];
+  /** The HTTP-burst scenarios, each with its strategies (possibly none). */
+  readonly bursts: readonly Planned<BurstScenario>[];
+  readonly messages: readonly Planned<(typeof MESSAGE_SCENARIOS)[number]>[];
+  readonly caches: readonly Planned<(typeof CACHE_SCENARIOS)[number]>[];
+  readonly clocks: readonly Planned<(typeof CLOCK_SCENARIOS)[number]>[];
+  readonly replicas: readonly Planned<(typeof REPLICA_SCENARIOS)[number]>[];
+}
+
+/** What every step of a run shares. */
+interface LabRun {
+  readonly plan: LabPlan;
+  readonly options: LabOptions;
+  /** Trials done, of all planned. */
+  readonly progress: { done: number; readonly total: number };
+}
+
+/** Check the options (before anything starts) and plan the run. */
+function planLab(options: LabOptions): LabPlan {
+  const { concurrency = 100, trials = 5, gapMs = 2, poolSize = 32, servers = 1 } = options;
   if (!Number.isSafeInteger(concurrency) || concurrency < 2 || concurrency > 1000) {
     throw new InvalidArgumentError('concurrency', 'an integer from 2 to 1000', concurrency);
   }
@@ -179,115 +267,287 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
   if (typeof gapMs !== 'number' || !Number.isFinite(gapMs) || gapMs < 0) {
     throw new InvalidArgumentError('gapMs', 'a finite number >= 0', gapMs);
   }
-  const known = ALL_SCENARIO_NAMES;
   for (const name of options.scenarios ?? []) {
-    if (!known.includes(name))
-      throw new InvalidArgumentError('scenario', `one of ${known.join(', ')}`, name);
+    if (!ALL_SCENARIO_NAMES.includes(name))
+      throw new InvalidArgumentError('scenario', `one of ${ALL_SCENARIO_NAMES.join(', ')}`, name);
   }
-  const wanted = (name: string): boolean =>
-    options.scenarios === undefined || options.scenarios.includes(name);
-  const scenarios = SCENARIOS.filter((s) => wanted(s.name));
-  const messageScenarios = MESSAGE_SCENARIOS.filter((s) => wanted(s.name));
-  const cacheScenarios = CACHE_SCENARIOS.filter((s) => wanted(s.name));
-  const replicaScenarios = REPLICA_SCENARIOS.filter((s) => wanted(s.name));
-  const clockScenarios = CLOCK_SCENARIOS.filter((s) => wanted(s.name));
   const strategies = options.strategies ?? STRATEGIES;
   for (const strategy of strategies) {
     if (!ALL_STRATEGIES.includes(strategy))
       throw new InvalidArgumentError('strategy', `one of ${ALL_STRATEGIES.join(', ')}`, strategy);
   }
-  const servers = options.servers ?? 1;
   if (!Number.isSafeInteger(servers) || servers < 1 || servers > 8) {
     throw new InvalidArgumentError('servers', 'an integer from 1 to 8', servers);
   }
-  const unsafeStrategies: Strategy[] =
-    servers > 1 ? [...KNOWN_UNSAFE, 'local-mutex'] : [...KNOWN_UNSAFE];
-  // Trials done and planned, across both shapes of scenario.
-  let done = 0;
-  let progressTotal = 0;
+  const wanted = (scenario: { readonly name: string }): boolean =>
+    options.scenarios === undefined || options.scenarios.includes(scenario.name);
+  /** The wanted scenarios of one shape with the strategies that apply to each; those with none left out. */
+  const planOf = <S extends { readonly name: string; readonly strategies: readonly Strategy[] }>(
+    list: readonly S[],
+  ): Planned<S>[] =>
+    list
+      .filter(wanted)
+      .map((scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const)
+      .filter(([, applicable]) => applicable.length > 0);
+  return {
+    concurrency,
+    trials,
+    gapMs,
+    poolSize,
+    servers,
+    strategies,
+    unsafeStrategies: servers > 1 ? [...KNOWN_UNSAFE, 'local-mutex'] : [...KNOWN_UNSAFE],
+    bursts: SCENARIOS.filter(wanted).map(
+      (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
+    ),
+    messages: planOf(MESSAGE_SCENARIOS),
+    caches: planOf(CACHE_SCENARIOS),
+    clocks: planOf(CLOCK_SCENARIOS),
+    replicas: planOf(REPLICA_SCENARIOS),
+  };
+}
 
-  const database = await openLabDatabase({
-    databaseUrl: options.databaseUrl,
-    ...(signal && { signal }),
-  });
-  // Torn down in reverse order of creation, whatever happens; the database last.
-  const cleanup: (() => Promise<unknown>)[] = [() => database.close()];
-  try {
-    // One pool, one set of lockers and one HTTP server per lab server, as separate processes would have.
-    const pools = Array.from({ length: servers }, () => database.newPool(poolSize));
-    const lockers = await setUpLockers(strategies, pools, cleanup, () =>
-      database.newPool(Math.ceil(concurrency / servers) + 1),
-    );
-    const clients: BurstClient[] = [];
-    for (const [i, pool] of pools.entries()) {
-      const set = lockers[i];
-      const app = createLabServer({
-        pool,
-        scenarios,
-        gapMs,
-        lockers: set?.lockers ?? {},
-        ...(set?.advisoryLock !== undefined && { advisoryLock: set.advisoryLock }),
-      });
-      const address = await app.listen({ host: '127.0.0.1', port: 0 });
-      cleanup.push(() => app.close());
-      const client = await createBurstClient(address, {
-        connections: Math.ceil(concurrency / servers),
-        warmupPath: '/health',
-      });
-      cleanup.push(() => client.close());
-      clients.push(client);
-    }
-    const results = await runAll(pools[0] as LabPool, clients);
-    const skipped: { scenario: string; reason: string }[] = [];
-    const first = pools[0] as LabPool;
-    // The shapes below run on PostgreSQL: on MySQL they are reported as skipped, with the reason.
-    const pool = (first.dialect === 'postgres' ? first.driver : undefined) as PoolLike;
-    const onPostgres = <R>(
-      reason: string,
-      open: () => Promise<R | { readonly unavailable: string }>,
-    ): (() => Promise<R | { readonly unavailable: string }>) =>
-      first.dialect === 'postgres'
-        ? open
-        : () => Promise.resolve({ unavailable: `runs on PostgreSQL only: ${reason}` });
-    /** One shape of scenario: open what it runs on (or say why not), then its trials. */
-    const runShape = async <
-      S extends { readonly name: string; readonly strategies: readonly Strategy[] },
-      R,
-    >(
-      list: readonly S[],
-      open: () => Promise<R | { readonly unavailable: string }>,
-      prepare: (scenario: S, resource: R) => Promise<void>,
-      trial: (scenario: S, strategy: Strategy, resource: R) => Promise<ShapedTrial>,
-    ): Promise<void> => {
-      const plan = planOf(list);
-      if (plan.length === 0) return;
-      const resource = await open();
-      if (typeof resource === 'object' && resource !== null && 'unavailable' in resource) {
-        for (const [scenario] of plan)
-          skipped.push({ scenario: scenario.name, reason: resource.unavailable });
-        return;
-      }
-      results.push(
-        ...(await runShaped(
-          plan,
-          (scenario) => prepare(scenario, resource as R),
-          (scenario, strategy) => trial(scenario, strategy, resource as R),
-        )),
-      );
+/** Bursts the run will release: scenario × strategy × trial, over every shape. */
+function totalBursts(plan: LabPlan): number {
+  const planned: readonly Planned<unknown>[] = [
+    ...plan.bursts,
+    ...plan.messages,
+    ...plan.caches,
+    ...plan.replicas,
+    ...plan.clocks,
+  ];
+  return planned.reduce((sum, [, applicable]) => sum + applicable.length, 0) * plan.trials;
+}
+
+/** One pool, one set of lockers and one HTTP server per lab server, as separate processes would have. */
+async function startLabServers(
+  plan: LabPlan,
+  database: Awaited<ReturnType<typeof openLabDatabase>>,
+  cleanup: Cleanup,
+): Promise<{ readonly pools: LabPool[]; readonly clients: BurstClient[] }> {
+  const { servers, concurrency } = plan;
+  const pools = Array.from({ length: servers }, () => database.newPool(plan.poolSize));
+  const lockers = await setUpLockers(plan.strategies, pools, cleanup, () =>
+    database.newPool(Math.ceil(concurrency / servers) + 1),
+  );
+  const clients: BurstClient[] = [];
+  for (const [i, pool] of pools.entries()) {
+    const set = lockers[i];
+    const app = createLabServer({
+      pool,
+      scenarios: plan.bursts.map(([scenario]) => scenario),
+      gapMs: plan.gapMs,
+      lockers: set?.lockers ?? {},
+      ...(set?.advisoryLock !== undefined && { advisoryLock: set.advisoryLock }),
+    });
+    const address = await app.listen({ host: '127.0.0.1', port: 0 });
+    cleanup.push(() => app.close());
+    const client = await createBurstClient(address, {
+      connections: Math.ceil(concurrency / servers),
+      warmupPath: '/health',
+    });
+    cleanup.push(() => client.close());
+    clients.push(client);
+  }
+  return { pools, clients };
+}
+
+/**
+ * One unscored burst (the first scenario and strategy, seeded, not
+ * checked) before the first scored one, so no trial pays for cold
+ * connections and code.
+ */
+async function warmUp(run: LabRun, pool: LabPool, clients: readonly BurstClient[]): Promise<void> {
+  const { concurrency } = run.plan;
+  const [scenario, applicable] =
+    run.plan.bursts.find(([, strategies]) => strategies.length > 0) ?? [];
+  const strategy = applicable?.[0];
+  if (scenario === undefined || strategy === undefined) return;
+  await scenario.createSchema(pool, strategy);
+  await scenario.seed(pool, { concurrency });
+  await fireAll(
+    clients,
+    scenario
+      .requests({ concurrency })
+      .map((body) => ({ path: `/scenarios/${scenario.name}/${strategy}`, body })),
+    run.options.signal,
+  );
+}
+
+/** The counts of one scenario under one strategy, added up over its trials. */
+class Tally {
+  readonly anomalies: Record<string, number> = {};
+  anomalousTrials = 0;
+  readonly latencies: number[] = [];
+  readonly counts = { accepted: 0, rejected: 0, conflicts: 0, errors: 0, retries: 0 };
+  busyMs = 0;
+
+  /** Count one trial's anomalies. */
+  addAnomalies(found: Anomalies): void {
+    if (Object.keys(found).length > 0) this.anomalousTrials++;
+    for (const [kind, count] of Object.entries(found))
+      this.anomalies[kind] = (this.anomalies[kind] ?? 0) + count;
+  }
+
+  /** The aggregate, with throughput as `operations` over the time the trials took. */
+  result(scenario: string, strategy: Strategy, trials: number, operations: number): LabResult {
+    return {
+      scenario,
+      strategy,
+      trials,
+      anomalousTrials: this.anomalousTrials,
+      anomalies: this.anomalies,
+      ...this.counts,
+      throughputPerSec: this.busyMs > 0 ? (operations * 1000) / this.busyMs : 0,
+      p50Ms: percentile(this.latencies, 50),
+      p99Ms: percentile(this.latencies, 99),
     };
-    await runShape(
-      messageScenarios,
-      onPostgres("its inbox is raceguard/postgres's PostgresInbox", () => openLabBroker(cleanup)),
-      (scenario) => scenario.createSchema(pool),
-      async (scenario, strategy, broker) => {
-        const trial = await scenario.runTrial({
-          pool,
-          broker,
-          strategy,
-          keys: concurrency,
-          workers: 8,
-          signal,
-        });
+  }
+}
+
+/** Report one trial done. */
+function trialDone(run: LabRun, scenario: string, strategy: Strategy): void {
+  run.progress.done++;
+  run.options.onProgress?.({
+    done: run.progress.done,
+    total: run.progress.total,
+    scenario,
+    strategy,
+  });
+}
+
+/** An HTTP-burst scenario under one strategy: every trial seeded, fired, counted and checked. */
+async function runBurstStrategy(
+  run: LabRun,
+  pool: LabPool,
+  clients: readonly BurstClient[],
+  scenario: BurstScenario,
+  strategy: Strategy,
+): Promise<LabResult> {
+  const { concurrency, trials } = run.plan;
+  const { signal, historyDir } = run.options;
+  await scenario.createSchema(pool, strategy);
+  const tally = new Tally();
+  for (let trial = 0; trial < trials; trial++) {
+    throwIfAborted(signal);
+    const shape = { concurrency };
+    await scenario.seed(pool, shape);
+    const requests = scenario.requests(shape);
+    const burst = await fireAll(
+      clients,
+      requests.map((body) => ({ path: `/scenarios/${scenario.name}/${strategy}`, body })),
+      signal,
+    );
+    tally.busyMs += burst.durationMs;
+    if (historyDir !== undefined) {
+      await writeLabHistory(
+        historyDir,
+        `${scenario.name}-${strategy}-trial-${trial + 1}`,
+        requests,
+        burst.responses,
+      );
+    }
+    countResponses(tally, burst.responses);
+    const observed: ObservedResponse[] = burst.responses.map((r) => ({
+      status: r.status,
+      body: r.body,
+      request: requests[r.index] ?? {},
+    }));
+    const found = await scenario.check(pool, observed, shape);
+    const serverErrors = burst.responses.filter((r) => r.status === 0 || r.status >= 500).length;
+    if (serverErrors > 0) found['server-error'] = (found['server-error'] ?? 0) + serverErrors;
+    tally.addAnomalies(found);
+    trialDone(run, scenario.name, strategy);
+  }
+  return tally.result(scenario.name, strategy, trials, trials * concurrency);
+}
+
+/** Count a burst's responses by status class, and the retries their bodies report. */
+function countResponses(
+  tally: Tally,
+  responses: readonly {
+    readonly status: number;
+    readonly body: unknown;
+    readonly latencyMs: number;
+  }[],
+): void {
+  const { counts } = tally;
+  for (const r of responses) {
+    tally.latencies.push(r.latencyMs);
+    const retries = (r.body as { retries?: unknown } | undefined)?.retries;
+    if (typeof retries === 'number') counts.retries += retries;
+    if (r.status >= 200 && r.status < 300) counts.accepted++;
+    else if (r.status === 409 || r.status === 412) counts.conflicts++;
+    else if (r.status >= 400 && r.status < 500) counts.rejected++;
+    else counts.errors++;
+  }
+}
+
+/** Spread one burst over every server (round robin), released together. */
+async function fireAll(
+  clients: readonly BurstClient[],
+  requests: readonly BurstRequest[],
+  signal: AbortSignal | undefined,
+) {
+  const parts = clients.map((_, c) =>
+    requests.map((r, i) => [r, i] as const).filter(([, i]) => i % clients.length === c),
+  );
+  const bursts = await Promise.all(
+    clients.map((client, c) =>
+      client.fire(
+        (parts[c] ?? []).map(([r]) => r),
+        signal ? { signal } : {},
+      ),
+    ),
+  );
+  const responses = bursts.flatMap((burst, c) =>
+    burst.responses.map((r) => ({ ...r, index: (parts[c] ?? [])[r.index]?.[1] ?? -1 })),
+  );
+  return { responses, durationMs: Math.max(...bursts.map((b) => b.durationMs)) };
+}
+
+/**
+ * A shape of scenario that is not an HTTP burst (messages, caches, clocks,
+ * replicas): what it runs on, how its schema is made, and one trial.
+ */
+interface Shape<S extends { readonly name: string }, R> {
+  readonly planned: readonly Planned<S>[];
+  /** Open what the scenarios run on, or say why they cannot run here. */
+  open(): Promise<R | { readonly unavailable: string }>;
+  prepare(scenario: S, resource: R): Promise<void>;
+  trial(scenario: S, strategy: Strategy, resource: R): Promise<ShapedTrial>;
+}
+
+/** A {@link Shape} whose scenario and resource types are no longer needed. */
+type AnyShape = Shape<{ readonly name: string }, never>;
+
+/** Declare a shape (keeping its types checked where it is written). */
+function shape<S extends { readonly name: string }, R>(declared: Shape<S, R>): AnyShape {
+  return declared as unknown as AnyShape;
+}
+
+/** The shapes after the HTTP bursts, in the order they run. */
+function shapesOf(run: LabRun, first: LabPool, cleanup: Cleanup): AnyShape[] {
+  const { plan } = run;
+  const { signal } = run.options;
+  const keys = plan.concurrency;
+  // These shapes run on PostgreSQL: on MySQL they are reported as skipped, with the reason.
+  const pool = (first.dialect === 'postgres' ? first.driver : undefined) as PoolLike;
+  const onPostgres =
+    <R>(reason: string, open: () => Promise<R | { readonly unavailable: string }>) =>
+    (): Promise<R | { readonly unavailable: string }> =>
+      first.dialect === 'postgres'
+        ? open()
+        : Promise.resolve({ unavailable: `runs on PostgreSQL only: ${reason}` });
+  return [
+    shape({
+      planned: plan.messages,
+      open: onPostgres<LabBroker>("its inbox is raceguard/postgres's PostgresInbox", () =>
+        openLabBroker(cleanup),
+      ),
+      prepare: (scenario) => scenario.createSchema(pool),
+      trial: async (scenario, strategy, broker) => {
+        const trial = await scenario.runTrial({ pool, broker, strategy, keys, workers: 8, signal });
         return {
           ...trial,
           accepted: trial.applied,
@@ -295,19 +555,13 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           operations: trial.deliveries,
         };
       },
-    );
-    await runShape(
-      cacheScenarios,
-      () => openLabRedis(cleanup),
-      (scenario) => scenario.createSchema(first),
-      async (scenario, strategy, redis) => {
-        const trial = await scenario.runTrial({
-          pool: first,
-          redis,
-          strategy,
-          keys: concurrency,
-          signal,
-        });
+    }),
+    shape({
+      planned: plan.caches,
+      open: () => openLabRedis(cleanup),
+      prepare: (scenario) => scenario.createSchema(first),
+      trial: async (scenario, strategy, redis) => {
+        const trial = await scenario.runTrial({ pool: first, redis, strategy, keys, signal });
         return {
           ...trial,
           accepted: trial.reads,
@@ -316,16 +570,16 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           operations: trial.reads + trial.writes,
         };
       },
-    );
-    await runShape(
-      clockScenarios,
-      () => Promise.resolve(first),
-      (scenario) => scenario.createSchema(first),
-      async (scenario, strategy) => {
+    }),
+    shape({
+      planned: plan.clocks,
+      open: () => Promise.resolve(first),
+      prepare: (scenario) => scenario.createSchema(first),
+      trial: async (scenario, strategy) => {
         const trial = await scenario.runTrial({
           pool: first,
           strategy: strategy as 'unsafe' | ClockStrategy,
-          keys: concurrency,
+          keys,
           signal,
         });
         return {
@@ -336,18 +590,19 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           operations: trial.applied + trial.refused,
         };
       },
-    );
-    await runShape(
-      replicaScenarios,
-      onPostgres('its replicas are PostgreSQL hot standbys, routed by WAL position', () =>
-        openLabReplicas(cleanup),
+    }),
+    shape({
+      planned: plan.replicas,
+      open: onPostgres<LabReplicas>(
+        'its replicas are PostgreSQL hot standbys, routed by WAL position',
+        () => openLabReplicas(cleanup),
       ),
-      (scenario, replicas) => scenario.createSchema(replicas),
-      async (scenario, strategy, replicas) => {
+      prepare: (scenario, replicas) => scenario.createSchema(replicas),
+      trial: async (scenario, strategy, replicas) => {
         const trial = await scenario.runTrial({
           replicas,
           strategy: strategy as 'unsafe' | ReplicaStrategy,
-          keys: concurrency,
+          keys,
           signal,
         });
         return {
@@ -358,202 +613,52 @@ export async function runLab(options: LabOptions = {}): Promise<LabReport> {
           operations: trial.reads + trial.writes,
         };
       },
-    );
+    }),
+  ];
+}
+
+/**
+ * Run one shape: open what it runs on (or say why not), then for each
+ * scenario and strategy recreate the schema, run the trials and aggregate
+ * what they counted.
+ */
+async function runShape(
+  run: LabRun,
+  shape: AnyShape,
+): Promise<{ readonly results: LabResult[] } | { readonly skipped: LabSkip[] }> {
+  if (shape.planned.length === 0) return { results: [] };
+  const resource = await shape.open();
+  if (typeof resource === 'object' && resource !== null && 'unavailable' in resource) {
     return {
-      results,
-      concurrency,
-      trials,
-      gapMs,
-      database: database.dialect,
-      embeddedPostgres: database.embedded,
-      servers,
-      unsafeStrategies,
-      fixesClean: results.every(
-        (r) => unsafeStrategies.includes(r.strategy) || r.anomalousTrials === 0,
-      ),
-      skipped,
+      skipped: shape.planned.map(([scenario]) => ({
+        scenario: scenario.name,
+        reason: resource.unavailable,
+      })),
     };
-  } finally {
-    for (const step of cleanup.reverse()) await step().catch(() => undefined);
   }
-
-  /** The scenarios of one shape with the strategies that apply to each; those with none left out. */
-  function planOf<S extends { readonly name: string; readonly strategies: readonly Strategy[] }>(
-    list: readonly S[],
-  ): (readonly [S, readonly Strategy[]])[] {
-    return list
-      .map((scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const)
-      .filter(([, applicable]) => applicable.length > 0);
-  }
-
-  /**
-   * The scenarios that are not HTTP bursts (messages, caches): recreate the
-   * schema, run each trial, aggregate what it counted.
-   */
-  async function runShaped<S extends { readonly name: string }>(
-    plan: readonly (readonly [S, readonly Strategy[]])[],
-    prepare: (scenario: S) => Promise<void>,
-    runTrial: (scenario: S, strategy: Strategy) => Promise<ShapedTrial>,
-  ): Promise<LabResult[]> {
-    const results: LabResult[] = [];
-    for (const [scenario, applicable] of plan) {
-      for (const strategy of applicable) {
-        await prepare(scenario);
-        const anomalies: Record<string, number> = {};
-        let anomalousTrials = 0;
-        const latencies: number[] = [];
-        const counts = { accepted: 0, rejected: 0, conflicts: 0, errors: 0, retries: 0 };
-        let busyMs = 0;
-        let operations = 0;
-        for (let trial = 0; trial < trials; trial++) {
-          throwIfAborted(signal);
-          const outcome = await runTrial(scenario, strategy);
-          busyMs += outcome.durationMs;
-          operations += outcome.operations;
-          latencies.push(...outcome.latenciesMs);
-          counts.accepted += outcome.accepted;
-          counts.rejected += outcome.rejected;
-          counts.retries += outcome.retries;
-          if (Object.keys(outcome.anomalies).length > 0) anomalousTrials++;
-          for (const [kind, count] of Object.entries(outcome.anomalies))
-            anomalies[kind] = (anomalies[kind] ?? 0) + count;
-          done++;
-          options.onProgress?.({ done, total: progressTotal, scenario: scenario.name, strategy });
-        }
-        results.push({
-          scenario: scenario.name,
-          strategy,
-          trials,
-          anomalousTrials,
-          anomalies,
-          ...counts,
-          throughputPerSec: busyMs > 0 ? (operations * 1000) / busyMs : 0,
-          p50Ms: percentile(latencies, 50),
-          p99Ms: percentile(latencies, 99),
-        });
+  const { trials } = run.plan;
+  const results: LabResult[] = [];
+  for (const [scenario, applicable] of shape.planned) {
+    for (const strategy of applicable) {
+      await shape.prepare(scenario, resource);
+      const tally = new Tally();
+      let operations = 0;
+      for (let trial = 0; trial < trials; trial++) {
+        throwIfAborted(run.options.signal);
+        const outcome = await shape.trial(scenario, strategy, resource);
+        tally.busyMs += outcome.durationMs;
+        operations += outcome.operations;
+        tally.latencies.push(...outcome.latenciesMs);
+        tally.counts.accepted += outcome.accepted;
+        tally.counts.rejected += outcome.rejected;
+        tally.counts.retries += outcome.retries;
+        tally.addAnomalies(outcome.anomalies);
+        trialDone(run, scenario.name, strategy);
       }
+      results.push(tally.result(scenario.name, strategy, trials, operations));
     }
-    return results;
   }
-
-  /** Spread one burst over every server (round robin), released together. */
-  async function fireAll(clients: readonly BurstClient[], requests: readonly BurstRequest[]) {
-    const parts = clients.map((_, c) =>
-      requests.map((r, i) => [r, i] as const).filter(([, i]) => i % clients.length === c),
-    );
-    const bursts = await Promise.all(
-      clients.map((client, c) =>
-        client.fire(
-          (parts[c] ?? []).map(([r]) => r),
-          signal ? { signal } : {},
-        ),
-      ),
-    );
-    const responses = bursts.flatMap((burst, c) =>
-      burst.responses.map((r) => ({ ...r, index: (parts[c] ?? [])[r.index]?.[1] ?? -1 })),
-    );
-    return { responses, durationMs: Math.max(...bursts.map((b) => b.durationMs)) };
-  }
-
-  async function runAll(pool: LabPool, clients: readonly BurstClient[]): Promise<LabResult[]> {
-    const results: LabResult[] = [];
-    const plan = scenarios.map(
-      (scenario) => [scenario, strategies.filter((s) => appliesTo(scenario, s))] as const,
-    );
-    const total =
-      [
-        ...plan,
-        ...planOf(messageScenarios),
-        ...planOf(cacheScenarios),
-        ...planOf(replicaScenarios),
-        ...planOf(clockScenarios),
-      ].reduce((sum, [, applicable]) => sum + applicable.length, 0) * trials;
-    progressTotal = total;
-    const [firstScenario, firstStrategies] =
-      plan.find(([, applicable]) => applicable.length > 0) ?? [];
-    const firstStrategy = firstStrategies?.[0];
-    if (options.warmup !== false && firstScenario !== undefined && firstStrategy !== undefined) {
-      await firstScenario.createSchema(pool, firstStrategy);
-      await firstScenario.seed(pool, { concurrency });
-      await fireAll(
-        clients,
-        firstScenario
-          .requests({ concurrency })
-          .map((body) => ({ path: `/scenarios/${firstScenario.name}/${firstStrategy}`, body })),
-      );
-    }
-    options.onStart?.({
-      embedded: database.embedded,
-      database: database.dialect,
-      schema: database.schema,
-      bursts: total,
-    });
-    for (const [scenario, applicable] of plan) {
-      for (const strategy of applicable) {
-        await scenario.createSchema(pool, strategy);
-        const anomalies: Record<string, number> = {};
-        let anomalousTrials = 0;
-        const latencies: number[] = [];
-        const counts = { accepted: 0, rejected: 0, conflicts: 0, errors: 0, retries: 0 };
-        let busyMs = 0;
-        for (let trial = 0; trial < trials; trial++) {
-          throwIfAborted(signal);
-          const shape = { concurrency };
-          await scenario.seed(pool, shape);
-          const requests = scenario.requests(shape);
-          const burst = await fireAll(
-            clients,
-            requests.map((body) => ({ path: `/scenarios/${scenario.name}/${strategy}`, body })),
-          );
-          busyMs += burst.durationMs;
-          if (options.historyDir !== undefined) {
-            await writeLabHistory(
-              options.historyDir,
-              `${scenario.name}-${strategy}-trial-${trial + 1}`,
-              requests,
-              burst.responses,
-            );
-          }
-          const observed: ObservedResponse[] = burst.responses.map((r) => ({
-            status: r.status,
-            body: r.body,
-            request: requests[r.index] ?? {},
-          }));
-          for (const r of burst.responses) {
-            latencies.push(r.latencyMs);
-            const retries = (r.body as { retries?: unknown } | undefined)?.retries;
-            if (typeof retries === 'number') counts.retries += retries;
-            if (r.status >= 200 && r.status < 300) counts.accepted++;
-            else if (r.status === 409 || r.status === 412) counts.conflicts++;
-            else if (r.status >= 400 && r.status < 500) counts.rejected++;
-            else counts.errors++;
-          }
-          const found = await scenario.check(pool, observed, shape);
-          const serverErrors = burst.responses.filter(
-            (r) => r.status === 0 || r.status >= 500,
-          ).length;
-          if (serverErrors > 0) found['server-error'] = (found['server-error'] ?? 0) + serverErrors;
-          if (Object.keys(found).length > 0) anomalousTrials++;
-          for (const [kind, count] of Object.entries(found))
-            anomalies[kind] = (anomalies[kind] ?? 0) + count;
-          done++;
-          options.onProgress?.({ done, total, scenario: scenario.name, strategy });
-        }
-        results.push({
-          scenario: scenario.name,
-          strategy,
-          trials,
-          anomalousTrials,
-          anomalies,
-          ...counts,
-          throughputPerSec: busyMs > 0 ? (trials * concurrency * 1000) / busyMs : 0,
-          p50Ms: percentile(latencies, 50),
-          p99Ms: percentile(latencies, 99),
-        });
-      }
-    }
-    return results;
-  }
+  return { results };
 }
 
 /** One burst as a history file (operations: client = request index, times in ms from the release). */
