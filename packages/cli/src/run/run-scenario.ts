@@ -28,7 +28,6 @@ import {
   validateDelays,
   validateRequest,
   validateVerdicts,
-  type HttpReply,
   type ScenarioDefinition,
   type ScenarioRequest,
   type TrialContext,
@@ -252,225 +251,32 @@ export async function runScenario(
 ): Promise<ScenarioReport> {
   validateScenario(scenario, 'scenario');
   validateRunOptions(options);
-  const target = (options.target ?? scenario.target).replace(/\/+$/, '');
-  const trials = options.trials ?? scenario.trials ?? 10;
-  const count = options.count ?? scenario.burst.count;
-  const allowNoSuccess = options.allowNoSuccess ?? scenario.allowNoSuccess ?? false;
-  const arrivalHeader = (options.arrivalHeader ?? ARRIVAL_HEADER).toLowerCase();
-  const maxRequests = options.maxRequests ?? 10_000;
-  const delays = { ...scenario.delays, ...options.delays };
-  const delayHeader = Object.keys(delays).length === 0 ? undefined : formatDelays(delays);
-  const maxDurationMs = options.maxDurationMs ?? 300_000;
-  if (!Number.isSafeInteger(trials) || trials < 1)
-    throw new ScenarioError('trials', 'a positive integer', trials);
-  checkRequestCap(scenario.name, trials, count, maxRequests);
-  // Opened on the first sql() call: a scenario that reads over HTTP needs no driver.
-  let sqlPool: Promise<SqlPool | undefined> | undefined;
-  const closeSql = async (): Promise<void> =>
-    (await sqlPool?.catch(() => undefined))?.end().catch(() => undefined);
-  const helper = new Pool(target, {
-    connections: 4,
-    ...(scenario.insecure === true && { connect: { rejectUnauthorized: false } }),
-  });
-  const protocol = options.protocol ?? scenario.burst.protocol ?? 'http1';
-  const settle = options.settleMs !== undefined ? { settleMs: options.settleMs } : {};
-  type BurstClient = {
-    fire(requests: readonly WireRequest[]): Promise<SyncBurstResult>;
-    close(): void;
-  };
-  const opening = (async (): Promise<BurstClient> => {
-    if (protocol === 'http2') {
-      return await Http2BurstClient.open(target, {
-        streams: count,
-        insecure: scenario.insecure === true,
-        ...settle,
-      });
-    }
-    const pipeline = protocol === 'http1-pipeline';
-    const http1 = await Http1BurstClient.open(target, {
-      // Pipelined, the whole burst goes on one connection.
-      connections: pipeline ? 1 : count,
-      ...settle,
-      ...(scenario.insecure === true && { insecure: true }),
-    });
-    return {
-      fire: (requests) => http1.fire(requests, { pipeline }),
-      close: () => http1.close(),
-    };
-  })();
-  let client: BurstClient;
+  const settings = settingsOf(scenario, options);
+  checkRequestCap(scenario.name, settings.trials, settings.count, settings.maxRequests);
+  const helpers = openHelpers(scenario, settings.target);
+  const opening = openBurstClient(scenario, options, settings);
+  let client: ScenarioBurstClient;
   try {
     client = await untilAborted(opening, options.signal);
   } catch (error) {
     // Interrupted while warming: the connections close once they are open.
     opening.then((opened) => opened.close()).catch(() => undefined);
-    await helper.destroy().catch(() => undefined);
+    await helpers.close(true);
     throw error;
   }
-  const http = async (request: ScenarioRequest): Promise<HttpReply> => {
-    validateRequest(request, 'http()');
-    const wire = toWire(request);
-    const response = await undiciRequest(`${target}${wire.path}`, {
-      dispatcher: helper,
-      method: wire.method as 'GET',
-      ...(wire.headers !== undefined && { headers: wire.headers }),
-      ...(wire.body !== undefined && { body: wire.body }),
-    });
-    const text = await response.body.text();
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
-    }
-    return { status: response.statusCode, headers, text, json: parseJson(text) };
-  };
-  const sql = async (text: string, values: readonly unknown[] = []) => {
-    const pool = await (sqlPool ??= openSql(scenario.databaseUrl ?? process.env.DATABASE_URL));
-    if (pool === undefined) {
-      throw new ScenarioError('databaseUrl', 'set (or DATABASE_URL) for sql() checks', undefined);
-    }
-    return (await pool.query(text, [...values])).rows;
-  };
-
+  const run: ScenarioRun = { scenario, options, settings, client, helpers };
   const reports: TrialReport[] = [];
   const started = performance.now();
-  const templatesFor = (context: TrialContext): ScenarioRequest[] =>
-    Array.from({ length: count }, (_, i) => {
-      const template =
-        typeof scenario.burst.request === 'function'
-          ? scenario.burst.request(i, context)
-          : scenario.burst.request;
-      validateRequest(template, `burst.request(${i})`);
-      return template;
-    });
   const work = async (): Promise<void> => {
-    if (options.warmup !== false) {
-      // Unscored: what it finds is not reported; a failure here shows again in trial 1.
-      const context: TrialContext = { trial: 0, target, http, sql, state: {} };
-      try {
-        await scenario.setup?.(context);
-        await client.fire(templatesFor(context).map((template) => toWire(template)));
-      } catch (error) {
-        if (error instanceof ScenarioError) throw error;
-      } finally {
-        await Promise.resolve()
-          .then(() => scenario.teardown?.(context))
-          .catch(() => undefined);
-      }
-    }
-    for (let trial = 0; trial < trials; trial += 1) {
+    if (options.warmup !== false) await warmUpScenario(run);
+    for (let trial = 0; trial < settings.trials; trial += 1) {
       if (isAborted(options.signal)) throw new AbortedError(options.signal?.reason);
-      if (performance.now() - started > maxDurationMs) {
+      if (performance.now() - started > settings.maxDurationMs) {
         throw new RunCapError(
-          `${scenario.name}: stopped after ${trial} trials: the ${maxDurationMs} ms duration cap passed`,
+          `${scenario.name}: stopped after ${trial} trials: the ${settings.maxDurationMs} ms duration cap passed`,
         );
       }
-      const context: TrialContext = { trial, target, http, sql, state: {} };
-      let phase: TrialPhase = 'setup';
-      // What the burst measured survives a check that throws.
-      let measured: Omit<TrialReport, 'trial' | 'verdicts' | 'violated'> = {
-        statuses: {},
-        sendSpreadMs: Number.NaN,
-        arrivalSpreadMs: null,
-        latenciesMs: [],
-      };
-      let report: TrialReport;
-      try {
-        await scenario.setup?.(context);
-        phase = 'burst';
-        const templates = templatesFor(context);
-        const wires = templates.map((template) => {
-          const wire = toWire(template);
-          return delayHeader === undefined
-            ? wire
-            : { ...wire, headers: { ...wire.headers, [DELAY_HEADER]: delayHeader } };
-        });
-        const burst = await client.fire(wires);
-        const responses: ObservedResponse[] = burst.responses.map((r) => {
-          const wire = wires[r.index] as WireRequest;
-          const sent = templates[r.index] as ScenarioRequest;
-          return {
-            index: r.index,
-            status: r.status,
-            headers: r.headers,
-            text: r.error ?? r.text,
-            json: parseJson(r.text),
-            request: {
-              method: wire.method,
-              path: wire.path,
-              headers: wire.headers ?? {},
-              ...(sent.json !== undefined && { json: sent.json }),
-              ...(typeof wire.body === 'string' && { body: wire.body }),
-            },
-          };
-        });
-        const arrivals = burst.responses
-          .map((r) => Number(r.headers[arrivalHeader]))
-          .filter((n) => Number.isFinite(n));
-        const statuses: Record<string, number> = {};
-        for (const r of burst.responses) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-        measured = {
-          statuses,
-          sendSpreadMs: burst.sendSpreadMs,
-          arrivalSpreadMs:
-            arrivals.length === burst.responses.length && arrivals.length > 0
-              ? Math.max(...arrivals) - Math.min(...arrivals)
-              : null,
-          latenciesMs: burst.responses.map((r) => r.latencyMs),
-        };
-        const noSuccess = responses.some((r) => r.status >= 200 && r.status < 300)
-          ? undefined
-          : `no request succeeded: ${describeFailures(responses)}; the burst never reached the code under test`;
-        const unreached =
-          delayHeader === undefined ? undefined : unreachedDelays(Object.keys(delays), burst);
-        phase = 'check';
-        const history = historyOf(scenario, options, responses, burst);
-        const verdicts = [
-          ...validateVerdicts(await scenario.check({ ...context, responses })),
-          ...(history?.verdict === undefined ? [] : [linearizabilityVerdict(history)]),
-        ];
-        const violated = verdicts.some((v) => !v.ok);
-        report = {
-          trial,
-          verdicts,
-          violated,
-          ...measured,
-          ...(violated && { evidence: evidenceOf(responses) }),
-          ...(history !== undefined && { history }),
-          ...(unreached !== undefined && { error: `burst: ${unreached}`, phase: 'burst' as const }),
-          ...(unreached === undefined &&
-            noSuccess !== undefined &&
-            (allowNoSuccess
-              ? { warning: noSuccess }
-              : { error: `burst: ${noSuccess}`, phase: 'burst' as const })),
-        };
-      } catch (error) {
-        if (error instanceof ScenarioError || error instanceof AbortedError) {
-          await Promise.resolve()
-            .then(() => scenario.teardown?.(context))
-            .catch(() => undefined);
-          throw error;
-        }
-        report = {
-          trial,
-          verdicts: [],
-          violated: false,
-          ...measured,
-          error: `${phase} threw: ${messageOf(error)}`,
-          phase,
-        };
-      }
-      try {
-        await scenario.teardown?.(context);
-      } catch (error) {
-        // The trial's verdicts stand; a failed teardown makes it an errored trial too.
-        report = {
-          ...report,
-          ...(report.error === undefined && {
-            error: `teardown threw: ${messageOf(error)}`,
-            phase: 'teardown' as const,
-          }),
-        };
-      }
+      const report = await runTrial(run, trial);
       reports.push(report);
       options.onTrial?.(report);
     }
@@ -481,11 +287,305 @@ export async function runScenario(
   } finally {
     // After an abort a trial may still wait on the target: its connections are torn down.
     client.close();
-    if (isAborted(options.signal)) await helper.destroy().catch(() => undefined);
-    else await helper.close();
-    await closeSql();
+    await helpers.close(isAborted(options.signal));
   }
-  return summarise(scenario.name, target, reports);
+  return summarise(scenario.name, settings.target, reports);
+}
+
+/** A run's settings: the options over the scenario's own, with defaults. */
+interface RunSettings {
+  readonly target: string;
+  readonly trials: number;
+  readonly count: number;
+  readonly allowNoSuccess: boolean;
+  readonly arrivalHeader: string;
+  readonly maxRequests: number;
+  readonly maxDurationMs: number;
+  readonly delays: Readonly<Record<string, number>>;
+  /** The delay header every burst request carries, if any delay is asked for. */
+  readonly delayHeader: string | undefined;
+}
+
+function settingsOf(scenario: ScenarioDefinition, options: RunScenarioOptions): RunSettings {
+  const trials = options.trials ?? scenario.trials ?? 10;
+  if (!Number.isSafeInteger(trials) || trials < 1)
+    throw new ScenarioError('trials', 'a positive integer', trials);
+  const delays = { ...scenario.delays, ...options.delays };
+  return {
+    target: (options.target ?? scenario.target).replace(/\/+$/, ''),
+    trials,
+    count: options.count ?? scenario.burst.count,
+    allowNoSuccess: options.allowNoSuccess ?? scenario.allowNoSuccess ?? false,
+    arrivalHeader: (options.arrivalHeader ?? ARRIVAL_HEADER).toLowerCase(),
+    maxRequests: options.maxRequests ?? 10_000,
+    maxDurationMs: options.maxDurationMs ?? 300_000,
+    delays,
+    delayHeader: Object.keys(delays).length === 0 ? undefined : formatDelays(delays),
+  };
+}
+
+/** What fires a burst, whatever the protocol. */
+interface ScenarioBurstClient {
+  fire(requests: readonly WireRequest[]): Promise<SyncBurstResult>;
+  close(): void;
+}
+
+/** Open (and warm) the burst's connections for the scenario's protocol. */
+async function openBurstClient(
+  scenario: ScenarioDefinition,
+  options: RunScenarioOptions,
+  settings: RunSettings,
+): Promise<ScenarioBurstClient> {
+  const protocol = options.protocol ?? scenario.burst.protocol ?? 'http1';
+  const settle = options.settleMs !== undefined ? { settleMs: options.settleMs } : {};
+  if (protocol === 'http2') {
+    return await Http2BurstClient.open(settings.target, {
+      streams: settings.count,
+      insecure: scenario.insecure === true,
+      ...settle,
+    });
+  }
+  const pipeline = protocol === 'http1-pipeline';
+  const http1 = await Http1BurstClient.open(settings.target, {
+    // Pipelined, the whole burst goes on one connection.
+    connections: pipeline ? 1 : settings.count,
+    ...settle,
+    ...(scenario.insecure === true && { insecure: true }),
+  });
+  return {
+    fire: (requests) => http1.fire(requests, { pipeline }),
+    close: () => http1.close(),
+  };
+}
+
+/** The `http()` and `sql()` a scenario's setup and checks are given, and how to close them. */
+interface ScenarioHelpers {
+  readonly http: TrialContext['http'];
+  readonly sql: TrialContext['sql'];
+  /** Close the helper connections (`abort`: tear them down, a request may still be held). */
+  close(abort: boolean): Promise<void>;
+}
+
+function openHelpers(scenario: ScenarioDefinition, target: string): ScenarioHelpers {
+  const helper = new Pool(target, {
+    connections: 4,
+    ...(scenario.insecure === true && { connect: { rejectUnauthorized: false } }),
+  });
+  // Opened on the first sql() call: a scenario that reads over HTTP needs no driver.
+  let sqlPool: Promise<SqlPool | undefined> | undefined;
+  return {
+    http: async (request) => {
+      validateRequest(request, 'http()');
+      const wire = toWire(request);
+      const response = await undiciRequest(`${target}${wire.path}`, {
+        dispatcher: helper,
+        method: wire.method as 'GET',
+        ...(wire.headers !== undefined && { headers: wire.headers }),
+        ...(wire.body !== undefined && { body: wire.body }),
+      });
+      const text = await response.body.text();
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(response.headers)) {
+        if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+      }
+      return { status: response.statusCode, headers, text, json: parseJson(text) };
+    },
+    sql: async (text, values = []) => {
+      const pool = await (sqlPool ??= openSql(scenario.databaseUrl ?? process.env.DATABASE_URL));
+      if (pool === undefined) {
+        throw new ScenarioError('databaseUrl', 'set (or DATABASE_URL) for sql() checks', undefined);
+      }
+      return (await pool.query(text, [...values])).rows;
+    },
+    close: async (abort) => {
+      if (abort) await helper.destroy().catch(() => undefined);
+      else await helper.close();
+      (await sqlPool?.catch(() => undefined))?.end().catch(() => undefined);
+    },
+  };
+}
+
+/** What every step of a run shares. */
+interface ScenarioRun {
+  readonly scenario: ScenarioDefinition;
+  readonly options: RunScenarioOptions;
+  readonly settings: RunSettings;
+  readonly client: ScenarioBurstClient;
+  readonly helpers: ScenarioHelpers;
+}
+
+function contextOf(run: ScenarioRun, trial: number): TrialContext {
+  const { http, sql } = run.helpers;
+  return { trial, target: run.settings.target, http, sql, state: {} };
+}
+
+/** The burst's request templates for a trial. */
+function templatesFor(run: ScenarioRun, context: TrialContext): ScenarioRequest[] {
+  const { request } = run.scenario.burst;
+  return Array.from({ length: run.settings.count }, (_, i) => {
+    const template = typeof request === 'function' ? request(i, context) : request;
+    validateRequest(template, `burst.request(${i})`);
+    return template;
+  });
+}
+
+/** Run the scenario's teardown, if any, ignoring what it throws. */
+async function teardownQuietly(run: ScenarioRun, context: TrialContext): Promise<void> {
+  await Promise.resolve()
+    .then(() => run.scenario.teardown?.(context))
+    .catch(() => undefined);
+}
+
+/** One unscored burst: what it finds is not reported; a failure here shows again in trial 1. */
+async function warmUpScenario(run: ScenarioRun): Promise<void> {
+  const context = contextOf(run, 0);
+  try {
+    await run.scenario.setup?.(context);
+    await run.client.fire(templatesFor(run, context).map((template) => toWire(template)));
+  } catch (error) {
+    if (error instanceof ScenarioError) throw error;
+  } finally {
+    await teardownQuietly(run, context);
+  }
+}
+
+/** What a trial's burst measured; it survives a check that throws. */
+type Measured = Omit<TrialReport, 'trial' | 'verdicts' | 'violated'>;
+
+/** One trial: setup, burst, check, teardown; a step that throws makes it an errored trial. */
+async function runTrial(run: ScenarioRun, trial: number): Promise<TrialReport> {
+  const { scenario } = run;
+  const context = contextOf(run, trial);
+  let phase: TrialPhase = 'setup';
+  let measured: Measured = {
+    statuses: {},
+    sendSpreadMs: Number.NaN,
+    arrivalSpreadMs: null,
+    latenciesMs: [],
+  };
+  let report: TrialReport;
+  try {
+    await scenario.setup?.(context);
+    phase = 'burst';
+    const burst = await fireBurst(run, context);
+    measured = burst.measured;
+    phase = 'check';
+    report = await judge(run, context, burst);
+  } catch (error) {
+    if (error instanceof ScenarioError || error instanceof AbortedError) {
+      await teardownQuietly(run, context);
+      throw error;
+    }
+    report = {
+      trial,
+      verdicts: [],
+      violated: false,
+      ...measured,
+      error: `${phase} threw: ${messageOf(error)}`,
+      phase,
+    };
+  }
+  try {
+    await scenario.teardown?.(context);
+  } catch (error) {
+    // The trial's verdicts stand; a failed teardown makes it an errored trial too.
+    if (report.error === undefined)
+      report = { ...report, error: `teardown threw: ${messageOf(error)}`, phase: 'teardown' };
+  }
+  return report;
+}
+
+/** A fired burst: what came back, as the checks see it, and what was measured. */
+interface FiredBurst {
+  readonly burst: SyncBurstResult;
+  readonly responses: ObservedResponse[];
+  readonly measured: Measured;
+}
+
+/** Fire the trial's burst (with the delay header, if any) and observe its responses. */
+async function fireBurst(run: ScenarioRun, context: TrialContext): Promise<FiredBurst> {
+  const { delayHeader, arrivalHeader } = run.settings;
+  const templates = templatesFor(run, context);
+  const wires = templates.map((template) => {
+    const wire = toWire(template);
+    return delayHeader === undefined
+      ? wire
+      : { ...wire, headers: { ...wire.headers, [DELAY_HEADER]: delayHeader } };
+  });
+  const burst = await run.client.fire(wires);
+  const responses: ObservedResponse[] = burst.responses.map((r) => {
+    const wire = wires[r.index] as WireRequest;
+    const sent = templates[r.index] as ScenarioRequest;
+    return {
+      index: r.index,
+      status: r.status,
+      headers: r.headers,
+      text: r.error ?? r.text,
+      json: parseJson(r.text),
+      request: {
+        method: wire.method,
+        path: wire.path,
+        headers: wire.headers ?? {},
+        ...(sent.json !== undefined && { json: sent.json }),
+        ...(typeof wire.body === 'string' && { body: wire.body }),
+      },
+    };
+  });
+  const arrivals = burst.responses
+    .map((r) => Number(r.headers[arrivalHeader]))
+    .filter((n) => Number.isFinite(n));
+  const statuses: Record<string, number> = {};
+  for (const r of burst.responses) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+  const measured: Measured = {
+    statuses,
+    sendSpreadMs: burst.sendSpreadMs,
+    arrivalSpreadMs:
+      arrivals.length === burst.responses.length && arrivals.length > 0
+        ? Math.max(...arrivals) - Math.min(...arrivals)
+        : null,
+    latenciesMs: burst.responses.map((r) => r.latencyMs),
+  };
+  return { burst, responses, measured };
+}
+
+/**
+ * The trial's verdicts: the scenario's checks, linearizability when it
+ * names a model; an error when the burst never reached the code under test
+ * (no success, or a delay point no request reached).
+ */
+async function judge(
+  run: ScenarioRun,
+  context: TrialContext,
+  { burst, responses, measured }: FiredBurst,
+): Promise<TrialReport> {
+  const { scenario, options, settings } = run;
+  const noSuccess = responses.some((r) => r.status >= 200 && r.status < 300)
+    ? undefined
+    : `no request succeeded: ${describeFailures(responses)}; the burst never reached the code under test`;
+  const unreached =
+    settings.delayHeader === undefined
+      ? undefined
+      : unreachedDelays(Object.keys(settings.delays), burst);
+  const history = historyOf(scenario, options, responses, burst);
+  const verdicts = [
+    ...validateVerdicts(await scenario.check({ ...context, responses })),
+    ...(history?.verdict === undefined ? [] : [linearizabilityVerdict(history)]),
+  ];
+  const violated = verdicts.some((v) => !v.ok);
+  return {
+    trial: context.trial,
+    verdicts,
+    violated,
+    ...measured,
+    ...(violated && { evidence: evidenceOf(responses) }),
+    ...(history !== undefined && { history }),
+    ...(unreached !== undefined && { error: `burst: ${unreached}`, phase: 'burst' as const }),
+    ...(unreached === undefined &&
+      noSuccess !== undefined &&
+      (settings.allowNoSuccess
+        ? { warning: noSuccess }
+        : { error: `burst: ${noSuccess}`, phase: 'burst' as const })),
+  };
 }
 
 /**
