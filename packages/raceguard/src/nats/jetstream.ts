@@ -15,9 +15,9 @@ import {
   assertPositiveInteger,
 } from '../core/validate.js';
 import type { LockHandle, Locker } from '../core/lock.js';
-import { ConsumerClosedError } from '../messaging/errors.js';
+import { checkPartitions, deliverToConsumer } from '../messaging/broker-delivery.js';
 import { decodeMessage, encodeMessage, partitionOf, type Message } from '../messaging/message.js';
-import { OrderedConsumer, type Delivery } from '../messaging/ordered-consumer.js';
+import { OrderedConsumer } from '../messaging/ordered-consumer.js';
 import type { OutboxPublisher } from '../postgres/outbox.js';
 import type { HybridLogicalClock } from '../clock/hlc.js';
 import { checkClock, received, stamped } from '../messaging/clock-headers.js';
@@ -268,6 +268,60 @@ export async function consumeJetStream(
   jetstream: JetStreamClientLike,
   options: ConsumeJetStreamOptions,
 ): Promise<JetStreamSubscription> {
+  const settings = checkConsumeOptions(options);
+  const { topology } = settings;
+  for (const partition of settings.partitions) {
+    try {
+      await options.manager.consumers.add(topology.stream, {
+        durable_name: settings.nameOf(partition),
+        ack_policy: 'explicit',
+        deliver_policy: 'all',
+        filter_subject: `${topology.subjectPrefix}.${partition}`,
+        max_ack_pending: settings.maxAckPending,
+        ack_wait: settings.ackWaitMs * NANOS_PER_MS,
+      });
+    } catch (error) {
+      throw new JetStreamError(
+        `creating consumer ${topology.stream}/${settings.nameOf(partition)} failed: ${messageOf(error)}`,
+        error,
+      );
+    }
+  }
+  const pullers = new PartitionPullers(jetstream, settings);
+  try {
+    await pullers.claim();
+  } catch (error) {
+    await pullers.stopAll();
+    throw new JetStreamError(`consuming ${topology.stream} failed: ${messageOf(error)}`, error);
+  }
+  if (settings.locker !== undefined) pullers.claimEvery(settings.claimEveryMs);
+  const close = (): Promise<void> => pullers.close();
+  return {
+    get partitions() {
+      return pullers.partitions();
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** The options of {@link consumeJetStream}, checked, with defaults. */
+interface ConsumeSettings {
+  readonly topology: ReturnType<typeof checkTopology>;
+  readonly consumer: OrderedConsumer;
+  readonly headers: () => NatsHeadersLike;
+  readonly locker: Locker | undefined;
+  readonly lockTtlMs: number;
+  readonly claimEveryMs: number;
+  readonly maxAckPending: number;
+  readonly ackWaitMs: number;
+  readonly partitions: readonly number[];
+  readonly clock: HybridLogicalClock | undefined;
+  /** The durable consumer of a partition. */
+  readonly nameOf: (partition: number) => string;
+}
+
+function checkConsumeOptions(options: ConsumeJetStreamOptions): ConsumeSettings {
   assertPlainObject('options', options);
   const topology = checkTopology(options.topology);
   assertNonEmptyString('options.durable', options.durable);
@@ -293,168 +347,159 @@ export async function consumeJetStream(
   assertPositiveInteger('options.maxAckPending', maxAckPending);
   const ackWaitMs = options.ackWaitMs ?? 30_000;
   assertPositiveInteger('options.ackWaitMs', ackWaitMs);
-  const partitions = options.partitions ?? [...Array(topology.partitions).keys()];
-  for (const p of partitions) {
-    if (!Number.isSafeInteger(p) || p < 0 || p >= topology.partitions) {
-      throw new InvalidArgumentError(
-        'options.partitions',
-        `partitions of 0..${topology.partitions - 1}`,
-        p,
-      );
-    }
+  const { durable } = options;
+  return {
+    topology,
+    consumer: options.consumer,
+    headers: options.headers,
+    locker,
+    lockTtlMs,
+    claimEveryMs,
+    maxAckPending,
+    ackWaitMs,
+    partitions: checkPartitions(options.partitions, topology.partitions),
+    clock: checkClock('options.clock', options.clock),
+    nameOf: (partition) => `${durable}-${partition}`,
+  };
+}
+
+/** A partition being pulled: its message stream, the loop feeding the consumer, its lock. */
+interface Pulling {
+  readonly messages: ConsumerMessagesLike;
+  readonly loop: Promise<void>;
+  readonly lock: LockHandle | undefined;
+}
+
+/**
+ * The partitions this process pulls: each taken (with a locker: only once
+ * its lock is held), pumped into the consumer, and stopped when its lock is
+ * lost or the subscription closes.
+ */
+class PartitionPullers {
+  readonly #jetstream: JetStreamClientLike;
+  readonly #settings: ConsumeSettings;
+  readonly #pulling = new Map<number, Pulling>();
+  #closed = false;
+  #claiming = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(jetstream: JetStreamClientLike, settings: ConsumeSettings) {
+    this.#jetstream = jetstream;
+    this.#settings = settings;
   }
-  const consumer = options.consumer;
-  const clock = checkClock('options.clock', options.clock);
-  const nameOf = (partition: number): string => `${options.durable}-${partition}`;
 
-  const deadLetter = (raw: JsMsgLike, reason: string): void => {
-    const headers = options.headers();
-    for (const name of raw.headers?.keys() ?? []) headers.set(name, raw.headers?.get(name) ?? '');
-    headers.set(JETSTREAM_DEAD_REASON_HEADER, reason);
-    void jetstream.publish(`${topology.subjectPrefix}.dead`, raw.data, { headers }).then(
-      () => raw.term(reason),
-      () => raw.nak(),
-    );
-  };
+  partitions(): number[] {
+    return [...this.#pulling.keys()].sort((a, b) => a - b);
+  }
 
-  const pump = async (messages: ConsumerMessagesLike): Promise<void> => {
-    for await (const raw of messages) {
-      const wireHeaders: Record<string, string> = {};
-      for (const key of raw.headers?.keys() ?? []) wireHeaders[key] = raw.headers?.get(key) ?? '';
-      let delivery: Delivery;
-      try {
-        delivery = {
-          message: received(decodeMessage({ body: raw.data, headers: wireHeaders }), clock),
-          ack: () => raw.ack(),
-          requeue: () => raw.nak(),
-          deadLetter: (reason) => deadLetter(raw, reason),
-        };
-      } catch (error) {
-        await consumer.reject((reason) => deadLetter(raw, reason), error);
-        continue;
-      }
-      try {
-        // Waits while the consumer is full: back-pressure on the pull.
-        await consumer.deliver(delivery);
-      } catch (error) {
-        if (error instanceof ConsumerClosedError) {
-          raw.nak();
-          break;
-        }
-        await consumer.reject((reason) => deadLetter(raw, reason), error);
-      }
-    }
-  };
-
-  for (const partition of partitions) {
-    try {
-      await options.manager.consumers.add(topology.stream, {
-        durable_name: nameOf(partition),
-        ack_policy: 'explicit',
-        deliver_policy: 'all',
-        filter_subject: `${topology.subjectPrefix}.${partition}`,
-        max_ack_pending: maxAckPending,
-        ack_wait: ackWaitMs * NANOS_PER_MS,
-      });
-    } catch (error) {
-      throw new JetStreamError(
-        `creating consumer ${topology.stream}/${nameOf(partition)} failed: ${messageOf(error)}`,
-        error,
-      );
+  /** Take every partition not pulled yet (that this process can lock). */
+  async claim(): Promise<void> {
+    for (const partition of this.#settings.partitions) {
+      if (this.#closed) return;
+      if (!this.#pulling.has(partition)) await this.#start(partition);
     }
   }
 
-  interface Pulling {
-    readonly messages: ConsumerMessagesLike;
-    readonly loop: Promise<void>;
-    readonly lock: LockHandle | undefined;
+  /** Try to take the partitions nobody holds every `ms`, until closed. */
+  claimEvery(ms: number): void {
+    this.#timer = setInterval(() => {
+      this.#claiming = this.#claiming.then(() => this.claim()).catch(() => undefined);
+    }, ms);
+    this.#timer.unref();
   }
-  const pulling = new Map<number, Pulling>();
-  let closed = false;
 
-  const stop = async (partition: number): Promise<void> => {
-    const current = pulling.get(partition);
-    if (current === undefined) return;
-    pulling.delete(partition);
-    await current.messages.close().catch(() => undefined);
-    await current.loop;
-    await current.lock?.release().catch(() => undefined);
-  };
-
-  const start = async (partition: number): Promise<void> => {
-    let lock: LockHandle | undefined;
-    if (locker !== undefined) {
-      lock = await locker
-        .tryAcquire(`${topology.stream}/${nameOf(partition)}`, {
-          ttlMs: lockTtlMs,
-          autoExtend: true,
-          onLost: () => void stop(partition),
-        })
-        .catch(() => undefined);
-      if (lock === undefined) return;
-    }
-    if (closed) {
-      await lock?.release().catch(() => undefined);
-      return;
-    }
-    let messages: ConsumerMessagesLike;
-    try {
-      messages = await (
-        await jetstream.consumers.get(topology.stream, nameOf(partition))
-      ).consume({
-        max_messages: maxAckPending,
-      });
-    } catch (error) {
-      await lock?.release().catch(() => undefined);
-      if (pulling.size === 0 && locker === undefined) throw error;
-      return;
-    }
-    pulling.set(partition, { messages, lock, loop: pump(messages).catch(() => undefined) });
-  };
-
-  const claim = async (): Promise<void> => {
-    for (const partition of partitions) {
-      if (closed) return;
-      if (!pulling.has(partition)) await start(partition);
-    }
-  };
-
-  try {
-    await claim();
-  } catch (error) {
-    await Promise.all([...pulling.keys()].map(stop));
-    throw new JetStreamError(`consuming ${topology.stream} failed: ${messageOf(error)}`, error);
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.#pulling.keys()].map((partition) => this.#stop(partition)));
   }
-  let claiming = Promise.resolve();
-  const timer =
-    locker === undefined
-      ? undefined
-      : setInterval(() => {
-          claiming = claiming.then(claim).catch(() => undefined);
-        }, claimEveryMs);
-  timer?.unref();
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
-    (closing ??= (async () => {
-      closed = true;
-      clearInterval(timer);
-      await claiming;
-      // Stop pulling, give back what was not applied, then free the partitions.
-      const stopping = [...pulling.values()];
-      pulling.clear();
+  /** Stop pulling, give back what was not applied, then free the partitions. Idempotent. */
+  close(): Promise<void> {
+    return (this.#closing ??= (async () => {
+      this.#closed = true;
+      clearInterval(this.#timer);
+      await this.#claiming;
+      const stopping = [...this.#pulling.values()];
+      this.#pulling.clear();
       await Promise.all(stopping.map((p) => p.messages.close().catch(() => undefined)));
-      await consumer.close();
+      await this.#settings.consumer.close();
       await Promise.all(stopping.map((p) => p.loop));
       await Promise.all(
         stopping.flatMap((p) => (p.lock ? [p.lock.release().catch(() => undefined)] : [])),
       );
     })());
-  return {
-    get partitions() {
-      return [...pulling.keys()].sort((a, b) => a - b);
-    },
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  }
+
+  async #stop(partition: number): Promise<void> {
+    const current = this.#pulling.get(partition);
+    if (current === undefined) return;
+    this.#pulling.delete(partition);
+    await current.messages.close().catch(() => undefined);
+    await current.loop;
+    await current.lock?.release().catch(() => undefined);
+  }
+
+  async #start(partition: number): Promise<void> {
+    const { locker, topology, nameOf } = this.#settings;
+    let lock: LockHandle | undefined;
+    if (locker !== undefined) {
+      lock = await locker
+        .tryAcquire(`${topology.stream}/${nameOf(partition)}`, {
+          ttlMs: this.#settings.lockTtlMs,
+          autoExtend: true,
+          onLost: () => void this.#stop(partition),
+        })
+        .catch(() => undefined);
+      if (lock === undefined) return;
+    }
+    if (this.#closed) {
+      await lock?.release().catch(() => undefined);
+      return;
+    }
+    let messages: ConsumerMessagesLike;
+    try {
+      const durable = await this.#jetstream.consumers.get(topology.stream, nameOf(partition));
+      messages = await durable.consume({ max_messages: this.#settings.maxAckPending });
+    } catch (error) {
+      await lock?.release().catch(() => undefined);
+      if (this.#pulling.size === 0 && locker === undefined) throw error;
+      return;
+    }
+    this.#pulling.set(partition, {
+      messages,
+      lock,
+      loop: this.#pump(messages).catch(() => undefined),
+    });
+  }
+
+  /** Feed a partition's messages to the consumer, one at a time (it waits while the consumer is full). */
+  async #pump(messages: ConsumerMessagesLike): Promise<void> {
+    const { consumer, clock } = this.#settings;
+    for await (const raw of messages) {
+      const taken = await deliverToConsumer(consumer, {
+        decode: () => {
+          const headers: Record<string, string> = {};
+          for (const key of raw.headers?.keys() ?? []) headers[key] = raw.headers?.get(key) ?? '';
+          return received(decodeMessage({ body: raw.data, headers }), clock);
+        },
+        ack: () => raw.ack(),
+        requeue: () => raw.nak(),
+        deadLetter: (reason) => this.#deadLetter(raw, reason),
+      });
+      if (!taken) break;
+    }
+  }
+
+  /** A copy with the reason goes to `<prefix>.dead`; the original is terminated (or, failing that, redelivered). */
+  #deadLetter(raw: JsMsgLike, reason: string): void {
+    const headers = this.#settings.headers();
+    for (const name of raw.headers?.keys() ?? []) headers.set(name, raw.headers?.get(name) ?? '');
+    headers.set(JETSTREAM_DEAD_REASON_HEADER, reason);
+    void this.#jetstream
+      .publish(`${this.#settings.topology.subjectPrefix}.dead`, raw.data, { headers })
+      .then(
+        () => raw.term(reason),
+        () => raw.nak(),
+      );
+  }
 }

@@ -2,13 +2,13 @@
  * Feeding an ordered consumer from partition queues: manual acks, a
  * prefetch window, and a dead-letter path that keeps the reason.
  */
-import { InvalidArgumentError, messageOf } from '../core/errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
-import { ConsumerClosedError } from '../messaging/errors.js';
+import { checkPartitions, deliverToConsumer } from '../messaging/broker-delivery.js';
 import { decodeMessage, type WireMessage } from '../messaging/message.js';
 import type { HybridLogicalClock } from '../clock/hlc.js';
 import { checkClock, received } from '../messaging/clock-headers.js';
-import { OrderedConsumer, type Delivery } from '../messaging/ordered-consumer.js';
+import { OrderedConsumer } from '../messaging/ordered-consumer.js';
 import { resolveTopology, type RabbitTopology } from './topology.js';
 import type { AmqpChannelLike, AmqpMessageLike } from './types.js';
 
@@ -78,16 +78,7 @@ export async function consumeOrdered(
   const clock = checkClock('options.clock', options.clock);
   const prefetch = options.prefetch ?? 100;
   assertPositiveInteger('options.prefetch', prefetch);
-  const partitions = options.partitions ?? [...Array(topology.partitions).keys()];
-  for (const p of partitions) {
-    if (!Number.isSafeInteger(p) || p < 0 || p >= topology.partitions) {
-      throw new InvalidArgumentError(
-        'options.partitions',
-        `partitions of 0..${topology.partitions - 1}`,
-        p,
-      );
-    }
-  }
+  const partitions = checkPartitions(options.partitions, topology.partitions);
 
   const deadLetter = (message: AmqpMessageLike, reason: string): void => {
     // A copy with the reason goes to the dead-letter exchange; the original is acknowledged.
@@ -104,29 +95,11 @@ export async function consumeOrdered(
 
   const onMessage = (raw: AmqpMessageLike | null): void => {
     if (raw === null) return; // the broker cancelled the consumer (queue deleted)
-    let delivery: Delivery;
-    try {
-      delivery = {
-        message: received(decodeMessage(wireOf(raw)), clock),
-        ack: () => channel.ack(raw),
-        requeue: () => channel.nack(raw, false, true),
-        deadLetter: (reason) => deadLetter(raw, reason),
-      };
-    } catch (error) {
-      void consumer.reject((reason) => deadLetter(raw, reason), error);
-      return;
-    }
-    consumer.deliver(delivery).catch((error: unknown) => {
-      // Closing (or a message that fails validation): give it back / dead-letter it.
-      if (error instanceof ConsumerClosedError) {
-        try {
-          channel.nack(raw, false, true);
-        } catch {
-          // The channel is gone: the broker requeues it anyway.
-        }
-      } else {
-        void consumer.reject((reason) => deadLetter(raw, reason), new Error(messageOf(error)));
-      }
+    void deliverToConsumer(consumer, {
+      decode: () => received(decodeMessage(wireOf(raw)), clock),
+      ack: () => channel.ack(raw),
+      requeue: () => channel.nack(raw, false, true),
+      deadLetter: (reason) => deadLetter(raw, reason),
     });
   };
 
