@@ -205,99 +205,107 @@ export function labCommand(): Command {
         .default(4100)
         .argParser(integer(0)),
     )
-    .action(
-      async (opts: {
-        concurrency: number;
-        trials: number;
-        scenario?: string[];
-        strategy?: Strategy[];
-        gapMs: number;
-        poolSize: number;
-        servers: number;
-        history?: string;
-        json?: boolean;
-        serve?: boolean;
-        port: number;
-        database?: string;
-        warmup: boolean;
-      }) => {
-        const status = (line: string): void => void process.stderr.write(`lab: ${line}\n`);
-        // Inside the Ctrl-C handling, so an interrupt from here on is reported as 130.
-        // An empty DATABASE_URL counts as unset, as usePostgres reads it.
-        const url = opts.database ?? (process.env.DATABASE_URL || undefined);
-        const starting = (): void =>
+    .action(labAction);
+}
+
+/** The options of `raceguard lab`, as commander parses them. */
+interface LabCommandOptions {
+  concurrency: number;
+  trials: number;
+  scenario?: string[];
+  strategy?: Strategy[];
+  gapMs: number;
+  poolSize: number;
+  servers: number;
+  history?: string;
+  json?: boolean;
+  serve?: boolean;
+  port: number;
+  database?: string;
+  warmup: boolean;
+}
+
+/** A status line on stderr. */
+const status = (line: string): void => void process.stderr.write(`lab: ${line}\n`);
+
+/** Say which database the lab is about to start or connect to. */
+function announceDatabase(opts: LabCommandOptions): void {
+  // An empty DATABASE_URL counts as unset, as usePostgres reads it.
+  const url = opts.database ?? (process.env.DATABASE_URL || undefined);
+  status(
+    url === undefined
+      ? 'starting an embedded PostgreSQL (--database or DATABASE_URL to use your own)…'
+      : `connecting to ${dialectOf(url) === 'mysql' ? 'MySQL / MariaDB' : 'PostgreSQL'} at ${opts.database === undefined ? 'DATABASE_URL' : '--database'}…`,
+  );
+}
+
+/** The action of `raceguard lab`: run the lab (exit 0 only when every fix is clean), or serve it. */
+async function labAction(opts: LabCommandOptions): Promise<void> {
+  if (opts.serve === true) return serveAction(opts);
+  const progress = createProgress();
+  try {
+    // Inside the Ctrl-C handling, so an interrupt from here on is reported as 130.
+    const report = await interruptible((signal) => {
+      announceDatabase(opts);
+      return runLab({
+        ...(opts.database !== undefined && { databaseUrl: opts.database }),
+        concurrency: opts.concurrency,
+        trials: opts.trials,
+        warmup: opts.warmup,
+        gapMs: opts.gapMs,
+        poolSize: opts.poolSize,
+        servers: opts.servers,
+        signal,
+        ...(opts.history !== undefined && { historyDir: opts.history }),
+        ...(opts.scenario && { scenarios: opts.scenario }),
+        ...(opts.strategy && { strategies: opts.strategy }),
+        onStart: (start) =>
           status(
-            url === undefined
-              ? 'starting an embedded PostgreSQL (--database or DATABASE_URL to use your own)…'
-              : `connecting to ${dialectOf(url) === 'mysql' ? 'MySQL / MariaDB' : 'PostgreSQL'} at ${opts.database === undefined ? 'DATABASE_URL' : '--database'}…`,
-          );
-        if (opts.serve === true) {
-          await interruptible(async (signal) => {
-            starting();
-            const lab = await serveLab({
-              ...(opts.database !== undefined && { databaseUrl: opts.database }),
-              port: opts.port,
-              gapMs: opts.gapMs,
-              poolSize: opts.poolSize,
-              signal,
-            }).catch((error: unknown) => {
-              if ((error as { code?: unknown }).code === 'EADDRINUSE') {
-                throw new Error(
-                  `port ${opts.port} on 127.0.0.1 is in use: choose another with --port (0 = any free port)`,
-                  { cause: error },
-                );
-              }
-              throw error;
-            });
-            try {
-              process.stdout.write(`${formatServeBanner(lab)}\n`);
-              // Serves until Ctrl-C (or SIGTERM): the interrupt is the way out, reported as 130.
-              await new Promise<never>((_, reject) => {
-                // A Ctrl-C during the last steps of starting has already fired.
-                if (signal.aborted) reject(new Error('interrupted'));
-                signal.addEventListener('abort', () => reject(new Error('interrupted')), {
-                  once: true,
-                });
-              });
-            } finally {
-              await lab.close();
-            }
-          });
-          return;
-        }
-        const progress = createProgress();
-        try {
-          const report = await interruptible((signal) => {
-            starting();
-            return runLab({
-              ...(opts.database !== undefined && { databaseUrl: opts.database }),
-              concurrency: opts.concurrency,
-              trials: opts.trials,
-              warmup: opts.warmup,
-              gapMs: opts.gapMs,
-              poolSize: opts.poolSize,
-              servers: opts.servers,
-              signal,
-              ...(opts.history !== undefined && { historyDir: opts.history }),
-              ...(opts.scenario && { scenarios: opts.scenario }),
-              ...(opts.strategy && { strategies: opts.strategy }),
-              onStart: (start) =>
-                status(
-                  `${start.database === 'mysql' ? 'MySQL / MariaDB' : 'PostgreSQL'} ready (${start.embedded ? 'embedded' : 'by URL'}, ${start.database === 'mysql' ? 'database' : 'schema'} ${start.schema}); releasing ${start.bursts} bursts of ${opts.concurrency} requests`,
-                ),
-              onProgress: (p) => progress.update(p.done, p.total, `${p.scenario}/${p.strategy}`),
-            });
-          });
-          progress.done();
-          process.stdout.write(
-            opts.json === true
-              ? `${JSON.stringify({ results: report.results }, null, 2)}\n`
-              : `${formatLabReport(report)}\n`,
-          );
-          process.exitCode = report.fixesClean ? 0 : 1;
-        } finally {
-          progress.done();
-        }
-      },
+            `${start.database === 'mysql' ? 'MySQL / MariaDB' : 'PostgreSQL'} ready (${start.embedded ? 'embedded' : 'by URL'}, ${start.database === 'mysql' ? 'database' : 'schema'} ${start.schema}); releasing ${start.bursts} bursts of ${opts.concurrency} requests`,
+          ),
+        onProgress: (p) => progress.update(p.done, p.total, `${p.scenario}/${p.strategy}`),
+      });
+    });
+    progress.done();
+    process.stdout.write(
+      opts.json === true
+        ? `${JSON.stringify({ results: report.results }, null, 2)}\n`
+        : `${formatLabReport(report)}\n`,
     );
+    process.exitCode = report.fixesClean ? 0 : 1;
+  } finally {
+    progress.done();
+  }
+}
+
+/** `raceguard lab --serve`: start the lab service and keep it until Ctrl-C (or SIGTERM), reported as 130. */
+async function serveAction(opts: LabCommandOptions): Promise<void> {
+  await interruptible(async (signal) => {
+    announceDatabase(opts);
+    const lab = await serveLab({
+      ...(opts.database !== undefined && { databaseUrl: opts.database }),
+      port: opts.port,
+      gapMs: opts.gapMs,
+      poolSize: opts.poolSize,
+      signal,
+    }).catch((error: unknown) => {
+      if ((error as { code?: unknown }).code === 'EADDRINUSE') {
+        throw new Error(
+          `port ${opts.port} on 127.0.0.1 is in use: choose another with --port (0 = any free port)`,
+          { cause: error },
+        );
+      }
+      throw error;
+    });
+    try {
+      process.stdout.write(`${formatServeBanner(lab)}\n`);
+      await new Promise<never>((_, reject) => {
+        // A Ctrl-C during the last steps of starting has already fired.
+        if (signal.aborted) reject(new Error('interrupted'));
+        signal.addEventListener('abort', () => reject(new Error('interrupted')), { once: true });
+      });
+    } finally {
+      await lab.close();
+    }
+  });
 }

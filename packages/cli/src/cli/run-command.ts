@@ -352,102 +352,125 @@ export function runCommand(): Command {
     .option('--json', 'print the reports as JSON on stdout (trial numbers in it are 0-based)')
     .option('--junit <file>', 'also write a JUnit XML report (one test case per invariant)')
     .option('--html <file>', 'also write a self-contained HTML report with charts')
-    .action(async (args: string[], opts: RunOptions) => {
-      if (opts.junit !== undefined) await assertWritable('--junit', opts.junit);
-      if (opts.html !== undefined) await assertWritable('--html', opts.html);
-      const planned = await plan(args, opts);
-      // The report carries every error; with --json, people read stderr.
-      const warn = (line: string): void => {
-        if (opts.json === true) process.stderr.write(`raceguard: ${line}\n`);
-      };
-      for (const p of planned)
-        if ('error' in p) warn(p.name === p.file ? p.error : `${p.name} (${p.file}): ${p.error}`);
-      const progress = createProgress();
-      const reports: ScenarioReport[] = [];
-      let interrupted: AbortedError | undefined;
-      /** The planned scenario running (or next to run). */
-      let index = 0;
-      try {
-        await interruptible(async (signal) => {
-          for (; index < planned.length; index++) {
-            const p = planned[index] as Planned;
-            if ('error' in p) {
-              reports.push(erroredReport(p.name, p.target, p.error, p.file));
-              continue;
-            }
-            const { scenario, file } = p;
-            const trials = opts.trials ?? scenario.trials ?? 10;
-            try {
-              const report = await runScenario(scenario, {
-                ...(opts.target !== undefined && { target: opts.target }),
-                ...(opts.trials !== undefined && { trials: opts.trials }),
-                ...(opts.count !== undefined && { count: opts.count }),
-                ...(opts.protocol !== undefined && { protocol: opts.protocol }),
-                ...(opts.allowNoSuccess === true && { allowNoSuccess: true }),
-                arrivalHeader: opts.arrivalHeader,
-                ...(opts.delay !== undefined && { delays: opts.delay }),
-                ...(opts.history !== undefined && { recordHistory: true }),
-                maxRequests: opts.maxRequests,
-                maxDurationMs: opts.maxDurationMs,
-                settleMs: opts.settleMs,
-                warmup: opts.warmup,
-                signal,
-                onTrial: (t) => progress.update(t.trial + 1, trials, scenario.name),
-              });
-              reports.push({ ...report, file });
-            } catch (error) {
-              if (error instanceof AbortedError) throw error;
-              warn(`${scenario.name} (${file}): ${messageOf(error)}`);
-              reports.push(
-                erroredReport(
-                  scenario.name,
-                  opts.target ?? scenario.target,
-                  messageOf(error),
-                  file,
-                ),
-              );
-            } finally {
-              progress.done();
-            }
-          }
-        });
-      } catch (error) {
-        // Ctrl-C or SIGTERM: the scenarios that finished are still reported,
-        // the rest are named as having no verdict, then 130.
-        if (!(error instanceof AbortedError)) throw error;
-        interrupted = error;
-        for (const [i, p] of planned.entries()) {
-          if (i < index) continue;
-          const target = 'error' in p ? p.target : (opts.target ?? p.scenario.target);
-          const name = 'error' in p ? p.name : p.scenario.name;
-          reports.push(
-            erroredReport(
-              name,
-              target,
-              i === index
-                ? 'interrupted while it ran: no verdict'
-                : 'not run: the run was interrupted',
-              p.file,
-            ),
-          );
-        }
-      } finally {
-        progress.done();
+    .action(runAction);
+}
+
+/** The action of `raceguard run`: plan, run each scenario, write the reports, set the exit code. */
+async function runAction(args: string[], opts: RunOptions): Promise<void> {
+  if (opts.junit !== undefined) await assertWritable('--junit', opts.junit);
+  if (opts.html !== undefined) await assertWritable('--html', opts.html);
+  const planned = await plan(args, opts);
+  // The report carries every error; with --json, people read stderr.
+  const warn = (line: string): void => {
+    if (opts.json === true) process.stderr.write(`raceguard: ${line}\n`);
+  };
+  for (const p of planned)
+    if ('error' in p) warn(p.name === p.file ? p.error : `${p.name} (${p.file}): ${p.error}`);
+  const { reports, interrupted } = await runPlanned(planned, opts, warn);
+  if (opts.junit !== undefined) await writeFile(opts.junit, toJUnit(reports));
+  if (opts.history !== undefined) await writeHistories(opts.history, reports);
+  if (opts.html !== undefined) {
+    await writeFile(
+      opts.html,
+      toHtml(reports, new Date(), await writeHistoryPages(opts.html, reports)),
+    );
+  }
+  process.stdout.write(
+    opts.json === true ? `${toJson(reports)}\n` : `${formatRunReport(reports)}\n`,
+  );
+  if (interrupted !== undefined) throw interrupted;
+  process.exitCode = worstCode(reports);
+}
+
+/** The reports as `--json` prints them: each trial's latencies counted, not listed. */
+function toJson(reports: readonly ScenarioReport[]): string {
+  return JSON.stringify(
+    {
+      scenarios: reports.map(({ trialReports, ...rest }) => ({
+        ...rest,
+        trialReports: trialReports.map(({ latenciesMs, ...t }) => ({
+          ...t,
+          latencyCount: latenciesMs.length,
+        })),
+      })),
+    },
+    null,
+    2,
+  );
+}
+
+/**
+ * Run the planned scenarios in order, one report each (a scenario that
+ * could not run gets an errored one). On Ctrl-C or SIGTERM the scenarios
+ * that finished are still reported, the rest are named as having no
+ * verdict, and the interruption is returned.
+ */
+async function runPlanned(
+  planned: readonly Planned[],
+  opts: RunOptions,
+  warn: (line: string) => void,
+): Promise<{ reports: ScenarioReport[]; interrupted: AbortedError | undefined }> {
+  const progress = createProgress();
+  const reports: ScenarioReport[] = [];
+  /** The planned scenario running (or next to run). */
+  let index = 0;
+  try {
+    await interruptible(async (signal) => {
+      for (; index < planned.length; index++) {
+        const p = planned[index] as Planned;
+        if ('error' in p) reports.push(erroredReport(p.name, p.target, p.error, p.file));
+        else reports.push(await runPlannedScenario(p, opts, signal, progress, warn));
       }
-      if (opts.junit !== undefined) await writeFile(opts.junit, toJUnit(reports));
-      if (opts.history !== undefined) await writeHistories(opts.history, reports);
-      if (opts.html !== undefined) {
-        await writeFile(
-          opts.html,
-          toHtml(reports, new Date(), await writeHistoryPages(opts.html, reports)),
-        );
-      }
-      process.stdout.write(
-        opts.json === true
-          ? `${JSON.stringify({ scenarios: reports.map(({ trialReports, ...rest }) => ({ ...rest, trialReports: trialReports.map(({ latenciesMs, ...t }) => ({ ...t, latencyCount: latenciesMs.length })) })) }, null, 2)}\n`
-          : `${formatRunReport(reports)}\n`,
-      );
-      if (interrupted !== undefined) throw interrupted;
-      process.exitCode = worstCode(reports);
     });
+  } catch (error) {
+    if (!(error instanceof AbortedError)) throw error;
+    for (const [i, p] of planned.entries()) {
+      if (i < index) continue;
+      const target = 'error' in p ? p.target : (opts.target ?? p.scenario.target);
+      const name = 'error' in p ? p.name : p.scenario.name;
+      const why =
+        i === index ? 'interrupted while it ran: no verdict' : 'not run: the run was interrupted';
+      reports.push(erroredReport(name, target, why, p.file));
+    }
+    return { reports, interrupted: error };
+  } finally {
+    progress.done();
+  }
+  return { reports, interrupted: undefined };
+}
+
+/** One scenario with the command's options; a failure to run is an errored report. */
+async function runPlannedScenario(
+  { scenario, file }: Extract<Planned, { readonly scenario: unknown }>,
+  opts: RunOptions,
+  signal: AbortSignal,
+  progress: ReturnType<typeof createProgress>,
+  warn: (line: string) => void,
+): Promise<ScenarioReport> {
+  const trials = opts.trials ?? scenario.trials ?? 10;
+  try {
+    const report = await runScenario(scenario, {
+      ...(opts.target !== undefined && { target: opts.target }),
+      ...(opts.trials !== undefined && { trials: opts.trials }),
+      ...(opts.count !== undefined && { count: opts.count }),
+      ...(opts.protocol !== undefined && { protocol: opts.protocol }),
+      ...(opts.allowNoSuccess === true && { allowNoSuccess: true }),
+      arrivalHeader: opts.arrivalHeader,
+      ...(opts.delay !== undefined && { delays: opts.delay }),
+      ...(opts.history !== undefined && { recordHistory: true }),
+      maxRequests: opts.maxRequests,
+      maxDurationMs: opts.maxDurationMs,
+      settleMs: opts.settleMs,
+      warmup: opts.warmup,
+      signal,
+      onTrial: (t) => progress.update(t.trial + 1, trials, scenario.name),
+    });
+    return { ...report, file };
+  } catch (error) {
+    if (error instanceof AbortedError) throw error;
+    warn(`${scenario.name} (${file}): ${messageOf(error)}`);
+    return erroredReport(scenario.name, opts.target ?? scenario.target, messageOf(error), file);
+  } finally {
+    progress.done();
+  }
 }
