@@ -47,11 +47,88 @@ export interface LabServerOptions {
  * ```
  */
 export function createLabServer(options: LabServerOptions): LabServer {
-  const byName = new Map(options.scenarios.map((s) => [s.name, s]));
-  const gap = options.gapMs > 0 ? () => sleep(options.gapMs) : () => Promise.resolve();
+  const routes = labRoutes(options);
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const send = ([status, value]: Reply): void => {
+        const text = JSON.stringify(value);
+        response.writeHead(status, {
+          'content-type': 'application/json; charset=utf-8',
+          'content-length': Buffer.byteLength(text),
+        });
+        response.end(text);
+      };
+      const body = parseBody(chunks);
+      if (typeof body === 'string') return send([400, { error: body }]);
+      const path = (request.url ?? '/').split('?')[0] ?? '/';
+      routes(request.method ?? 'GET', path, body).then(send, (error: unknown) =>
+        send([500, { error: messageOf(error) }]),
+      );
+    });
+  });
+  // The burst engine keeps one warmed connection per request open between bursts.
+  server.keepAliveTimeout = 120_000;
+  return {
+    server,
+    listen: ({ host = '127.0.0.1', port = 0 } = {}) =>
+      new Promise<string>((resolve, reject) => {
+        const onError = (error: Error): void => reject(error);
+        server.once('error', onError);
+        server.listen(port, host, () => {
+          server.off('error', onError);
+          const address = server.address() as AddressInfo;
+          resolve(`http://${address.address}:${address.port}`);
+        });
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
 
-  // What a person (or a scenario file's author) needs to aim at the lab.
-  const index = {
+/** A request's JSON object body (`{}` when empty), or why it is refused. */
+function parseBody(chunks: readonly Buffer[]): JsonObject | string {
+  if (chunks.length === 0) return {};
+  try {
+    const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Error('not an object');
+    return parsed as JsonObject;
+  } catch (error) {
+    return `the body must be a JSON object: ${messageOf(error)}`;
+  }
+}
+
+/** The lab's routes: a request's method, path and body to its reply. */
+function labRoutes(
+  options: LabServerOptions,
+): (method: string, path: string, body: JsonObject) => Promise<Reply> {
+  const byName = new Map(options.scenarios.map((s) => [s.name, s]));
+  const index = indexOf(options.scenarios);
+  const bench = testBench(options, byName);
+  const handle = scenarioHandler(options, byName);
+  return async (method, path, body) => {
+    const parts = path.split('/').slice(1).map(decodeURIComponent);
+    if (method === 'GET' && path === '/') return [200, index];
+    if (method === 'GET' && path === '/health') return [200, { ok: true }];
+    if (method === 'POST' && parts[0] === 'scenarios' && parts.length === 3)
+      return handle(parts[1] ?? '', parts[2] ?? '', body);
+    if (method === 'POST' && parts[0] === 'lab' && parts.length === 4 && parts[3] === 'reset')
+      return bench.reset(parts[1] ?? '', parts[2] ?? '', body);
+    if (method === 'POST' && parts[0] === 'lab' && parts.length === 3 && parts[2] === 'check')
+      return bench.check(parts[1] ?? '', body);
+    return [404, { error: `no route ${method} ${path}: GET / lists the routes` }];
+  };
+}
+
+/** What a person (or a scenario file's author) needs to aim at the lab: `GET /`. */
+function indexOf(scenarios: readonly Scenario[]) {
+  return {
     service: 'raceguard lab',
     routes: [
       { method: 'GET', path: '/', answers: 'this index' },
@@ -77,7 +154,7 @@ export function createLabServer(options: LabServerOptions): LabServer {
         answers: '{ "anomalies": { "<kind>": count } }: the invariants read from the database',
       },
     ],
-    scenarios: options.scenarios.map((scenario) => ({
+    scenarios: scenarios.map((scenario) => ({
       name: scenario.name,
       title: scenario.title,
       invariant: scenario.invariant,
@@ -87,40 +164,52 @@ export function createLabServer(options: LabServerOptions): LabServer {
       tables: `${scenario.name}_*`,
     })),
   };
+}
 
-  // Test-bench routes for scenario files (`labScenarios`): reset a scenario
-  // for a strategy and get the burst's request bodies; check its invariants.
+/**
+ * The test-bench routes for scenario files (`labScenarios`): reset a
+ * scenario for a strategy and get the burst's request bodies; check its
+ * invariants.
+ */
+function testBench(options: LabServerOptions, byName: ReadonlyMap<string, Scenario>) {
   const schemaFor = new Map<string, Strategy>();
-  const reset = async (name: string, strategy: string, body: JsonObject): Promise<Reply> => {
-    const scenario = byName.get(name);
-    const concurrency = Number(body.concurrency);
-    if (scenario === undefined || !isStrategy(strategy)) {
-      return [404, { error: 'unknown scenario or strategy' }];
-    }
-    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-      return [400, { error: 'concurrency must be a positive integer' }];
-    }
-    if (schemaFor.get(scenario.name) !== strategy) {
-      await scenario.createSchema(options.pool, strategy);
-      schemaFor.set(scenario.name, strategy);
-    }
-    await scenario.seed(options.pool, { concurrency });
-    return [200, { requests: scenario.requests({ concurrency }) }];
+  return {
+    reset: async (name: string, strategy: string, body: JsonObject): Promise<Reply> => {
+      const scenario = byName.get(name);
+      const concurrency = Number(body.concurrency);
+      if (scenario === undefined || !isStrategy(strategy)) {
+        return [404, { error: 'unknown scenario or strategy' }];
+      }
+      if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+        return [400, { error: 'concurrency must be a positive integer' }];
+      }
+      if (schemaFor.get(scenario.name) !== strategy) {
+        await scenario.createSchema(options.pool, strategy);
+        schemaFor.set(scenario.name, strategy);
+      }
+      await scenario.seed(options.pool, { concurrency });
+      return [200, { requests: scenario.requests({ concurrency }) }];
+    },
+    check: async (name: string, body: JsonObject): Promise<Reply> => {
+      const scenario = byName.get(name);
+      const concurrency = Number(body.concurrency);
+      const responses = body.responses;
+      if (scenario === undefined) return [404, { error: 'unknown scenario' }];
+      if (!Number.isSafeInteger(concurrency) || !Array.isArray(responses)) {
+        return [400, { error: 'expected { concurrency, responses }' }];
+      }
+      const anomalies = await scenario.check(options.pool, responses as ObservedResponse[], {
+        concurrency,
+      });
+      return [200, { anomalies }];
+    },
   };
-  const check = async (name: string, body: JsonObject): Promise<Reply> => {
-    const scenario = byName.get(name);
-    const concurrency = Number(body.concurrency);
-    const responses = body.responses;
-    if (scenario === undefined) return [404, { error: 'unknown scenario' }];
-    if (!Number.isSafeInteger(concurrency) || !Array.isArray(responses)) {
-      return [400, { error: 'expected { concurrency, responses }' }];
-    }
-    const anomalies = await scenario.check(options.pool, responses as ObservedResponse[], {
-      concurrency,
-    });
-    return [200, { anomalies }];
-  };
-  const handle = async (name: string, strategy: string, body: JsonObject): Promise<Reply> => {
+}
+
+/** `POST /scenarios/:scenario/:strategy`: the scenario's request served under the strategy, with its retries counted. */
+function scenarioHandler(options: LabServerOptions, byName: ReadonlyMap<string, Scenario>) {
+  const gap = options.gapMs > 0 ? () => sleep(options.gapMs) : () => Promise.resolve();
+  return async (name: string, strategy: string, body: JsonObject): Promise<Reply> => {
     const scenario = byName.get(name);
     if (scenario === undefined || !isStrategy(strategy)) {
       return [404, { error: 'unknown scenario or strategy' }];
@@ -145,71 +234,6 @@ export function createLabServer(options: LabServerOptions): LabServer {
     } catch (error) {
       return [500, { error: error instanceof Error ? error.message : String(error), retries }];
     }
-  };
-
-  const route = async (method: string, path: string, body: JsonObject): Promise<Reply> => {
-    const parts = path.split('/').slice(1).map(decodeURIComponent);
-    if (method === 'GET' && path === '/') return [200, index];
-    if (method === 'GET' && path === '/health') return [200, { ok: true }];
-    if (method === 'POST' && parts[0] === 'scenarios' && parts.length === 3)
-      return handle(parts[1] ?? '', parts[2] ?? '', body);
-    if (method === 'POST' && parts[0] === 'lab' && parts.length === 4 && parts[3] === 'reset')
-      return reset(parts[1] ?? '', parts[2] ?? '', body);
-    if (method === 'POST' && parts[0] === 'lab' && parts.length === 3 && parts[2] === 'check')
-      return check(parts[1] ?? '', body);
-    return [404, { error: `no route ${method} ${path}: GET / lists the routes` }];
-  };
-
-  const server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      const send = ([status, value]: Reply): void => {
-        const text = JSON.stringify(value);
-        response.writeHead(status, {
-          'content-type': 'application/json; charset=utf-8',
-          'content-length': Buffer.byteLength(text),
-        });
-        response.end(text);
-      };
-      let body: JsonObject = {};
-      if (chunks.length > 0) {
-        try {
-          const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-            throw new Error('not an object');
-          body = parsed as JsonObject;
-        } catch (error) {
-          send([400, { error: `the body must be a JSON object: ${messageOf(error)}` }]);
-          return;
-        }
-      }
-      const path = (request.url ?? '/').split('?')[0] ?? '/';
-      route(request.method ?? 'GET', path, body).then(send, (error: unknown) =>
-        send([500, { error: messageOf(error) }]),
-      );
-    });
-  });
-  // The burst engine keeps one warmed connection per request open between bursts.
-  server.keepAliveTimeout = 120_000;
-  return {
-    server,
-    listen: ({ host = '127.0.0.1', port = 0 } = {}) =>
-      new Promise<string>((resolve, reject) => {
-        const onError = (error: Error): void => reject(error);
-        server.once('error', onError);
-        server.listen(port, host, () => {
-          server.off('error', onError);
-          const address = server.address() as AddressInfo;
-          resolve(`http://${address.address}:${address.port}`);
-        });
-      }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (!server.listening) return resolve();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
   };
 }
 
