@@ -205,6 +205,40 @@ export function conditionalWrites<K, R>(
   store: VersionStore<K, R>,
   options: ConditionalWriteOptions = {},
 ): ConditionalWrites<K> {
+  const policy = checkConditionalOptions(store, options);
+  return {
+    read: (key, headers) => readConditionally(store, key, headers),
+    async update(key, changes, headers) {
+      if (!isFields(changes)) return badBody();
+      return notWritable(() =>
+        underPrecondition(store, policy, key, headers, async (version) => {
+          const result = await store.update(key, version, changes);
+          return result.applied
+            ? json(200, result.current.row, withEtag(result.current))
+            : undefined;
+        }),
+      );
+    },
+    delete(key, headers) {
+      return underPrecondition(store, policy, key, headers, async (version) => {
+        const result = await store.delete(key, version);
+        return result.applied ? { status: 204, headers: {}, body: '' } : undefined;
+      });
+    },
+    create: (key, values, headers) => createConditionally(store, key, values, headers),
+  };
+}
+
+/** The options of {@link conditionalWrites}, checked, with defaults. */
+interface ConditionalPolicy {
+  readonly requireIfMatch: boolean;
+  readonly maxAttempts: number;
+}
+
+function checkConditionalOptions<K, R>(
+  store: VersionStore<K, R>,
+  options: ConditionalWriteOptions,
+): ConditionalPolicy {
   assertPlainObject('options', options);
   assertKnownOptions('options', options, new Set(['requireIfMatch', 'maxAttempts']));
   for (const method of ['read', 'update', 'delete', 'create'] as const) {
@@ -226,139 +260,131 @@ export function conditionalWrites<K, R>(
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
     throw new InvalidArgumentError('options.maxAttempts', 'a positive integer', maxAttempts);
   }
+  return { requireIfMatch, maxAttempts };
+}
 
-  /** The precondition, or the response that ends the request. */
-  const preconditionOf = (
-    headers: ConditionalHeaders,
-  ): '*' | EntityTag[] | undefined | ImmediateResponse => {
-    const header = headerOf(headers['if-match']);
-    if (header === undefined) {
-      return requireIfMatch
-        ? problem(
-            428,
-            CONDITIONAL_PROBLEMS.preconditionRequired,
-            'Precondition Required',
-            'Send If-Match with the ETag of the version you read, so that a change you never saw is not overwritten.',
-          )
-        : undefined;
+/** The precondition of a write (`undefined`: none, and none is required), or the response that ends the request. */
+function preconditionOf(
+  headers: ConditionalHeaders,
+  requireIfMatch: boolean,
+): '*' | EntityTag[] | undefined | ImmediateResponse {
+  const header = headerOf(headers['if-match']);
+  if (header === undefined) {
+    return requireIfMatch
+      ? problem(
+          428,
+          CONDITIONAL_PROBLEMS.preconditionRequired,
+          'Precondition Required',
+          'Send If-Match with the ETag of the version you read, so that a change you never saw is not overwritten.',
+        )
+      : undefined;
+  }
+  try {
+    return parseEntityTags(header);
+  } catch (error) {
+    return problem(
+      400,
+      CONDITIONAL_PROBLEMS.badPrecondition,
+      'Malformed If-Match',
+      (error as Error).message,
+    );
+  }
+}
+
+/** Runs a version-checked write under the precondition; `attempt` returns undefined when the version moved. */
+async function underPrecondition<K, R>(
+  store: VersionStore<K, R>,
+  policy: ConditionalPolicy,
+  key: K,
+  headers: ConditionalHeaders,
+  attempt: (version: string) => Promise<ImmediateResponse | undefined>,
+): Promise<ImmediateResponse> {
+  const condition = preconditionOf(headers, policy.requireIfMatch);
+  if (condition !== undefined && !Array.isArray(condition) && condition !== '*') return condition;
+  // Weak tags never match for a write (strong comparison, RFC 9110 §8.8.3.2).
+  const strong = Array.isArray(condition)
+    ? condition.filter((tag) => !tag.weak).map((tag) => tag.opaque)
+    : undefined;
+  if (strong !== undefined && strong.length === 1) {
+    // The common case: one statement, the version checked where it is written.
+    const done = await attempt(strong[0]!);
+    return done ?? failed(await store.read(key));
+  }
+  for (let round = 0; round < policy.maxAttempts; round += 1) {
+    const current = await store.read(key);
+    if (current === undefined) {
+      return condition === undefined
+        ? problem(404, CONDITIONAL_PROBLEMS.notFound, 'Not Found', 'The resource does not exist.')
+        : failed(undefined);
     }
+    if (strong !== undefined && !strong.includes(current.version)) return failed(current);
+    const done = await attempt(current.version);
+    if (done !== undefined) return done;
+    if (strong === undefined && condition === undefined) continue; // unconditional: read again and write
+  }
+  return failed(await store.read(key));
+}
+
+/** GET: 200 with the row and its ETag, 304 when `If-None-Match` names it, 404 when absent. */
+async function readConditionally<K, R>(
+  store: VersionStore<K, R>,
+  key: K,
+  headers: ConditionalHeaders,
+): Promise<ImmediateResponse> {
+  const current = await store.read(key);
+  if (current === undefined)
+    return problem(404, CONDITIONAL_PROBLEMS.notFound, 'Not Found', 'The resource does not exist.');
+  const noneMatch = headerOf(headers['if-none-match']);
+  if (noneMatch !== undefined) {
+    let tags: '*' | EntityTag[];
     try {
-      return parseEntityTags(header);
+      tags = parseEntityTags(noneMatch);
     } catch (error) {
       return problem(
         400,
         CONDITIONAL_PROBLEMS.badPrecondition,
-        'Malformed If-Match',
+        'Malformed If-None-Match',
         (error as Error).message,
       );
     }
-  };
-
-  /** Runs a version-checked write under the precondition; `attempt` returns undefined when the version moved. */
-  async function underPrecondition(
-    key: K,
-    headers: ConditionalHeaders,
-    attempt: (version: string) => Promise<ImmediateResponse | undefined>,
-  ): Promise<ImmediateResponse> {
-    const condition = preconditionOf(headers);
-    if (condition !== undefined && !Array.isArray(condition) && condition !== '*') return condition;
-    // Weak tags never match for a write (strong comparison, RFC 9110 §8.8.3.2).
-    const strong = Array.isArray(condition)
-      ? condition.filter((tag) => !tag.weak).map((tag) => tag.opaque)
-      : undefined;
-    if (strong !== undefined && strong.length === 1) {
-      // The common case: one statement, the version checked where it is written.
-      const done = await attempt(strong[0]!);
-      return done ?? failed(await store.read(key));
+    // Weak comparison for If-None-Match (RFC 9110 §13.1.2).
+    if (tags === '*' || tags.some((tag) => tag.opaque === current.version)) {
+      return { status: 304, headers: withEtag(current), body: '' };
     }
-    for (let round = 0; round < maxAttempts; round += 1) {
-      const current = await store.read(key);
-      if (current === undefined) {
-        return condition === undefined
-          ? problem(404, CONDITIONAL_PROBLEMS.notFound, 'Not Found', 'The resource does not exist.')
-          : failed(undefined);
-      }
-      if (strong !== undefined && !strong.includes(current.version)) return failed(current);
-      const done = await attempt(current.version);
-      if (done !== undefined) return done;
-      if (strong === undefined && condition === undefined) continue; // unconditional: read again and write
-    }
-    return failed(await store.read(key));
   }
+  return json(200, current.row, withEtag(current));
+}
 
-  return {
-    async read(key, headers) {
-      const current = await store.read(key);
-      if (current === undefined)
-        return problem(
-          404,
-          CONDITIONAL_PROBLEMS.notFound,
-          'Not Found',
-          'The resource does not exist.',
-        );
-      const noneMatch = headerOf(headers['if-none-match']);
-      if (noneMatch !== undefined) {
-        let tags: '*' | EntityTag[];
-        try {
-          tags = parseEntityTags(noneMatch);
-        } catch (error) {
-          return problem(
-            400,
-            CONDITIONAL_PROBLEMS.badPrecondition,
-            'Malformed If-None-Match',
-            (error as Error).message,
-          );
-        }
-        // Weak comparison for If-None-Match (RFC 9110 §13.1.2).
-        if (tags === '*' || tags.some((tag) => tag.opaque === current.version)) {
-          return { status: 304, headers: withEtag(current), body: '' };
-        }
-      }
-      return json(200, current.row, withEtag(current));
-    },
-    async update(key, changes, headers) {
-      if (!isFields(changes)) return badBody();
-      return notWritable(() =>
-        underPrecondition(key, headers, async (version) => {
-          const result = await store.update(key, version, changes);
-          return result.applied
-            ? json(200, result.current.row, withEtag(result.current))
-            : undefined;
-        }),
-      );
-    },
-    delete(key, headers) {
-      return underPrecondition(key, headers, async (version) => {
-        const result = await store.delete(key, version);
-        return result.applied ? { status: 204, headers: {}, body: '' } : undefined;
-      });
-    },
-    async create(key, values, headers) {
-      if (!isFields(values)) return badBody();
-      const noneMatch = headerOf(headers['if-none-match']);
-      if (noneMatch !== undefined && noneMatch.trim() !== '*') {
-        return problem(
-          400,
-          CONDITIONAL_PROBLEMS.badPrecondition,
-          'Malformed If-None-Match',
-          'create-if-absent takes If-None-Match: *',
-        );
-      }
-      return notWritable(async () => {
-        const result = await store.create(key, values);
-        if (result.created) return json(201, result.current.row, withEtag(result.current));
-        return noneMatch === undefined
-          ? problem(
-              409,
-              CONDITIONAL_PROBLEMS.alreadyExists,
-              'Conflict',
-              'The resource already exists.',
-              withEtag(result.current),
-            )
-          : failed(result.current);
-      });
-    },
-  };
+/** POST/PUT to create: 201; with `If-None-Match: *` an existing resource is 412, without it 409. */
+async function createConditionally<K, R>(
+  store: VersionStore<K, R>,
+  key: K,
+  values: Readonly<Record<string, unknown>>,
+  headers: ConditionalHeaders,
+): Promise<ImmediateResponse> {
+  if (!isFields(values)) return badBody();
+  const noneMatch = headerOf(headers['if-none-match']);
+  if (noneMatch !== undefined && noneMatch.trim() !== '*') {
+    return problem(
+      400,
+      CONDITIONAL_PROBLEMS.badPrecondition,
+      'Malformed If-None-Match',
+      'create-if-absent takes If-None-Match: *',
+    );
+  }
+  return notWritable(async () => {
+    const result = await store.create(key, values);
+    if (result.created) return json(201, result.current.row, withEtag(result.current));
+    return noneMatch === undefined
+      ? problem(
+          409,
+          CONDITIONAL_PROBLEMS.alreadyExists,
+          'Conflict',
+          'The resource already exists.',
+          withEtag(result.current),
+        )
+      : failed(result.current);
+  });
 }
 
 /** A request body that can be written: a JSON object with at least one field. */
