@@ -93,118 +93,53 @@ async function check(pool: PoolLike, lost: number): Promise<Record<string, numbe
   return anomalies;
 }
 
+/** What one trial counts while its workers run. */
+class TrialTally {
+  readonly lost = { count: 0 };
+  readonly latenciesMs: number[] = [];
+  settled = 0;
+  applied = 0;
+  duplicates = 0;
+  retries = 0;
+  /** Resolves when every published event settled (or the trial gives up waiting). */
+  readonly done: Promise<void>;
+  finish: () => void = () => undefined;
+  readonly #expected: number;
+  readonly #flaky: Set<string>;
+
+  constructor(published: readonly Message[]) {
+    this.#expected = published.length;
+    this.done = new Promise<void>((resolve) => (this.finish = resolve));
+    // A handler fails on 10% of first attempts: the broker (unsafe) or the consumer retries it.
+    this.#flaky = new Set(published.filter(() => Math.random() < 0.1).map((m) => m.id));
+  }
+
+  /** An event applied or recognised as a duplicate, taken at `takenAt`. */
+  settle(takenAt: number): void {
+    this.latenciesMs.push(performance.now() - takenAt);
+    if (++this.settled === this.#expected) this.finish();
+  }
+
+  /** Throw for a flaky event's first attempt. */
+  maybeFail(m: Message): void {
+    if (this.#flaky.delete(m.id)) throw new Error('the payment service timed out');
+  }
+}
+
 async function runTrial(context: MessageTrialContext): Promise<MessageTrial> {
-  const { pool, broker, strategy, keys, workers } = context;
+  const { pool, broker, strategy, keys } = context;
   const run = randomBytes(3).toString('hex');
   const stream = `lab_orders_${run}`;
   const topology = { stream, subjectPrefix: stream, partitions: PARTITIONS };
   const manager = await broker.nats.jetstreamManager();
   await ensureStream(manager, topology);
   const published = eventsOf(keys, run);
-  const lost = { count: 0 };
-  const latenciesMs: number[] = [];
-  let settled = 0;
-  let applied = 0;
-  let duplicates = 0;
-  let retries = 0;
-  let finish: () => void = () => undefined;
-  const done = new Promise<void>((resolve) => (finish = resolve));
-  const settle = (takenAt: number): void => {
-    latenciesMs.push(performance.now() - takenAt);
-    if (++settled === published.length) finish();
-  };
-  // A handler fails on 10% of first attempts: the broker (unsafe) or the consumer retries it.
-  const flaky = new Set(published.filter(() => Math.random() < 0.1).map((m) => m.id));
-  const maybeFail = (m: Message): void => {
-    if (flaky.delete(m.id)) throw new Error('the payment service timed out');
-  };
+  const tally = new TrialTally(published);
   const stops: (() => Promise<unknown>)[] = [];
   const started = performance.now();
   try {
-    if (strategy === 'unsafe') {
-      // Eight plain workers share each partition's durable: apply on receipt, ack after.
-      for (let p = 0; p < PARTITIONS; p++) {
-        await manager.consumers.add(stream, {
-          durable_name: `plain-${p}`,
-          ack_policy: 'explicit' as never,
-          filter_subject: `${stream}.${p}`,
-          max_ack_pending: 1000,
-        });
-      }
-      for (let w = 0; w < workers; w++) {
-        for (let p = 0; p < PARTITIONS; p++) {
-          const messages = await (
-            await broker.nats.jetstream().consumers.get(stream, `plain-${p}`)
-          ).consume({
-            max_messages: 50,
-          });
-          stops.push(() => messages.close());
-          void (async () => {
-            for await (const raw of messages as AsyncIterable<JsMsg>) {
-              const takenAt = performance.now();
-              const wire: Record<string, string> = {};
-              for (const k of raw.headers?.keys() ?? []) wire[k] = raw.headers?.get(k) ?? '';
-              const m = decodeMessage({ body: raw.data, headers: wire });
-              try {
-                maybeFail(m);
-                await apply(pool, m, lost);
-                applied++;
-                raw.ack();
-                settle(takenAt);
-              } catch {
-                retries++;
-                raw.nak(); // redelivered later, behind what came after it
-              }
-            }
-          })();
-        }
-      }
-    } else {
-      // Eight workers, each an ordered consumer; one owns a partition at a time.
-      const partitionLocks = new KeyedMutex();
-      const inbox = new PostgresInbox({ db: pool, consumer: stream });
-      const takenAt = new Map<string, number>();
-      for (let w = 0; w < workers; w++) {
-        const onEvent = (event: ConsumerEvent): void => {
-          if (event.type === 'applied' || event.type === 'duplicate') {
-            if (event.type === 'applied') applied++;
-            else duplicates++;
-            settle(takenAt.get(`${event.key}:${event.seq}`) ?? performance.now());
-          } else if (event.type === 'retry') retries++;
-        };
-        const consumer = new OrderedConsumer({
-          concurrency: 4,
-          backoff: { baseDelayMs: 1, maxDelayMs: 10 },
-          onEvent,
-          ...(strategy === 'inbox' && { progress: inbox }),
-          handler:
-            strategy === 'inbox'
-              ? inbox.handler(async (m, tx) => {
-                  maybeFail(m);
-                  await apply(tx, m, lost);
-                })
-              : async (m) => {
-                  maybeFail(m);
-                  await apply(pool, m, lost);
-                },
-        });
-        const deliver = consumer.deliver.bind(consumer);
-        consumer.deliver = (delivery) => {
-          takenAt.set(delivery.message.id, performance.now());
-          return deliver(delivery);
-        };
-        const subscription = await consumeJetStream(broker.nats.jetstream(), {
-          topology,
-          durable: 'ordered',
-          consumer,
-          manager,
-          headers,
-          locker: partitionLocks,
-          claimEveryMs: 50,
-        });
-        stops.push(() => subscription.close());
-      }
-    }
+    if (strategy === 'unsafe') await startPlainWorkers(context, stream, tally, stops);
+    else await startOrderedWorkers(context, topology, tally, stops);
     const publisher = new JetStreamPublisher({
       jetstream: broker.nats.jetstream(),
       topology,
@@ -214,25 +149,126 @@ async function runTrial(context: MessageTrialContext): Promise<MessageTrial> {
     await publisher.publish(
       published.map((m, i) => (i >= keys * 3 ? { ...m, id: `${m.id}:again` } : m)),
     );
-    const timeout = setTimeout(() => finish(), 60_000);
-    await done;
+    const timeout = setTimeout(() => tally.finish(), 60_000);
+    await tally.done;
     clearTimeout(timeout);
     const durationMs = performance.now() - started;
     for (const stop of stops) await stop().catch(() => undefined);
-    const anomalies = await check(pool, lost.count);
-    if (settled < published.length) note(anomalies, 'unfinished', published.length - settled);
+    const anomalies = await check(pool, tally.lost.count);
+    if (tally.settled < published.length)
+      note(anomalies, 'unfinished', published.length - tally.settled);
     return {
       anomalies,
-      applied,
-      duplicates,
-      retries,
+      applied: tally.applied,
+      duplicates: tally.duplicates,
+      retries: tally.retries,
       deliveries: published.length,
-      latenciesMs,
+      latenciesMs: tally.latenciesMs,
       durationMs,
     };
   } finally {
     for (const stop of stops) await stop().catch(() => undefined);
     await manager.streams.delete(stream).catch(() => undefined);
+  }
+}
+
+/** `unsafe`: plain workers share each partition's durable, apply on receipt, ack after. */
+async function startPlainWorkers(
+  { pool, broker, workers }: MessageTrialContext,
+  stream: string,
+  tally: TrialTally,
+  stops: (() => Promise<unknown>)[],
+): Promise<void> {
+  const manager = await broker.nats.jetstreamManager();
+  for (let p = 0; p < PARTITIONS; p++) {
+    await manager.consumers.add(stream, {
+      durable_name: `plain-${p}`,
+      ack_policy: 'explicit' as never,
+      filter_subject: `${stream}.${p}`,
+      max_ack_pending: 1000,
+    });
+  }
+  for (let w = 0; w < workers; w++) {
+    for (let p = 0; p < PARTITIONS; p++) {
+      const durable = await broker.nats.jetstream().consumers.get(stream, `plain-${p}`);
+      const messages = await durable.consume({ max_messages: 50 });
+      stops.push(() => messages.close());
+      void (async () => {
+        for await (const raw of messages as AsyncIterable<JsMsg>) {
+          const takenAt = performance.now();
+          const wire: Record<string, string> = {};
+          for (const k of raw.headers?.keys() ?? []) wire[k] = raw.headers?.get(k) ?? '';
+          const m = decodeMessage({ body: raw.data, headers: wire });
+          try {
+            tally.maybeFail(m);
+            await apply(pool, m, tally.lost);
+            tally.applied++;
+            raw.ack();
+            tally.settle(takenAt);
+          } catch {
+            tally.retries++;
+            raw.nak(); // redelivered later, behind what came after it
+          }
+        }
+      })();
+    }
+  }
+}
+
+/** The fixes: workers that are each an ordered consumer; one owns a partition at a time. */
+async function startOrderedWorkers(
+  { pool, broker, strategy, workers }: MessageTrialContext,
+  topology: {
+    readonly stream: string;
+    readonly subjectPrefix: string;
+    readonly partitions: number;
+  },
+  tally: TrialTally,
+  stops: (() => Promise<unknown>)[],
+): Promise<void> {
+  const manager = await broker.nats.jetstreamManager();
+  const partitionLocks = new KeyedMutex();
+  const inbox = new PostgresInbox({ db: pool, consumer: topology.stream });
+  const takenAt = new Map<string, number>();
+  const onEvent = (event: ConsumerEvent): void => {
+    if (event.type === 'applied' || event.type === 'duplicate') {
+      if (event.type === 'applied') tally.applied++;
+      else tally.duplicates++;
+      tally.settle(takenAt.get(`${event.key}:${event.seq}`) ?? performance.now());
+    } else if (event.type === 'retry') tally.retries++;
+  };
+  for (let w = 0; w < workers; w++) {
+    const consumer = new OrderedConsumer({
+      concurrency: 4,
+      backoff: { baseDelayMs: 1, maxDelayMs: 10 },
+      onEvent,
+      ...(strategy === 'inbox' && { progress: inbox }),
+      handler:
+        strategy === 'inbox'
+          ? inbox.handler(async (m, tx) => {
+              tally.maybeFail(m);
+              await apply(tx, m, tally.lost);
+            })
+          : async (m) => {
+              tally.maybeFail(m);
+              await apply(pool, m, tally.lost);
+            },
+    });
+    const deliver = consumer.deliver.bind(consumer);
+    consumer.deliver = (delivery) => {
+      takenAt.set(delivery.message.id, performance.now());
+      return deliver(delivery);
+    };
+    const subscription = await consumeJetStream(broker.nats.jetstream(), {
+      topology,
+      durable: 'ordered',
+      consumer,
+      manager,
+      headers,
+      locker: partitionLocks,
+      claimEveryMs: 50,
+    });
+    stops.push(() => subscription.close());
   }
 }
 
