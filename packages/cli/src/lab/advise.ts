@@ -86,6 +86,73 @@ const START = 1_000_000_000;
  * ```
  */
 export async function advise(options: AdviseOptions): Promise<AdviceReport> {
+  const settings = checkAdviseOptions(options);
+  const { concurrency, reads, amount, durationMs } = settings;
+  const database = await openLabDatabase({
+    databaseUrl: options.databaseUrl,
+    ...(options.signal && { signal: options.signal }),
+  });
+  try {
+    const dialect = database.dialect;
+    const strategies = (options.strategies ?? ROW_STRATEGIES).filter(
+      (s) => dialect === 'postgres' || s !== 'combined',
+    );
+    const pool = database.newPool(concurrency + 2);
+    const source = sourceTable(dialect, options.table, options.databaseUrl);
+    const copy = 'advise_row';
+    const addedVersionColumn = await copyRow(pool, source, copy, options.key);
+    await assertIntegerColumn(pool, copy, options.table, options.column);
+    const versionColumn = addedVersionColumn ? 'raceguard_version' : 'version';
+    const [lockers] = await setUpLockers(['advisory-lock'], [pool], [], () =>
+      database.newPool(concurrency + 1),
+    );
+    const target = { table: copy, key: options.key, column: options.column, versionColumn };
+    const where = Object.keys(options.key)
+      .map((column, i) => `${quoteName(pool, column)} = $${i + 3}`)
+      .join(' AND ');
+    const reset = `UPDATE ${quoteTableName(pool, copy)} SET ${quoteName(pool, options.column)} = $1, ${quoteName(pool, versionColumn)} = $2 WHERE ${where}`;
+    const measured: AdviceResult[] = [];
+    for (const [index, strategy] of strategies.entries()) {
+      throwIfAborted(options.signal);
+      options.onCandidate?.(strategy, index, strategies.length);
+      await pool.query(reset, [START, 0, ...Object.values(options.key)]);
+      const operations = rowOperations(strategy, pool, target, {
+        ...(lockers?.advisoryLock !== undefined && { advisoryLock: lockers.advisoryLock }),
+      });
+      measured.push(await measureCandidate(strategy, operations, options, settings));
+    }
+    const correct = measured
+      .filter((r) => r.verdict === 'correct')
+      .sort((a, b) => b.opsPerSec - a.opsPerSec)
+      .map((r, i) => ({ ...r, rank: i + 1 }));
+    const others = measured.filter((r) => r.verdict !== 'correct');
+    return {
+      database: dialect,
+      table: options.table,
+      column: options.column,
+      concurrency,
+      reads,
+      amount,
+      durationMs,
+      results: [...correct, ...others],
+      recommendation: correct[0]?.strategy,
+      addedVersionColumn,
+      copyStartsAt: START,
+    };
+  } finally {
+    await database.close();
+  }
+}
+
+/** The options of {@link advise}, checked before anything connects, with defaults. */
+interface AdviseSettings {
+  readonly concurrency: number;
+  readonly reads: number;
+  readonly amount: number;
+  readonly durationMs: number;
+}
+
+function checkAdviseOptions(options: AdviseOptions): AdviseSettings {
   const concurrency = options.concurrency ?? 64;
   const reads = options.reads ?? 0;
   const amount = options.amount ?? 1;
@@ -123,94 +190,50 @@ export async function advise(options: AdviseOptions): Promise<AdviceReport> {
     if (!ROW_STRATEGIES.includes(strategy))
       throw new InvalidArgumentError('strategy', `one of ${ROW_STRATEGIES.join(', ')}`, strategy);
   }
+  return { concurrency, reads, amount, durationMs };
+}
 
-  const database = await openLabDatabase({
-    databaseUrl: options.databaseUrl,
-    ...(options.signal && { signal: options.signal }),
-  });
+/** Drive one candidate on the copy for `durationMs`, then judge it by where the row ended. */
+async function measureCandidate(
+  strategy: RowStrategy,
+  operations: ReturnType<typeof rowOperations>,
+  options: AdviseOptions,
+  { concurrency, reads, amount, durationMs }: AdviseSettings,
+): Promise<AdviceResult> {
+  let run: DriveResult;
   try {
-    const dialect = database.dialect;
-    const strategies = (options.strategies ?? ROW_STRATEGIES).filter(
-      (s) => dialect === 'postgres' || s !== 'combined',
-    );
-    const pool = database.newPool(concurrency + 2);
-    const source = sourceTable(dialect, options.table, options.databaseUrl);
-    const copy = 'advise_row';
-    const addedVersionColumn = await copyRow(pool, source, copy, options.key);
-    await assertIntegerColumn(pool, copy, options.table, options.column);
-    const versionColumn = addedVersionColumn ? 'raceguard_version' : 'version';
-    const [lockers] = await setUpLockers(['advisory-lock'], [pool], [], () =>
-      database.newPool(concurrency + 1),
-    );
-    const target = { table: copy, key: options.key, column: options.column, versionColumn };
-    const where = Object.keys(options.key)
-      .map((column, i) => `${quoteName(pool, column)} = $${i + 3}`)
-      .join(' AND ');
-    const reset = `UPDATE ${quoteTableName(pool, copy)} SET ${quoteName(pool, options.column)} = $1, ${quoteName(pool, versionColumn)} = $2 WHERE ${where}`;
-    const measured: AdviceResult[] = [];
-    for (const [index, strategy] of strategies.entries()) {
-      throwIfAborted(options.signal);
-      options.onCandidate?.(strategy, index, strategies.length);
-      await pool.query(reset, [START, 0, ...Object.values(options.key)]);
-      const operations = rowOperations(strategy, pool, target, {
-        ...(lockers?.advisoryLock !== undefined && { advisoryLock: lockers.advisoryLock }),
-      });
-      let run: DriveResult;
-      try {
-        run = await driveRow(operations, {
-          clients: concurrency,
-          durationMs,
-          reads,
-          amount,
-          ...(options.signal && { signal: options.signal }),
-        });
-      } finally {
-        await operations.close();
-      }
-      throwIfAborted(options.signal);
-      const row = (await operations.read()) as Record<string, unknown> | undefined;
-      const final = Number(row?.[options.column]);
-      const expected = START - run.takenAmount;
-      const { firstError, ...numbers } = run;
-      const verdict: AdviceResult =
-        run.errors > 0
-          ? {
-              strategy,
-              ...numbers,
-              verdict: 'failed',
-              reason: `${run.errors} of ${run.operations} operations failed: ${firstError ?? 'unknown error'}`,
-            }
-          : final !== expected
-            ? {
-                strategy,
-                ...numbers,
-                verdict: 'wrong',
-                reason: `${describeLoss(final - expected, amount)}: the row ends at ${final}, the ${run.taken} accepted writes took it to ${expected}`,
-              }
-            : { strategy, ...numbers, verdict: 'correct' };
-      measured.push(verdict);
-    }
-    const correct = measured
-      .filter((r) => r.verdict === 'correct')
-      .sort((a, b) => b.opsPerSec - a.opsPerSec)
-      .map((r, i) => ({ ...r, rank: i + 1 }));
-    const others = measured.filter((r) => r.verdict !== 'correct');
-    return {
-      database: dialect,
-      table: options.table,
-      column: options.column,
-      concurrency,
+    run = await driveRow(operations, {
+      clients: concurrency,
+      durationMs,
       reads,
       amount,
-      durationMs,
-      results: [...correct, ...others],
-      recommendation: correct[0]?.strategy,
-      addedVersionColumn,
-      copyStartsAt: START,
-    };
+      ...(options.signal && { signal: options.signal }),
+    });
   } finally {
-    await database.close();
+    await operations.close();
   }
+  throwIfAborted(options.signal);
+  const row = (await operations.read()) as Record<string, unknown> | undefined;
+  const final = Number(row?.[options.column]);
+  const expected = START - run.takenAmount;
+  const { firstError, ...numbers } = run;
+  if (run.errors > 0) {
+    return {
+      strategy,
+      ...numbers,
+      verdict: 'failed',
+      reason: `${run.errors} of ${run.operations} operations failed: ${firstError ?? 'unknown error'}`,
+    };
+  }
+  if (final !== expected) {
+    return {
+      strategy,
+      ...numbers,
+      verdict: 'wrong',
+      reason: `${describeLoss(final - expected, amount)}: the row ends at ${final}, the ${run.taken} accepted writes took it to ${expected}`,
+    };
+  }
+  return { strategy, ...numbers, verdict: 'correct' };
 }
 
 const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint', 'tinyint', 'mediumint', 'int']);

@@ -52,67 +52,71 @@ interface ReadOptions {
   readonly slow?: { readonly loaded: () => void };
 }
 
-async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
-  const { pool, redis, strategy, keys } = context;
-  const prefix = `raceguard:lab:${randomBytes(4).toString('hex')}:`;
-  await truncate(pool, 'lab_prices');
-  const ids = Array.from({ length: keys }, (_, i) => i + 1);
-  await pool.query(
-    `INSERT INTO lab_prices (id, price, version) VALUES ${ids.map((_, i) => `($${i + 1}, 100, 1)`).join(', ')}`,
-    ids,
-  );
-  let refusedFills = 0;
-  const cache = new LeaseCache({
-    client: redis.client,
-    subscriber: redis.subscriber,
-    prefix,
-    ttlMs: TTL_MS,
-    onEvent: (event) => {
-      if (event.type === 'fill-refused') refusedFills++;
-    },
-  });
-  const keyOf = (id: number): string => `price:${id}`;
-  const latenciesMs: number[] = [];
-  const afterLoad = async (options: ReadOptions): Promise<void> => {
-    if (options.slow === undefined) return;
-    options.slow.loaded();
-    await delay(SLOW_MS);
-  };
+/** The service under test: prices read through the strategy's cache, changed by a writer. */
+class PriceService {
+  readonly latenciesMs: number[] = [];
+  refusedFills = 0;
+  readonly cache: LeaseCache;
+  readonly #context: CacheTrialContext;
+  readonly #prefix: string;
+
+  constructor(context: CacheTrialContext) {
+    this.#context = context;
+    this.#prefix = `raceguard:lab:${randomBytes(4).toString('hex')}:`;
+    this.cache = new LeaseCache({
+      client: context.redis.client,
+      subscriber: context.redis.subscriber,
+      prefix: this.#prefix,
+      ttlMs: TTL_MS,
+      onEvent: (event) => {
+        if (event.type === 'fill-refused') this.refusedFills++;
+      },
+    });
+  }
 
   /** A read through the strategy's cache. */
-  async function read(id: number, options: ReadOptions = {}): Promise<number> {
+  async read(id: number, options: ReadOptions = {}): Promise<number> {
+    const { pool, redis, strategy } = this.#context;
     const started = performance.now();
+    const afterLoad = async (): Promise<void> => {
+      if (options.slow === undefined) return;
+      options.slow.loaded();
+      await delay(SLOW_MS);
+    };
     let price: number;
     if (strategy === 'lease-cache' || strategy === 'versioned-write') {
-      const row = await cache.get(keyOf(id), async () => {
+      const row = await this.cache.get(keyOf(id), async () => {
         const loaded = await loadPrice(pool, id);
-        await afterLoad(options);
+        await afterLoad();
         return loaded;
       });
       price = row.price;
     } else {
       // Cache-aside: GET; on a miss load, then SET whatever was loaded.
-      const hit = await redis.client.get(`${prefix}${keyOf(id)}`);
+      const key = `${this.#prefix}${keyOf(id)}`;
+      const hit = await redis.client.get(key);
       if (hit === null) {
         const loaded = await loadPrice(pool, id);
-        await afterLoad(options);
-        await redis.client.set(`${prefix}${keyOf(id)}`, JSON.stringify(loaded), 'PX', TTL_MS);
+        await afterLoad();
+        await redis.client.set(key, JSON.stringify(loaded), 'PX', TTL_MS);
         price = loaded.price;
       } else {
         price = (JSON.parse(hit) as PriceRow).price;
       }
     }
-    latenciesMs.push(performance.now() - started);
+    this.latenciesMs.push(performance.now() - started);
     return price;
   }
 
   /** The writer: change the price, update the cache the strategy's way. Resolves the new row, and any work left behind. */
-  async function write(id: number): Promise<{ row: PriceRow; after: Promise<unknown> }> {
-    const key = `${prefix}${keyOf(id)}`;
+  async write(id: number): Promise<{ row: PriceRow; after: Promise<unknown> }> {
+    const { pool, redis, strategy } = this.#context;
+    const key = `${this.#prefix}${keyOf(id)}`;
+    const done = Promise.resolve();
     switch (strategy) {
       case 'delete-before-write': {
         await redis.client.del(key);
-        return { row: await changePrice(pool, id), after: Promise.resolve() };
+        return { row: await changePrice(pool, id), after: done };
       }
       case 'double-delete': {
         await redis.client.del(key);
@@ -123,22 +127,34 @@ async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
       }
       case 'lease-cache': {
         const row = await changePrice(pool, id);
-        await cache.invalidate(keyOf(id));
-        return { row, after: Promise.resolve() };
+        await this.cache.invalidate(keyOf(id));
+        return { row, after: done };
       }
       case 'versioned-write': {
         const row = await changePrice(pool, id);
-        await cache.write(keyOf(id), row, { version: row.version });
-        return { row, after: Promise.resolve() };
+        await this.cache.write(keyOf(id), row, { version: row.version });
+        return { row, after: done };
       }
       default: {
         const row = await changePrice(pool, id);
         await redis.client.del(key);
-        return { row, after: Promise.resolve() };
+        return { row, after: done };
       }
     }
   }
+}
 
+const keyOf = (id: number): string => `price:${id}`;
+
+async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
+  const { pool, keys } = context;
+  await truncate(pool, 'lab_prices');
+  const ids = Array.from({ length: keys }, (_, i) => i + 1);
+  await pool.query(
+    `INSERT INTO lab_prices (id, price, version) VALUES ${ids.map((_, i) => `($${i + 1}, 100, 1)`).join(', ')}`,
+    ids,
+  );
+  const service = new PriceService(context);
   const anomalies: Record<string, number> = {};
   let staleReads = 0;
   let staleKept = 0;
@@ -146,23 +162,22 @@ async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
   const started = performance.now();
   try {
     await Promise.all(
-      Array.from({ length: keys }, async (_, i) => {
-        const id = i + 1;
+      ids.map(async (id) => {
         let loaded: () => void = () => undefined;
         const hasLoaded = new Promise<void>((resolve) => (loaded = resolve));
-        const slowRead = read(id, { slow: { loaded } });
+        const slowRead = service.read(id, { slow: { loaded } });
         await hasLoaded; // the slow reader holds the old price
-        const { row, after } = await write(id);
+        const { row, after } = await service.write(id);
         // Every read from here on began after the writer's response.
-        if ((await read(id)) !== row.price) staleReads++;
+        if ((await service.read(id)) !== row.price) staleReads++;
         await slowRead;
         await after;
-        if ((await read(id)) !== row.price) staleKept++;
+        if ((await service.read(id)) !== row.price) staleKept++;
         reads += 3;
       }),
     );
   } finally {
-    await cache.close();
+    await service.cache.close();
   }
   note(anomalies, 'stale-read', staleReads);
   note(anomalies, 'stale-kept', staleKept);
@@ -170,8 +185,8 @@ async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
     anomalies,
     reads,
     writes: keys,
-    refusedFills,
-    latenciesMs,
+    refusedFills: service.refusedFills,
+    latenciesMs: service.latenciesMs,
     durationMs: performance.now() - started,
   };
 }
