@@ -1,4 +1,4 @@
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Command, Option } from 'commander';
 import {
@@ -8,6 +8,7 @@ import {
   watchLoop,
   type CheckResult,
   type WatchConfig,
+  type WatchPool,
 } from '../watch/watch.js';
 import { integer, interruptOf, interruptible } from './options.js';
 import { renderTable } from './table.js';
@@ -55,105 +56,123 @@ export function watchCommand(): Command {
       ).argParser(integer(0)),
     )
     .option('--json', 'with --once: print the results as JSON')
-    .action(
-      async (
-        file: string,
-        opts: {
-          database?: string;
-          intervalMs?: number;
-          once?: boolean;
-          port?: number;
-          json?: boolean;
-        },
-      ) => {
-        const loaded = await loadWatchConfig(file);
-        const config: WatchConfig =
-          opts.intervalMs === undefined ? loaded : { ...loaded, intervalMs: opts.intervalMs };
-        const url = opts.database ?? config.database ?? (process.env.DATABASE_URL || undefined);
-        if (url === undefined)
-          throw new Error(
-            'no database: pass --database, set database in the file, or DATABASE_URL',
-          );
-        const pool = await openPool(url);
-        const log = (line: string): void => void process.stderr.write(`watch: ${line}\n`);
-        try {
-          if (opts.once === true) {
-            const results = await runChecks(pool, config);
-            process.stdout.write(
-              opts.json === true
-                ? `${JSON.stringify({ results }, null, 2)}\n`
-                : `${formatChecks(results)}\n`,
-            );
-            for (const r of results.filter((x) => x.status === 'violated'))
+    .action(watchAction);
+}
+
+/** The options of `raceguard watch`, as commander parses them. */
+interface WatchCommandOptions {
+  database?: string;
+  intervalMs?: number;
+  once?: boolean;
+  port?: number;
+  json?: boolean;
+}
+
+/** A status line on stderr. */
+const log = (line: string): void => void process.stderr.write(`watch: ${line}\n`);
+
+/** The action of `raceguard watch`: one round (`--once`) or a watch until stopped. */
+async function watchAction(file: string, opts: WatchCommandOptions): Promise<void> {
+  const loaded = await loadWatchConfig(file);
+  const config: WatchConfig =
+    opts.intervalMs === undefined ? loaded : { ...loaded, intervalMs: opts.intervalMs };
+  const url = opts.database ?? config.database ?? (process.env.DATABASE_URL || undefined);
+  if (url === undefined)
+    throw new Error('no database: pass --database, set database in the file, or DATABASE_URL');
+  const pool = await openPool(url);
+  try {
+    if (opts.once === true) await checkOnce(pool, config, opts.json === true);
+    else await watchUntilStopped(pool, config, opts.port);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** `--once`: every check once; exit 0 all hold, 1 a violation, 2 a check could not run. */
+async function checkOnce(pool: WatchPool, config: WatchConfig, json: boolean): Promise<void> {
+  const results = await runChecks(pool, config);
+  process.stdout.write(
+    json ? `${JSON.stringify({ results }, null, 2)}\n` : `${formatChecks(results)}\n`,
+  );
+  for (const r of results.filter((x) => x.status === 'violated'))
+    log(`VIOLATED ${r.name}: ${r.detail ?? ''}; rows: ${JSON.stringify(r.rows ?? [])}`);
+  process.exitCode = results.some((r) => r.status === 'error')
+    ? 2
+    : results.some((r) => r.status === 'violated')
+      ? 1
+      : 0;
+}
+
+/** What the watch has seen so far, for the metrics. */
+interface WatchState {
+  latest: readonly CheckResult[];
+  rounds: number;
+  lastRunSeconds: number;
+}
+
+/** Check on the interval until SIGINT (130) or SIGTERM (a clean stop, exit 0), serving metrics on `port`. */
+async function watchUntilStopped(
+  pool: WatchPool,
+  config: WatchConfig,
+  port: number | undefined,
+): Promise<void> {
+  const state: WatchState = { latest: [], rounds: 0, lastRunSeconds: 0 };
+  const server = port === undefined ? undefined : await serveMetrics(state, port);
+  // What was last reported per check, so each violation and each recovery is logged once.
+  const reported = new Map<string, string>();
+  try {
+    await interruptible((signal) =>
+      watchLoop(pool, config, {
+        signal,
+        onRound: (results) => {
+          state.latest = results;
+          state.rounds += 1;
+          state.lastRunSeconds = Date.now() / 1000;
+          for (const r of results) {
+            const previous = reported.get(r.name) ?? 'ok';
+            const now = r.status === 'ok' ? 'ok' : `${r.status}: ${r.detail ?? ''}`;
+            if (now === previous) continue;
+            reported.set(r.name, now);
+            if (r.status === 'violated')
               log(`VIOLATED ${r.name}: ${r.detail ?? ''}; rows: ${JSON.stringify(r.rows ?? [])}`);
-            process.exitCode = results.some((r) => r.status === 'error')
-              ? 2
-              : results.some((r) => r.status === 'violated')
-                ? 1
-                : 0;
-            return;
+            else if (r.status === 'error') log(`cannot check ${r.name}: ${r.detail ?? ''}`);
+            else log(`holds again: ${r.name}`);
           }
-          let latest: readonly CheckResult[] = [];
-          let rounds = 0;
-          let lastRunSeconds = 0;
-          const server =
-            opts.port === undefined
-              ? undefined
-              : createServer((request, response) => {
-                  if (request.url !== '/metrics') {
-                    response.writeHead(404).end('GET /metrics\n');
-                    return;
-                  }
-                  const up = !latest.some(
-                    (r) => r.detail?.startsWith('cannot reach the database') === true,
-                  );
-                  response
-                    .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
-                    .end(prometheusText(latest, { rounds, lastRunSeconds, up }));
-                });
-          if (server !== undefined) {
-            await new Promise<void>((resolve, reject) => {
-              server.once('error', reject);
-              server.listen(opts.port, '127.0.0.1', () => resolve());
-            });
-            log(`metrics at http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`);
-          }
-          // What was last reported per check, so each violation and each recovery is logged once.
-          const reported = new Map<string, string>();
-          try {
-            await interruptible((signal) =>
-              watchLoop(pool, config, {
-                signal,
-                onRound: (results) => {
-                  latest = results;
-                  rounds += 1;
-                  lastRunSeconds = Date.now() / 1000;
-                  for (const r of results) {
-                    const previous = reported.get(r.name) ?? 'ok';
-                    const now = r.status === 'ok' ? 'ok' : `${r.status}: ${r.detail ?? ''}`;
-                    if (now === previous) continue;
-                    reported.set(r.name, now);
-                    if (r.status === 'violated')
-                      log(
-                        `VIOLATED ${r.name}: ${r.detail ?? ''}; rows: ${JSON.stringify(r.rows ?? [])}`,
-                      );
-                    else if (r.status === 'error') log(`cannot check ${r.name}: ${r.detail ?? ''}`);
-                    else log(`holds again: ${r.name}`);
-                  }
-                },
-              }),
-            );
-          } catch (error) {
-            // SIGTERM is how services are stopped: a clean stop, exit 0 (SIGINT stays 130).
-            if (interruptOf(error) !== 'SIGTERM') throw error;
-            log('stopped (SIGTERM)');
-          } finally {
-            server?.close();
-            server?.closeAllConnections();
-          }
-        } finally {
-          await pool.end();
-        }
-      },
+        },
+      }),
     );
+  } catch (error) {
+    // SIGTERM is how services are stopped: a clean stop, exit 0 (SIGINT stays 130).
+    if (interruptOf(error) !== 'SIGTERM') throw error;
+    log('stopped (SIGTERM)');
+  } finally {
+    server?.close();
+    server?.closeAllConnections();
+  }
+}
+
+/** Serve the watch's Prometheus metrics at `http://127.0.0.1:<port>/metrics`. */
+async function serveMetrics(state: WatchState, port: number): Promise<Server> {
+  const server = createServer((request, response) => {
+    if (request.url !== '/metrics') {
+      response.writeHead(404).end('GET /metrics\n');
+      return;
+    }
+    const up = !state.latest.some(
+      (r) => r.detail?.startsWith('cannot reach the database') === true,
+    );
+    response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(
+      prometheusText(state.latest, {
+        rounds: state.rounds,
+        lastRunSeconds: state.lastRunSeconds,
+        up,
+      }),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  log(`metrics at http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`);
+  return server;
 }
