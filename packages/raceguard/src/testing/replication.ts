@@ -105,31 +105,7 @@ export async function startReplicatedPostgres(
   let replica: EmbeddedCluster | undefined;
   const replicaFlags = [...COMMON_FLAGS];
   try {
-    // A cold copy of the initialised, never started cluster (same system
-    // identifier), made by the account the servers run as so it owns it.
-    const copy = spawnSync('cp', ['-Rp', cluster.data, replicaData], {
-      ...cluster.ids,
-      encoding: 'utf8',
-    });
-    if (copy.status !== 0) {
-      throw new PostgresStartError(
-        `could not copy the data directory for the standby: ${copy.stderr || messageOf(copy.error)}`,
-      );
-    }
-    await writeFile(join(replicaData, 'standby.signal'), '');
-    await writeFile(
-      join(replicaData, 'postgresql.auto.conf'),
-      [
-        `primary_conninfo = 'host=127.0.0.1 port=${primaryPort} user=postgres password=postgres application_name=raceguard_replica'`,
-        `recovery_min_apply_delay = '${applyDelayMs}ms'`,
-        '',
-      ].join('\n'),
-    );
-    if (cluster.ids.uid !== undefined && cluster.ids.gid !== undefined) {
-      for (const file of ['standby.signal', 'postgresql.auto.conf']) {
-        await chown(join(replicaData, file), cluster.ids.uid, cluster.ids.gid);
-      }
-    }
+    await prepareStandby(cluster, replicaData, primaryPort, applyDelayMs);
     // The primary's stop removes the whole folder (the standby's data inside it).
     primary = await launchServer(cluster, {
       port: primaryPort,
@@ -153,17 +129,7 @@ export async function startReplicatedPostgres(
   }
   const primaryUrl = `postgres://postgres:postgres@127.0.0.1:${primaryPort}/postgres`;
   const replicaUrl = `postgres://postgres:postgres@127.0.0.1:${replicaPort}/postgres`;
-  const onReplica = async (sql: string): Promise<void> => {
-    const { default: pg } = await import('pg');
-    const client = new pg.Client({ connectionString: replicaUrl });
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
+  const onReplica = (sql: string): Promise<void> => runOn(replicaUrl, sql);
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
@@ -179,22 +145,7 @@ export async function startReplicatedPostgres(
       }
       await onReplica(`ALTER SYSTEM SET recovery_min_apply_delay = '${ms}ms'`);
       await onReplica('SELECT pg_reload_conf()');
-      // The reload is a signal: wait until a new session sees the new value.
-      const { default: pg } = await import('pg');
-      for (let attempt = 0; attempt < 500; attempt++) {
-        const client = new pg.Client({ connectionString: replicaUrl });
-        client.on('error', () => undefined);
-        await client.connect();
-        try {
-          const { rows } = await client.query(
-            "SELECT setting::int AS ms FROM pg_settings WHERE name = 'recovery_min_apply_delay'",
-          );
-          if ((rows[0] as { ms: number } | undefined)?.ms === ms) return;
-        } finally {
-          await client.end();
-        }
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await untilApplyDelayIs(replicaUrl, ms);
     },
     pauseReplay: () => onReplica('SELECT pg_wal_replay_pause()'),
     resumeReplay: () => onReplica('SELECT pg_wal_replay_resume()'),
@@ -215,4 +166,72 @@ export async function startReplicatedPostgres(
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+/**
+ * Make the standby's data directory: a cold copy of the initialised, never
+ * started cluster (same system identifier), made by the account the servers
+ * run as so it owns it, with `standby.signal` and the primary to follow.
+ */
+async function prepareStandby(
+  cluster: Awaited<ReturnType<typeof initCluster>>,
+  replicaData: string,
+  primaryPort: number,
+  applyDelayMs: number,
+): Promise<void> {
+  const copy = spawnSync('cp', ['-Rp', cluster.data, replicaData], {
+    ...cluster.ids,
+    encoding: 'utf8',
+  });
+  if (copy.status !== 0) {
+    throw new PostgresStartError(
+      `could not copy the data directory for the standby: ${copy.stderr || messageOf(copy.error)}`,
+    );
+  }
+  await writeFile(join(replicaData, 'standby.signal'), '');
+  await writeFile(
+    join(replicaData, 'postgresql.auto.conf'),
+    [
+      `primary_conninfo = 'host=127.0.0.1 port=${primaryPort} user=postgres password=postgres application_name=raceguard_replica'`,
+      `recovery_min_apply_delay = '${applyDelayMs}ms'`,
+      '',
+    ].join('\n'),
+  );
+  if (cluster.ids.uid !== undefined && cluster.ids.gid !== undefined) {
+    for (const file of ['standby.signal', 'postgresql.auto.conf']) {
+      await chown(join(replicaData, file), cluster.ids.uid, cluster.ids.gid);
+    }
+  }
+}
+
+/** Run one statement on a fresh connection to `url`. */
+async function runOn(url: string, sql: string): Promise<void> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: url });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A reload is a signal: wait (up to about 5 s) until a new session on `url` sees the apply delay `ms`. */
+async function untilApplyDelayIs(url: string, ms: number): Promise<void> {
+  const { default: pg } = await import('pg');
+  for (let attempt = 0; attempt < 500; attempt++) {
+    const client = new pg.Client({ connectionString: url });
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        "SELECT setting::int AS ms FROM pg_settings WHERE name = 'recovery_min_apply_delay'",
+      );
+      if ((rows[0] as { ms: number } | undefined)?.ms === ms) return;
+    } finally {
+      await client.end();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
