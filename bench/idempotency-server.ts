@@ -99,7 +99,7 @@ function guarded(
   });
 }
 const redisStore = new RedisIdempotencyStore({ client: redis });
-const postgresStore = new PostgresIdempotencyStore({ db: pool, table: 'bench_idempotency' });
+const postgresStore = new PostgresIdempotencyStore({ client: pool, table: 'bench_idempotency' });
 // The floor of any Redis-backed layer that claims and then stores the
 // response: two plain commands, no payload check, no owner, no scope.
 app.post('/redis-floor', async (request) => {

@@ -213,7 +213,7 @@ function orderedConsumer(
   track: ReturnType<typeof tracker>,
 ) {
   const receivedAt = new Map<string, number>();
-  const inbox = new PostgresInbox({ db: pool, consumer: name });
+  const inbox = new PostgresInbox({ client: pool, consumer: name });
   const consumer = new OrderedConsumer({
     concurrency,
     maxBuffered: 1000,
@@ -319,7 +319,7 @@ const results: Result[] = [];
  */
 async function databaseFloor(keys: number): Promise<{ autocommit: number; inboxTx: number }> {
   await resetEntities(keys);
-  await new PostgresInbox({ db: pool, consumer: 'floor' }).createTable();
+  await new PostgresInbox({ client: pool, consumer: 'floor' }).createTable();
   await pool.query(
     `INSERT INTO raceguard_inbox (consumer, key, last_seq) SELECT 'floor', 'entity-' || i, 0 FROM generate_series(0, $1 - 1) AS i`,
     [keys],
@@ -390,7 +390,8 @@ for (const broker of brokers) {
     for (let round = 0; round < rounds; round++) {
       for (const variant of ['unordered', 'ordered', 'inbox'] as const) {
         await resetEntities(keys);
-        if (variant === 'inbox') await new PostgresInbox({ db: pool, consumer: 'x' }).createTable();
+        if (variant === 'inbox')
+          await new PostgresInbox({ client: pool, consumer: 'x' }).createTable();
         const { elapsed, latencies } = await (broker === 'rabbitmq' ? runRabbit : runNats)(
           variant,
           keys,
@@ -441,7 +442,12 @@ for (const broker of brokers) {
       await declareTopology(channel, topology);
       const publisher = new RabbitPublisher({ channel: confirm, topology });
       const table = `outbox_${name}`;
-      const outbox = new PostgresOutbox({ db: pool, table, partitions: PARTITIONS, notify: false });
+      const outbox = new PostgresOutbox({
+        client: pool,
+        table,
+        partitions: PARTITIONS,
+        notify: false,
+      });
       await outbox.createTables();
       // The raceguard relay connects and claims its partitions (on an empty outbox) before the clock starts.
       const relay = outbox.relay({ publisher, batchSize: 500 });

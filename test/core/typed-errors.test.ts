@@ -1,6 +1,7 @@
 /**
  * Every public function answers bad input with a typed error naming the
- * argument, and every error a subpath can throw is importable from it.
+ * argument; the errors every backend shares come from one place
+ * (`raceguard`), and each subpath exports its own.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -11,6 +12,8 @@ import * as postgres from '../../packages/raceguard/src/postgres/index.js';
 import * as redis from '../../packages/raceguard/src/redis/index.js';
 import * as etcd from '../../packages/raceguard/src/etcd/index.js';
 import * as zk from '../../packages/raceguard/src/zookeeper/index.js';
+import * as root from '../../packages/raceguard/src/index.js';
+import * as messaging from '../../packages/raceguard/src/messaging/index.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('typed errors', () => {
@@ -69,8 +72,8 @@ describe('typed errors', () => {
     );
   });
 
-  it('every error a subpath can throw is importable from it', () => {
-    const core = [
+  it('shared errors come from raceguard alone; each subpath exports its own', () => {
+    const shared = [
       'RaceguardError',
       'InvalidArgumentError',
       'RetryExhaustedError',
@@ -82,24 +85,28 @@ describe('typed errors', () => {
       'LockSessionLostError',
       'StaleTokenError',
       'UnsupportedLockOptionError',
-    ];
-    const idempotency = [
       'IdempotencyClaimLostError',
       'IdempotencyInFlightError',
       'IdempotencyKeyReusedError',
       'IdempotencyStoreError',
       'InvalidIdempotencyKeyError',
     ];
-    for (const [name, module, expected] of [
-      ['raceguard/postgres', postgres, [...core, ...idempotency, 'LockTimeoutError']],
-      ['raceguard/redis', redis, [...core, ...idempotency, 'QuorumNotReachedError']],
-      ['raceguard/etcd', etcd, core],
-      ['raceguard/zookeeper', zk, core],
+    const missing = shared.filter(
+      (name) => typeof (root as Record<string, unknown>)[name] !== 'function',
+    );
+    assert.deepEqual(missing, [], `raceguard does not export ${missing.join(', ')}`);
+    assert.equal(typeof messaging.MessageDecodeError, 'function');
+    for (const [name, module, own] of [
+      ['raceguard/postgres', postgres, ['LockTimeoutError', 'DatabaseError', 'OutboxRelayError']],
+      ['raceguard/redis', redis, ['QuorumNotReachedError']],
+      ['raceguard/etcd', etcd, []],
+      ['raceguard/zookeeper', zk, []],
     ] as const) {
-      const missing = expected.filter(
-        (error) => typeof (module as Record<string, unknown>)[error] !== 'function',
-      );
-      assert.deepEqual(missing, [], `${name} does not export ${missing.join(', ')}`);
+      const exported = Object.keys(module);
+      const foreign = exported.filter((e) => shared.includes(e) || e === 'MessageDecodeError');
+      assert.deepEqual(foreign, [], `${name} re-exports ${foreign.join(', ')}`);
+      const absent = own.filter((e) => !exported.includes(e));
+      assert.deepEqual(absent, [], `${name} does not export its own ${absent.join(', ')}`);
     }
   });
 });

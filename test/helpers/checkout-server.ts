@@ -20,7 +20,7 @@ const LEASE_MS = 3000;
 
 const pool = new pg.Pool({ connectionString: url, max: 10, options: `-c search_path=${schema}` });
 pool.on('error', () => undefined);
-const store = new PostgresIdempotencyStore({ db: pool });
+const store = new PostgresIdempotencyStore({ client: pool });
 
 const stallPoints = new Map<string, string>();
 function maybeStall(key: string, point: string): Promise<void> {

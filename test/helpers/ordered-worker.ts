@@ -34,7 +34,7 @@ const effect = (m: Message, db: { query(text: string, values: unknown[]): Promis
     process.pid,
   ]);
 
-const inbox = new PostgresInbox({ db: pool, consumer: stream ?? 'x' });
+const inbox = new PostgresInbox({ client: pool, consumer: stream ?? 'x' });
 const consumer = new OrderedConsumer({
   progress: inbox,
   concurrency: 16,

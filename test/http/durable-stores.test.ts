@@ -27,7 +27,7 @@ describe('HTTP idempotency on the durable stores', () => {
   });
 
   const cases: [string, Framework, () => IdempotencyStore][] = [
-    ['PostgreSQL', 'fastify', () => new PostgresIdempotencyStore({ db: db.pool })],
+    ['PostgreSQL', 'fastify', () => new PostgresIdempotencyStore({ client: db.pool })],
     ['Redis', 'fastify', () => new RedisIdempotencyStore({ client: redis.client })],
     ['Redis', 'express', () => new RedisIdempotencyStore({ client: redis.client })],
   ];

@@ -125,7 +125,7 @@ describe('idempotency with a store that fails', () => {
   });
 
   it('a blocked PostgreSQL (table locked by another transaction): claims fail closed within the limit', async () => {
-    const store = new PostgresIdempotencyStore({ db: db.pool });
+    const store = new PostgresIdempotencyStore({ client: db.pool });
     const blocker = await db.pool.connect();
     await blocker.query('BEGIN; LOCK TABLE raceguard_idempotency IN ACCESS EXCLUSIVE MODE');
     try {

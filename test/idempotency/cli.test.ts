@@ -22,7 +22,7 @@ describe('raceguard idempotency (CLI)', () => {
   after(() => db.close());
 
   it('reap deletes expired records only and reports the count as JSON', async () => {
-    const store = new PostgresIdempotencyStore({ db: db.pool, table: 'cli_records' });
+    const store = new PostgresIdempotencyStore({ client: db.pool, table: 'cli_records' });
     for (const key of ['a', 'b', 'c']) {
       await idempotent(store, { scope: 's', key, ttlMs: 50, leaseMs: 50 }, () => key);
     }

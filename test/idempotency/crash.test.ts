@@ -150,7 +150,7 @@ describe('idempotency under SIGKILL', () => {
   it('the completer finishes an abandoned operation; the client retry then gets the stored result', async () => {
     const key = randomUUID();
     await crashAt('/checkout', key, 'before-email');
-    const store = new PostgresIdempotencyStore({ db: db.pool });
+    const store = new PostgresIdempotencyStore({ client: db.pool });
     const early = await resumeAbandoned(db.pool, store, [checkoutOperation(db.pool, key)]);
     assert.equal(early.completed, 0, 'a live lease must not be resumed');
     await delay(LEASE_MS + 200);

@@ -9,7 +9,10 @@ import { storeContract } from './store-contract.js';
 
 describe('MemoryIdempotencyStore', () => {
   const store = new MemoryIdempotencyStore();
-  storeContract(() => store);
+  storeContract(
+    () => store,
+    (extra) => new MemoryIdempotencyStore(extra as never),
+  );
 
   it('drops expired records', async () => {
     const small = new MemoryIdempotencyStore();

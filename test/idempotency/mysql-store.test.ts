@@ -17,5 +17,8 @@ describe('MysqlIdempotencyStore (MariaDB)', () => {
   });
   after(() => db.close());
 
-  storeContract(() => store);
+  storeContract(
+    () => store,
+    (extra) => new MysqlIdempotencyStore({ client: db.pool, ...extra } as never),
+  );
 });

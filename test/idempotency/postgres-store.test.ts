@@ -26,12 +26,15 @@ describe('PostgresIdempotencyStore', () => {
     db = await openTestDatabase(40);
     await createIdempotencyTable(db.pool);
     await createIdempotencyTable(db.pool); // idempotent migration
-    store = new PostgresIdempotencyStore({ db: db.pool });
+    store = new PostgresIdempotencyStore({ client: db.pool });
     await db.pool.query('CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)');
   });
   after(() => db.close());
 
-  storeContract(() => store);
+  storeContract(
+    () => store,
+    (extra) => new PostgresIdempotencyStore({ client: db.pool, ...extra } as never),
+  );
 
   it('a takeover that waited on the row lock past the old lease still gets a full lease from its grant', async () => {
     const id = { scope: 'wait', key: 'row-lock', fingerprint: 'f', ttlMs: 60_000 };
@@ -144,7 +147,7 @@ describe('PostgresIdempotencyStore', () => {
   it('a database that is down fails closed with the cause attached', async () => {
     const dead = new pg.Pool({ host: '127.0.0.1', port: 1, max: 1 });
     dead.on('error', () => undefined);
-    const deadStore = new PostgresIdempotencyStore({ db: dead });
+    const deadStore = new PostgresIdempotencyStore({ client: dead });
     let runs = 0;
     const error = await idempotent(deadStore, { scope: 's', key: 'k' }, () => (runs += 1)).catch(
       (e: unknown) => e,

@@ -18,7 +18,10 @@ describe('RedisIdempotencyStore', () => {
   });
   after(() => redis.close());
 
-  storeContract(() => store);
+  storeContract(
+    () => store,
+    (extra) => new RedisIdempotencyStore({ client: redis.client, ...extra } as never),
+  );
 
   it('records carry the TTL on the server', async () => {
     await idempotent(store, { scope: 's', key: 'ttl', ttlMs: 60_000 }, () => 1);

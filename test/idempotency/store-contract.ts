@@ -16,10 +16,29 @@ import {
   idempotent,
 } from '../../packages/raceguard/src/idempotency/idempotent.js';
 import type { IdempotencyStore } from '../../packages/raceguard/src/idempotency/store.js';
+import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 
 const newKey = (): string => randomBytes(8).toString('hex');
 
-export function storeContract(store: () => IdempotencyStore): void {
+/**
+ * `construct` builds a store with the same options as `store` plus
+ * `extra` (for the check of option names at construction).
+ */
+export function storeContract(
+  store: () => IdempotencyStore,
+  construct: (extra: Record<string, unknown>) => IdempotencyStore,
+): void {
+  it('refuses, at construction, an option it does not have (a misspelling is not ignored)', () => {
+    for (const misspelt of ['tabel', 'prefx', 'sweepEvry']) {
+      assert.throws(
+        () => construct({ [misspelt]: 'x' }),
+        (error: unknown) =>
+          error instanceof InvalidArgumentError && error.message.includes(`options.${misspelt}`),
+        misspelt,
+      );
+    }
+  });
+
   it('100 concurrent identical calls: the handler runs once, the rest conflict; then every retry replays', async () => {
     for (let trial = 0; trial < 5; trial += 1) {
       const key = newKey();

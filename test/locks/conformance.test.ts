@@ -22,6 +22,7 @@ import { PostgresAdvisoryLock } from '../../packages/raceguard/src/postgres/advi
 import {
   PostgresLeaseLock,
   createLockTable,
+  type PostgresLeaseLockOptions,
 } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { Redlock } from '../../packages/raceguard/src/redis/redlock.js';
 import { RedisLock } from '../../packages/raceguard/src/redis/redis-lock.js';
@@ -209,7 +210,7 @@ for (const withListener of [false, true]) {
       closers.push(() => listener.end());
       options.listener = listener;
     }
-    return new PostgresLeaseLock(options);
+    return new PostgresLeaseLock(options as unknown as PostgresLeaseLockOptions);
   };
   lockContract({
     name: `PostgresLeaseLock (${withListener ? 'LISTEN' : 'polling'})`,

@@ -38,7 +38,7 @@ describe('broker faults', () => {
 
   async function effectsTable(name: string) {
     await db.pool.query(`CREATE TABLE ${name} (id bigserial PRIMARY KEY, key text, seq int)`);
-    const inbox = new PostgresInbox({ db: db.pool, consumer: name, table: `${name}_inbox` });
+    const inbox = new PostgresInbox({ client: db.pool, consumer: name, table: `${name}_inbox` });
     await inbox.createTable();
     const consumer = new OrderedConsumer({
       progress: inbox,

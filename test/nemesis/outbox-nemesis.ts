@@ -57,7 +57,7 @@ export async function outboxNemesis(
   const random = createRandom(options.seed);
   const table = options.table ?? `nemesis_outbox_${options.seed}`;
   const outbox = new PostgresOutbox({
-    db: pool,
+    client: pool,
     table,
     partitions: 1 + random.int(3),
     notify: false,

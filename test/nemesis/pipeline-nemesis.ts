@@ -120,13 +120,13 @@ export async function pipelineNemesis(
       ? await rabbitBroker(connection.rabbit, name)
       : await natsBroker(connection.nats, name);
   const outbox = new PostgresOutbox({
-    db: pool,
+    client: pool,
     table: `${name}_outbox`,
     partitions: PARTITIONS,
     notify: false,
   });
   await outbox.createTables();
-  const inbox = new PostgresInbox({ db: pool, consumer: name });
+  const inbox = new PostgresInbox({ client: pool, consumer: name });
   await inbox.createTable();
   await pool.query(
     `CREATE TABLE ${name}_effects (id bigserial PRIMARY KEY, key text NOT NULL, seq int NOT NULL, payload text NOT NULL)`,

@@ -23,7 +23,11 @@ describe(
     let db: TestDatabase;
     before(async () => {
       db = await openTestDatabase(8);
-      await new PostgresOutbox({ db: db.pool, table: 'ex_outbox', partitions: 1 }).createTables();
+      await new PostgresOutbox({
+        client: db.pool,
+        table: 'ex_outbox',
+        partitions: 1,
+      }).createTables();
     });
     after(() => db.close());
 
@@ -37,7 +41,7 @@ describe(
             await db.pool.query('TRUNCATE ex_outbox, ex_outbox_keys, ex_outbox_cursors');
             const wrapped = ctx.wrap(db.pool);
             const outbox = new PostgresOutbox({
-              db: wrapped,
+              client: wrapped,
               table: 'ex_outbox',
               partitions: 1,
               notify: false,

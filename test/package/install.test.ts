@@ -242,7 +242,7 @@ describe('the packed package in fresh projects', () => {
         "import pg from 'pg';",
         "import { PostgresOutbox } from 'raceguard/postgres';",
         'const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 8 });',
-        `const outbox = new PostgresOutbox({ db: pool, table: '${table}', partitions: 1 });`,
+        `const outbox = new PostgresOutbox({ client: pool, table: '${table}', partitions: 1 });`,
         'await outbox.createTables();',
         "const begin = async () => { const c = await pool.connect(); await c.query('BEGIN'); return c; };",
         "const late = await begin(); await late.query('SELECT pg_current_xact_id()');",

@@ -148,7 +148,7 @@ describe('PostgresLeaseLock', () => {
       const [holderListener, waiterListener] = listeners;
       const holder = new PostgresLeaseLock({ client: db.newPool(2), listener: holderListener });
       const waiter = new PostgresLeaseLock({
-        db: db.newPool(2),
+        client: db.newPool(2),
         pollMs: 5000,
         listener: waiterListener,
       });

@@ -61,7 +61,7 @@ describe('PostgresOutbox', () => {
   after(() => db.close());
 
   it('control: a relay that polls id > last_seen skips a row whose transaction commits late', async () => {
-    const outbox = new PostgresOutbox({ db: db.pool, table: 'naive_outbox', notify: false });
+    const outbox = new PostgresOutbox({ client: db.pool, table: 'naive_outbox', notify: false });
     await outbox.createTables();
     let lastSeen = 0;
     const seen: string[] = [];
@@ -89,7 +89,7 @@ describe('PostgresOutbox', () => {
   });
 
   it('never skips a late-committing row: 1,000 trials of two transactions committing out of id order', async () => {
-    const outbox = new PostgresOutbox({ db: db.pool, table: 'skip_outbox', partitions: 1 });
+    const outbox = new PostgresOutbox({ client: db.pool, table: 'skip_outbox', partitions: 1 });
     await outbox.createTables();
     const publisher = new RecordingPublisher();
     const relay = outbox.relay({ publisher });
@@ -121,7 +121,7 @@ describe('PostgresOutbox', () => {
   });
 
   it('publishes a key in sequence order even when the later sequence has the older transaction id', async () => {
-    const outbox = new PostgresOutbox({ db: db.pool, table: 'order_outbox', partitions: 1 });
+    const outbox = new PostgresOutbox({ client: db.pool, table: 'order_outbox', partitions: 1 });
     await outbox.createTables();
     await db.pool.query('CREATE TABLE IF NOT EXISTS side_effects (n int)');
     // B takes its xid first, then waits for the key's row that A holds: B's seq is 2, its xid lower.
@@ -151,7 +151,7 @@ describe('PostgresOutbox', () => {
   });
 
   it('regression: a hole inside a round (seq 2 above the xmin fence) holds back seq 3 until 2 is published', async () => {
-    const outbox = new PostgresOutbox({ db: db.pool, table: 'hole_outbox', partitions: 1 });
+    const outbox = new PostgresOutbox({ client: db.pool, table: 'hole_outbox', partitions: 1 });
     await outbox.createTables();
     const late = await begin(db.pool);
     await late.query('SELECT pg_current_xact_id()'); // takes its xid early
@@ -183,7 +183,7 @@ describe('PostgresOutbox', () => {
   });
 
   it('regression: a hole past the batch limit (batchSize 2, no other open transaction) is filled, never skipped', async () => {
-    const outbox = new PostgresOutbox({ db: db.pool, table: 'hole2_outbox', partitions: 1 });
+    const outbox = new PostgresOutbox({ client: db.pool, table: 'hole2_outbox', partitions: 1 });
     await outbox.createTables();
     const late = await begin(db.pool);
     await late.query('SELECT pg_current_xact_id()');
@@ -211,7 +211,7 @@ describe('PostgresOutbox', () => {
   });
 
   it('keeps per-key order through 400 concurrent writers (some rolled back), woken by NOTIFY', async () => {
-    const outbox = new PostgresOutbox({ db: db.pool, table: 'busy_outbox', partitions: 4 });
+    const outbox = new PostgresOutbox({ client: db.pool, table: 'busy_outbox', partitions: 4 });
     await outbox.createTables();
     const publisher = new RecordingPublisher();
     const listener = await db.newPool(1).connect();
@@ -241,7 +241,7 @@ describe('PostgresOutbox', () => {
   });
 
   it('retries a batch the broker refused, and two relays split the partitions, one taking over when the other dies', async () => {
-    const outbox = new PostgresOutbox({ db: db.pool, table: 'ha_outbox', partitions: 4 });
+    const outbox = new PostgresOutbox({ client: db.pool, table: 'ha_outbox', partitions: 4 });
     await outbox.createTables();
     for (let i = 0; i < 40; i++) await outbox.add(db.pool, { key: `k${i}`, type: 't', payload: i });
     const p1 = new RecordingPublisher();
@@ -274,7 +274,7 @@ describe('PostgresOutbox', () => {
   });
 
   it('purges published messages only, and rejects bad input before writing', async () => {
-    const outbox = new PostgresOutbox({ db: db.pool, table: 'purge_outbox', partitions: 1 });
+    const outbox = new PostgresOutbox({ client: db.pool, table: 'purge_outbox', partitions: 1 });
     await outbox.createTables();
     await outbox.add(db.pool, { key: 'x', type: 't', payload: 1 });
     const recorded = new RecordingPublisher();
@@ -294,7 +294,10 @@ describe('PostgresOutbox', () => {
       outbox.add(db.pool, { key: 'x', type: 't', payload: 1, headers: { n: 1 as never } }),
       /entry\.headers\.n must be a string/,
     );
-    assert.throws(() => new PostgresOutbox({ db: db.pool, partitions: 0 }), InvalidArgumentError);
+    assert.throws(
+      () => new PostgresOutbox({ client: db.pool, partitions: 0 }),
+      InvalidArgumentError,
+    );
     assert.throws(
       () => outbox.relay({ publisher: new RecordingPublisher(), poll: 5 } as never),
       /options\.poll must be one of the options/,
@@ -322,11 +325,11 @@ describe('PostgresInbox', () => {
   });
 
   it('applies each message once, in order, under three concurrent redeliveries of every message', async () => {
-    const inbox = new PostgresInbox({ db: db.pool, consumer: 'billing' });
+    const inbox = new PostgresInbox({ client: db.pool, consumer: 'billing' });
     await inbox.createTable();
     const keys = Array.from({ length: 20 }, (_, k) => `acct-${k}`);
     const processes = [db.newPool(5), db.newPool(5), db.newPool(5)].map(
-      (pool) => new PostgresInbox({ db: pool, consumer: 'billing' }),
+      (pool) => new PostgresInbox({ client: pool, consumer: 'billing' }),
     );
     const outcomes = { applied: 0, duplicate: 0, gap: 0 };
     await Promise.all(
@@ -385,7 +388,7 @@ describe('PostgresInbox', () => {
   });
 
   it('drives an ordered consumer: a restarted consumer resumes where the inbox says, and a failure rolls back both', async () => {
-    const inbox = new PostgresInbox({ db: db.pool, consumer: 'shipping' });
+    const inbox = new PostgresInbox({ client: db.pool, consumer: 'shipping' });
     await inbox.createTable();
     await db.pool.query('CREATE TABLE shipments (key text, seq int)');
     let failOnce = true;
@@ -417,7 +420,7 @@ describe('PostgresInbox', () => {
     await first.close();
     // A new process (new consumer, same inbox table) gets everything again, plus 4.
     const second = new OrderedConsumer({
-      progress: new PostgresInbox({ db: db.pool, consumer: 'shipping' }),
+      progress: new PostgresInbox({ client: db.pool, consumer: 'shipping' }),
       handler,
     });
     await deliveries(second, [1, 2, 3, 4]);
@@ -431,7 +434,7 @@ describe('PostgresInbox', () => {
   });
 
   it('refuses a message ahead of its predecessor without writing, and bad options at construction', async () => {
-    const inbox = new PostgresInbox({ db: db.pool, consumer: 'audit' });
+    const inbox = new PostgresInbox({ client: db.pool, consumer: 'audit' });
     await inbox.createTable();
     await assert.rejects(
       inbox.apply(message('k', 2), async () => assert.fail('must not run')),
@@ -439,10 +442,19 @@ describe('PostgresInbox', () => {
         error instanceof InboxGapError && error.lastApplied === 0 && error.seq === 2,
     );
     assert.equal(await inbox.lastApplied('k'), 0);
-    assert.throws(() => new PostgresInbox({ db: db.pool, consumer: '' }), /options\.consumer/);
+    assert.throws(() => new PostgresInbox({ client: db.pool, consumer: '' }), /options\.consumer/);
     assert.throws(
-      () => new PostgresInbox({ db: {} as never, consumer: 'x' }),
-      /options\.db must be a pg Pool/,
+      () => new PostgresInbox({ client: {} as never, consumer: 'x' }),
+      /options\.client must be a pg Pool/,
+    );
+    // The old name and a misspelling are refused, not ignored.
+    assert.throws(
+      () => new PostgresInbox({ db: db.pool, consumer: 'x' } as never),
+      /options\.db .*calls it client/,
+    );
+    assert.throws(
+      () => new PostgresOutbox({ client: db.pool, tabel: 'x' } as never),
+      /options\.tabel .*one of the options/,
     );
   });
 });

@@ -84,7 +84,7 @@ export function idempotencyCommand(): Command {
     .option('--json', 'print JSON')
     .action(async (options: CommonOptions & { batchSize: number }) => {
       const deleted = await withPool(options.databaseUrl, (pool) =>
-        new PostgresIdempotencyStore({ db: pool, table: options.table }).reap({
+        new PostgresIdempotencyStore({ client: pool, table: options.table }).reap({
           batchSize: options.batchSize,
         }),
       );
@@ -110,7 +110,7 @@ export function idempotencyCommand(): Command {
       const report = await withPool(options.databaseUrl, (pool) =>
         resumeAbandoned(
           pool,
-          new PostgresIdempotencyStore({ db: pool, table: options.table }),
+          new PostgresIdempotencyStore({ client: pool, table: options.table }),
           operations,
           {
             limit: options.limit,

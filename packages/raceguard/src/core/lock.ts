@@ -12,6 +12,7 @@ import {
   assertNonEmptyString,
   assertPlainObject,
   assertPositiveInteger,
+  unknownOption,
 } from './validate.js';
 
 /** Options of {@link Locker.acquire}. */
@@ -510,16 +511,15 @@ export function checkOptionNames(
   allowed: readonly string[],
   why: Readonly<Record<string, string>> = {},
 ): void {
-  for (const name of Object.keys(options)) {
-    if (allowed.includes(name)) continue;
-    if ((options as Record<string, unknown>)[name] === undefined) continue;
-    throw new UnsupportedLockOptionError(
-      backend,
-      `options.${name}`,
-      why[name] ?? `has no such option (it takes ${allowed.join(', ')})`,
-      (options as Record<string, unknown>)[name],
-    );
-  }
+  const unknown = unknownOption(options, allowed);
+  if (unknown === undefined) return;
+  const [name, value] = unknown;
+  throw new UnsupportedLockOptionError(
+    backend,
+    `options.${name}`,
+    why[name] ?? `has no such option (it takes ${allowed.join(', ')})`,
+    value,
+  );
 }
 
 /** Validate a drift factor: a share of the lease, in [0, 0.5). */

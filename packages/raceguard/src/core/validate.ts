@@ -85,16 +85,32 @@ export function assertKnownOptions(
   argument: string,
   options: object,
   known: ReadonlySet<string>,
+  why: Readonly<Record<string, string>> = {},
 ): void {
-  for (const [name, value] of Object.entries(options)) {
-    if (!known.has(name) && value !== undefined) {
-      throw new InvalidArgumentError(
-        `${argument}.${name}`,
-        `one of the options (${[...known].join(', ')})`,
-        name,
-      );
-    }
-  }
+  const unknown = unknownOption(options, known);
+  if (unknown === undefined) return;
+  const [name] = unknown;
+  throw new InvalidArgumentError(
+    `${argument}.${name}`,
+    why[name] ?? `one of the options (${[...known].join(', ')})`,
+    name,
+  );
+}
+
+/**
+ * The first option of `options` (set to something other than `undefined`)
+ * whose name is not in `known`, with its value: the one check behind every
+ * refusal of a misspelt or foreign option, at construction.
+ */
+export function unknownOption(
+  options: object,
+  known: ReadonlySet<string> | readonly string[],
+): readonly [string, unknown] | undefined {
+  const has = (name: string): boolean =>
+    known instanceof Set ? known.has(name) : (known as readonly string[]).includes(name);
+  for (const [name, value] of Object.entries(options))
+    if (value !== undefined && !has(name)) return [name, value];
+  return undefined;
 }
 
 /** A row version: an integer as a number, a bigint or a string of digits (bigint columns arrive as strings). */

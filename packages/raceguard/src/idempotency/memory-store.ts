@@ -1,5 +1,5 @@
 /** An idempotency store in this process's memory. */
-import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+import { assertKnownOptions, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import type { ClaimRequest, ClaimResult, IdempotencyStore, OwnerRequest } from './store.js';
 
 interface MemoryRecord {
@@ -35,6 +35,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   constructor(options: MemoryIdempotencyStoreOptions = {}) {
     assertPlainObject('options', options);
+    assertKnownOptions('options', options, new Set(['sweepEvery']));
     this.#sweepEvery = options.sweepEvery ?? 1000;
     assertPositiveInteger('options.sweepEvery', this.#sweepEvery);
   }

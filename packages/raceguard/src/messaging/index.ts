@@ -2,8 +2,9 @@
  * `raceguard/messaging`: messages in order, exactly once, over any broker.
  * The broker-free core: the message envelope and its wire form, the ordered
  * consumer (per-key sequencing, reorder buffer, gap parking, retries and
- * dead letters) and in-memory progress. The PostgreSQL outbox and inbox are
- * in `raceguard/postgres`; the brokers in `raceguard/rabbitmq` and
+ * dead letters), in-memory progress, and the publisher contract the outbox
+ * relay hands batches to. The PostgreSQL outbox and inbox are in
+ * `raceguard/postgres`; the brokers in `raceguard/rabbitmq` and
  * `raceguard/nats`.
  *
  * @packageDocumentation
@@ -28,3 +29,4 @@ export {
 export { MemoryProgress, type SequenceProgress } from './progress.js';
 export { idempotentHandler, type IdempotentHandlerOptions } from './idempotent-handler.js';
 export { ConsumerClosedError, SequenceGapError } from './errors.js';
+export type { OutboxPublisher } from './publisher.js';

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
-import { assertPlainObject } from '../core/validate.js';
+import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import {
   reapInBatches,
   type ClaimRequest,
@@ -82,6 +82,7 @@ export class MysqlIdempotencyStore implements IdempotencyStore {
 
   constructor(options: { readonly client: MysqlPool } & MysqlIdempotencyTableOptions) {
     assertPlainObject('options', options);
+    assertKnownOptions('options', options, new Set(['client', 'table']));
     if (typeof (options.client as Partial<MysqlPool> | undefined)?.getConnection !== 'function') {
       throw new InvalidArgumentError('options.client', 'a mysql2/promise pool', options.client);
     }

@@ -18,7 +18,7 @@ import type { LockHandle, Locker } from '../core/lock.js';
 import { checkPartitions, deliverToConsumer } from '../messaging/broker-delivery.js';
 import { decodeMessage, encodeMessage, partitionOf, type Message } from '../messaging/message.js';
 import { OrderedConsumer } from '../messaging/ordered-consumer.js';
-import type { OutboxPublisher } from '../postgres/outbox.js';
+import type { OutboxPublisher } from '../messaging/publisher.js';
 import type { HybridLogicalClock } from '../clock/hlc.js';
 import { checkClock, received, stamped } from '../messaging/clock-headers.js';
 import type {

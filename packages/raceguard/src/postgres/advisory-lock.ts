@@ -17,9 +17,7 @@ interface EventedClient extends PoolClientLike {
 /** Options of {@link PostgresAdvisoryLock}. */
 export interface PostgresAdvisoryLockOptions {
   /** The pool; each held lock keeps one of its connections checked out. */
-  readonly client?: PoolLike;
-  /** The former name of `client`. @deprecated use `client` */
-  readonly pool?: PoolLike;
+  readonly client: PoolLike;
   /**
    * Prepended to every key before it is hashed to the lock's 64-bit id, so
    * several applications can share a database without sharing locks.
@@ -70,30 +68,20 @@ export class PostgresAdvisoryLock extends SessionLocker {
 
   constructor(options: PostgresAdvisoryLockOptions) {
     assertPlainObject('options', options);
-    checkOptionNames(
-      'PostgresAdvisoryLock',
-      options,
-      ['client', 'pool', 'prefix', 'tokenSequence'],
-      {
-        ttlMs: NO_LEASE,
-        pollMs: "does not poll: waiters queue in PostgreSQL's lock manager",
-      },
-    );
+    checkOptionNames('PostgresAdvisoryLock', options, ['client', 'prefix', 'tokenSequence'], {
+      ttlMs: NO_LEASE,
+      pollMs: "does not poll: waiters queue in PostgreSQL's lock manager",
+      pool: 'calls it client (pool was its name before 0.1)',
+    });
     super({
       lease: { backend: 'PostgresAdvisoryLock', ttlMs: undefined, noLease: NO_LEASE },
       server: 'PostgreSQL',
     });
-    if (options.client !== undefined && options.pool !== undefined)
-      throw new InvalidArgumentError(
-        'options.pool',
-        'unset when options.client is given',
-        options.pool,
-      );
-    const pool = options.client ?? options.pool;
+    const pool = options.client as Partial<PoolLike> | undefined;
     if (typeof pool?.connect !== 'function') {
       throw new InvalidArgumentError('options.client', 'a pg Pool', pool);
     }
-    this.#pool = pool;
+    this.#pool = options.client;
     this.#prefix = options.prefix ?? '';
     if (typeof this.#prefix !== 'string')
       throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);

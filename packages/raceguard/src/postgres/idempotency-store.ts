@@ -1,7 +1,12 @@
 /** Idempotency records in a PostgreSQL table. */
 import { createOnce } from './ddl.js';
 import { InvalidArgumentError } from '../core/errors.js';
-import { assertPlainObject, assertPositiveInteger, assertFunction } from '../core/validate.js';
+import {
+  assertFunction,
+  assertKnownOptions,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
 import { IdempotencyClaimLostError, IdempotencyStoreError } from '../idempotency/errors.js';
 import {
   claimIdempotency,
@@ -47,7 +52,7 @@ function tableNames(options: IdempotencyTableOptions): { table: string; index: s
  * @example
  * ```ts
  * await createIdempotencyTable(pool);
- * const store = new PostgresIdempotencyStore({ db: pool });
+ * const store = new PostgresIdempotencyStore({ client: pool });
  * ```
  */
 export async function createIdempotencyTable(
@@ -83,10 +88,12 @@ export interface AbandonedRecord {
   readonly recoveryPoint: string;
 }
 
+const STORE_OPTIONS: ReadonlySet<string> = new Set(['client', 'table']);
+
 /** Options of {@link PostgresIdempotencyStore}. */
 export interface PostgresIdempotencyStoreOptions extends IdempotencyTableOptions {
   /** A pool (or anything queryable); every operation is one autocommit statement. */
-  readonly db: Queryable;
+  readonly client: Queryable;
 }
 
 interface Statements {
@@ -114,7 +121,7 @@ const ms = (parameter: string): string => `${NOW} + ${parameter} * interval '1 m
  *
  * @example
  * ```ts
- * const store = new PostgresIdempotencyStore({ db: pool });
+ * const store = new PostgresIdempotencyStore({ client: pool });
  * await idempotent(store, { scope: user.id, key, payload: body }, () => sendInvoice(body));
  * ```
  */
@@ -124,8 +131,11 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
 
   constructor(options: PostgresIdempotencyStoreOptions) {
     assertPlainObject('options', options);
-    assertQueryable('options.db', options.db);
-    this.#db = options.db;
+    assertKnownOptions('options', options, STORE_OPTIONS, {
+      db: 'calls it client, as every raceguard backend does (db was its name before 0.1)',
+    });
+    assertQueryable('options.client', options.client);
+    this.#db = options.client;
     const { table: t } = tableNames(options);
     const expired = `r.expires_at <= ${NOW}`;
     this.#sql = {

@@ -6,7 +6,12 @@
  * nothing, a crash rolls both back, and nothing can be applied past a hole.
  */
 import { InvalidArgumentError, RaceguardError } from '../core/errors.js';
-import { assertFunction, assertNonEmptyString, assertPlainObject } from '../core/validate.js';
+import {
+  assertFunction,
+  assertKnownOptions,
+  assertNonEmptyString,
+  assertPlainObject,
+} from '../core/validate.js';
 import type { HandlerContext } from '../messaging/ordered-consumer.js';
 import { validateMessage, type Message } from '../messaging/message.js';
 import type { SequenceProgress } from '../messaging/progress.js';
@@ -16,10 +21,12 @@ import { assertQueryable, runQuery } from './statements.js';
 import { transaction, type Transaction, type TransactionOptions } from './transaction.js';
 import type { PoolLike, Queryable } from './types.js';
 
+const INBOX_OPTIONS: ReadonlySet<string> = new Set(['client', 'consumer', 'table', 'transaction']);
+
 /** Options of {@link PostgresInbox}. */
 export interface PostgresInboxOptions {
   /** The pool the inbox's transactions run on. */
-  readonly db: PoolLike;
+  readonly client: PoolLike;
   /** This consumer's name: consumers of one stream keep separate progress. */
   readonly consumer: string;
   /** @default 'raceguard_inbox' */
@@ -63,7 +70,7 @@ const MAX_REMEMBERED_KEYS = 100_000;
  *
  * @example
  * ```ts
- * const inbox = new PostgresInbox({ db: pool, consumer: 'billing' });
+ * const inbox = new PostgresInbox({ client: pool, consumer: 'billing' });
  * await inbox.createTable();
  * const consumer = new OrderedConsumer({
  *   progress: inbox,
@@ -83,9 +90,12 @@ export class PostgresInbox implements SequenceProgress {
 
   constructor(options: PostgresInboxOptions) {
     assertPlainObject('options', options);
-    assertQueryable('options.db', options.db);
+    assertKnownOptions('options', options, INBOX_OPTIONS, {
+      db: 'calls it client, as every raceguard backend does (db was its name before 0.1)',
+    });
+    assertQueryable('options.client', options.client);
     assertNonEmptyString('options.consumer', options.consumer);
-    this.#db = options.db;
+    this.#db = options.client;
     this.#consumer = options.consumer;
     this.#table = quoteTable(options.table ?? DEFAULT_TABLE);
     this.#transaction = options.transaction ?? {};

@@ -92,7 +92,6 @@ export {
   OutboxRelayError,
   type PostgresOutboxOptions,
   type OutboxEntry,
-  type OutboxPublisher,
   type OutboxRelayOptions,
   type RelayEvent,
 } from './outbox.js';
@@ -102,30 +101,6 @@ export {
   type PostgresInboxOptions,
   type InboxOutcome,
 } from './inbox.js';
-// Errors the core throws through this subpath, importable from it (the same classes as `raceguard`'s).
-export {
-  RaceguardError,
-  InvalidArgumentError,
-  RetryExhaustedError,
-  AbortedError,
-} from '../core/errors.js';
-export {
-  LockAcquireTimeoutError,
-  LockBackendError,
-  LockLostError,
-  LockNotOwnerError,
-  LockSessionLostError,
-  StaleTokenError,
-  UnsupportedLockOptionError,
-} from '../core/lock.js';
-export {
-  IdempotencyClaimLostError,
-  IdempotencyInFlightError,
-  IdempotencyKeyReusedError,
-  IdempotencyStoreError,
-  InvalidIdempotencyKeyError,
-} from '../idempotency/errors.js';
-export { MessageDecodeError } from '../messaging/message.js';
 export {
   ReplicaRouter,
   RoutedSession,

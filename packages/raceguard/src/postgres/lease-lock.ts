@@ -52,9 +52,7 @@ export const DEFAULT_REAP_AFTER_MS = 3_600_000;
 /** Options of {@link PostgresLeaseLock}. */
 export interface PostgresLeaseLockOptions extends LockTableOptions {
   /** A pool (or anything queryable); every operation is one autocommit statement. */
-  readonly client?: Queryable;
-  /** The former name of `client`. @deprecated use `client` */
-  readonly db?: Queryable;
+  readonly client: Queryable;
   /**
    * Prepended to every key in the table, so several applications can share
    * one lock table without sharing locks.
@@ -76,7 +74,7 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
    * next poll (each release wakes one waiter of this instance, the one
    * waiting longest). Not a pooled connection, and not through a
    * transaction-pooling proxy (where `LISTEN` does not work); the lock's
-   * own statements still go through `db`. With it, this instance's
+   * own statements still go through `client`. With it, this instance's
    * releases `NOTIFY` (at commit PostgreSQL serialises transactions that
    * notify, a cost at thousands of releases per second); give it to every
    * process that releases, or their releases wake nobody and waiters fall
@@ -129,31 +127,20 @@ export class PostgresLeaseLock extends LeaseLocker {
 
   constructor(options: PostgresLeaseLockOptions) {
     assertPlainObject('options', options);
-    checkOptionNames('PostgresLeaseLock', options, [
-      'client',
-      'db',
-      'prefix',
-      'table',
-      'ttlMs',
-      'pollMs',
-      'listener',
-      'driftFactor',
-    ]);
+    checkOptionNames(
+      'PostgresLeaseLock',
+      options,
+      ['client', 'prefix', 'table', 'ttlMs', 'pollMs', 'listener', 'driftFactor'],
+      { db: 'calls it client (db was its name before 0.1)' },
+    );
     super(
       leaseSettings('PostgresLeaseLock', options, {
         pollMs: 50,
         silent: 'PostgreSQL did not answer in time',
       }),
     );
-    if (options.client !== undefined && options.db !== undefined)
-      throw new InvalidArgumentError(
-        'options.db',
-        'unset when options.client is given',
-        options.db,
-      );
-    const client = options.client ?? options.db;
-    assertQueryable('options.client', client);
-    this.#db = client;
+    assertQueryable('options.client', options.client);
+    this.#db = options.client;
     this.#prefix = options.prefix ?? '';
     if (typeof this.#prefix !== 'string')
       throw new InvalidArgumentError('options.prefix', 'a string', this.#prefix);

@@ -13,6 +13,7 @@
  * (`pg_snapshot_xmin(pg_current_snapshot())`): every such transaction has
  * ended, so no row can appear behind the cursor later.
  */
+import type { OutboxPublisher } from '../messaging/publisher.js';
 import { createHash } from 'node:crypto';
 import { backoffDelay } from '../core/backoff.js';
 import { pause } from '../core/deadline.js';
@@ -34,10 +35,12 @@ import { fromDriverError } from './errors.js';
 import { assertQueryable, runQuery } from './statements.js';
 import type { PoolClientLike, PoolLike, Queryable, Row } from './types.js';
 
+const OUTBOX_OPTIONS: ReadonlySet<string> = new Set(['client', 'table', 'partitions', 'notify']);
+
 /** Options of {@link PostgresOutbox}. */
 export interface PostgresOutboxOptions {
   /** The pool the relay and the table set-up use (`add()` takes the caller's transaction). */
-  readonly db: PoolLike;
+  readonly client: PoolLike;
   /**
    * The outbox table; `<table>_keys` (per-key sequences) and `<table>_cursors`
    * (relay positions) sit beside it.
@@ -73,10 +76,7 @@ export interface OutboxEntry<P = unknown> {
   readonly id?: string;
 }
 
-/** Publishes a batch to a broker; resolves once the broker confirmed every message. */
-export interface OutboxPublisher {
-  publish(messages: readonly Message[], signal: AbortSignal): Promise<void>;
-}
+export type { OutboxPublisher };
 
 /** Options of {@link PostgresOutbox.relay}. */
 export interface OutboxRelayOptions {
@@ -150,7 +150,7 @@ function namesOf(table: TableName): Names {
  *
  * @example
  * ```ts
- * const outbox = new PostgresOutbox({ db: pool });
+ * const outbox = new PostgresOutbox({ client: pool });
  * await outbox.createTables();
  * await transaction(pool, async (tx) => {
  *   await tx.query('UPDATE orders SET status = $2 WHERE id = $1', [id, 'paid']);
@@ -169,9 +169,12 @@ export class PostgresOutbox {
 
   constructor(options: PostgresOutboxOptions) {
     assertPlainObject('options', options);
-    assertQueryable('options.db', options.db);
-    assertFunction('options.db.connect', (options.db as { connect?: unknown }).connect);
-    this.#db = options.db;
+    assertKnownOptions('options', options, OUTBOX_OPTIONS, {
+      db: 'calls it client, as every raceguard backend does (db was its name before 0.1)',
+    });
+    assertQueryable('options.client', options.client);
+    assertFunction('options.client.connect', (options.client as { connect?: unknown }).connect);
+    this.#db = options.client;
     this.#names = namesOf(options.table ?? DEFAULT_TABLE);
     this.#partitions = options.partitions ?? 8;
     assertPositiveInteger('options.partitions', this.#partitions);

@@ -7,7 +7,7 @@ import { within } from '../core/deadline.js';
 import { RaceguardError, messageOf } from '../core/errors.js';
 import { assertAbortSignal, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 import { encodeMessage, partitionOf, type Message } from '../messaging/message.js';
-import type { OutboxPublisher } from '../postgres/outbox.js';
+import type { OutboxPublisher } from '../messaging/publisher.js';
 import type { HybridLogicalClock } from '../clock/hlc.js';
 import { checkClock, stamped } from '../messaging/clock-headers.js';
 import { resolveTopology, type RabbitTopology, type ResolvedTopology } from './topology.js';

@@ -1,6 +1,6 @@
 /** Idempotency records in Redis. */
 import { InvalidArgumentError } from '../core/errors.js';
-import { assertPlainObject } from '../core/validate.js';
+import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import type {
   ClaimRequest,
   ClaimResult,
@@ -92,6 +92,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
 
   constructor(options: RedisIdempotencyStoreOptions) {
     assertPlainObject('options', options);
+    assertKnownOptions('options', options, new Set(['client', 'prefix']));
     const { client } = options;
     if (
       typeof client !== 'object' ||

@@ -16,26 +16,3 @@ export {
   type NodeRedisClientLike,
   type NodeRedisSubscriberLike,
 } from './node-redis.js';
-// Errors the core throws through this subpath, importable from it (the same classes as `raceguard`'s).
-export {
-  RaceguardError,
-  InvalidArgumentError,
-  RetryExhaustedError,
-  AbortedError,
-} from '../core/errors.js';
-export {
-  LockAcquireTimeoutError,
-  LockBackendError,
-  LockLostError,
-  LockNotOwnerError,
-  LockSessionLostError,
-  StaleTokenError,
-  UnsupportedLockOptionError,
-} from '../core/lock.js';
-export {
-  IdempotencyClaimLostError,
-  IdempotencyInFlightError,
-  IdempotencyKeyReusedError,
-  IdempotencyStoreError,
-  InvalidIdempotencyKeyError,
-} from '../idempotency/errors.js';

@@ -85,8 +85,6 @@ export interface RedlockOptions {
    * @default 50
    */
   readonly pollMs?: number;
-  /** The former name of `pollMs`. @deprecated use `pollMs` */
-  readonly retryDelayMs?: number;
   /**
    * Where each node counts fencing tokens: one counter per lock name, or
    * one `shared` by every name (one key per node however many names are
@@ -129,23 +127,26 @@ export class Redlock extends LeaseLocker {
 
   constructor(options: RedlockOptions) {
     assertPlainObject('options', options);
-    checkOptionNames('Redlock', options, [
-      'clients',
-      'subscribers',
-      'prefix',
-      'ttlMs',
-      'pollMs',
-      'retryDelayMs',
-      'driftFactor',
-      'nodeTimeoutMs',
-      'fenceCounter',
-    ]);
+    checkOptionNames(
+      'Redlock',
+      options,
+      [
+        'clients',
+        'subscribers',
+        'prefix',
+        'ttlMs',
+        'pollMs',
+        'driftFactor',
+        'nodeTimeoutMs',
+        'fenceCounter',
+      ],
+      { retryDelayMs: 'calls it pollMs (retryDelayMs was its name before 0.1)' },
+    );
     super({
-      ...leaseSettings(
-        'Redlock',
-        { ...options, pollMs: options.pollMs ?? options.retryDelayMs },
-        { pollMs: 50, silent: 'the nodes did not answer in time' },
-      ),
+      ...leaseSettings('Redlock', options, {
+        pollMs: 50,
+        silent: 'the nodes did not answer in time',
+      }),
       jitter: true,
       // An attempt that failed undoes itself on every node.
       undoUnknown: false,

@@ -8,19 +8,3 @@ export {
   type ZooKeeperLockOptions,
   type ZooKeeperClientLike,
 } from './zookeeper-lock.js';
-// Errors the core throws through this subpath, importable from it (the same classes as `raceguard`'s).
-export {
-  RaceguardError,
-  InvalidArgumentError,
-  RetryExhaustedError,
-  AbortedError,
-} from '../core/errors.js';
-export {
-  LockAcquireTimeoutError,
-  LockBackendError,
-  LockLostError,
-  LockNotOwnerError,
-  LockSessionLostError,
-  StaleTokenError,
-  UnsupportedLockOptionError,
-} from '../core/lock.js';

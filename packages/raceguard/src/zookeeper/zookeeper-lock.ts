@@ -62,8 +62,6 @@ export interface ZooKeeperLockOptions {
    * @default '/raceguard/locks'
    */
   readonly prefix?: string;
-  /** The former name of `prefix`. @deprecated use `prefix` */
-  readonly root?: string;
 }
 
 function call<T>(what: string, run: (callback: Callback<T>) => void): Promise<T> {
@@ -126,9 +124,10 @@ export class ZooKeeperLock implements Locker {
 
   constructor(options: ZooKeeperLockOptions) {
     assertPlainObject('options', options);
-    checkOptionNames('ZooKeeperLock', options, ['client', 'prefix', 'root'], {
+    checkOptionNames('ZooKeeperLock', options, ['client', 'prefix'], {
       ttlMs: NO_LEASE,
       pollMs: 'does not poll: waiters watch the node ahead of them',
+      root: 'calls it prefix (root was its name before 0.1)',
     });
     const client = options.client as Partial<ZooKeeperClientLike> | undefined;
     if (typeof client?.create !== 'function' || typeof client.getChildren !== 'function') {
@@ -138,13 +137,7 @@ export class ZooKeeperLock implements Locker {
         options.client,
       );
     }
-    if (options.prefix !== undefined && options.root !== undefined)
-      throw new InvalidArgumentError(
-        'options.root',
-        'unset when options.prefix is given',
-        options.root,
-      );
-    const prefix = options.prefix ?? options.root ?? '/raceguard/locks';
+    const prefix = options.prefix ?? '/raceguard/locks';
     if (typeof prefix !== 'string' || !prefix.startsWith('/') || prefix.endsWith('/')) {
       throw new InvalidArgumentError(
         'options.prefix',

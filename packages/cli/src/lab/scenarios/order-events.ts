@@ -228,7 +228,7 @@ async function startOrderedWorkers(
 ): Promise<void> {
   const manager = await broker.nats.jetstreamManager();
   const partitionLocks = new KeyedMutex();
-  const inbox = new PostgresInbox({ db: pool, consumer: topology.stream });
+  const inbox = new PostgresInbox({ client: pool, consumer: topology.stream });
   const takenAt = new Map<string, number>();
   const onEvent = (event: ConsumerEvent): void => {
     if (event.type === 'applied' || event.type === 'duplicate') {
@@ -283,7 +283,7 @@ export const orderEvents: MessageScenario = {
     await pool.query('DROP TABLE IF EXISTS lab_orders, lab_charges, raceguard_inbox');
     await pool.query('CREATE TABLE lab_orders (id text PRIMARY KEY, status text NOT NULL)');
     await pool.query('CREATE TABLE lab_charges (id bigserial PRIMARY KEY, order_id text NOT NULL)');
-    await new PostgresInbox({ db: pool, consumer: 'lab' }).createTable();
+    await new PostgresInbox({ client: pool, consumer: 'lab' }).createTable();
   },
   async runTrial(context) {
     await context.pool.query('TRUNCATE lab_orders, lab_charges');

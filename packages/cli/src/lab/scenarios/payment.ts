@@ -157,7 +157,10 @@ export const payment: Scenario = {
               storeOf(
                 pool,
                 () =>
-                  new PostgresIdempotencyStore({ db: pool.driver, table: 'payment_idempotency' }),
+                  new PostgresIdempotencyStore({
+                    client: pool.driver,
+                    table: 'payment_idempotency',
+                  }),
               ),
               { ...claim, transaction: retryOptions },
               async (tx) => {
