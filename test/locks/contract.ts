@@ -151,6 +151,17 @@ export function lockContract(backend: Backend): void {
       });
     }
 
+    it('extend with a bad lease rejects (never throws), on every handle', async () => {
+      const held = await a.acquire(freshKey('extend-bad'));
+      try {
+        let answer: Promise<void> | undefined;
+        assert.doesNotThrow(() => (answer = held.extend('x' as never)));
+        await assert.rejects(answer as Promise<void>, InvalidArgumentError);
+      } finally {
+        await held.release();
+      }
+    });
+
     it('extend: renews a lease, or checks a lease-less lock is still held', async () => {
       const key = freshKey('extend');
       if (backend.lease === 'none') {

@@ -13,7 +13,6 @@ import {
   type LockHandle,
 } from './lock.js';
 import { LockLoss } from './lock-loss.js';
-import { assertPositiveInteger } from './validate.js';
 
 /** What a backend provides to {@link createLeaseHandle}. */
 export interface LeaseHandleOptions {
@@ -216,7 +215,9 @@ class LeaseHandle implements LockHandle {
   }
 
   extend(leaseMs = this.#options.ttlMs): Promise<void> {
-    assertPositiveInteger('ttlMs', leaseMs);
+    // A function that returns a promise never throws: bad input rejects.
+    if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0)
+      return Promise.reject(new InvalidArgumentError('ttlMs', 'a positive safe integer', leaseMs));
     if (leaseMs < MIN_LEASE_MS)
       return Promise.reject(
         new InvalidArgumentError('ttlMs', `at least ${MIN_LEASE_MS} ms`, leaseMs),
