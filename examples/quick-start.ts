@@ -25,7 +25,7 @@ await pool.query('UPDATE qs_products SET stock = 3 WHERE id = 1');
 const sold = await transaction(pool, async (tx) => {
   const [product] = await lockRows(tx, {
     table: 'qs_products',
-    where: { id: 1 },
+    key: { id: 1 },
     lockTimeoutMs: 2000,
   });
   if (Number(product?.stock) < 2) return false;

@@ -376,7 +376,7 @@ describe('raceguard/otel', () => {
       await holder.query('SELECT * FROM counters WHERE id = 1 FOR UPDATE');
       await assert.rejects(
         transaction(db.pool, (tx) =>
-          lockRows(tx, { table: 'counters', where: { id: 1 }, wait: 'nowait' }),
+          lockRows(tx, { table: 'counters', key: { id: 1 }, wait: 'nowait' }),
         ),
       );
     } finally {

@@ -29,7 +29,7 @@ describe('lockRows (pessimistic locking)', () => {
     const outcomes = await Promise.all(
       Array.from({ length: 100 }, () =>
         transaction(db.pool, async (tx) => {
-          const [account] = await lockRows(tx, { table: 'accounts', where: { id: 1 } });
+          const [account] = await lockRows(tx, { table: 'accounts', key: { id: 1 } });
           await delay(1);
           if ((account?.balance as number) < 30) return false;
           await tx.query('UPDATE accounts SET balance = balance - 30 WHERE id = 1');
@@ -53,14 +53,14 @@ describe('lockRows (pessimistic locking)', () => {
     let locked!: () => void;
     const isLocked = new Promise<void>((r) => (locked = r));
     const holder = transaction(db.pool, async (tx) => {
-      await lockRows(tx, { table: 'accounts', where: { id: 1 } });
+      await lockRows(tx, { table: 'accounts', key: { id: 1 } });
       locked();
       await held;
     });
     await isLocked;
     try {
       const nowait = await transaction(db.pool, (tx) =>
-        lockRows(tx, { table: 'accounts', where: { id: 1 }, wait: 'nowait' }),
+        lockRows(tx, { table: 'accounts', key: { id: 1 }, wait: 'nowait' }),
       ).catch((e: unknown) => e);
       assert.ok(nowait instanceof LockTimeoutError);
       assert.equal(nowait.lockTimeoutMs, 0);
@@ -70,7 +70,7 @@ describe('lockRows (pessimistic locking)', () => {
       const timedOut = await transaction(db.pool, (tx) =>
         lockRows(tx, {
           table: 'accounts',
-          where: { id: 1 },
+          key: { id: 1 },
           mode: 'no key update',
           lockTimeoutMs: 100,
         }),
@@ -80,7 +80,7 @@ describe('lockRows (pessimistic locking)', () => {
       assert.ok(performance.now() - started >= 90);
 
       const skipped = await transaction(db.pool, (tx) =>
-        lockRows(tx, { table: 'accounts', where: { id: [1, 2] }, wait: 'skip locked' }),
+        lockRows(tx, { table: 'accounts', key: { id: [1, 2] }, wait: 'skip locked' }),
       );
       assert.deepEqual(
         skipped.map((r) => r.id),
@@ -96,7 +96,7 @@ describe('lockRows (pessimistic locking)', () => {
     const value = await transaction(
       db.pool,
       async (tx) => {
-        await lockRows(tx, { table: 'accounts', where: { id: 1 }, lockTimeoutMs: 250 });
+        await lockRows(tx, { table: 'accounts', key: { id: 1 }, lockTimeoutMs: 250 });
         const { rows } = await tx.query("SELECT current_setting('lock_timeout') AS v");
         return rows[0]?.v;
       },
@@ -111,7 +111,7 @@ describe('lockRows (pessimistic locking)', () => {
         transaction(db.pool, async (tx) => {
           const rows = await lockRows(tx, {
             table: 'jobs',
-            where: { taken: false },
+            key: { taken: false },
             wait: 'skip locked',
             orderBy: ['id'],
           });
@@ -128,22 +128,27 @@ describe('lockRows (pessimistic locking)', () => {
 
   it('validates options before any SQL', async () => {
     await transaction(db.pool, async (tx) => {
-      await assert.rejects(lockRows(tx, { table: 'accounts', where: {} }), InvalidArgumentError);
+      await assert.rejects(lockRows(tx, { table: 'accounts', key: {} }), InvalidArgumentError);
       await assert.rejects(
-        lockRows(tx, { table: 'accounts', where: { id: 1 }, mode: 'exclusive' as RowLockMode }),
+        lockRows(tx, { table: 'accounts', key: { id: 1 }, mode: 'exclusive' as RowLockMode }),
         /one of/,
       );
       await assert.rejects(
-        lockRows(tx, { table: 'accounts', where: { id: 1 }, wait: 'nowait', lockTimeoutMs: 10 }),
+        lockRows(tx, { table: 'accounts', key: { id: 1 }, wait: 'nowait', lockTimeoutMs: 10 }),
         /unset when wait is "nowait"/,
       );
       await assert.rejects(
-        lockRows(tx, { table: 'accounts', where: { id: [] } }),
+        lockRows(tx, { table: 'accounts', key: { id: [] } }),
         /non-empty array/,
+      );
+      // The key is called key, as on every row function (and on MySQL and the ORMs).
+      await assert.rejects(
+        lockRows(tx, { table: 'accounts', where: { id: 1 } } as never),
+        /options\.where .*calls it key/,
       );
     });
     await assert.rejects(
-      lockRows(db.pool as unknown as Transaction, { table: 'accounts', where: { id: 1 } }),
+      lockRows(db.pool as unknown as Transaction, { table: 'accounts', key: { id: 1 } }),
       /a Transaction/,
     );
   });

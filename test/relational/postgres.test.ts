@@ -48,7 +48,7 @@ before(async () => {
         (tx) =>
           fn({
             attempt: tx.attempt,
-            lockRows: ({ key, ...rest }) => pg.lockRows(tx, { ...rest, where: key }),
+            lockRows: ({ key, ...rest }) => pg.lockRows(tx, { ...rest, key: key }),
             sql: (text, values) => runOn({ dialect: 'postgres', db: tx }, text, values),
           }),
         options as pg.TransactionOptions,

@@ -188,7 +188,7 @@ export function lockRows(
   options: { readonly table: string; readonly key: LabKey },
 ): Promise<Row[]> {
   return tx.dialect === 'postgres'
-    ? pg.lockRows(tx.driver, { table: options.table, where: options.key, lockTimeoutMs: 10_000 })
+    ? pg.lockRows(tx.driver, { table: options.table, key: options.key, lockTimeoutMs: 10_000 })
     : my.lockRows(tx.driver, options);
 }
 

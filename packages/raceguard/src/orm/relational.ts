@@ -113,12 +113,11 @@ export function optimisticUpdate<R extends OrmRow>(
 
 /** `SELECT * ... FOR UPDATE` (or `share`, `NOWAIT`, `SKIP LOCKED`) inside the ORM's transaction. */
 export function lockRows(target: SqlTarget, options: OrmLockRowsOptions): Promise<OrmRow[]> {
-  // raceguard/mysql validates its own options; PostgreSQL's take `where` for `key`.
+  // raceguard/mysql validates its own options; on PostgreSQL only the ones both dialects have.
   if (target.dialect === 'mysql') return my.lockRows(target.db, options);
   assertPlainObject('options', options);
   assertKnownOptions('options', options, LOCK_OPTIONS);
-  const { key, ...rest } = options;
-  return pg.lockRows(target.db, { ...rest, where: key });
+  return pg.lockRows(target.db, options);
 }
 
 /** SQLSTATEs, MySQL error numbers and Prisma codes after which a whole transaction may be re-run. */

@@ -1,4 +1,9 @@
-import { assertOneOf, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+import {
+  assertKnownOptions,
+  assertOneOf,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
 import { publishLock } from '../core/events.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { DatabaseError, LockTimeoutError } from './errors.js';
@@ -26,15 +31,25 @@ const WAIT_SQL: Record<RowLockWait, string> = {
   'skip locked': ' SKIP LOCKED',
 };
 
+const LOCK_ROWS_OPTIONS: ReadonlySet<string> = new Set([
+  'table',
+  'key',
+  'mode',
+  'wait',
+  'lockTimeoutMs',
+  'orderBy',
+]);
+
 /** Options of {@link lockRows}. */
 export interface LockRowsOptions {
   /** Table holding the rows. */
   readonly table: TableName;
   /**
-   * Equality conditions selecting the rows; an array value matches any of
-   * its elements (`{ id: [3, 1, 2] }`).
+   * The key of the rows, as every raceguard row function takes it: column
+   * equalities; an array value matches any of its elements
+   * (`{ id: [3, 1, 2] }`).
    */
-  readonly where: Readonly<Record<string, SqlValue | readonly SqlValue[]>>;
+  readonly key: Readonly<Record<string, SqlValue | readonly SqlValue[]>>;
   /**
    * Lock strength. `'no key update'` is enough when the key columns are not
    * changed, and does not block inserts of rows referencing these ones.
@@ -54,7 +69,7 @@ export interface LockRowsOptions {
    * Columns to order by, which is also the order in which rows are locked.
    * Locking in one consistent order prevents deadlocks between transactions
    * that lock several rows.
-   * @default the columns of `where`, in the order given
+   * @default the columns of `key`, in the order given
    */
   readonly orderBy?: readonly string[];
 }
@@ -72,7 +87,7 @@ export interface LockRowsOptions {
  * @example
  * ```ts
  * await transaction(pool, async (tx) => {
- *   const [account] = await lockRows(tx, { table: 'accounts', where: { id: 1 }, lockTimeoutMs: 2000 });
+ *   const [account] = await lockRows(tx, { table: 'accounts', key: { id: 1 }, lockTimeoutMs: 2000 });
  *   if (Number(account?.balance) < 100) throw new InsufficientFunds();
  *   await tx.query('UPDATE accounts SET balance = balance - 100 WHERE id = $1', [1]);
  * });
@@ -88,6 +103,9 @@ export async function lockRows(tx: Transaction, options: LockRowsOptions): Promi
     throw new InvalidArgumentError('tx', 'a Transaction from transaction()', tx);
   }
   assertPlainObject('options', options);
+  assertKnownOptions('options', options, LOCK_ROWS_OPTIONS, {
+    where: 'calls it key, as every raceguard row function does (where was its name before 0.1)',
+  });
   const { mode = 'update', wait = 'wait', lockTimeoutMs } = options;
   assertOneOf('options.mode', mode, MODES);
   assertOneOf('options.wait', wait, WAITS);
@@ -103,8 +121,8 @@ export async function lockRows(tx: Transaction, options: LockRowsOptions): Promi
   }
   const table = quoteTable(options.table);
   const values: unknown[] = [];
-  const where = renderConditions('options.where', options.where, values);
-  const orderColumns = options.orderBy ?? Object.keys(options.where);
+  const where = renderConditions('options.key', options.key, values);
+  const orderColumns = options.orderBy ?? Object.keys(options.key);
   const orderBy = orderColumns
     .map((c, i) => quoteIdentifier(c, `options.orderBy[${i}]`))
     .join(', ');
