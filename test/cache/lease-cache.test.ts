@@ -200,6 +200,36 @@ describe('LeaseCache', () => {
     assert.equal(await cache.get('crash', async () => 2), 2, 'filled once the lease ran out');
   });
 
+  it('waitMs 0 does not wait for a fill in flight (as a lock tries once), and a failed fill still reaches nobody twice', async () => {
+    const cache = new LeaseCache({
+      client: redis.client,
+      prefix: `${redis.prefix}nowait:`,
+      waitMs: 0,
+    });
+    let open: () => void = () => undefined;
+    const filler = cache.get(
+      'k',
+      () => new Promise<number>((resolve) => (open = () => resolve(1))),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const startedAt = performance.now();
+    await assert.rejects(
+      cache.get('k', async () => 2),
+      CacheWaitTimeoutError,
+    );
+    assert.ok(performance.now() - startedAt < 1000, 'it did not wait');
+    open();
+    assert.equal(await filler, 1);
+    await assert.rejects(
+      cache.get('broken', async () => {
+        throw new Error('database down');
+      }),
+      /database down/,
+    );
+    assert.equal(await cache.get('broken', async () => 3), 3, 'the next caller filled');
+    await cache.close();
+  });
+
   it('versioned write-through never moves backwards and voids a fill in flight', async () => {
     const events: CacheEvent[] = [];
     const cache = new LeaseCache({

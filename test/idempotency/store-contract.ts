@@ -109,6 +109,25 @@ export function storeContract(
     assert.ok(results.every((r) => r.value === 'done'));
   });
 
+  it("'wait' mode with waitMs 0 does not wait: a duplicate in flight conflicts at once, as a lock's waitMs 0 tries once", async () => {
+    const key = newKey();
+    let release: () => void = () => undefined;
+    const first = idempotent(
+      store(),
+      { scope: 's', key, concurrent: 'wait', waitMs: 0 },
+      () => new Promise<string>((resolve) => (release = () => resolve('done'))),
+    );
+    await delay(20);
+    const startedAt = performance.now();
+    await assert.rejects(
+      idempotent(store(), { scope: 's', key, concurrent: 'wait', waitMs: 0 }, () => 'again'),
+      IdempotencyInFlightError,
+    );
+    assert.ok(performance.now() - startedAt < 1000, 'it did not wait');
+    release();
+    assert.equal((await first).value, 'done');
+  });
+
   it('the same key with another payload is refused and the stored result is not revealed', async () => {
     const key = newKey();
     await idempotent(store(), { scope: 's', key, payload: { amount: 5 } }, () => 'first');

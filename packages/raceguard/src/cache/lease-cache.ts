@@ -14,6 +14,7 @@ import {
   assertFunction,
   assertKnownOptions,
   assertNonEmptyString,
+  assertNonNegativeInteger,
   assertPlainObject,
   assertPositiveInteger,
 } from '../core/validate.js';
@@ -95,7 +96,11 @@ export interface LeaseCacheOptions {
   readonly staleMs?: number;
   /** A fill's lease: how long a crashed filler blocks the key. @default 10000 */
   readonly leaseMs?: number;
-  /** How long a caller waits for another caller's fill. @default 5000 */
+  /**
+   * How long a caller waits for another caller's fill; `0` does not wait
+   * (as a lock's `waitMs: 0` tries once): it fails with `CacheWaitTimeoutError` at once.
+   * @default 5000
+   */
   readonly waitMs?: number;
   /**
    * Pause between looks while waiting for a fill (with a `subscriber`, the
@@ -277,7 +282,7 @@ export class LeaseCache implements AsyncDisposable {
     this.#leaseMs = options.leaseMs ?? 10_000;
     assertPositiveInteger('options.leaseMs', this.#leaseMs);
     this.#waitMs = options.waitMs ?? 5000;
-    assertPositiveInteger('options.waitMs', this.#waitMs);
+    assertNonNegativeInteger('options.waitMs', this.#waitMs);
     if (options.subscriber !== undefined) {
       const subscriber = options.subscriber as Partial<RedisSubscriberLike>;
       if (typeof subscriber.subscribe !== 'function' || typeof subscriber.on !== 'function') {
@@ -610,10 +615,11 @@ export class LeaseCache implements AsyncDisposable {
       // as the error itself); a caller that comes later loads again.
       this.#failures.set(token, error);
       setTimeout(() => this.#failures.delete(token), this.#waitMs).unref();
+      // Kept for the callers waiting behind this fill (at least 1 ms: Redis refuses PX 0).
       await this.#run(
         FAIL,
         [...keys.slice(0, 3), keys[4] as string],
-        [token, messageOf(error).slice(0, 1000), this.#waitMs],
+        [token, messageOf(error).slice(0, 1000), Math.max(1, this.#waitMs)],
         key,
       ).catch(() => undefined);
       throw error;

@@ -11,6 +11,7 @@ import {
   assertAbortSignal,
   assertFunction,
   assertNonEmptyString,
+  assertNonNegativeInteger,
   assertOneOf,
   assertPlainObject,
   assertPositiveInteger,
@@ -50,7 +51,7 @@ export interface IdempotencyOptions {
    * @default 'conflict'
    */
   readonly concurrent?: ConcurrentPolicy;
-  /** Longest wait in `'wait'` mode. @default 30000 */
+  /** Longest wait in `'wait'` mode; `0` does not wait (as a lock's `waitMs: 0` tries once). @default 30000 */
   readonly waitMs?: number;
   /**
    * How long a claim holds without renewal. While the handler runs the
@@ -171,7 +172,7 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
   const waitMs = options.waitMs ?? 30_000;
   const leaseMs = options.leaseMs ?? 30_000;
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
-  assertPositiveInteger('options.waitMs', waitMs);
+  assertNonNegativeInteger('options.waitMs', waitMs);
   assertPositiveInteger('options.leaseMs', leaseMs);
   assertPositiveInteger('options.ttlMs', ttlMs);
   if (ttlMs < leaseMs) {
