@@ -152,6 +152,21 @@ describe('idempotency options and stored statuses', () => {
       () => fastifyIdempotency({ store, scope: () => 's', ttlMs: 1000 }),
       (e: unknown) => e instanceof InvalidArgumentError && e.argument === 'options.ttlMs',
     );
+    // A misspelt option, or the old name of failOpen, is refused rather than ignored.
+    for (const [option, says] of [
+      ['storeTimoutMs', /one of the options/],
+      ['storeFailure', /called failOpen/],
+    ] as const) {
+      assert.throws(
+        () => expressIdempotency({ store, scope: () => 's', [option]: 'open' } as never),
+        (e: unknown) =>
+          e instanceof InvalidArgumentError &&
+          e.argument === `options.${option}` &&
+          says.test(e.message),
+      );
+    }
+    // waitMs 0: do not wait (as a lock's waitMs 0 tries once).
+    assert.doesNotThrow(() => expressIdempotency({ store, scope: () => 's', waitMs: 0 }));
   });
 
   it('stores 2xx and final 4xx; not 3xx, 401, 408, 409, 425 or 429, which a retry must run again', async () => {

@@ -79,7 +79,7 @@ describe('idempotent() input and store failures', () => {
   it('fails open when asked: the handler runs, unprotected', async () => {
     const result = await idempotent(
       broken,
-      { scope: 's', key: 'k', storeFailure: 'open' },
+      { scope: 's', key: 'k', failOpen: true },
       () => 'ran',
     );
     assert.deepEqual(result, { value: 'ran', replayed: false });

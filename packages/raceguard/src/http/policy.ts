@@ -7,6 +7,8 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import {
   assertFunction,
+  assertKnownOptions,
+  assertNonNegativeInteger,
   assertOneOf,
   assertPlainObject,
   assertPositiveInteger,
@@ -102,8 +104,8 @@ export interface HttpIdempotencyOptions<Req> {
    * @default (status) => (status >= 200 && status < 300) || DEFAULT_STORED_CLIENT_ERRORS.includes(status)
    */
   readonly storeStatus?: (status: number) => boolean;
-  /** Store down before the handler ran: 503 (`'closed'`) or run unguarded (`'open'`). @default 'closed' */
-  readonly storeFailure?: 'closed' | 'open';
+  /** Store down before the handler ran: 503 (`false`) or run unguarded (`true`). @default false */
+  readonly failOpen?: boolean;
   /** Replace the default fingerprint (method, URL and canonical JSON body). */
   readonly fingerprint?: (request: Req, shape: RequestShape) => string;
   /** Response headers stored and replayed. @default DEFAULT_REPLAY_HEADERS */
@@ -156,9 +158,33 @@ export interface HttpPolicy<Req> {
   readonly claimDefaults: Omit<IdempotencyOptions, 'scope' | 'key' | 'fingerprint'>;
 }
 
+const HTTP_OPTIONS: ReadonlySet<string> = new Set([
+  'store',
+  'scope',
+  'methods',
+  'required',
+  'header',
+  'mode',
+  'concurrent',
+  'waitMs',
+  'leaseMs',
+  'ttlMs',
+  'storeTimeoutMs',
+  'maxKeyLength',
+  'storeServerErrors',
+  'storeStatus',
+  'failOpen',
+  'fingerprint',
+  'replayHeaders',
+  'onError',
+]);
+
 /** Validate the options of an adapter; throws InvalidArgumentError at start-up, never per request. */
 export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPolicy<Req> {
   assertPlainObject('options', options);
+  assertKnownOptions('options', options, HTTP_OPTIONS, {
+    storeFailure: "unset: it is called failOpen (true for 'open'), as in the cache",
+  });
   const { store } = options;
   if (typeof store !== 'object' || store === null || typeof store.claim !== 'function') {
     throw new InvalidArgumentError('options.store', 'an IdempotencyStore', store);
@@ -169,8 +195,10 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
   if (options.storeStatus !== undefined) assertFunction('options.storeStatus', options.storeStatus);
   assertOneOf('options.mode', options.mode ?? 'ietf', ['ietf', 'stripe']);
   assertOneOf('options.concurrent', options.concurrent ?? 'conflict', ['conflict', 'wait']);
-  assertOneOf('options.storeFailure', options.storeFailure ?? 'closed', ['closed', 'open']);
-  for (const name of ['waitMs', 'leaseMs', 'ttlMs', 'maxKeyLength', 'storeTimeoutMs'] as const) {
+  if (options.failOpen !== undefined && typeof options.failOpen !== 'boolean')
+    throw new InvalidArgumentError('options.failOpen', 'a boolean', options.failOpen);
+  if (options.waitMs !== undefined) assertNonNegativeInteger('options.waitMs', options.waitMs);
+  for (const name of ['leaseMs', 'ttlMs', 'maxKeyLength', 'storeTimeoutMs'] as const) {
     const value = options[name];
     if (value !== undefined) assertPositiveInteger(`options.${name}`, value);
   }
@@ -210,7 +238,7 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
       ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
       ...(options.ttlMs !== undefined && { ttlMs: options.ttlMs }),
       ...(options.maxKeyLength !== undefined && { maxKeyLength: options.maxKeyLength }),
-      ...(options.storeFailure !== undefined && { storeFailure: options.storeFailure }),
+      ...(options.failOpen !== undefined && { failOpen: options.failOpen }),
       ...(options.storeTimeoutMs !== undefined && { storeTimeoutMs: options.storeTimeoutMs }),
     },
   };

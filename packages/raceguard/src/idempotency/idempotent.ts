@@ -65,16 +65,16 @@ export interface IdempotencyOptions {
   /** Longest key accepted. @default 255 */
   readonly maxKeyLength?: number;
   /**
-   * When the store fails before the handler ran: `'closed'` refuses the
-   * request ({@link IdempotencyStoreError}); `'open'` runs the handler
-   * unprotected.
-   * @default 'closed'
+   * When the store fails before the handler ran: `false` refuses the
+   * request ({@link IdempotencyStoreError}); `true` runs the handler
+   * unprotected (the name the cache uses for the same choice).
+   * @default false
    */
-  readonly storeFailure?: 'closed' | 'open';
+  readonly failOpen?: boolean;
   /**
    * Longest wait for one store call. A store that does not answer in time
    * counts as failed: before the handler, the request is refused (or run
-   * unprotected with `storeFailure: 'open'`); after it, the result is not
+   * unprotected with `failOpen: true`); after it, the result is not
    * stored and the record is left to its lease. Keep the store client's
    * own timeouts shorter still (see docs/idempotency.md).
    * @default 5000
@@ -93,7 +93,7 @@ export interface Replay<R> {
 /** The caller holds the key and must run the operation, then complete or abandon. */
 export interface Execution<R> {
   readonly kind: 'execute';
-  /** `false` only when the store failed and `storeFailure: 'open'` let the request through. */
+  /** `false` only when the store failed and `failOpen: true` let the request through. */
   readonly protected: boolean;
   /** `true` if this took over a claim whose owner stopped (crashed, or its lease ran out). */
   readonly resumed: boolean;
@@ -134,7 +134,7 @@ interface Settings {
   readonly waitMs: number;
   readonly leaseMs: number;
   readonly ttlMs: number;
-  readonly storeFailure: 'closed' | 'open';
+  readonly failOpen: boolean;
   readonly signal: AbortSignal | undefined;
   /** The store, every call bounded by `storeTimeoutMs`. */
   readonly store: IdempotencyStore;
@@ -167,8 +167,15 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
   }
   const concurrent = options.concurrent ?? 'conflict';
   assertOneOf('options.concurrent', concurrent, ['conflict', 'wait']);
-  const storeFailure = options.storeFailure ?? 'closed';
-  assertOneOf('options.storeFailure', storeFailure, ['closed', 'open']);
+  if ('storeFailure' in options)
+    throw new InvalidArgumentError(
+      'options.storeFailure',
+      "unset: it is called failOpen (true for 'open'), as in the cache",
+      (options as { storeFailure?: unknown }).storeFailure,
+    );
+  const failOpen = options.failOpen ?? false;
+  if (typeof failOpen !== 'boolean')
+    throw new InvalidArgumentError('options.failOpen', 'a boolean', failOpen);
   const waitMs = options.waitMs ?? 30_000;
   const leaseMs = options.leaseMs ?? 30_000;
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
@@ -190,7 +197,7 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
     waitMs,
     leaseMs,
     ttlMs,
-    storeFailure,
+    failOpen,
     signal: options.signal,
   };
 }
@@ -242,7 +249,7 @@ export async function claimIdempotency<R>(
       undoUnknownOutcome(() =>
         settings.store.abandon({ scope: settings.scope, key: settings.key, owner, keep: false }),
       );
-      if (settings.storeFailure === 'open') {
+      if (settings.failOpen) {
         publishIdempotency('unprotected');
         return unprotected<R>();
       }
