@@ -371,7 +371,7 @@ describe('LeaseCache', () => {
       await db.pool.query(
         'INSERT INTO prices VALUES (9000, 100) ON CONFLICT (id) DO UPDATE SET price = 100',
       );
-      const cache = new LeaseCache({ client, prefix: 'restart:', redisTimeoutMs: 300 });
+      const cache = new LeaseCache({ client, prefix: 'restart:', callTimeoutMs: 300 });
       const slow = gate();
       const reader = cache.get('price:9000', async () => {
         const old = await priceOf(9000);
@@ -393,7 +393,7 @@ describe('LeaseCache', () => {
         101,
         'fail-open: the loader',
       );
-      assert.ok(performance.now() - started < 1500, 'bounded by redisTimeoutMs, not the reconnect');
+      assert.ok(performance.now() - started < 1500, 'bounded by callTimeoutMs, not the reconnect');
       const again = await startRedisServer({ port: own.port });
       try {
         await client.ping();

@@ -1,7 +1,7 @@
 /**
  * Idempotency under a failing store: every store call is bounded, so a
  * Redis that was killed or paused, or a PostgreSQL whose table is locked,
- * costs a request at most `storeTimeoutMs`, and the layer fails closed.
+ * costs a request at most `callTimeoutMs`, and the layer fails closed.
  * Also: options checked at start-up, and which statuses are stored.
  */
 import assert from 'node:assert/strict';
@@ -52,7 +52,7 @@ describe('idempotency with a store that fails', () => {
     await db.close();
   });
 
-  it('a paused Redis (SIGSTOP) with a default client: claims fail closed within storeTimeoutMs', async () => {
+  it('a paused Redis (SIGSTOP) with a default client: claims fail closed within callTimeoutMs', async () => {
     // The README's client: default options, offline queue and retries on.
     const client = new Redis(redis.url);
     client.on('error', () => undefined);
@@ -61,7 +61,7 @@ describe('idempotency with a store that fails', () => {
     redis.process.kill('SIGSTOP');
     try {
       const claim = await elapsed(
-        claimIdempotency(store, { scope: 's', key: 'paused', storeTimeoutMs: TIMEOUT_MS }),
+        claimIdempotency(store, { scope: 's', key: 'paused', callTimeoutMs: TIMEOUT_MS }),
       );
       assert.ok(claim.error instanceof IdempotencyStoreError, String(claim.error));
       assert.ok(claim.ms < TIMEOUT_MS + 700, `answered after ${claim.ms.toFixed(0)} ms`);
@@ -87,7 +87,7 @@ describe('idempotency with a store that fails', () => {
     const store = new RedisIdempotencyStore({ client });
     const app = Fastify();
     await app.register(
-      fastifyIdempotency({ store, scope: () => 'tenant', storeTimeoutMs: TIMEOUT_MS }),
+      fastifyIdempotency({ store, scope: () => 'tenant', callTimeoutMs: TIMEOUT_MS }),
     );
     app.post('/orders', async (_request, reply) => {
       // The store dies while the handler runs.
@@ -130,7 +130,7 @@ describe('idempotency with a store that fails', () => {
     await blocker.query('BEGIN; LOCK TABLE raceguard_idempotency IN ACCESS EXCLUSIVE MODE');
     try {
       const claim = await elapsed(
-        claimIdempotency(store, { scope: 's', key: 'blocked', storeTimeoutMs: TIMEOUT_MS }),
+        claimIdempotency(store, { scope: 's', key: 'blocked', callTimeoutMs: TIMEOUT_MS }),
       );
       assert.ok(claim.error instanceof IdempotencyStoreError, String(claim.error));
       assert.ok(claim.ms < TIMEOUT_MS + 700, `answered after ${claim.ms.toFixed(0)} ms`);
@@ -158,7 +158,7 @@ describe('idempotency options and stored statuses', () => {
       ['storeFailure', /called failOpen/],
     ] as const) {
       assert.throws(
-        () => expressIdempotency({ store, scope: () => 's', [option]: 'open' } as never),
+        () => expressIdempotency({ store, scope: () => 's', [option]: 'open' }),
         (e: unknown) =>
           e instanceof InvalidArgumentError &&
           e.argument === `options.${option}` &&

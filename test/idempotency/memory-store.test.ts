@@ -11,7 +11,7 @@ describe('MemoryIdempotencyStore', () => {
   const store = new MemoryIdempotencyStore();
   storeContract(
     () => store,
-    (extra) => new MemoryIdempotencyStore(extra as never),
+    (extra) => new MemoryIdempotencyStore(extra),
   );
 
   it('drops expired records', async () => {
@@ -77,11 +77,7 @@ describe('idempotent() input and store failures', () => {
   });
 
   it('fails open when asked: the handler runs, unprotected', async () => {
-    const result = await idempotent(
-      broken,
-      { scope: 's', key: 'k', failOpen: true },
-      () => 'ran',
-    );
+    const result = await idempotent(broken, { scope: 's', key: 'k', failOpen: true }, () => 'ran');
     assert.deepEqual(result, { value: 'ran', replayed: false });
   });
 });

@@ -19,6 +19,6 @@ describe('MysqlIdempotencyStore (MariaDB)', () => {
 
   storeContract(
     () => store,
-    (extra) => new MysqlIdempotencyStore({ client: db.pool, ...extra } as never),
+    (extra) => new MysqlIdempotencyStore({ client: db.pool, ...extra }),
   );
 });

@@ -33,7 +33,7 @@ describe('PostgresIdempotencyStore', () => {
 
   storeContract(
     () => store,
-    (extra) => new PostgresIdempotencyStore({ client: db.pool, ...extra } as never),
+    (extra) => new PostgresIdempotencyStore({ client: db.pool, ...extra }),
   );
 
   it('a takeover that waited on the row lock past the old lease still gets a full lease from its grant', async () => {

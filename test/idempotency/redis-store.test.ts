@@ -20,7 +20,7 @@ describe('RedisIdempotencyStore', () => {
 
   storeContract(
     () => store,
-    (extra) => new RedisIdempotencyStore({ client: redis.client, ...extra } as never),
+    (extra) => new RedisIdempotencyStore({ client: redis.client, ...extra }),
   );
 
   it('records carry the TTL on the server', async () => {

@@ -158,7 +158,7 @@ lockContract({
       subscribers: servers.map((s) => redisClient(s.url)),
       prefix,
       // Longer than the stall test's windows: a paused node is slow, not yet failed.
-      nodeTimeoutMs: 1000,
+      callTimeoutMs: 1000,
       ...extra,
     });
   lockContract({

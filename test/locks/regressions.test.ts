@@ -142,7 +142,7 @@ describe('lock regressions', () => {
       return c;
     });
     // 500 ms per node: room for a loaded CI machine; a killed node fails faster.
-    const redlock = new Redlock({ clients, nodeTimeoutMs: 500, prefix: 'ff:' });
+    const redlock = new Redlock({ clients, callTimeoutMs: 500, prefix: 'ff:' });
     const held = await redlock.acquire('payout', { ttlMs: 5000 });
     for (const server of redis.slice(1)) {
       const exited = once(server.process, 'exit');

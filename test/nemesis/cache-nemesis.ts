@@ -63,7 +63,7 @@ export async function cacheNemesis(seed: number, durationMs: number): Promise<Ca
     staleMs: STALE_MS,
     leaseMs: 2000,
     waitMs: 1500,
-    redisTimeoutMs: 300,
+    callTimeoutMs: 300,
   };
   const caches = [
     new LeaseCache({ ...options, client: connect(redis.server.port) }),

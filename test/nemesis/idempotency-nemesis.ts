@@ -72,7 +72,7 @@ export async function idempotencyNemesis(
             key,
             payload: { key },
             leaseMs: 600,
-            storeTimeoutMs: 200,
+            callTimeoutMs: 200,
             concurrent: 'wait',
             waitMs: 2000,
           },

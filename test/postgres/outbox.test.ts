@@ -450,7 +450,7 @@ describe('PostgresInbox', () => {
     // The old name and a misspelling are refused, not ignored.
     assert.throws(
       () => new PostgresInbox({ db: db.pool, consumer: 'x' } as never),
-      /options\.db .*calls it client/,
+      /options\.db must be unset: it is called client/,
     );
     assert.throws(
       () => new PostgresOutbox({ client: db.pool, tabel: 'x' } as never),

@@ -162,7 +162,7 @@ describe('node-redis', () => {
   describe('RedisIdempotencyStore over node-redis', () => {
     storeContract(
       () => new RedisIdempotencyStore({ client: fromNodeRedis(client), prefix: 'nr-idem:' }),
-      (extra) => new RedisIdempotencyStore({ client: fromNodeRedis(client), ...extra } as never),
+      (extra) => new RedisIdempotencyStore({ client: fromNodeRedis(client), ...extra }),
     );
   });
 });

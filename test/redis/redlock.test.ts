@@ -53,11 +53,11 @@ describe('Redlock on five nodes', () => {
 
   // Tests without a paused node give a loaded CI machine a second to answer;
   // the one that pauses a node keeps its wait per attempt short.
-  const newRedlock = (nodeTimeoutMs = 1000) =>
+  const newRedlock = (callTimeoutMs = 1000) =>
     new Redlock({
       clients,
       prefix: `rl${randomBytes(3).toString('hex')}:`,
-      nodeTimeoutMs,
+      callTimeoutMs,
       pollMs: 20,
     });
 
@@ -150,7 +150,7 @@ describe('Redlock on five nodes', () => {
 
   it('fenceCounter "shared" keeps one counter key per node', async () => {
     const prefix = `rls${randomBytes(3).toString('hex')}:`;
-    const redlock = new Redlock({ clients, prefix, nodeTimeoutMs: 1000, fenceCounter: 'shared' });
+    const redlock = new Redlock({ clients, prefix, callTimeoutMs: 1000, fenceCounter: 'shared' });
     const tokens: bigint[] = [];
     for (const name of ['a', 'b', 'c', 'a', 'b', 'c']) {
       await withLock(

@@ -119,7 +119,7 @@ export interface LeaseCacheOptions {
    * hold requests: a command waits in the client's queue while it reconnects).
    * @default 1000
    */
-  readonly redisTimeoutMs?: number;
+  readonly callTimeoutMs?: number;
   /**
    * When Redis fails: `true` serves the loader's value without caching it
    * (the service keeps working, the database takes the load); `false`
@@ -218,7 +218,7 @@ const OPTIONS = new Set<string>([
   'waitMs',
   'pollMs',
   'subscriber',
-  'redisTimeoutMs',
+  'callTimeoutMs',
   'failOpen',
   'serializer',
   'local',
@@ -246,7 +246,7 @@ export class LeaseCache implements AsyncDisposable {
   readonly #waitMs: number;
   readonly #pollMs: number;
   readonly #onEvent: ((event: CacheEvent) => void) | undefined;
-  readonly #redisTimeoutMs: number;
+  readonly #callTimeoutMs: number;
   readonly #failOpen: boolean;
   readonly #wakeups: ReleaseSubscriptions | undefined;
   /** Errors of this process's failed fills, by lease token, for its own waiters. */
@@ -257,7 +257,10 @@ export class LeaseCache implements AsyncDisposable {
 
   constructor(options: LeaseCacheOptions) {
     assertPlainObject('options', options);
-    assertKnownOptions('options', options, OPTIONS);
+    assertKnownOptions('options', options, OPTIONS, {
+      redisTimeoutMs:
+        "unset: it is called callTimeoutMs, the one name of a round trip's timeout on every backend",
+    });
     const client = options.client as Partial<RedisClientLike> | undefined;
     if (typeof client?.evalsha !== 'function' || typeof client.eval !== 'function') {
       throw new InvalidArgumentError(
@@ -296,8 +299,8 @@ export class LeaseCache implements AsyncDisposable {
     }
     this.#pollMs = options.pollMs ?? (options.subscriber === undefined ? 20 : 250);
     assertPositiveInteger('options.pollMs', this.#pollMs);
-    this.#redisTimeoutMs = options.redisTimeoutMs ?? 1000;
-    assertPositiveInteger('options.redisTimeoutMs', this.#redisTimeoutMs);
+    this.#callTimeoutMs = options.callTimeoutMs ?? 1000;
+    assertPositiveInteger('options.callTimeoutMs', this.#callTimeoutMs);
     this.#failOpen = options.failOpen ?? true;
     if (typeof this.#failOpen !== 'boolean') {
       throw new InvalidArgumentError('options.failOpen', 'a boolean', this.#failOpen);
@@ -747,12 +750,12 @@ export class LeaseCache implements AsyncDisposable {
     return this.#bounded(script.run(this.#client, keys, args), key, late);
   }
 
-  /** A Redis call held to `redisTimeoutMs`; its failure as a `CacheBackendError`. */
+  /** A Redis call held to `callTimeoutMs`; its failure as a `CacheBackendError`. */
   async #bounded<R>(call: Promise<R>, key: string, late?: (reply: R) => unknown): Promise<R> {
     try {
       return await within(call, {
-        deadline: performance.now() + this.#redisTimeoutMs,
-        timeout: () => new Error(`no answer within ${this.#redisTimeoutMs} ms`),
+        deadline: performance.now() + this.#callTimeoutMs,
+        timeout: () => new Error(`no answer within ${this.#callTimeoutMs} ms`),
         ...(late !== undefined && { late }),
       });
     } catch (error) {

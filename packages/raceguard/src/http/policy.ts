@@ -90,7 +90,7 @@ export interface HttpIdempotencyOptions<Req> {
    * a store fail fast.
    * @default 5000
    */
-  readonly storeTimeoutMs?: number;
+  readonly callTimeoutMs?: number;
   /** Longest key accepted. @default 255 */
   readonly maxKeyLength?: number;
   /** Also store 5xx responses (by default they are not, so a retry runs again). @default false */
@@ -169,7 +169,7 @@ const HTTP_OPTIONS: ReadonlySet<string> = new Set([
   'waitMs',
   'leaseMs',
   'ttlMs',
-  'storeTimeoutMs',
+  'callTimeoutMs',
   'maxKeyLength',
   'storeServerErrors',
   'storeStatus',
@@ -184,6 +184,8 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
   assertPlainObject('options', options);
   assertKnownOptions('options', options, HTTP_OPTIONS, {
     storeFailure: "unset: it is called failOpen (true for 'open'), as in the cache",
+    storeTimeoutMs:
+      "unset: it is called callTimeoutMs, the one name of a round trip's timeout on every backend",
   });
   const { store } = options;
   if (typeof store !== 'object' || store === null || typeof store.claim !== 'function') {
@@ -198,7 +200,7 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
   if (options.failOpen !== undefined && typeof options.failOpen !== 'boolean')
     throw new InvalidArgumentError('options.failOpen', 'a boolean', options.failOpen);
   if (options.waitMs !== undefined) assertNonNegativeInteger('options.waitMs', options.waitMs);
-  for (const name of ['leaseMs', 'ttlMs', 'maxKeyLength', 'storeTimeoutMs'] as const) {
+  for (const name of ['leaseMs', 'ttlMs', 'maxKeyLength', 'callTimeoutMs'] as const) {
     const value = options[name];
     if (value !== undefined) assertPositiveInteger(`options.${name}`, value);
   }
@@ -239,7 +241,7 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
       ...(options.ttlMs !== undefined && { ttlMs: options.ttlMs }),
       ...(options.maxKeyLength !== undefined && { maxKeyLength: options.maxKeyLength }),
       ...(options.failOpen !== undefined && { failOpen: options.failOpen }),
-      ...(options.storeTimeoutMs !== undefined && { storeTimeoutMs: options.storeTimeoutMs }),
+      ...(options.callTimeoutMs !== undefined && { callTimeoutMs: options.callTimeoutMs }),
     },
   };
 }

@@ -79,7 +79,7 @@ export interface IdempotencyOptions {
    * own timeouts shorter still (see docs/idempotency.md).
    * @default 5000
    */
-  readonly storeTimeoutMs?: number;
+  readonly callTimeoutMs?: number;
   /** Stops waiting (claims in `'wait'` mode). */
   readonly signal?: AbortSignal;
 }
@@ -136,11 +136,11 @@ interface Settings {
   readonly ttlMs: number;
   readonly failOpen: boolean;
   readonly signal: AbortSignal | undefined;
-  /** The store, every call bounded by `storeTimeoutMs`. */
+  /** The store, every call bounded by `callTimeoutMs`. */
   readonly store: IdempotencyStore;
 }
 
-/** The default of {@link IdempotencyOptions.storeTimeoutMs}. */
+/** The default of {@link IdempotencyOptions.callTimeoutMs}. */
 export const DEFAULT_STORE_TIMEOUT_MS = 5000;
 
 const COMPLETE_ATTEMPTS = 3;
@@ -167,12 +167,17 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
   }
   const concurrent = options.concurrent ?? 'conflict';
   assertOneOf('options.concurrent', concurrent, ['conflict', 'wait']);
-  if ('storeFailure' in options)
-    throw new InvalidArgumentError(
-      'options.storeFailure',
-      "unset: it is called failOpen (true for 'open'), as in the cache",
-      (options as { storeFailure?: unknown }).storeFailure,
-    );
+  for (const [old, now] of [
+    ['storeFailure', "failOpen (true for 'open'), as in the cache"],
+    ['storeTimeoutMs', "callTimeoutMs, the one name of a round trip's timeout on every backend"],
+  ] as const) {
+    if (old in options)
+      throw new InvalidArgumentError(
+        `options.${old}`,
+        `unset: it is called ${now}`,
+        (options as Record<string, unknown>)[old],
+      );
+  }
   const failOpen = options.failOpen ?? false;
   if (typeof failOpen !== 'boolean')
     throw new InvalidArgumentError('options.failOpen', 'a boolean', failOpen);
@@ -186,10 +191,10 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
     throw new InvalidArgumentError('options.ttlMs', `at least options.leaseMs (${leaseMs})`, ttlMs);
   }
   assertAbortSignal('options.signal', options.signal);
-  const storeTimeoutMs = options.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
-  assertPositiveInteger('options.storeTimeoutMs', storeTimeoutMs);
+  const callTimeoutMs = options.callTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+  assertPositiveInteger('options.callTimeoutMs', callTimeoutMs);
   return {
-    store: timeLimitedStore(store, storeTimeoutMs),
+    store: timeLimitedStore(store, callTimeoutMs),
     scope: options.scope,
     key,
     fingerprint: options.fingerprint ?? fingerprintPayload(options.payload),

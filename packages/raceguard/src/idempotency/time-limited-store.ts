@@ -10,7 +10,7 @@ import { within } from '../core/deadline.js';
 import { RaceguardError } from '../core/errors.js';
 import type { IdempotencyStore } from './store.js';
 
-/** A store call did not answer within `storeTimeoutMs`. */
+/** A store call did not answer within `callTimeoutMs`. */
 export class StoreTimeoutError extends RaceguardError {
   constructor(operation: string, timeoutMs: number) {
     super(

@@ -14,7 +14,7 @@ import type { HandlerContext } from './ordered-consumer.js';
 /** Options of {@link idempotentHandler}. */
 export interface IdempotentHandlerOptions extends Pick<
   IdempotencyOptions,
-  'ttlMs' | 'leaseMs' | 'storeTimeoutMs'
+  'ttlMs' | 'leaseMs' | 'callTimeoutMs'
 > {
   /** Any idempotency store: `RedisIdempotencyStore`, `PostgresIdempotencyStore`, memory. */
   readonly store: IdempotencyStore;

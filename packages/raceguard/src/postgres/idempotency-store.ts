@@ -132,7 +132,7 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   constructor(options: PostgresIdempotencyStoreOptions) {
     assertPlainObject('options', options);
     assertKnownOptions('options', options, STORE_OPTIONS, {
-      db: 'calls it client, as every raceguard backend does (db was its name before 0.1)',
+      db: 'unset: it is called client, as on every raceguard backend (db was its name before 0.1)',
     });
     assertQueryable('options.client', options.client);
     this.#db = options.client;

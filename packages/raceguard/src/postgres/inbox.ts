@@ -91,7 +91,7 @@ export class PostgresInbox implements SequenceProgress {
   constructor(options: PostgresInboxOptions) {
     assertPlainObject('options', options);
     assertKnownOptions('options', options, INBOX_OPTIONS, {
-      db: 'calls it client, as every raceguard backend does (db was its name before 0.1)',
+      db: 'unset: it is called client, as on every raceguard backend (db was its name before 0.1)',
     });
     assertQueryable('options.client', options.client);
     assertNonEmptyString('options.consumer', options.consumer);

@@ -170,7 +170,7 @@ export class PostgresOutbox {
   constructor(options: PostgresOutboxOptions) {
     assertPlainObject('options', options);
     assertKnownOptions('options', options, OUTBOX_OPTIONS, {
-      db: 'calls it client, as every raceguard backend does (db was its name before 0.1)',
+      db: 'unset: it is called client, as on every raceguard backend (db was its name before 0.1)',
     });
     assertQueryable('options.client', options.client);
     assertFunction('options.client.connect', (options.client as { connect?: unknown }).connect);

@@ -104,7 +104,8 @@ export async function lockRows(tx: Transaction, options: LockRowsOptions): Promi
   }
   assertPlainObject('options', options);
   assertKnownOptions('options', options, LOCK_ROWS_OPTIONS, {
-    where: 'calls it key, as every raceguard row function does (where was its name before 0.1)',
+    where:
+      'unset: it is called key, as on every raceguard row function (where was its name before 0.1)',
   });
   const { mode = 'update', wait = 'wait', lockTimeoutMs } = options;
   assertOneOf('options.mode', mode, MODES);

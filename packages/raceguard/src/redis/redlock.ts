@@ -78,7 +78,7 @@ export interface RedlockOptions {
    * keep it far below the lease so a dead or paused node costs little.
    * @default 50
    */
-  readonly nodeTimeoutMs?: number;
+  readonly callTimeoutMs?: number;
   /**
    * Upper bound of the random pause between attempts while waiting (also
    * the fallback when a release notification is missed).
@@ -119,7 +119,7 @@ export interface RedlockOptions {
 export class Redlock extends LeaseLocker {
   readonly #clients: readonly RedisClientLike[];
   readonly #prefix: string;
-  readonly #nodeTimeoutMs: number;
+  readonly #callTimeoutMs: number;
   readonly #fenceCounter: FenceCounter;
   readonly #subscriptions: readonly ReleaseSubscriptions[];
   /** Votes needed: a strict majority of the nodes. */
@@ -137,10 +137,14 @@ export class Redlock extends LeaseLocker {
         'ttlMs',
         'pollMs',
         'driftFactor',
-        'nodeTimeoutMs',
+        'callTimeoutMs',
         'fenceCounter',
       ],
-      { retryDelayMs: 'calls it pollMs (retryDelayMs was its name before 0.1)' },
+      {
+        retryDelayMs: 'calls it pollMs (retryDelayMs was its name before 0.1)',
+        nodeTimeoutMs:
+          "calls it callTimeoutMs, the one name of a round trip's timeout on every backend",
+      },
     );
     super({
       ...leaseSettings('Redlock', options, {
@@ -171,9 +175,9 @@ export class Redlock extends LeaseLocker {
     this.#clients = [...clients];
     this.quorum = Math.floor(clients.length / 2) + 1;
     this.#prefix = options.prefix ?? 'raceguard:';
-    this.#nodeTimeoutMs = options.nodeTimeoutMs ?? 50;
+    this.#callTimeoutMs = options.callTimeoutMs ?? 50;
     this.#fenceCounter = checkFenceCounter(options.fenceCounter);
-    assertPositiveInteger('options.nodeTimeoutMs', this.#nodeTimeoutMs);
+    assertPositiveInteger('options.callTimeoutMs', this.#callTimeoutMs);
     const subscribers = options.subscribers ?? [];
     if (!isList(subscribers) || (subscribers.length > 0 && subscribers.length !== clients.length))
       throw new InvalidArgumentError(
@@ -192,7 +196,7 @@ export class Redlock extends LeaseLocker {
   ): Promise<PromiseSettledResult<unknown>[]> {
     return Promise.allSettled(
       this.#clients.map((client) => {
-        const ms = this.#nodeTimeoutMs;
+        const ms = this.#callTimeoutMs;
         return within(script.run(client, keys, args), {
           deadline: performance.now() + ms,
           timeout: () => new Error(`no answer within ${ms}ms`),
