@@ -40,14 +40,26 @@ describe('lock regressions', () => {
   const closers: (() => unknown)[] = [];
 
   before(async () => {
-    [db, etcd, zk, ...redis] = await Promise.all([
-      openTestDatabase(30),
+    const database = openTestDatabase(30);
+    const servers = [
       startEtcdServer(),
       startZooKeeperServer(),
       startRedisServer(),
       startRedisServer(),
       startRedisServer(),
-    ]);
+    ] as const;
+    try {
+      [db, etcd, zk, ...redis] = await Promise.all([database, ...servers]);
+    } catch (error) {
+      // What did start is stopped, so the file fails at once instead of hanging on live servers.
+      await Promise.all([
+        database.then((d) => d.close()).catch(() => undefined),
+        ...servers.map((server) =>
+          server.then((s: { stop(): Promise<void> }) => s.stop()).catch(() => undefined),
+        ),
+      ]);
+      throw error;
+    }
   });
   after(async () => {
     for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => undefined);

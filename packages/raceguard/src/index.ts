@@ -52,7 +52,7 @@ export {
   SessionLocker,
   type SessionLockProtocol,
   type LockSession,
-  type Bounded,
+  type BeforeDeadline,
 } from './core/session-acquire.js';
 export {
   idempotent,

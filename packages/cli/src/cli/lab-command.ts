@@ -48,7 +48,8 @@ const databaseUrl = (value: string): string => {
   return value;
 };
 
-const fmt = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+const formatNumber = (n: number, digits = 1): string =>
+  Number.isFinite(n) ? n.toFixed(digits) : '-';
 
 /** Human-readable report: the table, then the verdict lines. */
 export function formatLabReport(report: LabReport): string {
@@ -64,8 +65,8 @@ export function formatLabReport(report: LabReport): string {
     r.rejected,
     r.conflicts,
     r.retries,
-    fmt(r.throughputPerSec, 0),
-    `${fmt(r.p50Ms)} / ${fmt(r.p99Ms)}`,
+    formatNumber(r.throughputPerSec, 0),
+    `${formatNumber(r.p50Ms)} / ${formatNumber(r.p99Ms)}`,
   ]);
   const table = renderTable(
     [

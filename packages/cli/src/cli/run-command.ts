@@ -26,7 +26,7 @@ import { isHttpUrl, type ScenarioDefinition } from 'raceguard/run';
 import { createProgress } from './progress.js';
 import { outputWidth, renderTable, wrap } from './table.js';
 
-const ms = (n: number | undefined): string =>
+const formatMs = (n: number | undefined): string =>
   n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(2);
 
 const worstCode = (reports: readonly ScenarioReport[]): 0 | 1 | 2 =>
@@ -60,12 +60,12 @@ export function formatRunReport(reports: readonly ScenarioReport[]): string {
       Object.entries(r.statuses)
         .map(([status, n]) => `${status === '0' ? 'failed' : status}×${n}`)
         .join(' ') || '-',
-      `${ms(r.sendSpreadMs.median)} / ${ms(r.sendSpreadMs.p95)}`,
+      `${formatMs(r.sendSpreadMs.median)} / ${formatMs(r.sendSpreadMs.p95)}`,
       r.arrivalSpreadMs === null
         ? '-'
-        : `${ms(r.arrivalSpreadMs.median)} / ${ms(r.arrivalSpreadMs.p95)}`,
-      ms(r.latencyMs.p50),
-      ms(r.latencyMs.p99),
+        : `${formatMs(r.arrivalSpreadMs.median)} / ${formatMs(r.arrivalSpreadMs.p95)}`,
+      formatMs(r.latencyMs.p50),
+      formatMs(r.latencyMs.p99),
     ]),
   );
   const lines = [

@@ -216,7 +216,7 @@ export async function scalar(db: LabDb, text: string, values?: unknown[]): Promi
 }
 
 /** Add `count` to `kind` when positive. */
-export function note(anomalies: Anomalies, kind: string, count: number): void {
+export function countAnomaly(anomalies: Anomalies, kind: string, count: number): void {
   if (count > 0) anomalies[kind] = (anomalies[kind] ?? 0) + count;
 }
 
@@ -232,6 +232,6 @@ export function field(request: Readonly<Record<string, unknown>>, name: string):
 }
 
 /** Read `field` of a row as a number. */
-export function num(row: Row | undefined, name: string): number {
+export function numberColumn(row: Row | undefined, name: string): number {
   return Number(row?.[name]);
 }

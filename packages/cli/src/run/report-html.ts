@@ -29,16 +29,16 @@ const verdictOf = (r: ScenarioReport): Verdict =>
       ? 'errored'
       : 'clean';
 
-const W = 640;
-const H = 200;
+const CHART_WIDTH = 640;
+const CHART_HEIGHT = 200;
 const LEFT = 48;
 const RIGHT = 12;
 const TOP = 16;
 const BOTTOM = 36;
-const PLOT_W = W - LEFT - RIGHT;
-const PLOT_H = H - TOP - BOTTOM;
+const PLOT_W = CHART_WIDTH - LEFT - RIGHT;
+const PLOT_H = CHART_HEIGHT - TOP - BOTTOM;
 
-const fmt = (n: number): string =>
+const formatNumber = (n: number): string =>
   Number.isInteger(n) ? String(n) : n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
 
 /** Y axis with three ticks and a label, X axis with a label. */
@@ -46,10 +46,10 @@ function axes(maxY: number, yLabel: string, xLabel: string): string {
   const ticks = [0, maxY / 2, maxY]
     .map((v) => {
       const y = TOP + PLOT_H - (PLOT_H * v) / (maxY || 1);
-      return `<line x1="${LEFT - 4}" y1="${y.toFixed(1)}" x2="${LEFT + PLOT_W}" y2="${y.toFixed(1)}" stroke="#e4e4e4"/><text x="${LEFT - 6}" y="${(y + 4).toFixed(1)}" font-size="11" text-anchor="end">${fmt(v)}</text>`;
+      return `<line x1="${LEFT - 4}" y1="${y.toFixed(1)}" x2="${LEFT + PLOT_W}" y2="${y.toFixed(1)}" stroke="#e4e4e4"/><text x="${LEFT - 6}" y="${(y + 4).toFixed(1)}" font-size="11" text-anchor="end">${formatNumber(v)}</text>`;
     })
     .join('');
-  return `${ticks}<line x1="${LEFT}" y1="${TOP}" x2="${LEFT}" y2="${TOP + PLOT_H}" stroke="#666"/><line x1="${LEFT}" y1="${TOP + PLOT_H}" x2="${LEFT + PLOT_W}" y2="${TOP + PLOT_H}" stroke="#666"/><text x="12" y="${TOP + PLOT_H / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 12 ${TOP + PLOT_H / 2})">${esc(yLabel)}</text><text x="${LEFT + PLOT_W / 2}" y="${H - 4}" font-size="11" text-anchor="middle">${esc(xLabel)}</text>`;
+  return `${ticks}<line x1="${LEFT}" y1="${TOP}" x2="${LEFT}" y2="${TOP + PLOT_H}" stroke="#666"/><line x1="${LEFT}" y1="${TOP + PLOT_H}" x2="${LEFT + PLOT_W}" y2="${TOP + PLOT_H}" stroke="#666"/><text x="12" y="${TOP + PLOT_H / 2}" font-size="11" text-anchor="middle" transform="rotate(-90 12 ${TOP + PLOT_H / 2})">${esc(yLabel)}</text><text x="${LEFT + PLOT_W / 2}" y="${CHART_HEIGHT - 4}" font-size="11" text-anchor="middle">${esc(xLabel)}</text>`;
 }
 
 /** Labels under bars: every bar when there are few, a handful otherwise. */
@@ -69,7 +69,7 @@ function legend(items: readonly (readonly [string, string])[]): string {
 }
 
 function figure(caption: string, svg: string, key: string): string {
-  return `<figure><figcaption>${esc(caption)}</figcaption><svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(caption)}">${svg}</svg>${key}</figure>`;
+  return `<figure><figcaption>${esc(caption)}</figcaption><svg viewBox="0 0 ${CHART_WIDTH} ${CHART_HEIGHT}" role="img" aria-label="${esc(caption)}">${svg}</svg>${key}</figure>`;
 }
 
 /** One value per trial (a spread in ms), with the value written over each bar when there is room. */
@@ -85,7 +85,7 @@ function perTrial(values: readonly (number | null)[], caption: string, color: st
       const x = LEFT + i * width;
       const value =
         values.length <= 20
-          ? `<text x="${(x + width / 2).toFixed(1)}" y="${(TOP + PLOT_H - h - 3).toFixed(1)}" font-size="10" text-anchor="middle">${fmt(v)}</text>`
+          ? `<text x="${(x + width / 2).toFixed(1)}" y="${(TOP + PLOT_H - h - 3).toFixed(1)}" font-size="10" text-anchor="middle">${formatNumber(v)}</text>`
           : '';
       return `<rect x="${(x + 1).toFixed(1)}" y="${(TOP + PLOT_H - h).toFixed(1)}" width="${Math.max(1, width - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${color}"><title>trial ${i + 1}: ${v.toFixed(3)} ms</title></rect>${value}`;
     })
@@ -93,7 +93,7 @@ function perTrial(values: readonly (number | null)[], caption: string, color: st
   return figure(
     caption,
     axes(max, 'ms', 'trial') + bars + xLabels(values.length, (i) => String(i + 1)),
-    legend([[color, `${caption}, per burst (median ${fmt(percentile(finite, 50))} ms)`]]),
+    legend([[color, `${caption}, per burst (median ${formatNumber(percentile(finite, 50))} ms)`]]),
   );
 }
 
@@ -118,7 +118,7 @@ function latencies(values: readonly number[]): string {
   const ticks = [0, 0.5, 1]
     .map(
       (f) =>
-        `<text x="${(LEFT + f * PLOT_W).toFixed(1)}" y="${TOP + PLOT_H + 14}" font-size="10" text-anchor="${f === 0 ? 'start' : f === 1 ? 'end' : 'middle'}">${fmt(f * hi)}</text>`,
+        `<text x="${(LEFT + f * PLOT_W).toFixed(1)}" y="${TOP + PLOT_H + 14}" font-size="10" text-anchor="${f === 0 ? 'start' : f === 1 ? 'end' : 'middle'}">${formatNumber(f * hi)}</text>`,
     )
     .join('');
   return figure(
@@ -129,7 +129,7 @@ function latencies(values: readonly number[]): string {
     legend([
       [
         '#4a6fa5',
-        `requests (${values.length}; p50 ${fmt(percentile(values, 50))} ms, p99 ${fmt(hi)} ms)`,
+        `requests (${values.length}; p50 ${formatNumber(percentile(values, 50))} ms, p99 ${formatNumber(hi)} ms)`,
       ],
     ]),
   );
@@ -218,7 +218,7 @@ function section(r: ScenarioReport, position: number): string {
   const violated = invariants.filter(([, v]) => v.violations > 0);
   const held = invariants.filter(([, v]) => v.violations === 0);
   return `<section id="s${position}"><h2>${position}. ${esc(r.name)} <span class="badge ${verdict}">${badge}</span></h2>
-<p class="meta">${esc(r.target)}${r.file !== undefined ? ` · ${esc(r.file)}` : ''} · ${r.trials} trial(s) · ${r.violatedTrials} raced · ${r.erroredTrials} errored${r.trials > 0 ? ` · latency p50 ${fmt(r.latencyMs.p50)} ms, p99 ${fmt(r.latencyMs.p99)} ms` : ''}</p>
+<p class="meta">${esc(r.target)}${r.file !== undefined ? ` · ${esc(r.file)}` : ''} · ${r.trials} trial(s) · ${r.violatedTrials} raced · ${r.erroredTrials} errored${r.trials > 0 ? ` · latency p50 ${formatNumber(r.latencyMs.p50)} ms, p99 ${formatNumber(r.latencyMs.p99)} ms` : ''}</p>
 ${errors.map((e) => `<div class="error">${esc(e)}</div>`).join('')}
 ${violated
   .map(

@@ -50,7 +50,7 @@ export interface ReleaseWait {
    * lease) against the acquire's deadline and signal; a reply that comes
    * after the caller gave up goes to `late`.
    */
-  bound<T>(call: Promise<T>, late?: (value: T) => unknown): Promise<T>;
+  beforeDeadline<T>(call: Promise<T>, late?: (value: T) => unknown): Promise<T>;
 }
 
 /**
@@ -133,18 +133,18 @@ export async function acquireLease(
 ): Promise<LockHandle> {
   const checked = checkAcquire(key, options, protocol.lease);
   const { ttlMs, waitMs, signal, deadline } = checked;
-  const { bound, timeout } = acquireDeadline(key, checked);
+  const { beforeDeadline, timeout } = acquireDeadline(key, checked);
   const { silent, driftFactor } = protocol;
   const trips = protocol.forKey(key);
   const release = (owner: string): Promise<void> => trips.release(owner);
   let failed = true;
   try {
-    if (trips.prepare !== undefined) await bound(trips.prepare(), silent);
+    if (trips.prepare !== undefined) await beforeDeadline(trips.prepare(), silent);
     for (;;) {
       if (isAborted(signal)) throw new AbortedError(signal?.reason);
       const owner = nextOwner();
       const sentAt = performance.now();
-      const attempt = await bound(
+      const attempt = await beforeDeadline(
         trips.tryGrant(owner, ttlMs),
         silent,
         (late) => (late.token === undefined ? undefined : release(owner)),
@@ -185,7 +185,7 @@ export async function acquireLease(
           const lease = leaseLeftMs !== undefined && leaseLeftMs >= 0 ? leaseLeftMs + 1 : poll;
           return Math.max(1, Math.min(last, poll, lease));
         },
-        bound: (call, late) => bound(call, silent, late),
+        beforeDeadline: (call, late) => beforeDeadline(call, silent, late),
       });
     }
   } finally {

@@ -465,7 +465,7 @@ export interface AcquireDeadline {
    * that fails without an answer runs `unknown` (to release, by owner, a
    * grant the server may still make: see `undoUnknownOutcome`).
    */
-  readonly bound: <T>(
+  readonly beforeDeadline: <T>(
     call: Promise<T>,
     detail: string,
     late?: (value: T) => unknown,
@@ -480,8 +480,8 @@ export interface AcquireDeadline {
  * @example
  * ```ts
  * const checked = checkAcquire(key, options, lease);
- * const { bound, timeout } = acquireDeadline(key, checked);
- * const reply = await bound(send(), 'Redis did not answer in time', (late) => release(late));
+ * const { beforeDeadline, timeout } = acquireDeadline(key, checked);
+ * const reply = await beforeDeadline(send(), 'Redis did not answer in time', (late) => release(late));
  * ```
  */
 export function acquireDeadline(key: string, checked: CheckedAcquireOptions): AcquireDeadline {
@@ -489,7 +489,7 @@ export function acquireDeadline(key: string, checked: CheckedAcquireOptions): Ac
     new LockAcquireTimeoutError(key, performance.now() - checked.started, detail);
   return {
     timeout,
-    bound: (call, detail, late, unknown) =>
+    beforeDeadline: (call, detail, late, unknown) =>
       within(call, {
         deadline: checked.deadline,
         signal: checked.signal,

@@ -22,7 +22,7 @@ import {
 import { createSessionHandle } from './session-handle.js';
 
 /** Races one statement against the acquire's deadline and signal. */
-export type Bounded = <T>(call: Promise<T>) => Promise<T>;
+export type BeforeDeadline = <T>(call: Promise<T>) => Promise<T>;
 
 /**
  * One pooled connection, and the statements of a session lock on it. Each
@@ -34,9 +34,9 @@ export interface LockSession {
    * server up to `remainingMs` (`Infinity`: no limit). Resolves `false`
    * when another session holds it (or still did when the wait ran out).
    */
-  lock(waitMs: number, remainingMs: number, bounded: Bounded): Promise<boolean>;
+  lock(waitMs: number, remainingMs: number, beforeDeadline: BeforeDeadline): Promise<boolean>;
   /** Mint the grant's fencing token. */
-  mintToken(bounded: Bounded): Promise<bigint>;
+  mintToken(beforeDeadline: BeforeDeadline): Promise<bigint>;
   /** Calls `onFailure` when the connection fails; returns the undo. */
   watch(onFailure: () => void): () => void;
   /** Release the lock on its session (the connection stays checked out). */
@@ -79,11 +79,11 @@ export async function acquireSessionLock(
 ): Promise<LockHandle> {
   const checked = checkAcquire(key, options, protocol.lease);
   const { waitMs, signal, started, deadline } = checked;
-  const { bound } = acquireDeadline(key, checked);
+  const { beforeDeadline } = acquireDeadline(key, checked);
   const { server } = protocol;
   let session: LockSession;
   try {
-    session = await bound(protocol.connect(key), 'no pool connection in time', (late) =>
+    session = await beforeDeadline(protocol.connect(key), 'no pool connection in time', (late) =>
       late.giveBack(),
     );
   } catch (error) {
@@ -92,9 +92,9 @@ export async function acquireSessionLock(
   }
   // Until granted, a connection in an unknown state is destroyed, never returned to the pool.
   let outcome: 'granted' | 'clean' | 'destroy' = 'destroy';
-  const bounded: Bounded = (call) => bound(call, `${server} did not answer in time`);
+  const inTime: BeforeDeadline = (call) => beforeDeadline(call, `${server} did not answer in time`);
   try {
-    if (!(await session.lock(waitMs, deadline - performance.now(), bounded))) {
+    if (!(await session.lock(waitMs, deadline - performance.now(), inTime))) {
       outcome = 'clean';
       throw new LockAcquireTimeoutError(
         key,
@@ -102,7 +102,7 @@ export async function acquireSessionLock(
         'held by another session',
       );
     }
-    const token = await session.mintToken(bounded);
+    const token = await session.mintToken(inTime);
     if (isAborted(signal)) throw new AbortedError(signal?.reason);
     outcome = 'granted';
     return sessionHandle(protocol, session, key, token, options);

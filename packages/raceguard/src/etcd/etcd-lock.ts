@@ -158,9 +158,9 @@ export class EtcdLock implements Locker {
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
     const checked = checkAcquire(key, options, this.#lease);
     const { ttlMs, waitMs, signal, started, deadline } = checked;
-    const { bound } = acquireDeadline(key, checked);
-    const bounded = <T>(what: string, run: () => Promise<T>): Promise<T> =>
-      bound(this.#call(what, run), `etcd did not answer in time (${what})`);
+    const { beforeDeadline } = acquireDeadline(key, checked);
+    const inTime = <T>(what: string, run: () => Promise<T>): Promise<T> =>
+      beforeDeadline(this.#call(what, run), `etcd did not answer in time (${what})`);
     const ttlSeconds = ttlMs / 1000;
     const lease = this.#client.lease(ttlSeconds, { autoKeepAlive: false });
     lease.on('lost', () => undefined);
@@ -172,18 +172,18 @@ export class EtcdLock implements Locker {
     );
     keepalive.unref();
     try {
-      const leaseId = await bounded('grant a lease', () => lease.grant());
+      const leaseId = await inTime('grant a lease', () => lease.grant());
       // Escaped, so lock "a" never counts the waiters of lock "a/b" as its own.
       const queue = `${this.#prefix}${encodeURIComponent(key)}/`;
       // Named by the lease, so an operator sees whose entry it is.
       const mine = `${queue}${leaseId}`;
-      const put = await bounded('enqueue', () =>
+      const put = await inTime('enqueue', () =>
         lease.put(mine).value(randomBytes(8).toString('hex')).exec(),
       );
       const myRevision = BigInt(put.header?.revision ?? '0');
       for (;;) {
         if (isAborted(signal)) throw new AbortedError(signal?.reason);
-        const range = await bounded('list contenders', () =>
+        const range = await inTime('list contenders', () =>
           this.#client.getAll().prefix(queue).sort('Create', 'Ascend').exec(),
         );
         if (!range.kvs.some((kv) => kv.key.toString() === mine))
@@ -204,12 +204,12 @@ export class EtcdLock implements Locker {
           BigInt(range.header?.revision ?? '0') + 1n,
           remaining,
           signal,
-          bounded,
+          inTime,
         );
       }
       // Renew once on grant, so the lease's validity starts now rather than at enqueue time.
       const leaseStart = performance.now();
-      const renewed = await bounded('renew a lease', () => lease.keepaliveOnce());
+      const renewed = await inTime('renew a lease', () => lease.keepaliveOnce());
       if (Number(renewed.TTL ?? 0) <= 0)
         throw new LockSessionLostError(key, 'its etcd lease expired as it was granted');
       if (isAborted(signal)) throw new AbortedError(signal?.reason);
@@ -250,11 +250,11 @@ export class EtcdLock implements Locker {
     fromRevision: bigint,
     ms: number,
     signal: AbortSignal | undefined,
-    bounded: <T>(what: string, run: () => Promise<T>) => Promise<T>,
+    inTime: <T>(what: string, run: () => Promise<T>) => Promise<T>,
   ): Promise<void> {
     // Watching from the revision the listing was read at, so a delete in between is not missed.
     // Our own key is watched too: if our lease expires while we wait, we learn it at once.
-    const watchers = await bounded('watch the queue', () =>
+    const watchers = await inTime('watch the queue', () =>
       Promise.all(
         keys.map((key) =>
           this.#client.watch().key(key).startRevision(fromRevision.toString()).create(),

@@ -114,7 +114,7 @@ export class MysqlAdvisoryLock extends SessionLocker {
       else connection.release();
     };
     return {
-      lock: async (waitMs, remainingMs, bounded) => {
+      lock: async (waitMs, remainingMs, beforeDeadline) => {
         // GET_LOCK's timeout is in seconds (MariaDB does not wait forever on a negative one: a year stands for it).
         const seconds =
           waitMs === 0
@@ -122,17 +122,17 @@ export class MysqlAdvisoryLock extends SessionLocker {
             : Number.isFinite(remainingMs)
               ? Math.max(0.001, remainingMs / 1000)
               : 31_536_000;
-        const [row] = await bounded(
+        const [row] = await beforeDeadline(
           selectRows(connection, 'SELECT GET_LOCK(?, ?) AS locked', [name, seconds]),
         );
         return Number(row?.locked) === 1;
       },
-      mintToken: async (bounded) => {
-        const header = await bounded(
+      mintToken: async (beforeDeadline) => {
+        const header = await beforeDeadline(
           execute(connection, `INSERT INTO ${this.#tokenTable} () VALUES ()`, []),
         );
         // Keep the token table small: every token below the newest is spent.
-        await bounded(
+        await beforeDeadline(
           execute(connection, `DELETE FROM ${this.#tokenTable} WHERE id < ?`, [header.insertId]),
         );
         return BigInt(header.insertId);

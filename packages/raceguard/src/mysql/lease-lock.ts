@@ -147,7 +147,7 @@ export class MysqlLeaseLock extends LeaseLocker {
         0,
       release: (owner) => this.#release(name, owner),
       waitForRelease: async (wait) => {
-        const [left] = await wait.bound(
+        const [left] = await wait.beforeDeadline(
           selectRows(this.#db, this.#sql.remaining, [name]).catch((error: unknown) => {
             throw new LockBackendError(`MySQL failed to read a lease: ${messageOf(error)}`, error);
           }),

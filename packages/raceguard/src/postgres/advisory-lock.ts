@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
-import { SessionLocker, type Bounded, type LockSession } from '../core/session-acquire.js';
+import { SessionLocker, type BeforeDeadline, type LockSession } from '../core/session-acquire.js';
 import { checkOptionNames } from '../core/lock.js';
 import { assertPlainObject } from '../core/validate.js';
 import { advisoryLockKey } from './advisory.js';
@@ -97,14 +97,14 @@ export class PostgresAdvisoryLock extends SessionLocker {
     const client: EventedClient = await this.#pool.connect();
     const id = advisoryLockKey(this.#prefix + key).toString();
     return {
-      lock: (waitMs, remainingMs, bounded) =>
+      lock: (waitMs, remainingMs, beforeDeadline) =>
         waitMs === 0
-          ? bounded(
+          ? beforeDeadline(
               runQuery(client, 'SELECT pg_try_advisory_lock($1::bigint) AS locked', [id]),
             ).then(({ rows }) => rows[0]?.locked === true)
-          : waitInQueue(client, id, remainingMs, bounded),
-      mintToken: async (bounded) =>
-        BigInt(String((await bounded(runQuery(client, this.#nextToken))).rows[0]?.token)),
+          : waitInQueue(client, id, remainingMs, beforeDeadline),
+      mintToken: async (beforeDeadline) =>
+        BigInt(String((await beforeDeadline(runQuery(client, this.#nextToken))).rows[0]?.token)),
       watch: (onFailure) => {
         client.on?.('error', onFailure);
         client.on?.('end', onFailure);
@@ -138,9 +138,9 @@ async function waitInQueue(
   client: PoolClientLike,
   id: string,
   remainingMs: number,
-  bounded: Bounded,
+  beforeDeadline: BeforeDeadline,
 ): Promise<boolean> {
-  const { rows } = await bounded(
+  const { rows } = await beforeDeadline(
     runQuery(
       client,
       "SELECT current_setting('lock_timeout') AS lock_timeout, current_setting('client_connection_check_interval', true) AS check_interval",
@@ -150,7 +150,7 @@ async function waitInQueue(
   const lockTimeout = Number.isFinite(remainingMs)
     ? `${Math.max(1, Math.ceil(remainingMs))}ms`
     : '0';
-  await bounded(
+  await beforeDeadline(
     runQuery(
       client,
       previous.check_interval === null
@@ -160,12 +160,12 @@ async function waitInQueue(
     ),
   );
   try {
-    await bounded(runQuery(client, 'SELECT pg_advisory_lock($1::bigint)', [id]));
+    await beforeDeadline(runQuery(client, 'SELECT pg_advisory_lock($1::bigint)', [id]));
   } catch (error) {
     if (error instanceof DatabaseError && error.sqlState === '55P03') return false;
     throw error;
   }
-  await bounded(
+  await beforeDeadline(
     runQuery(
       client,
       previous.check_interval === null

@@ -109,7 +109,7 @@ interface Statements {
 }
 
 const NOW = 'clock_timestamp()';
-const ms = (parameter: string): string => `${NOW} + ${parameter} * interval '1 millisecond'`;
+const msFromNow = (parameter: string): string => `${NOW} + ${parameter} * interval '1 millisecond'`;
 
 /**
  * Idempotency records in a PostgreSQL table (create it with
@@ -147,14 +147,14 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
       // otherwise be granted a lease that has already run out.
       claim:
         `INSERT INTO ${t} AS r (scope, key, fingerprint, owner, lease_until, expires_at) ` +
-        `VALUES ($1, $2, $3, $4, ${ms('$5')}, ${ms('$6')}) ` +
-        `ON CONFLICT (scope, key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = ${ms('$5')}, ` +
+        `VALUES ($1, $2, $3, $4, ${msFromNow('$5')}, ${msFromNow('$6')}) ` +
+        `ON CONFLICT (scope, key) DO UPDATE SET owner = EXCLUDED.owner, lease_until = ${msFromNow('$5')}, ` +
         `fingerprint = EXCLUDED.fingerprint, ` +
         `attempts = CASE WHEN ${expired} THEN 1 ELSE r.attempts + 1 END, ` +
         `recovery_point = CASE WHEN ${expired} THEN NULL ELSE r.recovery_point END, ` +
         `result = CASE WHEN ${expired} THEN NULL ELSE r.result END, ` +
         `created_at = CASE WHEN ${expired} THEN ${NOW} ELSE r.created_at END, ` +
-        `expires_at = CASE WHEN ${expired} THEN ${ms('$6')} ELSE r.expires_at END ` +
+        `expires_at = CASE WHEN ${expired} THEN ${msFromNow('$6')} ELSE r.expires_at END ` +
         `WHERE ${expired} OR (r.result IS NULL AND r.fingerprint = EXCLUDED.fingerprint ` +
         `AND (r.owner IS NULL OR r.lease_until <= ${NOW})) ` +
         `RETURNING r.attempts, r.recovery_point`,
@@ -163,10 +163,10 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
         `greatest(0, ceil(extract(epoch FROM lease_until - ${NOW}) * 1000))::float8 AS lease_ms, ` +
         `expires_at <= ${NOW} AS expired FROM ${t} WHERE scope = $1 AND key = $2`,
       complete:
-        `UPDATE ${t} SET result = $4, owner = NULL, lease_until = NULL, expires_at = ${ms('$5')} ` +
+        `UPDATE ${t} SET result = $4, owner = NULL, lease_until = NULL, expires_at = ${msFromNow('$5')} ` +
         `WHERE scope = $1 AND key = $2 AND owner = $3 AND expires_at > ${NOW}`,
       renew:
-        `UPDATE ${t} SET lease_until = ${ms('$4')} ` +
+        `UPDATE ${t} SET lease_until = ${msFromNow('$4')} ` +
         `WHERE scope = $1 AND key = $2 AND owner = $3 AND expires_at > ${NOW}`,
       release: `UPDATE ${t} SET owner = NULL, lease_until = NULL WHERE scope = $1 AND key = $2 AND owner = $3`,
       remove: `DELETE FROM ${t} WHERE scope = $1 AND key = $2 AND owner = $3`,

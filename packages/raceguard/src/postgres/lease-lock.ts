@@ -238,11 +238,11 @@ export class PostgresLeaseLock extends LeaseLocker {
         // LISTEN, then watch, then read the lease: a release the read missed
         // notifies us; one before it shows as a lease already over.
         if (notifications !== undefined && !listening)
-          listening = await wait.bound(notifications.listen());
+          listening = await wait.beforeDeadline(notifications.listen());
         const watch =
           listening && payload !== undefined ? notifications?.watch(payload) : undefined;
         try {
-          const { rows } = await wait.bound(
+          const { rows } = await wait.beforeDeadline(
             this.#query(this.#sql.remaining, [stored], 'read a lease'),
           );
           const ms = wait.pauseMs(Number(rows[0]?.ms ?? 0));

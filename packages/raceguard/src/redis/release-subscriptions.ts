@@ -98,7 +98,7 @@ export function waitForReleaseOn(
     async waitForRelease(wait) {
       if (!subscribeTried && subscriptions.length > 0) {
         subscribeTried = true;
-        const subscribed = await wait.bound(
+        const subscribed = await wait.beforeDeadline(
           Promise.all(subscriptions.map((s) => s.subscribe(channel))),
           (late) => Promise.all(late.map((done) => done())),
         );

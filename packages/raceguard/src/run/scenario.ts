@@ -144,7 +144,7 @@ export class ScenarioError extends RaceguardError {
   }
 }
 
-function need(ok: boolean, field: string, expected: string, value: unknown): void {
+function requireField(ok: boolean, field: string, expected: string, value: unknown): void {
   if (!ok) throw new ScenarioError(field, expected, value);
 }
 
@@ -177,15 +177,20 @@ export function validateDelays(
   value: unknown,
   at: string,
 ): asserts value is Record<string, number> {
-  need(
+  requireField(
     typeof value === 'object' && value !== null && !Array.isArray(value),
     at,
     'an object { point: ms }',
     value,
   );
   for (const [point, ms] of Object.entries(value as Record<string, unknown>)) {
-    need(/^[A-Za-z0-9_.:/-]{1,100}$/.test(point), `${at}`, 'point names like "after-read"', point);
-    need(
+    requireField(
+      /^[A-Za-z0-9_.:/-]{1,100}$/.test(point),
+      `${at}`,
+      'point names like "after-read"',
+      point,
+    );
+    requireField(
       Number.isSafeInteger(ms) && (ms as number) >= 0 && (ms as number) <= 30_000,
       `${at}.${point}`,
       'whole milliseconds from 0 to 30000',
@@ -195,22 +200,27 @@ export function validateDelays(
 }
 
 export function validateScenario(value: unknown, at: string): asserts value is ScenarioDefinition {
-  need(
+  requireField(
     typeof value === 'object' && value !== null && !Array.isArray(value),
     at,
     'an object (defineScenario({...}))',
     value,
   );
   const s = value as Record<string, unknown>;
-  need(typeof s.name === 'string' && s.name.length > 0, `${at}.name`, 'a non-empty string', s.name);
-  need(
+  requireField(
+    typeof s.name === 'string' && s.name.length > 0,
+    `${at}.name`,
+    'a non-empty string',
+    s.name,
+  );
+  requireField(
     typeof s.target === 'string' && isHttpUrl(s.target),
     `${at}.target`,
     'an http:// or https:// URL',
     s.target,
   );
   if (s.databaseUrl !== undefined) {
-    need(
+    requireField(
       typeof s.databaseUrl === 'string',
       `${at}.databaseUrl`,
       'a connection string',
@@ -218,7 +228,7 @@ export function validateScenario(value: unknown, at: string): asserts value is S
     );
   }
   if (s.trials !== undefined) {
-    need(
+    requireField(
       Number.isSafeInteger(s.trials) && (s.trials as number) >= 1,
       `${at}.trials`,
       'a positive integer',
@@ -227,20 +237,20 @@ export function validateScenario(value: unknown, at: string): asserts value is S
   }
   if (s.delays !== undefined) validateDelays(s.delays, `${at}.delays`);
   if (s.history !== undefined) {
-    need(
+    requireField(
       typeof s.history === 'object' && s.history !== null,
       `${at}.history`,
       'an object { model, operation }',
       s.history,
     );
     const history: Record<string, unknown> = s.history as Record<string, unknown>;
-    need(
+    requireField(
       typeof history.model === 'string' && history.model in MODELS,
       `${at}.history.model`,
       `one of ${Object.keys(MODELS).join(', ')}`,
       history.model,
     );
-    need(
+    requireField(
       typeof history.operation === 'function',
       `${at}.history.operation`,
       'a function',
@@ -249,17 +259,22 @@ export function validateScenario(value: unknown, at: string): asserts value is S
   }
   for (const hook of ['setup', 'teardown'] as const) {
     if (s[hook] !== undefined)
-      need(typeof s[hook] === 'function', `${at}.${hook}`, 'a function', s[hook]);
+      requireField(typeof s[hook] === 'function', `${at}.${hook}`, 'a function', s[hook]);
   }
-  need(typeof s.check === 'function', `${at}.check`, 'a function returning verdicts', s.check);
-  need(
+  requireField(
+    typeof s.check === 'function',
+    `${at}.check`,
+    'a function returning verdicts',
+    s.check,
+  );
+  requireField(
     typeof s.burst === 'object' && s.burst !== null,
     `${at}.burst`,
     'an object { count, request }',
     s.burst,
   );
   const burst = s.burst as Record<string, unknown>;
-  need(
+  requireField(
     Number.isSafeInteger(burst.count) &&
       (burst.count as number) >= 1 &&
       (burst.count as number) <= 10_000,
@@ -268,7 +283,7 @@ export function validateScenario(value: unknown, at: string): asserts value is S
     burst.count,
   );
   if (burst.protocol !== undefined) {
-    need(
+    requireField(
       burst.protocol === 'http1' ||
         burst.protocol === 'http2' ||
         burst.protocol === 'http1-pipeline',
@@ -279,38 +294,44 @@ export function validateScenario(value: unknown, at: string): asserts value is S
   }
   for (const flag of ['insecure', 'allowNoSuccess'] as const) {
     if (s[flag] !== undefined)
-      need(typeof s[flag] === 'boolean', `${at}.${flag}`, 'a boolean', s[flag]);
+      requireField(typeof s[flag] === 'boolean', `${at}.${flag}`, 'a boolean', s[flag]);
   }
   if (typeof burst.request !== 'function') validateRequest(burst.request, `${at}.burst.request`);
 }
 
 /** Check one request template. */
 export function validateRequest(value: unknown, at: string): asserts value is ScenarioRequest {
-  need(
+  requireField(
     typeof value === 'object' && value !== null && !Array.isArray(value),
     at,
     'a request { method, path, json } or a function of the index',
     value,
   );
   const r = value as Record<string, unknown>;
-  need(
+  requireField(
     typeof r.path === 'string' && /^\/[!-~]*$/.test(r.path),
     `${at}.path`,
     'a path starting with "/", visible ASCII without spaces',
     r.path,
   );
   if (r.method !== undefined) {
-    need(
+    requireField(
       typeof r.method === 'string' && /^[A-Z]+$/.test(r.method),
       `${at}.method`,
       'an upper-case HTTP method',
       r.method,
     );
   }
-  need(!(r.json !== undefined && r.body !== undefined), at, 'either json or body, not both', value);
-  if (r.body !== undefined) need(typeof r.body === 'string', `${at}.body`, 'a string', r.body);
+  requireField(
+    !(r.json !== undefined && r.body !== undefined),
+    at,
+    'either json or body, not both',
+    value,
+  );
+  if (r.body !== undefined)
+    requireField(typeof r.body === 'string', `${at}.body`, 'a string', r.body);
   if (r.headers !== undefined) {
-    need(
+    requireField(
       typeof r.headers === 'object' &&
         r.headers !== null &&
         Object.values(r.headers).every((v) => typeof v === 'string'),
@@ -319,8 +340,13 @@ export function validateRequest(value: unknown, at: string): asserts value is Sc
       r.headers,
     );
     for (const [name, value] of Object.entries(r.headers as Record<string, string>)) {
-      need(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name), `${at}.headers`, 'HTTP token names', name);
-      need(
+      requireField(
+        /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name),
+        `${at}.headers`,
+        'HTTP token names',
+        name,
+      );
+      requireField(
         /^(?:[!-~](?:[\t -~]*[!-~])?)?$/.test(value),
         `${at}.headers.${name}`,
         'visible ASCII, space or tab (no line breaks, no other characters)',

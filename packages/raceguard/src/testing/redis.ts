@@ -25,20 +25,29 @@ export class RedisStartError extends RaceguardError {
   }
 }
 
-function ping(port: number): Promise<boolean> {
+/**
+ * The process id of the Redis server answering on `port` (from `INFO
+ * server`), or `undefined` when none answers. A server that is not the one
+ * just started (another test process took the port first) is told apart by it.
+ */
+function serverPid(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port });
+    let text = '';
+    const done = (pid: number | undefined): void => {
+      socket.destroy();
+      resolve(pid);
+    };
     socket.setTimeout(500);
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (data) => {
-      socket.destroy();
-      resolve(data.toString().startsWith('+PONG'));
+    socket.once('connect', () => socket.write('INFO server\r\n'));
+    socket.on('data', (data) => {
+      text += data.toString();
+      const found = /process_id:(\d+)/.exec(text);
+      if (found !== null) done(Number(found[1]));
+      else if (text.startsWith('-') || text.length > 65_536) done(undefined);
     });
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => {
-      socket.destroy();
-      resolve(false);
-    });
+    socket.once('error', () => resolve(undefined));
+    socket.once('timeout', () => done(undefined));
   });
 }
 
@@ -54,7 +63,18 @@ function ping(port: number): Promise<boolean> {
 export async function startRedisServer(
   options: { readonly port?: number } = {},
 ): Promise<RedisServer> {
-  const port = options.port ?? (await freePort());
+  // A free port can be taken by another process before the server binds it: try another.
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
+    const started = await launch(port);
+    if (started !== 'port taken') return started;
+    if (options.port !== undefined || attempt === 5)
+      throw new RedisStartError(`redis-server could not bind 127.0.0.1:${port}: the port is taken`);
+  }
+}
+
+/** Start `redis-server` on `port` and wait until it is the one answering there. */
+async function launch(port: number): Promise<RedisServer | 'port taken'> {
   const child = spawn(
     'redis-server',
     [
@@ -72,10 +92,19 @@ export async function startRedisServer(
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let failure: unknown;
+  let stderr = '';
   child.once('error', (error) => (failure = error));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const started = performance.now();
-  while (!(await ping(port))) {
-    if (failure !== undefined || child.exitCode !== null) {
+  for (;;) {
+    const pid = await serverPid(port);
+    if (pid === child.pid) break;
+    if (failure !== undefined || child.exitCode !== null || pid !== undefined) {
+      // Another server answers on the port (or ours could not bind it).
+      if (pid !== undefined || /in use/i.test(stderr)) {
+        child.kill('SIGKILL');
+        return 'port taken';
+      }
       throw new RedisStartError(
         `could not start redis-server: ${failure === undefined ? `exited with ${child.exitCode}` : messageOf(failure)}` +
           ' (install it with `apt-get install -y redis-server`, or set REDIS_URL)',

@@ -167,13 +167,13 @@ export class ZooKeeperLock implements Locker {
   async acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
     const checked = checkAcquire(key, options, this.#lease);
     const { waitMs, signal, started, deadline } = checked;
-    const { bound } = acquireDeadline(key, checked);
+    const { beforeDeadline } = acquireDeadline(key, checked);
     if (key.includes('/')) throw new InvalidArgumentError('key', 'a key without "/"', key);
     const client = this.#client;
     const parent = `${this.#prefix}/${key}`;
     const guid = randomUUID();
-    const bounded = <T>(what: string, run: (callback: Callback<T>) => void): Promise<T> =>
-      bound(call(what, run), `ZooKeeper did not answer in time (${what})`);
+    const inTime = <T>(what: string, run: (callback: Callback<T>) => void): Promise<T> =>
+      beforeDeadline(call(what, run), `ZooKeeper did not answer in time (${what})`);
     let expired = false;
     let wakeWaiter: (() => void) | undefined;
     const onExpired = (): void => {
@@ -184,9 +184,9 @@ export class ZooKeeperLock implements Locker {
     let mine: string | undefined;
     let granted = false;
     try {
-      await bounded<string>('create the lock path', (cb) => client.mkdirp(parent, cb));
+      await inTime<string>('create the lock path', (cb) => client.mkdirp(parent, cb));
       try {
-        mine = await bounded<string>('enqueue', (cb) =>
+        mine = await inTime<string>('enqueue', (cb) =>
           client.create(`${parent}/_c_${guid}-lock-`, EPHEMERAL_SEQUENTIAL, cb),
         );
       } catch (error) {
@@ -198,7 +198,7 @@ export class ZooKeeperLock implements Locker {
       for (;;) {
         if (expired) throw new LockSessionLostError(key, 'the ZooKeeper session expired');
         if (isAborted(signal)) throw new AbortedError(signal?.reason);
-        const children = await bounded<string[]>('list contenders', (cb) =>
+        const children = await inTime<string[]>('list contenders', (cb) =>
           client.getChildren(parent, cb),
         );
         if (!children.includes(myName))
@@ -233,7 +233,7 @@ export class ZooKeeperLock implements Locker {
           },
         });
       }
-      const stat = await bounded<StatLike | null>('read the lock node', (cb) =>
+      const stat = await inTime<StatLike | null>('read the lock node', (cb) =>
         client.exists(mine as string, cb),
       );
       if (stat === null) throw new LockSessionLostError(key, 'its node vanished as it was granted');

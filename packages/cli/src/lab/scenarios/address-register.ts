@@ -9,7 +9,7 @@
  */
 import { HybridLogicalClock, hlcFromBytes, hlcToBytes } from 'raceguard/clock';
 import type { ClockScenario, ClockTrial, ClockTrialContext } from '../clock-scenario.js';
-import { note } from '../scenario.js';
+import { countAnomaly } from '../scenario.js';
 import { recreateTables, truncate } from '../sql.js';
 
 /** How far node A's clock runs ahead of node B's. */
@@ -75,7 +75,7 @@ async function runTrial(context: ClockTrialContext): Promise<ClockTrial> {
     "SELECT count(*) AS n FROM lab_registers WHERE value NOT LIKE 'corrected address %'",
   );
   const anomalies: Record<string, number> = {};
-  note(anomalies, 'later-write-lost', Number(rows[0]?.n));
+  countAnomaly(anomalies, 'later-write-lost', Number(rows[0]?.n));
   return { anomalies, applied, refused, latenciesMs, durationMs: performance.now() - started };
 }
 

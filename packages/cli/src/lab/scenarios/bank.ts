@@ -6,7 +6,7 @@ import {
   transaction,
   truncate,
 } from '../sql.js';
-import { accepted, note, num, scalar, type Scenario } from '../scenario.js';
+import { accepted, countAnomaly, numberColumn, scalar, type Scenario } from '../scenario.js';
 
 const AMOUNT = 100;
 const balanceFor = (concurrency: number): number =>
@@ -42,7 +42,7 @@ export const bank: Scenario = {
   }),
   async checkThenAct(db, row, request, { gap }) {
     const amount = Number(request.amount);
-    const balance = num(row, 'balance');
+    const balance = numberColumn(row, 'balance');
     if (balance < amount) return { status: 422, body: { error: 'insufficient-funds' } };
     await gap();
     // The classic lost update: the new balance is computed from the value read before the gap.
@@ -87,9 +87,9 @@ export const bank: Scenario = {
           table: 'bank_accounts',
           key: { id: Number(request.accountId) },
           update: async (row) => {
-            if (num(row, 'balance') < amount) return null;
+            if (numberColumn(row, 'balance') < amount) return null;
             await gap();
-            return { balance: num(row, 'balance') - amount };
+            return { balance: numberColumn(row, 'balance') - amount };
           },
         });
         if (!result.applied) return { status: 422, body: { error: 'insufficient-funds' } };
@@ -107,10 +107,10 @@ export const bank: Scenario = {
     const balance = await scalar(db, 'SELECT balance FROM bank_accounts WHERE id = 1');
     const withdrawn = await scalar(db, 'SELECT coalesce(sum(amount), 0) FROM bank_withdrawals');
     const debited = balanceFor(concurrency) - balance;
-    note(anomalies, 'negative-balance', balance < 0 ? 1 : 0);
-    note(anomalies, 'withdrawn-not-debited', Math.max(0, (withdrawn - debited) / AMOUNT));
-    note(anomalies, 'debited-not-withdrawn', Math.max(0, (debited - withdrawn) / AMOUNT));
-    note(
+    countAnomaly(anomalies, 'negative-balance', balance < 0 ? 1 : 0);
+    countAnomaly(anomalies, 'withdrawn-not-debited', Math.max(0, (withdrawn - debited) / AMOUNT));
+    countAnomaly(anomalies, 'debited-not-withdrawn', Math.max(0, (debited - withdrawn) / AMOUNT));
+    countAnomaly(
       anomalies,
       'responses-withdrawals-mismatch',
       Math.abs(accepted(responses) * AMOUNT - withdrawn) / AMOUNT,

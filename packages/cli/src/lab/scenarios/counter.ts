@@ -1,5 +1,5 @@
 import { atomicIncrement, optimisticUpdate, recreateTables, truncate } from '../sql.js';
-import { accepted, note, num, scalar, type Scenario } from '../scenario.js';
+import { accepted, countAnomaly, numberColumn, scalar, type Scenario } from '../scenario.js';
 
 /** Page views, stock received, points earned: K increments must add exactly K. */
 export const counter: Scenario = {
@@ -26,7 +26,7 @@ export const counter: Scenario = {
     lockKey: `counter:${Number(request.counterId)}`,
   }),
   async checkThenAct(db, row, _request, { gap }) {
-    const value = num(row, 'value');
+    const value = numberColumn(row, 'value');
     await gap();
     await db.query('UPDATE counter_counters SET value = $2 WHERE id = $1', [row.id, value + 1]);
     return { status: 200, body: { value: value + 1 } };
@@ -39,7 +39,7 @@ export const counter: Scenario = {
       amount: 1,
     });
     return result.applied
-      ? { status: 200, body: { value: num(result.row, 'value') } }
+      ? { status: 200, body: { value: numberColumn(result.row, 'value') } }
       : { status: 422, body: { error: 'not-found' } };
   },
   async optimistic(request, { pool, gap, retryOptions }) {
@@ -49,16 +49,16 @@ export const counter: Scenario = {
       key: { id: Number(request.counterId) },
       update: async (row) => {
         await gap();
-        return { value: num(row, 'value') + 1 };
+        return { value: numberColumn(row, 'value') + 1 };
       },
     });
-    return { status: 200, body: { value: num(result.row, 'value') } };
+    return { status: 200, body: { value: numberColumn(result.row, 'value') } };
   },
   async check(db, responses) {
     const anomalies = {};
     const value = await scalar(db, 'SELECT value FROM counter_counters WHERE id = 1');
-    note(anomalies, 'lost-increment', accepted(responses) - value);
-    note(anomalies, 'phantom-increment', value - accepted(responses));
+    countAnomaly(anomalies, 'lost-increment', accepted(responses) - value);
+    countAnomaly(anomalies, 'phantom-increment', value - accepted(responses));
     return anomalies;
   },
 };

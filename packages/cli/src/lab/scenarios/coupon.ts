@@ -6,7 +6,7 @@ import {
   transaction,
   truncate,
 } from '../sql.js';
-import { accepted, note, num, scalar, type Scenario } from '../scenario.js';
+import { accepted, countAnomaly, numberColumn, scalar, type Scenario } from '../scenario.js';
 
 const capFor = (concurrency: number): number => Math.max(1, Math.ceil(concurrency / 10));
 
@@ -40,7 +40,7 @@ export const coupon: Scenario = {
     lockKey: `coupon:${String(request.code)}`,
   }),
   async checkThenAct(db, row, request, { gap }) {
-    if (num(row, 'redeemed') >= num(row, 'max_redemptions'))
+    if (numberColumn(row, 'redeemed') >= numberColumn(row, 'max_redemptions'))
       return { status: 422, body: { error: 'coupon-exhausted' } };
     await gap();
     await db.query('INSERT INTO coupon_redemptions (code, customer) VALUES ($1, $2)', [
@@ -80,9 +80,9 @@ export const coupon: Scenario = {
           table: 'coupon_coupons',
           key: { code: String(request.code) },
           update: async (row) => {
-            if (num(row, 'redeemed') >= num(row, 'max_redemptions')) return null;
+            if (numberColumn(row, 'redeemed') >= numberColumn(row, 'max_redemptions')) return null;
             await gap();
-            return { redeemed: num(row, 'redeemed') + 1 };
+            return { redeemed: numberColumn(row, 'redeemed') + 1 };
           },
         });
         if (!result.applied) return { status: 422, body: { error: 'coupon-exhausted' } };
@@ -99,9 +99,13 @@ export const coupon: Scenario = {
     const anomalies = {};
     const redemptions = await scalar(db, 'SELECT count(*) FROM coupon_redemptions');
     const counter = await scalar(db, `SELECT redeemed FROM coupon_coupons WHERE code = 'FIRST-N'`);
-    note(anomalies, 'over-redeemed', Math.max(0, redemptions - capFor(concurrency)));
-    note(anomalies, 'counter-mismatch', Math.abs(counter - redemptions));
-    note(anomalies, 'responses-redemptions-mismatch', Math.abs(accepted(responses) - redemptions));
+    countAnomaly(anomalies, 'over-redeemed', Math.max(0, redemptions - capFor(concurrency)));
+    countAnomaly(anomalies, 'counter-mismatch', Math.abs(counter - redemptions));
+    countAnomaly(
+      anomalies,
+      'responses-redemptions-mismatch',
+      Math.abs(accepted(responses) - redemptions),
+    );
     return anomalies;
   },
 };

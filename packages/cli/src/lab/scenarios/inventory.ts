@@ -6,7 +6,7 @@ import {
   transaction,
   truncate,
 } from '../sql.js';
-import { accepted, field, note, num, scalar, type Scenario } from '../scenario.js';
+import { accepted, field, countAnomaly, numberColumn, scalar, type Scenario } from '../scenario.js';
 
 const stockFor = (concurrency: number): number => Math.max(1, Math.ceil(concurrency / 10));
 
@@ -39,7 +39,7 @@ export const inventory: Scenario = {
     lockKey: `inventory:${field(request, 'productId')}`,
   }),
   async checkThenAct(db, row, request, { gap }) {
-    if (num(row, 'stock') < 1) return { status: 422, body: { error: 'sold-out' } };
+    if (numberColumn(row, 'stock') < 1) return { status: 422, body: { error: 'sold-out' } };
     await gap();
     await db.query('UPDATE inventory_products SET stock = stock - 1 WHERE id = $1', [row.id]);
     await db.query('INSERT INTO inventory_orders (product_id, buyer) VALUES ($1, $2)', [
@@ -77,9 +77,9 @@ export const inventory: Scenario = {
           table: 'inventory_products',
           key: { id: Number(request.productId) },
           update: async (row) => {
-            if (num(row, 'stock') < 1) return null;
+            if (numberColumn(row, 'stock') < 1) return null;
             await gap();
-            return { stock: num(row, 'stock') - 1 };
+            return { stock: numberColumn(row, 'stock') - 1 };
           },
         });
         if (!result.applied) return { status: 422, body: { error: 'sold-out' } };
@@ -96,10 +96,14 @@ export const inventory: Scenario = {
     const anomalies = {};
     const stock = await scalar(db, 'SELECT stock FROM inventory_products WHERE id = 1');
     const orders = await scalar(db, 'SELECT count(*) FROM inventory_orders');
-    note(anomalies, 'negative-stock', stock < 0 ? 1 : 0);
-    note(anomalies, 'oversold', Math.max(0, orders - stockFor(concurrency)));
-    note(anomalies, 'orders-stock-mismatch', Math.abs(orders - (stockFor(concurrency) - stock)));
-    note(anomalies, 'responses-orders-mismatch', Math.abs(accepted(responses) - orders));
+    countAnomaly(anomalies, 'negative-stock', stock < 0 ? 1 : 0);
+    countAnomaly(anomalies, 'oversold', Math.max(0, orders - stockFor(concurrency)));
+    countAnomaly(
+      anomalies,
+      'orders-stock-mismatch',
+      Math.abs(orders - (stockFor(concurrency) - stock)),
+    );
+    countAnomaly(anomalies, 'responses-orders-mismatch', Math.abs(accepted(responses) - orders));
     return anomalies;
   },
 };

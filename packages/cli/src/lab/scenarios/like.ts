@@ -6,7 +6,7 @@ import {
   truncate,
   type LabDb,
 } from '../sql.js';
-import { accepted, note, scalar, type Scenario } from '../scenario.js';
+import { accepted, countAnomaly, scalar, type Scenario } from '../scenario.js';
 
 const alreadyLiked = async (db: LabDb, postId: unknown, user: unknown): Promise<boolean> =>
   (await db.query('SELECT 1 FROM like_likes WHERE post_id = $1 AND user_id = $2', [postId, user]))
@@ -110,9 +110,9 @@ export const like: Scenario = {
     const likes = await scalar(db, 'SELECT count(*) FROM like_likes');
     const likers = await scalar(db, 'SELECT count(DISTINCT user_id) FROM like_likes');
     const likeCount = await scalar(db, 'SELECT like_count FROM like_posts WHERE id = 1');
-    note(anomalies, 'duplicate-like', likes - likers);
-    note(anomalies, 'count-mismatch', Math.abs(likeCount - likers));
-    note(anomalies, 'responses-likes-mismatch', Math.abs(accepted(responses) - likers));
+    countAnomaly(anomalies, 'duplicate-like', likes - likers);
+    countAnomaly(anomalies, 'count-mismatch', Math.abs(likeCount - likers));
+    countAnomaly(anomalies, 'responses-likes-mismatch', Math.abs(accepted(responses) - likers));
     return anomalies;
   },
 };

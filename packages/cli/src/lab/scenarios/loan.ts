@@ -1,5 +1,5 @@
 import { optimisticUpdate, recreateTables, truncate } from '../sql.js';
-import { note, type Scenario } from '../scenario.js';
+import { countAnomaly, type Scenario } from '../scenario.js';
 
 /** Two loan officers open the same application; one approves, one rejects, at the same moment. */
 export const loan: Scenario = {
@@ -73,15 +73,15 @@ export const loan: Scenario = {
     const { rows } = await db.query('SELECT status, decided_by FROM loan_loans WHERE id = 1');
     const final = rows[0];
     const winners = responses.filter((r) => r.status === 200);
-    note(anomalies, 'silent-overwrite', winners.length - 1);
-    note(anomalies, 'no-decision', winners.length === 0 ? 1 : 0);
-    note(
+    countAnomaly(anomalies, 'silent-overwrite', winners.length - 1);
+    countAnomaly(anomalies, 'no-decision', winners.length === 0 ? 1 : 0);
+    countAnomaly(
       anomalies,
       'unexpected-response',
       responses.filter((r) => r.status !== 200 && r.status !== 409).length,
     );
     if (winners.length === 1 && final?.decided_by !== winners[0]?.request.officer)
-      note(anomalies, 'final-state-mismatch', 1);
+      countAnomaly(anomalies, 'final-state-mismatch', 1);
     return anomalies;
   },
 };

@@ -20,7 +20,7 @@ import {
 import { consumeJetStream, ensureStream, JetStreamPublisher } from 'raceguard/nats';
 import { PostgresInbox, type PoolLike, type Queryable } from 'raceguard/postgres';
 import type { MessageScenario, MessageTrial, MessageTrialContext } from '../message-scenario.js';
-import { note, scalar } from '../scenario.js';
+import { countAnomaly, scalar } from '../scenario.js';
 import { postgresDb } from '../sql.js';
 
 const EVENTS = ['created', 'paid', 'shipped'] as const;
@@ -76,8 +76,8 @@ function eventsOf(keys: number, run: string): Message[] {
 
 async function check(pool: PoolLike, lost: number): Promise<Record<string, number>> {
   const anomalies: Record<string, number> = {};
-  note(anomalies, 'updated-before-created', lost);
-  note(
+  countAnomaly(anomalies, 'updated-before-created', lost);
+  countAnomaly(
     anomalies,
     'double-applied',
     await scalar(
@@ -85,7 +85,7 @@ async function check(pool: PoolLike, lost: number): Promise<Record<string, numbe
       'SELECT count(*) FROM (SELECT order_id FROM lab_charges GROUP BY order_id HAVING count(*) > 1) AS twice',
     ),
   );
-  note(
+  countAnomaly(
     anomalies,
     'not-shipped',
     await scalar(postgresDb(pool), `SELECT count(*) FROM lab_orders WHERE status <> 'shipped'`),
@@ -156,7 +156,7 @@ async function runTrial(context: MessageTrialContext): Promise<MessageTrial> {
     for (const stop of stops) await stop().catch(() => undefined);
     const anomalies = await check(pool, tally.lost.count);
     if (tally.settled < published.length)
-      note(anomalies, 'unfinished', published.length - tally.settled);
+      countAnomaly(anomalies, 'unfinished', published.length - tally.settled);
     return {
       anomalies,
       applied: tally.applied,

@@ -5,7 +5,7 @@ import {
   idempotentTransaction,
   PostgresIdempotencyStore,
 } from 'raceguard/postgres';
-import { field, note, type HandlerResult, type Scenario } from '../scenario.js';
+import { field, countAnomaly, type HandlerResult, type Scenario } from '../scenario.js';
 import {
   autoIncrementKey,
   insertReturningId,
@@ -199,8 +199,8 @@ export const payment: Scenario = {
        GROUP BY c.customer, c.request_key, a.balance`,
     );
     for (const row of rows) {
-      note(anomalies, 'charged-twice', Number(row.charges) - 1);
-      note(
+      countAnomaly(anomalies, 'charged-twice', Number(row.charges) - 1);
+      countAnomaly(
         anomalies,
         'balance-mismatch',
         Number(START_BALANCE - Number(row.debited) !== Number(row.balance)),
@@ -216,8 +216,8 @@ export const payment: Scenario = {
     }
     const charged = new Set(rows.map((row) => String(row.request_key)));
     for (const [key, ids] of reported) {
-      note(anomalies, 'different-charges-reported', ids.size - 1);
-      note(anomalies, 'success-without-charge', Number(!charged.has(key)));
+      countAnomaly(anomalies, 'different-charges-reported', ids.size - 1);
+      countAnomaly(anomalies, 'success-without-charge', Number(!charged.has(key)));
     }
     return anomalies;
   },

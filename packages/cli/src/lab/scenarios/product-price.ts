@@ -14,7 +14,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { LeaseCache } from 'raceguard/cache';
 import { recreateTables, transaction, truncate, type LabPool } from '../sql.js';
 import type { CacheScenario, CacheTrial, CacheTrialContext } from '../cache-scenario.js';
-import { note } from '../scenario.js';
+import { countAnomaly } from '../scenario.js';
 
 /** The slow reader's pause between loading the row and storing it. */
 const SLOW_MS = 60;
@@ -179,8 +179,8 @@ async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
   } finally {
     await service.cache.close();
   }
-  note(anomalies, 'stale-read', staleReads);
-  note(anomalies, 'stale-kept', staleKept);
+  countAnomaly(anomalies, 'stale-read', staleReads);
+  countAnomaly(anomalies, 'stale-kept', staleKept);
   return {
     anomalies,
     reads,

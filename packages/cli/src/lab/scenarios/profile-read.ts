@@ -15,7 +15,7 @@ import type {
   ReplicaTrial,
   ReplicaTrialContext,
 } from '../replica-scenario.js';
-import { note } from '../scenario.js';
+import { countAnomaly } from '../scenario.js';
 
 /** The standby's replay lag during the trials. */
 const LAG_MS = 600;
@@ -103,7 +103,7 @@ async function runTrial(context: ReplicaTrialContext): Promise<ReplicaTrial> {
     await router.close();
   }
   const anomalies: Record<string, number> = {};
-  note(anomalies, 'stale-read', stale);
+  countAnomaly(anomalies, 'stale-read', stale);
   return {
     anomalies,
     reads,

@@ -5,7 +5,7 @@ import {
   transaction,
   truncate,
 } from '../sql.js';
-import { accepted, note, scalar, type Scenario } from '../scenario.js';
+import { accepted, countAnomaly, scalar, type Scenario } from '../scenario.js';
 
 /** The last seat on a flight (or the last concert ticket), wanted by everyone at once. */
 export const seat: Scenario = {
@@ -94,10 +94,10 @@ export const seat: Scenario = {
     const bookings = await scalar(db, 'SELECT count(*) FROM seat_bookings');
     const { rows } = await db.query(`SELECT booked_by FROM seat_seats WHERE id = '12A'`);
     const winners = responses.filter((r) => r.status === 200);
-    note(anomalies, 'double-booking', Math.max(0, bookings - 1));
-    note(anomalies, 'confirmed-but-not-seated', Math.max(0, accepted(responses) - 1));
+    countAnomaly(anomalies, 'double-booking', Math.max(0, bookings - 1));
+    countAnomaly(anomalies, 'confirmed-but-not-seated', Math.max(0, accepted(responses) - 1));
     if (winners.length === 1 && rows[0]?.booked_by !== winners[0]?.request.passenger)
-      note(anomalies, 'holder-mismatch', 1);
+      countAnomaly(anomalies, 'holder-mismatch', 1);
     return anomalies;
   },
 };

@@ -1,5 +1,5 @@
 import type { ConditionalWrites } from 'raceguard/http';
-import { note, type Scenario } from '../scenario.js';
+import { countAnomaly, type Scenario } from '../scenario.js';
 import { conditionalRows, recreateTables, truncate, type LabKey, type LabPool } from '../sql.js';
 
 const documents = new WeakMap<LabPool, ConditionalWrites<LabKey>>();
@@ -80,15 +80,15 @@ export const twoEditors: Scenario = {
     const anomalies = {};
     const { rows } = await db.query('SELECT edited_by FROM editors_documents WHERE id = 1');
     const saved = responses.filter((r) => r.status === 200);
-    note(anomalies, 'lost-edit', saved.length - 1);
-    note(anomalies, 'no-save', saved.length === 0 ? 1 : 0);
-    note(
+    countAnomaly(anomalies, 'lost-edit', saved.length - 1);
+    countAnomaly(anomalies, 'no-save', saved.length === 0 ? 1 : 0);
+    countAnomaly(
       anomalies,
       'unexpected-response',
       responses.filter((r) => r.status !== 200 && r.status !== 412).length,
     );
     if (saved.length === 1 && rows[0]?.edited_by !== saved[0]?.request.editor)
-      note(anomalies, 'final-state-mismatch', 1);
+      countAnomaly(anomalies, 'final-state-mismatch', 1);
     return anomalies;
   },
 };
