@@ -150,24 +150,30 @@ describe('ORM adapters', () => {
     const ddb = drizzle({ client: db.newPool(2) });
     try {
       const lock = { table: 'orm_docs', key: { id: 1 } };
-      assert.throws(() => kysely.lockRows(kdb as never, lock), InvalidArgumentError);
-      assert.throws(() => drizzleAdapter.lockRows(ddb, lock), InvalidArgumentError);
-      assert.throws(() => typeorm.lockRows(source.manager, lock), InvalidArgumentError);
+      await assert.rejects(() => kysely.lockRows(kdb as never, lock), InvalidArgumentError);
+      await assert.rejects(() => drizzleAdapter.lockRows(ddb, lock), InvalidArgumentError);
+      await assert.rejects(() => typeorm.lockRows(source.manager, lock), InvalidArgumentError);
       await kysely.transaction(kdb, async (trx) => {
-        assert.throws(() => kysely.transaction(trx, async () => 1), InvalidArgumentError);
+        await assert.rejects(() => kysely.transaction(trx, async () => 1), InvalidArgumentError);
         assert.equal((await kysely.lockRows(trx, lock)).length, 1);
       });
       await drizzleAdapter.transaction(ddb, async (tx) => {
-        assert.throws(() => drizzleAdapter.transaction(tx, async () => 1), InvalidArgumentError);
+        await assert.rejects(
+          () => drizzleAdapter.transaction(tx, async () => 1),
+          InvalidArgumentError,
+        );
       });
       await typeorm.transaction(source, async (manager) => {
-        assert.throws(() => typeorm.transaction(manager, async () => 1), InvalidArgumentError);
+        await assert.rejects(
+          () => typeorm.transaction(manager, async () => 1),
+          InvalidArgumentError,
+        );
       });
-      assert.throws(
+      await assert.rejects(
         () => kysely.transaction(kdb, async () => 1, { isolation: 'snapshot' as never }),
         /options.isolation/,
       );
-      assert.throws(
+      await assert.rejects(
         () => kysely.transaction(kdb, async () => 1, { retries: 3 } as never),
         /retries/,
       );
@@ -186,9 +192,12 @@ describe('ORM adapters', () => {
     });
     try {
       const lock = { table: 'orm_docs', key: { id: 1 } };
-      assert.throws(() => prismaAdapter.lockRows(prisma, lock), InvalidArgumentError);
+      await assert.rejects(() => prismaAdapter.lockRows(prisma, lock), InvalidArgumentError);
       await prismaAdapter.transaction(prisma, async (tx) => {
-        assert.throws(() => prismaAdapter.transaction(tx, async () => 1), InvalidArgumentError);
+        await assert.rejects(
+          () => prismaAdapter.transaction(tx, async () => 1),
+          InvalidArgumentError,
+        );
         assert.equal((await prismaAdapter.lockRows(tx, lock)).length, 1);
       });
       const missing = await prismaAdapter
@@ -222,11 +231,11 @@ describe('ORM adapters', () => {
     );
   });
 
-  it('a database the adapter cannot serve is a clear error naming it', () => {
+  it('a database the adapter cannot serve is a clear error naming it', async () => {
     const sqlite = new Kysely<Record<string, never>>({
       dialect: new SqliteDialect({ database: async () => assert.fail('never opened') }),
     });
-    assert.throws(
+    await assert.rejects(
       () => kysely.atomicDecrement(sqlite, { table: 't', key: { id: 1 }, column: 'c', amount: 1 }),
       /PostgreSQL or MySQL/,
     );

@@ -15,7 +15,7 @@ import { MySqlDatabase, MySqlTransaction } from 'drizzle-orm/mysql-core';
 import { PgDatabase, PgTransaction } from 'drizzle-orm/pg-core';
 import { InvalidArgumentError } from '../core/errors.js';
 import { assertFunction } from '../core/validate.js';
-import { bridgeTarget, type BridgeResult } from '../orm/bridge.js';
+import { bridgeTarget, cachedTargets, type BridgeResult } from '../orm/bridge.js';
 import { splitPlaceholders } from '../orm/placeholders.js';
 import * as relational from '../orm/relational.js';
 import type {
@@ -93,28 +93,24 @@ function resultOf(dialect: 'postgres' | 'mysql', raw: unknown): BridgeResult {
  * const target = drizzleTarget(db);
  * ```
  */
-export function drizzleTarget(db: DrizzleDatabase): SqlTarget {
-  const known = targets.get(db);
-  if (known !== undefined) return known;
-  const dialect = dialectOf(db);
-  const target = bridgeTarget(dialect, async (text, values) => {
-    const { pieces, indexes } = splitPlaceholders(text, dialect);
-    const chunks: SQLChunk[] = [sql.raw(pieces[0] ?? '')];
-    indexes.forEach((index, i) => {
-      chunks.push(sql.param(values[index]), sql.raw(pieces[i + 1] ?? ''));
+export const drizzleTarget: (db: DrizzleDatabase) => SqlTarget = cachedTargets(
+  (db: DrizzleDatabase): SqlTarget => {
+    const dialect = dialectOf(db);
+    const target = bridgeTarget(dialect, async (text, values) => {
+      const { pieces, indexes } = splitPlaceholders(text, dialect);
+      const chunks: SQLChunk[] = [sql.raw(pieces[0] ?? '')];
+      indexes.forEach((index, i) => {
+        chunks.push(sql.param(values[index]), sql.raw(pieces[i + 1] ?? ''));
+      });
+      try {
+        return resultOf(dialect, await db.execute(sql.join(chunks)));
+      } catch (error) {
+        throw unwrap(error);
+      }
     });
-    try {
-      return resultOf(dialect, await db.execute(sql.join(chunks)));
-    } catch (error) {
-      throw unwrap(error);
-    }
-  });
-  targets.set(db, target);
-  return target;
-}
-
-/** One target per database or transaction object: the dialect is looked up once. */
-const targets = new WeakMap<DrizzleDatabase, SqlTarget>();
+    return target;
+  },
+);
 
 /** The helpers of every adapter (see {@link OrmHelpers}), on drizzle's database objects. */
 export const {
@@ -137,16 +133,14 @@ export const {
  * ```
  */
 export function lockRows(tx: DrizzleDatabase, options: OrmLockRowsOptions): Promise<OrmRow[]> {
-  const target = drizzleTarget(tx);
-  if (!isTransaction(tx)) {
-    throw new InvalidArgumentError(
-      'tx',
-      'a Drizzle transaction (a lock outside one ends with its statement)',
-      'a Drizzle database',
-    );
-  }
-  return relational.lockRows(target, options);
+  return lockInTransaction(tx, options);
 }
+
+const lockInTransaction = relational.lockRowsInTransaction(drizzleTarget, isTransaction, {
+  argument: 'tx',
+  expected: 'a Drizzle transaction (a lock outside one ends with its statement)',
+  received: 'a Drizzle database',
+});
 
 /**
  * Runs `fn` in `db.transaction(...)` (at `isolation` when given) and re-runs
@@ -161,7 +155,7 @@ export function lockRows(tx: DrizzleDatabase, options: OrmLockRowsOptions): Prom
  * }, { isolation: 'serializable' });
  * ```
  */
-export function transaction<Tx, T>(
+export async function transaction<Tx, T>(
   db: DrizzleTransactional<Tx>,
   fn: (tx: Tx, context: { readonly attempt: number }) => Promise<T>,
   options: OrmTransactionOptions = {},

@@ -19,7 +19,7 @@ import {
 } from 'kysely';
 import { InvalidArgumentError } from '../core/errors.js';
 import { assertFunction } from '../core/validate.js';
-import { bridgeTarget } from '../orm/bridge.js';
+import { bridgeTarget, cachedTargets } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
 import type {
   OrmHelpers,
@@ -59,37 +59,34 @@ function assertKysely(db: unknown): asserts db is KyselyDatabase {
  * const target = kyselyTarget(db); // for raceguard functions that take a SqlTarget
  * ```
  */
-export function kyselyTarget(db: KyselyDatabase): SqlTarget {
-  const known = targets.get(db);
-  if (known !== undefined) return known;
-  assertKysely(db);
-  const adapter = db.getExecutor().adapter;
-  const dialect =
-    adapter instanceof PostgresAdapter
-      ? 'postgres'
-      : adapter instanceof MysqlAdapter
-        ? 'mysql'
-        : relational.unsupportedDialect(
-            'db',
-            'a Kysely instance on PostgreSQL or MySQL / MariaDB',
-            adapter.constructor.name,
-          );
-  const target = bridgeTarget(dialect, async (text, values) => {
-    const result = await db.executeQuery(CompiledQuery.raw(text, [...values]));
-    return {
-      rows: result.rows as OrmRow[],
-      affectedRows:
-        result.numAffectedRows === undefined ? undefined : Number(result.numAffectedRows),
-      changedRows: result.numChangedRows === undefined ? undefined : Number(result.numChangedRows),
-      insertId: result.insertId === undefined ? undefined : Number(result.insertId),
-    };
-  });
-  targets.set(db, target);
-  return target;
-}
-
-/** One target per Kysely instance or transaction: the dialect is looked up once. */
-const targets = new WeakMap<object, SqlTarget>();
+export const kyselyTarget: (db: KyselyDatabase) => SqlTarget = cachedTargets(
+  (db: KyselyDatabase): SqlTarget => {
+    assertKysely(db);
+    const adapter = db.getExecutor().adapter;
+    const dialect =
+      adapter instanceof PostgresAdapter
+        ? 'postgres'
+        : adapter instanceof MysqlAdapter
+          ? 'mysql'
+          : relational.unsupportedDialect(
+              'db',
+              'a Kysely instance on PostgreSQL or MySQL / MariaDB',
+              adapter.constructor.name,
+            );
+    const target = bridgeTarget(dialect, async (text, values) => {
+      const result = await db.executeQuery(CompiledQuery.raw(text, [...values]));
+      return {
+        rows: result.rows as OrmRow[],
+        affectedRows:
+          result.numAffectedRows === undefined ? undefined : Number(result.numAffectedRows),
+        changedRows:
+          result.numChangedRows === undefined ? undefined : Number(result.numChangedRows),
+        insertId: result.insertId === undefined ? undefined : Number(result.insertId),
+      };
+    });
+    return target;
+  },
+);
 
 /** The helpers of every adapter (see {@link OrmHelpers}), on kysely's database objects. */
 export const {
@@ -113,16 +110,18 @@ export const {
  * ```
  */
 export function lockRows<DB>(trx: Transaction<DB>, options: OrmLockRowsOptions): Promise<OrmRow[]> {
-  assertKysely(trx);
-  if (!trx.isTransaction) {
-    throw new InvalidArgumentError(
-      'trx',
-      'a Kysely transaction (a lock outside one ends with its statement)',
-      'a Kysely instance',
-    );
-  }
-  return relational.lockRows(kyselyTarget(trx), options);
+  return lockInTransaction(trx, options);
 }
+
+const lockInTransaction = relational.lockRowsInTransaction(
+  kyselyTarget,
+  (trx: KyselyDatabase) => trx.isTransaction,
+  {
+    argument: 'trx',
+    expected: 'a Kysely transaction (a lock outside one ends with its statement)',
+    received: 'a Kysely instance',
+  },
+);
 
 /**
  * Runs `fn` in a Kysely transaction (`db.transaction()`, at `isolation`
@@ -139,7 +138,7 @@ export function lockRows<DB>(trx: Transaction<DB>, options: OrmLockRowsOptions):
  * }, { isolation: 'serializable' });
  * ```
  */
-export function transaction<DB, T>(
+export async function transaction<DB, T>(
   db: Kysely<DB>,
   fn: (trx: Transaction<DB>, context: { readonly attempt: number }) => Promise<T>,
   options: OrmTransactionOptions = {},

@@ -48,3 +48,21 @@ export function bridgeTarget(dialect: 'postgres' | 'mysql', run: RunStatement): 
   const db: Transaction = { query, attempt: 1, isolation: 'read committed', signal: undefined };
   return { dialect, db };
 }
+
+/**
+ * One {@link SqlTarget} per ORM database object, built once by `build`
+ * (which looks up the dialect) and remembered while the object lives.
+ */
+export function cachedTargets<Db extends object>(
+  build: (db: Db) => SqlTarget,
+): (db: Db) => SqlTarget {
+  const targets = new WeakMap<Db, SqlTarget>();
+  return (db) => {
+    let target = targets.get(db);
+    if (target === undefined) {
+      target = build(db);
+      targets.set(db, target);
+    }
+    return target;
+  };
+}

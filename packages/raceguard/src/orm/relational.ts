@@ -301,13 +301,38 @@ export interface OrmHelpers<Db> {
   ) => VersionedRows<OrmKey, OrmRow>;
 }
 
+/** What an adapter's `lockRows` says of a database object that is not a transaction. */
+export interface OutsideTransaction {
+  readonly argument: string;
+  readonly expected: string;
+  readonly received: string;
+}
+
+/**
+ * An adapter's `lockRows`: rejects (never throws) a database object that is
+ * not in a transaction, where the lock would end with its statement.
+ */
+export function lockRowsInTransaction<Db>(
+  toTarget: (db: Db) => SqlTarget,
+  inTransaction: (db: Db) => boolean,
+  outside: OutsideTransaction,
+): (db: Db, options: OrmLockRowsOptions) => Promise<OrmRow[]> {
+  return async (db, options) => {
+    const target = toTarget(db);
+    if (!inTransaction(db))
+      throw new InvalidArgumentError(outside.argument, outside.expected, outside.received);
+    return lockRows(target, options);
+  };
+}
+
 /** The {@link OrmHelpers} of an adapter, over its target function. */
 export function ormHelpers<Db>(toTarget: (db: Db) => SqlTarget): OrmHelpers<Db> {
+  // Async: a database object that is not one rejects, never throws.
   return {
-    atomicDecrement: (db, options) => atomicDecrement(toTarget(db), options),
-    atomicIncrement: (db, options) => atomicIncrement(toTarget(db), options),
-    compareAndSet: (db, options) => compareAndSet(toTarget(db), options),
-    optimisticUpdate: (db, options) => optimisticUpdate(toTarget(db), options),
+    atomicDecrement: async (db, options) => atomicDecrement(toTarget(db), options),
+    atomicIncrement: async (db, options) => atomicIncrement(toTarget(db), options),
+    compareAndSet: async (db, options) => compareAndSet(toTarget(db), options),
+    optimisticUpdate: async (db, options) => optimisticUpdate(toTarget(db), options),
     versionedRows: (db, options) => {
       const target = toTarget(db);
       return target.dialect === 'postgres'

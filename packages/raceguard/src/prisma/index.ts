@@ -15,7 +15,7 @@
  */
 import { InvalidArgumentError } from '../core/errors.js';
 import { assertFunction } from '../core/validate.js';
-import { bridgeTarget, type BridgeResult } from '../orm/bridge.js';
+import { bridgeTarget, cachedTargets, type BridgeResult } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
 import type {
   OrmHelpers,
@@ -153,18 +153,14 @@ async function runStatement(
  * const target = prismaTarget(prisma);
  * ```
  */
-export function prismaTarget(client: PrismaRawClient): SqlTarget {
-  const known = targets.get(client);
-  if (known !== undefined) return known;
-  assertClient('client', client);
-  const dialect = dialectOf(client);
-  const target = bridgeTarget(dialect, (text, values) => run(client, dialect, text, values));
-  targets.set(client, target);
-  return target;
-}
-
-/** One target per client: the provider is looked up once. */
-const targets = new WeakMap<PrismaRawClient, SqlTarget>();
+export const prismaTarget: (client: PrismaRawClient) => SqlTarget = cachedTargets(
+  (client: PrismaRawClient): SqlTarget => {
+    assertClient('client', client);
+    const dialect = dialectOf(client);
+    const target = bridgeTarget(dialect, (text, values) => run(client, dialect, text, values));
+    return target;
+  },
+);
 
 /** The helpers of every adapter (see {@link OrmHelpers}), on prisma's database objects. */
 export const {
@@ -187,16 +183,19 @@ export const {
  * ```
  */
 export function lockRows(tx: PrismaRawClient, options: OrmLockRowsOptions): Promise<OrmRow[]> {
-  const target = prismaTarget(tx);
-  if (isRootClient(tx)) {
-    throw new InvalidArgumentError(
-      'tx',
-      'the client of an interactive transaction (a lock outside one ends with its statement)',
-      'the root Prisma client',
-    );
-  }
-  return relational.lockRows(target, options);
+  return lockInTransaction(tx, options);
 }
+
+const lockInTransaction = relational.lockRowsInTransaction(
+  prismaTarget,
+  (tx: PrismaRawClient) => !isRootClient(tx),
+  {
+    argument: 'tx',
+    expected:
+      'the client of an interactive transaction (a lock outside one ends with its statement)',
+    received: 'the root Prisma client',
+  },
+);
 
 const PRISMA_ISOLATION = {
   'read uncommitted': 'ReadUncommitted',
@@ -220,7 +219,7 @@ const PRISMA_ISOLATION = {
  * }, { isolation: 'serializable' });
  * ```
  */
-export function transaction<Tx, T>(
+export async function transaction<Tx, T>(
   client: PrismaTransactionalClient<Tx>,
   fn: (tx: Tx, context: { readonly attempt: number }) => Promise<T>,
   options: OrmTransactionOptions = {},

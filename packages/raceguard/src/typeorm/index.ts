@@ -11,7 +11,7 @@
 import type { DataSource, EntityManager, ObjectLiteral, Repository } from 'typeorm';
 import { InvalidArgumentError, OptimisticConflictError, RowNotFoundError } from '../core/errors.js';
 import { assertFunction } from '../core/validate.js';
-import { bridgeTarget } from '../orm/bridge.js';
+import { bridgeTarget, cachedTargets } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
 import type {
   OrmHelpers,
@@ -64,38 +64,34 @@ function unwrap(error: unknown): unknown {
  * const target = typeormTarget(dataSource);
  * ```
  */
-export function typeormTarget(db: TypeormDatabase): SqlTarget {
-  const known = targets.get(db);
-  if (known !== undefined) return known;
-  const manager = managerOf(db);
-  const dialect = dialectOf(manager);
-  const target = bridgeTarget(dialect, async (text, values) => {
-    const own = manager.queryRunner;
-    const runner = own ?? manager.connection.createQueryRunner();
-    try {
-      const result = await runner.query(text, [...values], true);
-      const raw = result.raw as { changedRows?: number; insertId?: number } | undefined;
-      const records = (result.records ?? []) as OrmRow[];
-      // MySQL answers a write with a result header and a read with rows; pg always with a count.
-      const mysqlRead = dialect === 'mysql' && Array.isArray(result.raw);
-      return {
-        rows: records,
-        affectedRows: mysqlRead ? undefined : result.affected,
-        changedRows: dialect === 'mysql' ? raw?.changedRows : undefined,
-        insertId: dialect === 'mysql' ? raw?.insertId : undefined,
-      };
-    } catch (error) {
-      throw unwrap(error);
-    } finally {
-      if (own === undefined) await runner.release();
-    }
-  });
-  targets.set(db, target);
-  return target;
-}
-
-/** One target per data source or manager: the dialect is looked up once. */
-const targets = new WeakMap<TypeormDatabase, SqlTarget>();
+export const typeormTarget: (db: TypeormDatabase) => SqlTarget = cachedTargets(
+  (db: TypeormDatabase): SqlTarget => {
+    const manager = managerOf(db);
+    const dialect = dialectOf(manager);
+    const target = bridgeTarget(dialect, async (text, values) => {
+      const own = manager.queryRunner;
+      const runner = own ?? manager.connection.createQueryRunner();
+      try {
+        const result = await runner.query(text, [...values], true);
+        const raw = result.raw as { changedRows?: number; insertId?: number } | undefined;
+        const records = (result.records ?? []) as OrmRow[];
+        // MySQL answers a write with a result header and a read with rows; pg always with a count.
+        const mysqlRead = dialect === 'mysql' && Array.isArray(result.raw);
+        return {
+          rows: records,
+          affectedRows: mysqlRead ? undefined : result.affected,
+          changedRows: dialect === 'mysql' ? raw?.changedRows : undefined,
+          insertId: dialect === 'mysql' ? raw?.insertId : undefined,
+        };
+      } catch (error) {
+        throw unwrap(error);
+      } finally {
+        if (own === undefined) await runner.release();
+      }
+    });
+    return target;
+  },
+);
 
 /** The helpers of every adapter (see {@link OrmHelpers}), on typeorm's database objects. */
 export const {
@@ -118,16 +114,19 @@ export const {
  * ```
  */
 export function lockRows(manager: EntityManager, options: OrmLockRowsOptions): Promise<OrmRow[]> {
-  const target = typeormTarget(manager);
-  if (manager.queryRunner?.isTransactionActive !== true) {
-    throw new InvalidArgumentError(
-      'manager',
-      'the EntityManager of a TypeORM transaction (a lock outside one ends with its statement)',
-      'a manager outside a transaction',
-    );
-  }
-  return relational.lockRows(target, options);
+  return lockInTransaction(manager, options);
 }
+
+const lockInTransaction = relational.lockRowsInTransaction(
+  typeormTarget,
+  (manager: EntityManager) => manager.queryRunner?.isTransactionActive === true,
+  {
+    argument: 'manager',
+    expected:
+      'the EntityManager of a TypeORM transaction (a lock outside one ends with its statement)',
+    received: 'a manager outside a transaction',
+  },
+);
 
 const TYPEORM_ISOLATION = {
   'read uncommitted': 'READ UNCOMMITTED',
@@ -150,7 +149,7 @@ const TYPEORM_ISOLATION = {
  * }, { isolation: 'serializable' });
  * ```
  */
-export function transaction<T>(
+export async function transaction<T>(
   db: TypeormDatabase,
   fn: (manager: EntityManager, context: { readonly attempt: number }) => Promise<T>,
   options: OrmTransactionOptions = {},
