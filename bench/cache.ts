@@ -29,7 +29,7 @@ import { createCache as createCacheManager } from 'cache-manager';
 import KeyvRedis from '@keyv/redis';
 import { Keyv } from 'keyv';
 import { Redis } from 'ioredis';
-import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { LeaseCache } from '../packages/raceguard/dist/cache/index.js';
 import {

@@ -6,7 +6,7 @@
  *   npm run bench:clock [-- --iterations 5000000 --rounds 5 --json]
  */
 import { parseArgs } from 'node:util';
-import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { HybridLogicalClock, LamportClock } from '../packages/raceguard/dist/clock/index.js';
 
 const { values: args } = parseArgs({

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { renderTable } from '../packages/cli/dist/commands/table.js';
 import {
   explore,
   DEFAULT_PORTFOLIO,

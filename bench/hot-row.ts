@@ -332,7 +332,7 @@ if (args.json) {
     `${JSON.stringify({ results: [...results, ...combinedResults] }, null, 2)}\n`,
   );
 } else {
-  const { renderTable } = await import('../packages/cli/src/cli/table.js');
+  const { renderTable } = await import('../packages/cli/src/commands/table.js');
   process.stdout.write(
     `${renderTable(
       ['strategy', 'clients', 'ops/s', 'x baseline'],

@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
-import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
 import { startRedisServer } from '../packages/raceguard/dist/testing/redis.js';

@@ -35,7 +35,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Mutex as SemaphoreMutex } from 'redis-semaphore';
 import Redlock from 'redlock';
-import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { KeyedMutex } from '../packages/raceguard/dist/local/keyed-mutex.js';
 import { createLockTable, PostgresLeaseLock } from '../packages/raceguard/dist/postgres/index.js';

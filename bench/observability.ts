@@ -23,7 +23,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { RACEGUARD_CHANNELS, withLock } from '../packages/raceguard/dist/index.js';
 import { KeyedMutex } from '../packages/raceguard/dist/local/index.js';
 import { instrumentRaceguard } from '../packages/raceguard/dist/otel/index.js';

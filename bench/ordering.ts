@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import amqp from 'amqplib';
 import { connect, headers } from 'nats';
 import pg from 'pg';
-import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import {
   OrderedConsumer,

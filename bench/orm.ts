@@ -323,7 +323,7 @@ for (const open of [postgresVariants, mysqlVariants]) {
 if (args.json) {
   process.stdout.write(`${JSON.stringify({ results }, null, 2)}\n`);
 } else {
-  const { renderTable } = await import('../packages/cli/src/cli/table.js');
+  const { renderTable } = await import('../packages/cli/src/commands/table.js');
   process.stdout.write(
     `${renderTable(
       ['database', 'orm', 'strategy', 'clients', 'ops/s', 'x raw driver'],

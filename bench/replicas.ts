@@ -16,7 +16,7 @@
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { renderTable } from '../packages/cli/dist/cli/table.js';
+import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { ReplicaRouter } from '../packages/raceguard/dist/postgres/index.js';
 import { startReplicatedPostgres } from '../packages/raceguard/dist/testing/index.js';
 

@@ -19,7 +19,7 @@ const cli = (...args: string[]) =>
       '--conditions=raceguard-source',
       '--import',
       'tsx',
-      'packages/cli/src/cli/main.ts',
+      'packages/cli/src/commands/main.ts',
       'check',
       ...args,
     ],

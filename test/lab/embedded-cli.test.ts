@@ -30,7 +30,7 @@ function lab(
         '--conditions=raceguard-source',
         '--import',
         'tsx',
-        'packages/cli/src/cli/main.ts',
+        'packages/cli/src/commands/main.ts',
         'lab',
         ...args,
       ],

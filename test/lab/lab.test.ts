@@ -194,7 +194,7 @@ describe('raceguard lab (CLI)', () => {
         '--conditions=raceguard-source',
         '--import',
         'tsx',
-        'packages/cli/src/cli/main.ts',
+        'packages/cli/src/commands/main.ts',
         'lab',
         ...args,
       ],

@@ -10,10 +10,10 @@ if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   process.stdout.write(`${version}\n`);
 } else {
-  const main = new URL('../dist/cli/main.js', import.meta.url);
+  const main = new URL('../dist/commands/main.js', import.meta.url);
   if (!existsSync(main)) {
     process.stderr.write(
-      'raceguard: the command is not built yet (no dist/cli/main.js); run `npm run build` in the repository first\n',
+      'raceguard: the command is not built yet (no dist/commands/main.js); run `npm run build` in the repository first\n',
     );
     process.exit(2);
   }
