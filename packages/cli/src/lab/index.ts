@@ -12,7 +12,7 @@ export {
   type LabDb,
   type LabPool,
   type LabDialect,
-  type LabResult as LabStatementResult,
+  type LabStatementResult,
 } from './sql.js';
 export {
   runLab,

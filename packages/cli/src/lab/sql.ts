@@ -20,7 +20,7 @@ export type LabDialect = 'postgres' | 'mysql';
 export type Row = Record<string, unknown>;
 
 /** What one statement answered, the same on both dialects. */
-export interface LabResult {
+export interface LabStatementResult {
   readonly rows: Row[];
   /**
    * Rows returned by a query, or rows written by INSERT / UPDATE / DELETE
@@ -34,7 +34,7 @@ export interface LabResult {
 
 interface Statements {
   /** Run one statement written with `$1`, `$2`, ... placeholders. */
-  query(text: string, values?: readonly unknown[]): Promise<LabResult>;
+  query(text: string, values?: readonly unknown[]): Promise<LabStatementResult>;
 }
 
 /** A connection, pool or transaction of either dialect, with the driver object for raceguard's functions. */
