@@ -22,7 +22,8 @@ import {
   type Transaction,
 } from 'raceguard/check';
 import { anomaliesHtml, linearizabilityHtml } from '../check/history-html.js';
-import { integer, messageOf } from './options.js';
+import { messageOf } from '../arguments.js';
+import { integer } from './options.js';
 import { renderTable } from './table.js';
 
 const MODEL_NAMES = Object.keys(MODELS) as ModelName[];

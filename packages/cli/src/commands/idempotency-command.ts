@@ -2,7 +2,8 @@
  * `raceguard idempotency reap|resume`: the reaper and the completer of the
  * PostgreSQL idempotency store, for cron jobs and operators.
  */
-import { messageOf, integer } from './options.js';
+import { messageOf } from '../arguments.js';
+import { integer } from './options.js';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';

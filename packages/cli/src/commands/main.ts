@@ -3,7 +3,7 @@
  * The `raceguard` command. Exit codes: 0 success (every fix clean), 1 a fix
  * showed anomalies, 2 usage error or failure, 130 interrupted.
  */
-import { messageOf } from './options.js';
+import { messageOf } from '../arguments.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { AbortedError } from 'raceguard';

@@ -51,8 +51,3 @@ export function interruptOf(error: unknown): 'SIGINT' | 'SIGTERM' | undefined {
   if (!(error instanceof AbortedError)) return undefined;
   return error.cause instanceof Interrupt ? error.cause.signal : undefined;
 }
-
-/** The message of anything thrown, for one-line error output. */
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -4,7 +4,8 @@
  * violated, 2 usage or scenario errors or trials that proved nothing (they
  * outrank a race: part of the run has no verdict), 130 interrupted.
  */
-import { messageOf, integer, interruptible } from './options.js';
+import { messageOf } from '../arguments.js';
+import { integer, interruptible } from './options.js';
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import { constants } from 'node:fs';
 import { access, mkdir, stat, writeFile } from 'node:fs/promises';

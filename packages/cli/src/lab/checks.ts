@@ -37,8 +37,3 @@ export function checkShape(
       value,
     );
 }
-
-/** The message of anything thrown. */
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -3,7 +3,7 @@
  * `node:http` server over one PostgreSQL or MySQL pool (no framework: the lab adds
  * nothing to what a service that installs raceguard must install).
  */
-import { messageOf } from './checks.js';
+import { messageOf } from '../arguments.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
