@@ -26,6 +26,7 @@ export {
 export { sleep, throwIfAborted } from './core/abort.js';
 export {
   withLock,
+  TryOnceLocker,
   LockAcquireTimeoutError,
   LockNotOwnerError,
   LockLostError,

@@ -15,11 +15,10 @@ import {
   checkDriftFactor,
   checkLease,
   leaseEnd,
-  tryOnce,
+  TryOnceLocker,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
-  type Locker,
 } from './lock.js';
 import { assertPositiveInteger } from './validate.js';
 
@@ -268,10 +267,11 @@ export function leaseSettings(
  * }
  * ```
  */
-export abstract class LeaseLocker implements Locker {
+export abstract class LeaseLocker extends TryOnceLocker {
   readonly #protocol: LeaseLockProtocol;
 
   protected constructor(settings: Omit<LeaseLockProtocol, 'forKey'>) {
+    super();
     this.#protocol = { ...settings, forKey: (key) => this.roundTrips(key) };
   }
 
@@ -288,21 +288,5 @@ export abstract class LeaseLocker implements Locker {
    */
   acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
     return acquireLease(this.#protocol, key, options);
-  }
-
-  /**
-   * Take the lock on `key` if it is free right now; `undefined` if not.
-   *
-   * @example
-   * ```ts
-   * const lock = await locks.tryAcquire('nightly-job', { ttlMs: 60_000, autoExtend: true });
-   * if (!lock) return;
-   * ```
-   */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 }

@@ -344,6 +344,30 @@ export async function tryOnce(acquire: () => Promise<LockHandle>): Promise<LockH
 }
 
 /**
+ * A {@link Locker} whose `tryAcquire` is one `acquire` with `waitMs: 0`:
+ * the base of the lease and session lockers.
+ */
+export abstract class TryOnceLocker implements Locker {
+  abstract acquire(key: string, options?: AcquireOptions): Promise<LockHandle>;
+
+  /**
+   * Take the lock on `key` if it is free right now; `undefined` if not.
+   *
+   * @example
+   * ```ts
+   * const lock = await locks.tryAcquire('nightly-job');
+   * if (!lock) return;
+   * ```
+   */
+  tryAcquire(
+    key: string,
+    options: Omit<AcquireOptions, 'waitMs'> = {},
+  ): Promise<LockHandle | undefined> {
+    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
+  }
+}
+
+/**
  * The shortest lease a remote lock accepts, in ms. A lease must outlast the
  * round trip that grants it by a margin; below that, every grant has lapsed
  * by the time its reply arrives, and an acquire loop would spin.

@@ -13,11 +13,10 @@ import {
   LockBackendError,
   acquireDeadline,
   checkAcquire,
-  tryOnce,
+  TryOnceLocker,
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
-  type Locker,
 } from './lock.js';
 import { createSessionHandle } from './session-handle.js';
 
@@ -153,10 +152,11 @@ function sessionHandle(
  * `connect` (a pooled connection and its statements); it must then pass the
  * shared lock contract suite (`test/locks/contract.ts`).
  */
-export abstract class SessionLocker implements Locker {
+export abstract class SessionLocker extends TryOnceLocker {
   readonly #protocol: SessionLockProtocol;
 
   protected constructor(settings: Omit<SessionLockProtocol, 'connect'>) {
+    super();
     this.#protocol = { ...settings, connect: (key) => this.connect(key) };
   }
 
@@ -173,21 +173,5 @@ export abstract class SessionLocker implements Locker {
    */
   acquire(key: string, options: AcquireOptions = {}): Promise<LockHandle> {
     return acquireSessionLock(this.#protocol, key, options);
-  }
-
-  /**
-   * Take the lock on `key` if no other session holds it; `undefined` if one does.
-   *
-   * @example
-   * ```ts
-   * const lock = await locks.tryAcquire('vacuum');
-   * if (!lock) return;
-   * ```
-   */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 }

@@ -11,9 +11,8 @@ import {
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
-  type Locker,
   acquireDeadline,
-  tryOnce,
+  TryOnceLocker,
   checkDriftFactor,
   checkAcquire,
   checkLease,
@@ -104,7 +103,7 @@ export interface EtcdLockOptions {
  * }, { ttlMs: 10_000, autoExtend: true });
  * ```
  */
-export class EtcdLock implements Locker {
+export class EtcdLock extends TryOnceLocker {
   readonly #client: EtcdClientLike;
   readonly #prefix: string;
   readonly #ttlMs: number;
@@ -112,6 +111,7 @@ export class EtcdLock implements Locker {
   readonly #lease: LeaseSupport;
 
   constructor(options: EtcdLockOptions) {
+    super();
     assertPlainObject('options', options);
     checkOptionNames('EtcdLock', options, ['client', 'prefix', 'ttlMs', 'driftFactor'], {
       pollMs: 'does not poll: waiters watch the key ahead of them',
@@ -228,21 +228,6 @@ export class EtcdLock implements Locker {
       // deletes our key; not awaited, so a deadline never waits on a stalled etcd.
       if (!granted) void lease.revoke().catch(() => undefined);
     }
-  }
-
-  /**
-   * Take the lock on `key` only if nobody holds or waits for it.
-   *
-   * @example
-   * ```ts
-   * const lock = await locks.tryAcquire('compaction');
-   * ```
-   */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   async #waitForDelete(

@@ -10,11 +10,10 @@ import {
   type AcquireOptions,
   type LeaseSupport,
   type LockHandle,
-  type Locker,
   acquireDeadline,
   checkAcquire,
   checkOptionNames,
-  tryOnce,
+  TryOnceLocker,
 } from '../core/lock.js';
 import { assertPlainObject } from '../core/validate.js';
 
@@ -113,7 +112,7 @@ const NO_LEASE =
  * await withLock(locks, 'ledger', (lock) => writeWithToken(lock.token));
  * ```
  */
-export class ZooKeeperLock implements Locker {
+export class ZooKeeperLock extends TryOnceLocker {
   readonly #client: ZooKeeperClientLike;
   readonly #prefix: string;
   readonly #lease: LeaseSupport = { backend: 'ZooKeeperLock', ttlMs: undefined, noLease: NO_LEASE };
@@ -123,6 +122,7 @@ export class ZooKeeperLock implements Locker {
   readonly #onConnected = new Set<() => void>();
 
   constructor(options: ZooKeeperLockOptions) {
+    super();
     assertPlainObject('options', options);
     checkOptionNames('ZooKeeperLock', options, ['client', 'prefix'], {
       ttlMs: NO_LEASE,
@@ -263,21 +263,6 @@ export class ZooKeeperLock implements Locker {
       // Unreachable: the session's end removes the node, if it exists.
       return undefined;
     }
-  }
-
-  /**
-   * Take the lock on `key` only if nobody holds or waits for it.
-   *
-   * @example
-   * ```ts
-   * const lock = await locks.tryAcquire('compaction');
-   * ```
-   */
-  tryAcquire(
-    key: string,
-    options: Omit<AcquireOptions, 'waitMs'> = {},
-  ): Promise<LockHandle | undefined> {
-    return tryOnce(() => this.acquire(key, { ...options, waitMs: 0 }));
   }
 
   #handle(key: string, path: string, token: bigint, options: AcquireOptions): LockHandle {
