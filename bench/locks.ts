@@ -38,7 +38,7 @@ import Redlock from 'redlock';
 import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { KeyedMutex } from '../packages/raceguard/dist/local/keyed-mutex.js';
-import { createLockTable, PostgresLeaseLock } from '../packages/raceguard/dist/postgres/index.js';
+import { createLockTables, PostgresLeaseLock } from '../packages/raceguard/dist/postgres/index.js';
 import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
 import { ACQUIRE, RELEASE } from '../packages/raceguard/dist/redis/lock-scripts.js';
 import { RedisLock } from '../packages/raceguard/dist/redis/redis-lock.js';
@@ -413,7 +413,7 @@ if (args.worker !== undefined) {
   const postgres = backends.includes('postgres') ? await usePostgres() : undefined;
   if (postgres !== undefined) {
     const setup = new pg.Pool({ connectionString: postgres.url, max: 1 });
-    await createLockTable(setup, { table: PG_TABLE });
+    await createLockTables(setup, { table: PG_TABLE });
     await setup.end();
   }
   const results: Result[] = [];

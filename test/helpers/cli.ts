@@ -24,7 +24,13 @@ export function runCli(
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
-      ['--conditions=raceguard-source', '--import', 'tsx', 'packages/cli/src/commands/main.ts', ...args],
+      [
+        '--conditions=raceguard-source',
+        '--import',
+        'tsx',
+        'packages/cli/src/commands/main.ts',
+        ...args,
+      ],
       {
         env: { ...process.env, ...env },
       },

@@ -14,7 +14,7 @@ import type { Message } from '../../packages/raceguard/src/messaging/message.js'
 import { PostgresInbox } from '../../packages/raceguard/src/postgres/inbox.js';
 import {
   PostgresLeaseLock,
-  createLockTable,
+  createLockTables,
 } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { consumeOrdered } from '../../packages/raceguard/src/rabbitmq/consumer.js';
 import { headers } from 'nats';
@@ -92,7 +92,7 @@ if (broker === 'rabbitmq') {
   }
 }
 if (broker === 'nats') {
-  await createLockTable(pool);
+  await createLockTables(pool);
   const nc = await connectNats();
   await consumeJetStream(nc.jetstream(), {
     topology: { stream: stream ?? '', subjectPrefix: stream ?? '', partitions },

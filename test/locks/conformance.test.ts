@@ -21,7 +21,7 @@ import { KeyedSemaphore } from '../../packages/raceguard/src/local/keyed-semapho
 import { PostgresAdvisoryLock } from '../../packages/raceguard/src/postgres/advisory-lock.js';
 import {
   PostgresLeaseLock,
-  createLockTable,
+  createLockTables,
   type PostgresLeaseLockOptions,
 } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { Redlock } from '../../packages/raceguard/src/redis/redlock.js';
@@ -38,7 +38,6 @@ import type mysql from 'mysql2/promise';
 import {
   MysqlAdvisoryLock,
   MysqlLeaseLock,
-  createMysqlLeaseTable,
   createMysqlLockTables,
 } from '../../packages/raceguard/src/mysql/index.js';
 import { lockContract, type Stall } from './contract.js';
@@ -230,7 +229,7 @@ for (const withListener of [false, true]) {
     },
     async start() {
       db = await openTestDatabase(10);
-      await createLockTable(db.pool, { table });
+      await createLockTables(db.pool, { table });
     },
     locker: () => make(),
     construct: (extra) => make(extra),
@@ -268,7 +267,7 @@ for (const withListener of [false, true]) {
     },
     async start() {
       db = await openTestDatabase(10);
-      await createLockTable(db.pool);
+      await createLockTables(db.pool);
     },
     locker: () => Promise.resolve(make()),
     construct: (extra) => Promise.resolve(make(extra)),
@@ -333,7 +332,7 @@ mysqlBackend(
 mysqlBackend(
   'MysqlLeaseLock',
   'lease',
-  (pool) => createMysqlLeaseTable(pool),
+  (pool) => createMysqlLockTables(pool),
   (pool, prefix, extra) =>
     new MysqlLeaseLock({ client: pool, prefix, ttlMs: 10_000, pollMs: 10, ...extra }),
 );

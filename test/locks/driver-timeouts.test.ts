@@ -15,7 +15,7 @@ import { IdempotencyStoreError } from '../../packages/raceguard/src/idempotency/
 import { claimIdempotency } from '../../packages/raceguard/src/idempotency/idempotent.js';
 import {
   PostgresLeaseLock,
-  createLockTable,
+  createLockTables,
 } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { RedisIdempotencyStore } from '../../packages/raceguard/src/redis/idempotency-store.js';
 import { RedisLock } from '../../packages/raceguard/src/redis/redis-lock.js';
@@ -83,7 +83,7 @@ describe('late grants after a driver timeout are handed back', { timeout: 60_000
 
   it('PostgreSQL lease lock under pg query_timeout', async () => {
     const table = 'timeout_locks';
-    await createLockTable(db.pool, { table });
+    await createLockTables(db.pool, { table });
     const timing = new pg.Pool({
       connectionString: db.url,
       options: `-c search_path=${db.schema}`,

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Locker } from '../../packages/raceguard/src/core/lock.js';
 import { fencedUpdate } from '../../packages/raceguard/src/postgres/fenced-update.js';
 import {
-  createLockTable,
+  createLockTables,
   PostgresLeaseLock,
 } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { fencedSet } from '../../packages/raceguard/src/redis/fenced-set.js';
@@ -63,7 +63,7 @@ async function redisBackend(): Promise<Backend> {
 
 async function postgresBackend(): Promise<Backend> {
   const db: TestDatabase = await openTestDatabase(5);
-  await createLockTable(db.pool);
+  await createLockTables(db.pool);
   await db.pool.query(
     'CREATE TABLE resources (key text PRIMARY KEY, value text, fence_token bigint)',
   );

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { createLockTable } from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { createLockTables } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { startEtcdServer, type EtcdServer } from '../../packages/raceguard/src/testing/etcd.js';
 import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
 import {
@@ -33,7 +33,7 @@ describe('mutual exclusion across processes', () => {
       startEtcdServer(),
       startZooKeeperServer(),
     ]);
-    await createLockTable(db.pool);
+    await createLockTables(db.pool);
     await db.pool.query(`CREATE TABLE mx_counter (backend text PRIMARY KEY, value int NOT NULL);
       CREATE TABLE mx_history (backend text, worker int, token numeric, read int, written int)`);
   });

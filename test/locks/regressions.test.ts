@@ -22,7 +22,7 @@ import { KeyedMutex } from '../../packages/raceguard/src/local/keyed-mutex.js';
 import { PostgresAdvisoryLock } from '../../packages/raceguard/src/postgres/advisory-lock.js';
 import { LockTimeoutError } from '../../packages/raceguard/src/postgres/errors.js';
 import { createIdempotencyTable } from '../../packages/raceguard/src/postgres/idempotency-store.js';
-import { createLockTable } from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { createLockTables } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { QuorumNotReachedError, Redlock } from '../../packages/raceguard/src/redis/redlock.js';
 import { startRedisServer, type RedisServer } from '../../packages/raceguard/src/testing/redis.js';
 import {
@@ -67,7 +67,7 @@ describe('lock regressions', () => {
     await db.close();
   });
 
-  it('createLockTable and createIdempotencyTable are safe from 20 instances starting at once', async () => {
+  it('createLockTables and createIdempotencyTable are safe from 20 instances starting at once', async () => {
     const schema = `ddl_${process.pid}`;
     await db.pool.query(`CREATE SCHEMA ${schema}`);
     // Dropped after the pools that use it are closed (closers run first).
@@ -82,7 +82,7 @@ describe('lock regressions', () => {
       return pool;
     });
     const results = await Promise.allSettled(
-      pools.flatMap((pool) => [createLockTable(pool), createIdempotencyTable(pool)]),
+      pools.flatMap((pool) => [createLockTables(pool), createIdempotencyTable(pool)]),
     );
     assert.deepEqual(
       results.filter((r) => r.status === 'rejected'),
@@ -138,7 +138,7 @@ describe('lock regressions', () => {
       options: `-c search_path=${db.schema} -c lock_timeout=7s`,
     });
     closers.push(() => pool.end());
-    await createLockTable(db.pool);
+    await createLockTables(db.pool);
     const locks = new PostgresAdvisoryLock({ client: pool });
     const held = await locks.acquire('restore', { waitMs: 5000 });
     await held.release();

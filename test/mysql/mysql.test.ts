@@ -412,7 +412,7 @@ describe('raceguard/mysql on MariaDB', () => {
     assert.ok(error instanceof LockBackendError, String(error));
     assert.match(
       error.message,
-      /the lease table "no_such_leases" does not exist; create it once, e.g. in a migration, with createMysqlLeaseTable\(pool, \{ table: "no_such_leases" \}\)/,
+      /the lease table "no_such_leases" does not exist; create it once, e.g. in a migration, with createMysqlLockTables\(pool, \{ table: "no_such_leases" \}\)/,
     );
   });
 

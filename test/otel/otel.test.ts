@@ -26,7 +26,7 @@ import { KeyedMutex } from '../../packages/raceguard/src/local/keyed-mutex.js';
 import { instrumentRaceguard, keyPrefix } from '../../packages/raceguard/src/otel/index.js';
 import { optimisticUpdate } from '../../packages/raceguard/src/postgres/optimistic.js';
 import {
-  createLockTable,
+  createLockTables,
   lockRows,
   PostgresLeaseLock,
   ReplicaRouter,
@@ -245,7 +245,7 @@ describe('raceguard/otel', () => {
   it('a lease that runs out while held is counted as lost, with its backend and reason', async () => {
     const telemetry = sdk();
     const instrumentation = instrumentRaceguard({ meterProvider: telemetry.meterProvider });
-    await createLockTable(db.pool);
+    await createLockTables(db.pool);
     const locks = new PostgresLeaseLock({ client: db.pool });
     const lost = new Promise<void>((resolve) => {
       void locks.acquire('report:nightly', { ttlMs: MIN_LEASE_MS, onLost: () => resolve() });

@@ -6,7 +6,7 @@ import { AbortedError, InvalidArgumentError } from '../../packages/raceguard/src
 import { LockAcquireTimeoutError, LockLostError } from '../../packages/raceguard/src/core/lock.js';
 import { advisoryLockKey } from '../../packages/raceguard/src/postgres/advisory.js';
 import { PostgresAdvisoryLock } from '../../packages/raceguard/src/postgres/advisory-lock.js';
-import { createLockTable } from '../../packages/raceguard/src/postgres/lease-lock.js';
+import { createLockTables } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { contend, increasing } from '../helpers/contend.js';
 
@@ -17,7 +17,7 @@ describe('PostgresAdvisoryLock (session advisory locks behind the lock API)', ()
   let db: TestDatabase;
   before(async () => {
     db = await openTestDatabase(20);
-    await createLockTable(db.pool);
+    await createLockTables(db.pool);
   });
   after(() => db.close());
 

@@ -12,7 +12,7 @@ import {
 } from '../../packages/raceguard/src/core/lock.js';
 import { fencedUpdate } from '../../packages/raceguard/src/postgres/fenced-update.js';
 import {
-  createLockTable,
+  createLockTables,
   PostgresLeaseLock,
 } from '../../packages/raceguard/src/postgres/lease-lock.js';
 import { ReleaseNotifications } from '../../packages/raceguard/src/postgres/release-notifications.js';
@@ -22,8 +22,8 @@ describe('PostgresLeaseLock', () => {
   let db: TestDatabase;
   before(async () => {
     db = await openTestDatabase(20);
-    await createLockTable(db.pool);
-    await createLockTable(db.pool); // idempotent
+    await createLockTables(db.pool);
+    await createLockTables(db.pool); // idempotent
     await db.pool
       .query(`CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, fence_token bigint);
       INSERT INTO accounts VALUES (1, 0, NULL)`);
@@ -232,7 +232,7 @@ describe('PostgresLeaseLock', () => {
     assert.ok(error instanceof LockBackendError);
     assert.match(
       error.message,
-      /the lock table "no_such_locks" \(or its token sequence\) does not exist; create it once, e.g. in a migration, with createLockTable\(pool, \{ table: "no_such_locks" \}\)/,
+      /the lock table "no_such_locks" \(or its token sequence\) does not exist; create it once, e.g. in a migration, with createLockTables\(pool, \{ table: "no_such_locks" \}\)/,
     );
     const closedPool = db.newPool(1);
     const closed = new PostgresLeaseLock({ client: closedPool });

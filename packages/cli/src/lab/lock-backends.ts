@@ -6,13 +6,8 @@
  */
 import type { Locker } from 'raceguard';
 import { KeyedMutex } from 'raceguard/local';
-import {
-  createMysqlLeaseTable,
-  createMysqlLockTables,
-  MysqlAdvisoryLock,
-  MysqlLeaseLock,
-} from 'raceguard/mysql';
-import { createLockTable, PostgresLeaseLock } from 'raceguard/postgres';
+import { createMysqlLockTables, MysqlAdvisoryLock, MysqlLeaseLock } from 'raceguard/mysql';
+import { createLockTables, PostgresLeaseLock } from 'raceguard/postgres';
 import type { LockStrategy, Strategy } from './scenario.js';
 import type { LabPool } from './sql.js';
 
@@ -43,8 +38,8 @@ export async function setUpLockers(
     for (const set of lockers) set['local-mutex'] = new KeyedMutex();
   }
   if (strategies.includes('lease-lock')) {
-    if (first.dialect === 'postgres') await createLockTable(first.driver);
-    else await createMysqlLeaseTable(first.driver);
+    if (first.dialect === 'postgres') await createLockTables(first.driver);
+    else await createMysqlLockTables(first.driver);
     pools.forEach(
       (pool, i) =>
         ((lockers[i] as Partial<Record<LockStrategy, Locker>>)['lease-lock'] =
@@ -55,6 +50,7 @@ export async function setUpLockers(
   }
   let advisory: (Locker | undefined)[] = pools.map(() => undefined);
   if (strategies.includes('advisory-lock') && first.dialect === 'mysql') {
+    // Idempotent: the tables are there already when lease-lock ran.
     await createMysqlLockTables(first.driver);
     advisory = pools.map(() => {
       const own = lockPool();

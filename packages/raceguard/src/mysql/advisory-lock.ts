@@ -4,8 +4,8 @@ import { SessionLocker, type LockSession } from '../core/session-acquire.js';
 import { checkOptionNames } from '../core/lock.js';
 import { assertPlainObject } from '../core/validate.js';
 import { quoteTable, type MysqlTableName } from './identifiers.js';
-import { assertMysqlQueryable, execute, selectRows } from './statements.js';
-import type { MysqlPool, MysqlPoolConnection, MysqlQueryable } from './types.js';
+import { execute, selectRows } from './statements.js';
+import type { MysqlPool, MysqlPoolConnection } from './types.js';
 
 /** A pooled mysql2 connection; its core connection reports failures. */
 interface EventedConnection extends MysqlPoolConnection {
@@ -27,28 +27,6 @@ export interface MysqlAdvisoryLockOptions {
 
 const NO_LEASE =
   'has no lease: a GET_LOCK is held by its session until release or until the session ends';
-
-/**
- * Creates the table that mints fencing tokens for {@link MysqlAdvisoryLock}, if missing.
- *
- * @example
- * ```ts
- * await createMysqlLockTables(pool);
- * ```
- */
-export async function createMysqlLockTables(
-  db: MysqlQueryable,
-  options: { readonly tokenTable?: MysqlTableName } = {},
-): Promise<void> {
-  assertMysqlQueryable('db', db);
-  assertPlainObject('options', options);
-  const table = quoteTable(options.tokenTable ?? 'raceguard_lock_tokens', 'options.tokenTable');
-  await execute(
-    db,
-    `CREATE TABLE IF NOT EXISTS ${table} (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB`,
-    [],
-  );
-}
 
 /**
  * `GET_LOCK` named locks behind the common lock API, with the pooling trap

@@ -53,14 +53,10 @@ export {
 } from './optimistic.js';
 export { versionedRows, type MysqlVersionedRow } from './versioned-rows.js';
 export { OptimisticConflictError, RowNotFoundError } from '../core/errors.js';
-export {
-  MysqlAdvisoryLock,
-  createMysqlLockTables,
-  type MysqlAdvisoryLockOptions,
-} from './advisory-lock.js';
+export { MysqlAdvisoryLock, type MysqlAdvisoryLockOptions } from './advisory-lock.js';
 export {
   MysqlIdempotencyStore,
   createMysqlIdempotencyTable,
   type MysqlIdempotencyTableOptions,
 } from './idempotency-store.js';
-export { MysqlLeaseLock, createMysqlLeaseTable, type MysqlLeaseLockOptions } from './lease-lock.js';
+export { MysqlLeaseLock, createMysqlLockTables, type MysqlLeaseLockOptions } from './lease-lock.js';

@@ -2,26 +2,31 @@ import { pause } from '../core/deadline.js';
 import { InvalidArgumentError, messageOf } from '../core/errors.js';
 import { LeaseLocker, leaseSettings, type LeaseRoundTrips } from '../core/lease-acquire.js';
 import { LockBackendError, checkOptionNames } from '../core/lock.js';
-import { assertPlainObject } from '../core/validate.js';
+import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import { quoteTable, type MysqlTableName } from './identifiers.js';
 import { assertMysqlQueryable, execute, selectRows } from './statements.js';
 import type { MysqlQueryable, ResultHeader } from './types.js';
 
 /**
- * Creates the lease table of {@link MysqlLeaseLock} if missing.
+ * Creates, if missing, the tables both MySQL lockers use: the lease table of
+ * {@link MysqlLeaseLock} (`table`) and the AUTO_INCREMENT table that mints
+ * the fencing tokens of `MysqlAdvisoryLock` (`tokenTable`). Idempotent: run
+ * it from a migration or at start-up.
  *
  * @example
  * ```ts
- * await createMysqlLeaseTable(pool);
+ * await createMysqlLockTables(pool);
  * ```
  */
-export async function createMysqlLeaseTable(
+export async function createMysqlLockTables(
   db: MysqlQueryable,
-  options: { readonly table?: MysqlTableName } = {},
+  options: { readonly table?: MysqlTableName; readonly tokenTable?: MysqlTableName } = {},
 ): Promise<void> {
   assertMysqlQueryable('db', db);
   assertPlainObject('options', options);
+  assertKnownOptions('options', options, new Set(['table', 'tokenTable']));
   const table = quoteTable(options.table ?? 'raceguard_leases', 'options.table');
+  const tokens = quoteTable(options.tokenTable ?? 'raceguard_lock_tokens', 'options.tokenTable');
   await execute(
     db,
     `CREATE TABLE IF NOT EXISTS ${table} (
@@ -32,13 +37,18 @@ export async function createMysqlLeaseTable(
     ) ENGINE=InnoDB`,
     [],
   );
+  await execute(
+    db,
+    `CREATE TABLE IF NOT EXISTS ${tokens} (id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB`,
+    [],
+  );
 }
 
 /** Options of {@link MysqlLeaseLock}. */
 export interface MysqlLeaseLockOptions {
   /** A pool (or anything queryable); every operation is one autocommit statement. */
   readonly client: MysqlQueryable;
-  /** The lease table (`createMysqlLeaseTable`). @default 'raceguard_leases' */
+  /** The lease table (`createMysqlLockTables`). @default 'raceguard_leases' */
   readonly table?: MysqlTableName;
   /** Prepended to every key. @default '' */
   readonly prefix?: string;
@@ -61,7 +71,7 @@ export interface MysqlLeaseLockOptions {
  *
  * @example
  * ```ts
- * await createMysqlLeaseTable(pool);
+ * await createMysqlLockTables(pool);
  * const locks = new MysqlLeaseLock({ client: pool });
  * await withLock(locks, `invoice:${id}`, (lock) => send(id, lock.token), { ttlMs: 10_000 });
  * ```
@@ -120,7 +130,7 @@ export class MysqlLeaseLock extends LeaseLocker {
       // The table was never created (ER_NO_SUCH_TABLE): say which, and what creates it.
       if ((error as { errno?: unknown } | null)?.errno === 1146) {
         throw new LockBackendError(
-          `MySQL failed to ${what}: the lease table ${JSON.stringify(this.#tableName)} does not exist; create it once, e.g. in a migration, with createMysqlLeaseTable(pool${this.#tableName === 'raceguard_leases' ? '' : `, { table: ${JSON.stringify(this.#tableName)} }`})`,
+          `MySQL failed to ${what}: the lease table ${JSON.stringify(this.#tableName)} does not exist; create it once, e.g. in a migration, with createMysqlLockTables(pool${this.#tableName === 'raceguard_leases' ? '' : `, { table: ${JSON.stringify(this.#tableName)} }`})`,
           error,
         );
       }

@@ -25,7 +25,7 @@ export interface PostgresAdvisoryLockOptions {
    */
   readonly prefix?: string;
   /**
-   * Sequence that mints fencing tokens (created by `createLockTable`).
+   * Sequence that mints fencing tokens (created by `createLockTables`).
    * @default 'raceguard_locks_tokens'
    */
   readonly tokenSequence?: string;
@@ -56,7 +56,7 @@ const NO_LEASE =
  *
  * @example
  * ```ts
- * await createLockTable(pool); // for the token sequence
+ * await createLockTables(pool); // for the token sequence
  * const locks = new PostgresAdvisoryLock({ client: pool });
  * await withLock(locks, 'nightly-report', () => buildReport(), { waitMs: 0 });
  * ```

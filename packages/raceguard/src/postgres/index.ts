@@ -37,7 +37,7 @@ export { fencedUpdate, type FencedUpdateOptions } from './fenced-update.js';
 export { PostgresAdvisoryLock, type PostgresAdvisoryLockOptions } from './advisory-lock.js';
 export {
   PostgresLeaseLock,
-  createLockTable,
+  createLockTables,
   DEFAULT_REAP_AFTER_MS,
   type PostgresLeaseLockOptions,
   type LockTableOptions,

@@ -13,26 +13,28 @@ import { createOnce } from './ddl.js';
 import { assertQueryable, runQuery } from './statements.js';
 import type { Queryable, QueryResultLike } from './types.js';
 
-/** Options of {@link createLockTable} and {@link PostgresLeaseLock}. */
+/** Options of {@link createLockTables} and {@link PostgresLeaseLock}. */
 export interface LockTableOptions {
   /**
-   * Table of lock grants (created by {@link createLockTable}).
+   * Table of lock grants (created by {@link createLockTables}).
    * @default 'raceguard_locks'
    */
   readonly table?: string;
 }
 
 /**
- * Create the lease table and its token sequence, if missing. Idempotent and
- * safe to call from several instances at once: run it from a migration or
- * at start-up.
+ * Create, if missing, what both PostgreSQL lockers use: the lease table of
+ * {@link PostgresLeaseLock} (`table`) and its token sequence
+ * (`<table>_tokens`), from which `PostgresAdvisoryLock` mints its fencing
+ * tokens too. Idempotent and safe to call from several instances at once:
+ * run it from a migration or at start-up.
  *
  * @example
  * ```ts
- * await createLockTable(pool);
+ * await createLockTables(pool);
  * ```
  */
-export async function createLockTable(
+export async function createLockTables(
   db: Queryable,
   options: LockTableOptions = {},
 ): Promise<void> {
@@ -104,7 +106,7 @@ export interface PostgresLeaseLockOptions extends LockTableOptions {
  *
  * @example
  * ```ts
- * await createLockTable(pool);
+ * await createLockTables(pool);
  * const locks = new PostgresLeaseLock({ client: pool });
  * await withLock(locks, `invoice:${id}`, (lock) =>
  *   fencedUpdate(pool, { table: 'invoices', key: { id }, set: { status: 'sent' }, token: lock.token }),
@@ -196,7 +198,7 @@ export class PostgresLeaseLock extends LeaseLocker {
       const failure = error as { code?: unknown; sqlState?: unknown } | null;
       if (failure?.sqlState === '42P01' || failure?.code === '42P01') {
         throw new LockBackendError(
-          `PostgreSQL failed to ${what}: the lock table ${JSON.stringify(this.#tableName)} (or its token sequence) does not exist; create it once, e.g. in a migration, with createLockTable(pool${this.#tableName === 'raceguard_locks' ? '' : `, { table: ${JSON.stringify(this.#tableName)} }`})`,
+          `PostgreSQL failed to ${what}: the lock table ${JSON.stringify(this.#tableName)} (or its token sequence) does not exist; create it once, e.g. in a migration, with createLockTables(pool${this.#tableName === 'raceguard_locks' ? '' : `, { table: ${JSON.stringify(this.#tableName)} }`})`,
           error,
         );
       }
