@@ -11,7 +11,7 @@
 import pg from 'pg';
 import { OrderedConsumer } from '../../packages/raceguard/src/messaging/ordered-consumer.js';
 import type { Message } from '../../packages/raceguard/src/messaging/message.js';
-import { PostgresInbox } from '../../packages/raceguard/src/postgres/inbox.js';
+import { PostgresInbox } from '../../packages/raceguard/src/postgres/messaging/inbox.js';
 import {
   PostgresLeaseLock,
   createLockTables,

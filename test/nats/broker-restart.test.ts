@@ -16,7 +16,7 @@ import {
   consumeJetStream,
   ensureStream,
 } from '../../packages/raceguard/src/nats/jetstream.js';
-import { PostgresInbox } from '../../packages/raceguard/src/postgres/inbox.js';
+import { PostgresInbox } from '../../packages/raceguard/src/postgres/messaging/inbox.js';
 import { consumeOrdered } from '../../packages/raceguard/src/rabbitmq/consumer.js';
 import { RabbitPublisher } from '../../packages/raceguard/src/rabbitmq/publisher.js';
 import { declareTopology } from '../../packages/raceguard/src/rabbitmq/topology.js';

@@ -14,7 +14,7 @@ import {
   PostgresOutbox,
   type OutboxPublisher,
   type OutboxRelay,
-} from '../../packages/raceguard/src/postgres/outbox.js';
+} from '../../packages/raceguard/src/postgres/messaging/outbox.js';
 
 export interface OutboxNemesisResult {
   readonly seed: number;

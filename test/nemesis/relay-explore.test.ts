@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { explore } from '../../packages/raceguard/src/explore/index.js';
 import type { Message } from '../../packages/raceguard/src/messaging/message.js';
-import { PostgresOutbox } from '../../packages/raceguard/src/postgres/outbox.js';
+import { PostgresOutbox } from '../../packages/raceguard/src/postgres/messaging/outbox.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { checkOrderedDelivery } from './outbox-nemesis.js';
 

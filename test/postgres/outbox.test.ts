@@ -11,12 +11,12 @@ import type pg from 'pg';
 import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import type { Message } from '../../packages/raceguard/src/messaging/message.js';
 import { OrderedConsumer } from '../../packages/raceguard/src/messaging/ordered-consumer.js';
-import { InboxGapError, PostgresInbox } from '../../packages/raceguard/src/postgres/inbox.js';
+import { InboxGapError, PostgresInbox } from '../../packages/raceguard/src/postgres/messaging/inbox.js';
 import {
   PostgresOutbox,
   type OutboxPublisher,
   type RelayEvent,
-} from '../../packages/raceguard/src/postgres/outbox.js';
+} from '../../packages/raceguard/src/postgres/messaging/outbox.js';
 import { transaction } from '../../packages/raceguard/src/postgres/transaction.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { checkHistory, clean, type Applied } from '../helpers/sequence-history.js';

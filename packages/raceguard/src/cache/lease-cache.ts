@@ -18,9 +18,12 @@ import {
   assertPlainObject,
   assertPositiveInteger,
 } from '../core/validate.js';
-import type { LuaScript } from '../redis/script.js';
-import { ReleaseSubscriptions } from '../redis/release-subscriptions.js';
-import type { RedisClientLike, RedisSubscriberLike } from '../redis/types.js';
+import {
+  ReleaseSubscriptions,
+  type LuaScript,
+  type RedisClientLike,
+  type RedisSubscriberLike,
+} from '../redis/shared.js';
 import { LocalTier, type TierState } from './local-tier.js';
 import {
   FILL,

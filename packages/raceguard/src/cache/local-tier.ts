@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { nameOf } from './scripts.js';
-import type { RedisSubscriberLike } from '../redis/types.js';
+import type { RedisSubscriberLike } from '../redis/shared.js';
 
 /** A pending Redis read whose result may become a local copy. */
 export interface Ticket {

@@ -12,7 +12,7 @@
  * or written with it. Every change of a value is announced on the cache's
  * bus channel (`p bus`) as a JSON array of identities, for in-process tiers.
  */
-import { LuaScript } from '../redis/script.js';
+import { LuaScript } from '../redis/shared.js';
 
 /** The identity of a key or tag: injective, one Cluster hash tag. */
 export function identityOf(name: string): string {

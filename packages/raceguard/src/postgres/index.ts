@@ -94,13 +94,13 @@ export {
   type OutboxEntry,
   type OutboxRelayOptions,
   type RelayEvent,
-} from './outbox.js';
+} from './messaging/outbox.js';
 export {
   PostgresInbox,
   InboxGapError,
   type PostgresInboxOptions,
   type InboxOutcome,
-} from './inbox.js';
+} from './messaging/inbox.js';
 export {
   ReplicaRouter,
   RoutedSession,

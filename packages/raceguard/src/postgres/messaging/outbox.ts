@@ -13,11 +13,11 @@
  * (`pg_snapshot_xmin(pg_current_snapshot())`): every such transaction has
  * ended, so no row can appear behind the cursor later.
  */
-import type { OutboxPublisher } from '../messaging/publisher.js';
+import type { OutboxPublisher } from '../../messaging/publisher.js';
 import { createHash } from 'node:crypto';
-import { backoffDelay } from '../core/backoff.js';
-import { pause } from '../core/deadline.js';
-import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
+import { backoffDelay } from '../../core/backoff.js';
+import { pause } from '../../core/deadline.js';
+import { InvalidArgumentError, RaceguardError, messageOf } from '../../core/errors.js';
 import {
   assertAbortSignal,
   assertFunction,
@@ -25,15 +25,15 @@ import {
   assertNonEmptyString,
   assertPlainObject,
   assertPositiveInteger,
-} from '../core/validate.js';
-import { partitionOf, validateMessage, type Message } from '../messaging/message.js';
-import { advisoryLockKey } from './advisory.js';
-import { createOnce } from './ddl.js';
-import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
-import { assertListener, type PgListenerLike } from './release-notifications.js';
-import { fromDriverError } from './errors.js';
-import { assertQueryable, runQuery } from './statements.js';
-import type { PoolClientLike, PoolLike, Queryable, Row } from './types.js';
+} from '../../core/validate.js';
+import { partitionOf, validateMessage, type Message } from '../../messaging/message.js';
+import { advisoryLockKey } from '../advisory.js';
+import { createOnce } from '../ddl.js';
+import { quoteIdentifier, quoteTable, type TableName } from '../identifiers.js';
+import { assertListener, type PgListenerLike } from '../release-notifications.js';
+import { fromDriverError } from '../errors.js';
+import { assertQueryable, runQuery } from '../statements.js';
+import type { PoolClientLike, PoolLike, Queryable, Row } from '../types.js';
 
 const OUTBOX_OPTIONS: ReadonlySet<string> = new Set(['client', 'table', 'partitions', 'notify']);
 

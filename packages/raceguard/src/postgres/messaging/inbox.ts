@@ -5,21 +5,21 @@
  * `seq`: a redelivered message finds its sequence already there and does
  * nothing, a crash rolls both back, and nothing can be applied past a hole.
  */
-import { InvalidArgumentError, RaceguardError } from '../core/errors.js';
+import { InvalidArgumentError, RaceguardError } from '../../core/errors.js';
 import {
   assertFunction,
   assertKnownOptions,
   assertNonEmptyString,
   assertPlainObject,
-} from '../core/validate.js';
-import type { HandlerContext } from '../messaging/ordered-consumer.js';
-import { validateMessage, type Message } from '../messaging/message.js';
-import type { SequenceProgress } from '../messaging/progress.js';
-import { createOnce } from './ddl.js';
-import { quoteTable, type TableName } from './identifiers.js';
-import { assertQueryable, runQuery } from './statements.js';
-import { transaction, type Transaction, type TransactionOptions } from './transaction.js';
-import type { PoolLike, Queryable } from './types.js';
+} from '../../core/validate.js';
+import type { HandlerContext } from '../../messaging/ordered-consumer.js';
+import { validateMessage, type Message } from '../../messaging/message.js';
+import type { SequenceProgress } from '../../messaging/progress.js';
+import { createOnce } from '../ddl.js';
+import { quoteTable, type TableName } from '../identifiers.js';
+import { assertQueryable, runQuery } from '../statements.js';
+import { transaction, type Transaction, type TransactionOptions } from '../transaction.js';
+import type { PoolLike, Queryable } from '../types.js';
 
 const INBOX_OPTIONS: ReadonlySet<string> = new Set(['client', 'consumer', 'table', 'transaction']);
 
