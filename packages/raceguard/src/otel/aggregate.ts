@@ -12,6 +12,7 @@ import type {
   ReplicaEventMessage,
   RetryEventMessage,
 } from '../core/events.js';
+import { COUNTERS, type CounterName } from './instruments.js';
 import { listen, type ChannelHandlers, type RaceguardTelemetry } from './listen.js';
 
 /** Upper bounds of the aggregated duration buckets, in seconds. */
@@ -110,18 +111,6 @@ class Counts {
   }
 }
 
-const COUNTERS = {
-  'raceguard.retries': '{retry}',
-  'raceguard.retries.exhausted': '{operation}',
-  'raceguard.lock.lost': '{lock}',
-  'raceguard.cache.events': '{event}',
-  'raceguard.messages': '{message}',
-  'raceguard.replica.reads': '{read}',
-  'raceguard.idempotency.requests': '{request}',
-} as const;
-
-type CounterName = keyof typeof COUNTERS;
-
 /** The observable instruments: a count, a sum and cumulative buckets per duration, and the counters. */
 function createInstruments(meter: Meter) {
   const durations = (name: string, what: string) => ({
@@ -139,7 +128,7 @@ function createInstruments(meter: Meter) {
     }),
   });
   const counters = Object.fromEntries(
-    Object.entries(COUNTERS).map(([name, unit]) => [
+    Object.entries(COUNTERS).map(([name, { unit }]) => [
       name,
       meter.createObservableCounter(name, { unit }),
     ]),

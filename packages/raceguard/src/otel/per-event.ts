@@ -11,54 +11,24 @@ import type {
   ReplicaEventMessage,
   RetryEventMessage,
 } from '../core/events.js';
+import { COUNTERS, DURATIONS, type CounterName } from './instruments.js';
 import { listen, type ChannelHandlers, type RaceguardTelemetry } from './listen.js';
 
 /** The instruments of the per-event mode (see the table in `raceguard/otel`). */
 function createInstruments(meter: Meter) {
+  const counter = (name: CounterName) => meter.createCounter(name, COUNTERS[name]);
+  const histogram = (name: keyof typeof DURATIONS) => meter.createHistogram(name, DURATIONS[name]);
   return {
-    lockWait: meter.createHistogram('raceguard.lock.wait.duration', {
-      unit: 's',
-      description: 'Time from asking for a lock to its grant or refusal',
-    }),
-    lockHold: meter.createHistogram('raceguard.lock.hold.duration', {
-      unit: 's',
-      description: 'Time a lock was held',
-    }),
-    retries: meter.createCounter('raceguard.retries', {
-      unit: '{retry}',
-      description: 'Transactions and optimistic updates run again after a conflict',
-    }),
-    exhausted: meter.createCounter('raceguard.retries.exhausted', {
-      unit: '{operation}',
-      description: 'Transactions and optimistic updates that gave up after their last attempt',
-    }),
-    lost: meter.createCounter('raceguard.lock.lost', {
-      unit: '{lock}',
-      description:
-        'Held locks lost (lease ran out or could not be renewed, session ended, event loop stalled)',
-    }),
-    idempotency: meter.createCounter('raceguard.idempotency.requests', {
-      unit: '{request}',
-      description: 'Idempotent requests by how they were served',
-    }),
-    cacheEvents: meter.createCounter('raceguard.cache.events', {
-      unit: '{event}',
-      description: 'LeaseCache hits, misses, fills, refused stale fills, waits and Redis failures',
-    }),
-    cacheTimes: meter.createHistogram('raceguard.cache.duration', {
-      unit: 's',
-      description:
-        "LeaseCache loader time (fill), and how long a caller waited for another's fill before giving up (wait)",
-    }),
-    messages: meter.createCounter('raceguard.messages', {
-      unit: '{message}',
-      description:
-        'What the ordered consumer did with each message: applied, duplicate, buffered, retry, dead-letter, gap, requeued',
-    }),
-    replicaReads: meter.createCounter('raceguard.replica.reads', {
-      unit: '{read}',
-      description: 'Reads of ReplicaRouter by where they went',
-    }),
+    lockWait: histogram('raceguard.lock.wait.duration'),
+    lockHold: histogram('raceguard.lock.hold.duration'),
+    cacheTimes: histogram('raceguard.cache.duration'),
+    retries: counter('raceguard.retries'),
+    exhausted: counter('raceguard.retries.exhausted'),
+    lost: counter('raceguard.lock.lost'),
+    idempotency: counter('raceguard.idempotency.requests'),
+    cacheEvents: counter('raceguard.cache.events'),
+    messages: counter('raceguard.messages'),
+    replicaReads: counter('raceguard.replica.reads'),
   };
 }
 

@@ -4,14 +4,14 @@
  * package `rabbitmq-server`), each on free loopback ports with its data in
  * a temporary directory that `stop()` deletes.
  */
+import { untilReady } from './child-server.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { RaceguardError, messageOf } from '../core/errors.js';
-import { sleep } from '../core/abort.js';
+import { RaceguardError } from '../core/errors.js';
 import { freePort } from './free-port.js';
 
 /** A broker process started by raceguard. */
@@ -59,22 +59,15 @@ async function waitUntilReachable(
   timeoutMs: number,
   hint: string,
 ): Promise<void> {
-  let failure: unknown;
-  child.once('error', (error) => (failure = error));
-  const started = performance.now();
-  while (!(await reachable(port))) {
-    if (failure !== undefined || child.exitCode !== null) {
-      throw new BrokerStartError(
-        `could not start ${what}: ${failure === undefined ? `exited with ${child.exitCode}` : messageOf(failure)} (${hint})`,
-        failure,
-      );
-    }
-    if (performance.now() - started > timeoutMs) {
-      killGroup(child, 'SIGKILL');
-      throw new BrokerStartError(`${what} on port ${port} did not answer within ${timeoutMs} ms`);
-    }
-    await sleep(50);
-  }
+  await untilReady(child, {
+    ready: () => reachable(port),
+    timeoutMs,
+    kill: () => killGroup(child, 'SIGKILL'),
+    exited: (why, cause) =>
+      new BrokerStartError(`could not start ${what}: ${why} (${hint})`, cause),
+    silent: () =>
+      new BrokerStartError(`${what} on port ${port} did not answer within ${timeoutMs} ms`),
+  });
 }
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {

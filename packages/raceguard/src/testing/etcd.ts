@@ -2,13 +2,13 @@
  * A throwaway single-member etcd (Debian package `etcd-server`) on free
  * loopback ports, with its data in a temporary directory removed on stop.
  */
+import { stopper, untilReady } from './child-server.js';
 import { freePort } from './free-port.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep } from '../core/abort.js';
-import { RaceguardError, messageOf } from '../core/errors.js';
+import { RaceguardError } from '../core/errors.js';
 
 /** A running etcd started by raceguard. */
 export interface EtcdServer extends AsyncDisposable {
@@ -62,41 +62,21 @@ export async function startEtcdServer(): Promise<EtcdServer> {
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  let failure: unknown;
-  child.once('error', (error) => (failure = error));
-  const started = performance.now();
-  for (;;) {
-    if (failure !== undefined || child.exitCode !== null) {
-      rmSync(dataDir, { recursive: true, force: true });
-      throw new EtcdStartError(
-        `could not start etcd: ${failure === undefined ? `exited with ${child.exitCode}` : messageOf(failure)}` +
-          ' (install it with `apt-get install -y etcd-server`)',
-        failure,
-      );
-    }
-    const healthy = await fetch(`${endpoint}/health`).then(
-      async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true',
-      () => false,
-    );
-    if (healthy) break;
-    if (performance.now() - started > 15_000) {
-      child.kill('SIGKILL');
-      rmSync(dataDir, { recursive: true, force: true });
-      throw new EtcdStartError('etcd did not become healthy within 15 s');
-    }
-    await sleep(50);
-  }
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopped ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        rmSync(dataDir, { recursive: true, force: true });
-        resolve();
-      };
-      if (child.exitCode !== null || child.signalCode !== null) return done();
-      child.once('exit', done);
-      child.kill('SIGCONT');
-      child.kill('SIGTERM');
-    }));
+  await untilReady(child, {
+    ready: () =>
+      fetch(`${endpoint}/health`).then(
+        async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true',
+        () => false,
+      ),
+    timeoutMs: 15_000,
+    dir: dataDir,
+    exited: (why, cause) =>
+      new EtcdStartError(
+        `could not start etcd: ${why} (install it with \`apt-get install -y etcd-server\`)`,
+        cause,
+      ),
+    silent: () => new EtcdStartError('etcd did not become healthy within 15 s'),
+  });
+  const stop = stopper(child, dataDir);
   return { endpoint, process: child, stop, [Symbol.asyncDispose]: stop };
 }

@@ -3,11 +3,11 @@
  * on a free loopback port, with its own data directory, for tests and the
  * lab on machines that run no MySQL server.
  */
+import { stopper, untilReady } from './child-server.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep } from '../core/abort.js';
 import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
 import { reachable } from './brokers.js';
 import { freePort } from './free-port.js';
@@ -78,24 +78,13 @@ export async function startMariaDbServer(): Promise<MariaDbServer> {
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  let failure: unknown;
-  child.once('error', (error) => (failure = error));
-  const started = performance.now();
-  while (!(await reachable(port))) {
-    if (failure !== undefined || child.exitCode !== null) {
-      rmSync(dir, { recursive: true, force: true });
-      throw new MariaDbStartError(
-        `mariadbd exited: ${failure === undefined ? String(child.exitCode) : messageOf(failure)}`,
-        failure,
-      );
-    }
-    if (performance.now() - started > 30_000) {
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-      throw new MariaDbStartError(`mariadbd on port ${port} did not listen within 30 s`);
-    }
-    await sleep(50);
-  }
+  await untilReady(child, {
+    ready: () => reachable(port),
+    timeoutMs: 30_000,
+    dir,
+    exited: (why, cause) => new MariaDbStartError(`mariadbd exited: ${why}`, cause),
+    silent: () => new MariaDbStartError(`mariadbd on port ${port} did not listen within 30 s`),
+  });
   const created = spawnSync(
     'mariadb',
     [`--socket=${socket}`, '-uroot', '-e', 'CREATE DATABASE IF NOT EXISTS test'],
@@ -107,17 +96,7 @@ export async function startMariaDbServer(): Promise<MariaDbServer> {
     child.kill('SIGKILL');
     throw new MariaDbStartError(`could not create the database test: ${created.stderr}`);
   }
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopped ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        rmSync(dir, { recursive: true, force: true });
-        resolve();
-      };
-      if (child.exitCode !== null || child.signalCode !== null) return done();
-      child.once('exit', done);
-      child.kill('SIGTERM');
-    }));
+  const stop = stopper(child, dir);
   return {
     url: `mysql://root@127.0.0.1:${port}/test`,
     port,

@@ -3,6 +3,7 @@
  * free loopback port, for tests, the lab and fault injection: stop it, kill
  * it, pause it.
  */
+import { stopper } from './child-server.js';
 import { freePort } from './free-port.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
@@ -98,7 +99,7 @@ async function launch(port: number): Promise<RedisServer | 'port taken'> {
   const started = performance.now();
   for (;;) {
     const pid = await serverPid(port);
-    if (pid === child.pid) break;
+    if (pid !== undefined && pid === child.pid) break;
     if (failure !== undefined || child.exitCode !== null || pid !== undefined) {
       // Another server answers on the port (or ours could not bind it).
       if (pid !== undefined || /in use/i.test(stderr)) {
@@ -117,14 +118,7 @@ async function launch(port: number): Promise<RedisServer | 'port taken'> {
     }
     await sleep(20);
   }
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopped ??= new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGCONT');
-      child.kill('SIGTERM');
-    }));
+  const stop = stopper(child);
   return {
     url: `redis://127.0.0.1:${port}`,
     port,

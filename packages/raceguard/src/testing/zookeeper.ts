@@ -2,13 +2,13 @@
  * A throwaway standalone ZooKeeper (Debian package `zookeeper`) on a free
  * loopback port, with its data in a temporary directory removed on stop.
  */
+import { stopper, untilReady } from './child-server.js';
 import { freePort } from './free-port.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep } from '../core/abort.js';
 import { RaceguardError } from '../core/errors.js';
 
 /** The launcher the Debian package installs. */
@@ -78,35 +78,18 @@ export async function startZooKeeperServer(
     env: { ...process.env, ZOO_LOG_DIR: dir, ZOOCFGDIR: dir },
     detached: false,
   });
-  let failed = false;
-  child.once('error', () => (failed = true));
-  const started = performance.now();
-  while (!(await ruok(port))) {
-    if (failed || child.exitCode !== null) {
-      rmSync(dir, { recursive: true, force: true });
-      throw new ZooKeeperStartError(
-        `could not start ZooKeeper (install it with \`apt-get install -y zookeeper\`)`,
-      );
-    }
-    if (performance.now() - started > 30_000) {
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-      throw new ZooKeeperStartError('ZooKeeper did not answer ruok within 30 s');
-    }
-    await sleep(100);
-  }
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopped ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        rmSync(dir, { recursive: true, force: true });
-        resolve();
-      };
-      if (child.exitCode !== null || child.signalCode !== null) return done();
-      child.once('exit', done);
-      child.kill('SIGCONT');
-      child.kill('SIGTERM');
-    }));
+  await untilReady(child, {
+    ready: () => ruok(port),
+    timeoutMs: 30_000,
+    pollMs: 100,
+    dir,
+    exited: () =>
+      new ZooKeeperStartError(
+        'could not start ZooKeeper (install it with `apt-get install -y zookeeper`)',
+      ),
+    silent: () => new ZooKeeperStartError('ZooKeeper did not answer ruok within 30 s'),
+  });
+  const stop = stopper(child, dir);
   return {
     connectionString: `127.0.0.1:${port}`,
     process: child,
