@@ -11,7 +11,10 @@ import type pg from 'pg';
 import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
 import type { Message } from '../../packages/raceguard/src/messaging/message.js';
 import { OrderedConsumer } from '../../packages/raceguard/src/messaging/ordered-consumer.js';
-import { InboxGapError, PostgresInbox } from '../../packages/raceguard/src/postgres/messaging/inbox.js';
+import {
+  InboxGapError,
+  PostgresInbox,
+} from '../../packages/raceguard/src/postgres/messaging/inbox.js';
 import {
   PostgresOutbox,
   type OutboxPublisher,
