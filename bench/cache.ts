@@ -37,6 +37,7 @@ import {
   startRedisServer,
   usePostgres,
 } from '../packages/raceguard/dist/testing/index.js';
+import { median } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -209,8 +210,6 @@ interface Result {
   ratioToBaseline: number | null;
 }
 const results: Result[] = [];
-const median = (values: number[]): number =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 
 const libraries = readers();
 const hit: Record<string, { ops: number[]; p99: number[] }> = {};

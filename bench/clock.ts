@@ -8,6 +8,7 @@
 import { parseArgs } from 'node:util';
 import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { HybridLogicalClock, LamportClock } from '../packages/raceguard/dist/clock/index.js';
+import { median } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -50,8 +51,6 @@ for (let round = 0; round < rounds; round++) {
     samples.set(name, [...(samples.get(name) ?? []), perSec]);
   }
 }
-const median = (values: number[]): number =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 const floor = median(samples.get('Date.now() + increment (floor)') ?? [0]);
 const results = [...samples].map(([name, values]) => ({
   variant: name,

@@ -28,6 +28,7 @@ import * as my from '../packages/raceguard/dist/mysql/index.js';
 import { driveRow, ROW_STRATEGIES, rowOperations } from '../packages/cli/dist/lab/row-workload.js';
 import { mysqlDb, postgresDb, type LabPool } from '../packages/cli/dist/lab/sql.js';
 import { createScratchSchema, usePostgres } from '../packages/raceguard/dist/testing/index.js';
+import { median } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -69,14 +70,6 @@ if (
 type Op = () => Promise<unknown>;
 const HOT = { id: 1 };
 const TARGET = { table: 'hot', key: HOT, column: 'v', versionColumn: 'version' } as const;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 /** The closed loop of `raceguard advise` (driveRow), over one operation. */
 async function measure(op: Op, clients: number): Promise<number> {

@@ -21,6 +21,7 @@ import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
 import { startRedisServer } from '../packages/raceguard/dist/testing/redis.js';
 import { redisCpuUs } from './redis-cpu.js';
+import { median } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -149,8 +150,6 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 
-const median = (xs: number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const results = VARIANTS.map((v) => {
   const base = median(samples.get(`${v.route}/unprotected/-`)?.rps ?? []);
   const s = samples.get(`${v.route}/${v.variant}/${v.store}`) ?? {

@@ -44,6 +44,7 @@ import { ACQUIRE, RELEASE } from '../packages/raceguard/dist/redis/lock-scripts.
 import { RedisLock } from '../packages/raceguard/dist/redis/redis-lock.js';
 import { startRedisServer } from '../packages/raceguard/dist/testing/redis.js';
 import { redisCpuUs } from './redis-cpu.js';
+import { median } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -127,14 +128,6 @@ async function contended(take: Take, prefix: string, ms: number, holdMs = 0) {
     }),
   );
   return { opsPerSec: (ops * 1000) / (performance.now() - started), latencies: handoffs, ops };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 const WARMUP_MS = Math.min(300, durationMs);

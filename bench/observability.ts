@@ -34,6 +34,7 @@ import {
   startRedisServer,
   usePostgres,
 } from '../packages/raceguard/dist/testing/index.js';
+import { median } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -139,8 +140,6 @@ try {
         }
       }
     }
-    const median = (values: number[]) =>
-      [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
     const none = median(samples.none);
     for (const variant of VARIANTS) {
       const opsPerSec = median(samples[variant]);

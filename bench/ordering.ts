@@ -48,6 +48,7 @@ import {
   createScratchSchema,
   type BrokerServer,
 } from '../packages/raceguard/dist/testing/index.js';
+import { median } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -353,11 +354,6 @@ async function databaseFloor(keys: number): Promise<{ autocommit: number; inboxT
   });
   return { autocommit, inboxTx };
 }
-
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-};
 
 for (const keys of keyCounts) {
   const floor = await databaseFloor(keys);

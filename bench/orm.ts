@@ -29,6 +29,7 @@ import * as typeormAdapter from '../packages/raceguard/dist/typeorm/index.js';
 import type { OrmHelpers } from '../packages/raceguard/dist/kysely/index.js';
 import { mysqlReachable, startMariaDbServer } from '../packages/raceguard/dist/testing/index.js';
 import { createScratchSchema, usePostgres } from '../packages/raceguard/dist/testing/index.js';
+import { median } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -85,14 +86,6 @@ function ormVariants(on: {
       optimistic: (i: number) => optimisticUpdate(db, optimisticOptions(i)),
     };
   });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 async function measure(op: Op): Promise<number> {
