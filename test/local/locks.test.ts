@@ -155,6 +155,12 @@ describe('KeyedMutex', () => {
     await assert.rejects(mutex.acquire('k', { waitMs: Number.NaN }), /waitMs/);
     await assert.rejects(mutex.acquire('k', { weight: 2 }), /at most the semaphore's 1 permit/);
     await assert.rejects(mutex.acquire('k', { signal: AbortSignal.abort() }), AbortedError);
+    // The checks every locker makes: a lease longer than a timer can run (it would fire at once
+    // and report the lock lost), and an onLost that is not a function.
+    await assert.rejects(mutex.acquire('k', { ttlMs: 2 ** 31 }), /at most 2147483647 ms/);
+    await assert.rejects(mutex.acquire('k', { onLost: 'log' as never }), /options\.onLost/);
+    const short = await mutex.acquire('k', { ttlMs: 5 });
+    await short.release();
     assert.throws(() => new KeyedSemaphore({ permits: 0 }), InvalidArgumentError);
     assert.equal(mutex.size, 0);
   });

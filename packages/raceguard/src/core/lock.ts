@@ -378,8 +378,10 @@ export const MIN_LEASE_MS = 100;
 export interface LeaseSupport {
   /** The backend's name, for errors. */
   readonly backend: string;
-  /** The default lease (`undefined`: the backend has no lease, and refuses `ttlMs`). */
+  /** The default lease (`undefined`: the backend has no lease, and refuses `ttlMs`, unless it is `optional`). */
   readonly ttlMs: number | undefined;
+  /** The lease is the caller's choice (in-process locks): `ttlMs` is accepted, never defaulted. */
+  readonly optional?: boolean;
   /** Shortest lease accepted. @default MIN_LEASE_MS */
   readonly minTtlMs?: number;
   /** Why `ttlMs` and `autoExtend` are refused, for backends without a lease. */
@@ -405,7 +407,7 @@ export interface CheckedAcquireOptions {
 
 /** Check a lease length against what the backend can honour. */
 export function checkLease(argument: string, ttlMs: unknown, lease: LeaseSupport): void {
-  if (lease.ttlMs === undefined) {
+  if (lease.ttlMs === undefined && lease.optional !== true) {
     throw new UnsupportedLockOptionError(
       lease.backend,
       argument,
@@ -454,7 +456,8 @@ export function checkAcquire(
   if (
     options.autoExtend !== undefined &&
     options.autoExtend !== false &&
-    lease.ttlMs === undefined
+    lease.ttlMs === undefined &&
+    lease.optional !== true
   ) {
     throw new UnsupportedLockOptionError(
       lease.backend,

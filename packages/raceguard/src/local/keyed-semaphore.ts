@@ -4,18 +4,15 @@ import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import {
   LockAcquireTimeoutError,
   LockNotOwnerError,
+  checkAcquire,
+  type LeaseSupport,
   type AcquireOptions,
   type LockHandle,
   type Locker,
   checkOptionNames,
   tryOnce,
 } from '../core/lock.js';
-import {
-  assertAbortSignal,
-  assertNonEmptyString,
-  assertPlainObject,
-  assertPositiveInteger,
-} from '../core/validate.js';
+import { assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 
 /** Options of {@link KeyedSemaphore.acquire}: the common ones plus a weight. */
 export interface SemaphoreAcquireOptions extends AcquireOptions {
@@ -36,9 +33,18 @@ interface Entry {
   readonly queue: Waiter[];
 }
 
+/** What the in-process locks do with a lease: the caller's choice, any length from 1 ms. */
+const LOCAL_LEASE: LeaseSupport = {
+  backend: 'KeyedSemaphore',
+  ttlMs: undefined,
+  optional: true,
+  minTtlMs: 1,
+};
+
+/** The acquire options, checked as every locker checks them, and the weight. */
 function validate(key: unknown, options: SemaphoreAcquireOptions, permits: number): number {
-  assertNonEmptyString('key', key);
-  const { weight = 1, ttlMs, waitMs, signal } = options;
+  checkAcquire(key, options, LOCAL_LEASE);
+  const { weight = 1 } = options;
   assertPositiveInteger('options.weight', weight);
   if (weight > permits) {
     throw new InvalidArgumentError(
@@ -47,14 +53,6 @@ function validate(key: unknown, options: SemaphoreAcquireOptions, permits: numbe
       weight,
     );
   }
-  if (ttlMs !== undefined) assertPositiveInteger('options.ttlMs', ttlMs);
-  if (
-    waitMs !== undefined &&
-    !(typeof waitMs === 'number' && waitMs >= 0 && !Number.isNaN(waitMs))
-  ) {
-    throw new InvalidArgumentError('options.waitMs', 'a number of ms >= 0 (or Infinity)', waitMs);
-  }
-  assertAbortSignal('options.signal', signal);
   return weight;
 }
 
