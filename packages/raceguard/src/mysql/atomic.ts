@@ -1,3 +1,9 @@
+import type {
+  AtomicResultOf,
+  AtomicUpdateOf,
+  DecrementBound,
+  IncrementBounds,
+} from '../core/row-updates.js';
 import {
   assertKnownOptions,
   assertPlainObject,
@@ -17,36 +23,15 @@ import {
 import type { MysqlKey, MysqlQueryable, MysqlRow } from './types.js';
 
 /** Result of {@link atomicDecrement} and {@link atomicIncrement}. */
-export type MysqlAtomicResult =
-  /** `row` holds the key columns and the changed column, after the update. */
-  | { readonly applied: true; readonly row: MysqlRow }
-  /** The bound would have been crossed; `current` is the row as read right after. */
-  | { readonly applied: false; readonly reason: 'limit'; readonly current: MysqlRow }
-  | { readonly applied: false; readonly reason: 'not-found' };
-
-interface AtomicCommon {
-  readonly table: MysqlTableName;
-  /** Equality conditions identifying the row, e.g. `{ id: 42 }`. */
-  readonly key: MysqlKey;
-  /** Integer column to change. */
-  readonly column: string;
-  /** How much to change it by: a positive safe integer. */
-  readonly amount: number;
-}
+export type MysqlAtomicResult = AtomicResultOf<MysqlRow>;
 
 /** Options of {@link atomicDecrement}. */
-export interface MysqlAtomicDecrementOptions extends AtomicCommon {
-  /** The column never goes below this. @default 0 */
-  readonly floor?: number;
-}
+export interface MysqlAtomicDecrementOptions
+  extends AtomicUpdateOf<MysqlTableName, MysqlKey>, DecrementBound {}
 
 /** Options of {@link atomicIncrement}. */
-export interface MysqlAtomicIncrementOptions extends AtomicCommon {
-  /** The column never goes above this constant. */
-  readonly ceiling?: number;
-  /** The column never goes above the value of this other column of the same row. */
-  readonly ceilingColumn?: string;
-}
+export interface MysqlAtomicIncrementOptions
+  extends AtomicUpdateOf<MysqlTableName, MysqlKey>, IncrementBounds {}
 
 const COMMON = ['table', 'key', 'column', 'amount'];
 

@@ -1,6 +1,7 @@
+import type { OptimisticResultOf, OptimisticUpdateOf } from '../core/row-updates.js';
 import { OptimisticConflictError, RetryExhaustedError, RowNotFoundError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
-import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
+import { retryOptionsOf } from '../core/retry-policy.js';
 import {
   assertAbortSignal,
   assertFunction,
@@ -14,30 +15,14 @@ import { assertMysqlQueryable, renderConditions, selectRows } from './statements
 import type { MysqlKey, MysqlQueryable, MysqlRow } from './types.js';
 
 /** Options of {@link optimisticUpdate}; `maxAttempts` counts read-compute-write rounds. */
-export interface MysqlOptimisticUpdateOptions<R extends MysqlRow = MysqlRow> extends RetryPolicy {
-  readonly table: MysqlTableName;
-  /** Equality conditions that identify exactly one row. */
-  readonly key: MysqlKey;
-  /** Integer column incremented by every successful write. @default 'version' */
-  readonly versionColumn?: string;
-  /**
-   * Computes the changes from the row as just read; `null` writes nothing.
-   * Called again with a fresh row after every lost race: it must be safe to re-run.
-   */
-  readonly update: (
-    current: R,
-    context: { readonly attempt: number },
-  ) => Promise<Readonly<Record<string, unknown>> | null> | Readonly<Record<string, unknown>> | null;
-}
+export type MysqlOptimisticUpdateOptions<R extends MysqlRow = MysqlRow> = OptimisticUpdateOf<
+  R,
+  MysqlTableName,
+  MysqlKey
+>;
 
-/** Result of {@link optimisticUpdate}. */
-export interface MysqlOptimisticUpdateResult<R extends MysqlRow = MysqlRow> {
-  /** `false` when `update` returned `null`. */
-  readonly applied: boolean;
-  /** The row as read with the changes and the new version applied (no `RETURNING` on MySQL), or as read when nothing was written. */
-  readonly row: R;
-  readonly attempts: number;
-}
+/** Result of {@link optimisticUpdate}: the row as read with the changes and the new version applied (no `RETURNING` on MySQL). */
+export type MysqlOptimisticUpdateResult<R extends MysqlRow = MysqlRow> = OptimisticResultOf<R>;
 
 class VersionMoved extends Error {
   /** Named so in retry events. */

@@ -1,26 +1,19 @@
 import { InvalidArgumentError } from '../core/errors.js';
+import type {
+  AtomicResultOf,
+  AtomicUpdateOf,
+  DecrementBound,
+  IncrementBounds,
+} from '../core/row-updates.js';
 import { assertPlainObject, assertPositiveInteger, assertSafeInteger } from '../core/validate.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 import { assertQueryable, renderConditions, runQuery, statementName } from './statements.js';
 import type { KeyValues, Queryable, Row } from './types.js';
 
 /** Result of {@link atomicDecrement} and {@link atomicIncrement}. */
-export type AtomicUpdateResult =
-  /** `row` holds the key columns and the changed column, after the update. */
-  | { readonly applied: true; readonly row: Row }
-  /** The bound would have been crossed; `current` is the row as read right after. */
-  | { readonly applied: false; readonly reason: 'limit'; readonly current: Row }
-  | { readonly applied: false; readonly reason: 'not-found' };
+export type AtomicUpdateResult = AtomicResultOf<Row>;
 
-interface AtomicCommon {
-  /** Table holding the counter. */
-  readonly table: TableName;
-  /** Equality conditions identifying the row, e.g. `{ id: 42 }`. */
-  readonly key: KeyValues;
-  /** Integer column to change (stock, balance in minor units, redemptions, ...). */
-  readonly column: string;
-  /** How much to change it by: a positive safe integer. */
-  readonly amount: number;
+interface AtomicCommon extends AtomicUpdateOf<TableName, KeyValues> {
   /**
    * Send the UPDATE as a named prepared statement, parsed once per
    * connection (the single largest cost of a one-row update). Turn it off
@@ -32,21 +25,10 @@ interface AtomicCommon {
 }
 
 /** Options of {@link atomicDecrement}. */
-export interface AtomicDecrementOptions extends AtomicCommon {
-  /**
-   * The column never goes below this.
-   * @default 0
-   */
-  readonly floor?: number;
-}
+export interface AtomicDecrementOptions extends AtomicCommon, DecrementBound {}
 
 /** Options of {@link atomicIncrement}. */
-export interface AtomicIncrementOptions extends AtomicCommon {
-  /** The column never goes above this constant. Unbounded when neither ceiling is set. */
-  readonly ceiling?: number;
-  /** The column never goes above the value of this other column of the same row (a cap stored with the data). */
-  readonly ceilingColumn?: string;
-}
+export interface AtomicIncrementOptions extends AtomicCommon, IncrementBounds {}
 
 /**
  * Take `amount` from a counter in one statement, only if it stays at or

@@ -1,6 +1,7 @@
+import type { OptimisticResultOf, OptimisticUpdateOf } from '../core/row-updates.js';
 import { RetryExhaustedError } from '../core/errors.js';
 import { retry } from '../core/retry.js';
-import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
+import { retryOptionsOf } from '../core/retry-policy.js';
 import {
   assertAbortSignal,
   assertFunction,
@@ -73,36 +74,14 @@ export async function compareAndSet(
 }
 
 /** Options of {@link optimisticUpdate}; `maxAttempts` counts read-compute-write rounds. */
-export interface OptimisticUpdateOptions<R extends Row = Row> extends RetryPolicy {
-  /** Table holding the row. */
-  readonly table: TableName;
-  /** Equality conditions that identify exactly one row, e.g. `{ id: 42 }`. */
-  readonly key: KeyValues;
-  /**
-   * Integer column incremented by every successful write.
-   * @default 'version'
-   */
-  readonly versionColumn?: string;
-  /**
-   * Computes the changes from the row as just read. Return `null` to write
-   * nothing (the precondition no longer holds); throw to abort. Called again
-   * with a fresh row after every lost race, so it must be safe to re-run.
-   */
-  readonly update: (
-    current: R,
-    context: { readonly attempt: number },
-  ) => Promise<Readonly<Record<string, unknown>> | null> | Readonly<Record<string, unknown>> | null;
-}
+export type OptimisticUpdateOptions<R extends Row = Row> = OptimisticUpdateOf<
+  R,
+  TableName,
+  KeyValues
+>;
 
 /** Result of {@link optimisticUpdate}. */
-export interface OptimisticUpdateResult<R extends Row = Row> {
-  /** `false` when `update` returned `null`. */
-  readonly applied: boolean;
-  /** The row after the write, or as read when nothing was written. */
-  readonly row: R;
-  /** Attempts used (1 when the first write won). */
-  readonly attempts: number;
-}
+export type OptimisticUpdateResult<R extends Row = Row> = OptimisticResultOf<R>;
 
 class VersionMoved extends Error {
   /** Named so in retry events. */
