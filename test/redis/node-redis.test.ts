@@ -1,4 +1,5 @@
 /** node-redis clients through the adapters: the lock, its pub/sub wake-up, fencing and the idempotency store. */
+import { assertWokenByRelease } from '../helpers/contend.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -70,14 +71,7 @@ describe('node-redis', () => {
       prefix: 'nr:',
       pollMs: 10_000,
     });
-    const held = await locks.acquire('wake', { ttlMs: 30_000 });
-    const started = performance.now();
-    const waiting = locks.acquire('wake', { waitMs: 5000 });
-    await delay(50);
-    await held.release();
-    const next = await waiting;
-    assert.ok(performance.now() - started < 1000, 'woken within a second');
-    await next.release();
+    await assertWokenByRelease(locks, 'wake');
   });
 
   it('falls back to EVAL after SCRIPT FLUSH, and fencedSet refuses a stale token', async () => {

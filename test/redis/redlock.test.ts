@@ -2,11 +2,11 @@
  * Redlock on five real redis-server processes, with nodes killed (-9),
  * paused (SIGSTOP) and restarted empty while clients contend for the lock.
  */
+import { contend } from '../helpers/contend.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { withLock } from '../../packages/raceguard/src/core/lock.js';
 import { QuorumNotReachedError, Redlock } from '../../packages/raceguard/src/redis/redlock.js';
@@ -62,34 +62,19 @@ describe('Redlock on five nodes', () => {
     });
 
   /** Contend for one lock; a read-gap-write on shared state detects any overlap. */
-  async function contend(redlock: Redlock, workers: number, onProgress?: (done: number) => void) {
-    let inside = 0;
-    let peak = 0;
-    let value = 0;
-    let done = 0;
-    await Promise.all(
-      Array.from({ length: workers }, () =>
-        withLock(
-          redlock,
-          'resource',
-          async () => {
-            inside++;
-            peak = Math.max(peak, inside);
-            const read = value;
-            await delay(2);
-            value = read + 1;
-            inside--;
-            onProgress?.(++done);
-          },
-          { ttlMs: 2000, waitMs: 30_000 },
-        ),
-      ),
+  async function contendOn(redlock: Redlock, workers: number, onProgress?: (done: number) => void) {
+    const { peak, value } = await contend(
+      redlock,
+      'resource',
+      workers,
+      { ttlMs: 2000, waitMs: 30_000 },
+      onProgress,
     );
     return { peak, value };
   }
 
   it('excludes concurrent holders and serves everyone', async () => {
-    const result = await contend(newRedlock(), 40);
+    const result = await contendOn(newRedlock(), 40);
     assert.deepEqual(result, { peak: 1, value: 40 });
   });
 
@@ -97,7 +82,7 @@ describe('Redlock on five nodes', () => {
     const paused = servers[4] as RedisServer;
     paused.process.kill('SIGSTOP');
     try {
-      const result = await contend(newRedlock(250), 20);
+      const result = await contendOn(newRedlock(250), 20);
       assert.deepEqual(result, { peak: 1, value: 20 });
     } finally {
       paused.process.kill('SIGCONT');
@@ -106,7 +91,7 @@ describe('Redlock on five nodes', () => {
 
   it('survives kill -9 of one and then a second node mid-run', async () => {
     const redlock = newRedlock();
-    const result = await contend(redlock, 60, (done) => {
+    const result = await contendOn(redlock, 60, (done) => {
       if (done === 15) servers[0]?.process.kill('SIGKILL');
       if (done === 35) servers[1]?.process.kill('SIGKILL');
     });
