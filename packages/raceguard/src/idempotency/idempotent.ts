@@ -153,6 +153,12 @@ export function serializeResult(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
+/** Options renamed before 0.1, refused with their new name. */
+const RENAMED_OPTIONS = [
+  ['storeFailure', "failOpen (true for 'open'), as in the cache"],
+  ['storeTimeoutMs', "callTimeoutMs, the one name of a round trip's timeout on every backend"],
+] as const;
+
 function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Settings {
   if (typeof store !== 'object' || store === null || typeof store.claim !== 'function') {
     throw new InvalidArgumentError('store', 'an IdempotencyStore', store);
@@ -167,10 +173,7 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
   }
   const concurrent = options.concurrent ?? 'conflict';
   assertOneOf('options.concurrent', concurrent, ['conflict', 'wait']);
-  for (const [old, now] of [
-    ['storeFailure', "failOpen (true for 'open'), as in the cache"],
-    ['storeTimeoutMs', "callTimeoutMs, the one name of a round trip's timeout on every backend"],
-  ] as const) {
+  for (const [old, now] of RENAMED_OPTIONS) {
     if (old in options)
       throw new InvalidArgumentError(
         `options.${old}`,

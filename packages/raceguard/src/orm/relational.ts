@@ -325,14 +325,35 @@ export function lockRowsInTransaction<Db>(
   };
 }
 
+/**
+ * `call` on the target of `db`; a `db` that is not a database object
+ * rejects rather than throws, without a promise layer on the way through.
+ */
+function onTarget<Db, R>(
+  toTarget: (db: Db) => SqlTarget,
+  db: Db,
+  call: (target: SqlTarget) => Promise<R>,
+): Promise<R> {
+  let target: SqlTarget;
+  try {
+    target = toTarget(db);
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  }
+  return call(target);
+}
+
 /** The {@link OrmHelpers} of an adapter, over its target function. */
 export function ormHelpers<Db>(toTarget: (db: Db) => SqlTarget): OrmHelpers<Db> {
-  // Async: a database object that is not one rejects, never throws.
   return {
-    atomicDecrement: async (db, options) => atomicDecrement(toTarget(db), options),
-    atomicIncrement: async (db, options) => atomicIncrement(toTarget(db), options),
-    compareAndSet: async (db, options) => compareAndSet(toTarget(db), options),
-    optimisticUpdate: async (db, options) => optimisticUpdate(toTarget(db), options),
+    atomicDecrement: (db, options) =>
+      onTarget(toTarget, db, (target) => atomicDecrement(target, options)),
+    atomicIncrement: (db, options) =>
+      onTarget(toTarget, db, (target) => atomicIncrement(target, options)),
+    compareAndSet: (db, options) =>
+      onTarget(toTarget, db, (target) => compareAndSet(target, options)),
+    optimisticUpdate: (db, options) =>
+      onTarget(toTarget, db, (target) => optimisticUpdate(target, options)),
     versionedRows: (db, options) => {
       const target = toTarget(db);
       return target.dialect === 'postgres'

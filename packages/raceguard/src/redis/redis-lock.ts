@@ -127,24 +127,26 @@ export class RedisLock extends LeaseLocker {
       options.subscriber === undefined ? undefined : new ReleaseSubscriptions(options.subscriber);
   }
 
-  async #run(
+  /**
+   * One script round trip, its reply mapped by `answer`: a single promise
+   * layer of ours over the driver's reply on success (a grant and a release
+   * are the hot path); on failure the `NOSCRIPT` fallback, and any error as a
+   * LockBackendError.
+   */
+  #run<T>(
     script: LuaScript,
     keys: string[],
     args: (string | number)[],
     what: string,
-  ): Promise<unknown> {
-    try {
-      return await script.send(this.#client, keys, args);
-    } catch (error) {
-      return this.#recover(script, keys, args, error, what);
-    }
+    answer: (reply: unknown) => T,
+  ): Promise<T> {
+    return script
+      .send(this.#client, keys, args)
+      .then(answer, (error: unknown) =>
+        this.#recover(script, keys, args, error, what).then(answer),
+      );
   }
 
-  /**
-   * The failure path of a round trip, which awaits the driver's reply
-   * ({@link LuaScript.send}) directly, without a promise layer of ours on
-   * success: the `NOSCRIPT` fallback, and any error as a LockBackendError.
-   */
   async #recover(
     script: LuaScript,
     keys: string[],
@@ -168,22 +170,17 @@ export class RedisLock extends LeaseLocker {
     const lockKeys = [lock];
     return {
       // `[1, token]` when granted, `[0, remaining lease ms]` when held.
-      tryGrant: async (owner, ttlMs) => {
-        const [granted, value] = (await this.#run(
-          ACQUIRE,
-          grantKeys,
-          [owner, ttlMs],
-          'acquire a lock',
-        )) as [number, number];
-        return granted === 1
-          ? { token: BigInt(value) }
-          : { leaseLeftMs: value > 0 ? value : undefined };
-      },
-      renew: async (owner, leaseMs) =>
-        (await this.#run(EXTEND, lockKeys, [owner, leaseMs], 'extend a lock')) === 1,
-      release: async (owner) => {
-        await this.#run(RELEASE, lockKeys, [owner, channel], 'release a lock');
-      },
+      tryGrant: (owner, ttlMs) =>
+        this.#run(ACQUIRE, grantKeys, [owner, ttlMs], 'acquire a lock', (reply) => {
+          const [granted, value] = reply as [number, number];
+          return granted === 1
+            ? { token: BigInt(value) }
+            : { leaseLeftMs: value > 0 ? value : undefined };
+        }),
+      renew: (owner, leaseMs) =>
+        this.#run(EXTEND, lockKeys, [owner, leaseMs], 'extend a lock', (reply) => reply === 1),
+      release: (owner) =>
+        this.#run(RELEASE, lockKeys, [owner, channel], 'release a lock', () => undefined),
       ...waitForReleaseOn(this.#subscriptions === undefined ? [] : [this.#subscriptions], channel),
     };
   }
