@@ -1,13 +1,6 @@
 import type { OptimisticResultOf, OptimisticUpdateOf } from '../core/row-updates.js';
-import { OptimisticConflictError, RetryExhaustedError, RowNotFoundError } from '../core/errors.js';
-import { retry } from '../core/retry.js';
-import { retryOptionsOf } from '../core/retry-policy.js';
-import {
-  assertAbortSignal,
-  assertFunction,
-  assertPlainObject,
-  assertVersion,
-} from '../core/validate.js';
+import { optimisticLoop } from '../core/optimistic-loop.js';
+import { assertAbortSignal, assertFunction, assertPlainObject } from '../core/validate.js';
 import { compareAndSet } from './atomic.js';
 import { StaleSnapshotError } from './errors.js';
 import { quoteIdentifier, quoteTable, type MysqlTableName } from './identifiers.js';
@@ -23,11 +16,6 @@ export type MysqlOptimisticUpdateOptions<R extends MysqlRow = MysqlRow> = Optimi
 
 /** Result of {@link optimisticUpdate}: the row as read with the changes and the new version applied (no `RETURNING` on MySQL). */
 export type MysqlOptimisticUpdateResult<R extends MysqlRow = MysqlRow> = OptimisticResultOf<R>;
-
-class VersionMoved extends Error {
-  /** Named so in retry events. */
-  readonly code = 'version-moved';
-}
 
 /**
  * Optimistic locking on MySQL and MariaDB: read the row, compute changes,
@@ -65,55 +53,30 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
     versionColumn === alias
       ? `SELECT * FROM ${table} WHERE ${where}`
       : `SELECT *, ${version} AS \`${alias}\` FROM ${table} WHERE ${where}`;
-  const started = performance.now();
-  const read = async (): Promise<MysqlRow | undefined> => {
+  const read = async (): Promise<R | undefined> => {
     const [row] = await selectRows(db, select, keyValues);
-    if (row === undefined) return undefined;
-    if (versionColumn === alias) return row;
+    if (row === undefined || versionColumn === alias) return row as R | undefined;
     const rest = { ...row };
     delete rest[alias];
-    return rest;
+    return rest as R;
   };
-  // The version the last write lost against: seeing it again means the reads come from a snapshot.
-  let lost: string | undefined;
-  try {
-    return await retry(
-      async ({ attempt }) => {
-        const current = await read();
-        if (current === undefined) throw new RowNotFoundError(table, options.key);
-        const expectedVersion = current[versionColumn];
-        // A version column of the wrong type is a schema mistake, named before anything is written.
-        assertVersion(`the version column "${versionColumn}" of ${table}`, expectedVersion);
-        if (lost !== undefined && String(expectedVersion) === lost) {
-          throw new StaleSnapshotError(table, expectedVersion);
-        }
-        const changes = await options.update(current as R, { attempt });
-        if (changes === null) return { applied: false, row: current as R, attempts: attempt };
-        const written = await compareAndSet(db, {
-          table: options.table,
-          key: options.key,
-          versionColumn,
-          expectedVersion,
-          set: changes,
-        });
-        if (!written.applied) {
-          lost = String(expectedVersion);
-          throw new VersionMoved();
-        }
-        const row = { ...current, ...changes, [versionColumn]: written.version } as unknown as R;
-        return { applied: true, row, attempts: attempt };
-      },
-      retryOptionsOf(options, (error) => error instanceof VersionMoved, 'optimistic-update'),
-    );
-  } catch (error) {
-    if (error instanceof RetryExhaustedError) {
-      throw new OptimisticConflictError(
-        await read().catch(() => undefined),
-        error.attempts,
-        performance.now() - started,
-        error.cause,
-      );
-    }
-    throw error;
-  }
+  return optimisticLoop(options, versionColumn, {
+    table,
+    read,
+    write: async (current, expectedVersion, set) => {
+      const written = await compareAndSet(db, {
+        table: options.table,
+        key: options.key,
+        versionColumn,
+        expectedVersion,
+        set,
+      });
+      if (!written.applied) return undefined;
+      return { ...current, ...set, [versionColumn]: written.version };
+    },
+    // Seeing the version the last write lost against again: the reads come from a snapshot.
+    sameVersionAgain: (version) => {
+      throw new StaleSnapshotError(table, version);
+    },
+  });
 }

@@ -1,14 +1,12 @@
 import type { OptimisticResultOf, OptimisticUpdateOf } from '../core/row-updates.js';
-import { RetryExhaustedError } from '../core/errors.js';
-import { retry } from '../core/retry.js';
-import { retryOptionsOf } from '../core/retry-policy.js';
+import { optimisticLoop } from '../core/optimistic-loop.js';
 import {
   assertAbortSignal,
   assertFunction,
   assertPlainObject,
   assertVersion,
 } from '../core/validate.js';
-import { OptimisticConflictError, RowNotFoundError } from './errors.js';
+import { RowNotFoundError } from './errors.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 import { assertQueryable, renderAssignments, renderConditions, runQuery } from './statements.js';
 import type { KeyValues, Queryable, Row } from './types.js';
@@ -83,14 +81,6 @@ export type OptimisticUpdateOptions<R extends Row = Row> = OptimisticUpdateOf<
 /** Result of {@link optimisticUpdate}. */
 export type OptimisticUpdateResult<R extends Row = Row> = OptimisticResultOf<R>;
 
-class VersionMoved extends Error {
-  /** Named so in retry events. */
-  readonly code = 'version-moved';
-  constructor(readonly current: Row | undefined) {
-    super('the version changed between read and write');
-  }
-}
-
 /**
  * Optimistic locking: read the row, compute changes with `update`, write them
  * only if the version column is unchanged ({@link compareAndSet}), and on a
@@ -120,62 +110,35 @@ export async function optimisticUpdate<R extends Row = Row>(
   assertAbortSignal('options.signal', options.signal);
   const table = quoteTable(options.table);
   const versionColumn = options.versionColumn ?? 'version';
-  quoteIdentifier(versionColumn, 'options.versionColumn');
+  const version = quoteIdentifier(versionColumn, 'options.versionColumn');
   const keyValues: unknown[] = [];
   const where = renderConditions('options.key', options.key, keyValues);
   const select = `SELECT * FROM ${table} WHERE ${where}`;
-  const started = performance.now();
-  let lastRead: Row | undefined;
-
-  try {
-    return await retry(
-      async ({ attempt }) => {
-        const { rows } = await runQuery(db, select, keyValues);
-        const current = rows[0];
-        if (current === undefined) throw new RowNotFoundError(table, options.key);
-        lastRead = current;
-        const expectedVersion = current[versionColumn];
-        if (expectedVersion === undefined) {
-          // The row exists; the column does not. Let the server say so (42703), as
-          // compareAndSet does: UnknownIdentifierError, not a 404-looking RowNotFoundError.
-          await runQuery(
-            db,
-            `SELECT ${quoteIdentifier(versionColumn, 'options.versionColumn')} FROM ${table} WHERE false`,
-          );
-          throw new RowNotFoundError(
-            `${table} (no column "${versionColumn}" in the row)`,
-            options.key,
-          );
-        }
-        // A version column of the wrong type is a schema mistake, named before anything is written.
-        assertVersion(`the version column "${versionColumn}" of ${table}`, expectedVersion);
-        const changes = await options.update(current as R, { attempt });
-        if (changes === null) return { applied: false, row: current as R, attempts: attempt };
-        const written = await compareAndSet(db, {
-          table: options.table,
-          key: options.key,
-          versionColumn,
-          expectedVersion,
-          set: changes,
-        });
-        if (!written.applied || written.row === undefined) throw new VersionMoved(current);
-        return { applied: true, row: written.row as R, attempts: attempt };
-      },
-      retryOptionsOf(options, (error) => error instanceof VersionMoved, 'optimistic-update'),
-    );
-  } catch (error) {
-    if (error instanceof RetryExhaustedError) {
-      const fresh = await runQuery(db, select, keyValues).then(
-        (r) => r.rows[0],
-        () => lastRead,
-      );
-      throw new OptimisticConflictError(
-        fresh,
-        error.attempts,
-        performance.now() - started,
-        error.cause,
-      );
-    }
-    throw error;
-  }
+  return optimisticLoop(options, versionColumn, {
+    table,
+    read: async () => {
+      const { rows } = await runQuery(db, select, keyValues);
+      const row = rows[0] as R | undefined;
+      if (row !== undefined && row[versionColumn] === undefined) {
+        // The row exists; the column does not. Let the server say so (42703), as
+        // compareAndSet does: UnknownIdentifierError, not a 404-looking RowNotFoundError.
+        await runQuery(db, `SELECT ${version} FROM ${table} WHERE false`);
+        throw new RowNotFoundError(
+          `${table} (no column "${versionColumn}" in the row)`,
+          options.key,
+        );
+      }
+      return row;
+    },
+    write: async (_current, expectedVersion, set) => {
+      const written = await compareAndSet(db, {
+        table: options.table,
+        key: options.key,
+        versionColumn,
+        expectedVersion,
+        set,
+      });
+      return written.applied ? (written.row as R | undefined) : undefined;
+    },
+  });
 }
