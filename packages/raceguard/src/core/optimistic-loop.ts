@@ -8,7 +8,7 @@ import { OptimisticConflictError, RetryExhaustedError, RowNotFoundError } from '
 import { retry } from './retry.js';
 import { retryOptionsOf } from './retry-policy.js';
 import type { OptimisticResultOf, OptimisticUpdateOf } from './row-updates.js';
-import { assertVersion } from './validate.js';
+import { assertAbortSignal, assertFunction, assertPlainObject, assertVersion } from './validate.js';
 
 type AnyRow = Readonly<Record<string, unknown>>;
 
@@ -30,6 +30,14 @@ export interface VersionedRowTrips<R extends AnyRow> {
    * throw to stop the loop. Unset: keep trying.
    */
   readonly sameVersionAgain?: (version: number | string | bigint) => never;
+}
+
+/** The argument checks of every `optimisticUpdate`, after its client's. */
+export function assertOptimisticOptions(options: object): void {
+  assertPlainObject('options', options);
+  const { update, signal } = options as { update?: unknown; signal?: unknown };
+  assertFunction('options.update', update);
+  assertAbortSignal('options.signal', signal);
 }
 
 class VersionMoved extends Error {

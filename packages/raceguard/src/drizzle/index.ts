@@ -18,13 +18,6 @@ import { assertFunction } from '../core/validate.js';
 import { bridgeTarget, cachedTargets, type BridgeResult } from '../orm/bridge.js';
 import { splitPlaceholders } from '../orm/placeholders.js';
 import * as relational from '../orm/relational.js';
-import type {
-  OrmHelpers,
-  OrmLockRowsOptions,
-  OrmRow,
-  OrmTransactionOptions,
-  SqlTarget,
-} from '../orm/relational.js';
 
 export * from '../orm/exports.js';
 
@@ -65,7 +58,8 @@ function unwrap(error: unknown): unknown {
 function resultOf(dialect: 'postgres' | 'mysql', raw: unknown): BridgeResult {
   if (dialect === 'mysql') {
     const [first] = raw as [unknown, unknown];
-    if (Array.isArray(first)) return { rows: first as OrmRow[], affectedRows: undefined };
+    if (Array.isArray(first))
+      return { rows: first as relational.OrmRow[], affectedRows: undefined };
     const header = first as { affectedRows: number; changedRows?: number; insertId: number };
     return {
       rows: [],
@@ -77,14 +71,17 @@ function resultOf(dialect: 'postgres' | 'mysql', raw: unknown): BridgeResult {
   if (Array.isArray(raw)) {
     // postgres.js: the rows, with the command's row count as `count`.
     const count = (raw as { count?: unknown }).count;
-    return { rows: raw as OrmRow[], affectedRows: typeof count === 'number' ? count : undefined };
+    return {
+      rows: raw as relational.OrmRow[],
+      affectedRows: typeof count === 'number' ? count : undefined,
+    };
   }
-  const result = raw as { rows: OrmRow[]; rowCount: number | null };
+  const result = raw as { rows: relational.OrmRow[]; rowCount: number | null };
   return { rows: result.rows, affectedRows: result.rowCount ?? undefined };
 }
 
 /**
- * The Drizzle database (or transaction) as a {@link SqlTarget}: each
+ * The Drizzle database (or transaction) as a {@link relational.SqlTarget}: each
  * statement is rebuilt with Drizzle's `sql` (values bound as parameters,
  * never spliced) and run through `execute`.
  *
@@ -93,8 +90,8 @@ function resultOf(dialect: 'postgres' | 'mysql', raw: unknown): BridgeResult {
  * const target = drizzleTarget(db);
  * ```
  */
-export const drizzleTarget: (db: DrizzleDatabase) => SqlTarget = cachedTargets(
-  (db: DrizzleDatabase): SqlTarget => {
+export const drizzleTarget: (db: DrizzleDatabase) => relational.SqlTarget = cachedTargets(
+  (db: DrizzleDatabase): relational.SqlTarget => {
     const dialect = dialectOf(db);
     const target = bridgeTarget(dialect, async (text, values) => {
       const { pieces, indexes } = splitPlaceholders(text, dialect);
@@ -112,14 +109,10 @@ export const drizzleTarget: (db: DrizzleDatabase) => SqlTarget = cachedTargets(
   },
 );
 
-/** The helpers of every adapter (see {@link OrmHelpers}), on drizzle's database objects. */
-export const {
-  atomicDecrement,
-  atomicIncrement,
-  compareAndSet,
-  optimisticUpdate,
-  versionedRows,
-}: OrmHelpers<DrizzleDatabase> = relational.ormHelpers(drizzleTarget);
+/** The helpers of every adapter (see {@link relational.OrmHelpers}), on drizzle's database objects. */
+const helpers: relational.OrmHelpers<DrizzleDatabase> = relational.ormHelpers(drizzleTarget);
+export const { atomicDecrement, atomicIncrement, compareAndSet } = helpers;
+export const { optimisticUpdate, versionedRows } = helpers;
 
 /**
  * Locks rows for the rest of a Drizzle transaction and returns them.
@@ -132,11 +125,10 @@ export const {
  * });
  * ```
  */
-export function lockRows(tx: DrizzleDatabase, options: OrmLockRowsOptions): Promise<OrmRow[]> {
-  return lockInTransaction(tx, options);
-}
-
-const lockInTransaction = relational.lockRowsInTransaction(drizzleTarget, isTransaction, {
+export const lockRows: (
+  tx: DrizzleDatabase,
+  options: relational.OrmLockRowsOptions,
+) => Promise<relational.OrmRow[]> = relational.lockRowsInTransaction(drizzleTarget, isTransaction, {
   argument: 'tx',
   expected: 'a Drizzle transaction (a lock outside one ends with its statement)',
   received: 'a Drizzle database',
@@ -158,7 +150,7 @@ const lockInTransaction = relational.lockRowsInTransaction(drizzleTarget, isTran
 export async function transaction<Tx, T>(
   db: DrizzleTransactional<Tx>,
   fn: (tx: Tx, context: { readonly attempt: number }) => Promise<T>,
-  options: OrmTransactionOptions = {},
+  options: relational.OrmTransactionOptions = {},
 ): Promise<T> {
   dialectOf(db);
   assertFunction('fn', fn);

@@ -21,13 +21,6 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { assertFunction } from '../core/validate.js';
 import { bridgeTarget, cachedTargets } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
-import type {
-  OrmHelpers,
-  OrmLockRowsOptions,
-  OrmRow,
-  OrmTransactionOptions,
-  SqlTarget,
-} from '../orm/relational.js';
 
 export * from '../orm/exports.js';
 
@@ -50,17 +43,17 @@ function assertKysely(db: unknown): asserts db is KyselyDatabase {
 }
 
 /**
- * The Kysely instance (or transaction) as a {@link SqlTarget}: statements
+ * The Kysely instance (or transaction) as a {@link relational.SqlTarget}: statements
  * run through `executeQuery`, so Kysely's plugins and logging see them.
  * Throws `InvalidArgumentError` for a dialect other than PostgreSQL or MySQL.
  *
  * @example
  * ```ts
- * const target = kyselyTarget(db); // for raceguard functions that take a SqlTarget
+ * const target = kyselyTarget(db); // for raceguard functions that take a relational.SqlTarget
  * ```
  */
-export const kyselyTarget: (db: KyselyDatabase) => SqlTarget = cachedTargets(
-  (db: KyselyDatabase): SqlTarget => {
+export const kyselyTarget: (db: KyselyDatabase) => relational.SqlTarget = cachedTargets(
+  (db: KyselyDatabase): relational.SqlTarget => {
     assertKysely(db);
     const adapter = db.getExecutor().adapter;
     const dialect =
@@ -76,7 +69,7 @@ export const kyselyTarget: (db: KyselyDatabase) => SqlTarget = cachedTargets(
     const target = bridgeTarget(dialect, async (text, values) => {
       const result = await db.executeQuery(CompiledQuery.raw(text, [...values]));
       return {
-        rows: result.rows as OrmRow[],
+        rows: result.rows as relational.OrmRow[],
         affectedRows:
           result.numAffectedRows === undefined ? undefined : Number(result.numAffectedRows),
         changedRows:
@@ -88,14 +81,10 @@ export const kyselyTarget: (db: KyselyDatabase) => SqlTarget = cachedTargets(
   },
 );
 
-/** The helpers of every adapter (see {@link OrmHelpers}), on kysely's database objects. */
-export const {
-  atomicDecrement,
-  atomicIncrement,
-  compareAndSet,
-  optimisticUpdate,
-  versionedRows,
-}: OrmHelpers<KyselyDatabase> = relational.ormHelpers(kyselyTarget);
+/** The helpers of every adapter (see {@link relational.OrmHelpers}), on kysely's database objects. */
+const helpers: relational.OrmHelpers<KyselyDatabase> = relational.ormHelpers(kyselyTarget);
+export const { atomicDecrement, atomicIncrement, compareAndSet } = helpers;
+export const { optimisticUpdate, versionedRows } = helpers;
 
 /**
  * Locks rows for the rest of a Kysely transaction (`FOR UPDATE`, `share`,
@@ -109,7 +98,10 @@ export const {
  * });
  * ```
  */
-export function lockRows<DB>(trx: Transaction<DB>, options: OrmLockRowsOptions): Promise<OrmRow[]> {
+export function lockRows<DB>(
+  trx: Transaction<DB>,
+  options: relational.OrmLockRowsOptions,
+): Promise<relational.OrmRow[]> {
   return lockInTransaction(trx, options);
 }
 
@@ -141,7 +133,7 @@ const lockInTransaction = relational.lockRowsInTransaction(
 export async function transaction<DB, T>(
   db: Kysely<DB>,
   fn: (trx: Transaction<DB>, context: { readonly attempt: number }) => Promise<T>,
-  options: OrmTransactionOptions = {},
+  options: relational.OrmTransactionOptions = {},
 ): Promise<T> {
   assertKysely(db);
   assertFunction('fn', fn);

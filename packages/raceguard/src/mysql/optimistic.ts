@@ -1,6 +1,5 @@
 import type { OptimisticResultOf, OptimisticUpdateOf } from '../core/row-updates.js';
-import { optimisticLoop } from '../core/optimistic-loop.js';
-import { assertAbortSignal, assertFunction, assertPlainObject } from '../core/validate.js';
+import { assertOptimisticOptions, optimisticLoop } from '../core/optimistic-loop.js';
 import { compareAndSet } from './atomic.js';
 import { StaleSnapshotError } from './errors.js';
 import { quoteIdentifier, quoteTable, type MysqlTableName } from './identifiers.js';
@@ -38,9 +37,7 @@ export async function optimisticUpdate<R extends MysqlRow = MysqlRow>(
   options: MysqlOptimisticUpdateOptions<R>,
 ): Promise<MysqlOptimisticUpdateResult<R>> {
   assertMysqlQueryable('db', db);
-  assertPlainObject('options', options);
-  assertFunction('options.update', options.update);
-  assertAbortSignal('options.signal', options.signal);
+  assertOptimisticOptions(options);
   const table = quoteTable(options.table);
   const versionColumn = options.versionColumn ?? 'version';
   const version = quoteIdentifier(versionColumn, 'options.versionColumn');

@@ -1,11 +1,6 @@
 import type { OptimisticResultOf, OptimisticUpdateOf } from '../core/row-updates.js';
-import { optimisticLoop } from '../core/optimistic-loop.js';
-import {
-  assertAbortSignal,
-  assertFunction,
-  assertPlainObject,
-  assertVersion,
-} from '../core/validate.js';
+import { assertOptimisticOptions, optimisticLoop } from '../core/optimistic-loop.js';
+import { assertPlainObject, assertVersion } from '../core/validate.js';
 import { RowNotFoundError } from './errors.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
 import { assertQueryable, renderAssignments, renderConditions, runQuery } from './statements.js';
@@ -105,9 +100,7 @@ export async function optimisticUpdate<R extends Row = Row>(
   options: OptimisticUpdateOptions<R>,
 ): Promise<OptimisticUpdateResult<R>> {
   assertQueryable('db', db);
-  assertPlainObject('options', options);
-  assertFunction('options.update', options.update);
-  assertAbortSignal('options.signal', options.signal);
+  assertOptimisticOptions(options);
   const table = quoteTable(options.table);
   const versionColumn = options.versionColumn ?? 'version';
   const version = quoteIdentifier(versionColumn, 'options.versionColumn');

@@ -17,13 +17,6 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { assertFunction } from '../core/validate.js';
 import { bridgeTarget, cachedTargets, type BridgeResult } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
-import type {
-  OrmHelpers,
-  OrmLockRowsOptions,
-  OrmRow,
-  OrmTransactionOptions,
-  SqlTarget,
-} from '../orm/relational.js';
 
 export * from '../orm/exports.js';
 
@@ -121,7 +114,7 @@ async function runStatement(
 ): Promise<BridgeResult> {
   if (RETURNS_ROWS.test(text)) {
     return {
-      rows: (await client.$queryRawUnsafe(text, ...values)) as OrmRow[],
+      rows: (await client.$queryRawUnsafe(text, ...values)) as relational.OrmRow[],
       affectedRows: undefined,
     };
   }
@@ -130,7 +123,9 @@ async function runStatement(
     // which belongs to the connection: read it on the same one.
     const both = async (on: PrismaRawClient): Promise<BridgeResult> => {
       const affectedRows = await on.$executeRawUnsafe(text, ...values);
-      const [row] = (await on.$queryRawUnsafe('SELECT LAST_INSERT_ID() AS id')) as OrmRow[];
+      const [row] = (await on.$queryRawUnsafe(
+        'SELECT LAST_INSERT_ID() AS id',
+      )) as relational.OrmRow[];
       return { rows: [], affectedRows, insertId: Number(row?.id) };
     };
     // Prisma's default of 2 s to get a connection for a transaction fails
@@ -146,15 +141,15 @@ async function runStatement(
 }
 
 /**
- * The Prisma client (or transaction client) as a {@link SqlTarget}.
+ * The Prisma client (or transaction client) as a {@link relational.SqlTarget}.
  *
  * @example
  * ```ts
  * const target = prismaTarget(prisma);
  * ```
  */
-export const prismaTarget: (client: PrismaRawClient) => SqlTarget = cachedTargets(
-  (client: PrismaRawClient): SqlTarget => {
+export const prismaTarget: (client: PrismaRawClient) => relational.SqlTarget = cachedTargets(
+  (client: PrismaRawClient): relational.SqlTarget => {
     assertClient('client', client);
     const dialect = dialectOf(client);
     const target = bridgeTarget(dialect, (text, values) => run(client, dialect, text, values));
@@ -162,14 +157,10 @@ export const prismaTarget: (client: PrismaRawClient) => SqlTarget = cachedTarget
   },
 );
 
-/** The helpers of every adapter (see {@link OrmHelpers}), on prisma's database objects. */
-export const {
-  atomicDecrement,
-  atomicIncrement,
-  compareAndSet,
-  optimisticUpdate,
-  versionedRows,
-}: OrmHelpers<PrismaRawClient> = relational.ormHelpers(prismaTarget);
+/** The helpers of every adapter (see {@link relational.OrmHelpers}), on prisma's database objects. */
+const helpers: relational.OrmHelpers<PrismaRawClient> = relational.ormHelpers(prismaTarget);
+export const { atomicDecrement, atomicIncrement, compareAndSet } = helpers;
+export const { optimisticUpdate, versionedRows } = helpers;
 
 /**
  * Locks rows for the rest of an interactive transaction and returns them.
@@ -182,11 +173,10 @@ export const {
  * });
  * ```
  */
-export function lockRows(tx: PrismaRawClient, options: OrmLockRowsOptions): Promise<OrmRow[]> {
-  return lockInTransaction(tx, options);
-}
-
-const lockInTransaction = relational.lockRowsInTransaction(
+export const lockRows: (
+  tx: PrismaRawClient,
+  options: relational.OrmLockRowsOptions,
+) => Promise<relational.OrmRow[]> = relational.lockRowsInTransaction(
   prismaTarget,
   (tx: PrismaRawClient) => !isRootClient(tx),
   {
@@ -222,7 +212,7 @@ const PRISMA_ISOLATION = {
 export async function transaction<Tx, T>(
   client: PrismaTransactionalClient<Tx>,
   fn: (tx: Tx, context: { readonly attempt: number }) => Promise<T>,
-  options: OrmTransactionOptions = {},
+  options: relational.OrmTransactionOptions = {},
 ): Promise<T> {
   assertClient('client', client);
   if (!isRootClient(client)) {

@@ -13,13 +13,6 @@ import { InvalidArgumentError, OptimisticConflictError, RowNotFoundError } from 
 import { assertFunction } from '../core/validate.js';
 import { bridgeTarget, cachedTargets } from '../orm/bridge.js';
 import * as relational from '../orm/relational.js';
-import type {
-  OrmHelpers,
-  OrmLockRowsOptions,
-  OrmRow,
-  OrmTransactionOptions,
-  SqlTarget,
-} from '../orm/relational.js';
 
 export * from '../orm/exports.js';
 
@@ -55,7 +48,7 @@ function unwrap(error: unknown): unknown {
 }
 
 /**
- * The data source or entity manager as a {@link SqlTarget}. Statements run
+ * The data source or entity manager as a {@link relational.SqlTarget}. Statements run
  * on the manager's query runner when it has one (inside
  * `manager.transaction(...)`), else on a runner taken for the one statement.
  *
@@ -64,8 +57,8 @@ function unwrap(error: unknown): unknown {
  * const target = typeormTarget(dataSource);
  * ```
  */
-export const typeormTarget: (db: TypeormDatabase) => SqlTarget = cachedTargets(
-  (db: TypeormDatabase): SqlTarget => {
+export const typeormTarget: (db: TypeormDatabase) => relational.SqlTarget = cachedTargets(
+  (db: TypeormDatabase): relational.SqlTarget => {
     const manager = managerOf(db);
     const dialect = dialectOf(manager);
     const target = bridgeTarget(dialect, async (text, values) => {
@@ -74,7 +67,7 @@ export const typeormTarget: (db: TypeormDatabase) => SqlTarget = cachedTargets(
       try {
         const result = await runner.query(text, [...values], true);
         const raw = result.raw as { changedRows?: number; insertId?: number } | undefined;
-        const records = (result.records ?? []) as OrmRow[];
+        const records = (result.records ?? []) as relational.OrmRow[];
         // MySQL answers a write with a result header and a read with rows; pg always with a count.
         const mysqlRead = dialect === 'mysql' && Array.isArray(result.raw);
         return {
@@ -93,14 +86,10 @@ export const typeormTarget: (db: TypeormDatabase) => SqlTarget = cachedTargets(
   },
 );
 
-/** The helpers of every adapter (see {@link OrmHelpers}), on typeorm's database objects. */
-export const {
-  atomicDecrement,
-  atomicIncrement,
-  compareAndSet,
-  optimisticUpdate,
-  versionedRows,
-}: OrmHelpers<TypeormDatabase> = relational.ormHelpers(typeormTarget);
+/** The helpers of every adapter (see {@link relational.OrmHelpers}), on typeorm's database objects. */
+const helpers: relational.OrmHelpers<TypeormDatabase> = relational.ormHelpers(typeormTarget);
+export const { atomicDecrement, atomicIncrement, compareAndSet } = helpers;
+export const { optimisticUpdate, versionedRows } = helpers;
 
 /**
  * Locks rows for the rest of a TypeORM transaction and returns them.
@@ -113,11 +102,10 @@ export const {
  * });
  * ```
  */
-export function lockRows(manager: EntityManager, options: OrmLockRowsOptions): Promise<OrmRow[]> {
-  return lockInTransaction(manager, options);
-}
-
-const lockInTransaction = relational.lockRowsInTransaction(
+export const lockRows: (
+  manager: EntityManager,
+  options: relational.OrmLockRowsOptions,
+) => Promise<relational.OrmRow[]> = relational.lockRowsInTransaction(
   typeormTarget,
   (manager: EntityManager) => manager.queryRunner?.isTransactionActive === true,
   {
@@ -152,7 +140,7 @@ const TYPEORM_ISOLATION = {
 export async function transaction<T>(
   db: TypeormDatabase,
   fn: (manager: EntityManager, context: { readonly attempt: number }) => Promise<T>,
-  options: OrmTransactionOptions = {},
+  options: relational.OrmTransactionOptions = {},
 ): Promise<T> {
   const manager = managerOf(db);
   dialectOf(manager);
