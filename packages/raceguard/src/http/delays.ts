@@ -10,14 +10,34 @@ import {
 } from '../delay/delay-point.js';
 import { onHeaders } from './hooks.js';
 
-/** @internal */
-export function headerValue(value: string | string[] | undefined): string | undefined {
+function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(',') : value;
 }
 
-/** @internal */
-export function badHeader(error: unknown): string {
-  return error instanceof InvalidArgumentError ? error.message : `invalid ${DELAY_HEADER} header`;
+/** @internal What a request's delay header asks of an adapter. */
+export type DelayRequest =
+  /** Run the request as usual: no header, not in test mode, or no delay named. */
+  | { readonly scope?: undefined; readonly refusal?: undefined }
+  /** Run the rest of the request inside `scope`; list its reached points in the response. */
+  | { readonly scope: DelayScope; readonly refusal?: undefined }
+  /** Answer 400 with this message: the header is malformed. */
+  | { readonly scope?: undefined; readonly refusal: string };
+
+type DelayScope = NonNullable<ReturnType<typeof openDelayScope>>;
+
+/** @internal The one reading of the delay header behind every framework's adapter. */
+export function requestDelays(header: string | string[] | undefined): DelayRequest {
+  const value = headerValue(header);
+  if (value === undefined || !delaysEnabled()) return {};
+  try {
+    const scope = openDelayScope(value);
+    return scope === undefined ? {} : { scope };
+  } catch (error) {
+    return {
+      refusal:
+        error instanceof InvalidArgumentError ? error.message : `invalid ${DELAY_HEADER} header`,
+    };
+  }
 }
 
 /**
@@ -37,18 +57,11 @@ export function expressDelays(): (
   next: (error?: unknown) => void,
 ) => void {
   return (request, response, next) => {
-    const header = headerValue(request.headers[DELAY_HEADER]);
-    if (header === undefined || !delaysEnabled()) {
-      next();
-      return;
-    }
-    let scope: ReturnType<typeof openDelayScope>;
-    try {
-      scope = openDelayScope(header);
-    } catch (error) {
+    const { scope, refusal } = requestDelays(request.headers[DELAY_HEADER]);
+    if (refusal !== undefined) {
       response.statusCode = 400;
       response.setHeader('content-type', 'application/json');
-      response.end(JSON.stringify({ error: badHeader(error) }));
+      response.end(JSON.stringify({ error: refusal }));
       return;
     }
     if (scope === undefined) {

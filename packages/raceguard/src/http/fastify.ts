@@ -33,12 +33,11 @@ import {
 import {
   DELAY_HEADER,
   DELAY_REACHED_HEADER,
-  delaysEnabled,
   openDelayScope,
   reachedValue,
   runInDelayScope,
 } from '../delay/delay-point.js';
-import { badHeader, headerValue } from './delays.js';
+import { requestDelays } from './delays.js';
 
 /** Options of {@link fastifyIdempotency}. */
 export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
@@ -200,16 +199,9 @@ export function fastifyDelays(): FastifyPluginAsync {
   const scopes = new WeakMap<FastifyRequest, NonNullable<ReturnType<typeof openDelayScope>>>();
   const plugin: FastifyPluginAsync = (app) => {
     app.addHook('onRequest', (request, reply, done) => {
-      const header = headerValue(request.headers[DELAY_HEADER]);
-      if (header === undefined || !delaysEnabled()) {
-        done();
-        return;
-      }
-      let scope: ReturnType<typeof openDelayScope>;
-      try {
-        scope = openDelayScope(header);
-      } catch (error) {
-        void reply.code(400).send({ error: badHeader(error) });
+      const { scope, refusal } = requestDelays(request.headers[DELAY_HEADER]);
+      if (refusal !== undefined) {
+        void reply.code(400).send({ error: refusal });
         return;
       }
       if (scope === undefined) {

@@ -11,22 +11,9 @@ import { createPolicy, decide, finish, type HttpIdempotencyOptions } from './pol
 import { formatHlc, type HybridLogicalClock } from '../clock/hlc.js';
 import { assertClock, headerOf, receive, type HttpClockOptions } from './clock.js';
 import type { ReplicaRouter } from '../postgres/replica-router.js';
-import {
-  attachSession,
-  settingsOf,
-  tokenIn,
-  tokenOut,
-  type ReplicaSessionOptions,
-} from './replica-session.js';
-import {
-  DELAY_HEADER,
-  DELAY_REACHED_HEADER,
-  delaysEnabled,
-  openDelayScope,
-  reachedValue,
-  runInDelayScope,
-} from '../delay/delay-point.js';
-import { badHeader } from './delays.js';
+import * as replicaSession from './replica-session.js';
+import * as delay from '../delay/delay-point.js';
+import { requestDelays } from './delays.js';
 
 /** Options of {@link honoIdempotency}. */
 export type HonoIdempotencyOptions = HttpIdempotencyOptions<Context>;
@@ -126,15 +113,15 @@ export function honoClock(
  */
 export function honoReplicaSession(
   router: ReplicaRouter,
-  options: ReplicaSessionOptions = {},
+  options: replicaSession.ReplicaSessionOptions = {},
 ): MiddlewareHandler {
-  const settings = settingsOf(router, options);
+  const settings = replicaSession.settingsOf(router, options);
   return async (c: Context, next) => {
-    const token = tokenIn(settings, (name) => c.req.header(name));
+    const token = replicaSession.tokenIn(settings, (name) => c.req.header(name));
     const session = router.session(token);
-    attachSession(c, session);
+    replicaSession.attachSession(c, session);
     await next();
-    const out = tokenOut(settings, session, token);
+    const out = replicaSession.tokenOut(settings, session, token);
     if (out !== undefined) c.res.headers.append(out[0], out[1]);
   };
 }
@@ -152,24 +139,15 @@ export function honoReplicaSession(
  */
 export function honoDelays(): MiddlewareHandler {
   return async (c: Context, next) => {
-    const header = c.req.header(DELAY_HEADER);
-    if (header === undefined || !delaysEnabled()) {
-      await next();
-      return;
-    }
-    let scope: ReturnType<typeof openDelayScope>;
-    try {
-      scope = openDelayScope(header);
-    } catch (error) {
-      return c.json({ error: badHeader(error) }, 400);
-    }
+    const { scope, refusal } = requestDelays(c.req.header(delay.DELAY_HEADER));
+    if (refusal !== undefined) return c.json({ error: refusal }, 400);
     if (scope === undefined) {
       await next();
       return undefined;
     }
     const opened = scope;
-    await runInDelayScope(opened, () => next());
-    c.res.headers.set(DELAY_REACHED_HEADER, reachedValue(opened));
+    await delay.runInDelayScope(opened, () => next());
+    c.res.headers.set(delay.DELAY_REACHED_HEADER, delay.reachedValue(opened));
     return undefined;
   };
 }
