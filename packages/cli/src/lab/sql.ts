@@ -196,29 +196,29 @@ export function lockRows(
 export type AtomicDecrementOptions = my.MysqlAtomicDecrementOptions;
 /** Options of {@link atomicIncrement}. */
 export type AtomicIncrementOptions = my.MysqlAtomicIncrementOptions;
-
-/** raceguard's guarded decrement (never below the floor) in the db's dialect. */
-export function atomicDecrement(
-  db: LabDb,
-  options: AtomicDecrementOptions,
-): Promise<my.MysqlAtomicResult> {
-  return db.dialect === 'postgres'
-    ? pg.atomicDecrement(db.driver, options)
-    : my.atomicDecrement(db.driver, options);
-}
-
-/** raceguard's guarded increment (never above the ceiling) in the db's dialect. */
-export function atomicIncrement(
-  db: LabDb,
-  options: AtomicIncrementOptions,
-): Promise<my.MysqlAtomicResult> {
-  return db.dialect === 'postgres'
-    ? pg.atomicIncrement(db.driver, options)
-    : my.atomicIncrement(db.driver, options);
-}
-
 /** Options of {@link optimisticUpdate}. */
 export type OptimisticUpdateOptions = my.MysqlOptimisticUpdateOptions;
+
+/** One raceguard function of each dialect as one function of the lab's database. */
+function inDialect<O, R>(
+  onPostgres: (db: pg.Queryable, options: O) => R,
+  onMysql: (db: my.MysqlQueryable, options: O) => R,
+): (db: LabDb, options: O) => R {
+  return (db, options) =>
+    db.dialect === 'postgres' ? onPostgres(db.driver, options) : onMysql(db.driver, options);
+}
+
+/** raceguard's guarded decrement (never below the floor) in the db's dialect. */
+export const atomicDecrement = inDialect<AtomicDecrementOptions, Promise<my.MysqlAtomicResult>>(
+  pg.atomicDecrement,
+  my.atomicDecrement,
+);
+
+/** raceguard's guarded increment (never above the ceiling) in the db's dialect. */
+export const atomicIncrement = inDialect<AtomicIncrementOptions, Promise<my.MysqlAtomicResult>>(
+  pg.atomicIncrement,
+  my.atomicIncrement,
+);
 
 /**
  * raceguard's optimistic update (read, compute, version-checked write,
@@ -227,14 +227,10 @@ export type OptimisticUpdateOptions = my.MysqlOptimisticUpdateOptions;
  * REPEATABLE READ, whose snapshot would show the old version on every
  * attempt.
  */
-export function optimisticUpdate(
-  db: LabDb,
-  options: OptimisticUpdateOptions,
-): Promise<my.MysqlOptimisticUpdateResult> {
-  return db.dialect === 'postgres'
-    ? pg.optimisticUpdate(db.driver, options)
-    : my.optimisticUpdate(db.driver, options);
-}
+export const optimisticUpdate = inDialect<
+  OptimisticUpdateOptions,
+  Promise<my.MysqlOptimisticUpdateResult>
+>(pg.optimisticUpdate, my.optimisticUpdate);
 
 /** The rows of `table` as versioned resources behind ETag / If-Match, in the db's dialect. */
 export function conditionalRows(db: LabDb, table: string): ConditionalWrites<LabKey> {
