@@ -4,6 +4,7 @@
  * hold afterwards.
  */
 import type { Locker } from 'raceguard';
+import type { RowStrategy } from './row-workload.js';
 import type { LabDb, LabKey, LabPool, LabRetryOptions, Row } from './sql.js';
 
 /** Strategies that take a lock around the unchanged read-check-write. */
@@ -11,12 +12,7 @@ export type LockStrategy = 'local-mutex' | 'redis-lock' | 'lease-lock' | 'etcd-l
 
 /** How a handler protects its read-check-write. */
 export type Strategy =
-  | 'unsafe'
-  | 'atomic'
-  | 'pessimistic'
-  | 'optimistic'
-  | 'serializable'
-  | 'advisory-lock'
+  | Exclude<RowStrategy, 'combined'>
   | 'idempotency-key'
   | MessageStrategy
   | CacheStrategy

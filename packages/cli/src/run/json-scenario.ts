@@ -4,7 +4,7 @@
  * substituted), and the built-in invariants over the responses and over
  * values read by SQL or HTTP, before and after the burst.
  */
-import { located } from './source-position.js';
+import { issueError, namedVariant } from './config-issues.js';
 import { z } from 'zod';
 import {
   atMostEffects,
@@ -110,40 +110,6 @@ function fieldPath(prefix: string, path: readonly PropertyKey[]): string {
   return out;
 }
 
-/** The value at `path` inside `value` (undefined where it stops). */
-export function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const part of path) {
-    if (typeof current !== 'object' || current === null) return undefined;
-    current = (current as Record<PropertyKey, unknown>)[part];
-  }
-  return current;
-}
-
-/** What a zod issue expected, in words ("an integer of at least 1"). */
-export function expectation(issue: z.core.$ZodIssue): string {
-  switch (issue.code) {
-    case 'too_small':
-      return issue.origin === 'array'
-        ? `a list of at least ${String(issue.minimum)} item(s)`
-        : issue.origin === 'string'
-          ? 'a non-empty string'
-          : `a number of at least ${String(issue.minimum)}`;
-    case 'too_big':
-      return `a number of at most ${String(issue.maximum)}`;
-    case 'invalid_type':
-      return issue.expected === 'int' ? 'an integer' : `a ${issue.expected}`;
-    case 'unrecognized_keys':
-      return `free of unknown keys (${issue.keys.map((k) => `"${k}"`).join(', ')})`;
-    case 'invalid_union':
-      return 'one of the allowed shapes: { "sql": "..." } or { "http": "/path", "field": "a.b" } (or { "request": {...} } in setup and teardown)';
-    case 'invalid_value':
-      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-    default:
-      return issue.message;
-  }
-}
-
 /**
  * The first issue as a {@link ScenarioError}: where, what was expected, what
  * was received. `input` is what was parsed; `path` is where it sits in the file.
@@ -154,33 +120,13 @@ function firstIssue(
   prefix: string,
   path: readonly PropertyKey[] = [],
 ): ScenarioError {
-  const issue = error.issues[0] as z.core.$ZodIssue;
-  const at = [...path, ...issue.path];
-  return located(
-    new ScenarioError(fieldPath(prefix, at), expectation(issue), valueAt(input, issue.path)),
-    at,
-  );
+  return issueError(error, input, path, (at) => fieldPath(prefix, at));
 }
 
 function parseCheck(value: unknown, file: string, index: number): Check {
   const path = ['check', index];
-  const named =
-    typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? CHECK_NAMES.filter((name) => name in value)
-      : [];
-  if (named.length !== 1) {
-    throw located(
-      new ScenarioError(
-        fieldPath(file, path),
-        named.length === 0
-          ? `an object naming one check: ${CHECK_NAMES.join(', ')}`
-          : `an object naming one check, not ${named.join(' and ')}`,
-        value,
-      ),
-      path,
-    );
-  }
-  const parsed = CHECKS[named[0] as CheckName].safeParse(value);
+  const name = namedVariant(value, CHECK_NAMES, path, (at) => fieldPath(file, at));
+  const parsed = CHECKS[name].safeParse(value);
   if (!parsed.success) throw firstIssue(parsed.error, value, file, path);
   return parsed.data;
 }

@@ -8,11 +8,11 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { located, parseErrorPosition, withPosition } from '../run/source-position.js';
+import { parseErrorPosition, withPosition } from '../run/source-position.js';
 import { z } from 'zod';
 import { sleep, throwIfAborted } from 'raceguard';
 import { ScenarioError } from 'raceguard/run';
-import { expectation, valueAt } from '../run/json-scenario.js';
+import { issueError as configIssue, namedVariant } from '../run/config-issues.js';
 
 const Sql = z.object({ sql: z.string().min(1), values: z.array(z.unknown()).optional() }).strict();
 const Name = z.string().min(1).optional();
@@ -108,21 +108,8 @@ export function parseWatchConfig(input: unknown, where = 'config'): WatchConfig 
   const parsed = Config.safeParse(input);
   if (!parsed.success) throw issueError(parsed.error, input, where, []);
   const checks = parsed.data.checks.map((value, index): WatchCheck => {
-    const named =
-      typeof value === 'object' && value !== null && !Array.isArray(value)
-        ? CHECK_NAMES.filter((name) => name in value)
-        : [];
-    if (named.length !== 1) {
-      throw located(
-        new ScenarioError(
-          `${where}: checks[${index}]`,
-          `an object naming one check: ${CHECK_NAMES.join(', ')}`,
-          value,
-        ),
-        ['checks', index],
-      );
-    }
-    const check = CHECKS[named[0] as CheckName].safeParse(value);
+    const name = namedVariant(value, CHECK_NAMES, ['checks', index], watchPath(where));
+    const check = CHECKS[name].safeParse(value);
     if (!check.success) throw issueError(check.error, value, where, ['checks', index]);
     return toCheck(check.data, index);
   });
@@ -142,38 +129,22 @@ export function parseWatchConfig(input: unknown, where = 'config'): WatchConfig 
 
 function toCheck(spec: CheckSpec, index: number): WatchCheck {
   const name = spec.name ?? `${CHECK_NAMES.find((n) => n in spec) ?? 'check'} #${index + 1}`;
-  if ('neverNegative' in spec)
-    return {
-      name,
-      kind: 'neverNegative',
-      sql: spec.neverNegative.sql,
-      values: spec.neverNegative.values ?? [],
-    };
-  if ('unique' in spec)
-    return { name, kind: 'unique', sql: spec.unique.sql, values: spec.unique.values ?? [] };
+  const query = (q: {
+    readonly sql: string;
+    readonly values?: readonly unknown[] | undefined;
+  }) => ({
+    sql: q.sql,
+    values: q.values ?? [],
+  });
+  if ('neverNegative' in spec) return { name, kind: 'neverNegative', ...query(spec.neverNegative) };
+  if ('unique' in spec) return { name, kind: 'unique', ...query(spec.unique) };
   if ('exactly' in spec)
-    return {
-      name,
-      kind: 'exactly',
-      sql: spec.of.sql,
-      values: spec.of.values ?? [],
-      expected: spec.exactly,
-    };
-  if ('atMostEffects' in spec || 'atMostN' in spec)
-    return {
-      name,
-      kind: 'atMostEffects',
-      sql: spec.of.sql,
-      values: spec.of.values ?? [],
-      expected: 'atMostEffects' in spec ? spec.atMostEffects : spec.atMostN,
-    };
-  return {
-    name,
-    kind: 'conserved',
-    sql: spec.conserved.sql,
-    values: spec.conserved.values ?? [],
-    expected: spec.total,
-  };
+    return { name, kind: 'exactly', ...query(spec.of), expected: spec.exactly };
+  if ('atMostEffects' in spec || 'atMostN' in spec) {
+    const expected = 'atMostEffects' in spec ? spec.atMostEffects : spec.atMostN;
+    return { name, kind: 'atMostEffects', ...query(spec.of), expected };
+  }
+  return { name, kind: 'conserved', ...query(spec.conserved), expected: spec.total };
 }
 
 function issueError(
@@ -182,18 +153,17 @@ function issueError(
   where: string,
   prefix: readonly PropertyKey[],
 ): ScenarioError {
-  const issue = error.issues[0] as z.core.$ZodIssue;
-  const path = [...prefix, ...issue.path]
-    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
-    .join('');
-  return located(
-    new ScenarioError(
-      `${where}: ${path || '(top level)'}`,
-      expectation(issue),
-      valueAt(input, issue.path),
-    ),
-    [...prefix, ...issue.path],
-  );
+  return configIssue(error, input, prefix, watchPath(where));
+}
+
+/** `config: checks[0].sql`: a path in the watch's words. */
+function watchPath(where: string): (path: readonly PropertyKey[]) => string {
+  return (path) => {
+    const at = path
+      .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+      .join('');
+    return `${where}: ${at || '(top level)'}`;
+  };
 }
 
 /** A query as the watch sends it: always the extended protocol (one statement, parameters apart). */

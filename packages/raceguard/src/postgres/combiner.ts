@@ -198,9 +198,10 @@ export function createCombiner(pool: PoolLike, options: CombinerOptions): Combin
   assertPositiveInteger('options.deadlineMs', defaultDeadlineMs);
   const recordColumns = checkRecord(options.record);
 
-  const text = renderStatement(options, direction, keyColumns, recordColumns);
+  const shape: StatementShape = { options, direction, keyColumns, recordColumns };
+  const text = renderStatement(shape);
   const name = options.prepare === false ? undefined : statementName(text);
-  const fastText = renderFastStatement(options, direction, keyColumns, recordColumns);
+  const fastText = renderFastStatement(shape);
   const fastName = options.prepare === false ? undefined : statementName(fastText);
   const bound =
     direction === 'decrement'
@@ -283,28 +284,30 @@ function columnList(argument: string, value: unknown): readonly string[] {
 }
 
 function checkRequestRecord(record: unknown, columns: readonly string[]): void {
-  assertPlainObject('request.record', record);
-  const keys = Object.keys(record);
-  if (keys.length !== columns.length || !columns.every((column) => keys.includes(column))) {
+  assertExactColumns('request.record', record, columns, 'the columns');
+}
+
+/** Refuse anything but an object with exactly `columns` as its keys. */
+function assertExactColumns(
+  argument: string,
+  value: unknown,
+  columns: readonly string[],
+  what: string,
+): asserts value is Record<string, unknown> {
+  assertPlainObject(argument, value);
+  const names = Object.keys(value);
+  if (names.length !== columns.length || !columns.every((column) => names.includes(column))) {
     throw new InvalidArgumentError(
-      'request.record',
-      `an object with exactly the columns ${columns.join(', ')}`,
-      record,
+      argument,
+      `an object with exactly ${what} ${columns.join(', ')}`,
+      value,
     );
   }
 }
 
 /** The batching key of a row: its key values in column order. */
 function keyOf(key: unknown, columns: readonly string[]): string {
-  assertPlainObject('request.key', key);
-  const names = Object.keys(key);
-  if (names.length !== columns.length || !columns.every((column) => names.includes(column))) {
-    throw new InvalidArgumentError(
-      'request.key',
-      `an object with exactly the key columns ${columns.join(', ')}`,
-      key,
-    );
-  }
+  assertExactColumns('request.key', key, columns, 'the key columns');
   return JSON.stringify(
     columns.map((column) => {
       const value = key[column];
@@ -322,21 +325,31 @@ function keyOf(key: unknown, columns: readonly string[]): string {
   );
 }
 
+/** What both statements of a combiner are rendered from. */
+interface StatementShape {
+  readonly options: CombinerOptions;
+  readonly direction: 'decrement' | 'increment';
+  readonly keyColumns: readonly string[];
+  readonly recordColumns: readonly string[] | undefined;
+}
+
+/** `alias.k1 = $1 AND alias.k2 = $2 ...`: the key columns matched against the first parameters. */
+function keyMatch(keyColumns: readonly string[], alias?: string): string {
+  const prefix = alias === undefined ? '' : `${alias}.`;
+  return keyColumns.map((c, i) => `${prefix}${quoteIdentifier(c)} = $${i + 1}`).join(' AND ');
+}
+
 /**
  * The statement of a combiner: lock the row, walk the requests in order
  * carrying the column's value, write the final value, insert the granted
  * records; answer how many rows matched and the value and grant of each step.
  */
-function renderStatement(
-  options: CombinerOptions,
-  direction: 'decrement' | 'increment',
-  keyColumns: readonly string[],
-  recordColumns: readonly string[] | undefined,
-): string {
+function renderStatement(shape: StatementShape): string {
+  const { options, direction, keyColumns, recordColumns } = shape;
   const table = quoteTable(options.table);
   const column = quoteIdentifier(options.column, 'options.column');
-  const where = keyColumns.map((c, i) => `${quoteIdentifier(c)} = $${i + 1}`).join(' AND ');
-  const targetWhere = keyColumns.map((c, i) => `t.${quoteIdentifier(c)} = $${i + 1}`).join(' AND ');
+  const where = keyMatch(keyColumns);
+  const targetWhere = keyMatch(keyColumns, 't');
   let next = keyColumns.length + 1;
   const amounts = `$${next++}`;
   let boundExpression: string;
@@ -383,16 +396,12 @@ SELECT (SELECT n FROM matched) AS matched,
  * total would cross the bound), and in durable mode every record inserted
  * when it applied. A key must match exactly one row.
  */
-function renderFastStatement(
-  options: CombinerOptions,
-  direction: 'decrement' | 'increment',
-  keyColumns: readonly string[],
-  recordColumns: readonly string[] | undefined,
-): string {
+function renderFastStatement(shape: StatementShape): string {
+  const { options, direction, keyColumns, recordColumns } = shape;
   const table = quoteTable(options.table);
   const column = quoteIdentifier(options.column, 'options.column');
-  const targetWhere = keyColumns.map((c, i) => `t.${quoteIdentifier(c)} = $${i + 1}`).join(' AND ');
-  const countWhere = keyColumns.map((c, i) => `c.${quoteIdentifier(c)} = $${i + 1}`).join(' AND ');
+  const targetWhere = keyMatch(keyColumns, 't');
+  const countWhere = keyMatch(keyColumns, 'c');
   let next = keyColumns.length + 1;
   const total = `$${next++}::bigint`;
   let guard: string;
