@@ -36,6 +36,31 @@ describe('transaction', () => {
       INSERT INTO counters VALUES (1, 0), (2, 0);`);
   });
 
+  it('refuses a misspelt option before taking a connection, like the MySQL and ORM transactions', async () => {
+    let ran = false;
+    const misspelt = { isolaton: 'serializable' } as unknown as Parameters<typeof transaction>[2];
+    await assert.rejects(
+      transaction(db.pool, () => Promise.resolve((ran = true)), misspelt),
+      (error: unknown) =>
+        error instanceof InvalidArgumentError && /options\.isolaton/.test(error.message),
+    );
+    assert.equal(ran, false);
+    // Control: every documented option passes.
+    const ok = await transaction(db.pool, () => Promise.resolve('ran'), {
+      isolation: 'serializable',
+      readOnly: false,
+      lockTimeoutMs: 1000,
+      statementTimeoutMs: 1000,
+      maxAttempts: 2,
+      baseDelayMs: 1,
+      maxDelayMs: 2,
+      deadlineMs: 5000,
+      onRetry: () => undefined,
+      random: Math.random,
+    });
+    assert.equal(ok, 'ran');
+  });
+
   it('commits the result and rolls back everything when the callback throws', async () => {
     const value = await transaction(db.pool, async (tx) => {
       await tx.query('INSERT INTO items VALUES (1)');

@@ -5,6 +5,17 @@ import type { RetryEvent, RetryOptions } from './retry.js';
  * failures and deadlocks for {@link transaction}, lost version races for
  * {@link optimisticUpdate}): capped exponential backoff with full jitter.
  */
+/** The option names of {@link RetryPolicy}, for the option checks of the functions that take one. */
+export const RETRY_POLICY_OPTIONS: readonly string[] = [
+  'maxAttempts',
+  'baseDelayMs',
+  'maxDelayMs',
+  'deadlineMs',
+  'signal',
+  'onRetry',
+  'random',
+];
+
 export interface RetryPolicy {
   /**
    * Total attempts, the first included.

@@ -6,7 +6,7 @@ import {
 } from '../core/errors.js';
 import { within } from '../core/deadline.js';
 import { retry } from '../core/retry.js';
-import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
+import { RETRY_POLICY_OPTIONS, retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
 import { assertFunction, assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import { fromMysqlError, isConnectionFailure, isRetryableMysqlError } from './errors.js';
 import type { MysqlPool, MysqlQueryable } from './types.js';
@@ -33,17 +33,7 @@ const LEVELS: Record<MysqlIsolationLevel, string> = {
   serializable: 'SERIALIZABLE',
 };
 
-const OPTIONS = new Set([
-  'isolation',
-  'readOnly',
-  'maxAttempts',
-  'baseDelayMs',
-  'maxDelayMs',
-  'deadlineMs',
-  'signal',
-  'onRetry',
-  'random',
-]);
+const OPTIONS = new Set(['isolation', 'readOnly', ...RETRY_POLICY_OPTIONS]);
 
 /**
  * Runs `work` in a transaction on one pooled connection and commits it.

@@ -10,7 +10,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { LockAcquireTimeoutError } from '../core/lock.js';
 import type { VersionedRows } from '../core/versioned-store.js';
 import { retry } from '../core/retry.js';
-import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
+import { RETRY_POLICY_OPTIONS, retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
 import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import * as my from '../mysql/index.js';
 import * as pg from '../postgres/index.js';
@@ -178,16 +178,7 @@ const ISOLATIONS: readonly OrmIsolationLevel[] = [
   'serializable',
 ];
 
-const TRANSACTION_OPTIONS = new Set([
-  'isolation',
-  'maxAttempts',
-  'baseDelayMs',
-  'maxDelayMs',
-  'deadlineMs',
-  'signal',
-  'onRetry',
-  'random',
-]);
+const TRANSACTION_OPTIONS = new Set(['isolation', ...RETRY_POLICY_OPTIONS]);
 
 /** Validates transaction options once, before the first attempt. */
 export function assertTransactionOptions(options: OrmTransactionOptions): void {

@@ -1,10 +1,11 @@
 import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import { within } from '../core/deadline.js';
 import { retry } from '../core/retry.js';
-import { retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
+import { RETRY_POLICY_OPTIONS, retryOptionsOf, type RetryPolicy } from '../core/retry-policy.js';
 import {
   assertAbortSignal,
   assertFunction,
+  assertKnownOptions,
   assertOneOf,
   assertPlainObject,
   assertPositiveInteger,
@@ -81,6 +82,14 @@ export interface TransactionOptions extends RetryPolicy {
   readonly statementTimeoutMs?: number;
 }
 
+const OPTIONS = new Set([
+  'isolation',
+  'readOnly',
+  'lockTimeoutMs',
+  'statementTimeoutMs',
+  ...RETRY_POLICY_OPTIONS,
+]);
+
 class ActiveTransaction implements Transaction {
   #open = true;
 
@@ -149,6 +158,7 @@ export async function transaction<T>(
   }
   assertFunction('fn', fn);
   assertPlainObject('options', options);
+  assertKnownOptions('options', options, OPTIONS);
   const {
     isolation = 'read committed',
     readOnly = false,
