@@ -156,11 +156,13 @@ describe('LeaseCache regressions', { timeout: 120_000 }, () => {
     const filler = new LeaseCache({ client: redis.connect(), prefix });
     try {
       let release: () => void = () => undefined;
-      const filling = filler.get(
-        'k',
-        () => new Promise<string>((resolve) => (release = () => resolve('v'))),
-      );
-      await sleep(20);
+      let loading: () => void = () => undefined;
+      const loaderStarted = new Promise<void>((resolve) => (loading = resolve));
+      const filling = filler.get('k', () => {
+        loading(); // the filler holds the fill lease: the waiter will wait, not fill
+        return new Promise<string>((resolve) => (release = () => resolve('v')));
+      });
+      await loaderStarted;
       const waiting = waiter.get('k', async () => 'never'); // subscribes, then waits for the fill
       await sleep(50);
       proxy.silence(); // its UNSUBSCRIBE will hang

@@ -11,6 +11,7 @@ import { adviseCommand } from './advise-command.js';
 import { checkCommand } from './check-command.js';
 import { idempotencyCommand } from './idempotency-command.js';
 import { labCommand } from './lab-command.js';
+import { proxyCommand } from './proxy-command.js';
 import { runCommand } from './run-command.js';
 import { watchCommand } from './watch-command.js';
 
@@ -38,6 +39,9 @@ const program = new Command('raceguard')
   )
   .addCommand(
     watchCommand().exitOverride().showHelpAfterError('(raceguard watch --help for usage)'),
+  )
+  .addCommand(
+    proxyCommand().exitOverride().showHelpAfterError('(raceguard proxy --help for usage)'),
   );
 
 try {

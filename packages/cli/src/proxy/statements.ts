@@ -1,0 +1,142 @@
+/**
+ * What a statement is, read by PostgreSQL's own parser (`libpg-query`,
+ * WebAssembly): its kind, the tables it names, whether it locks the rows it
+ * reads, and the isolation level a transaction statement sets. The proxy
+ * uses it to match database-side delays and to label what it records.
+ */
+import { loadModule, parseSync } from 'libpg-query';
+
+/** One statement as the parser sees it. */
+export interface StatementShape {
+  /** `SELECT`, `INSERT`, `UPDATE`, `DELETE`, `BEGIN`, `COMMIT`, `ROLLBACK`, `SET`, ...; `UNKNOWN` when it does not parse. */
+  readonly kind: string;
+  /** The tables it names (`schema.table` when qualified), in the order they appear. */
+  readonly tables: readonly string[];
+  /** `FOR UPDATE`, `FOR SHARE`, ... of a locking read. */
+  readonly locking?: string;
+  /** `INSERT ... ON CONFLICT`. */
+  readonly onConflict?: boolean;
+  /** The isolation level a `BEGIN` / `START TRANSACTION` / `SET TRANSACTION` sets. */
+  readonly isolation?: string;
+}
+
+let loaded: Promise<void> | undefined;
+
+/** Loads the parser (about 40 ms, once per process). */
+export function loadParser(): Promise<void> {
+  loaded ??= loadModule();
+  return loaded;
+}
+
+const TRANSACTION_KINDS: Readonly<Record<string, string>> = {
+  TRANS_STMT_BEGIN: 'BEGIN',
+  TRANS_STMT_START: 'BEGIN',
+  TRANS_STMT_COMMIT: 'COMMIT',
+  TRANS_STMT_ROLLBACK: 'ROLLBACK',
+  TRANS_STMT_SAVEPOINT: 'SAVEPOINT',
+  TRANS_STMT_RELEASE: 'RELEASE',
+  TRANS_STMT_ROLLBACK_TO: 'ROLLBACK TO',
+  TRANS_STMT_PREPARE: 'PREPARE TRANSACTION',
+  TRANS_STMT_COMMIT_PREPARED: 'COMMIT PREPARED',
+  TRANS_STMT_ROLLBACK_PREPARED: 'ROLLBACK PREPARED',
+};
+
+const LOCKING: Readonly<Record<string, string>> = {
+  LCS_FORUPDATE: 'FOR UPDATE',
+  LCS_FORNOKEYUPDATE: 'FOR NO KEY UPDATE',
+  LCS_FORSHARE: 'FOR SHARE',
+  LCS_FORKEYSHARE: 'FOR KEY SHARE',
+};
+
+const cache = new Map<string, readonly StatementShape[]>();
+const CACHE_LIMIT = 2_000;
+
+/**
+ * The statements of `text` (a simple query may hold several). Call
+ * {@link loadParser} first. Never throws: text that does not parse is one
+ * `UNKNOWN` statement (the server will say why).
+ */
+export function statementsOf(text: string): readonly StatementShape[] {
+  const known = cache.get(text);
+  if (known !== undefined) return known;
+  let shapes: readonly StatementShape[];
+  try {
+    const { stmts } = parseSync(text) as { stmts?: { stmt?: Record<string, unknown> }[] };
+    shapes = (stmts ?? []).map(({ stmt }) => shapeOf(stmt ?? {}));
+  } catch {
+    shapes = [{ kind: 'UNKNOWN', tables: [] }];
+  }
+  if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value as string);
+  cache.set(text, shapes);
+  return shapes;
+}
+
+function shapeOf(stmt: Record<string, unknown>): StatementShape {
+  const [node, body] = Object.entries(stmt)[0] ?? ['Unknown', {}];
+  const fields = (body ?? {}) as Record<string, unknown>;
+  const tables = tablesIn(fields);
+  switch (node) {
+    case 'SelectStmt': {
+      const clauses = (fields.lockingClause ?? []) as { LockingClause?: { strength?: string } }[];
+      const strength = clauses[0]?.LockingClause?.strength;
+      const locking = strength === undefined ? undefined : LOCKING[strength];
+      return { kind: 'SELECT', tables, ...(locking !== undefined && { locking }) };
+    }
+    case 'InsertStmt':
+      return {
+        kind: 'INSERT',
+        tables,
+        ...(fields.onConflictClause !== undefined && { onConflict: true }),
+      };
+    case 'TransactionStmt': {
+      const kind = TRANSACTION_KINDS[String(fields.kind)] ?? 'TRANSACTION';
+      const isolation = isolationIn(fields.options);
+      return { kind, tables, ...(isolation !== undefined && { isolation }) };
+    }
+    case 'VariableSetStmt': {
+      const isolation = fields.name === 'TRANSACTION' ? isolationIn(fields.args) : undefined;
+      return { kind: 'SET', tables, ...(isolation !== undefined && { isolation }) };
+    }
+    default:
+      return { kind: kindOfNode(node), tables };
+  }
+}
+
+/** `UpdateStmt` → `UPDATE`, `CreateStmt` → `CREATE`, `CopyStmt` → `COPY`. */
+function kindOfNode(node: string): string {
+  const base = node.replace(/Stmt$/, '');
+  if (base === 'Create') return 'CREATE';
+  return base.replace(/([a-z])([A-Z])/g, '$1 $2').toUpperCase();
+}
+
+function isolationIn(options: unknown): string | undefined {
+  if (!Array.isArray(options)) return undefined;
+  for (const option of options as { DefElem?: { defname?: string; arg?: unknown } }[]) {
+    if (option.DefElem?.defname !== 'transaction_isolation') continue;
+    const value = (option.DefElem.arg as { A_Const?: { sval?: { sval?: string } } } | undefined)
+      ?.A_Const?.sval?.sval;
+    if (value !== undefined) return value;
+  }
+  return undefined;
+}
+
+/** Every relation the tree names: any node with a `relname`. */
+function tablesIn(tree: unknown): string[] {
+  const found: string[] = [];
+  const walk = (value: unknown): void => {
+    if (Array.isArray(value)) {
+      for (const item of value) walk(item);
+      return;
+    }
+    if (typeof value !== 'object' || value === null) return;
+    const node = value as Record<string, unknown>;
+    if (typeof node.relname === 'string') {
+      const name =
+        typeof node.schemaname === 'string' ? `${node.schemaname}.${node.relname}` : node.relname;
+      if (!found.includes(name)) found.push(name);
+    }
+    for (const child of Object.values(node)) walk(child);
+  };
+  walk(tree);
+  return found;
+}

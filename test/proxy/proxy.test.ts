@@ -1,0 +1,291 @@
+/**
+ * `raceguard proxy` against the real server: clients of every protocol
+ * path pass through unchanged (node-postgres simple and extended,
+ * postgres.js pipelining and cancel, psql with its SSL request and COPY,
+ * LISTEN/NOTIFY), every statement is recorded with its parameters, its
+ * transaction and isolation level, database-side delays widen a real
+ * lost-update window (control: without the delay the same code loses
+ * nothing), and bad input ends one connection, never the proxy.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import postgres from 'postgres';
+import { startPgProxy, type PgProxy } from '../../packages/cli/src/proxy/proxy.js';
+import { parseDbDelay } from '../../packages/cli/src/proxy/db-delays.js';
+import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { runCli } from '../helpers/cli.js';
+
+describe('raceguard proxy', { timeout: 120_000 }, () => {
+  let db: TestDatabase;
+  let proxy: PgProxy;
+  let url: string;
+  before(async () => {
+    db = await openTestDatabase(10);
+    await db.pool.query(`CREATE TABLE products (id int primary key, stock int not null);
+      CREATE TABLE notes (id int, body text)`);
+    const upstream = new URL(db.url);
+    proxy = await startPgProxy({ upstream: `postgres://${upstream.host}`, control: {} });
+    const through = new URL(db.url);
+    through.host = proxy.address;
+    url = through.toString();
+  });
+  after(async () => {
+    await proxy.close();
+    await db.close();
+  });
+
+  const client = async (): Promise<pg.Client> => {
+    const c = new pg.Client({ connectionString: url, options: `-c search_path=${db.schema}` });
+    await c.connect();
+    return c;
+  };
+
+  it('node-postgres: simple and extended queries pass through and are recorded with parameters, transaction and isolation', async () => {
+    await fetch(`${proxy.controlUrl}/trace`, { method: 'DELETE' });
+    await fetch(`${proxy.controlUrl}/label`, { method: 'PUT', body: '{"label":"POST /buy"}' });
+    const c = await client();
+    try {
+      await c.query(
+        'INSERT INTO products VALUES (1, 10) ON CONFLICT (id) DO UPDATE SET stock = 10',
+      );
+      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      const read = await c.query('SELECT stock FROM products WHERE id = $1', [1]);
+      assert.equal(read.rows[0].stock, 10);
+      await c.query('UPDATE products SET stock = $1 WHERE id = $2', [9, 1]);
+      await c.query('COMMIT');
+    } finally {
+      await c.end();
+      await fetch(`${proxy.controlUrl}/label`, { method: 'PUT', body: '{"label":null}' });
+    }
+    const trace = (await (await fetch(`${proxy.controlUrl}/trace`)).json()) as {
+      statements: {
+        text: string;
+        params: string[];
+        label: string | null;
+        transaction: number | null;
+        isolation: string | null;
+        results: { command: string; rows: number }[];
+        rowsReturned: number;
+        statements: { kind: string; tables: string[] }[];
+      }[];
+    };
+    const mine = trace.statements.filter((s) => s.label === 'POST /buy');
+    const select = mine.find((s) => s.text.startsWith('SELECT stock'));
+    const update = mine.find((s) => s.text.startsWith('UPDATE products'));
+    assert.ok(select && update, JSON.stringify(mine));
+    assert.deepEqual(select.params, ['1']);
+    assert.equal(select.rowsReturned, 1);
+    assert.deepEqual(select.statements[0], { kind: 'SELECT', tables: ['products'] });
+    assert.deepEqual(update.params, ['9', '1']);
+    assert.deepEqual(update.results, [{ command: 'UPDATE', rows: 1 }]);
+    assert.equal(select.isolation, 'repeatable read');
+    assert.ok(select.transaction !== null && select.transaction === update.transaction);
+    const insert = mine.find((s) => s.text.startsWith('INSERT'));
+    assert.equal(insert?.transaction, null, 'autocommit outside the transaction');
+  });
+
+  it('postgres.js: 50 pipelined queries on one connection come back in order; a cancel request reaches the server', async () => {
+    const sql = postgres(url, {
+      max: 1,
+      connection: { search_path: db.schema },
+      onnotice: () => undefined,
+    });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => sql`SELECT ${i}::int AS i, pg_sleep(0.001)`),
+      );
+      assert.deepEqual(
+        answers.map((r) => r[0]?.i),
+        Array.from({ length: 50 }, (_, i) => i),
+      );
+      const started = performance.now();
+      const slow = sql`SELECT pg_sleep(30)`;
+      const outcome = slow.then(
+        () => 'finished',
+        (error: { code?: string }) => error.code,
+      );
+      setTimeout(() => void slow.cancel(), 200);
+      assert.equal(await outcome, '57014'); // query_canceled
+      assert.ok(performance.now() - started < 10_000);
+    } finally {
+      await sql.end();
+    }
+  });
+
+  it('LISTEN/NOTIFY: a notification sent directly reaches a listener behind the proxy', async () => {
+    const c = await client();
+    try {
+      await c.query('LISTEN raceguard_proxy');
+      const received = new Promise<string | undefined>((resolve) =>
+        c.on('notification', (n) => resolve(n.payload)),
+      );
+      await db.pool.query(`NOTIFY raceguard_proxy, 'hello'`);
+      assert.equal(await received, 'hello');
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('psql: the SSL request is refused, then a plain session runs COPY FROM STDIN', async () => {
+    const target = new URL(url);
+    const run = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(
+        'psql',
+        [
+          `postgresql://${target.username}:${target.password}@${target.host}${target.pathname}?sslmode=prefer&options=-csearch_path%3D${db.schema}`,
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-c',
+          '\\copy notes from stdin',
+          '-c',
+          'SELECT count(*) FROM notes',
+          '-At',
+        ],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      child.stdin.end('1\tone\n2\ttwo\n3\tthree\n\\.\n');
+      child.on('close', (code) => resolve({ code, out }));
+    });
+    assert.equal(run.code, 0, run.out);
+    assert.match(run.out, /^3$/m);
+  });
+
+  it('a database-side delay on the read widens a lost update: 10 concurrent read-then-write purchases lose sales; without it, on one connection each in turn, none', async () => {
+    const buy = async (): Promise<void> => {
+      const c = await client();
+      try {
+        const { rows } = await c.query('SELECT stock FROM products WHERE id = 2');
+        await c.query('UPDATE products SET stock = $1 WHERE id = 2', [Number(rows[0].stock) - 1]);
+      } finally {
+        await c.end();
+      }
+    };
+    await db.pool.query('INSERT INTO products VALUES (2, 100)');
+    proxy.setDelays([parseDbDelay('SELECT products=150')]);
+    try {
+      await Promise.all(Array.from({ length: 10 }, buy));
+    } finally {
+      proxy.setDelays([]);
+    }
+    const { rows } = await db.pool.query('SELECT stock FROM products WHERE id = 2');
+    assert.ok(Number(rows[0].stock) > 90, `stock ${rows[0].stock}: the delay let sales be lost`);
+    // Control: the same code, one purchase at a time, loses nothing.
+    await db.pool.query('UPDATE products SET stock = 100 WHERE id = 2');
+    for (let i = 0; i < 10; i += 1) await buy();
+    const after = await db.pool.query('SELECT stock FROM products WHERE id = 2');
+    assert.equal(Number(after.rows[0].stock), 90);
+  });
+
+  it('the delay holds back only matching statements, by at least its length', async () => {
+    const c = await client();
+    try {
+      proxy.setDelays([parseDbDelay('/FROM products WHERE id = 1/=300')]);
+      let started = performance.now();
+      await c.query('SELECT stock FROM products WHERE id = 1');
+      assert.ok(performance.now() - started >= 290, 'the matching statement was held back');
+      started = performance.now();
+      await c.query('SELECT stock FROM products WHERE id = 2');
+      assert.ok(performance.now() - started < 250, 'another statement was not');
+    } finally {
+      proxy.setDelays([]);
+      await c.end();
+    }
+  });
+
+  it('bad input: garbage bytes, a client gone mid-message and 200 connections at once leave the proxy serving and leak nothing', async () => {
+    const garbage = connect(proxy.port, '127.0.0.1');
+    const answer = await new Promise<string>((resolve) => {
+      let out = '';
+      garbage.on('data', (d: Buffer) => (out += d.toString('latin1')));
+      garbage.on('close', () => resolve(out));
+      garbage.on('error', () => undefined);
+      garbage.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    });
+    assert.match(answer, /raceguard proxy/);
+    const cut = connect(proxy.port, '127.0.0.1');
+    await new Promise((resolve) => cut.on('connect', resolve));
+    cut.end(Buffer.from([0, 0, 0, 40, 0, 3])); // a startup message cut short
+    const clients = await Promise.all(Array.from({ length: 200 }, client));
+    const sums = await Promise.all(clients.map((c, i) => c.query('SELECT $1::int AS i', [i])));
+    assert.deepEqual(
+      sums.map((r) => r.rows[0].i),
+      Array.from({ length: 200 }, (_, i) => i),
+    );
+    await Promise.all(clients.map((c) => c.end()));
+    for (let i = 0; i < 100 && proxy.connections() > 0; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(proxy.connections(), 0, 'every connection closed');
+  });
+
+  it('an unreachable upstream is a clear error to the client', async () => {
+    const dead = await startPgProxy({ upstream: 'postgres://127.0.0.1:1' });
+    try {
+      const c = new pg.Client({ connectionString: `postgres://postgres@${dead.address}/test` });
+      await assert.rejects(
+        c.connect(),
+        /raceguard proxy: the upstream 127\.0\.0\.1:1 is unreachable/,
+      );
+    } finally {
+      await dead.close();
+    }
+  });
+
+  it('control: a bad delay is refused with 400 and changes nothing', async () => {
+    proxy.setDelays([parseDbDelay('UPDATE=5')]);
+    const response = await fetch(`${proxy.controlUrl}/delays`, {
+      method: 'PUT',
+      body: JSON.stringify({ delays: [{ pattern: 'SELECT products', ms: -1 }] }),
+    });
+    assert.equal(response.status, 400);
+    assert.match(((await response.json()) as { error: string }).error, /ms/);
+    assert.deepEqual(proxy.delays(), [{ pattern: 'UPDATE', ms: 5 }]);
+    proxy.setDelays([]);
+    assert.throws(() => parseDbDelay('SELECT products'), /PATTERN=MS/);
+    assert.throws(() => parseDbDelay('/(/=10'), /regular expression/);
+  });
+
+  it('the command: prints its addresses, proxies, and stops with exit 0 on SIGTERM', async () => {
+    const upstream = new URL(db.url);
+    let printed = '';
+    const run = await runCli(
+      [
+        'proxy',
+        '--upstream',
+        `postgres://${upstream.host}`,
+        '--listen',
+        '127.0.0.1:0',
+        '--control',
+        '127.0.0.1:0',
+      ],
+      {},
+      (stderr, child) => {
+        if (printed !== '' || !/control http/.test(stderr)) return;
+        printed = stderr;
+        const through = new URL(db.url);
+        through.host = `127.0.0.1:${/listening on 127\.0\.0\.1:(\d+)/.exec(stderr)?.[1]}`;
+        const c = new pg.Client({ connectionString: through.toString() });
+        void c
+          .connect()
+          .then(() => c.query('SELECT 42 AS answer'))
+          .then((r) => {
+            printed += `answer ${r.rows[0].answer}`;
+            return c.end();
+          })
+          .finally(() => child.kill('SIGTERM'));
+      },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(printed, /answer 42/);
+    assert.match(run.stderr, /stopped \(SIGTERM\), \d+ statements recorded/);
+    const bad = await runCli(['proxy', '--upstream', 'mysql://x', '--listen', '127.0.0.1:0']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /postgres:\/\/host:port/);
+  });
+});
