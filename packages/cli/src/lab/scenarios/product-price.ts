@@ -2,7 +2,9 @@
  * Product price: a cache in front of the prices table. Each product has a
  * slow reader (it misses, loads the price, then pauses before storing it:
  * a GC pause, a busy event loop) and a writer that changes the price during
- * that pause. Plain cache-aside lets the slow reader store the old price
+ * that pause. The pause lasts until the writer is done, whatever the load
+ * on the machine: a pause that ends on a timer would end before a slow
+ * write on a busy server, and the race would depend on luck. Plain cache-aside lets the slow reader store the old price
  * after the writer deleted the key, where it stays until its TTL (the stale
  * set); deleting before the write, or deleting twice with a delay shorter
  * than the reader's pause, fail the same way. raceguard's `LeaseCache`
@@ -16,8 +18,6 @@ import { recreateTables, transaction, truncate, type LabPool } from '../sql.js';
 import type { CacheScenario, CacheTrial, CacheTrialContext } from '../cache-scenario.js';
 import { countAnomaly } from '../scenario.js';
 
-/** The slow reader's pause between loading the row and storing it. */
-const SLOW_MS = 60;
 /** Delayed double delete's delay: shorter than the slow reader's pause, as it always is for someone. */
 const SECOND_DELETE_MS = 20;
 const TTL_MS = 30_000;
@@ -47,9 +47,9 @@ async function changePrice(pool: LabPool, id: number): Promise<PriceRow> {
   return { price: Number(row?.price), version: Number(row?.version) };
 }
 
-/** How a read is told to behave: the slow reader pauses after loading, and says when it loaded. */
+/** How a read is told to behave: the slow reader says when it loaded, then pauses until `resume` settles. */
 interface ReadOptions {
-  readonly slow?: { readonly loaded: () => void };
+  readonly slow?: { readonly loaded: () => void; readonly resume: Promise<void> };
 }
 
 /** The service under test: prices read through the strategy's cache, changed by a writer. */
@@ -81,7 +81,7 @@ class PriceService {
     const afterLoad = async (): Promise<void> => {
       if (options.slow === undefined) return;
       options.slow.loaded();
-      await delay(SLOW_MS);
+      await options.slow.resume;
     };
     let price: number;
     if (strategy === 'lease-cache' || strategy === 'versioned-write') {
@@ -165,13 +165,16 @@ async function runTrial(context: CacheTrialContext): Promise<CacheTrial> {
       ids.map(async (id) => {
         let loaded: () => void = () => undefined;
         const hasLoaded = new Promise<void>((resolve) => (loaded = resolve));
-        const slowRead = service.read(id, { slow: { loaded } });
+        let resume: () => void = () => undefined;
+        const resumed = new Promise<void>((resolve) => (resume = resolve));
+        const slowRead = service.read(id, { slow: { loaded, resume: resumed } });
         await hasLoaded; // the slow reader holds the old price
         const { row, after } = await service.write(id);
         // Every read from here on began after the writer's response.
         if ((await service.read(id)) !== row.price) staleReads++;
+        await after; // the writer's work is done (a second delete included)
+        resume(); // the slow reader's pause ends now
         await slowRead;
-        await after;
         if ((await service.read(id)) !== row.price) staleKept++;
         reads += 3;
       }),
