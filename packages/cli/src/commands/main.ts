@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { AbortedError } from 'raceguard';
 import { adviseCommand } from './advise-command.js';
+import { auditCommand } from './audit-command.js';
 import { checkCommand } from './check-command.js';
 import { idempotencyCommand } from './idempotency-command.js';
 import { labCommand } from './lab-command.js';
@@ -42,6 +43,9 @@ const program = new Command('raceguard')
   )
   .addCommand(
     proxyCommand().exitOverride().showHelpAfterError('(raceguard proxy --help for usage)'),
+  )
+  .addCommand(
+    auditCommand().exitOverride().showHelpAfterError('(raceguard audit --help for usage)'),
   );
 
 try {

@@ -18,6 +18,25 @@ export interface StatementShape {
   readonly onConflict?: boolean;
   /** The isolation level a `BEGIN` / `START TRANSACTION` / `SET TRANSACTION` sets. */
   readonly isolation?: string;
+  /** SELECT: the columns it returns (`*` for a star); `count` etc. when it aggregates. */
+  readonly reads?: readonly string[];
+  /** SELECT: it returns an aggregate (`count(*)`, `sum(...)`). */
+  readonly aggregate?: boolean;
+  /** The columns its WHERE clause tests. */
+  readonly where?: readonly string[];
+  /** The columns its WHERE clause compares with `=` to a parameter or a constant (the row's key). */
+  readonly keyed?: readonly string[];
+  /**
+   * UPDATE: each column it sets, and from what: `self` (an expression of the
+   * column itself: `stock = stock - $1`), `value` (a parameter or a constant:
+   * a value the application computed), `expression` (anything else).
+   */
+  readonly sets?: readonly {
+    readonly column: string;
+    readonly from: 'self' | 'value' | 'expression';
+  }[];
+  /** INSERT: the columns it names. */
+  readonly inserts?: readonly string[];
 }
 
 let loaded: Promise<void> | undefined;
@@ -80,14 +99,44 @@ function shapeOf(stmt: Record<string, unknown>): StatementShape {
       const clauses = (fields.lockingClause ?? []) as { LockingClause?: { strength?: string } }[];
       const strength = clauses[0]?.LockingClause?.strength;
       const locking = strength === undefined ? undefined : LOCKING[strength];
-      return { kind: 'SELECT', tables, ...(locking !== undefined && { locking }) };
+      const targets = (fields.targetList ?? []) as { ResTarget?: { val?: unknown } }[];
+      const aggregate = targets.some((t) => hasNode(t.ResTarget?.val, 'FuncCall'));
+      return {
+        kind: 'SELECT',
+        tables,
+        ...(locking !== undefined && { locking }),
+        reads: targets.flatMap((t) => columnsIn(t.ResTarget?.val)),
+        ...(aggregate && { aggregate }),
+        ...whereOf(fields.whereClause),
+      };
     }
-    case 'InsertStmt':
+    case 'UpdateStmt': {
+      const targets = (fields.targetList ?? []) as {
+        ResTarget?: { name?: string; val?: unknown };
+      }[];
+      const sets = targets.map((t) => {
+        const column = t.ResTarget?.name ?? '';
+        const used = columnsIn(t.ResTarget?.val);
+        const from: 'self' | 'value' | 'expression' = used.includes(column)
+          ? 'self'
+          : used.length === 0 && !hasNode(t.ResTarget?.val, 'SubLink')
+            ? 'value'
+            : 'expression';
+        return { column, from };
+      });
+      return { kind: 'UPDATE', tables, sets, ...whereOf(fields.whereClause) };
+    }
+    case 'DeleteStmt':
+      return { kind: 'DELETE', tables, ...whereOf(fields.whereClause) };
+    case 'InsertStmt': {
+      const cols = (fields.cols ?? []) as { ResTarget?: { name?: string } }[];
       return {
         kind: 'INSERT',
         tables,
+        inserts: cols.map((c) => c.ResTarget?.name ?? ''),
         ...(fields.onConflictClause !== undefined && { onConflict: true }),
       };
+    }
     case 'TransactionStmt': {
       const kind = TRANSACTION_KINDS[String(fields.kind)] ?? 'TRANSACTION';
       const isolation = isolationIn(fields.options);
@@ -139,4 +188,51 @@ function tablesIn(tree: unknown): string[] {
   };
   walk(tree);
   return found;
+}
+
+/** The column names a subtree refers to (the last field of each reference; `*` for a star). */
+function columnsIn(tree: unknown): string[] {
+  const found: string[] = [];
+  visit(tree, (node) => {
+    const ref = node.ColumnRef as { fields?: Record<string, { sval?: string }>[] } | undefined;
+    if (ref?.fields === undefined) return;
+    const last = ref.fields[ref.fields.length - 1];
+    const name = last === undefined ? undefined : 'A_Star' in last ? '*' : last.String?.sval;
+    if (name !== undefined && !found.includes(name)) found.push(name);
+  });
+  return found;
+}
+
+/** Whether a subtree holds a node of this type. */
+function hasNode(tree: unknown, type: string): boolean {
+  let found = false;
+  visit(tree, (node) => {
+    if (type in node) found = true;
+  });
+  return found;
+}
+
+/** The WHERE clause's columns, and those it compares with `=` to a parameter or constant. */
+function whereOf(clause: unknown): { where: string[]; keyed: string[] } {
+  const keyed: string[] = [];
+  visit(clause, (node) => {
+    const expr = node.A_Expr as
+      | { kind?: string; name?: { String?: { sval?: string } }[]; lexpr?: unknown; rexpr?: unknown }
+      | undefined;
+    if (expr?.kind !== 'AEXPR_OP' || expr.name?.[0]?.String?.sval !== '=') return;
+    const [left, right] = [columnsIn(expr.lexpr), columnsIn(expr.rexpr)];
+    if (left.length === 1 && right.length === 0) keyed.push(left[0] as string);
+    if (right.length === 1 && left.length === 0) keyed.push(right[0] as string);
+  });
+  return { where: columnsIn(clause), keyed };
+}
+
+function visit(tree: unknown, each: (node: Record<string, unknown>) => void): void {
+  if (Array.isArray(tree)) {
+    for (const item of tree) visit(item, each);
+    return;
+  }
+  if (typeof tree !== 'object' || tree === null) return;
+  each(tree as Record<string, unknown>);
+  for (const child of Object.values(tree)) visit(child, each);
 }

@@ -359,14 +359,16 @@ async function openBurstClient(
 }
 
 /** The `http()` and `sql()` a scenario's setup and checks are given, and how to close them. */
-interface ScenarioHelpers {
+/** The `http` and `sql` helpers a scenario's setup, checks and teardown get. */
+export interface ScenarioHelpers {
   readonly http: TrialContext['http'];
   readonly sql: TrialContext['sql'];
   /** Close the helper connections (`abort`: tear them down, a request may still be held). */
   close(abort: boolean): Promise<void>;
 }
 
-function openHelpers(scenario: ScenarioDefinition, target: string): ScenarioHelpers {
+/** Opens a scenario's helpers against `target` (also used by `raceguard audit`). */
+export function openHelpers(scenario: ScenarioDefinition, target: string): ScenarioHelpers {
   const helper = new Pool(target, {
     connections: 4,
     ...(scenario.insecure === true && { connect: { rejectUnauthorized: false } }),
