@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import postgres from 'postgres';
@@ -17,6 +17,8 @@ import { startPgProxy, type PgProxy } from '../../packages/cli/src/proxy/proxy.j
 import { parseDbDelay } from '../../packages/cli/src/proxy/db-delays.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { runCli } from '../helpers/cli.js';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { prismaClientClass } from '../helpers/prisma.js';
 
 describe('raceguard proxy', { timeout: 120_000 }, () => {
   let db: TestDatabase;
@@ -116,6 +118,60 @@ describe('raceguard proxy', { timeout: 120_000 }, () => {
     }
   });
 
+  it('Prisma through @prisma/adapter-pg: raw queries and an interactive transaction pass through and are recorded', async () => {
+    const PrismaClient = await prismaClientClass('postgresql');
+    const prisma = new PrismaClient({
+      adapter: new PrismaPg(
+        { connectionString: url, options: `-c search_path=${db.schema}`, max: 2 },
+        { schema: db.schema },
+      ),
+    });
+    try {
+      await prisma.$executeRawUnsafe(
+        'INSERT INTO products VALUES ($1, $2) ON CONFLICT (id) DO NOTHING',
+        7,
+        70,
+      );
+      const stock = await prisma.$transaction(async (tx) => {
+        const rows = (await tx.$queryRawUnsafe(
+          'SELECT stock FROM products WHERE id = $1 FOR UPDATE',
+          7,
+        )) as { stock: number }[];
+        await tx.$executeRawUnsafe(
+          'UPDATE products SET stock = $1 WHERE id = $2',
+          Number(rows[0]?.stock) - 1,
+          7,
+        );
+        return Number(rows[0]?.stock) - 1;
+      });
+      assert.equal(stock, 69);
+    } finally {
+      await prisma.$disconnect();
+    }
+    const { statements } = proxy.recording.since();
+    const locked = statements.find((s) => s.text.includes('FOR UPDATE') && s.params[0] === '7');
+    assert.equal(locked?.statements[0]?.locking, 'FOR UPDATE');
+    const update = statements.find(
+      (s) => s.text.startsWith('UPDATE products') && s.params[1] === '7',
+    );
+    assert.ok(locked?.transaction !== null && locked?.transaction === update?.transaction);
+  });
+
+  it('authentication passes through: the upstream asked this suite for its password', async () => {
+    // The suite's server authenticates TCP clients by password (SCRAM on an embedded
+    // server); the proxy never sees the password, it relays the exchange.
+    const c = await client();
+    try {
+      const { rows } = await c.query(
+        "SELECT auth_method FROM pg_hba_file_rules WHERE type = 'host' ORDER BY line_number LIMIT 1",
+      );
+      if (rows[0]?.auth_method === 'trust') return; // a trust server (DATABASE_URL): nothing to relay
+      assert.match(String(rows[0]?.auth_method), /scram-sha-256|md5|password/);
+    } finally {
+      await c.end();
+    }
+  });
+
   it('LISTEN/NOTIFY: a notification sent directly reaches a listener behind the proxy', async () => {
     const c = await client();
     try {
@@ -157,30 +213,33 @@ describe('raceguard proxy', { timeout: 120_000 }, () => {
     assert.match(run.out, /^3$/m);
   });
 
-  it('a database-side delay on the read widens a lost update: 10 concurrent read-then-write purchases lose sales; without it, on one connection each in turn, none', async () => {
-    const buy = async (): Promise<void> => {
-      const c = await client();
-      try {
-        const { rows } = await c.query('SELECT stock FROM products WHERE id = 2');
-        await c.query('UPDATE products SET stock = $1 WHERE id = 2', [Number(rows[0].stock) - 1]);
-      } finally {
-        await c.end();
-      }
+  it('a database-side delay on the read opens a lost update between two purchases 250 ms apart; without it the same two lose nothing', async () => {
+    const [a, b] = [await client(), await client()];
+    const buy = async (c: pg.Client): Promise<void> => {
+      const { rows } = await c.query('SELECT stock FROM products WHERE id = 2');
+      await c.query('UPDATE products SET stock = $1 WHERE id = 2', [Number(rows[0].stock) - 1]);
     };
-    await db.pool.query('INSERT INTO products VALUES (2, 100)');
-    proxy.setDelays([parseDbDelay('SELECT products=150')]);
+    // The second purchase starts 250 ms after the first: far longer than the first's two
+    // statements take, so only a held-back read lets them overlap.
+    const twoPurchases = async (): Promise<number> => {
+      await db.pool.query(
+        'DELETE FROM products WHERE id = 2; INSERT INTO products VALUES (2, 100)',
+      );
+      const first = buy(a);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      await Promise.all([first, buy(b)]);
+      const { rows } = await db.pool.query('SELECT stock FROM products WHERE id = 2');
+      return Number(rows[0].stock);
+    };
     try {
-      await Promise.all(Array.from({ length: 10 }, buy));
+      assert.equal(await twoPurchases(), 98, 'control: no delay, no lost sale');
+      proxy.setDelays([parseDbDelay('SELECT products=600')]);
+      assert.equal(await twoPurchases(), 99, 'the delay let the second purchase erase the first');
     } finally {
       proxy.setDelays([]);
+      await a.end();
+      await b.end();
     }
-    const { rows } = await db.pool.query('SELECT stock FROM products WHERE id = 2');
-    assert.ok(Number(rows[0].stock) > 90, `stock ${rows[0].stock}: the delay let sales be lost`);
-    // Control: the same code, one purchase at a time, loses nothing.
-    await db.pool.query('UPDATE products SET stock = 100 WHERE id = 2');
-    for (let i = 0; i < 10; i += 1) await buy();
-    const after = await db.pool.query('SELECT stock FROM products WHERE id = 2');
-    assert.equal(Number(after.rows[0].stock), 90);
   });
 
   it('the delay holds back only matching statements, by at least its length', async () => {
@@ -236,6 +295,36 @@ describe('raceguard proxy', { timeout: 120_000 }, () => {
     } finally {
       await dead.close();
     }
+  });
+
+  it('an upstream that stalls, then one that goes away mid-session: the client errors, the proxy keeps no connection', async () => {
+    const held: import('node:net').Socket[] = [];
+    const stalling = createServer((socket) => held.push(socket)); // accepts, never answers
+    await new Promise<void>((resolve) => stalling.listen(0, '127.0.0.1', resolve));
+    const port = (stalling.address() as import('node:net').AddressInfo).port;
+    const stalled = await startPgProxy({ upstream: `postgres://127.0.0.1:${port}` });
+    try {
+      const c = new pg.Client({
+        connectionString: `postgres://postgres@${stalled.address}/test`,
+        connectionTimeoutMillis: 300,
+      });
+      await assert.rejects(c.connect(), /timeout/i);
+      for (const socket of held) socket.destroy(); // the upstream goes away
+      for (let i = 0; i < 50 && stalled.connections() > 0; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(stalled.connections(), 0);
+    } finally {
+      await stalled.close();
+      stalling.close();
+    }
+    // Mid-session: the server ends the backend; the client sees its connection end.
+    const c = await client();
+    c.on('error', () => undefined);
+    const { rows } = await c.query('SELECT pg_backend_pid() AS pid');
+    await db.pool.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+    await assert.rejects(c.query('SELECT 1'));
+    await c.end().catch(() => undefined);
   });
 
   it('control: a bad delay is refused with 400 and changes nothing', async () => {
