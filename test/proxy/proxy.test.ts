@@ -172,6 +172,24 @@ describe('raceguard proxy', { timeout: 120_000 }, () => {
     }
   });
 
+  it('messages split across many TCP chunks both ways: a 4 MB parameter, a 4 MB value and 20,000 rows arrive whole', async () => {
+    const c = await client();
+    try {
+      const big = 'x'.repeat(4 * 1024 * 1024);
+      const echoed = await c.query('SELECT length($1::text) AS n, md5($1::text) AS h', [big]);
+      assert.equal(echoed.rows[0].n, big.length);
+      const value = await c.query("SELECT repeat('y', 4 * 1024 * 1024) AS v");
+      assert.equal(value.rows[0].v.length, 4 * 1024 * 1024);
+      const rows = await c.query(
+        'SELECT g AS i, md5(g::text) AS h FROM generate_series(1, 20000) g',
+      );
+      assert.equal(rows.rows.length, 20_000);
+      assert.equal(rows.rows[19_999].i, 20_000);
+    } finally {
+      await c.end();
+    }
+  });
+
   it('LISTEN/NOTIFY: a notification sent directly reaches a listener behind the proxy', async () => {
     const c = await client();
     try {
