@@ -230,6 +230,25 @@ describe('raceguard audit', { timeout: 300_000 }, () => {
     }
   });
 
+  it('run with dbDelays: applied through the proxy for the run and lifted after; refused without a proxy', async () => {
+    const c = CASES.find((x) => x.path === '/buy/read-committed') as Case;
+    const scenario = { ...scenarioOf(c), dbDelays: [{ pattern: 'SELECT products', ms: 100 }] };
+    let seenDuringRun: unknown;
+    const report = await runScenario(scenario, {
+      trials: 2,
+      warmup: false,
+      proxy: proxy.controlUrl as string,
+      onTrial: () => (seenDuringRun = proxy.delays()),
+    });
+    assert.deepEqual(seenDuringRun, [{ pattern: 'SELECT products', ms: 100 }]);
+    assert.deepEqual(proxy.delays(), []);
+    assert.equal(report.violatedTrials, 2, JSON.stringify(report.invariants));
+    await assert.rejects(runScenario(scenario, { trials: 1 }), /--proxy/);
+    const flag = await runCli(['run', 'nothing.json', '--db-delay', 'SELECT products']);
+    assert.equal(flag.status, 2);
+    assert.match(flag.stderr, /PATTERN=MS/);
+  });
+
   it('the command: --json, exit 1 on a race and 0 when safe; a dead proxy is exit 2', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'raceguard-audit-'));
     const write = async (name: string, c: Case): Promise<string> => {

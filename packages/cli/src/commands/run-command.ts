@@ -13,6 +13,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { linearizabilityHtml } from '../check/history-html.js';
 import { AbortedError, InvalidArgumentError } from 'raceguard';
 import { parseDelays } from 'raceguard/delay';
+import { parseDbDelay, type DbDelay } from '../proxy/db-delays.js';
 import {
   loadScenarios,
   scenarioFiles,
@@ -154,6 +155,8 @@ interface RunOptions {
   allowNoSuccess?: boolean;
   arrivalHeader: string;
   delay?: Record<string, number>;
+  proxy?: string;
+  dbDelay?: DbDelay[];
   history?: string;
   json?: boolean;
   junit?: string;
@@ -173,6 +176,15 @@ function collectDelay(
   }
   if (parsed.size === 0) throw new CommanderArgumentError('--delay needs point=ms');
   return { ...previous, ...Object.fromEntries(parsed) };
+}
+
+/** `--db-delay PATTERN=MS` (repeatable) into a list. */
+function collectDbDelay(value: string, previous: DbDelay[] | undefined): DbDelay[] {
+  try {
+    return [...(previous ?? []), parseDbDelay(value)];
+  } catch (error) {
+    throw new CommanderArgumentError(messageOf(error));
+  }
 }
 
 const slug = (name: string): string =>
@@ -347,6 +359,16 @@ export function runCommand(): Command {
         .default(undefined),
     )
     .option(
+      '--proxy <url>',
+      "the control URL of a raceguard proxy in front of the service's database (for --db-delay and a scenario's dbDelays)",
+    )
+    .addOption(
+      new Option(
+        '--db-delay <pattern=ms>',
+        'hold back the results of matching statements during the run: SELECT, products, "SELECT products" or /regex/ (repeatable; needs --proxy)',
+      ).argParser(collectDbDelay),
+    )
+    .option(
       '--history <dir>',
       "write each trial's burst as a history file (raceguard check reads it: the file records its model)",
     )
@@ -458,6 +480,8 @@ async function runPlannedScenario(
       ...(opts.allowNoSuccess === true && { allowNoSuccess: true }),
       arrivalHeader: opts.arrivalHeader,
       ...(opts.delay !== undefined && { delays: opts.delay }),
+      ...(opts.proxy !== undefined && { proxy: opts.proxy }),
+      ...(opts.dbDelay !== undefined && { dbDelays: opts.dbDelay }),
       ...(opts.history !== undefined && { recordHistory: true }),
       maxRequests: opts.maxRequests,
       maxDurationMs: opts.maxDurationMs,

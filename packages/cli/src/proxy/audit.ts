@@ -162,12 +162,13 @@ async function confirm(
 ): Promise<AuditFinding> {
   const trials = options.confirmTrials ?? 5;
   const pattern = `/^${escapeRegExp(finding.read.text)}$/`;
-  await proxy.setDelays([{ pattern, ms: options.confirmDelayMs ?? 150 }]);
   try {
     const report = await runScenario(scenario, {
       target,
       trials,
       warmup: false,
+      proxy: proxy.url,
+      dbDelays: [{ pattern, ms: options.confirmDelayMs ?? 150 }],
       ...(options.signal !== undefined && { signal: options.signal }),
     });
     const violated = report.violatedTrials;
@@ -179,8 +180,6 @@ async function confirm(
   } catch (error) {
     if (error instanceof AbortedError) throw error;
     return { ...base, confirmed: false, confirmation: `could not run: ${messageOf(error)}` };
-  } finally {
-    await proxy.setDelays([]);
   }
 }
 

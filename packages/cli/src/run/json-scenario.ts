@@ -83,6 +83,11 @@ const JsonScenario = z
     trials: z.number().int().min(1).optional(),
     allowNoSuccess: z.boolean().optional(),
     delays: z.record(z.string(), z.number().int().min(0).max(30_000)).optional(),
+    dbDelays: z
+      .array(
+        z.strictObject({ pattern: z.string().min(1), ms: z.number().int().min(0).max(600_000) }),
+      )
+      .optional(),
     setup: z.array(Step).optional(),
     insecure: z.boolean().optional(),
     burst: z
@@ -226,6 +231,7 @@ export function scenarioFromJson(value: unknown, file = 'scenario'): ScenarioDef
     ...(spec.insecure !== undefined && { insecure: spec.insecure }),
     ...(spec.allowNoSuccess !== undefined && { allowNoSuccess: spec.allowNoSuccess }),
     ...(spec.delays !== undefined && { delays: spec.delays }),
+    ...(spec.dbDelays !== undefined && { dbDelays: spec.dbDelays }),
     setup: async (context) => {
       await runSteps(spec.setup ?? [], context);
       const values = new Map<Check, number>();

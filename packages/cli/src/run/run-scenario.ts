@@ -16,6 +16,8 @@ import {
 import { AbortedError, InvalidArgumentError, RaceguardError } from 'raceguard';
 import { DELAY_HEADER, DELAY_REACHED_HEADER, formatDelays } from 'raceguard/delay';
 import { checkLinearizable, modelByName, type Operation } from 'raceguard/check';
+import { delayMatcher, type DbDelay } from '../proxy/db-delays.js';
+import { ProxyClient } from '../proxy/proxy-client.js';
 import { percentile } from './percentile.js';
 import { Http1BurstClient, type SyncBurstResult, type WireRequest } from './http1.js';
 import { Http2BurstClient } from './http2.js';
@@ -66,6 +68,13 @@ export interface RunScenarioOptions {
    * `x-raceguard-delay`.
    */
   readonly delays?: Readonly<Record<string, number>>;
+  /**
+   * The control URL of a `raceguard proxy` in front of the service's
+   * database (`http://HOST:PORT`): where the database-side delays are set.
+   */
+  readonly proxy?: string;
+  /** Database-side delays added to the scenario's `dbDelays`; they need {@link proxy}. */
+  readonly dbDelays?: readonly DbDelay[];
   /**
    * Keep every burst as a history in the trial reports (requests as inputs,
    * responses as outputs) even when the scenario names no model.
@@ -252,6 +261,39 @@ export async function runScenario(
   validateScenario(scenario, 'scenario');
   validateRunOptions(options);
   const settings = settingsOf(scenario, options);
+  const dbDelays = dbDelaysOf(scenario, options);
+  if (dbDelays === undefined) return runScenarioBursts(scenario, options, settings);
+  await dbDelays.proxy.setDelays(dbDelays.delays);
+  try {
+    return await runScenarioBursts(scenario, options, settings);
+  } finally {
+    await dbDelays.proxy.setDelays([]).catch(() => undefined);
+  }
+}
+
+/** The database-side delays a run asks for, checked, and the proxy that applies them. */
+function dbDelaysOf(
+  scenario: ScenarioDefinition,
+  options: RunScenarioOptions,
+): { proxy: ProxyClient; delays: DbDelay[] } | undefined {
+  const delays = [...(scenario.dbDelays ?? []), ...(options.dbDelays ?? [])];
+  delays.forEach((delay, i) => delayMatcher(delay, `dbDelays[${i}]`));
+  if (delays.length === 0) return undefined;
+  if (options.proxy === undefined) {
+    throw new ScenarioError(
+      'dbDelays',
+      'a raceguard proxy to apply them (--proxy <its control URL>)',
+      delays.map((d) => `${d.pattern}=${d.ms}`).join(', '),
+    );
+  }
+  return { proxy: new ProxyClient(options.proxy), delays };
+}
+
+async function runScenarioBursts(
+  scenario: ScenarioDefinition,
+  options: RunScenarioOptions,
+  settings: RunSettings,
+): Promise<ScenarioReport> {
   checkRequestCap(scenario.name, settings.trials, settings.count, settings.maxRequests);
   const helpers = openHelpers(scenario, settings.target);
   const opening = openBurstClient(scenario, options, settings);

@@ -118,6 +118,15 @@ export interface ScenarioDefinition {
    * @default {}
    */
   readonly delays?: Readonly<Record<string, number>>;
+  /**
+   * Database-side delays for the whole run: the results of statements that
+   * match `pattern` (a statement kind such as `SELECT`, a table, both as
+   * `SELECT products`, or `/a regular expression/`) reach the service `ms`
+   * late. Applied by `raceguard proxy`, so they need `raceguard run --proxy`;
+   * `--db-delay` on the command line adds to them.
+   * @default []
+   */
+  readonly dbDelays?: readonly { readonly pattern: string; readonly ms: number }[];
   /** Check each trial's burst for linearizability against a model, besides `check`. */
   readonly history?: HistorySpec;
   /** Create the record under test. Runs before every trial. */
@@ -236,6 +245,26 @@ export function validateScenario(value: unknown, at: string): asserts value is S
     );
   }
   if (s.delays !== undefined) validateDelays(s.delays, `${at}.delays`);
+  if (s.dbDelays !== undefined) {
+    requireField(
+      Array.isArray(s.dbDelays),
+      `${at}.dbDelays`,
+      'a list of { pattern, ms }',
+      s.dbDelays,
+    );
+    (s.dbDelays as unknown[]).forEach((delay, i) => {
+      const d = delay as { pattern?: unknown; ms?: unknown } | null;
+      requireField(
+        typeof d?.pattern === 'string' &&
+          d.pattern.trim() !== '' &&
+          Number.isSafeInteger(d.ms) &&
+          (d.ms as number) >= 0,
+        `${at}.dbDelays[${i}]`,
+        '{ pattern: a non-empty string, ms: an integer >= 0 }',
+        delay,
+      );
+    });
+  }
   if (s.history !== undefined) {
     requireField(
       typeof s.history === 'object' && s.history !== null,
