@@ -33,3 +33,14 @@ export { Http2BurstClient, type Http2BurstOptions } from './run/http2.js';
 export { toJUnit } from './run/report-junit.js';
 export { toHtml } from './run/report-html.js';
 export { percentile } from './run/percentile.js';
+export { startPgProxy, type PgProxy, type PgProxyOptions } from './proxy/proxy.js';
+export {
+  auditScenario,
+  type AuditOptions,
+  type AuditResult,
+  type AuditFinding,
+} from './proxy/audit.js';
+export { parseDbDelay, type DbDelay } from './proxy/db-delays.js';
+export type { RecordedStatement, Recording } from './proxy/recorder.js';
+export type { StatementShape } from './proxy/statements.js';
+export type { Anomaly } from './proxy/race-analysis.js';
