@@ -109,14 +109,9 @@ export class ProxyConnection {
       this.#startup(chunk);
       return;
     }
-    const messages = this.#fromClient.typed(chunk);
-    const upstream = this.#upstream as Socket;
-    upstream.cork();
-    for (const message of messages) {
-      this.#readFrontend(message);
-      if (!upstream.write(message.raw)) this.#client.pause();
-    }
-    process.nextTick(() => upstream.uncork());
+    const { messages, bytes } = this.#fromClient.typed(chunk);
+    for (const message of messages) this.#readFrontend(message);
+    if (bytes.length > 0 && !(this.#upstream as Socket).write(bytes)) this.#client.pause();
   }
 
   /** The startup phase: refuse SSL and GSS encryption, forward a cancel, open the upstream. */
@@ -248,10 +243,19 @@ export class ProxyConnection {
   }
 
   #onUpstreamData(chunk: Buffer): void {
-    const messages = this.#fromUpstream.typed(chunk);
-    this.#client.cork();
-    for (const message of messages) this.#send(message.raw, this.#readBackend(message));
-    process.nextTick(() => this.#client.uncork());
+    const { messages, bytes } = this.#fromUpstream.typed(chunk);
+    // Passed on in one write, unless a message is held back: then what precedes it goes
+    // as it would, and it and what follows wait behind it, in order.
+    let from = 0;
+    let held = 0;
+    for (const message of messages) {
+      const delayMs = this.#readBackend(message);
+      if (delayMs === 0) continue;
+      if (message.start > from) this.#send(bytes.subarray(from, message.start), held);
+      from = message.start;
+      held = delayMs;
+    }
+    if (from < bytes.length) this.#send(bytes.subarray(from), held);
   }
 
   /** Reads one backend message; answers how long to hold it back (0: not at all). */

@@ -21,6 +21,8 @@ export class ProtocolViolation extends Error {
 /** One typed message: its type byte and the whole message as received. */
 export interface TypedMessage {
   readonly type: string;
+  /** Where it starts in {@link Framed.bytes}. */
+  readonly start: number;
   /** The message body (after the type byte and the length). */
   readonly body: Buffer;
   /** Every byte of the message, to pass on unchanged. */
@@ -33,12 +35,19 @@ export interface StartupMessage {
   readonly raw: Buffer;
 }
 
+/** The whole messages a chunk completed, and their bytes in one buffer. */
+export interface Framed {
+  readonly messages: TypedMessage[];
+  /** Every byte of `messages`, in order: what to pass on when nothing is held back. */
+  readonly bytes: Buffer;
+}
+
 /** Splits a byte stream into whole messages; keeps a partial one for the next chunk. */
 export class Framer {
   #pending: Buffer = Buffer.alloc(0);
 
   /** The whole typed messages `chunk` completes. Throws {@link ProtocolViolation} on a malformed length. */
-  typed(chunk: Buffer): TypedMessage[] {
+  typed(chunk: Buffer): Framed {
     this.#append(chunk);
     const out: TypedMessage[] = [];
     let offset = 0;
@@ -50,11 +59,16 @@ export class Framer {
       }
       if (buffer.length - offset < 1 + length) break;
       const raw = buffer.subarray(offset, offset + 1 + length);
-      out.push({ type: String.fromCharCode(raw[0] as number), body: raw.subarray(5), raw });
+      out.push({
+        type: String.fromCharCode(raw[0] as number),
+        start: offset,
+        body: raw.subarray(5),
+        raw,
+      });
       offset += 1 + length;
     }
     this.#pending = buffer.subarray(offset);
-    return out;
+    return { messages: out, bytes: buffer.subarray(0, offset) };
   }
 
   /** The next whole startup-phase message, or `undefined` until it has arrived. */
