@@ -340,7 +340,12 @@ describe('raceguard proxy', { timeout: 120_000 }, () => {
     const c = await client();
     c.on('error', () => undefined);
     const { rows } = await c.query('SELECT pg_backend_pid() AS pid');
+    const ended = new Promise<string>((resolve) =>
+      c.once('error', (e: Error) => resolve(e.message)),
+    );
     await db.pool.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+    // The server's last words reach the client before the connection ends.
+    assert.match(await ended, /terminating connection due to administrator command/);
     await assert.rejects(c.query('SELECT 1'));
     await c.end().catch(() => undefined);
   });

@@ -9,7 +9,7 @@ import { Parser } from 'pg-protocol/dist/parser.js';
 import type { BackendMessage, CommandCompleteMessage } from 'pg-protocol/dist/messages.js';
 import type { DbDelayMatcher } from './db-delays.js';
 import type { RecordedStatement, Recording } from './recorder.js';
-import { statementsOf, type StatementShape } from './statements.js';
+import { statementsOf } from './statements.js';
 import {
   BodyReader,
   CANCEL_REQUEST,
@@ -34,22 +34,16 @@ export interface ProxyContext {
   readonly onError: (connection: number, error: Error) => void;
 }
 
-/** A statement between its arrival and its last result. */
-interface Pending {
-  readonly id: number;
-  readonly label: string | null;
-  readonly text: string;
-  readonly params: readonly (string | null)[];
-  readonly protocol: 'simple' | 'extended';
-  readonly statements: readonly StatementShape[];
-  readonly transaction: number | null;
-  readonly isolation: string | null;
-  readonly startedMs: number;
-  readonly results: { command: string; rows: number }[];
-  rowsReturned: number;
-  error?: { readonly code: string; readonly message: string };
-  delayedMs?: number;
-}
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** A statement between its arrival and its last result: its record, still being filled in. */
+type Pending = Omit<
+  RecordedStatement,
+  'connection' | 'durationMs' | 'results' | 'rowsReturned' | 'error' | 'delayedMs'
+> &
+  Mutable<Pick<RecordedStatement, 'rowsReturned' | 'error' | 'delayedMs'>> & {
+    readonly results: { command: string; rows: number }[];
+  };
 
 type Expected = Pending | 'sync';
 
@@ -80,12 +74,17 @@ export class ProxyConnection {
     client.on('close', () => this.close());
   }
 
-  /** Closes both sides; what is held back is dropped. */
-  close(): void {
+  /**
+   * Closes both sides; what is held back is dropped. `graceful`: what was
+   * already written to the client still reaches it (the upstream's last
+   * words, a FATAL error say) before the connection ends.
+   */
+  close(graceful = false): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
-    this.#client.destroy();
+    if (graceful) this.#client.end();
+    else this.#client.destroy();
     this.#upstream?.destroy();
     this.onClose();
   }
@@ -164,7 +163,7 @@ export class ProxyConnection {
 
   /** The upstream went away: what it sent still reaches the client, then both close. */
   #flushThenClose(): void {
-    if (this.#held.length === 0) this.close();
+    if (this.#held.length === 0) this.close(true);
     else this.#held.push({ bytes: Buffer.alloc(0), notBefore: 0 });
   }
 
@@ -348,7 +347,7 @@ export class ProxyConnection {
     while (this.#held.length > 0 && (this.#held[0]?.notBefore ?? 0) <= now) {
       const { bytes } = this.#held.shift() as { bytes: Buffer };
       if (bytes.length === 0) {
-        this.close();
+        this.close(true);
         return;
       }
       if (!this.#client.write(bytes)) this.#upstream?.pause();
