@@ -17,6 +17,13 @@ import { startPgProxy, type PgProxy } from '../../packages/cli/src/proxy/proxy.j
 import { parseDbDelay } from '../../packages/cli/src/proxy/db-delays.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { runCli } from '../helpers/cli.js';
+import { chown, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  initCluster,
+  launchServer,
+} from '../../packages/raceguard/src/testing/embedded-cluster.js';
+import { freePort } from '../../packages/raceguard/src/testing/free-port.js';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { prismaClientClass } from '../helpers/prisma.js';
 
@@ -400,5 +407,66 @@ describe('raceguard proxy', { timeout: 120_000 }, () => {
     const bad = await runCli(['proxy', '--upstream', 'mysql://x', '--listen', '127.0.0.1:0']);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /postgres:\/\/host:port/);
+  });
+});
+
+describe('raceguard proxy: authentication relayed', { timeout: 120_000 }, () => {
+  it('trust, md5 and SCRAM-SHA-256 to the upstream: the proxy relays each exchange and never needs a password', async () => {
+    const cluster = await initCluster({
+      user: 'postgres',
+      password: 'owner-secret',
+      onLog: () => undefined,
+    });
+    const hba = join(cluster.folder, 'auth_hba.conf');
+    await writeFile(
+      hba,
+      [
+        'local all all trust',
+        'host all trusted 127.0.0.1/32 trust',
+        'host all md5user 127.0.0.1/32 md5',
+        'host all all 127.0.0.1/32 scram-sha-256',
+        '',
+      ].join('\n'),
+    );
+    if (cluster.ids.uid !== undefined)
+      await chown(hba, cluster.ids.uid, cluster.ids.gid ?? cluster.ids.uid);
+    const port = await freePort();
+    const server = await launchServer(cluster, {
+      port,
+      postgresFlags: ['-c', `hba_file=${hba}`, '-c', 'listen_addresses=127.0.0.1'],
+      removeOnStop: cluster.folder,
+    });
+    const proxy = await startPgProxy({ upstream: `postgres://127.0.0.1:${port}` });
+    try {
+      const owner = new pg.Client({
+        connectionString: `postgres://postgres:owner-secret@127.0.0.1:${port}/postgres`,
+      });
+      await owner.connect();
+      await owner.query('CREATE ROLE trusted LOGIN');
+      await owner.query("SET password_encryption = 'md5'");
+      await owner.query("CREATE ROLE md5user LOGIN PASSWORD 'md5-secret'");
+      await owner.query("SET password_encryption = 'scram-sha-256'");
+      await owner.query("CREATE ROLE scramuser LOGIN PASSWORD 'scram-secret'");
+      await owner.end();
+      const through = (user: string, password?: string): string =>
+        `postgres://${user}${password === undefined ? '' : `:${password}`}@${proxy.address}/postgres`;
+      for (const [user, password, method] of [
+        ['trusted', undefined, 'trust'],
+        ['md5user', 'md5-secret', 'md5'],
+        ['scramuser', 'scram-secret', 'scram-sha-256'],
+      ] as const) {
+        const c = new pg.Client({ connectionString: through(user, password) });
+        await c.connect();
+        const { rows } = await c.query('SELECT current_user AS who');
+        assert.equal(rows[0].who, user, method);
+        await c.end();
+      }
+      // Control: a wrong password is refused by the server, through the proxy.
+      const wrong = new pg.Client({ connectionString: through('scramuser', 'nope') });
+      await assert.rejects(wrong.connect(), /password authentication failed/);
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
   });
 });
