@@ -18,6 +18,8 @@ import { runScenario } from '../../packages/cli/src/run/run-scenario.js';
 import { runCli } from '../helpers/cli.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { SCHEMA, startAuditApi } from './audit-api.js';
+import { serveLab } from '../../packages/cli/src/lab/serve-lab.js';
+import { labScenarios } from '../../packages/cli/src/lab/as-scenarios.js';
 
 type Sql = (text: string, values?: readonly unknown[]) => Promise<Record<string, unknown>[]>;
 
@@ -281,5 +283,38 @@ describe('raceguard audit', { timeout: 300_000 }, () => {
     const dead = await runCli(['audit', safe, '--proxy', 'http://127.0.0.1:1']);
     assert.equal(dead.status, 2);
     assert.match(dead.stdout, /did not answer/);
+  });
+});
+
+describe('raceguard audit on the race lab behind the proxy', { timeout: 300_000 }, () => {
+  it('flags every unsafe variant and no fix, from one sequential pass each', async () => {
+    const db = await openTestDatabase(2);
+    const upstream = new URL(db.url);
+    const proxy = await startPgProxy({ upstream: `postgres://${upstream.host}`, control: {} });
+    const through = new URL(db.url);
+    through.host = proxy.address;
+    const lab = await serveLab({ databaseUrl: through.toString() });
+    try {
+      const verdicts: string[] = [];
+      for (const scenario of labScenarios(lab.url, { concurrency: 10, trials: 1 })) {
+        const result = await auditScenario(scenario, {
+          proxy: proxy.controlUrl as string,
+          databaseUrl: db.url,
+        });
+        const unsafe = scenario.name.endsWith('/unsafe');
+        verdicts.push(`${scenario.name}: ${result.verdict}`);
+        assert.equal(
+          result.verdict,
+          unsafe ? 'race' : 'safe',
+          `${scenario.name}: ${JSON.stringify(result.findings.map((f) => [f.anomaly, f.statements]))}`,
+        );
+      }
+      assert.ok(verdicts.filter((v) => v.endsWith('race')).length >= 9, verdicts.join('\n'));
+      console.log(verdicts.join('\n'));
+    } finally {
+      await lab[Symbol.asyncDispose]();
+      await proxy.close();
+      await db.close();
+    }
   });
 });

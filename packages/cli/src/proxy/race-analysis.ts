@@ -116,6 +116,20 @@ function judgeWrite(
     .find((r) => single(r)?.kind === 'SELECT' && single(r)?.tables.includes(table));
   if (read === undefined) return undefined;
   const readShape = single(read) as StatementShape;
+  const lock = advisoryLockAround(earlier, read);
+  if (lock !== undefined) return { shape: `${lock} held across the read and the write` };
+  if (sameTransaction(read)) {
+    // A version-checked (guarded) UPDATE between the read and the write, in the same
+    // transaction: the second copy's UPDATE of that row waits for this commit and then
+    // fails its check, so the copies cannot interleave there.
+    const between = earlier.slice(earlier.indexOf(read) + 1);
+    const gate = between.find((s) => sameTransaction(s) && isGuardedUpdate(single(s)));
+    if (gate !== undefined) {
+      return {
+        shape: `guarded UPDATE of ${single(gate)?.tables[0] ?? 'a row'} in the transaction`,
+      };
+    }
+  }
   const isolation = sameTransaction(read)
     ? (write.isolation ?? 'read committed')
     : write.transaction === null && read.transaction === null
@@ -213,6 +227,35 @@ function judgeInsert(
     checked,
     `a SELECT checks that no row with (${checked.join(', ') || 'its predicate'}) exists, then INSERTs one (${isolation}), and no unique index covers the checked columns: two copies both insert`,
   );
+}
+
+function isGuardedUpdate(shape: StatementShape | undefined): boolean {
+  if (shape?.kind !== 'UPDATE') return false;
+  const where = shape.where ?? [];
+  return (shape.sets ?? []).some((s) => where.includes(s.column));
+}
+
+const ADVISORY_LOCK = /^pg_(try_)?advisory_(xact_)?lock(_shared)?$/;
+
+/**
+ * An advisory lock the request took before `read` and did not release
+ * before the write (`earlier` ends just before it): two copies of the
+ * request then run the pair one after the other.
+ */
+function advisoryLockAround(
+  earlier: readonly RecordedStatement[],
+  read: RecordedStatement,
+): string | undefined {
+  const at = earlier.indexOf(read);
+  const taken = earlier
+    .slice(0, at)
+    .flatMap((s) => single(s)?.calls ?? [])
+    .find((name) => ADVISORY_LOCK.test(name));
+  if (taken === undefined) return undefined;
+  const released = earlier
+    .slice(at)
+    .some((s) => (single(s)?.calls ?? []).some((name) => /^pg_advisory_unlock/.test(name)));
+  return released ? undefined : taken;
 }
 
 /** The one statement of a record (a simple query holding several is not analysed). */

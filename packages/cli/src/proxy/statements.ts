@@ -22,6 +22,8 @@ export interface StatementShape {
   readonly reads?: readonly string[];
   /** SELECT: it returns an aggregate (`count(*)`, `sum(...)`). */
   readonly aggregate?: boolean;
+  /** SELECT: the functions its select list calls (`pg_advisory_xact_lock`, `count`, ...). */
+  readonly calls?: readonly string[];
   /** The columns its WHERE clause tests. */
   readonly where?: readonly string[];
   /** The columns its WHERE clause compares with `=` to a parameter or a constant (the row's key). */
@@ -107,6 +109,7 @@ function shapeOf(stmt: Record<string, unknown>): StatementShape {
         ...(locking !== undefined && { locking }),
         reads: targets.flatMap((t) => columnsIn(t.ResTarget?.val)),
         ...(aggregate && { aggregate }),
+        calls: targets.flatMap((t) => callsIn(t.ResTarget?.val)),
         ...whereOf(fields.whereClause),
       };
     }
@@ -198,6 +201,17 @@ function columnsIn(tree: unknown): string[] {
     if (ref?.fields === undefined) return;
     const last = ref.fields[ref.fields.length - 1];
     const name = last === undefined ? undefined : 'A_Star' in last ? '*' : last.String?.sval;
+    if (name !== undefined && !found.includes(name)) found.push(name);
+  });
+  return found;
+}
+
+/** The names of the functions a subtree calls. */
+function callsIn(tree: unknown): string[] {
+  const found: string[] = [];
+  visit(tree, (node) => {
+    const call = node.FuncCall as { funcname?: { String?: { sval?: string } }[] } | undefined;
+    const name = call?.funcname?.[call.funcname.length - 1]?.String?.sval;
     if (name !== undefined && !found.includes(name)) found.push(name);
   });
   return found;
