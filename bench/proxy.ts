@@ -17,13 +17,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { renderTable } from '../packages/cli/dist/commands/table.js';
-import { usePostgres } from '../packages/raceguard/dist/testing/index.js';
+import { freePort, usePostgres } from '../packages/raceguard/dist/testing/index.js';
 import { median } from './stats.js';
 
 const { values: args } = parseArgs({
@@ -65,14 +64,6 @@ const stopAll = (): void => {
 };
 process.on('exit', stopAll);
 process.on('SIGINT', () => process.exit(130));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as import('node:net').AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** `raceguard proxy` as a user runs it: its own process. */
 async function startProxy(record: boolean): Promise<{ port: number; child: ChildProcess }> {

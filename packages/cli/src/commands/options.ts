@@ -1,6 +1,7 @@
 /** Pieces every raceguard command shares: option parsers and Ctrl-C handling. */
 import { InvalidArgumentError as CommanderArgumentError } from 'commander';
 import { AbortedError } from 'raceguard';
+import { parseDbDelay, type DbDelay } from '../proxy/db-delays.js';
 
 /** A commander parser for an integer of at least `min` (and at most `max`). */
 export const integer =
@@ -50,4 +51,13 @@ export class Interrupt extends Error {
 export function interruptOf(error: unknown): 'SIGINT' | 'SIGTERM' | undefined {
   if (!(error instanceof AbortedError)) return undefined;
   return error.cause instanceof Interrupt ? error.cause.signal : undefined;
+}
+
+/** A commander parser for a repeatable `--db-delay PATTERN=MS`, collected into a list. */
+export function collectDbDelay(value: string, previous: readonly DbDelay[] | undefined): DbDelay[] {
+  try {
+    return [...(previous ?? []), parseDbDelay(value)];
+  } catch (error) {
+    throw new CommanderArgumentError((error as Error).message);
+  }
 }

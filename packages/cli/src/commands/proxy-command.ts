@@ -1,8 +1,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { Command, Option } from 'commander';
-import { parseDbDelay, type DbDelay } from '../proxy/db-delays.js';
+import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
+import type { DbDelay } from '../proxy/db-delays.js';
 import { startPgProxy } from '../proxy/proxy.js';
-import { interruptOf, interruptible } from './options.js';
+import { collectDbDelay, interruptOf, interruptible } from './options.js';
 
 /** `HOST:PORT` (or `:PORT`, or `PORT`) as a listen address. */
 export function hostPort(flag: string): (value: string) => { host: string; port: number } {
@@ -10,15 +10,13 @@ export function hostPort(flag: string): (value: string) => { host: string; port:
     const match = /^(?:(\[[^\]]+\]|[^:]*):)?(\d{1,5})$/.exec(value);
     const port = Number(match?.[2]);
     if (match === null || port > 65_535) {
-      throw new Error(`${flag} takes HOST:PORT (port 0 = any free port), got "${value}"`);
+      throw new CommanderArgumentError(
+        `${flag} takes HOST:PORT (port 0 = any free port), got "${value}"`,
+      );
     }
     const host = (match[1] ?? '').replace(/^\[|\]$/g, '') || '127.0.0.1';
     return { host, port };
   };
-}
-
-function collectDelay(value: string, previous: DbDelay[] = []): DbDelay[] {
-  return [...previous, parseDbDelay(value)];
 }
 
 /** `raceguard proxy`. */
@@ -43,7 +41,7 @@ export function proxyCommand(): Command {
       new Option(
         '--db-delay <pattern=ms>',
         'hold back results of matching statements: SELECT, products, "SELECT products" or /regex/ (repeatable)',
-      ).argParser(collectDelay),
+      ).argParser(collectDbDelay),
     )
     .option('--no-record', 'pass through and delay only; record nothing')
     .action(proxyAction);
@@ -73,9 +71,7 @@ async function proxyAction(flags: ProxyFlags): Promise<void> {
     await interruptible((signal) => delay(2 ** 31 - 1, undefined, { signal }));
   } catch (error) {
     if (interruptOf(error) === undefined) throw error;
-    log(
-      `stopped (${interruptOf(error)}), ${proxy.recording.since().statements.length} statements recorded`,
-    );
+    log(`stopped (${interruptOf(error)}), ${proxy.recording.size} statements recorded`);
   } finally {
     await proxy.close();
   }

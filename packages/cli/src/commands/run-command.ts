@@ -5,7 +5,7 @@
  * outrank a race: part of the run has no verdict), 130 interrupted.
  */
 import { messageOf } from '../arguments.js';
-import { integer, interruptible } from './options.js';
+import { collectDbDelay, integer, interruptible } from './options.js';
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import { constants } from 'node:fs';
 import { access, mkdir, stat, writeFile } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { linearizabilityHtml } from '../check/history-html.js';
 import { AbortedError, InvalidArgumentError } from 'raceguard';
 import { parseDelays } from 'raceguard/delay';
-import { parseDbDelay, type DbDelay } from '../proxy/db-delays.js';
+import type { DbDelay } from '../proxy/db-delays.js';
 import {
   loadScenarios,
   scenarioFiles,
@@ -176,15 +176,6 @@ function collectDelay(
   }
   if (parsed.size === 0) throw new CommanderArgumentError('--delay needs point=ms');
   return { ...previous, ...Object.fromEntries(parsed) };
-}
-
-/** `--db-delay PATTERN=MS` (repeatable) into a list. */
-function collectDbDelay(value: string, previous: DbDelay[] | undefined): DbDelay[] {
-  try {
-    return [...(previous ?? []), parseDbDelay(value)];
-  } catch (error) {
-    throw new CommanderArgumentError(messageOf(error));
-  }
 }
 
 const slug = (name: string): string =>

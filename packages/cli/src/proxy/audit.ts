@@ -89,9 +89,13 @@ export async function auditScenario(
     traces.flat(),
   );
   const analyses = traces.map((trace) => analyseRequest(trace, unique));
-  const findings = distinct(analyses.flatMap((a) => a.findings));
-  const safe = distinctSafe(
+  const findings = distinctBy(
+    analyses.flatMap((a) => a.findings),
+    (f) => `${f.anomaly}\0${f.read.text}\0${f.write.text}`,
+  );
+  const safe = distinctBy(
     analyses.flatMap((a) => a.safe.map((s) => ({ statement: s.write.text, shape: s.shape }))),
+    (s) => `${s.statement}\0${s.shape}`,
   );
   const reported: AuditFinding[] = [];
   for (const finding of findings) {
@@ -196,21 +200,15 @@ function reportOf(finding: Finding): AuditFinding {
   };
 }
 
-function distinct(findings: readonly Finding[]): Finding[] {
+/** `list` without the items whose `key` an earlier item had. */
+function distinctBy<T>(list: readonly T[], key: (item: T) => string): T[] {
   const seen = new Set<string>();
-  return findings.filter((f) => {
-    const key = `${f.anomaly}\0${f.read.text}\0${f.write.text}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
+  return list.filter((item) => {
+    const k = key(item);
+    if (seen.has(k)) return false;
+    seen.add(k);
     return true;
   });
-}
-
-function distinctSafe<T extends { statement: string; shape: string }>(list: readonly T[]): T[] {
-  const seen = new Set<string>();
-  return list.filter(
-    (s) => !seen.has(`${s.statement}\0${s.shape}`) && seen.add(`${s.statement}\0${s.shape}`),
-  );
 }
 
 function escapeRegExp(text: string): string {

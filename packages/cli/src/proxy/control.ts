@@ -27,7 +27,7 @@ export async function startControl(
     'GET /status': () => ({
       listen: proxy.address,
       connections: proxy.connections(),
-      statements: proxy.recording.since().statements.length,
+      statements: proxy.recording.size,
       label: proxy.recording.label,
       delays: proxy.delays(),
     }),

@@ -63,6 +63,11 @@ export class Recording {
     this.#label = label;
   }
 
+  /** Statements kept now (at most the limit). */
+  get size(): number {
+    return Math.min(this.#statements.length, this.limit);
+  }
+
   add(statement: RecordedStatement): void {
     this.#statements.push(statement);
     // Over the limit by a quarter: drop the oldest quarter at once (amortised O(1) per add).
