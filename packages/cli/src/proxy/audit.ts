@@ -64,7 +64,15 @@ export interface AuditResult {
   readonly statements: number;
 }
 
-/** Audits one scenario; rejects only on a broken proxy, target or scenario. */
+/**
+ * Audits one scenario; rejects only on a broken proxy, target or scenario.
+ *
+ * @example
+ * ```ts
+ * const result = await auditScenario(scenario, { proxy: 'http://127.0.0.1:6433', confirm: true });
+ * for (const f of result.findings) console.log(f.anomaly, f.statements, f.fix, f.confirmed);
+ * ```
+ */
 export async function auditScenario(
   scenario: ScenarioDefinition,
   options: AuditOptions,

@@ -52,7 +52,17 @@ export interface PgProxy extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** Starts a proxy; resolves once it listens. */
+/**
+ * Starts a proxy; resolves once it listens. Rejects with raceguard's
+ * `InvalidArgumentError` on a bad upstream URL or delay.
+ *
+ * @example
+ * ```ts
+ * await using proxy = await startPgProxy({ upstream: 'postgres://127.0.0.1:5432', control: {} });
+ * // point the service at `postgres://user:pw@${proxy.address}/db`, then read proxy.recording
+ * proxy.setDelays([{ pattern: 'SELECT products', ms: 150 }]);
+ * ```
+ */
 export async function startPgProxy(options: PgProxyOptions): Promise<PgProxy> {
   const upstream = parseUpstream(options.upstream);
   let matchers = checkDelays(options.delays ?? []);
