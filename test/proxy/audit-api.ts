@@ -1,12 +1,17 @@
 /**
  * A small HTTP API for `raceguard audit`, apart from the lab's code: for
  * each race shape a racy handler and its correct twin, in plain `pg`
- * (autocommit, READ COMMITTED, REPEATABLE READ and SERIALIZABLE), plus one
- * whose race lives in memory. Its pool connects through the proxy.
+ * (autocommit, READ COMMITTED, REPEATABLE READ and SERIALIZABLE) and
+ * through Drizzle ORM, plus one whose race lives in memory. Its pool
+ * connects through the proxy.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
+import { and, eq, gte, sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { integer, pgTable } from 'drizzle-orm/pg-core';
+import { atomicDecrement } from '../../packages/raceguard/src/drizzle/index.js';
 
 type Handler = (db: pg.Pool, body: Record<string, unknown>) => Promise<[number, unknown]>;
 
@@ -17,7 +22,11 @@ export const SCHEMA = `
   CREATE TABLE bookings (id serial PRIMARY KEY, show int NOT NULL);
   CREATE TABLE doctors (name text PRIMARY KEY, on_call boolean NOT NULL);
   CREATE TABLE docs (id int PRIMARY KEY, doc jsonb NOT NULL, version int NOT NULL);
-  CREATE TABLE payments (id serial PRIMARY KEY, request_id text NOT NULL, amount int NOT NULL);`;
+  CREATE TABLE payments (id serial PRIMARY KEY, request_id text NOT NULL, amount int NOT NULL);
+  CREATE TABLE coupons (code text PRIMARY KEY, used int NOT NULL, max_uses int NOT NULL);`;
+
+/** The products table as Drizzle declares it. */
+const products = pgTable('products', { id: integer('id').primaryKey(), stock: integer('stock') });
 
 /** Runs `work` in a transaction at `isolation`, retrying serialization failures. */
 async function inTransaction<T>(
@@ -180,6 +189,61 @@ export const HANDLERS: Readonly<Record<string, Handler>> = {
     );
     return rowCount === 1 ? [201, { ok: true }] : [200, { replayed: true }];
   },
+  // Through an ORM: Drizzle reads the row, the application computes the new stock.
+  'POST /orm/buy': async (db) => {
+    const orm = drizzle(db);
+    const [row] = await orm.select().from(products).where(eq(products.id, 1));
+    await orm
+      .update(products)
+      .set({ stock: (row?.stock ?? 0) - 1 })
+      .where(eq(products.id, 1));
+    return [200, { ok: true }];
+  },
+  // Twin: Drizzle's row lock in a transaction.
+  'POST /orm/buy-for-update': (db) =>
+    drizzle(db).transaction(async (tx) => {
+      const [row] = await tx.select().from(products).where(eq(products.id, 1)).for('update');
+      await tx
+        .update(products)
+        .set({ stock: (row?.stock ?? 0) - 1 })
+        .where(eq(products.id, 1));
+      return [200, { ok: true }];
+    }),
+  // Twin: Drizzle's own guarded update, built with its SQL helpers.
+  'POST /orm/buy-guarded': async (db) => {
+    const updated = await drizzle(db)
+      .update(products)
+      .set({ stock: sql`${products.stock} - 1` })
+      .where(and(eq(products.id, 1), gte(products.stock, 1)))
+      .returning({ id: products.id });
+    return updated.length === 1 ? [200, { ok: true }] : [409, { error: 'sold out' }];
+  },
+  // Twin: raceguard's atomic decrement through its Drizzle adapter.
+  'POST /orm/buy-raceguard': async (db) => {
+    const result = await atomicDecrement(drizzle(db), {
+      table: 'products',
+      key: { id: 1 },
+      column: 'stock',
+      amount: 1,
+    });
+    return result.applied ? [200, { ok: true }] : [409, { error: 'sold out' }];
+  },
+  // The narrowest window: the write leaves in the same event-loop turn the
+  // read's reply arrives in (no await, no other I/O between), so two
+  // requests overlap only if both replies land before either write does.
+  'POST /coupon/redeem': (db) =>
+    db.connect().then((c) =>
+      c
+        .query('SELECT used, max_uses FROM coupons WHERE code = $1', ['SAVE10'])
+        .then(({ rows }) =>
+          rows[0].used >= rows[0].max_uses
+            ? ([409, { error: 'used up' }] as [number, unknown])
+            : c
+                .query('UPDATE coupons SET used = used + 1 WHERE code = $1', ['SAVE10'])
+                .then((): [number, unknown] => [200, { ok: true }]),
+        )
+        .finally(() => c.release()),
+    ),
   // A race in memory: nothing to see in SQL.
   'POST /memory': async () => {
     const seen = memoryCounter;

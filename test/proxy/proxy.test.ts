@@ -410,9 +410,12 @@ describe('raceguard proxy', { timeout: 120_000 }, () => {
   });
 });
 
-describe('raceguard proxy: authentication relayed', { timeout: 120_000 }, () => {
-  it('trust, md5 and SCRAM-SHA-256 to the upstream: the proxy relays each exchange and never needs a password', async () => {
-    const cluster = await initCluster({
+describe('raceguard proxy: a dedicated server', { timeout: 120_000 }, () => {
+  let cluster: Awaited<ReturnType<typeof initCluster>>;
+  let server: Awaited<ReturnType<typeof launchServer>>;
+  let port: number;
+  before(async () => {
+    cluster = await initCluster({
       user: 'postgres',
       password: 'owner-secret',
       onLog: () => undefined,
@@ -423,6 +426,7 @@ describe('raceguard proxy: authentication relayed', { timeout: 120_000 }, () => 
       [
         'local all all trust',
         'host all trusted 127.0.0.1/32 trust',
+        'host all capped 127.0.0.1/32 trust',
         'host all md5user 127.0.0.1/32 md5',
         'host all all 127.0.0.1/32 scram-sha-256',
         '',
@@ -430,24 +434,50 @@ describe('raceguard proxy: authentication relayed', { timeout: 120_000 }, () => 
     );
     if (cluster.ids.uid !== undefined)
       await chown(hba, cluster.ids.uid, cluster.ids.gid ?? cluster.ids.uid);
-    const port = await freePort();
-    const server = await launchServer(cluster, {
+    port = await freePort();
+    server = await launchServer(cluster, {
       port,
-      postgresFlags: ['-c', `hba_file=${hba}`, '-c', 'listen_addresses=127.0.0.1'],
+      postgresFlags: [
+        '-c',
+        `hba_file=${hba}`,
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'max_connections=560',
+      ],
       removeOnStop: cluster.folder,
     });
+    const owner = new pg.Client({
+      connectionString: `postgres://postgres:owner-secret@127.0.0.1:${port}/postgres`,
+    });
+    await owner.connect();
+    await owner.query('CREATE ROLE trusted LOGIN');
+    await owner.query('CREATE ROLE capped LOGIN CONNECTION LIMIT 20');
+    await owner.query("SET password_encryption = 'md5'");
+    await owner.query("CREATE ROLE md5user LOGIN PASSWORD 'md5-secret'");
+    await owner.query("SET password_encryption = 'scram-sha-256'");
+    await owner.query("CREATE ROLE scramuser LOGIN PASSWORD 'scram-secret'");
+    await owner.end();
+  });
+  after(async () => {
+    await server.stop();
+  });
+  const backends = async (user: string): Promise<number> => {
+    const owner = new pg.Client({
+      connectionString: `postgres://postgres:owner-secret@127.0.0.1:${port}/postgres`,
+    });
+    await owner.connect();
+    const { rows } = await owner.query(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1',
+      [user],
+    );
+    await owner.end();
+    return rows[0].n as number;
+  };
+
+  it('trust, md5 and SCRAM-SHA-256 to the upstream: the proxy relays each exchange and never needs a password', async () => {
     const proxy = await startPgProxy({ upstream: `postgres://127.0.0.1:${port}` });
     try {
-      const owner = new pg.Client({
-        connectionString: `postgres://postgres:owner-secret@127.0.0.1:${port}/postgres`,
-      });
-      await owner.connect();
-      await owner.query('CREATE ROLE trusted LOGIN');
-      await owner.query("SET password_encryption = 'md5'");
-      await owner.query("CREATE ROLE md5user LOGIN PASSWORD 'md5-secret'");
-      await owner.query("SET password_encryption = 'scram-sha-256'");
-      await owner.query("CREATE ROLE scramuser LOGIN PASSWORD 'scram-secret'");
-      await owner.end();
       const through = (user: string, password?: string): string =>
         `postgres://${user}${password === undefined ? '' : `:${password}`}@${proxy.address}/postgres`;
       for (const [user, password, method] of [
@@ -466,7 +496,94 @@ describe('raceguard proxy: authentication relayed', { timeout: 120_000 }, () => 
       await assert.rejects(wrong.connect(), /password authentication failed/);
     } finally {
       await proxy.close();
-      await server.stop();
+    }
+  });
+
+  it("an upstream that ends after a large reply: a slow client still reads all of it, then the server's FATAL", async () => {
+    const proxy = await startPgProxy({ upstream: `postgres://127.0.0.1:${port}` });
+    try {
+      const socket = connect(proxy.port, '127.0.0.1');
+      const params = Buffer.from('user\0trusted\0database\0postgres\0\0');
+      const startup = Buffer.alloc(8);
+      startup.writeInt32BE(8 + params.length);
+      startup.writeInt32BE(196608, 4); // protocol 3.0
+      const text = Buffer.from(
+        "SELECT repeat('x', 20000000); SELECT pg_terminate_backend(pg_backend_pid())\0",
+      );
+      const query = Buffer.alloc(5);
+      query.write('Q');
+      query.writeInt32BE(4 + text.length, 1);
+      // Trust asks nothing back: the query rides behind the startup message.
+      socket.write(Buffer.concat([startup, params, query, text]));
+      // A slow reader: the proxy's writes back up, so the upstream's close
+      // arrives while the tail of the reply still waits in the proxy.
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        socket.pause();
+        setTimeout(() => socket.resume(), 2);
+      });
+      await new Promise((resolve) => socket.on('close', resolve));
+      const received = Buffer.concat(chunks);
+      assert.ok(received.length > 20_000_000, `${received.length} bytes`);
+      assert.match(
+        received.subarray(-400).toString('latin1'),
+        /terminating connection due to administrator command/,
+      );
+      assert.equal(proxy.connections(), 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("500 connections at once all served; past the server's limit its own error reaches each client; nothing leaks upstream", async () => {
+    const proxy = await startPgProxy({ upstream: `postgres://127.0.0.1:${port}` });
+    try {
+      const open = (user: string): Promise<pg.Client> => {
+        const c = new pg.Client({
+          connectionString: `postgres://${user}@${proxy.address}/postgres`,
+        });
+        c.on('error', () => undefined);
+        return c.connect().then(() => c);
+      };
+      const clients = await Promise.all(Array.from({ length: 500 }, () => open('trusted')));
+      assert.equal(proxy.connections(), 500);
+      const answers = await Promise.all(clients.map((c, i) => c.query('SELECT $1::int AS i', [i])));
+      assert.deepEqual(
+        answers.map((r) => r.rows[0].i),
+        Array.from({ length: 500 }, (_, i) => i),
+      );
+      assert.equal(await backends('trusted'), 500);
+      await Promise.all(clients.map((c) => c.end()));
+      // Past a limit (the role may hold 20): the server refuses the rest, in its words.
+      const capped = await Promise.allSettled(Array.from({ length: 60 }, () => open('capped')));
+      const held = capped.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const refused = capped.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []));
+      assert.equal(held.length, 20);
+      assert.equal(refused.length, 40);
+      for (const reason of refused) assert.match(reason, /too many connections for role "capped"/);
+      await Promise.all(held.map((c) => c.end()));
+      for (let i = 0; i < 200 && proxy.connections() > 0; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(proxy.connections(), 0, 'every client connection closed');
+      for (
+        let i = 0;
+        i < 100 && (await backends('trusted')) + (await backends('capped')) > 0;
+        i += 1
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(
+        (await backends('trusted')) + (await backends('capped')),
+        0,
+        'no upstream connection left',
+      );
+      const after = await open('trusted');
+      assert.equal((await after.query('SELECT 1 AS one')).rows[0].one, 1, 'still serving');
+      await after.end();
+    } finally {
+      await proxy.close();
     }
   });
 });
