@@ -1,5 +1,6 @@
 import { assertFunction, assertNonEmptyString, assertNonNegativeFinite } from '../core/validate.js';
 import type { Execution } from './execution.js';
+import { ANYTHING } from './footprint.js';
 import { wrapForExecution, type WrapOptions } from './intercept.js';
 
 /** A timer started with `ctx.setTimeout`. */
@@ -28,8 +29,10 @@ export interface ExploreContext {
   spawn<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
   /**
    * An explicit scheduling point: other tasks may run here. `resource` names
-   * what the next step touches (partial-order sampling keeps the order of
-   * steps on different resources).
+   * the shared state the code around the point touches: steps on different
+   * resources commute (partial-order sampling keeps their order, and the
+   * systematic search runs one order of them). A point without one may
+   * touch anything and conflicts with every step.
    */
   point(label: string, options?: { readonly resource?: string }): Promise<void>;
   /**
@@ -60,12 +63,17 @@ export function createContext(execution: Execution, run: number): ExploreContext
       assertNonEmptyString('label', label);
       if (options?.resource !== undefined)
         assertNonEmptyString('options.resource', options.resource);
-      return execution.point(label, options?.resource);
+      const resource = options?.resource;
+      // A point that names nothing may guard anything: it conflicts with every step.
+      return execution.point(
+        label,
+        resource === undefined ? ANYTHING : [{ resource: `point:${resource}`, write: true }],
+      );
     },
     wrap: (target, options) => wrapForExecution(execution, target, options),
     sleep(ms) {
       assertNonNegativeFinite('ms', ms);
-      return execution.point(`sleep ${ms} ms`, undefined, ms);
+      return execution.point(`sleep ${ms} ms`, ANYTHING, ms);
     },
     setTimeout(fn, ms) {
       assertFunction('fn', fn);

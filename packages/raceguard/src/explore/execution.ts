@@ -1,12 +1,16 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { DeadlockError, StepTimeoutError, type TraceStep } from './errors.js';
+import { ANYTHING, NOTHING, union, type Footprint } from './footprint.js';
 import { defaultChoice, type ReadyTask, type Strategy } from './strategies.js';
 
 /** A place where a task waits for the scheduler. */
 interface Waiting {
   readonly label: string;
-  readonly resource: string | undefined;
+  /** What the call that just returned did, or what the code after a point touches. */
+  readonly footprint: Footprint;
+  /** `call`: the footprint is the call's, done before the task parked. */
+  readonly kind: 'start' | 'call' | 'point';
   /** Virtual time at which a sleep ends; undefined for every other point. */
   readonly wakeAtMs: number | undefined;
   readonly resume: () => void;
@@ -20,6 +24,10 @@ interface Task {
   readonly waiting: Waiting[];
   done: boolean;
   lastLabel: string;
+  /** The step it runs now, until it parks or ends. */
+  open: number | undefined;
+  /** Its latest step. */
+  last: number | undefined;
 }
 
 interface Scope {
@@ -43,6 +51,8 @@ export interface ExecutionRecord {
   readonly readySets: readonly (readonly number[])[];
   /** The task that ran the step before each decision. */
   readonly currents: readonly (number | undefined)[];
+  /** What each step touched (see footprint.ts); `undefined` for anything. */
+  readonly footprints: readonly Footprint[];
   readonly trace: readonly TraceStep[];
   readonly preemptions: number;
 }
@@ -61,6 +71,7 @@ export class Execution {
   private readonly choices: number[] = [];
   private readonly readySets: number[][] = [];
   private readonly currents: (number | undefined)[] = [];
+  private readonly footprints: Footprint[] = [];
   private readonly trace: TraceStep[] = [];
   private preemptions = 0;
   private current: number | undefined;
@@ -97,16 +108,27 @@ export class Execution {
       waiting: [],
       done: false,
       lastLabel: 'start',
+      open: undefined,
+      last: undefined,
     };
     this.tasks.push(task);
     const run = async (): Promise<T> => {
       try {
         // A timer's deadline counts from when it was set, not from when its task first runs.
-        if (delayMs === undefined) await this.park(task, 'start', undefined, undefined);
-        else await this.park(task, `timer ${delayMs} ms`, undefined, this.virtualNowMs + delayMs);
+        // A timer's turn depends on the virtual clock every sleep moves: it touches anything.
+        if (delayMs === undefined) await this.park(task, 'start', NOTHING, 'start', undefined);
+        else
+          await this.park(
+            task,
+            `timer ${delayMs} ms`,
+            ANYTHING,
+            'point',
+            this.virtualNowMs + delayMs,
+          );
         return await fn();
       } finally {
         task.done = true;
+        task.open = undefined;
         this.notify();
       }
     };
@@ -114,11 +136,11 @@ export class Execution {
   }
 
   /** Parks the calling task until the scheduler resumes it; outside a task, returns at once. */
-  point(label: string, resource?: string, sleepMs?: number): Promise<void> {
+  point(label: string, footprint: Footprint, sleepMs?: number): Promise<void> {
     const scope = scopes.getStore();
     if (scope === undefined || scope.execution !== this || this.stopped) return Promise.resolve();
     const wakeAtMs = sleepMs === undefined ? undefined : this.virtualNowMs + sleepMs;
-    return this.park(scope.task, label, resource, wakeAtMs);
+    return this.park(scope.task, label, footprint, 'point', wakeAtMs);
   }
 
   /**
@@ -126,11 +148,7 @@ export class Execution {
    * task parks when the call has settled, so the scheduler decides when the
    * caller sees the result.
    */
-  async call<T>(
-    label: string,
-    resource: string | undefined,
-    invoke: () => Promise<T> | T,
-  ): Promise<T> {
+  async call<T>(label: string, footprint: Footprint, invoke: () => Promise<T> | T): Promise<T> {
     const scope = scopes.getStore();
     if (scope === undefined || scope.execution !== this || this.stopped) return invoke();
     const { task } = scope;
@@ -146,7 +164,7 @@ export class Execution {
       this.latencies[this.latencyAt] = performance.now() - started;
       this.latencyAt = (this.latencyAt + 1) % 32;
     }
-    await this.park(task, outcome.ok ? label : `${label} (threw)`, resource, undefined);
+    await this.park(task, outcome.ok ? label : `${label} (threw)`, footprint, 'call', undefined);
     if (!outcome.ok) throw outcome.error;
     return outcome.value;
   }
@@ -199,6 +217,7 @@ export class Execution {
       choices: this.choices,
       readySets: this.readySets,
       currents: this.currents,
+      footprints: this.footprints,
       trace: this.trace,
       preemptions: this.preemptions,
     };
@@ -207,12 +226,21 @@ export class Execution {
   private park(
     task: Task,
     label: string,
-    resource: string | undefined,
+    footprint: Footprint,
+    kind: Waiting['kind'],
     wakeAtMs: number | undefined,
   ): Promise<void> {
     if (this.stopped) return Promise.resolve();
+    if (task.open !== undefined) {
+      // The step ends here: it touched what the call did, or what the code before the point did.
+      this.footprints[task.open] = union(this.footprints[task.open], footprint);
+      task.open = undefined;
+    } else if (task.last !== undefined) {
+      // A second wait of one task (Promise.all inside it): its steps no longer tell apart.
+      this.footprints[task.last] = ANYTHING;
+    }
     return new Promise<void>((resume) => {
-      task.waiting.push({ label, resource, wakeAtMs, resume });
+      task.waiting.push({ label, footprint, kind, wakeAtMs, resume });
       this.notify();
     });
   }
@@ -285,7 +313,12 @@ export class Execution {
         (waiting) => waiting.wakeAtMs === undefined || waiting.wakeAtMs <= earliestWake,
       );
       if (first !== undefined)
-        ready.push({ task: task.index, label: first.label, resource: first.resource });
+        ready.push({
+          task: task.index,
+          label: first.label,
+          resource: first.footprint?.[0]?.resource,
+          footprint: first.footprint,
+        });
     }
     return ready;
   }
@@ -307,9 +340,17 @@ export class Execution {
     if (ready.length === 0) return;
     const step = this.choices.length;
     const isReady = (task: number): boolean => ready.some((candidate) => candidate.task === task);
-    let chosen = finished
-      ? defaultChoice({ step, ready, current: this.current, retried: false })
-      : this.strategy.pick({ step, ready, current: this.current, retried: false });
+    // A step still running at a decision (its call blocked, or awaiting another
+    // task) does its work among later steps: it may touch anything.
+    for (const task of this.tasks) {
+      if (task.open !== undefined && !task.done) {
+        this.footprints[task.open] = ANYTHING;
+        task.open = undefined;
+      }
+    }
+    const previousFootprint = step === 0 ? NOTHING : this.footprints[step - 1];
+    const decision = { step, ready, current: this.current, retried: false, previousFootprint };
+    let chosen = finished ? defaultChoice(decision) : this.strategy.pick(decision);
     if (!isReady(chosen)) {
       // The strategy follows a recorded schedule whose task is not parked yet
       // (its call is slower this time): wait for it, then ask again.
@@ -324,10 +365,9 @@ export class Execution {
       }
       ready = this.readyTasks();
       if (ready.length === 0) return;
-      if (!isReady(chosen))
-        chosen = this.strategy.pick({ step, ready, current: this.current, retried: true });
-      if (!isReady(chosen))
-        chosen = defaultChoice({ step, ready, current: this.current, retried: true });
+      const again = { ...decision, ready, retried: true };
+      if (!isReady(chosen)) chosen = this.strategy.pick(again);
+      if (!isReady(chosen)) chosen = defaultChoice(again);
     }
     this.grant(chosen, ready);
   }
@@ -345,6 +385,17 @@ export class Execution {
     this.choices.push(chosen);
     this.readySets.push(ready.map((candidate) => candidate.task));
     this.currents.push(this.current);
+    // The step touches what the code after a point does (its end adds the rest);
+    // a task with another wait pending, or a call in flight, runs two things at once.
+    this.footprints.push(
+      task.waiting.length > 0 || task.inFlight > 0
+        ? ANYTHING
+        : waiting!.kind === 'point'
+          ? waiting!.footprint
+          : NOTHING,
+    );
+    task.open = this.footprints.length - 1;
+    task.last = task.open;
     this.trace.push({ task: chosen, taskName: task.name, label: waiting!.label, preemption });
     if (waiting!.wakeAtMs !== undefined)
       this.virtualNowMs = Math.max(this.virtualNowMs, waiting!.wakeAtMs);

@@ -12,6 +12,7 @@ import {
 import { createContext, type ExploreContext } from './context.js';
 import { ExploreFailure, ReplayDivergedError } from './errors.js';
 import { Execution, type ExecutionRecord } from './execution.js';
+import { ANYTHING } from './footprint.js';
 import { runSeed } from './random.js';
 import { decodeSchedule, encodeSchedule, formatTrace } from './schedule.js';
 import {
@@ -24,7 +25,8 @@ import {
   type Strategy,
   type StrategyName,
 } from './strategies.js';
-import { SystematicSearch } from './systematic.js';
+import { PartialOrderSearch } from './dpor.js';
+import { boundedSearch, SystematicSearch, type ScheduleSearch } from './systematic.js';
 
 /** A program to explore: spawn tasks, await them, assert (throw on a bad outcome). */
 export type ExploreProgram = (ctx: ExploreContext) => Promise<void> | void;
@@ -40,8 +42,11 @@ export interface ExploreOptions {
    * How to pick schedules: `portfolio` (cycles through `portfolio`'s
    * members; by default switch-biased random runs alternating with uniform
    * random ones, the best measured on the race corpus), `random`,
-   * `switching`, `pct`, `pos`, or `systematic` (every schedule with at most `maxPreemptions`
-   * preemptions, fewest first; the report says when all were tried).
+   * `switching`, `pct`, `pos`, or `systematic` (every interleaving, one per
+   * class of schedules that differ only in the order of steps that commute,
+   * by dynamic partial-order reduction; with `maxPreemptions`, every schedule
+   * with at most that many preemptions, fewest first, unreduced; the report
+   * says when all were tried).
    * @default 'portfolio'
    */
   readonly strategy?: StrategyName;
@@ -51,8 +56,9 @@ export interface ExploreOptions {
    */
   readonly depth?: number;
   /**
-   * The systematic search's preemption bound.
-   * @default 2
+   * Bounds the systematic search to schedules with at most this many
+   * preemptions (CHESS's search, without partial-order reduction).
+   * @default unbounded, partial-order reduced
    */
   readonly maxPreemptions?: number;
   /**
@@ -97,8 +103,18 @@ export interface ExploreReport {
   readonly runs: number;
   /** The first failure, shrunk, or undefined when every schedule passed. */
   readonly failure: ExploreFailure | undefined;
-  /** True when the systematic search tried every schedule within `maxPreemptions`. */
+  /**
+   * True when the systematic search ran every class of interleavings (or,
+   * with `maxPreemptions`, every schedule within the bound) and every run
+   * followed the schedule it was given.
+   */
   readonly exhausted: boolean;
+  /**
+   * What a passing systematic search proved, in words (`every interleaving
+   * up to the order of commuting steps: 24 schedules`), or why it proved
+   * nothing; undefined for sampled strategies.
+   */
+  readonly proof: string | undefined;
   /** The exploration's seed. */
   readonly seed: number;
   /** The most steps a run took. */
@@ -144,7 +160,7 @@ interface Settings {
   readonly runs: number;
   readonly strategy: StrategyName;
   readonly depth: number;
-  readonly maxPreemptions: number;
+  readonly maxPreemptions: number | undefined;
   readonly seed: number;
   readonly portfolio: readonly PortfolioMember[];
   readonly replay: readonly number[] | undefined;
@@ -163,7 +179,7 @@ export function exploreSettings(options: ExploreOptions = {}): Settings {
     runs: options.runs ?? 1000,
     strategy: options.strategy ?? 'portfolio',
     depth: options.depth ?? 3,
-    maxPreemptions: options.maxPreemptions ?? 2,
+    maxPreemptions: options.maxPreemptions,
     seed: options.seed ?? Math.floor(Math.random() * 2 ** 32),
     portfolio: options.portfolio ?? DEFAULT_PORTFOLIO,
     replay: options.replay === undefined ? undefined : decodeSchedule(options.replay),
@@ -176,7 +192,8 @@ export function exploreSettings(options: ExploreOptions = {}): Settings {
   assertPositiveInteger('options.runs', settings.runs);
   assertOneOf('options.strategy', settings.strategy, STRATEGIES);
   assertPositiveInteger('options.depth', settings.depth);
-  assertNonNegativeInteger('options.maxPreemptions', settings.maxPreemptions);
+  if (settings.maxPreemptions !== undefined)
+    assertNonNegativeInteger('options.maxPreemptions', settings.maxPreemptions);
   if (!Number.isSafeInteger(settings.seed) || settings.seed < 0 || settings.seed >= 2 ** 32) {
     throw new InvalidArgumentError('options.seed', 'an integer in [0, 2^32)', options.seed);
   }
@@ -253,12 +270,14 @@ function significantLength(record: ExecutionRecord): number {
       task,
       label: '',
       resource: undefined,
+      footprint: ANYTHING,
     }));
     const natural = defaultChoice({
       step: index,
       ready,
       current: record.currents[index],
       retried: false,
+      previousFootprint: ANYTHING,
     });
     if (natural !== record.choices[index]) return index + 1;
   }
@@ -393,11 +412,20 @@ export async function explore(
       failure:
         outcome.error === undefined ? undefined : failureOf(outcome, 1, settings.seed, 'replay'),
       exhausted: false,
+      proof: undefined,
       seed: settings.seed,
       maxSteps: outcome.record.choices.length,
     };
   }
-  const systematic = new SystematicSearch(settings.maxPreemptions);
+  const systematic: ScheduleSearch =
+    settings.maxPreemptions === undefined
+      ? new PartialOrderSearch()
+      : boundedSearch(settings.maxPreemptions, divergence);
+  const proof = (): string | undefined =>
+    settings.strategy === 'systematic' ||
+    (settings.strategy === 'portfolio' && settings.portfolio.includes('systematic'))
+      ? systematic.proof()
+      : undefined;
   let maxSteps = 0;
   for (let run = 1; run <= settings.runs; run += 1) {
     throwIfAborted(settings.signal);
@@ -407,35 +435,35 @@ export async function explore(
         : settings.strategy === 'pct'
           ? `pct:${settings.depth}`
           : settings.strategy;
-    let prefix: number[] | undefined;
+    let strategy: Strategy | undefined;
     if (member === 'systematic') {
-      prefix = systematic.next();
-      if (prefix === undefined) {
+      strategy = systematic.next();
+      if (strategy === undefined) {
         if (settings.strategy === 'systematic') {
           return {
             runs: run - 1,
             failure: undefined,
-            exhausted: true,
+            exhausted: systematic.exhausted,
+            proof: proof(),
             seed: settings.seed,
             maxSteps,
           };
         }
-        member = 'random'; // every schedule within the bound was tried: sample instead
+        member = 'random'; // every schedule was tried: sample instead
       }
     }
-    const strategy: Strategy =
-      prefix !== undefined
-        ? { ...prefixStrategy(prefix, false, divergence), name: 'systematic' }
-        : sampledStrategy(member, runSeed(settings.seed, run), maxSteps);
+    const searching = strategy !== undefined;
+    strategy ??= sampledStrategy(member, runSeed(settings.seed, run), maxSteps);
     const outcome = await runOnce(program, strategy, settings, run);
     maxSteps = Math.max(maxSteps, outcome.record.choices.length);
-    if (prefix !== undefined) systematic.expand(outcome.record, prefix.length);
+    if (searching) systematic.expand(outcome.record);
     if (outcome.error !== undefined) {
       const shrunk = settings.shrink ? await shrink(program, settings, outcome) : outcome;
       return {
         runs: run,
         failure: failureOf(shrunk, run, settings.seed, strategy.name),
         exhausted: false,
+        proof: undefined,
         seed: settings.seed,
         maxSteps,
       };
@@ -445,6 +473,7 @@ export async function explore(
     runs: settings.runs,
     failure: undefined,
     exhausted: systematic.exhausted,
+    proof: proof(),
     seed: settings.seed,
     maxSteps,
   };

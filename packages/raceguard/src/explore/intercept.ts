@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
+import { ANYTHING, redisFootprint, sqlFootprint, type Footprint } from './footprint.js';
 
 /** Options of `ctx.wrap`. */
 export interface WrapOptions {
@@ -19,7 +20,7 @@ type AnyFunction = (...args: unknown[]) => unknown;
 
 /** What interception needs of a scheduler: run a call and decide when its caller sees the result. */
 export interface CallInterceptor {
-  call<T>(label: string, resource: string | undefined, invoke: () => Promise<T> | T): Promise<T>;
+  call<T>(label: string, footprint: Footprint, invoke: () => Promise<T> | T): Promise<T>;
 }
 
 const MAX_LABEL = 72;
@@ -27,13 +28,6 @@ const MAX_LABEL = 72;
 function shorten(text: string): string {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > MAX_LABEL ? `${flat.slice(0, MAX_LABEL - 1)}…` : flat;
-}
-
-/** The table a SQL statement names first: what POS counts as the step's resource. */
-function sqlTable(sql: string): string | undefined {
-  const match =
-    /\b(?:from|update|into|join|table)\s+((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)/i.exec(sql);
-  return match?.[1]?.replace(/"/g, '').toLowerCase();
 }
 
 function describe(value: unknown): string {
@@ -52,7 +46,7 @@ interface Describer {
   (
     method: string,
     args: readonly unknown[],
-  ): { readonly label: string; readonly resource: string | undefined };
+  ): { readonly label: string; readonly footprint: Footprint };
 }
 
 const pgDescriber =
@@ -68,19 +62,32 @@ const pgDescriber =
           ? (first as { text: string }).text
           : '';
     return method === 'query'
-      ? { label: shorten(`${name}.query ${text}`), resource: sqlTable(text) }
-      : { label: `${name}.${method}`, resource: undefined };
+      ? { label: shorten(`${name}.query ${text}`), footprint: sqlFootprint(text) }
+      : { label: `${name}.${method}`, footprint: undefined }; // a connection: the pool is anyone's
   };
 
+/**
+ * `name.method key`; `footprint` reads what the call touches from its
+ * method and arguments (Redis keys), or else counts the whole object as one
+ * resource written by every call.
+ */
 const commandDescriber =
-  (name: string): Describer =>
+  (name: string, footprint?: (method: string, args: readonly unknown[]) => Footprint): Describer =>
   (method, args) => {
     const key = args.length > 0 && !isFunction(args[0]) ? describe(args[0]) : undefined;
     return {
       label: shorten(`${name}.${method}${key === undefined ? '' : ` ${key}`}`),
-      resource: key,
+      footprint: footprint?.(method, args) ?? [{ resource: `object:${name}`, write: true }],
     };
   };
+
+/** A plain function: `name(first argument)`, one resource written by every call. */
+const functionDescriber =
+  (name: string): Describer =>
+  (_method, args) => ({
+    label: shorten(`${name}(${args.length === 0 ? '' : describe(args[0])})`),
+    footprint: [{ resource: `call:${name}`, write: true }],
+  });
 
 function requestDescriber(name: string): Describer {
   return (_method, args) => {
@@ -104,7 +111,12 @@ function requestDescriber(name: string): Describer {
     } catch {
       // a relative or odd URL stays as it is
     }
-    return { label: shorten(`${name} ${method.toUpperCase()} ${url}`), resource };
+    const verb = method.toUpperCase();
+    const write = !['GET', 'HEAD', 'OPTIONS'].includes(verb);
+    return {
+      label: shorten(`${name} ${verb} ${url}`),
+      footprint: [{ resource: `http:${resource}`, write }],
+    };
   };
 }
 
@@ -166,10 +178,11 @@ export function wrapForExecution<T extends object>(
   }
   if (isFunction(target) && options.methods === undefined) {
     const name = options.name ?? (target.name === '' ? 'call' : target.name);
-    const describeCall = requestDescriber(name);
+    const isFetch = target === globalThis.fetch || name === 'fetch';
+    const describeCall = isFetch ? requestDescriber(name) : functionDescriber(name);
     const wrapped = (...args: unknown[]): Promise<unknown> => {
-      const { label, resource } = describeCall('', args);
-      return execution.call(label, resource, () => target(...args));
+      const { label, footprint } = describeCall('', args);
+      return execution.call(label, footprint, () => target(...args));
     };
     return wrapped as unknown as T;
   }
@@ -194,10 +207,15 @@ export function wrapForExecution<T extends object>(
     shape = {
       name,
       methods: ioredisMethods(record),
-      describe: commandDescriber(name),
+      describe: commandDescriber(name, redisFootprint),
       wrapSync: (method, value) =>
         (method === 'multi' || method === 'pipeline') && typeof value === 'object' && value !== null
-          ? wrapForExecution(execution, value, { name: `${name}.${method}`, methods: ['exec'] })
+          ? proxy(execution, value, {
+              name: `${name}.${method}`,
+              methods: new Set(['exec']),
+              // Its commands were queued unseen: the batch may touch any key.
+              describe: () => ({ label: `${name}.${method}.exec`, footprint: ANYTHING }),
+            })
           : value,
     };
   } else {
@@ -226,10 +244,10 @@ function proxy<T extends object>(execution: CallInterceptor, target: T, shape: S
           const first = args[0] as { submit?: unknown } | undefined;
           // Callback style and pg submittables (cursors) return no promise: pass through.
           if (isFunction(last) || isFunction(first?.submit)) return value.apply(object, args);
-          const { label, resource } = shape.describe(method, args);
+          const { label, footprint } = shape.describe(method, args);
           const settled = execution.call(
             label,
-            resource,
+            footprint,
             () => value.apply(object, args) as Promise<unknown>,
           );
           return shape.wrapResult === undefined

@@ -1,3 +1,4 @@
+import { dependent, type Footprint } from './footprint.js';
 import { createRandom, type Random } from './random.js';
 
 /** A task that is ready to resume, as a strategy sees it. */
@@ -7,6 +8,8 @@ export interface ReadyTask {
   readonly label: string;
   /** What the step touches (a table, a Redis key, a URL path), when known. */
   readonly resource: string | undefined;
+  /** Its reads and writes (see footprint.ts); `undefined` for anything. */
+  readonly footprint: Footprint;
 }
 
 /** What a strategy knows when it picks the next task to resume. */
@@ -18,6 +21,8 @@ export interface Decision {
   readonly current: number | undefined;
   /** True when this call follows a wait for the task the strategy asked for last time. */
   readonly retried: boolean;
+  /** What the previous step touched, as far as is known now. */
+  readonly previousFootprint: Footprint;
 }
 
 /** Picks which ready task resumes next. One instance per run. */
@@ -128,11 +133,7 @@ export function posStrategy(seed: number): Strategy {
     pick(decision) {
       if (last !== undefined && !decision.retried) {
         for (const ready of decision.ready) {
-          if (
-            last.resource === undefined ||
-            ready.resource === undefined ||
-            ready.resource === last.resource
-          ) {
+          if (dependent(last.footprint, ready.footprint)) {
             priorities.delete(keyOf(ready));
           }
         }

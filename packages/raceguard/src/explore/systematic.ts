@@ -1,4 +1,5 @@
 import type { ExecutionRecord } from './execution.js';
+import { prefixStrategy, type Strategy } from './strategies.js';
 
 /**
  * Preemption-bounded search (CHESS, Musuvathi and Qadeer, PLDI 2007): every
@@ -51,4 +52,45 @@ export class SystematicSearch {
       if (currentReady && chosen !== current) preemptions += 1;
     }
   }
+}
+
+/** A search over schedules: one strategy per run, told what each run did. */
+export interface ScheduleSearch {
+  /** The strategy of the next run, or undefined when the search is done. */
+  next(): Strategy | undefined;
+  /** Learns from the run just made with the last strategy {@link next} returned. */
+  expand(record: ExecutionRecord): void;
+  /** True when every schedule the search covers was run, each as it was given. */
+  readonly exhausted: boolean;
+  /** What the search has proved so far, or why it proved nothing, in words. */
+  proof(): string;
+}
+
+/** {@link SystematicSearch} as a {@link ScheduleSearch}: prefixes followed, then no preemption. */
+export function boundedSearch(
+  bound: number,
+  onDiverge: (step: number, wanted: number, ready: readonly number[]) => never,
+): ScheduleSearch {
+  const search = new SystematicSearch(bound);
+  let prefix: number[] | undefined;
+  let runs = 0;
+  return {
+    next() {
+      prefix = search.next();
+      return prefix === undefined
+        ? undefined
+        : { ...prefixStrategy(prefix, false, onDiverge), name: 'systematic' };
+    },
+    expand(record) {
+      runs += 1;
+      search.expand(record, prefix?.length ?? 0);
+    },
+    get exhausted() {
+      return search.exhausted;
+    },
+    proof: () =>
+      search.exhausted
+        ? `every schedule with at most ${bound} preemption${bound === 1 ? '' : 's'}: ${runs} schedule${runs === 1 ? '' : 's'}`
+        : `not proved: ${runs} schedule${runs === 1 ? '' : 's'} run, the search within ${bound} preemption${bound === 1 ? '' : 's'} not finished`,
+  };
 }

@@ -1,0 +1,201 @@
+import type { ExecutionRecord } from './execution.js';
+import { dependent, type Footprint } from './footprint.js';
+import { defaultChoice, type Decision, type Strategy } from './strategies.js';
+import type { ScheduleSearch } from './systematic.js';
+
+/** One decision of the run being extended: what was ready, what ran, what is left to try. */
+interface Node {
+  readonly ready: readonly number[];
+  chosen: number;
+  /** Tasks explored from here, with the footprint their step had. */
+  readonly done: Map<number, Footprint>;
+  /** Tasks whose step from here is known to lead only to explored interleavings. */
+  readonly sleep: ReadonlyMap<number, Footprint>;
+  /** Tasks a race analysis asked to run from here. */
+  readonly backtrack: Set<number>;
+}
+
+/**
+ * Dynamic partial-order reduction (Flanagan and Godefroid, POPL 2005) with
+ * sleep sets (Godefroid 1996): a depth-first search over schedules that
+ * runs one schedule per class of equivalent ones. Two schedules are
+ * equivalent when they differ only in the order of adjacent steps that
+ * commute (different resources, or reads of the same one: see
+ * {@link dependent}); after each run, every pair of steps of different tasks
+ * that conflict and are not ordered through other steps marks the earlier
+ * step's decision for the later task to run there instead. A task asleep at
+ * a decision is not run from it: its step commutes with everything run since
+ * a sibling schedule explored it.
+ *
+ * Stateless, like the rest of the explorer: each schedule is a fresh run
+ * following a prefix of choices, so the search assumes a task's step from
+ * the same prefix does the same thing (a run that strays from its prefix is
+ * counted in {@link diverged}).
+ */
+export class PartialOrderSearch implements ScheduleSearch {
+  private readonly nodes: Node[] = [];
+  private prefix: number[] | undefined = [];
+  private started = false;
+  /** Runs whose choices strayed from the prefix they were given (non-determinism). */
+  diverged = 0;
+  /** Runs that ended in a state every continuation of which had been explored. */
+  sleepBlocked = 0;
+
+  private runs = 0;
+
+  /** True when every class of schedules has been run, each run as it was given. */
+  get exhausted(): boolean {
+    return this.started && this.prefix === undefined && this.diverged === 0;
+  }
+
+  proof(): string {
+    const runs = `${this.runs} schedule${this.runs === 1 ? '' : 's'}`;
+    if (this.diverged > 0)
+      return `not proved: ${this.diverged} of ${runs} strayed from the schedule they were given (the program, or its I/O, is not deterministic)`;
+    if (!this.exhausted) return `not proved: ${runs} run, more interleavings left`;
+    return `every interleaving, up to the order of steps that commute: ${runs}`;
+  }
+
+  /** The strategy of the next run, or undefined when the search is done. */
+  next(): Strategy | undefined {
+    if (this.prefix === undefined) return undefined;
+    this.started = true;
+    return this.strategy(this.prefix);
+  }
+
+  /** Learns from the run just made with the strategy {@link next} returned, and picks the next prefix. */
+  expand(record: ExecutionRecord): void {
+    this.runs += 1;
+    const prefix = this.prefix ?? [];
+    const { choices, readySets, footprints } = record;
+    // The nodes of the prefix stay (pickNext cut the rest); a run that strayed
+    // from its prefix keeps only the nodes before it strayed.
+    const strayed = prefix.findIndex((task, index) => choices[index] !== task);
+    if (strayed >= 0) {
+      this.diverged += 1;
+      this.nodes.length = Math.min(this.nodes.length, strayed);
+    } else if (prefix.length > 0) {
+      const node = this.nodes[prefix.length - 1]!;
+      node.chosen = prefix[prefix.length - 1]!;
+      node.done.set(node.chosen, footprints[prefix.length - 1]);
+    }
+    for (let index = this.nodes.length; index < choices.length; index += 1) {
+      const chosen = choices[index]!;
+      const sleep = index === 0 ? new Map<number, Footprint>() : this.childSleep(index - 1);
+      this.nodes.push({
+        ready: readySets[index]!,
+        chosen,
+        done: new Map([[chosen, footprints[index]]]),
+        sleep,
+        backtrack: new Set([chosen]),
+      });
+      if (sleep.has(chosen)) {
+        // Every ready task was asleep: whatever follows was explored already.
+        this.sleepBlocked += 1;
+        break;
+      }
+    }
+    this.addBacktracks(record, this.nodes.length);
+    this.prefix = this.pickNext();
+  }
+
+  /** The sleep set after the step chosen at `index`: sleepers and explored siblings it commutes with. */
+  private childSleep(index: number): Map<number, Footprint> {
+    const node = this.nodes[index]!;
+    const ran = node.done.get(node.chosen);
+    const sleep = new Map<number, Footprint>();
+    for (const source of [node.sleep, node.done]) {
+      for (const [task, footprint] of source) {
+        if (task !== node.chosen && !dependent(footprint, ran)) sleep.set(task, footprint);
+      }
+    }
+    return sleep;
+  }
+
+  /**
+   * For every pair of conflicting steps of different tasks that no other
+   * step orders, the later task should also be tried at the earlier step's
+   * decision (or, when it was not ready there, every task that was).
+   */
+  private addBacktracks(record: ExecutionRecord, length: number): void {
+    const { choices, footprints } = record;
+    const tasks = Math.max(0, ...choices.slice(0, length).map((task) => task + 1));
+    // clocks[j][t]: how many steps of task t happen before step j (step j's own included).
+    const clocks: number[][] = [];
+    const lastOf = new Map<number, number>();
+    const counts = new Array<number>(tasks).fill(0);
+    for (let j = 0; j < length; j += 1) {
+      const task = choices[j]!;
+      const previous = lastOf.get(task);
+      const clock =
+        previous === undefined ? new Array<number>(tasks).fill(0) : [...clocks[previous]!];
+      // The conflicting earlier steps not already ordered before this one through others.
+      const conflicts: number[] = [];
+      for (let i = j - 1; i >= 0; i -= 1) {
+        if (choices[i] === task || !dependent(footprints[i], footprints[j])) continue;
+        const before = (clocks[i]![choices[i]!] ?? 0) <= (clock[choices[i]!] ?? 0);
+        if (!before) conflicts.push(i);
+        for (let t = 0; t < tasks; t += 1) clock[t] = Math.max(clock[t]!, clocks[i]![t]!);
+      }
+      counts[task] = counts[task]! + 1;
+      clock[task] = counts[task]!;
+      clocks.push(clock);
+      lastOf.set(task, j);
+      for (const i of conflicts) {
+        const node = this.nodes[i];
+        if (node === undefined) continue;
+        if (node.ready.includes(task)) node.backtrack.add(task);
+        else for (const other of node.ready) node.backtrack.add(other);
+      }
+    }
+  }
+
+  /** The deepest decision with a task left to try, as a prefix ending in that task. */
+  private pickNext(): number[] | undefined {
+    for (let index = this.nodes.length - 1; index >= 0; index -= 1) {
+      const node = this.nodes[index]!;
+      const candidates = [...node.backtrack]
+        .filter((task) => !node.done.has(task) && !node.sleep.has(task))
+        .sort((a, b) => a - b);
+      const task = candidates[0];
+      if (task === undefined) continue;
+      this.nodes.length = index + 1;
+      return [...this.nodes.slice(0, index).map((n) => n.chosen), task];
+    }
+    this.nodes.length = 0;
+    return undefined;
+  }
+
+  /**
+   * Follows `prefix`, then runs without preemption but never resumes a task
+   * that is asleep while another is ready (the sleep sets are updated from
+   * each step's footprint as the run goes).
+   */
+  private strategy(prefix: readonly number[]): Strategy {
+    const parent = prefix.length > 0 ? this.nodes[prefix.length - 1] : undefined;
+    let sleep = new Map<number, Footprint>(parent?.sleep);
+    return {
+      name: 'systematic',
+      pick(decision: Decision): number {
+        const { step, current } = decision;
+        if (step < prefix.length) return prefix[step]!;
+        if (current !== undefined && !decision.retried) {
+          // The previous step has run: keep asleep only what commutes with it
+          // (right after the prefix, with the siblings explored before it).
+          const ran = decision.previousFootprint;
+          const next = new Map<number, Footprint>();
+          for (const source of step === prefix.length && parent !== undefined
+            ? [sleep, parent.done]
+            : [sleep]) {
+            for (const [task, footprint] of source) {
+              if (task !== current && !dependent(footprint, ran)) next.set(task, footprint);
+            }
+          }
+          sleep = next;
+        }
+        const awake = decision.ready.filter((ready) => !sleep.has(ready.task));
+        return defaultChoice({ ...decision, ready: awake.length > 0 ? awake : decision.ready });
+      },
+    };
+  }
+}
