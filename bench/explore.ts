@@ -65,7 +65,7 @@ const env: CorpusEnv = { pool, redis, prefix: 'bench-explore:' };
 /** fast-check's scheduler behind the corpus's harness: every point and every intercepted call is a scheduled promise. */
 function fastCheckHarness(s: fc.Scheduler): Harness {
   const interceptor = {
-    call: <T>(label: string, _resource: string | undefined, invoke: () => Promise<T> | T) =>
+    call: <T>(label: string, _footprint: unknown, invoke: () => Promise<T> | T) =>
       s.schedule(Promise.resolve().then(invoke), label),
   };
   return {
@@ -143,6 +143,13 @@ interface FixedResult {
   systematicSchedules: number;
   systematicExhausted: boolean;
   systematicPassed: boolean;
+  /** Every schedule, unreduced and unbounded: schedules to exhaustion (capped at --fixed-runs). */
+  fullSchedules: number;
+  fullExhausted: boolean;
+  /** The partial-order reduced search (the default systematic search). */
+  reducedSchedules: number;
+  reducedExhausted: boolean;
+  reducedPassed: boolean;
 }
 const bugs: BugResult[] = [];
 const fixed: FixedResult[] = [];
@@ -182,7 +189,21 @@ for (const entry of fixedRuns > 0 ? entries : []) {
     maxPreemptions: 2,
     runs: fixedRuns,
   });
+  const full = await explore((ctx) => entry.fixed(ctx, env), {
+    strategy: 'systematic',
+    maxPreemptions: 1000,
+    runs: fixedRuns,
+  });
+  const reduced = await explore((ctx) => entry.fixed(ctx, env), {
+    strategy: 'systematic',
+    runs: fixedRuns,
+  });
   fixed.push({
+    fullSchedules: full.runs,
+    fullExhausted: full.exhausted,
+    reducedSchedules: reduced.runs,
+    reducedExhausted: reduced.exhausted,
+    reducedPassed: reduced.failure === undefined,
     bug: entry.name,
     schedules: report.runs,
     passed: report.failure === undefined,
@@ -221,13 +242,23 @@ if (args.json) {
       ) +
       `\nfixed twins under ${fixedRuns} schedules of the portfolio\n` +
       renderTable(
-        ['bug', 'schedules', 'verdict', 'ms', 'systematic (<= 2 preemptions)'],
+        [
+          'bug',
+          'schedules',
+          'verdict',
+          'ms',
+          'systematic (<= 2 preemptions)',
+          'every schedule',
+          'reduced (DPOR)',
+        ],
         fixed.map((f) => [
           f.bug,
           String(f.schedules),
           f.passed ? 'passed' : 'FAILED',
           String(f.ms),
           `${f.systematicPassed ? 'passed' : 'FAILED'} ${f.systematicSchedules}${f.systematicExhausted ? ' (all)' : ''}`,
+          `${f.fullSchedules}${f.fullExhausted ? ' (all)' : '+'}`,
+          `${f.reducedPassed ? 'passed' : 'FAILED'} ${f.reducedSchedules}${f.reducedExhausted ? ' (all)' : '+'}`,
         ]),
       ) +
       '\n',
