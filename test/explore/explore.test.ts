@@ -165,6 +165,23 @@ describe('explore: schedules, replay, shrinking', () => {
     assert.ok(cause instanceof DeadlockError);
     assert.equal(cause.code, 'RACEGUARD_EXPLORE_DEADLOCK');
     assert.deepEqual(cause.tasks, [{ name: 'waiter', lastLabel: 'before wait' }]);
+    // The trace says the task is stuck, not done.
+    assert.match(report.failure!.traceText, /before wait\s+\(blocked\)/);
+  });
+
+  it('a plain wrapped function is a step labelled with its name and first argument', async () => {
+    const lookup = async (id: number) => ({ id });
+    const report = await explore(
+      async (ctx) => {
+        const wrapped = ctx.wrap(lookup);
+        await ctx.spawn('reader', async () => {
+          await wrapped(42);
+        });
+        throw new Error('show the trace');
+      },
+      { runs: 1, shrink: false },
+    );
+    assert.match(report.failure!.traceText, /reader\s+lookup\(42\)/);
   });
 
   it('virtual timers fire in deadline order and a failing timer fails the run', async () => {
@@ -254,6 +271,9 @@ describe('explore: schedules, replay, shrinking', () => {
     assert.equal(encodeSchedule(choices), 'rg1:0*3.1.2*2.0.b*2');
     assert.deepEqual(decodeSchedule(encodeSchedule(choices)), choices);
     assert.throws(() => decodeSchedule('rg1:0*'), InvalidArgumentError);
+    // Runs each short enough, together too long: refused before building them.
+    const long = `rg1:${Array.from({ length: 3 }, () => `0*${(600_000).toString(36)}`).join('.')}`;
+    assert.throws(() => decodeSchedule(long), /at most 1,000,000 steps/);
   });
 });
 

@@ -53,6 +53,8 @@ export interface ExecutionRecord {
   readonly currents: readonly (number | undefined)[];
   /** What each step touched (see footprint.ts); `undefined` for anything. */
   readonly footprints: readonly Footprint[];
+  /** Tasks that had not finished when the run ended (a deadlock's, or a hung one's). */
+  readonly unfinished: ReadonlySet<number>;
   readonly trace: readonly TraceStep[];
   readonly preemptions: number;
 }
@@ -218,6 +220,7 @@ export class Execution {
       readySets: this.readySets,
       currents: this.currents,
       footprints: this.footprints,
+      unfinished: new Set(this.tasks.filter((task) => !task.done).map((task) => task.index)),
       trace: this.trace,
       preemptions: this.preemptions,
     };

@@ -356,7 +356,7 @@ function failureOf(
   return new ExploreFailure({
     replay: encodeSchedule(record.choices.slice(0, significantLength(record))),
     trace: record.trace,
-    traceText: formatTrace(record.trace),
+    traceText: formatTrace(record.trace, record.unfinished),
     preemptions: record.preemptions,
     run,
     seed,

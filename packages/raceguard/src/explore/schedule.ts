@@ -2,6 +2,8 @@ import { InvalidArgumentError } from '../core/errors.js';
 import type { TraceStep } from './errors.js';
 
 const PREFIX = 'rg1:';
+/** No run of a test has this many steps: a longer replay is a mistake, not a schedule. */
+const MAX_STEPS = 1_000_000;
 
 /**
  * Encodes a list of chosen tasks as a replay string: `rg1:` then runs of
@@ -41,8 +43,12 @@ export function decodeSchedule(replay: string): number[] {
       );
     const task = Number.parseInt(match[1]!, 36);
     const count = match[2] === undefined ? 1 : Number.parseInt(match[2], 36);
-    if (count < 1 || count > 1_000_000)
-      throw new InvalidArgumentError('options.replay', 'sane run lengths', replay);
+    if (count < 1 || choices.length + count > MAX_STEPS)
+      throw new InvalidArgumentError(
+        'options.replay',
+        `a schedule of at most ${MAX_STEPS.toLocaleString('en')} steps`,
+        replay.length > 80 ? `${replay.slice(0, 77)}...` : replay,
+      );
     for (let index = 0; index < count; index += 1) choices.push(task);
   }
   return choices;
@@ -50,9 +56,13 @@ export function decodeSchedule(replay: string): number[] {
 
 /**
  * The interleaving as a table: each step's task, where it resumed and where
- * it stopped next (its next point, or `(done)`); `*` marks a preemption.
+ * it stopped next (its next point, `(done)`, or `(blocked)` for a task
+ * that never finished: a deadlock's); `*` marks a preemption.
  */
-export function formatTrace(trace: readonly TraceStep[]): string {
+export function formatTrace(
+  trace: readonly TraceStep[],
+  unfinished: ReadonlySet<number> = new Set(),
+): string {
   const width = Math.max(4, ...trace.map((step) => step.taskName.length));
   const from = Math.max(13, ...trace.map((step) => step.label.length));
   const lines = [`  step  ${'task'.padEnd(width)}  ${'resumed after'.padEnd(from)}  ran until`];
@@ -60,7 +70,7 @@ export function formatTrace(trace: readonly TraceStep[]): string {
     const next = trace.slice(index + 1).find((later) => later.task === step.task);
     lines.push(
       `${step.preemption ? '*' : ' '} ${String(index + 1).padStart(4)}  ${step.taskName.padEnd(width)}  ` +
-        `${step.label.padEnd(from)}  ${next?.label ?? '(done)'}`,
+        `${step.label.padEnd(from)}  ${next?.label ?? (unfinished.has(step.task) ? '(blocked)' : '(done)')}`,
     );
   });
   lines.push('  (* = preemption: the previous task could have gone on)');
