@@ -103,11 +103,13 @@ async function raceguardRuns(
   return report.failure === undefined ? undefined : report.runs;
 }
 
-const median = (values: readonly (number | undefined)[]): number | undefined => {
+/** The q-quantile (0.5: the median) of runs to failure, a miss counting as infinitely many. */
+const quantile = (values: readonly (number | undefined)[], q: number): number | undefined => {
   const sorted = values.map((value) => value ?? Number.POSITIVE_INFINITY).sort((a, b) => a - b);
-  const middle = sorted[Math.floor(sorted.length / 2)]!;
-  return Number.isFinite(middle) ? middle : undefined;
+  const at = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
+  return Number.isFinite(at) ? at : undefined;
 };
+const median = (values: readonly (number | undefined)[]) => quantile(values, 0.5);
 
 const contenders: {
   name: string;
@@ -132,6 +134,7 @@ interface BugResult {
   backend: string;
   preemptions: number;
   medianRuns: Record<string, number | null>;
+  p90Runs: Record<string, number | null>;
   portfolioVsFastCheck: number | null;
 }
 interface FixedResult {
@@ -157,6 +160,7 @@ const entries = CORPUS.filter((entry) => args.only === undefined || entry.name.i
 
 for (const entry of trials > 0 ? entries : []) {
   const medianRuns: Record<string, number | null> = {};
+  const p90Runs: Record<string, number | null> = {};
   for (const contender of chosen) {
     // The systematic search is deterministic: one trial says it all.
     const count = contender.name === 'systematic' ? 1 : trials;
@@ -164,6 +168,7 @@ for (const entry of trials > 0 ? entries : []) {
     for (let trial = 0; trial < count; trial += 1)
       runs.push(await contender.run(entry, 1000 + trial));
     medianRuns[contender.name] = median(runs) ?? null;
+    p90Runs[contender.name] = quantile(runs, 0.9) ?? null;
   }
   const portfolio = medianRuns['portfolio'];
   const fastCheck = medianRuns['fast-check'];
@@ -172,6 +177,7 @@ for (const entry of trials > 0 ? entries : []) {
     backend: entry.backend,
     preemptions: entry.preemptions,
     medianRuns,
+    p90Runs,
     portfolioVsFastCheck:
       portfolio == null || fastCheck == null
         ? null
@@ -229,14 +235,14 @@ if (args.json) {
   process.stdout.write(`${JSON.stringify({ trials, cap, bugs, fixed }, null, 2)}\n`);
 } else {
   process.stdout.write(
-    `median runs to the first failing schedule (${trials} seeds, cap ${cap})\n` +
+    `runs to the first failing schedule, median / p90 (${trials} seeds, cap ${cap})\n` +
       renderTable(
         ['bug', 'backend', 'preemptions', ...chosen.map((c) => c.name), 'fast-check / portfolio'],
         bugs.map((bug) => [
           bug.bug,
           bug.backend,
           String(bug.preemptions),
-          ...chosen.map((c) => show(bug.medianRuns[c.name])),
+          ...chosen.map((c) => `${show(bug.medianRuns[c.name])} / ${show(bug.p90Runs[c.name])}`),
           bug.portfolioVsFastCheck == null ? '-' : `${bug.portfolioVsFastCheck}x`,
         ]),
       ) +

@@ -220,6 +220,94 @@ async function abaRun(h: Harness, versioned: boolean): Promise<void> {
   assert.deepEqual(all, ['a', 'b', 'c'], `ABA: held and stacked nodes are [${all.join(', ')}]`);
 }
 
+const abaTwoPreemptions: CorpusEntry = {
+  name: 'aba-two-preemptions',
+  backend: 'memory',
+  preemptions: 2,
+  description:
+    'a pop is overtaken by a pop that pushes its node back only after a third task popped the next one',
+  buggy: (h) => abaThreeTasks(h, false),
+  fixed: (h) => abaThreeTasks(h, true),
+};
+
+async function abaThreeTasks(h: Harness, versioned: boolean): Promise<void> {
+  const stack = abaStack(h, versioned);
+  const held: (string | undefined)[] = [];
+  await both(
+    h,
+    ['pop', async () => held.push((await stack.pop())?.value)],
+    [
+      'pop-then-push',
+      async () => {
+        const first = (await stack.pop())!;
+        await stack.push(first);
+      },
+    ],
+    ['pop-next', async () => held.push((await stack.pop())?.value)],
+  );
+  const all = [...held, ...stack.contents()].sort();
+  assert.deepEqual(all, ['a', 'b', 'c'], `ABA: held and stacked nodes are [${all.join(', ')}]`);
+}
+
+const lostWakeup: CorpusEntry = {
+  name: 'lost-wakeup',
+  backend: 'memory',
+  preemptions: 1,
+  description:
+    'a consumer sees the queue empty, then starts waiting: a producer that wakes it in between wakes no one',
+  async buggy(h) {
+    let items = 0;
+    let wake: (() => void) | undefined;
+    await both(
+      h,
+      [
+        'consumer',
+        async () => {
+          if (items === 0) {
+            await h.point('saw it empty');
+            await new Promise<void>((resolve) => (wake = resolve));
+          }
+          items -= 1;
+        },
+      ],
+      [
+        'producer',
+        async () => {
+          await h.point('producing');
+          items += 1;
+          wake?.();
+        },
+      ],
+    );
+    assert.equal(items, 0);
+  },
+  async fixed(h) {
+    let items = 0;
+    let wake: (() => void) | undefined;
+    await both(
+      h,
+      [
+        'consumer',
+        async () => {
+          const woken = new Promise<void>((resolve) => (wake = resolve)); // listen first
+          await h.point('listening');
+          if (items === 0) await woken;
+          items -= 1;
+        },
+      ],
+      [
+        'producer',
+        async () => {
+          await h.point('producing');
+          items += 1;
+          wake?.();
+        },
+      ],
+    );
+    assert.equal(items, 0);
+  },
+};
+
 function transfers(h: Harness, ordered: boolean, pairs: readonly [string, string][]) {
   const locks = new Map<string, Mutex>();
   const mutex = (name: string) => {
@@ -711,7 +799,122 @@ const pgCouponCap: CorpusEntry = {
   },
 };
 
+const pgWriteSkew: CorpusEntry = {
+  name: 'pg-write-skew',
+  backend: 'postgres',
+  preemptions: 1,
+  description:
+    'two doctors go off call at REPEATABLE READ, each after counting two on call: nobody is left',
+  async buggy(h, env) {
+    await env.pool.query('UPDATE explore_doctors SET on_call = true');
+    const db = h.wrap(env.pool);
+    const goOffCall = (name: string) => async () => {
+      const client = await db.connect();
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        const { rows } = await client.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM explore_doctors WHERE on_call',
+        );
+        if (rows[0]!.n >= 2)
+          await client.query('UPDATE explore_doctors SET on_call = false WHERE name = $1', [name]);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    };
+    await both(h, ['alice', goOffCall('alice')], ['bob', goOffCall('bob')]);
+    const { rows } = await env.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM explore_doctors WHERE on_call',
+    );
+    assert.ok(rows[0]!.n >= 1, 'nobody is on call');
+  },
+  async fixed(h, env) {
+    await env.pool.query('UPDATE explore_doctors SET on_call = true');
+    const db = h.wrap(env.pool);
+    const goOffCall = (name: string) => async () => {
+      const client = await db.connect();
+      try {
+        await client.query('BEGIN');
+        // Both rows locked: the second waits, then counts what the first left.
+        const { rowCount } = await client.query(
+          'SELECT name FROM explore_doctors WHERE on_call FOR UPDATE',
+        );
+        if ((rowCount ?? 0) >= 2)
+          await client.query('UPDATE explore_doctors SET on_call = false WHERE name = $1', [name]);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    };
+    await both(h, ['alice', goOffCall('alice')], ['bob', goOffCall('bob')]);
+    const { rows } = await env.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM explore_doctors WHERE on_call',
+    );
+    assert.equal(rows[0]!.n, 1);
+  },
+};
+
 // ---- Redis -----------------------------------------------------------------------
+
+const redisHandshake: CorpusEntry = {
+  name: 'redis-handshake-depth-3',
+  backend: 'redis',
+  preemptions: 2,
+  description:
+    'depth 3 over a Redis key: A opens, B accepts, A closes what B accepted, B then uses a closed session',
+  async buggy(h, env) {
+    const phase = `${env.prefix}session`;
+    await env.redis.del(phase);
+    const redis = h.wrap(env.redis);
+    let usedClosed = false;
+    await both(
+      h,
+      [
+        'A',
+        async () => {
+          await redis.set(phase, 'open');
+          if ((await redis.get(phase)) === 'accepted') await redis.set(phase, 'closed');
+        },
+      ],
+      [
+        'B',
+        async () => {
+          if ((await redis.get(phase)) === 'open') {
+            await redis.set(phase, 'accepted');
+            usedClosed = (await redis.get(phase)) === 'closed';
+          }
+        },
+      ],
+    );
+    assert.ok(!usedClosed, 'B used a session A had closed after B accepted it');
+  },
+  async fixed(h, env) {
+    const phase = `${env.prefix}session`;
+    await env.redis.del(phase);
+    const redis = h.wrap(env.redis);
+    let usedClosed = false;
+    // B accepts and uses in one script: nothing runs between the two.
+    const acceptAndUse =
+      "if redis.call('GET', KEYS[1]) == 'open' then redis.call('SET', KEYS[1], 'accepted') return redis.call('GET', KEYS[1]) end return false";
+    await both(
+      h,
+      [
+        'A',
+        async () => {
+          await redis.set(phase, 'open');
+          if ((await redis.get(phase)) === 'accepted') await redis.set(phase, 'closed');
+        },
+      ],
+      [
+        'B',
+        async () => {
+          usedClosed = (await redis.eval(acceptAndUse, 1, phase)) === 'closed';
+        },
+      ],
+    );
+    assert.ok(!usedClosed);
+  },
+};
 
 const idempotencyClaim: CorpusEntry = {
   name: 'idempotency-claim',
@@ -834,6 +1037,8 @@ export const CORPUS: readonly CorpusEntry[] = [
   checkThenAct,
   doubleCheckedInit,
   aba,
+  abaTwoPreemptions,
+  lostWakeup,
   deadlock,
   threeWayDeadlock,
   handshake,
@@ -845,9 +1050,11 @@ export const CORPUS: readonly CorpusEntry[] = [
   pgOversell,
   pgDuplicateSignup,
   pgCouponCap,
+  pgWriteSkew,
   idempotencyClaim,
   redisCounter,
   cacheStaleSet,
+  redisHandshake,
 ];
 
 /** Creates the corpus's tables (in the pool's schema). */
@@ -859,5 +1066,7 @@ export async function prepareCorpus(pool: pg.Pool): Promise<void> {
     CREATE TABLE IF NOT EXISTS explore_users (name text NOT NULL);
     CREATE TABLE IF NOT EXISTS explore_users_unique (name text NOT NULL UNIQUE);
     CREATE TABLE IF NOT EXISTS explore_redemptions (request text NOT NULL);
+    CREATE TABLE IF NOT EXISTS explore_doctors (name text PRIMARY KEY, on_call boolean NOT NULL);
+    INSERT INTO explore_doctors VALUES ('alice', true), ('bob', true) ON CONFLICT (name) DO NOTHING;
   `);
 }

@@ -38,6 +38,10 @@ export class PartialOrderSearch implements ScheduleSearch {
   private started = false;
   /** Runs whose choices strayed from the prefix they were given (non-determinism). */
   diverged = 0;
+
+  get strayed(): number {
+    return this.diverged;
+  }
   /** Runs that ended in a state every continuation of which had been explored. */
   sleepBlocked = 0;
 
@@ -176,6 +180,7 @@ export class PartialOrderSearch implements ScheduleSearch {
     let sleep = new Map<number, Footprint>(parent?.sleep);
     return {
       name: 'systematic',
+      patient: true,
       pick(decision: Decision): number {
         const { step, current } = decision;
         if (step < prefix.length) return prefix[step]!;

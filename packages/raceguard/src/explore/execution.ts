@@ -37,6 +37,14 @@ interface Scope {
 
 const scopes = new AsyncLocalStorage<Scope>();
 
+/**
+ * How long a search following a prefix waits for the task it asks for: that
+ * task was ready there before, so only a reply slower than any seen in
+ * practice, or a server that decides differently this time (which waiter a
+ * released row lock goes to), keeps it away; then the run strays.
+ */
+const PATIENT_MS = 1000;
+
 /** Timing knobs of one run. */
 export interface ExecutionTiming {
   readonly stepTimeoutMs: number;
@@ -358,7 +366,11 @@ export class Execution {
       // The strategy follows a recorded schedule whose task is not parked yet
       // (its call is slower this time): wait for it, then ask again.
       const patienceMs =
-        this.strategy.strict === true ? this.timing.stepTimeoutMs : this.blockedAfterMs();
+        this.strategy.strict === true
+          ? this.timing.stepTimeoutMs
+          : this.strategy.patient === true
+            ? Math.min(this.timing.stepTimeoutMs, PATIENT_MS)
+            : this.blockedAfterMs();
       const deadline = performance.now() + patienceMs;
       while (!isReady(chosen) && this.tasks[chosen]?.done !== true) {
         const leftMs = deadline - performance.now();

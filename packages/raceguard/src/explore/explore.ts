@@ -115,6 +115,13 @@ export interface ExploreReport {
    * nothing; undefined for sampled strategies.
    */
   readonly proof: string | undefined;
+  /**
+   * Runs of the systematic search that could not follow the schedule they
+   * were given: the program, or a server, decided differently with the same
+   * choices (a released row lock went to another waiter). Any makes
+   * `exhausted` false.
+   */
+  readonly strayed: number;
   /** The exploration's seed. */
   readonly seed: number;
   /** The most steps a run took. */
@@ -333,7 +340,7 @@ async function shrink(
   if (best.record.preemptions > 0 && budget > 0) {
     const search = new SystematicSearch(best.record.preemptions - 1);
     for (let prefix = search.next(); prefix !== undefined && budget > 0; prefix = search.next()) {
-      const strategy = prefixStrategy(prefix, false, divergence);
+      const strategy = prefixStrategy(prefix, false, divergence, true);
       throwIfAborted(settings.signal);
       budget -= 1;
       const outcome = await runOnce(program, strategy, settings, 0);
@@ -413,6 +420,7 @@ export async function explore(
         outcome.error === undefined ? undefined : failureOf(outcome, 1, settings.seed, 'replay'),
       exhausted: false,
       proof: undefined,
+      strayed: 0,
       seed: settings.seed,
       maxSteps: outcome.record.choices.length,
     };
@@ -439,17 +447,21 @@ export async function explore(
     if (member === 'systematic') {
       strategy = systematic.next();
       if (strategy === undefined) {
-        if (settings.strategy === 'systematic') {
+        // Every interleaving has run (unbounded search, every run as given):
+        // sampling more could only repeat one; a bounded search's end proves less.
+        const everything = settings.maxPreemptions === undefined && systematic.exhausted;
+        if (settings.strategy === 'systematic' || everything) {
           return {
             runs: run - 1,
             failure: undefined,
             exhausted: systematic.exhausted,
             proof: proof(),
+            strayed: systematic.strayed,
             seed: settings.seed,
             maxSteps,
           };
         }
-        member = 'random'; // every schedule was tried: sample instead
+        member = 'random'; // every schedule within the bound was tried: sample instead
       }
     }
     const searching = strategy !== undefined;
@@ -464,6 +476,7 @@ export async function explore(
         failure: failureOf(shrunk, run, settings.seed, strategy.name),
         exhausted: false,
         proof: undefined,
+        strayed: systematic.strayed,
         seed: settings.seed,
         maxSteps,
       };
@@ -474,6 +487,7 @@ export async function explore(
     failure: undefined,
     exhausted: systematic.exhausted,
     proof: proof(),
+    strayed: systematic.strayed,
     seed: settings.seed,
     maxSteps,
   };

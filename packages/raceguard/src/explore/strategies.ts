@@ -31,6 +31,13 @@ export interface Strategy {
   readonly name: string;
   /** True when a task it asks for must come, however long its call takes (replay). */
   readonly strict?: boolean;
+  /**
+   * True when every task it asks for was ready at that point of a run made
+   * before (a search following a prefix): the run waits for it up to a
+   * second, not just as long as a call usually takes, so a slow reply does
+   * not send the run elsewhere.
+   */
+  readonly patient?: boolean;
   /** Returns the index of a task; a task that is not ready makes the run wait for it. */
   pick(decision: Decision): number;
 }
@@ -167,10 +174,12 @@ export function prefixStrategy(
   choices: readonly number[],
   strict: boolean,
   onDiverge: (step: number, wanted: number, ready: readonly number[]) => never,
+  patient = strict,
 ): Strategy {
   return {
     name: strict ? 'replay' : 'prefix',
     strict,
+    patient,
     pick(decision) {
       const wanted = choices[decision.step];
       if (wanted === undefined) return defaultChoice(decision);

@@ -62,6 +62,8 @@ export interface ScheduleSearch {
   expand(record: ExecutionRecord): void;
   /** True when every schedule the search covers was run, each as it was given. */
   readonly exhausted: boolean;
+  /** Runs that could not follow the schedule they were given (the program or its I/O decided otherwise). */
+  readonly strayed: number;
   /** What the search has proved so far, or why it proved nothing, in words. */
   proof(): string;
 }
@@ -74,23 +76,30 @@ export function boundedSearch(
   const search = new SystematicSearch(bound);
   let prefix: number[] | undefined;
   let runs = 0;
+  let diverged = 0;
   return {
     next() {
       prefix = search.next();
       return prefix === undefined
         ? undefined
-        : { ...prefixStrategy(prefix, false, onDiverge), name: 'systematic' };
+        : { ...prefixStrategy(prefix, false, onDiverge, true), name: 'systematic' };
     },
     expand(record) {
       runs += 1;
+      if (prefix?.some((task, index) => record.choices[index] !== task) === true) diverged += 1;
       search.expand(record, prefix?.length ?? 0);
     },
     get exhausted() {
-      return search.exhausted;
+      return search.exhausted && diverged === 0;
+    },
+    get strayed() {
+      return diverged;
     },
     proof: () =>
-      search.exhausted
-        ? `every schedule with at most ${bound} preemption${bound === 1 ? '' : 's'}: ${runs} schedule${runs === 1 ? '' : 's'}`
-        : `not proved: ${runs} schedule${runs === 1 ? '' : 's'} run, the search within ${bound} preemption${bound === 1 ? '' : 's'} not finished`,
+      diverged > 0
+        ? `not proved: ${diverged} of ${runs} schedules strayed from the schedule they were given (the program, or its I/O, is not deterministic)`
+        : search.exhausted
+          ? `every schedule with at most ${bound} preemption${bound === 1 ? '' : 's'}: ${runs} schedule${runs === 1 ? '' : 's'}`
+          : `not proved: ${runs} schedule${runs === 1 ? '' : 's'} run, the search within ${bound} preemption${bound === 1 ? '' : 's'} not finished`,
   };
 }
