@@ -40,8 +40,10 @@ export interface ExploreOptions {
   readonly runs?: number;
   /**
    * How to pick schedules: `portfolio` (cycles through `portfolio`'s
-   * members; by default switch-biased random runs alternating with uniform
-   * random ones, the best measured on the race corpus), `random`,
+   * members; by default a switch-biased random run, a run of the
+   * partial-order reduced systematic search and a uniform random run, the
+   * best measured on the race corpus; when the search has run every
+   * interleaving, the exploration stops with `exhausted: true`), `random`,
    * `switching`, `pct`, `pos`, or `systematic` (every interleaving, one per
    * class of schedules that differ only in the order of steps that commute,
    * by dynamic partial-order reduction; with `maxPreemptions`, every schedule
@@ -152,7 +154,7 @@ const PORTFOLIO_MEMBER = /^(?:random|switching|pos|systematic|pct:[1-9][0-9]?)$/
  * The default portfolio, chosen by `npm run bench:explore` on the race corpus
  * (docs/explore.md): runs cycle through these members.
  */
-export const DEFAULT_PORTFOLIO: readonly PortfolioMember[] = ['switching', 'random'];
+export const DEFAULT_PORTFOLIO: readonly PortfolioMember[] = ['switching', 'systematic', 'random'];
 
 const STRATEGIES: readonly StrategyName[] = [
   'portfolio',

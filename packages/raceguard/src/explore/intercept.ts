@@ -105,17 +105,18 @@ function requestDescriber(name: string): Describer {
       const own = (first as { method?: unknown }).method;
       if (typeof own === 'string' && second?.method === undefined) method = own;
     } else url = describe(first);
-    let resource = url;
+    let origin = url;
     try {
-      resource = new URL(url).pathname;
+      origin = new URL(url).origin;
     } catch {
       // a relative or odd URL stays as it is
     }
     const verb = method.toUpperCase();
-    const write = !['GET', 'HEAD', 'OPTIONS'].includes(verb);
+    // The server is a black box: any request, a GET too, may change what it
+    // does next (a log, a counter, a cache), so requests to one origin conflict.
     return {
       label: shorten(`${name} ${verb} ${url}`),
-      footprint: [{ resource: `http:${resource}`, write }],
+      footprint: [{ resource: `http:${origin}`, write: true }],
     };
   };
 }
