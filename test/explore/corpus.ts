@@ -190,35 +190,58 @@ function abaStack(h: Harness, versioned: boolean) {
   return { pop, push, contents };
 }
 
+type Stack = ReturnType<typeof abaStack>;
+type Held = (string | undefined)[];
+
+/**
+ * One task pops while `others` work the same three-node stack; afterwards
+ * every node is either held by a task or in the stack, exactly once.
+ */
+async function abaRun(
+  h: Harness,
+  versioned: boolean,
+  others: (stack: Stack, held: Held) => [string, () => Promise<unknown>][],
+): Promise<void> {
+  const stack = abaStack(h, versioned);
+  const held: Held = [];
+  await both(h, ['pop', async () => held.push((await stack.pop())?.value)], ...others(stack, held));
+  const all = [...held, ...stack.contents()].sort();
+  assert.deepEqual(all, ['a', 'b', 'c'], `ABA: held and stacked nodes are [${all.join(', ')}]`);
+}
+
+/** Pops two and pushes the first back. */
+const popPopPush = (stack: Stack, held: Held): [string, () => Promise<unknown>][] => [
+  [
+    'pop-pop-push',
+    async () => {
+      const first = (await stack.pop())!;
+      held.push((await stack.pop())?.value);
+      await stack.push(first);
+    },
+  ],
+];
+
+/** Pops and pushes back; a third task pops the node below in between. */
+const popPushAroundAPop = (stack: Stack, held: Held): [string, () => Promise<unknown>][] => [
+  [
+    'pop-then-push',
+    async () => {
+      const first = (await stack.pop())!;
+      await stack.push(first);
+    },
+  ],
+  ['pop-next', async () => held.push((await stack.pop())?.value)],
+];
+
 const aba: CorpusEntry = {
   name: 'aba-stack',
   backend: 'memory',
   preemptions: 1,
   description:
     'a pop compares the top node, not a version: another task pops two and pushes the first back',
-  buggy: (h) => abaRun(h, false),
-  fixed: (h) => abaRun(h, true),
+  buggy: (h) => abaRun(h, false, popPopPush),
+  fixed: (h) => abaRun(h, true, popPopPush),
 };
-
-async function abaRun(h: Harness, versioned: boolean): Promise<void> {
-  const stack = abaStack(h, versioned);
-  const held: (string | undefined)[] = [];
-  await both(
-    h,
-    ['pop', async () => held.push((await stack.pop())?.value)],
-    [
-      'pop-pop-push',
-      async () => {
-        const first = (await stack.pop())!;
-        held.push((await stack.pop())?.value);
-        await stack.push(first);
-      },
-    ],
-  );
-  // Every node is either held by a task or in the stack, exactly once.
-  const all = [...held, ...stack.contents()].sort();
-  assert.deepEqual(all, ['a', 'b', 'c'], `ABA: held and stacked nodes are [${all.join(', ')}]`);
-}
 
 const abaTwoPreemptions: CorpusEntry = {
   name: 'aba-two-preemptions',
@@ -226,28 +249,9 @@ const abaTwoPreemptions: CorpusEntry = {
   preemptions: 2,
   description:
     'a pop is overtaken by a pop that pushes its node back only after a third task popped the next one',
-  buggy: (h) => abaThreeTasks(h, false),
-  fixed: (h) => abaThreeTasks(h, true),
+  buggy: (h) => abaRun(h, false, popPushAroundAPop),
+  fixed: (h) => abaRun(h, true, popPushAroundAPop),
 };
-
-async function abaThreeTasks(h: Harness, versioned: boolean): Promise<void> {
-  const stack = abaStack(h, versioned);
-  const held: (string | undefined)[] = [];
-  await both(
-    h,
-    ['pop', async () => held.push((await stack.pop())?.value)],
-    [
-      'pop-then-push',
-      async () => {
-        const first = (await stack.pop())!;
-        await stack.push(first);
-      },
-    ],
-    ['pop-next', async () => held.push((await stack.pop())?.value)],
-  );
-  const all = [...held, ...stack.contents()].sort();
-  assert.deepEqual(all, ['a', 'b', 'c'], `ABA: held and stacked nodes are [${all.join(', ')}]`);
-}
 
 const lostWakeup: CorpusEntry = {
   name: 'lost-wakeup',
@@ -623,6 +627,12 @@ const tornRead: CorpusEntry = {
 
 // ---- PostgreSQL ----------------------------------------------------------------
 
+/** `SELECT count(*) FROM <from>`, outside every task. */
+async function countOf(env: CorpusEnv, from: string): Promise<number> {
+  const { rows } = await env.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${from}`);
+  return rows[0]!.n;
+}
+
 async function resetStock(env: CorpusEnv, stock: number): Promise<void> {
   await env.pool.query('TRUNCATE explore_orders');
   await env.pool.query('UPDATE explore_items SET stock = $1 WHERE id = 1', [stock]);
@@ -727,10 +737,8 @@ const pgDuplicateSignup: CorpusEntry = {
       if (rowCount === 0) await db.query('INSERT INTO explore_users (name) VALUES ($1)', ['ada']);
     };
     await both(h, ['signup-1', signUp], ['signup-2', signUp]);
-    const { rows } = await env.pool.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM explore_users',
-    );
-    assert.equal(rows[0]!.n, 1, `${rows[0]!.n} accounts named ada`);
+    const n = await countOf(env, 'explore_users');
+    assert.equal(n, 1, `${n} accounts named ada`);
   },
   async fixed(h, env) {
     await env.pool.query('TRUNCATE explore_users, explore_users_unique');
@@ -741,10 +749,8 @@ const pgDuplicateSignup: CorpusEntry = {
         ['ada'],
       );
     await both(h, ['signup-1', signUp], ['signup-2', signUp]);
-    const { rows } = await env.pool.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM explore_users_unique',
-    );
-    assert.equal(rows[0]!.n, 1);
+    const n = await countOf(env, 'explore_users_unique');
+    assert.equal(n, 1);
   },
 };
 
@@ -770,10 +776,8 @@ const pgCouponCap: CorpusEntry = {
       ['request-2', () => redeem('2')],
       ['request-3', () => redeem('3')],
     );
-    const { rows } = await env.pool.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM explore_redemptions',
-    );
-    assert.ok(rows[0]!.n <= 2, `redeemed ${rows[0]!.n} times with a cap of 2`);
+    const n = await countOf(env, 'explore_redemptions');
+    assert.ok(n <= 2, `redeemed ${n} times with a cap of 2`);
   },
   async fixed(h, env) {
     await env.pool.query('TRUNCATE explore_redemptions');
@@ -792,10 +796,8 @@ const pgCouponCap: CorpusEntry = {
       ['request-2', () => redeem('2')],
       ['request-3', () => redeem('3')],
     );
-    const { rows } = await env.pool.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM explore_redemptions',
-    );
-    assert.equal(rows[0]!.n, 2);
+    const n = await countOf(env, 'explore_redemptions');
+    assert.equal(n, 2);
   },
 };
 
@@ -823,10 +825,8 @@ const pgWriteSkew: CorpusEntry = {
       }
     };
     await both(h, ['alice', goOffCall('alice')], ['bob', goOffCall('bob')]);
-    const { rows } = await env.pool.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM explore_doctors WHERE on_call',
-    );
-    assert.ok(rows[0]!.n >= 1, 'nobody is on call');
+    const n = await countOf(env, 'explore_doctors WHERE on_call');
+    assert.ok(n >= 1, 'nobody is on call');
   },
   async fixed(h, env) {
     await env.pool.query('UPDATE explore_doctors SET on_call = true');
@@ -847,10 +847,8 @@ const pgWriteSkew: CorpusEntry = {
       }
     };
     await both(h, ['alice', goOffCall('alice')], ['bob', goOffCall('bob')]);
-    const { rows } = await env.pool.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM explore_doctors WHERE on_call',
-    );
-    assert.equal(rows[0]!.n, 1);
+    const n = await countOf(env, 'explore_doctors WHERE on_call');
+    assert.equal(n, 1);
   },
 };
 

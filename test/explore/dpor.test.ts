@@ -153,23 +153,37 @@ async function compare(
   return { full: full.runs, reduced: reduced.runs };
 }
 
+/** `count` random programs from a printed seed, each compared; the schedules summed. */
+async function randomPrograms(
+  where: string,
+  count: number,
+  run: (program: Op[][]) => (outcomes: Set<string>) => (ctx: ExploreContext) => Promise<void>,
+): Promise<Comparison> {
+  const seed = Number(process.env.RACEGUARD_DPOR_SEED ?? Date.now() % 2 ** 31);
+  console.log(`# dpor ${where} seed ${seed} (RACEGUARD_DPOR_SEED to repeat)`);
+  const random = createRandom(seed);
+  let full = 0;
+  let reduced = 0;
+  for (let n = 0; n < count; n += 1) {
+    const program = randomProgram(random);
+    const result = await compare(
+      run(program),
+      `seed ${seed}, ${where} program ${n}: ${show(program)}`,
+    );
+    full += result.full;
+    reduced += result.reduced;
+  }
+  console.log(`# ${count} programs ${where}: ${full} schedules unreduced, ${reduced} reduced`);
+  return { full, reduced };
+}
+
 describe('explore: partial-order reduction', { timeout: 240_000 }, () => {
   it('random in-memory programs: every outcome of every schedule, in fewer runs', async () => {
-    const seed = Number(process.env.RACEGUARD_DPOR_SEED ?? Date.now() % 2 ** 31);
-    console.log(`# dpor in-memory seed ${seed} (RACEGUARD_DPOR_SEED to repeat)`);
-    const random = createRandom(seed);
-    let full = 0;
-    let reduced = 0;
-    for (let n = 0; n < 120; n += 1) {
-      const program = randomProgram(random);
-      const result = await compare(
-        (outcomes) => inMemory(program, outcomes),
-        `seed ${seed}, program ${n}: ${show(program)}`,
-      );
-      full += result.full;
-      reduced += result.reduced;
-    }
-    console.log(`# 120 programs: ${full} schedules unreduced, ${reduced} reduced`);
+    const { full, reduced } = await randomPrograms(
+      'in memory',
+      120,
+      (program) => (outcomes) => inMemory(program, outcomes),
+    );
     assert.ok(reduced < full * 0.8, `${reduced} of ${full}: the reduction hardly reduced`);
   });
 
@@ -187,21 +201,11 @@ describe('explore: partial-order reduction', { timeout: 240_000 }, () => {
     });
 
     it('random SELECT/UPDATE programs over three tables: every outcome, reads commuting, no run astray', async () => {
-      const seed = Number(process.env.RACEGUARD_DPOR_SEED ?? Date.now() % 2 ** 31);
-      console.log(`# dpor postgres seed ${seed}`);
-      const random = createRandom(seed);
-      let full = 0;
-      let reduced = 0;
-      for (let n = 0; n < 8; n += 1) {
-        const program = randomProgram(random);
-        const result = await compare(
-          (outcomes) => onPostgres(program, db, outcomes),
-          `seed ${seed}, postgres program ${n}: ${show(program)}`,
-        );
-        full += result.full;
-        reduced += result.reduced;
-      }
-      console.log(`# 8 programs on PostgreSQL: ${full} schedules unreduced, ${reduced} reduced`);
+      await randomPrograms(
+        'on PostgreSQL',
+        8,
+        (program) => (outcomes) => onPostgres(program, db, outcomes),
+      );
     });
   });
 
@@ -215,21 +219,11 @@ describe('explore: partial-order reduction', { timeout: 240_000 }, () => {
     });
 
     it('random GET/SET/INCR programs: every outcome of every schedule, reads commuting', async () => {
-      const seed = Number(process.env.RACEGUARD_DPOR_SEED ?? Date.now() % 2 ** 31);
-      console.log(`# dpor redis seed ${seed}`);
-      const random = createRandom(seed);
-      let full = 0;
-      let reduced = 0;
-      for (let n = 0; n < 25; n += 1) {
-        const program = randomProgram(random);
-        const result = await compare(
-          (outcomes) => onRedis(program, redis, outcomes),
-          `seed ${seed}, redis program ${n}: ${show(program)}`,
-        );
-        full += result.full;
-        reduced += result.reduced;
-      }
-      console.log(`# 25 programs on Redis: ${full} schedules unreduced, ${reduced} reduced`);
+      await randomPrograms(
+        'on Redis',
+        25,
+        (program) => (outcomes) => onRedis(program, redis, outcomes),
+      );
     });
 
     it('counted by hand: reads of one key, writes of distinct keys, and two writes of one key', async () => {
