@@ -437,6 +437,15 @@ export async function explore(
       ? systematic.proof()
       : undefined;
   let maxSteps = 0;
+  const passed = (runs: number): ExploreReport => ({
+    runs,
+    failure: undefined,
+    exhausted: systematic.exhausted,
+    proof: proof(),
+    strayed: systematic.strayed,
+    seed: settings.seed,
+    maxSteps,
+  });
   for (let run = 1; run <= settings.runs; run += 1) {
     throwIfAborted(settings.signal);
     let member: PortfolioMember =
@@ -452,17 +461,7 @@ export async function explore(
         // Every interleaving has run (unbounded search, every run as given):
         // sampling more could only repeat one; a bounded search's end proves less.
         const everything = settings.maxPreemptions === undefined && systematic.exhausted;
-        if (settings.strategy === 'systematic' || everything) {
-          return {
-            runs: run - 1,
-            failure: undefined,
-            exhausted: systematic.exhausted,
-            proof: proof(),
-            strayed: systematic.strayed,
-            seed: settings.seed,
-            maxSteps,
-          };
-        }
+        if (settings.strategy === 'systematic' || everything) return passed(run - 1);
         member = 'random'; // every schedule within the bound was tried: sample instead
       }
     }
@@ -484,13 +483,5 @@ export async function explore(
       };
     }
   }
-  return {
-    runs: settings.runs,
-    failure: undefined,
-    exhausted: systematic.exhausted,
-    proof: proof(),
-    strayed: systematic.strayed,
-    seed: settings.seed,
-    maxSteps,
-  };
+  return passed(settings.runs);
 }
