@@ -187,6 +187,29 @@ describe('explore: partial-order reduction', { timeout: 240_000 }, () => {
     assert.ok(reduced < full * 0.8, `${reduced} of ${full}: the reduction hardly reduced`);
   });
 
+  it('a program that does not repeat itself gets no proof: its stray runs are counted', async () => {
+    let run = 0;
+    const report = await explore(
+      async (ctx) => {
+        run += 1;
+        const steps = run % 3; // a different shape each time: nothing replays
+        await Promise.all(
+          ['a', 'b'].map((name) =>
+            ctx.spawn(name, async () => {
+              for (let i = 0; i <= steps; i += 1) await ctx.point(`${name}${i}`);
+            }),
+          ),
+        );
+      },
+      { strategy: 'systematic', runs: 200 },
+    );
+    assert.equal(report.failure, undefined);
+    assert.ok(report.strayed > 0, `${report.runs} runs, none strayed`);
+    assert.equal(report.exhausted, false);
+    assert.match(report.proof ?? '', /^not proved: \d+ of \d+ schedules strayed/);
+    assert.ok(report.runs < 200, `the search went round in circles: ${report.runs} runs`);
+  });
+
   describe('on real PostgreSQL', () => {
     let db: TestDatabase;
     before(async () => {

@@ -1,5 +1,5 @@
 import type { ExecutionRecord } from './execution.js';
-import { dependent, type Footprint } from './footprint.js';
+import { ANYTHING, dependent, type Footprint } from './footprint.js';
 import { defaultChoice, type Decision, type Strategy } from './strategies.js';
 import type { ScheduleSearch } from './systematic.js';
 
@@ -98,6 +98,10 @@ export class PartialOrderSearch implements ScheduleSearch {
         this.sleepBlocked += 1;
         break;
       }
+    }
+    if (strayed >= 0 && strayed === prefix.length - 1) {
+      // The task this run was to try there could not go: do not ask again.
+      this.nodes[strayed]?.done.set(prefix[strayed]!, ANYTHING);
     }
     this.addBacktracks(record, this.nodes.length);
     this.prefix = this.pickNext();
