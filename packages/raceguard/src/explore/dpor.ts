@@ -77,7 +77,14 @@ export class PartialOrderSearch implements ScheduleSearch {
     const strayed = prefix.findIndex((task, index) => choices[index] !== task);
     if (strayed >= 0) {
       this.diverged += 1;
-      this.nodes.length = Math.min(this.nodes.length, strayed);
+      const node = this.nodes[strayed];
+      if (strayed === prefix.length - 1 && node !== undefined && strayed < choices.length) {
+        // The task this run was to try there could not go: never ask for it
+        // again; what ran instead is that node's child now.
+        node.done.set(prefix[strayed]!, ANYTHING);
+        node.chosen = choices[strayed]!;
+        node.done.set(node.chosen, footprints[strayed]);
+      } else this.nodes.length = Math.min(this.nodes.length, strayed);
     } else if (prefix.length > 0) {
       const node = this.nodes[prefix.length - 1]!;
       node.chosen = prefix[prefix.length - 1]!;
@@ -98,10 +105,6 @@ export class PartialOrderSearch implements ScheduleSearch {
         this.sleepBlocked += 1;
         break;
       }
-    }
-    if (strayed >= 0 && strayed === prefix.length - 1) {
-      // The task this run was to try there could not go: do not ask again.
-      this.nodes[strayed]?.done.set(prefix[strayed]!, ANYTHING);
     }
     this.addBacktracks(record, this.nodes.length);
     this.prefix = this.pickNext();
