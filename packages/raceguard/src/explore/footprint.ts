@@ -58,6 +58,8 @@ const TABLE_AFTER = new RegExp(
 /** Statements that start, end or tune a transaction: they change what others see, so they touch anything. */
 const BOUNDARY =
   /^\s*(?:begin|start|commit|end|rollback|abort|savepoint|release|prepare|set|lock|listen|notify|unlisten|discard|reset|call|do|vacuum|analyze|copy|create|alter|drop|truncate|grant|revoke|refresh)\b/i;
+/** `FROM f(...)`: a set-returning function, which may do anything. */
+const FUNCTION_IN_FROM = /\b(?:from|join)\s+(?:lateral\s+)?[\w$.]+\s*\(/i;
 const LOCKING_READ = /\bfor\s+(?:update|no\s+key\s+update|share|key\s+share)\b/i;
 const WRITE_VERB = /\b(?:insert|update|delete|merge)\b/i;
 /** A function call other than a handful of known pure ones: it may write (nextval, pg_advisory_lock). */
@@ -156,7 +158,7 @@ function tableOf(name: string): string {
  * not seen: a statement on `a` that fires a write to `b` is counted on `a`.
  */
 export function sqlFootprint(text: string): Footprint {
-  if (BOUNDARY.test(text)) return ANYTHING;
+  if (BOUNDARY.test(text) || FUNCTION_IN_FROM.test(text)) return ANYTHING;
   const tables = new Set<string>();
   for (const match of text.matchAll(TABLE_AFTER)) tables.add(tableOf(match[1]!));
   if (tables.size === 0) return ANYTHING;
