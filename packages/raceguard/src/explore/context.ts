@@ -67,7 +67,7 @@ export function createContext(execution: Execution, run: number): ExploreContext
       // A point that names nothing may guard anything: it conflicts with every step.
       return execution.point(
         label,
-        resource === undefined ? ANYTHING : [{ resource: `point:${resource}`, write: true }],
+        resource === undefined ? ANYTHING : [{ resource, write: true }],
       );
     },
     wrap: (target, options) => wrapForExecution(execution, target, options),

@@ -8,7 +8,12 @@
 
 /** One resource a step reads or writes. */
 export interface Access {
-  /** A name in its own namespace: `sql:products`, `redis:stock:1`, `http:/orders`, `point:stock`. */
+  /**
+   * A table (`products`), a Redis key (`stock:1`), an HTTP origin, a wrapped
+   * object's or function's name, or a point's `resource`: one namespace, so
+   * a point named after a table conflicts with statements on it (and a Redis
+   * key that happens to share a table's name only costs some reduction).
+   */
   readonly resource: string;
   readonly write: boolean;
 }
@@ -41,7 +46,7 @@ export function dependent(a: Footprint, b: Footprint): boolean {
   return false;
 }
 
-/** `read products` / `write redis:k` / `anything`, for traces and errors. */
+/** `read products` / `write stock:1` / `anything`, for traces and errors. */
 export function describeFootprint(footprint: Footprint): string {
   if (footprint === undefined) return 'anything';
   if (footprint.length === 0) return 'nothing';
@@ -169,7 +174,7 @@ export function sqlFootprint(text: string): Footprint {
     if (!PURE_FUNCTIONS.has(name) && !tables.has(name)) return ANYTHING;
   }
   const write = WRITE_VERB.test(text) || LOCKING_READ.test(text);
-  return [...tables].map((table) => ({ resource: `sql:${table}`, write }));
+  return [...tables].map((table) => ({ resource: table, write }));
 }
 
 // ---- Redis -----------------------------------------------------------------
@@ -214,7 +219,7 @@ export function redisFootprint(command: string, args: readonly unknown[]): Footp
     for (const value of values) {
       const k = key(value);
       if (k === undefined) return ANYTHING;
-      accesses.push({ resource: `redis:${k}`, write });
+      accesses.push({ resource: k, write });
     }
     return accesses.length === 0 ? ANYTHING : accesses;
   };

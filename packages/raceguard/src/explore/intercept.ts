@@ -77,7 +77,7 @@ const commandDescriber =
     const key = args.length > 0 && !isFunction(args[0]) ? describe(args[0]) : undefined;
     return {
       label: shorten(`${name}.${method}${key === undefined ? '' : ` ${key}`}`),
-      footprint: footprint?.(method, args) ?? [{ resource: `object:${name}`, write: true }],
+      footprint: footprint?.(method, args) ?? [{ resource: name, write: true }],
     };
   };
 
@@ -86,7 +86,7 @@ const functionDescriber =
   (name: string): Describer =>
   (_method, args) => ({
     label: shorten(`${name}(${args.length === 0 ? '' : describe(args[0])})`),
-    footprint: [{ resource: `call:${name}`, write: true }],
+    footprint: [{ resource: name, write: true }],
   });
 
 function requestDescriber(name: string): Describer {
@@ -116,7 +116,7 @@ function requestDescriber(name: string): Describer {
     // does next (a log, a counter, a cache), so requests to one origin conflict.
     return {
       label: shorten(`${name} ${verb} ${url}`),
-      footprint: [{ resource: `http:${origin}`, write: true }],
+      footprint: [{ resource: origin, write: true }],
     };
   };
 }
