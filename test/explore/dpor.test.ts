@@ -249,6 +249,28 @@ describe('explore: partial-order reduction', { timeout: 240_000 }, () => {
       );
     });
 
+    it('a command it cannot read (client.call) conflicts with every key: both orders run', async () => {
+      const key = `${redis.prefix}dpor:call`;
+      const seen = new Set<string>();
+      const report = await explore(
+        async (ctx) => {
+          await redis.client.set(key, '0');
+          const client = ctx.wrap(redis.client);
+          let read: string | null = null;
+          await Promise.all([
+            ctx.spawn('incr', () => client.call('INCR', key)),
+            ctx.spawn('get', async () => {
+              read = await client.get(key);
+            }),
+          ]);
+          seen.add(String(read));
+        },
+        { strategy: 'systematic', runs: 100 },
+      );
+      assert.equal(report.exhausted, true, report.proof);
+      assert.deepEqual([...seen].sort(), ['0', '1']);
+    });
+
     it('counted by hand: reads of one key, writes of distinct keys, and two writes of one key', async () => {
       const runs = async (program: Op[][]): Promise<number> => {
         const report = await explore(onRedis(program, redis, new Set()), {

@@ -38,6 +38,16 @@ describe('explore: footprints', { timeout: 10_000 }, () => {
     );
     assert.equal(sql('SELECT count(*)::int AS n FROM bookings WHERE show = $1'), 'read bookings');
     assert.equal(sql(`SELECT doc FROM docs WHERE doc->>'tag' = 'a(b)'`), 'read docs');
+    assert.equal(
+      sql('DELETE FROM carts USING users WHERE carts.owner = users.id'),
+      'write carts, write users',
+    );
+    assert.equal(sql('SELECT a, b FROM t WHERE id IN ($1, $2) ORDER BY a, b'), 'read t');
+    assert.equal(sql("SELECT x FROM t WHERE note = 'a, b'"), 'read t');
+    assert.equal(
+      sql('SELECT * FROM orders JOIN items ON (items.id, 1) = (orders.item, 1)'),
+      'read orders, read items',
+    );
   });
 
   it('SQL: boundaries, DDL, no table and functions that may write touch anything', () => {
@@ -56,6 +66,10 @@ describe('explore: footprints', { timeout: 10_000 }, () => {
       "SELECT nextval('orders_id_seq') FROM orders",
       'SELECT my_function(id) FROM products',
       'SELECT * FROM generate_series(1, 3)',
+      'SELECT * FROM orders, items WHERE items.id = orders.item',
+      'SELECT * FROM orders o, public.items i',
+      'SELECT * FROM orders JOIN items ON items.id = orders.item, users WHERE true',
+      'DELETE FROM carts USING users, sessions WHERE carts.owner = users.id',
       'SELECT * FROM products JOIN LATERAL refill(products.id) r ON true',
     ]) {
       assert.equal(sqlFootprint(text), ANYTHING, text);

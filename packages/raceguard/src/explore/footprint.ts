@@ -57,7 +57,7 @@ export function describeFootprint(footprint: Footprint): string {
 
 const TABLE_NAME = String.raw`((?:"(?:[^"]|"")+"|[\w$]+)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[\w$]+))?)`;
 const TABLE_AFTER = new RegExp(
-  String.raw`\b(?:from|join|update|into|table)\s+(?:only\s+)?${TABLE_NAME}`,
+  String.raw`\b(?:from|join|update|into|table|using)\s+(?:only\s+)?${TABLE_NAME}`,
   'gi',
 );
 /** Statements that start, end or tune a transaction: they change what others see, so they touch anything. */
@@ -150,6 +150,27 @@ const PURE_FUNCTIONS = new Set([
   'then',
 ]);
 
+/**
+ * `FROM a, b`: only the first table follows a keyword. Rather than read the
+ * list, such a statement touches anything (parenthesised parts, where commas
+ * separate values or columns, and literals are set aside first).
+ */
+function hasCommaJoin(text: string): boolean {
+  let flat = text.replace(/'(?:[^']|'')*'/g, "''").replace(/"(?:[^"]|"")*"/g, 'x');
+  for (let previous = ''; previous !== flat;) {
+    previous = flat;
+    flat = flat.replace(/\([^()]*\)/g, ' ');
+  }
+  const clauses = flat.split(/\b(?=from\b|using\b)/i).slice(1);
+  return clauses.some((clause) =>
+    /^\w+\s[^;]*?,/i.test(
+      clause.split(
+        /\b(?:where|group|order|limit|having|window|union|intersect|except|returning|for|values)\b|;/i,
+      )[0] ?? '',
+    ),
+  );
+}
+
 function tableOf(name: string): string {
   const last = name.split(/\s*\.\s*(?=(?:"|[\w$]))/).pop() ?? name;
   return last.startsWith('"') ? last.slice(1, -1).replace(/""/g, '"') : last.toLowerCase();
@@ -163,7 +184,7 @@ function tableOf(name: string): string {
  * not seen: a statement on `a` that fires a write to `b` is counted on `a`.
  */
 export function sqlFootprint(text: string): Footprint {
-  if (BOUNDARY.test(text) || FUNCTION_IN_FROM.test(text)) return ANYTHING;
+  if (BOUNDARY.test(text) || FUNCTION_IN_FROM.test(text) || hasCommaJoin(text)) return ANYTHING;
   const tables = new Set<string>();
   for (const match of text.matchAll(TABLE_AFTER)) tables.add(tableOf(match[1]!));
   if (tables.size === 0) return ANYTHING;

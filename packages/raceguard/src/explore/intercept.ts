@@ -77,7 +77,9 @@ const commandDescriber =
     const key = args.length > 0 && !isFunction(args[0]) ? describe(args[0]) : undefined;
     return {
       label: shorten(`${name}.${method}${key === undefined ? '' : ` ${key}`}`),
-      footprint: footprint?.(method, args) ?? [{ resource: name, write: true }],
+      // (`undefined` from `footprint` means anything: it must not fall back to the object.)
+      footprint:
+        footprint === undefined ? [{ resource: name, write: true }] : footprint(method, args),
     };
   };
 

@@ -6,7 +6,7 @@ export interface ReadyTask {
   readonly task: number;
   /** Where it would resume. */
   readonly label: string;
-  /** What the step touches (a table, a Redis key, a URL path), when known. */
+  /** What the step touches (a table, a Redis key, an HTTP origin), when known. */
   readonly resource: string | undefined;
   /** Its reads and writes (see footprint.ts); `undefined` for anything. */
   readonly footprint: Footprint;
