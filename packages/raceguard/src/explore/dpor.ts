@@ -16,8 +16,8 @@ interface Node {
 }
 
 /**
- * Dynamic partial-order reduction (Flanagan and Godefroid, POPL 2005) with
- * sleep sets (Godefroid 1996): a depth-first search over schedules that
+ * Dynamic partial-order reduction with source sets (Abdulla et al., POPL
+ * 2014) and sleep sets (Godefroid 1996): a depth-first search over schedules that
  * runs one schedule per class of equivalent ones. Two schedules are
  * equivalent when they differ only in the order of adjacent steps that
  * commute (different resources, or reads of the same one: see
@@ -125,8 +125,8 @@ export class PartialOrderSearch implements ScheduleSearch {
 
   /**
    * For every pair of conflicting steps of different tasks that no other
-   * step orders, the later task should also be tried at the earlier step's
-   * decision (or, when it was not ready there, every task that was).
+   * step orders, a task that can start the reversed order is tried at the
+   * earlier step's decision (or, when none was ready there, every task that was).
    */
   private addBacktracks(record: ExecutionRecord, length: number): void {
     const { choices, footprints } = record;
@@ -152,11 +152,28 @@ export class PartialOrderSearch implements ScheduleSearch {
       clock[task] = counts[task]!;
       clocks.push(clock);
       lastOf.set(task, j);
+      const happensBefore = (a: number, b: number): boolean =>
+        (clocks[b]![choices[a]!] ?? 0) >= (clocks[a]![choices[a]!] ?? 0);
       for (const i of conflicts) {
         const node = this.nodes[i];
         if (node === undefined) continue;
-        if (node.ready.includes(task)) node.backtrack.add(task);
-        else for (const other of node.ready) node.backtrack.add(other);
+        // Source sets (Abdulla et al., POPL 2014): to reverse the race, some
+        // task must go first at i that starts what runs between i and j
+        // independently of i, then j. Any such initial will do; one asleep
+        // there is covered already. (Asking for j's own task, as the classic
+        // algorithm does, loses the reversal when that task is asleep at i.)
+        const between: number[] = [];
+        for (let k = i + 1; k < j; k += 1) if (!happensBefore(i, k)) between.push(k);
+        between.push(j);
+        const initials = new Set<number>();
+        between.forEach((k, at) => {
+          if (!between.slice(0, at).some((earlier) => happensBefore(earlier, k)))
+            initials.add(choices[k]!);
+        });
+        if ([...initials].some((t) => node.backtrack.has(t))) continue;
+        const ready = [...initials].filter((t) => node.ready.includes(t));
+        if (ready.length === 0) for (const other of node.ready) node.backtrack.add(other);
+        else node.backtrack.add(ready.find((t) => !node.sleep.has(t)) ?? ready[0]!);
       }
     }
   }

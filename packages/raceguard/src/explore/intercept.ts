@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
+import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import { ANYTHING, redisFootprint, sqlFootprint, type Footprint } from './footprint.js';
 
 /** Options of `ctx.wrap`. */
@@ -14,9 +15,19 @@ export interface WrapOptions {
    * @default recognised from the object: `query` and `connect` for pg, every command for ioredis
    */
   readonly methods?: readonly string[];
+  /**
+   * What every call of a function, `fetch` or an object named by `methods`
+   * touches, for the partial-order reduction and sampling: calls on
+   * different resources commute. pg and ioredis calls are read from their
+   * statements and keys instead.
+   * @default anything: such a call may reach any table, key or service, so it conflicts with every step
+   */
+  readonly resource?: string;
 }
 
 type AnyFunction = (...args: unknown[]) => unknown;
+
+const WRAP_OPTIONS = new Set(['name', 'methods', 'resource']);
 
 /** What interception needs of a scheduler: run a call and decide when its caller sees the result. */
 export interface CallInterceptor {
@@ -66,32 +77,30 @@ const pgDescriber =
       : { label: `${name}.${method}`, footprint: undefined }; // a connection: the pool is anyone's
   };
 
-/**
- * `name.method key`; `footprint` reads what the call touches from its
- * method and arguments (Redis keys), or else counts the whole object as one
- * resource written by every call.
- */
+/** The footprint of a call raceguard cannot read: the declared resource, written, or anything. */
+const declared = (resource: string | undefined): Footprint =>
+  resource === undefined ? ANYTHING : [{ resource, write: true }];
+
+/** `name.method key`; what the call touches is read from its method and arguments. */
 const commandDescriber =
-  (name: string, footprint?: (method: string, args: readonly unknown[]) => Footprint): Describer =>
+  (name: string, footprint: (method: string, args: readonly unknown[]) => Footprint): Describer =>
   (method, args) => {
     const key = args.length > 0 && !isFunction(args[0]) ? describe(args[0]) : undefined;
     return {
       label: shorten(`${name}.${method}${key === undefined ? '' : ` ${key}`}`),
-      // (`undefined` from `footprint` means anything: it must not fall back to the object.)
-      footprint:
-        footprint === undefined ? [{ resource: name, write: true }] : footprint(method, args),
+      footprint: footprint(method, args),
     };
   };
 
-/** A plain function: `name(first argument)`, one resource written by every call. */
+/** A plain function: `name(first argument)`. */
 const functionDescriber =
-  (name: string): Describer =>
+  (name: string, resource: string | undefined): Describer =>
   (_method, args) => ({
     label: shorten(`${name}(${args.length === 0 ? '' : describe(args[0])})`),
-    footprint: [{ resource: name, write: true }],
+    footprint: declared(resource),
   });
 
-function requestDescriber(name: string): Describer {
+function requestDescriber(name: string, resource: string | undefined): Describer {
   return (_method, args) => {
     const first = args[0];
     const second = args[1] as { method?: unknown } | undefined;
@@ -107,18 +116,12 @@ function requestDescriber(name: string): Describer {
       const own = (first as { method?: unknown }).method;
       if (typeof own === 'string' && second?.method === undefined) method = own;
     } else url = describe(first);
-    let origin = url;
-    try {
-      origin = new URL(url).origin;
-    } catch {
-      // a relative or odd URL stays as it is
-    }
-    const verb = method.toUpperCase();
-    // The server is a black box: any request, a GET too, may change what it
-    // does next (a log, a counter, a cache), so requests to one origin conflict.
+    // The server is a black box: any request, a GET too, may reach any of its
+    // tables or change what it does next, so a request touches anything
+    // unless the test says what.
     return {
-      label: shorten(`${name} ${verb} ${url}`),
-      footprint: [{ resource: origin, write: true }],
+      label: shorten(`${name} ${method.toUpperCase()} ${url}`),
+      footprint: declared(resource),
     };
   };
 }
@@ -173,16 +176,26 @@ export function wrapForExecution<T extends object>(
   if ((typeof target !== 'object' && typeof target !== 'function') || target === null) {
     throw new InvalidArgumentError('target', 'an object or a function to intercept', target);
   }
+  assertPlainObject('options', options);
+  assertKnownOptions('options', options, WRAP_OPTIONS);
   if (options.methods !== undefined && !Array.isArray(options.methods)) {
     throw new InvalidArgumentError('options.methods', 'an array of method names', options.methods);
   }
   if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
     throw new InvalidArgumentError('options.name', 'a non-empty string', options.name);
   }
+  if (
+    options.resource !== undefined &&
+    (typeof options.resource !== 'string' || options.resource === '')
+  ) {
+    throw new InvalidArgumentError('options.resource', 'a non-empty string', options.resource);
+  }
   if (isFunction(target) && options.methods === undefined) {
     const name = options.name ?? (target.name === '' ? 'call' : target.name);
     const isFetch = target === globalThis.fetch || name === 'fetch';
-    const describeCall = isFetch ? requestDescriber(name) : functionDescriber(name);
+    const describeCall = isFetch
+      ? requestDescriber(name, options.resource)
+      : functionDescriber(name, options.resource);
     const wrapped = (...args: unknown[]): Promise<unknown> => {
       const { label, footprint } = describeCall('', args);
       return execution.call(label, footprint, () => target(...args));
@@ -193,7 +206,12 @@ export function wrapForExecution<T extends object>(
   let shape: Shape;
   if (options.methods !== undefined) {
     const name = options.name ?? 'object';
-    shape = { name, methods: new Set(options.methods), describe: commandDescriber(name) };
+    const footprint = declared(options.resource);
+    shape = {
+      name,
+      methods: new Set(options.methods),
+      describe: commandDescriber(name, () => footprint),
+    };
   } else if (looksLikePg(record)) {
     const name = options.name ?? 'pg';
     shape = {
