@@ -1,7 +1,25 @@
 import type { ExecutionRecord } from './execution.js';
 import { ANYTHING, dependent, type Footprint } from './footprint.js';
 import { defaultChoice, type Decision, type Strategy } from './strategies.js';
-import type { ScheduleSearch } from './systematic.js';
+import { schedules, strayedProof, type ScheduleSearch } from './systematic.js';
+
+/**
+ * The sleep set after `ran` ran: the tasks of `sources` (other than the one
+ * that ran) whose step commutes with it, keeping their footprints.
+ */
+function stillAsleep(
+  sources: readonly ReadonlyMap<number, Footprint>[],
+  ranTask: number,
+  ran: Footprint,
+): Map<number, Footprint> {
+  const sleep = new Map<number, Footprint>();
+  for (const source of sources) {
+    for (const [task, footprint] of source) {
+      if (task !== ranTask && !dependent(footprint, ran)) sleep.set(task, footprint);
+    }
+  }
+  return sleep;
+}
 
 /** One decision of the run being extended: what was ready, what ran, what is left to try. */
 interface Node {
@@ -30,34 +48,26 @@ interface Node {
  * Stateless, like the rest of the explorer: each schedule is a fresh run
  * following a prefix of choices, so the search assumes a task's step from
  * the same prefix does the same thing (a run that strays from its prefix is
- * counted in {@link diverged}).
+ * counted in {@link strayed}).
  */
 export class PartialOrderSearch implements ScheduleSearch {
   private readonly nodes: Node[] = [];
   private prefix: number[] | undefined = [];
   private started = false;
   /** Runs whose choices strayed from the prefix they were given (non-determinism). */
-  diverged = 0;
-
-  get strayed(): number {
-    return this.diverged;
-  }
-  /** Runs that ended in a state every continuation of which had been explored. */
-  sleepBlocked = 0;
+  strayed = 0;
 
   private runs = 0;
 
   /** True when every class of schedules has been run, each run as it was given. */
   get exhausted(): boolean {
-    return this.started && this.prefix === undefined && this.diverged === 0;
+    return this.started && this.prefix === undefined && this.strayed === 0;
   }
 
   proof(): string {
-    const runs = `${this.runs} schedule${this.runs === 1 ? '' : 's'}`;
-    if (this.diverged > 0)
-      return `not proved: ${this.diverged} of ${runs} strayed from the schedule they were given (the program, or its I/O, is not deterministic)`;
-    if (!this.exhausted) return `not proved: ${runs} run, more interleavings left`;
-    return `every interleaving, up to the order of steps that commute: ${runs}`;
+    if (this.strayed > 0) return strayedProof(this.strayed, this.runs);
+    if (!this.exhausted) return `not proved: ${schedules(this.runs)} run, more interleavings left`;
+    return `every interleaving, up to the order of steps that commute: ${schedules(this.runs)}`;
   }
 
   /** The strategy of the next run, or undefined when the search is done. */
@@ -76,7 +86,7 @@ export class PartialOrderSearch implements ScheduleSearch {
     // from its prefix keeps only the nodes before it strayed.
     const strayed = prefix.findIndex((task, index) => choices[index] !== task);
     if (strayed >= 0) {
-      this.diverged += 1;
+      this.strayed += 1;
       const node = this.nodes[strayed];
       if (strayed === prefix.length - 1 && node !== undefined && strayed < choices.length) {
         // The task this run was to try there could not go: never ask for it
@@ -102,7 +112,6 @@ export class PartialOrderSearch implements ScheduleSearch {
       });
       if (sleep.has(chosen)) {
         // Every ready task was asleep: whatever follows was explored already.
-        this.sleepBlocked += 1;
         break;
       }
     }
@@ -113,14 +122,7 @@ export class PartialOrderSearch implements ScheduleSearch {
   /** The sleep set after the step chosen at `index`: sleepers and explored siblings it commutes with. */
   private childSleep(index: number): Map<number, Footprint> {
     const node = this.nodes[index]!;
-    const ran = node.done.get(node.chosen);
-    const sleep = new Map<number, Footprint>();
-    for (const source of [node.sleep, node.done]) {
-      for (const [task, footprint] of source) {
-        if (task !== node.chosen && !dependent(footprint, ran)) sleep.set(task, footprint);
-      }
-    }
-    return sleep;
+    return stillAsleep([node.sleep, node.done], node.chosen, node.done.get(node.chosen));
   }
 
   /**
@@ -211,16 +213,9 @@ export class PartialOrderSearch implements ScheduleSearch {
         if (current !== undefined && !decision.retried) {
           // The previous step has run: keep asleep only what commutes with it
           // (right after the prefix, with the siblings explored before it).
-          const ran = decision.previousFootprint;
-          const next = new Map<number, Footprint>();
-          for (const source of step === prefix.length && parent !== undefined
-            ? [sleep, parent.done]
-            : [sleep]) {
-            for (const [task, footprint] of source) {
-              if (task !== current && !dependent(footprint, ran)) next.set(task, footprint);
-            }
-          }
-          sleep = next;
+          const sources =
+            step === prefix.length && parent !== undefined ? [sleep, parent.done] : [sleep];
+          sleep = stillAsleep(sources, current, decision.previousFootprint);
         }
         const awake = decision.ready.filter((ready) => !sleep.has(ready.task));
         return defaultChoice({ ...decision, ready: awake.length > 0 ? awake : decision.ready });

@@ -68,6 +68,13 @@ export interface ScheduleSearch {
   proof(): string;
 }
 
+/** `1 schedule`, `12 schedules`. */
+export const schedules = (count: number): string => `${count} schedule${count === 1 ? '' : 's'}`;
+
+/** Why a search whose runs strayed from their schedules proves nothing. */
+export const strayedProof = (strayed: number, runs: number): string =>
+  `not proved: ${strayed} of ${schedules(runs)} strayed from the schedule they were given (the program, or its I/O, is not deterministic)`;
+
 /** {@link SystematicSearch} as a {@link ScheduleSearch}: prefixes followed, then no preemption. */
 export function boundedSearch(
   bound: number,
@@ -95,11 +102,12 @@ export function boundedSearch(
     get strayed() {
       return diverged;
     },
-    proof: () =>
-      diverged > 0
-        ? `not proved: ${diverged} of ${runs} schedules strayed from the schedule they were given (the program, or its I/O, is not deterministic)`
-        : search.exhausted
-          ? `every schedule with at most ${bound} preemption${bound === 1 ? '' : 's'}: ${runs} schedule${runs === 1 ? '' : 's'}`
-          : `not proved: ${runs} schedule${runs === 1 ? '' : 's'} run, the search within ${bound} preemption${bound === 1 ? '' : 's'} not finished`,
+    proof: () => {
+      const preemptions = `${bound} preemption${bound === 1 ? '' : 's'}`;
+      if (diverged > 0) return strayedProof(diverged, runs);
+      return search.exhausted
+        ? `every schedule with at most ${preemptions}: ${schedules(runs)}`
+        : `not proved: ${schedules(runs)} run, the search within ${preemptions} not finished`;
+    },
   };
 }
