@@ -89,13 +89,13 @@ async function fastCheckRuns(entry: CorpusEntry, seed: number): Promise<number |
 async function raceguardRuns(
   entry: CorpusEntry,
   strategy: StrategyName,
-  depth: number,
+  depth: number | undefined,
   seed: number,
 ) {
   const report = await explore((ctx) => entry.buggy(ctx, env), {
     runs: cap,
     strategy,
-    depth,
+    ...(depth === undefined ? {} : { depth }),
     seed,
     shrink: false,
     portfolio,
@@ -119,6 +119,7 @@ const contenders: {
   { name: 'random', run: (entry, seed) => raceguardRuns(entry, 'random', 3, seed) },
   { name: 'pct:2', run: (entry, seed) => raceguardRuns(entry, 'pct', 2, seed) },
   { name: 'pct:3', run: (entry, seed) => raceguardRuns(entry, 'pct', 3, seed) },
+  { name: 'pct', run: (entry, seed) => raceguardRuns(entry, 'pct', undefined, seed) },
   { name: 'pos', run: (entry, seed) => raceguardRuns(entry, 'pos', 3, seed) },
   { name: 'systematic', run: (entry, seed) => raceguardRuns(entry, 'systematic', 3, seed) },
   { name: 'fast-check', run: fastCheckRuns },

@@ -38,6 +38,28 @@ describe('the race corpus', { timeout: 300_000 }, () => {
     assert.ok(CORPUS.filter((entry) => entry.preemptions >= 2).length >= 2);
   });
 
+  it('PCT with its depth left adaptive finds the silent retry that depth 3 never finds', async () => {
+    const entry = CORPUS.find((candidate) => candidate.name === 'exhausted-retry')!;
+    for (const seed of [1, 2, 3]) {
+      const adaptive = await explore((ctx) => entry.buggy(ctx, env), {
+        strategy: 'pct',
+        runs: 1500,
+        seed,
+        shrink: false,
+      });
+      assert.ok(adaptive.failure !== undefined, `seed ${seed}: not found in 1500 runs`);
+    }
+    // The control: at PCT's old fixed default the same budget finds nothing.
+    const fixed = await explore((ctx) => entry.buggy(ctx, env), {
+      strategy: 'pct',
+      depth: 3,
+      runs: 1500,
+      seed: 1,
+      shrink: false,
+    });
+    assert.equal(fixed.failure, undefined);
+  });
+
   for (const entry of CORPUS) {
     it(`${entry.name}: found with ${entry.preemptions} preemption(s), not with fewer; the fixed twin passes`, async () => {
       const found = await explore((ctx) => entry.buggy(ctx, env), { runs: 3000, seed: 17 });

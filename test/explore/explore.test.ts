@@ -7,7 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
+import { connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import {
   DeadlockError,
@@ -19,6 +23,7 @@ import {
   type ExploreContext,
 } from '../../packages/raceguard/src/explore/index.js';
 import { InvalidArgumentError } from '../../packages/raceguard/src/core/errors.js';
+import { adaptiveDepth } from '../../packages/raceguard/src/explore/explore.js';
 import { openTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { openTestRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -172,6 +177,74 @@ describe('explore: schedules, replay, shrinking', () => {
     assert.match(report.failure!.traceText, /before wait\s+\(blocked\)/);
   });
 
+  it('with no I/O left that could wake a task, a deadlock is reported after 10 ms, not deadlockMs', async () => {
+    const started = performance.now();
+    const report = await explore(
+      async (ctx) => {
+        const never = new Promise<void>(() => {});
+        await ctx.spawn('waiter', async () => {
+          await ctx.point('before wait');
+          await never;
+        });
+      },
+      // Were the quick path gone, each of the 3 runs would wait a minute and the test time out.
+      { runs: 3, deadlockMs: 60_000 },
+    );
+    const cause = report.failure!.cause;
+    assert.ok(cause instanceof DeadlockError);
+    assert.match(cause.message, /no progress for 10 ms/);
+    assert.ok(performance.now() - started < 30_000);
+  });
+
+  it('a task waiting on I/O the exploration does not see is not taken for a deadlock', async () => {
+    // A Unix socket opened before the exploration (as an unwrapped pool's may
+    // be) to a server in another process that answers after 150 ms, and a
+    // plain setTimeout: each keeps a task waiting with nothing parked, and
+    // neither is a deadlock. Each program meets one of the two checks alone.
+    const overTimer = await explore(
+      async (ctx) => {
+        await ctx.spawn('timer', async () => {
+          await ctx.point('before timer');
+          await new Promise((resolve) => setTimeout(resolve, 150));
+        });
+      },
+      { runs: 2, deadlockMs: 2000 },
+    );
+    assert.equal(overTimer.failure, undefined, overTimer.failure?.message);
+    const path = join(tmpdir(), `raceguard-explore-${process.pid}.sock`);
+    const server = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require('net').createServer((s) => s.on('data', () => setTimeout(() => s.write('pong'), 150)))` +
+          `.listen(${JSON.stringify(path)}, () => console.log('listening'))`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await once(server.stdout, 'data');
+    server.stdout.destroy();
+    server.unref(); // the server process is not this process's I/O
+    const socket = connect(path);
+    await once(socket, 'connect');
+    try {
+      const overSocket = await explore(
+        async (ctx) => {
+          await ctx.spawn('socket', async () => {
+            await ctx.point('before ping');
+            const reply = once(socket, 'data');
+            socket.write('ping');
+            await reply;
+          });
+        },
+        { runs: 2, deadlockMs: 2000 },
+      );
+      assert.equal(overSocket.failure, undefined, overSocket.failure?.message);
+    } finally {
+      socket.destroy();
+      server.kill();
+    }
+  });
+
   it('a plain wrapped function is a step labelled with its name and first argument', async () => {
     const lookup = async (id: number) => ({ id });
     const report = await explore(
@@ -219,6 +292,15 @@ describe('explore: schedules, replay, shrinking', () => {
       { runs: 5 },
     );
     assert.match(String((failing.failure!.cause as Error).message), /timer boom/);
+  });
+
+  it("PCT's adaptive depth cycles from 3 and reaches one more each time its runs double from 30", () => {
+    const depths = (from: number, to: number) =>
+      Array.from({ length: to - from + 1 }, (_, index) => adaptiveDepth(from + index));
+    assert.deepEqual(depths(1, 5), [3, 3, 3, 3, 3]);
+    assert.deepEqual(depths(30, 33), [4, 3, 4, 3]);
+    assert.deepEqual(depths(60, 63), [5, 3, 4, 5]);
+    assert.equal(Math.max(...depths(1, 100_000)), 10);
   });
 
   it('an abort signal stops the exploration', async () => {

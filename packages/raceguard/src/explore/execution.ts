@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { DeadlockError, StepTimeoutError, type TraceStep } from './errors.js';
 import { ANYTHING, NOTHING, union, type Footprint } from './footprint.js';
+import { ioQuiet, type IoBaseline } from './quiet.js';
 import { defaultChoice, type ReadyTask, type Strategy } from './strategies.js';
 
 /** A place where a task waits for the scheduler. */
@@ -49,7 +50,16 @@ const PATIENT_MS = 1000;
 export interface ExecutionTiming {
   readonly stepTimeoutMs: number;
   readonly deadlockMs: number;
+  /** What kept the event loop alive before the first run; undefined: always wait `deadlockMs`. */
+  readonly io: IoBaseline | undefined;
 }
+
+/**
+ * How long live tasks with nothing parked are given when the process has no
+ * I/O left that could wake them (see quiet.ts): a margin for a timer the
+ * baseline hides, not for a reply.
+ */
+const QUIET_DEADLOCK_MS = 10;
 
 /** What one run did: its choices (for replay and search), the trace, and how it ended. */
 export interface ExecutionRecord {
@@ -289,12 +299,17 @@ export class Execution {
       if (inFlight.length === 0) {
         if (ready) return 'decide';
         // Live tasks, none parked and no call in flight: each awaits something
-        // only another task could give. Wait briefly for unintercepted I/O.
-        if (await this.waitEvent(this.timing.deadlockMs)) continue;
+        // only another task could give. Wait briefly for unintercepted I/O,
+        // hardly at all when there is none.
+        const wait =
+          this.timing.io !== undefined && ioQuiet(this.timing.io)
+            ? Math.min(QUIET_DEADLOCK_MS, this.timing.deadlockMs)
+            : this.timing.deadlockMs;
+        if (await this.waitEvent(wait)) continue;
         if (finished) return 'finished';
         throw new DeadlockError(
           live.map((task) => ({ name: task.name, lastLabel: task.lastLabel })),
-          this.timing.deadlockMs,
+          wait,
         );
       }
       if (ready) {

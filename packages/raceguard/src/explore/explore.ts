@@ -11,6 +11,7 @@ import {
 } from '../core/validate.js';
 import { createContext, type ExploreContext } from './context.js';
 import { ExploreFailure, ReplayDivergedError } from './errors.js';
+import { ioBaseline, type IoBaseline } from './quiet.js';
 import { Execution, type ExecutionRecord } from './execution.js';
 import { ANYTHING } from './footprint.js';
 import { runSeed } from './random.js';
@@ -53,8 +54,12 @@ export interface ExploreOptions {
    */
   readonly strategy?: StrategyName;
   /**
-   * PCT's bug depth d: d - 1 priority change points per run.
-   * @default 3
+   * PCT's bug depth d: d - 1 priority change points per run. Unset, each
+   * run picks its own: PCT's runs cycle through depths 3 to D, D starting at
+   * 3 and growing by one each time their count doubles from 30 (a bug's
+   * depth is rarely known; a depth too low never finds it, one too high
+   * finds a shallow bug more slowly).
+   * @default adaptive
    */
   readonly depth?: number;
   /**
@@ -92,6 +97,9 @@ export interface ExploreOptions {
   readonly stepTimeoutMs?: number;
   /**
    * How long live tasks may show no progress with nothing parked before the run is a deadlock.
+   * When the process has no I/O left that could wake them (no socket but the
+   * standard streams, no timer or request beyond those there before the
+   * exploration began), 10 ms at most.
    * @default 200
    */
   readonly deadlockMs?: number;
@@ -145,10 +153,23 @@ const KNOWN = new Set([
   'signal',
 ]);
 
-/** One member of a portfolio: a strategy, with PCT's depth in its name. */
-export type PortfolioMember = 'random' | 'switching' | 'pos' | 'systematic' | `pct:${number}`;
+/** One member of a portfolio: a strategy, with PCT's depth in its name (`pct` alone: adaptive). */
+export type PortfolioMember =
+  'random' | 'switching' | 'pos' | 'systematic' | 'pct' | `pct:${number}`;
 
-const PORTFOLIO_MEMBER = /^(?:random|switching|pos|systematic|pct:[1-9][0-9]?)$/;
+const PORTFOLIO_MEMBER = /^(?:random|switching|pos|systematic|pct|pct:[1-9][0-9]?)$/;
+
+/**
+ * PCT's depth for its `run`th run (1-based) when none is given: the runs
+ * cycle through depths 3..D, where D is 3 for the first 29 runs and grows by
+ * one each time the count doubles from 30, up to 10. Depth 3 finds the
+ * shallow bugs as fast as depth 1 or 2 did on the race corpus; deeper runs
+ * find what depth 3 never does.
+ */
+export function adaptiveDepth(run: number): number {
+  const ceiling = Math.min(10, 3 + Math.max(0, Math.floor(Math.log2(run / 15))));
+  return 3 + ((run - 1) % (ceiling - 2));
+}
 
 /**
  * The default portfolio, chosen by `npm run bench:explore` on the race corpus
@@ -168,7 +189,7 @@ const STRATEGIES: readonly StrategyName[] = [
 interface Settings {
   readonly runs: number;
   readonly strategy: StrategyName;
-  readonly depth: number;
+  readonly depth: number | undefined;
   readonly maxPreemptions: number | undefined;
   readonly seed: number;
   readonly portfolio: readonly PortfolioMember[];
@@ -178,6 +199,8 @@ interface Settings {
   readonly stepTimeoutMs: number;
   readonly deadlockMs: number;
   readonly signal: AbortSignal | undefined;
+  /** Taken when the exploration starts (see quiet.ts). */
+  readonly io: IoBaseline | undefined;
 }
 
 /** Validates {@link ExploreOptions} and fills in the defaults. */
@@ -187,7 +210,7 @@ export function exploreSettings(options: ExploreOptions = {}): Settings {
   const settings: Settings = {
     runs: options.runs ?? 1000,
     strategy: options.strategy ?? 'portfolio',
-    depth: options.depth ?? 3,
+    depth: options.depth,
     maxPreemptions: options.maxPreemptions,
     seed: options.seed ?? Math.floor(Math.random() * 2 ** 32),
     portfolio: options.portfolio ?? DEFAULT_PORTFOLIO,
@@ -197,10 +220,11 @@ export function exploreSettings(options: ExploreOptions = {}): Settings {
     stepTimeoutMs: options.stepTimeoutMs ?? 10_000,
     deadlockMs: options.deadlockMs ?? 200,
     signal: options.signal,
+    io: undefined,
   };
   assertPositiveInteger('options.runs', settings.runs);
   assertOneOf('options.strategy', settings.strategy, STRATEGIES);
-  assertPositiveInteger('options.depth', settings.depth);
+  if (settings.depth !== undefined) assertPositiveInteger('options.depth', settings.depth);
   if (settings.maxPreemptions !== undefined)
     assertNonNegativeInteger('options.maxPreemptions', settings.maxPreemptions);
   if (!Number.isSafeInteger(settings.seed) || settings.seed < 0 || settings.seed >= 2 ** 32) {
@@ -218,7 +242,7 @@ export function exploreSettings(options: ExploreOptions = {}): Settings {
   ) {
     throw new InvalidArgumentError(
       'options.portfolio',
-      'a non-empty array of "random", "switching", "pos", "systematic" or "pct:<depth>"',
+      'a non-empty array of "random", "switching", "pos", "systematic", "pct" or "pct:<depth>"',
       options.portfolio,
     );
   }
@@ -375,11 +399,17 @@ function failureOf(
 }
 
 /** The strategy of one sampled run. */
-function sampledStrategy(member: PortfolioMember, seed: number, maxSteps: number): Strategy {
+function sampledStrategy(
+  member: PortfolioMember,
+  seed: number,
+  maxSteps: number,
+  run: number,
+): Strategy {
   if (member === 'random') return randomStrategy(seed);
   if (member === 'switching') return switchingStrategy(seed);
   if (member === 'pos') return posStrategy(seed);
-  return pctStrategy(seed, Number(member.slice(4)), Math.max(maxSteps, 1));
+  const depth = member === 'pct' ? adaptiveDepth(run) : Number(member.slice(4));
+  return pctStrategy(seed, depth, Math.max(maxSteps, 1));
 }
 
 /**
@@ -407,7 +437,7 @@ export async function explore(
   options: ExploreOptions = {},
 ): Promise<ExploreReport> {
   assertFunction('program', program);
-  const settings = exploreSettings(options);
+  const settings: Settings = { ...exploreSettings(options), io: ioBaseline() };
   throwIfAborted(settings.signal);
   if (settings.replay !== undefined) {
     const outcome = await runOnce(
@@ -451,7 +481,7 @@ export async function explore(
     let member: PortfolioMember =
       settings.strategy === 'portfolio'
         ? settings.portfolio[(run - 1) % settings.portfolio.length]!
-        : settings.strategy === 'pct'
+        : settings.strategy === 'pct' && settings.depth !== undefined
           ? `pct:${settings.depth}`
           : settings.strategy;
     let strategy: Strategy | undefined;
@@ -466,7 +496,10 @@ export async function explore(
       }
     }
     const searching = strategy !== undefined;
-    strategy ??= sampledStrategy(member, runSeed(settings.seed, run), maxSteps);
+    // A member's own run count (PCT's depth cycles over its runs, not the portfolio's).
+    const ordinal =
+      settings.strategy === 'portfolio' ? Math.ceil(run / settings.portfolio.length) : run;
+    strategy ??= sampledStrategy(member, runSeed(settings.seed, run), maxSteps, ordinal);
     const outcome = await runOnce(program, strategy, settings, run);
     maxSteps = Math.max(maxSteps, outcome.record.choices.length);
     if (searching) systematic.expand(outcome.record);
