@@ -33,6 +33,8 @@ describe('checkTransactions: anomaly classes on known histories', () => {
       ok(3, r('x', [1, 2]), r('y', [3])),
     ];
     assert.deepEqual(checkTransactions(history, { workload: 'list-append' }), {
+      verdict: 'valid',
+      complete: true,
       valid: true,
       anomalies: [],
       counts: {},

@@ -82,6 +82,35 @@ describe('raceguard check (CLI)', () => {
     const bad = cli('--format', 'jepsen-etcd', garbled);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /line 1: not a Jepsen log line/);
+    // A transactional history honours the budget too: 10,001 transactions in one cycle.
+    const chain = join(folder, 'chain.json');
+    const transactions = Array.from({ length: 10_000 }, (_, index) => ({
+      process: index % 5,
+      status: 'ok',
+      ops: [
+        { f: 'r', key: `k${index}`, value: null },
+        { f: 'w', key: `k${index}`, value: index + 1 },
+      ],
+      start: 2 * index,
+      end: 2 * index + 1,
+    }));
+    transactions.push({
+      process: 0,
+      status: 'ok',
+      ops: [{ f: 'r', key: 'k0', value: null }],
+      start: 20_000,
+      end: 20_001,
+    });
+    writeFileSync(chain, JSON.stringify({ transactions }));
+    const rushed = cli('--workload', 'rw-register', '--timeout-ms', '1', '--json', chain);
+    assert.equal(rushed.status, 2, rushed.stderr);
+    assert.equal(
+      (JSON.parse(rushed.stdout) as { results: { verdict: string }[] }).results[0]?.verdict,
+      'unknown',
+    );
+    const found = cli('--workload', 'rw-register', chain);
+    assert.equal(found.status, 1, found.stderr);
+    assert.match(found.stdout, /anomalies: G-single-realtime/);
     assert.equal(cli('--format', 'xml', hard).status, 2);
     assert.equal(cli('--format', 'jepsen-etcd', '--model', 'kv', hard).status, 2);
   });

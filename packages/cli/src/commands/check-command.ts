@@ -129,7 +129,10 @@ async function checkFile(file: string, options: CheckOptions): Promise<CheckFile
         throw new Error('a transactional history needs --workload list-append or rw-register');
       }
       const started = performance.now();
-      const result = checkTransactions(history.transactions, { workload: options.workload });
+      const result = checkTransactions(history.transactions, {
+        workload: options.workload,
+        timeoutMs: options.timeoutMs,
+      });
       const ms = performance.now() - started;
       if (options.html !== undefined) {
         await writeFile(
@@ -145,7 +148,7 @@ async function checkFile(file: string, options: CheckOptions): Promise<CheckFile
       return {
         file,
         model: options.workload,
-        verdict: result.valid ? 'no-anomalies' : 'anomalies',
+        verdict: result.verdict === 'valid' ? 'no-anomalies' : result.verdict,
         operations: history.transactions.length,
         ms,
         anomalies: result.counts,

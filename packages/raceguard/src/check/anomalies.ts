@@ -19,7 +19,12 @@
  * from transactions that read a version and then wrote the next).
  */
 import { InvalidArgumentError } from '../core/errors.js';
-import { assertKnownOptions, assertOneOf, assertPlainObject } from '../core/validate.js';
+import {
+  assertKnownOptions,
+  assertOneOf,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
 
 /** One read, write or append inside a transaction. */
 export type MicroOp =
@@ -84,18 +89,32 @@ export interface TransactionCheckOptions {
    * @default true
    */
   readonly realtime?: boolean;
+  /**
+   * Give up after this long: the result's `verdict` is then `unknown` (or
+   * `anomalies` with those found so far).
+   * @default 10000
+   */
+  readonly timeoutMs?: number;
 }
 
 /** What {@link checkTransactions} found. */
 export interface TransactionCheckResult {
-  /** True when no anomaly was found. */
+  /**
+   * `valid`: the whole history was checked and no anomaly found;
+   * `anomalies`: at least one found; `unknown`: the time budget ran out
+   * before the check was complete and none was found so far.
+   */
+  readonly verdict: 'valid' | 'anomalies' | 'unknown';
+  /** False when the time budget ran out: anomalies may be missing. */
+  readonly complete: boolean;
+  /** True when the verdict is `valid`. */
   readonly valid: boolean;
   readonly anomalies: readonly Anomaly[];
   /** Anomaly type to how many were found. */
   readonly counts: Readonly<Partial<Record<AnomalyType, number>>>;
 }
 
-const OPTIONS = new Set(['workload', 'realtime']);
+const OPTIONS = new Set(['workload', 'realtime', 'timeoutMs']);
 
 interface Edge {
   readonly to: number;
@@ -134,16 +153,22 @@ function validate(history: unknown): asserts history is readonly Transaction[] {
   });
 }
 
+const EDGE_TYPES: readonly EdgeType[] = ['ww', 'wr', 'rw', 'rt'];
+
 class Graph {
   readonly out: Edge[][];
+  /** Per transaction, `to * 4 + type` of its edges: one edge per pair and type. */
+  private readonly present: Set<number>[];
   constructor(size: number) {
     this.out = Array.from({ length: size }, () => []);
+    this.present = Array.from({ length: size }, () => new Set<number>());
   }
   add(from: number, to: number, type: EdgeType, key?: string, value?: unknown): void {
     if (from === to) return;
-    const edges = this.out[from]!;
-    if (edges.some((edge) => edge.to === to && edge.type === type)) return;
-    edges.push({
+    const code = to * 4 + EDGE_TYPES.indexOf(type);
+    if (this.present[from]!.has(code)) return;
+    this.present[from]!.add(code);
+    this.out[from]!.push({
       to,
       type,
       ...(key !== undefined && { key }),
@@ -152,14 +177,30 @@ class Graph {
   }
 }
 
-/** Strongly connected components with more than one transaction (Tarjan, iterative). */
-function components(graph: Graph): number[][] {
-  const size = graph.out.length;
-  const index = new Array<number>(size).fill(-1);
-  const low = new Array<number>(size).fill(0);
-  const onStack = new Array<boolean>(size).fill(false);
+type EdgeFilter = (edge: Edge) => boolean;
+
+/** The strongly connected components of a subgraph, in the order Tarjan's algorithm completes them (sinks first). */
+interface Components {
+  /** A node's component, as its completion index. */
+  readonly of: (node: number) => number;
+  readonly list: readonly (readonly number[])[];
+}
+
+/**
+ * Strongly connected components of the subgraph over `nodes` and the edges
+ * `allowed` accepts between them (Tarjan, iterative: linear in the
+ * subgraph's size, whatever the size of the whole graph).
+ */
+function tarjan(graph: Graph, nodes: readonly number[], allowed: EdgeFilter): Components {
+  const local = new Map<number, number>();
+  nodes.forEach((node, at) => local.set(node, at));
+  const size = nodes.length;
+  const index = new Int32Array(size).fill(-1);
+  const low = new Int32Array(size);
+  const of = new Int32Array(size);
+  const onStack = new Uint8Array(size);
   const stack: number[] = [];
-  const found: number[][] = [];
+  const list: number[][] = [];
   let counter = 0;
   for (let root = 0; root < size; root += 1) {
     if (index[root] !== -1) continue;
@@ -170,14 +211,15 @@ function components(graph: Graph): number[][] {
       if (edge === 0 && index[node] === -1) {
         index[node] = low[node] = counter++;
         stack.push(node);
-        onStack[node] = true;
+        onStack[node] = 1;
       }
-      const edges = graph.out[node]!;
+      const edges = graph.out[nodes[node]!]!;
       if (edge < edges.length) {
         frame[1] += 1;
-        const next = edges[edge]!.to;
+        const next = local.get(edges[edge]!.to);
+        if (next === undefined || !allowed(edges[edge]!)) continue;
         if (index[next] === -1) work.push([next, 0]);
-        else if (onStack[next]) low[node] = Math.min(low[node]!, index[next]!);
+        else if (onStack[next] === 1) low[node] = Math.min(low[node]!, index[next]!);
         continue;
       }
       work.pop();
@@ -190,14 +232,15 @@ function components(graph: Graph): number[][] {
         let member: number;
         do {
           member = stack.pop()!;
-          onStack[member] = false;
-          component.push(member);
+          onStack[member] = 0;
+          of[member] = list.length;
+          component.push(nodes[member]!);
         } while (member !== node);
-        if (component.length > 1) found.push(component);
+        list.push(component);
       }
     }
   }
-  return found;
+  return { of: (node) => of[local.get(node)!]!, list };
 }
 
 /** Shortest path from `from` to `to` inside `members` using edges `allowed` accepts. */
@@ -233,58 +276,94 @@ function path(
   return undefined;
 }
 
-/** The most specific cycle in a component: G0, then G1c, G-single, G2; `-realtime` when rt edges are needed. */
+/**
+ * A cycle through an edge of type `through` whose both ends lie in one
+ * strongly connected component of the subgraph over `allowed` edges (every
+ * such edge closes one: a path back exists inside the component), or none.
+ * Linear in the component's size.
+ */
+function cycleThrough(
+  graph: Graph,
+  component: readonly number[],
+  allowed: EdgeFilter,
+  through: EdgeFilter,
+): CycleStep[] | undefined {
+  const parts = tarjan(graph, component, allowed);
+  for (const part of parts.list) {
+    if (part.length < 2) continue;
+    const members = new Set(part);
+    for (const node of part) {
+      for (const edge of graph.out[node]!) {
+        if (!members.has(edge.to) || !allowed(edge) || !through(edge)) continue;
+        const back = path(graph, members, edge.to, node, allowed);
+        if (back !== undefined) return [{ from: node, ...edge }, ...back];
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A cycle of one rw edge closed by a path over `allowed` edges (no rw), or
+ * none; gives up (undefined) past `deadline`. An rw edge u → v closes one
+ * only when v reaches u; the components of the `allowed` subgraph, in
+ * completion order, rule out most edges without a search.
+ */
+function singleRwCycle(
+  graph: Graph,
+  component: readonly number[],
+  allowed: EdgeFilter,
+  deadline: number,
+): CycleStep[] | undefined | 'timeout' {
+  const parts = tarjan(graph, component, allowed);
+  const members = new Set(component);
+  for (const node of component) {
+    for (const edge of graph.out[node]!) {
+      if (edge.type !== 'rw' || !members.has(edge.to)) continue;
+      // Tarjan completes a component only after every component it reaches.
+      if (parts.of(node) > parts.of(edge.to)) continue;
+      if (performance.now() > deadline) return 'timeout';
+      const back = path(graph, members, edge.to, node, allowed);
+      if (back !== undefined) return [{ from: node, ...edge }, ...back];
+    }
+  }
+  return undefined;
+}
+
+const isWw: EdgeFilter = (edge) => edge.type === 'ww';
+const isWwWr: EdgeFilter = (edge) => edge.type === 'ww' || edge.type === 'wr';
+const isWr: EdgeFilter = (edge) => edge.type === 'wr';
+const isRw: EdgeFilter = (edge) => edge.type === 'rw';
+const notRt: EdgeFilter = (edge) => edge.type !== 'rt';
+const orRt =
+  (filter: EdgeFilter): EdgeFilter =>
+  (edge) =>
+    edge.type === 'rt' || filter(edge);
+
+/**
+ * The most specific cycle in a component: G0, then G1c, G-single, G2;
+ * `-realtime` when rt edges are needed (every kind is tried without them
+ * first, so a cycle found with them allowed uses one). `timeout` when the
+ * budget ran out first.
+ */
 function classify(
   graph: Graph,
   component: readonly number[],
-): { type: AnomalyType; cycle: CycleStep[] } | undefined {
-  const members = new Set(component);
-  const attempts: [AnomalyType, boolean][] = [
-    ['G0', false],
-    ['G1c', false],
-    ['G-single', false],
-    ['G2', false],
-    ['G0-realtime', true],
-    ['G1c-realtime', true],
-    ['G-single-realtime', true],
-    ['G2-realtime', true],
-  ];
-  for (const [type, realtime] of attempts) {
-    const base = type.replace('-realtime', '');
-    const withRt = (edge: Edge): boolean =>
-      (base === 'G0' ? edge.type === 'ww' : edge.type === 'ww' || edge.type === 'wr') ||
-      (realtime && edge.type === 'rt');
-    if (base === 'G0' || base === 'G1c') {
-      for (const node of component) {
-        for (const edge of graph.out[node]!) {
-          if (!members.has(edge.to) || !withRt(edge)) continue;
-          const back = path(graph, members, edge.to, node, withRt);
-          if (back === undefined) continue;
-          const cycle = [{ from: node, ...edge }, ...back];
-          if (base === 'G1c' && !cycle.some((step) => step.type === 'wr')) continue;
-          if (realtime && !cycle.some((step) => step.type === 'rt')) continue;
-          return { type, cycle };
-        }
-      }
-      continue;
-    }
-    // G-single: one rw edge closed by a path without rw; G2: closed by any path.
-    for (const node of component) {
-      for (const edge of graph.out[node]!) {
-        if (edge.type !== 'rw' || !members.has(edge.to)) continue;
-        const back = path(
-          graph,
-          members,
-          edge.to,
-          node,
-          base === 'G-single' ? withRt : (e) => e.type !== 'rt' || realtime,
-        );
-        if (back === undefined) continue;
-        const cycle = [{ from: node, ...edge }, ...back];
-        if (realtime && !cycle.some((step) => step.type === 'rt')) continue;
-        return { type, cycle };
-      }
-    }
+  deadline: number,
+): { type: AnomalyType; cycle: CycleStep[] } | undefined | 'timeout' {
+  for (const realtime of [false, true]) {
+    const widen = (filter: EdgeFilter): EdgeFilter => (realtime ? orRt(filter) : filter);
+    const suffix = realtime ? '-realtime' : '';
+    const g0 = cycleThrough(graph, component, widen(isWw), () => true);
+    if (g0 !== undefined) return { type: `G0${suffix}` as AnomalyType, cycle: g0 };
+    const g1c = cycleThrough(graph, component, widen(isWwWr), isWr);
+    if (g1c !== undefined) return { type: `G1c${suffix}` as AnomalyType, cycle: g1c };
+    if (performance.now() > deadline) return 'timeout';
+    const single = singleRwCycle(graph, component, widen(isWwWr), deadline);
+    if (single === 'timeout') return single;
+    if (single !== undefined) return { type: `G-single${suffix}` as AnomalyType, cycle: single };
+    const g2 = cycleThrough(graph, component, realtime ? () => true : notRt, isRw);
+    if (g2 !== undefined) return { type: `G2${suffix}` as AnomalyType, cycle: g2 };
   }
   return undefined;
 }
@@ -327,10 +406,15 @@ function inferListAppend(history: readonly Transaction[]): Inference {
     }
   });
   const longest = new Map<string, readonly unknown[]>();
+  // Committed reads by key, in history order: [transaction, what it read].
+  const reads = new Map<string, [number, unknown][]>();
   history.forEach((txn, index) => {
     if (txn.status !== 'ok') return;
     for (const op of txn.ops) {
       if (op.f !== 'r') continue;
+      const ofKey = reads.get(op.key) ?? [];
+      reads.set(op.key, ofKey);
+      ofKey.push([index, op.value]);
       const list = Array.isArray(op.value) ? op.value : [];
       const known = longest.get(op.key) ?? [];
       const [short, long] = list.length <= known.length ? [list, known] : [known, list];
@@ -394,19 +478,15 @@ function inferListAppend(history: readonly Transaction[]): Inference {
       if (before !== undefined && after !== undefined)
         graph.add(before, after, 'ww', key, order[at]);
     }
-    history.forEach((txn, index) => {
-      if (txn.status !== 'ok') return;
-      for (const op of txn.ops) {
-        if (op.f !== 'r' || op.key !== key) continue;
-        const list = Array.isArray(op.value) ? op.value : [];
-        if (list.length > 0) {
-          const source = writers[list.length - 1];
-          if (source !== undefined) graph.add(source, index, 'wr', key, list[list.length - 1]);
-        }
-        const next = writers[list.length];
-        if (next !== undefined) graph.add(index, next, 'rw', key, order[list.length]);
+    for (const [index, value] of reads.get(key) ?? []) {
+      const list = Array.isArray(value) ? value : [];
+      if (list.length > 0) {
+        const source = writers[list.length - 1];
+        if (source !== undefined) graph.add(source, index, 'wr', key, list[list.length - 1]);
       }
-    });
+      const next = writers[list.length];
+      if (next !== undefined) graph.add(index, next, 'rw', key, order[list.length]);
+    }
   }
   return { graph, anomalies };
 }
@@ -531,6 +611,30 @@ function addRealtime(graph: Graph, history: readonly Transaction[]): void {
   }
 }
 
+function infer(
+  history: readonly Transaction[],
+  workload: TransactionCheckOptions['workload'],
+  realtime: boolean,
+): Inference {
+  const inference =
+    workload === 'list-append' ? inferListAppend(history) : inferRwRegister(history);
+  if (realtime) addRealtime(inference.graph, history);
+  return inference;
+}
+
+/**
+ * The dependency edges inferred from a valid history (for tests that check
+ * the cycle search against an exhaustive one; not part of the public API).
+ */
+export function dependencyEdges(
+  history: readonly Transaction[],
+  workload: TransactionCheckOptions['workload'],
+  realtime: boolean,
+): CycleStep[] {
+  const { graph } = infer(history, workload, realtime);
+  return graph.out.flatMap((edges, from) => edges.map((edge) => ({ from, ...edge })));
+}
+
 /**
  * Finds isolation anomalies in a transactional history.
  *
@@ -557,12 +661,20 @@ export function checkTransactions(
   if (options.realtime !== undefined && typeof options.realtime !== 'boolean') {
     throw new InvalidArgumentError('options.realtime', 'a boolean', options.realtime);
   }
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  assertPositiveInteger('options.timeoutMs', timeoutMs);
+  const deadline = performance.now() + timeoutMs;
   validate(history);
-  const { graph, anomalies } =
-    options.workload === 'list-append' ? inferListAppend(history) : inferRwRegister(history);
-  if (options.realtime ?? true) addRealtime(graph, history);
-  for (const component of components(graph)) {
-    const found = classify(graph, component);
+  const { graph, anomalies } = infer(history, options.workload, options.realtime ?? true);
+  const everyone = Array.from({ length: history.length }, (_, index) => index);
+  let complete = true;
+  for (const component of tarjan(graph, everyone, () => true).list) {
+    if (component.length < 2) continue;
+    const found = performance.now() > deadline ? 'timeout' : classify(graph, component, deadline);
+    if (found === 'timeout') {
+      complete = false;
+      break;
+    }
     if (found === undefined) continue;
     anomalies.push({
       type: found.type,
@@ -573,5 +685,6 @@ export function checkTransactions(
   }
   const counts: Partial<Record<AnomalyType, number>> = {};
   for (const anomaly of anomalies) counts[anomaly.type] = (counts[anomaly.type] ?? 0) + 1;
-  return { valid: anomalies.length === 0, anomalies, counts };
+  const verdict = anomalies.length > 0 ? 'anomalies' : complete ? 'valid' : 'unknown';
+  return { verdict, complete, valid: verdict === 'valid', anomalies, counts };
 }
