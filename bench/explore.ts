@@ -136,6 +136,8 @@ interface BugResult {
   preemptions: number;
   medianRuns: Record<string, number | null>;
   p90Runs: Record<string, number | null>;
+  /** Wall time per run over every trial (a miss counts its cap of runs). */
+  msPerRun: Record<string, number>;
   portfolioVsFastCheck: number | null;
 }
 interface FixedResult {
@@ -162,12 +164,16 @@ const entries = CORPUS.filter((entry) => args.only === undefined || entry.name.i
 for (const entry of trials > 0 ? entries : []) {
   const medianRuns: Record<string, number | null> = {};
   const p90Runs: Record<string, number | null> = {};
+  const msPerRun: Record<string, number> = {};
   for (const contender of chosen) {
     // The systematic search is deterministic: one trial says it all.
     const count = contender.name === 'systematic' ? 1 : trials;
     const runs: (number | undefined)[] = [];
+    const started = performance.now();
     for (let trial = 0; trial < count; trial += 1)
       runs.push(await contender.run(entry, 1000 + trial));
+    const total = runs.reduce<number>((sum, value) => sum + (value ?? cap), 0);
+    msPerRun[contender.name] = Math.round(((performance.now() - started) / total) * 100) / 100;
     medianRuns[contender.name] = median(runs) ?? null;
     p90Runs[contender.name] = quantile(runs, 0.9) ?? null;
   }
@@ -179,6 +185,7 @@ for (const entry of trials > 0 ? entries : []) {
     preemptions: entry.preemptions,
     medianRuns,
     p90Runs,
+    msPerRun,
     portfolioVsFastCheck:
       portfolio == null || fastCheck == null
         ? null
@@ -238,13 +245,21 @@ if (args.json) {
   process.stdout.write(
     `runs to the first failing schedule, median / p90 (${trials} seeds, cap ${cap})\n` +
       renderTable(
-        ['bug', 'backend', 'preemptions', ...chosen.map((c) => c.name), 'fast-check / portfolio'],
+        [
+          'bug',
+          'backend',
+          'preemptions',
+          ...chosen.map((c) => c.name),
+          'fast-check / portfolio',
+          'ms/run portfolio, fast-check',
+        ],
         bugs.map((bug) => [
           bug.bug,
           bug.backend,
           String(bug.preemptions),
           ...chosen.map((c) => `${show(bug.medianRuns[c.name])} / ${show(bug.p90Runs[c.name])}`),
           bug.portfolioVsFastCheck == null ? '-' : `${bug.portfolioVsFastCheck}x`,
+          `${bug.msPerRun['portfolio'] ?? '-'}, ${bug.msPerRun['fast-check'] ?? '-'}`,
         ]),
       ) +
       `\nfixed twins under ${fixedRuns} schedules of the portfolio\n` +
