@@ -114,4 +114,77 @@ describe('raceguard check (CLI)', () => {
     assert.equal(cli('--format', 'xml', hard).status, 2);
     assert.equal(cli('--format', 'jepsen-etcd', '--model', 'kv', hard).status, 2);
   });
+
+  it('a history whose search explodes stays under 1 GB and ends "unknown (memory budget ran out)"', () => {
+    // 120,000 register operations from 20 processes, 5% of the writes of
+    // unknown outcome (9 MB of log): every crashed write stays pending, and
+    // the configurations to remember grow without end. Before the memory
+    // budget, this took the process to 1.9 GB within its time budget.
+    const folder = mkdtempSync(join(tmpdir(), 'raceguard-check-'));
+    const log = join(folder, 'explodes.log');
+    let seed = 20261207;
+    const next = () => {
+      seed ^= seed << 13;
+      seed >>>= 0;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      seed >>>= 0;
+      return seed / 2 ** 32;
+    };
+    const lines: string[] = [];
+    const open = new Map<number, string>();
+    const processes = Array.from({ length: 20 }, (_, index) => index);
+    let fresh = 20;
+    let value = 0;
+    for (let done = 0; done < 120_000;) {
+      const slot = Math.floor(next() * processes.length);
+      const process = processes[slot]!;
+      const pending = open.get(process);
+      if (pending === undefined) {
+        const write = next() < 0.5 ? String(Math.floor(next() * 5)) : undefined;
+        open.set(process, write ?? 'read');
+        lines.push(
+          `INFO  jepsen.util - ${process}\t:invoke\t${write === undefined ? ':read\tnil' : `:write\t${write}`}`,
+        );
+        continue;
+      }
+      open.delete(process);
+      done += 1;
+      if (pending === 'read') lines.push(`INFO  jepsen.util - ${process}\t:ok\t:read\t${value}`);
+      else if (next() < 0.05) {
+        lines.push(`INFO  jepsen.util - ${process}\t:info\t:write\t${pending}\t:timeout`);
+        processes[slot] = fresh++; // a crashed process is replaced, as Jepsen does
+      } else {
+        value = Number(pending);
+        lines.push(`INFO  jepsen.util - ${process}\t:ok\t:write\t${pending}`);
+      }
+    }
+    writeFileSync(log, `${lines.join('\n')}\n`);
+    // The peak memory of the CLI's process, written when it exits.
+    const probe = join(folder, 'rss.cjs');
+    writeFileSync(
+      probe,
+      "process.on('exit', () => process.stderr.write(`maxrss ${process.resourceUsage().maxRSS}\\n`));\n",
+    );
+    const run = spawnSync(
+      process.execPath,
+      [
+        '--require',
+        probe,
+        '--conditions=raceguard-source',
+        '--import',
+        'tsx',
+        'packages/cli/src/commands/main.ts',
+        'check',
+        '--format',
+        'jepsen-etcd',
+        log,
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stdout, /unknown \(memory budget ran out\)/);
+    const kilobytes = Number(/maxrss (\d+)/.exec(run.stderr)?.[1]);
+    assert.ok(kilobytes > 0 && kilobytes < 1024 * 1024, `peak ${kilobytes} KB`);
+  });
 });

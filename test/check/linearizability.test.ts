@@ -137,6 +137,38 @@ describe('checkLinearizable', () => {
     );
   });
 
+  it('gives up with "unknown" (memory) when the table of configurations would outgrow its budget', () => {
+    // The same impossible read: every subset of 30 writes is a configuration.
+    const writes = Array.from({ length: 30 }, (_, i) =>
+      op(i, { op: 'write', value: i + 1 }, null, 0, 100),
+    );
+    const history = [...writes, op(99, { op: 'read' }, 999, 0, 100)];
+    const capped = checkLinearizable(registerModel, history, { timeoutMs: 60_000, maxMemoryMb: 4 });
+    // Without the memory budget this search would run its whole minute and say 'time'.
+    assert.deepEqual(capped, { verdict: 'unknown', reason: 'memory' });
+    assert.deepEqual(checkLinearizable(registerModel, history, { timeoutMs: 50 }), {
+      verdict: 'unknown',
+      reason: 'time',
+    });
+  });
+
+  it('the verdict comes without its explanation when explainMs is 0, and with it by default', () => {
+    const history = [
+      op(1, { op: 'write', value: 1 }, null, 0, 10),
+      op(2, { op: 'read' }, 1, 20, 30),
+      op(3, { op: 'write', value: 2 }, null, 40, 50),
+      op(4, { op: 'read' }, 1, 60, 70),
+      op(5, { op: 'read' }, 2, 80, 90),
+    ];
+    const bare = checkLinearizable(registerModel, history, { explainMs: 0 });
+    assert.equal(bare.verdict, 'not-linearizable');
+    assert.equal(bare.minimalPrefix, undefined);
+    const explained = checkLinearizable(registerModel, history);
+    assert.equal(explained.verdict, 'not-linearizable');
+    assert.equal(explained.culprit?.call, 60);
+    assert.equal(explained.minimalPrefix?.length, 4);
+  });
+
   it('counter, set and queue models: a lost increment, a vanished member and a dequeue out of order are caught', () => {
     const at = <I, O>(input: I, output: O | undefined, call: number, ret: number) => ({
       client: call,

@@ -39,6 +39,8 @@ export interface CheckFileResult {
     'linearizable' | 'not-linearizable' | 'unknown' | 'no-anomalies' | 'anomalies' | 'error';
   /** Why the file could not be checked (verdict `error`). */
   readonly error?: string;
+  /** For `unknown`: which budget ran out. */
+  readonly reason?: 'time' | 'memory';
   /** Operations or transactions in the history. */
   readonly operations: number;
   /** Checking time of this file alone, parsing excluded. */
@@ -53,6 +55,8 @@ interface CheckOptions {
   readonly model?: ModelName;
   readonly workload?: Workload;
   readonly timeoutMs: number;
+  readonly explainMs?: number;
+  readonly maxMemoryMb: number;
   readonly html?: string;
 }
 
@@ -149,6 +153,7 @@ async function checkFile(file: string, options: CheckOptions): Promise<CheckFile
         file,
         model: options.workload,
         verdict: result.verdict === 'valid' ? 'no-anomalies' : result.verdict,
+        ...(result.verdict === 'unknown' && { reason: 'time' as const }),
         operations: history.transactions.length,
         ms,
         anomalies: result.counts,
@@ -169,6 +174,9 @@ async function checkFile(file: string, options: CheckOptions): Promise<CheckFile
   const started = performance.now();
   const result = checkLinearizable(modelByName(model), operations, {
     timeoutMs: options.timeoutMs,
+    // A page shows the explanation: give it the whole budget again.
+    explainMs: options.explainMs ?? (options.html === undefined ? 100 : options.timeoutMs),
+    maxMemoryMb: options.maxMemoryMb,
   });
   const ms = performance.now() - started;
   if (options.html !== undefined) {
@@ -177,7 +185,14 @@ async function checkFile(file: string, options: CheckOptions): Promise<CheckFile
       linearizabilityHtml({ file, model, operations, ...result }),
     );
   }
-  return { file, model, verdict: result.verdict, operations: operations.length, ms };
+  return {
+    file,
+    model,
+    verdict: result.verdict,
+    ...(result.reason !== undefined && { reason: result.reason }),
+    operations: operations.length,
+    ms,
+  };
 }
 
 /** `raceguard check`. */
@@ -211,10 +226,21 @@ export function checkCommand(): Command {
       integer(1),
       10_000,
     )
+    .option(
+      '--explain-ms <ms>',
+      'after a not-linearizable verdict, time to find the shortest failing prefix (default 100; with --html, --timeout-ms)',
+      integer(0),
+    )
+    .option(
+      '--max-memory-mb <mb>',
+      'memory budget of a linearizability search; past it the verdict is unknown (memory)',
+      integer(1),
+      512,
+    )
     .option('--html <dir>', 'write one self-contained HTML page per file into this directory')
     .option(
       '--json',
-      'print { "results": [ { "file", "model", "verdict", "operations", "ms", "anomalies"? } ] }',
+      'print { "results": [ { "file", "model", "verdict", "reason"?, "operations", "ms", "anomalies"? } ] }',
     )
     .action(async (files: string[], options: CheckOptions & { json?: boolean }) => {
       if (
@@ -264,11 +290,13 @@ export function checkCommand(): Command {
               String(r.operations),
               r.verdict === 'error'
                 ? `error: ${r.error ?? ''}`
-                : r.anomalies === undefined || r.verdict === 'no-anomalies'
-                  ? r.verdict
-                  : `${r.verdict}: ${Object.entries(r.anomalies)
-                      .map(([type, n]) => `${type} ×${n}`)
-                      .join(', ')}`,
+                : r.verdict === 'unknown'
+                  ? `unknown (${r.reason === 'memory' ? 'memory budget' : 'time budget'} ran out)`
+                  : r.anomalies === undefined || r.verdict === 'no-anomalies'
+                    ? r.verdict
+                    : `${r.verdict}: ${Object.entries(r.anomalies)
+                        .map(([type, n]) => `${type} ×${n}`)
+                        .join(', ')}`,
               r.ms.toFixed(1),
             ]),
           )}\n`,

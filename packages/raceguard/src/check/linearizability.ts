@@ -12,7 +12,13 @@
  * does.
  */
 import { InvalidArgumentError } from '../core/errors.js';
-import { assertKnownOptions, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
+import { Configurations } from './configurations.js';
+import {
+  assertKnownOptions,
+  assertNonNegativeInteger,
+  assertPlainObject,
+  assertPositiveInteger,
+} from '../core/validate.js';
 
 /** One operation of a history. */
 export interface Operation<I = unknown, O = unknown> {
@@ -43,8 +49,13 @@ export interface Model<S, I, O> {
   step(state: S, input: I, output: O | undefined): { readonly ok: boolean; readonly state: S };
   /** Whether two states are the same (for the memo). */
   equal(a: S, b: S): boolean;
-  /** A string that equal states share (for the memo's hash). */
-  key(state: S): string;
+  /**
+   * A string that equal states share, to spread configurations over the
+   * search's table. Not needed when states are numbers, strings, booleans
+   * or null (they are hashed as they are); for other states, without it
+   * every state of one set of operations shares a bucket.
+   */
+  key?(state: S): string;
   /** Split a history into independent parts (by key); absent: one part. */
   partition?(operations: readonly Operation<I, O>[]): Operation<I, O>[][];
 }
@@ -56,25 +67,42 @@ export type Verdict = 'linearizable' | 'not-linearizable' | 'unknown';
 export interface CheckOptions {
   /** Give up, with the verdict `unknown`, after this long. @default 10000 */
   readonly timeoutMs?: number;
+  /**
+   * After a `not-linearizable` verdict, how long to look for its
+   * explanation (`minimalPrefix`, `culprit`), on top of `timeoutMs`; 0
+   * skips it. The verdict never waits for the explanation.
+   * @default 100
+   */
+  readonly explainMs?: number;
+  /**
+   * Give up, with the verdict `unknown` and `reason: 'memory'`, when the
+   * search's table of configurations seen (its one structure that grows:
+   * a bit set per configuration, and a reference to the model's state)
+   * would grow past this many megabytes.
+   * @default 512
+   */
+  readonly maxMemoryMb?: number;
 }
 
 /** What {@link checkLinearizable} found. */
 export interface CheckResult {
   readonly verdict: Verdict;
+  /** For `unknown`: the time budget ran out, or the memory budget. */
+  readonly reason?: 'time' | 'memory';
   /** For `not-linearizable`: the operations of the first part that has no linearization. */
   readonly violating?: readonly Operation[];
   /**
    * For `not-linearizable`: the shortest prefix of that part (by time) that
    * already has no linearization: the operations invoked by the moment
    * `culprit` returned, those still running then counted as pending. When
-   * the time budget allows finding it.
+   * the explanation budget (`explainMs`) allows finding it.
    */
   readonly minimalPrefix?: readonly Operation[];
   /** The operation whose return makes the history non-linearizable. */
   readonly culprit?: Operation;
 }
 
-const OPTIONS = new Set(['timeoutMs']);
+const OPTIONS = new Set(['timeoutMs', 'explainMs', 'maxMemoryMb']);
 
 /**
  * Check a history against a model.
@@ -97,6 +125,11 @@ export function checkLinearizable<S, I, O>(
   assertKnownOptions('options', options, OPTIONS);
   const timeoutMs = options.timeoutMs ?? 10_000;
   assertPositiveInteger('options.timeoutMs', timeoutMs);
+  const explainMs = options.explainMs ?? 100;
+  assertNonNegativeInteger('options.explainMs', explainMs);
+  const maxMemoryMb = options.maxMemoryMb ?? 512;
+  assertPositiveInteger('options.maxMemoryMb', maxMemoryMb);
+  const memoryBytes = maxMemoryMb * 2 ** 20;
   if (!Array.isArray(operations)) {
     throw new InvalidArgumentError('operations', 'an array of operations', operations);
   }
@@ -116,15 +149,19 @@ export function checkLinearizable<S, I, O>(
   const deadline = performance.now() + timeoutMs;
   const all = operations as readonly Operation<I, O>[];
   const parts: Operation<I, O>[][] = model.partition?.(all) ?? [all.slice()];
-  let unknown = false;
+  let reason: 'time' | 'memory' | undefined;
   for (const part of parts) {
-    const verdict = checkPart(model, part, deadline);
+    const verdict = checkPart(model, part, deadline, memoryBytes);
     if (verdict === 'not-linearizable') {
-      return { verdict, violating: part, ...minimalPrefix(model, part, deadline) };
+      const explanation =
+        explainMs === 0
+          ? {}
+          : minimalPrefix(model, part, performance.now() + explainMs, memoryBytes);
+      return { verdict, violating: part, ...explanation };
     }
-    if (verdict === 'unknown') unknown = true;
+    if (verdict === 'time' || verdict === 'memory') reason ??= verdict;
   }
-  return { verdict: unknown ? 'unknown' : 'linearizable' };
+  return reason === undefined ? { verdict: 'linearizable' } : { verdict: 'unknown', reason };
 }
 
 /**
@@ -137,6 +174,7 @@ function minimalPrefix<S, I, O>(
   model: Model<S, I, O>,
   part: readonly Operation<I, O>[],
   deadline: number,
+  memoryBytes: number,
 ): { minimalPrefix?: readonly Operation[]; culprit?: Operation } {
   const returns = part
     .map((op) => op.return)
@@ -151,14 +189,14 @@ function minimalPrefix<S, I, O>(
   while (low < high) {
     if (performance.now() > deadline) return {};
     const middle = (low + high) >> 1;
-    if (checkPart(model, prefixAt(returns[middle]!), deadline) === 'not-linearizable')
+    if (checkPart(model, prefixAt(returns[middle]!), deadline, memoryBytes) === 'not-linearizable')
       high = middle;
     else low = middle + 1;
   }
   const time = returns[low];
   if (time === undefined) return {};
   const prefix = prefixAt(time);
-  if (checkPart(model, prefix, deadline) !== 'not-linearizable') return {};
+  if (checkPart(model, prefix, deadline, memoryBytes) !== 'not-linearizable') return {};
   const culprit = part.find((op) => op.return === time);
   return {
     minimalPrefix: part.filter((op) => op.call <= time),
@@ -177,11 +215,13 @@ interface Entry {
   next: Entry | undefined;
 }
 
+/** One part's verdict, or why there is none: `time` or `memory`. */
 function checkPart<S, I, O>(
   model: Model<S, I, O>,
   operations: readonly Operation<I, O>[],
   deadline: number,
-): Verdict {
+  memoryBytes: number,
+): 'linearizable' | 'not-linearizable' | 'time' | 'memory' {
   const n = operations.length;
   if (n === 0) return 'linearizable';
   // Events in time order; at equal times calls first (they may overlap the returns).
@@ -220,8 +260,10 @@ function checkPart<S, I, O>(
     zobrist[i] = seed;
   }
   let setHash = 0;
-  const memo = new Map<number, { bits: Uint32Array; state: S }[]>();
-  const stack: { entry: Entry; state: S }[] = [];
+  const seen = new Configurations<S>(words, (a, b) => model.equal(a, b), memoryBytes);
+  // The choices made, as two parallel stacks (no object per step).
+  const stackEntries: Entry[] = [];
+  const stackStates: S[] = [];
   let state = model.init();
   let entry = head.next;
   let steps = 0;
@@ -242,7 +284,7 @@ function checkPart<S, I, O>(
   };
 
   while (head.next !== undefined) {
-    if ((++steps & 0x3ff) === 0 && performance.now() > deadline) return 'unknown';
+    if ((++steps & 0x3ff) === 0 && performance.now() > deadline) return 'time';
     const current = entry as Entry;
     if (current.isCall) {
       const op = operations[current.id] as Operation<I, O>;
@@ -252,16 +294,15 @@ function checkPart<S, I, O>(
         const bit = 1 << (current.id & 31);
         linearized[word] = (linearized[word] as number) | bit;
         const nextHash = (setHash ^ (zobrist[current.id] as number)) >>> 0;
-        const memoKey = (nextHash ^ stringHash(model.key(result.state))) >>> 0;
-        const seen = memo.get(memoKey);
-        if (
-          seen === undefined ||
-          !seen.some((s) => sameBits(s.bits, linearized) && model.equal(s.state, result.state))
-        ) {
-          const remembered = { bits: linearized.slice(), state: result.state };
-          if (seen === undefined) memo.set(memoKey, [remembered]);
-          else seen.push(remembered);
-          stack.push({ entry: current, state });
+        const added = seen.add(
+          (nextHash ^ stateHash(result.state, model)) >>> 0,
+          linearized,
+          result.state,
+        );
+        if (added === 'full') return 'memory';
+        if (added === 'added') {
+          stackEntries.push(current);
+          stackStates.push(state);
           state = result.state;
           setHash = nextHash;
           lift(current);
@@ -273,22 +314,34 @@ function checkPart<S, I, O>(
       entry = current.next;
     } else {
       // A return whose call is not linearized yet: undo the last choice.
-      const top = stack.pop();
+      const top = stackEntries.pop();
       if (top === undefined) return 'not-linearizable';
-      state = top.state;
-      setHash = (setHash ^ (zobrist[top.entry.id] as number)) >>> 0;
-      const word = top.entry.id >>> 5;
-      linearized[word] = (linearized[word] as number) & ~(1 << (top.entry.id & 31));
-      unlift(top.entry);
-      entry = top.entry.next;
+      state = stackStates.pop() as S;
+      setHash = (setHash ^ (zobrist[top.id] as number)) >>> 0;
+      const word = top.id >>> 5;
+      linearized[word] = (linearized[word] as number) & ~(1 << (top.id & 31));
+      unlift(top);
+      entry = top.next;
     }
   }
   return 'linearizable';
 }
 
-function sameBits(a: Uint32Array, b: Uint32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/** A hash of a model state: primitives as they are, anything else by the model's key. */
+function stateHash<S>(state: S, model: Model<S, unknown, unknown>): number {
+  switch (typeof state) {
+    case 'number':
+      return Number.isInteger(state)
+        ? Math.imul((state as number) | 0, 0x9e3779b1) >>> 0
+        : stringHash(String(state));
+    case 'string':
+      return stringHash(state);
+    case 'boolean':
+      return state ? 0x5bd1e995 : 0x1b873593;
+    default:
+      if (state === null || state === undefined) return 0;
+      return model.key === undefined ? 0 : stringHash(model.key(state));
+  }
 }
 
 /** FNV-1a over the string's UTF-16 units. */
