@@ -4,7 +4,10 @@
  * growing size, partitioned by key: verdicts, total and p99 time per
  * history, and time per operation.
  *
- *   npm run bench:check [-- --histories ../shared/histories/porcupine --json]
+ *   npm run bench:check [-- --histories ../shared/histories/porcupine --rounds 3 --json]
+ *
+ * With Go installed, Porcupine (../shared/peers/porcupine) runs on the same
+ * files in the same run (bench/porcupine/timing_test.go next to its sources).
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,11 +18,14 @@ import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import {
   checkLinearizable,
+  checkTransactions,
   kvModel,
   parseJepsenRegister,
   parsePorcupineKv,
   registerModel,
   type KvInput,
+  type MicroOp,
+  type Transaction,
   type Operation,
 } from '../packages/raceguard/dist/check/index.js';
 
@@ -247,9 +253,67 @@ for (const [operations, keys] of [
   });
 }
 
+/** Transactional histories of growing size: a serial chain of read-modify-writes closed by one stale read (one cycle through every transaction), and concurrent list-append. */
+function chain(count: number): Transaction[] {
+  const history: Transaction[] = Array.from({ length: count - 1 }, (_, index) => ({
+    process: index % 5,
+    status: 'ok',
+    ops: [
+      { f: 'r', key: `k${index}`, value: null },
+      { f: 'w', key: `k${index}`, value: index + 1 },
+    ],
+    start: 2 * index,
+    end: 2 * index + 1,
+  }));
+  history.push({
+    process: 0,
+    status: 'ok',
+    ops: [{ f: 'r', key: 'k0', value: null }],
+    start: 2 * count,
+    end: 2 * count + 1,
+  });
+  return history;
+}
+/** Serializable list-append: `count` transactions of 4 micro-operations over `keys` keys, 5 at a time. */
+function appends(count: number, keys: number): Transaction[] {
+  const lists: number[][] = Array.from({ length: keys }, () => []);
+  let fresh = 1;
+  return Array.from({ length: count }, (_, index) => {
+    const ops: MicroOp[] = Array.from({ length: 4 }, () => {
+      const key = Math.floor(Math.random() * keys);
+      if (Math.random() < 0.5) {
+        lists[key]!.push(fresh);
+        return { f: 'append', key: `k${key}`, value: fresh++ } as const;
+      }
+      return { f: 'r', key: `k${key}`, value: [...lists[key]!] } as const;
+    });
+    return { process: index % 5, status: 'ok', ops, start: index, end: index + 1 };
+  });
+}
+const transactional: { history: string; transactions: number; verdict: string; ms: number }[] = [];
+for (const [name, history, workload] of [
+  ['rw-register chain, 10,001', chain(10_001), 'rw-register'],
+  ['rw-register chain, 100,001', chain(100_001), 'rw-register'],
+  ['list-append, 25,000 (100,000 micro-ops)', appends(25_000, 2000), 'list-append'],
+] as const) {
+  const started = performance.now();
+  const result = checkTransactions(history, { workload, timeoutMs: 120_000 });
+  transactional.push({
+    history: name,
+    transactions: history.length,
+    verdict:
+      result.verdict === 'anomalies'
+        ? Object.entries(result.counts)
+            .map(([type, n]) => `${type} x${n}`)
+            .join(', ')
+        : result.verdict,
+    ms: Math.round(performance.now() - started),
+  });
+}
+
 if (args.json) {
   process.stdout.write(
-    `${JSON.stringify({ results, files, scaling, maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024) }, null, 2)}\n`,
+    `${JSON.stringify({ results, files, scaling, transactional, maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024) }, null, 2)}\n`,
   );
 } else {
   process.stdout.write(
@@ -283,6 +347,9 @@ if (args.json) {
         String(s.ms),
         String(s.usPerOperation),
       ]),
+    )}\n\n${renderTable(
+      ['transactional history', 'transactions', 'verdict', 'ms'],
+      transactional.map((t) => [t.history, String(t.transactions), t.verdict, String(t.ms)]),
     )}\npeak memory of this process: ${Math.round(process.resourceUsage().maxRSS / 1024)} MB\n`,
   );
 }
