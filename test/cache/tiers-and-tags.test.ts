@@ -171,6 +171,44 @@ describe('LeaseCache: in-process tier and tags', () => {
     await writer.cache.close();
   });
 
+  it('a subscription that takes longer than the trust window still brings the tier up for good', async () => {
+    // A subscribe queued behind a reconnect: 400 ms, twice BUS_TRUST_MS. A
+    // probe timed from before the subscribe came back "too old", brought the
+    // tier up and down again at the next lookup (a CI run caught it).
+    const subscriber = redis.connect();
+    const subscribe = subscriber.subscribe.bind(subscriber);
+    const slowed = new Proxy(subscriber, {
+      get(target, property, receiver) {
+        if (property === 'subscribe')
+          return async (channel: string) => {
+            await new Promise((resolve) => setTimeout(resolve, 400));
+            return subscribe(channel);
+          };
+        const value: unknown = Reflect.get(target, property, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const events: CacheEvent[] = [];
+    let up: () => void = () => undefined;
+    const isUp = new Promise<void>((resolve) => (up = resolve));
+    const cache = new LeaseCache({
+      client: redis.connect(),
+      subscriber: slowed,
+      prefix: `${redis.prefix}slow:`,
+      local: {},
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === 'local-tier' && e.state === 'up') up();
+      },
+    });
+    await isUp;
+    assert.equal(await cache.get('k', async () => 'v'), 'v');
+    assert.equal(await cache.get('k', async () => 'never'), 'v');
+    assert.equal(events.filter((e) => e.type === 'hit' && e.tier === 'local').length, 1);
+    assert.equal(events.filter((e) => e.type === 'local-tier' && e.state === 'down').length, 0);
+    await cache.close();
+  });
+
   it('a lost bus connection empties the tier; it serves again once resubscribed', async () => {
     const prefix = `${redis.prefix}lost:`;
     const events: CacheEvent[] = [];

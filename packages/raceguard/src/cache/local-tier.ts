@@ -189,7 +189,9 @@ export class LocalTier {
       if (sentAt !== undefined) {
         for (const [nonce, at] of this.#probes) if (at <= sentAt) this.#probes.delete(nonce);
         this.#trustedUntil = Math.max(this.#trustedUntil, sentAt + BUS_TRUST_MS);
-        if (!this.#up) {
+        // A probe that took longer than the trust it gives vouches for nothing:
+        // coming up on it would mean going down again at the next lookup.
+        if (!this.#up && this.#trustedUntil > performance.now()) {
           clearTimeout(this.#probeTimer);
           this.#up = true;
           this.#startHeartbeat();
@@ -228,10 +230,10 @@ export class LocalTier {
   #probe(): void {
     clearTimeout(this.#probeTimer);
     if (this.#closed || this.#up) return;
-    const probe = this.#newProbe();
     this.#subscriber
       .subscribe(this.#channel)
-      .then(() => this.#publish(probe))
+      // Timed from its publication: a subscribe queued behind a reconnect is not the bus's delay.
+      .then(() => this.#publish(this.#newProbe()))
       .catch(() => undefined); // still down: the next round tries again
     this.#probeTimer = setTimeout(() => this.#probe(), PROBE_EVERY_MS);
     this.#probeTimer.unref();
