@@ -28,10 +28,10 @@ import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { inventory } from '../packages/cli/dist/lab/scenarios/inventory.js';
 import { createLabServer } from '../packages/cli/dist/lab/server.js';
 import { postgresDb } from '../packages/cli/dist/lab/sql.js';
-import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
 import { createScratchSchema } from '../packages/raceguard/dist/testing/scratch-schema.js';
 import { Http1BurstClient } from '../packages/cli/dist/run/http1.js';
 import { Http2BurstClient } from '../packages/cli/dist/run/http2.js';
+import { benchPostgres, describeServer, serverSettings } from './server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -252,7 +252,9 @@ if (!args['narrow-only']) {
   }
 
   // ---- detection ---------------------------------------------------------------
-  const postgres = await usePostgres();
+  const postgres = await benchPostgres();
+  process.stderr.write(`${describeServer(await serverSettings(postgres))}
+`);
   const admin = new pg.Pool({ connectionString: postgres.url, max: 2 });
   const schema = await createScratchSchema(admin, 'rg_bench_burst');
   const db = new pg.Pool({

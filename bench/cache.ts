@@ -32,12 +32,9 @@ import { Redis } from 'ioredis';
 import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { LeaseCache } from '../packages/raceguard/dist/cache/index.js';
-import {
-  createScratchSchema,
-  startRedisServer,
-  usePostgres,
-} from '../packages/raceguard/dist/testing/index.js';
+import { createScratchSchema, startRedisServer } from '../packages/raceguard/dist/testing/index.js';
 import { median } from './stats.js';
+import { benchPostgres, describeServer, serverSettings } from './server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -249,7 +246,9 @@ for (const [name, make] of Object.entries(libraries)) {
 }
 
 // write-heavy: readers and writers of two instances over a PostgreSQL table.
-const postgres = await usePostgres();
+const postgres = await benchPostgres();
+process.stderr.write(`${describeServer(await serverSettings(postgres))}
+`);
 const admin = new pg.Pool({ connectionString: postgres.url, max: 1 });
 admin.on('error', () => undefined);
 const schema = await createScratchSchema(admin, 'raceguard_bench_cache');

@@ -27,7 +27,8 @@ import type { Locker } from '../packages/raceguard/dist/index.js';
 import * as my from '../packages/raceguard/dist/mysql/index.js';
 import { driveRow, ROW_STRATEGIES, rowOperations } from '../packages/cli/dist/lab/row-workload.js';
 import { mysqlDb, postgresDb, type LabPool } from '../packages/cli/dist/lab/sql.js';
-import { createScratchSchema, usePostgres } from '../packages/raceguard/dist/testing/index.js';
+import { createScratchSchema } from '../packages/raceguard/dist/testing/index.js';
+import { benchPostgres, describeServer, fitClients, serverSettings } from './server.js';
 import { median } from './stats.js';
 
 const { values: args } = parseArgs({
@@ -43,8 +44,8 @@ const { values: args } = parseArgs({
 });
 const durationMs = Number(args['duration-ms']);
 const rounds = Number(args.rounds);
-const clientCounts = args.clients.split(',').map(Number);
-const combinedShapes = args.combined.split(',').map((shape) => {
+let clientCounts = args.clients.split(',').map(Number);
+let combinedShapes = args.combined.split(',').map((shape) => {
   const [clients, processes] = shape.split('x').map(Number);
   return { clients: clients ?? Number.NaN, processes: processes ?? Number.NaN };
 });
@@ -102,6 +103,7 @@ function strategiesOn(
 }
 
 interface Subject {
+  readonly settings?: Awaited<ReturnType<typeof serverSettings>>;
   readonly label: string;
   /** PostgreSQL only: where worker processes of the combined benchmark connect. */
   readonly postgres?: { readonly url: string; readonly schema: string };
@@ -113,8 +115,26 @@ interface Subject {
 const TABLE =
   'CREATE TABLE hot (id int PRIMARY KEY, v bigint NOT NULL, version int NOT NULL DEFAULT 0)';
 
+/** What was reduced to fit the server's free connection slots. */
+const reductions: string[] = [];
+
 async function postgresSubject(): Promise<Subject> {
-  const server = await usePostgres(args.database === undefined ? {} : { url: args.database });
+  const server = await benchPostgres(args.database);
+  const settings = await serverSettings(server);
+  // Kept aside: the admin connection and the one the workers' start needs.
+  const fitted = fitClients(clientCounts, settings.free, 2);
+  clientCounts = fitted.counts;
+  if (fitted.reduced !== undefined) reductions.push(fitted.reduced);
+  // The combiner's workers run beside the main pool (idle, still connected).
+  const room = settings.free - 2 - Math.max(...clientCounts);
+  combinedShapes = combinedShapes.map((shape) => {
+    const fits = Math.max(1, Math.floor(room / shape.processes));
+    if (fits >= shape.clients) return shape;
+    reductions.push(
+      `combined ${shape.clients}x${shape.processes}: ${fits} client(s) per process (${room} slots free beside the main pool)`,
+    );
+    return { clients: fits, processes: shape.processes };
+  });
   const admin = new pg.Pool({ connectionString: server.url, max: 1 });
   admin.on('error', () => undefined);
   const schema = await createScratchSchema(admin, 'raceguard_bench');
@@ -130,7 +150,8 @@ async function postgresSubject(): Promise<Subject> {
     'CREATE TABLE hot_orders (id bigserial PRIMARY KEY, row_id int NOT NULL, request text NOT NULL)',
   );
   return {
-    label: `PostgreSQL: ${server.embedded ? 'embedded' : 'DATABASE_URL'}`,
+    label: describeServer(settings),
+    settings,
     postgres: { url: server.url, schema: schema.name },
     baseline: () => pool.query('UPDATE hot SET v = v - 1 WHERE id = 1'),
     strategies: strategiesOn(postgresDb(pool)),
@@ -322,7 +343,15 @@ try {
 
 if (args.json) {
   process.stdout.write(
-    `${JSON.stringify({ results: [...results, ...combinedResults] }, null, 2)}\n`,
+    `${JSON.stringify(
+      {
+        server: subject.settings ?? subject.label,
+        reduced: reductions,
+        results: [...results, ...combinedResults],
+      },
+      null,
+      2,
+    )}\n`,
   );
 } else {
   const { renderTable } = await import('../packages/cli/src/commands/table.js');
@@ -330,7 +359,7 @@ if (args.json) {
     `${renderTable(
       ['strategy', 'clients', 'ops/s', 'x baseline'],
       results.map((r) => [r.strategy, r.clients, r.opsPerSec, r.ratioToBaseline.toFixed(2)]),
-    )}\n\n${subject.label}; baseline (the floor): bare UPDATE statements on the same pool; median of ${rounds} round(s) of ${durationMs} ms\n`,
+    )}\n\n${subject.label}; baseline (the floor): bare UPDATE statements on the same pool; median of ${rounds} round(s) of ${durationMs} ms\n${reductions.map((line) => `reduced: ${line}\n`).join('')}`,
   );
   if (combinedResults.length > 0) {
     process.stdout.write(

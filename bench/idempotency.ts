@@ -18,10 +18,10 @@ import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
-import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
 import { startRedisServer } from '../packages/raceguard/dist/testing/redis.js';
 import { redisCpuUs } from './redis-cpu.js';
 import { median } from './stats.js';
+import { benchPostgres, describeServer, serverSettings } from './server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -55,7 +55,9 @@ const log = (line: string): void => {
 };
 
 const redisServer = await startRedisServer();
-const postgres = await usePostgres();
+const postgres = await benchPostgres();
+process.stderr.write(`${describeServer(await serverSettings(postgres))}
+`);
 const server = fork(
   new URL('./idempotency-server.ts', import.meta.url),
   [redisServer.url, postgres.url],

@@ -39,12 +39,12 @@ import { renderTable } from '../packages/cli/dist/commands/table.js';
 import { percentile } from '../packages/cli/dist/run/percentile.js';
 import { KeyedMutex } from '../packages/raceguard/dist/local/keyed-mutex.js';
 import { createLockTables, PostgresLeaseLock } from '../packages/raceguard/dist/postgres/index.js';
-import { usePostgres } from '../packages/raceguard/dist/testing/postgres.js';
 import { ACQUIRE, RELEASE } from '../packages/raceguard/dist/redis/lock-scripts.js';
 import { RedisLock } from '../packages/raceguard/dist/redis/redis-lock.js';
 import { startRedisServer } from '../packages/raceguard/dist/testing/redis.js';
 import { redisCpuUs } from './redis-cpu.js';
 import { median } from './stats.js';
+import { benchPostgres, describeServer, serverSettings } from './server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -403,7 +403,9 @@ if (args.worker !== undefined) {
     );
   }
   const server = await startRedisServer();
-  const postgres = backends.includes('postgres') ? await usePostgres() : undefined;
+  const postgres = backends.includes('postgres') ? await benchPostgres() : undefined;
+  if (postgres !== undefined)
+    process.stderr.write(`${describeServer(await serverSettings(postgres))}\n`);
   if (postgres !== undefined) {
     const setup = new pg.Pool({ connectionString: postgres.url, max: 1 });
     await createLockTables(setup, { table: PG_TABLE });

@@ -29,12 +29,9 @@ import { KeyedMutex } from '../packages/raceguard/dist/local/index.js';
 import { instrumentRaceguard } from '../packages/raceguard/dist/otel/index.js';
 import { atomicDecrement } from '../packages/raceguard/dist/postgres/index.js';
 import { RedisLock } from '../packages/raceguard/dist/redis/index.js';
-import {
-  createScratchSchema,
-  startRedisServer,
-  usePostgres,
-} from '../packages/raceguard/dist/testing/index.js';
+import { createScratchSchema, startRedisServer } from '../packages/raceguard/dist/testing/index.js';
 import { median } from './stats.js';
+import { benchPostgres, describeServer, serverSettings } from './server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -97,7 +94,9 @@ function enable(variant: Variant): () => void {
 
 const redisServer = await startRedisServer();
 const redis = new Redis(redisServer.url);
-const postgres = await usePostgres();
+const postgres = await benchPostgres();
+process.stderr.write(`${describeServer(await serverSettings(postgres))}
+`);
 const admin = new pg.Pool({ connectionString: postgres.url, max: 1 });
 const schema = await createScratchSchema(admin, 'rg_bench_obs');
 const pool = new pg.Pool({

@@ -44,11 +44,11 @@ import {
   reachable,
   startNatsServer,
   startRabbitMqServer,
-  usePostgres,
   createScratchSchema,
   type BrokerServer,
 } from '../packages/raceguard/dist/testing/index.js';
 import { median } from './stats.js';
+import { benchPostgres, describeServer, serverSettings } from './server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -83,7 +83,9 @@ const natsUrl =
   ((await reachable(4222))
     ? 'nats://127.0.0.1:4222'
     : (started[started.push(await startNatsServer()) - 1] as BrokerServer).url);
-const postgres = await usePostgres();
+const postgres = await benchPostgres();
+process.stderr.write(`${describeServer(await serverSettings(postgres))}
+`);
 const admin = new pg.Pool({ connectionString: postgres.url, max: 2 });
 const schema = await createScratchSchema(admin, 'rg_bench_ordering');
 const pool = new pg.Pool({

@@ -28,8 +28,9 @@ import { prismaClientClass } from '../test/helpers/prisma.js';
 import * as typeormAdapter from '../packages/raceguard/dist/typeorm/index.js';
 import type { OrmHelpers } from '../packages/raceguard/dist/kysely/index.js';
 import { mysqlReachable, startMariaDbServer } from '../packages/raceguard/dist/testing/index.js';
-import { createScratchSchema, usePostgres } from '../packages/raceguard/dist/testing/index.js';
+import { createScratchSchema } from '../packages/raceguard/dist/testing/index.js';
 import { median } from './stats.js';
+import { benchPostgres, describeServer, serverSettings } from './server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -112,7 +113,9 @@ async function postgresVariants(): Promise<{
   close: () => Promise<void>;
   label: string;
 }> {
-  const server = await usePostgres();
+  const server = await benchPostgres();
+  process.stderr.write(`${describeServer(await serverSettings(server))}
+`);
   const admin = new pg.Pool({ connectionString: server.url, max: 1 });
   admin.on('error', () => undefined);
   const schema = await createScratchSchema(admin, 'raceguard_bench_orm');

@@ -5,10 +5,10 @@
  * and its data deleted, on `stop()`, on process exit and on Ctrl-C.
  */
 import { freePort } from './free-port.js';
-import { AbortedError, messageOf } from '../core/errors.js';
+import { AbortedError, InvalidArgumentError, messageOf } from '../core/errors.js';
 import { PostgresStartError, startCluster, type EmbeddedCluster } from './embedded-cluster.js';
 import { throwIfAborted } from '../core/abort.js';
-import { assertAbortSignal, assertPlainObject } from '../core/validate.js';
+import { assertAbortSignal, assertPlainObject, assertPositiveInteger } from '../core/validate.js';
 
 export { PostgresStartError };
 
@@ -33,6 +33,19 @@ export interface UsePostgresOptions {
   readonly onLog?: (line: string) => void;
   /** Aborts starting the embedded server. */
   readonly signal?: AbortSignal;
+  /**
+   * Run the embedded server with production durability (`fsync`,
+   * `synchronous_commit` and `full_page_writes` on), for benchmarks whose
+   * ratios must hold against real commits. Off, commits never wait for the
+   * disk: fine for tests, flattering for throughput.
+   * @default false
+   */
+  readonly durable?: boolean;
+  /**
+   * The embedded server's `max_connections`.
+   * @default 300
+   */
+  readonly maxConnections?: number;
 }
 
 /** How long {@link drainThenStop} waits for clients that are already disconnecting. */
@@ -93,6 +106,7 @@ async function drainThenStop(url: string, cluster: EmbeddedCluster): Promise<voi
 export async function usePostgres(options: UsePostgresOptions = {}): Promise<PostgresServer> {
   assertPlainObject('options', options);
   assertAbortSignal('options.signal', options.signal);
+  assertEmbeddedOptions(options);
   const url = options.url ?? process.env.DATABASE_URL;
   if (url !== undefined && url !== '') {
     const stop = (): Promise<void> => Promise.resolve();
@@ -114,8 +128,14 @@ export async function usePostgres(options: UsePostgresOptions = {}): Promise<Pos
 export async function startEmbeddedPostgres(
   options: Omit<UsePostgresOptions, 'url'> = {},
 ): Promise<PostgresServer> {
+  assertPlainObject('options', options);
+  assertEmbeddedOptions(options);
   throwIfAborted(options.signal);
   const onLog = (line: string): void => options.onLog?.(line);
+  const durability = options.durable
+    ? ['fsync=on', 'synchronous_commit=on', 'full_page_writes=on']
+    : // Throwaway data: durability buys nothing here.
+      ['fsync=off', 'full_page_writes=off'];
   let lastError: unknown;
   for (let attempt = 1; attempt <= 3; attempt++) {
     throwIfAborted(options.signal);
@@ -132,12 +152,8 @@ export async function startEmbeddedPostgres(
           '-c',
           'unix_socket_directories=',
           '-c',
-          'max_connections=300',
-          // Throwaway data: durability buys nothing here.
-          '-c',
-          'fsync=off',
-          '-c',
-          'full_page_writes=off',
+          `max_connections=${options.maxConnections ?? 300}`,
+          ...durability.flatMap((setting) => ['-c', setting]),
         ],
         onLog,
         signal: options.signal,
@@ -161,4 +177,11 @@ export async function startEmbeddedPostgres(
     `could not start the embedded PostgreSQL after 3 attempts: ${messageOf(lastError)}`,
     lastError,
   );
+}
+
+function assertEmbeddedOptions(options: Omit<UsePostgresOptions, 'url'>): void {
+  if (options.durable !== undefined && typeof options.durable !== 'boolean')
+    throw new InvalidArgumentError('options.durable', 'a boolean', options.durable);
+  if (options.maxConnections !== undefined)
+    assertPositiveInteger('options.maxConnections', options.maxConnections);
 }
