@@ -19,6 +19,8 @@ it('starts a real embedded PostgreSQL on loopback and removes it on stop', async
   const pool = new pg.Pool({ connectionString: server.url });
   const { rows } = await pool.query('SELECT 1 + 1 AS two');
   assert.equal(rows[0].two, 2);
+  // The test default: commits do not wait for the disk.
+  assert.equal((await pool.query('SHOW fsync')).rows[0].fsync, 'off');
   await pool.end(); // resolves before its sockets close: stop() must not crash on them
   await server.stop();
   await server.stop(); // idempotent
@@ -31,4 +33,21 @@ it('uses the given server instead of starting one', async () => {
   const server = await usePostgres({ url: 'postgres://example@127.0.0.1:1/x' });
   assert.deepEqual([server.url, server.embedded], ['postgres://example@127.0.0.1:1/x', false]);
   await server.stop();
+});
+
+it('durable: true starts it with production durability, for benchmarks; bad options are refused', async () => {
+  await using server = await startEmbeddedPostgres({ durable: true, maxConnections: 40 });
+  const client = new pg.Client({ connectionString: server.url });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      `SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS sync,
+              current_setting('full_page_writes') AS fpw, current_setting('max_connections') AS max`,
+    );
+    assert.deepEqual(rows[0], { fsync: 'on', sync: 'on', fpw: 'on', max: '40' });
+  } finally {
+    await client.end();
+  }
+  await assert.rejects(startEmbeddedPostgres({ durable: 'yes' as never }), /options\.durable/);
+  await assert.rejects(startEmbeddedPostgres({ maxConnections: 0 }), /options\.maxConnections/);
 });
