@@ -109,6 +109,8 @@ interface Subject {
   readonly postgres?: { readonly url: string; readonly schema: string };
   readonly baseline: Op;
   readonly strategies: Record<string, Op>;
+  /** Waits until the main pool holds no connection (PostgreSQL: before the combiner's workers). */
+  quiesce?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -125,13 +127,13 @@ async function postgresSubject(): Promise<Subject> {
   const fitted = fitClients(clientCounts, settings.free, 2);
   clientCounts = fitted.counts;
   if (fitted.reduced !== undefined) reductions.push(fitted.reduced);
-  // The combiner's workers run beside the main pool (idle, still connected).
-  const room = settings.free - 2 - Math.max(...clientCounts);
+  // The combiner's workers run after the main pool has let its idle connections go.
+  const room = settings.free - 2;
   combinedShapes = combinedShapes.map((shape) => {
     const fits = Math.max(1, Math.floor(room / shape.processes));
     if (fits >= shape.clients) return shape;
     reductions.push(
-      `combined ${shape.clients}x${shape.processes}: ${fits} client(s) per process (${room} slots free beside the main pool)`,
+      `combined ${shape.clients}x${shape.processes}: ${fits} client(s) per process (${room} slots free)`,
     );
     return { clients: fits, processes: shape.processes };
   });
@@ -142,6 +144,8 @@ async function postgresSubject(): Promise<Subject> {
     connectionString: server.url,
     max: Math.max(...clientCounts),
     options: schema.connectionOptions,
+    // Idle connections go soon: the combiner's workers need the slots next.
+    idleTimeoutMillis: 100,
   });
   pool.on('error', () => undefined);
   await pool.query(TABLE);
@@ -155,6 +159,10 @@ async function postgresSubject(): Promise<Subject> {
     postgres: { url: server.url, schema: schema.name },
     baseline: () => pool.query('UPDATE hot SET v = v - 1 WHERE id = 1'),
     strategies: strategiesOn(postgresDb(pool)),
+    async quiesce() {
+      for (let waited = 0; pool.totalCount > 0 && waited < 5000; waited += 50)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+    },
     async close() {
       await pool.end();
       await schema.drop();
@@ -300,6 +308,7 @@ try {
     }
   }
   const where = subject.postgres;
+  await subject.quiesce?.();
   for (const durable of where === undefined ? [] : [false, true]) {
     for (const { clients, processes } of combinedShapes) {
       const runs = {
