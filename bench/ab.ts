@@ -44,11 +44,15 @@ if (!existsSync(then)) {
 }
 for (const tree of [then, here]) {
   log(`building ${tree}`);
-  for (const project of ['packages/raceguard', 'packages/cli'])
-    execFileSync('npx', ['tsc', '-p', `${project}/tsconfig.build.json`], {
-      cwd: tree,
-      stdio: 'inherit',
-    });
+  execFileSync('npx', ['tsc', '-p', 'packages/raceguard/tsconfig.build.json'], {
+    cwd: tree,
+    stdio: 'inherit',
+  });
+  // The CLI of an older tree may not type-check against today's shared
+  // node_modules; the benchmarks use only its table and statistics helpers,
+  // which tsc emits all the same.
+  const cli = spawnSync('npx', ['tsc', '-p', 'packages/cli/tsconfig.build.json'], { cwd: tree });
+  if (cli.status !== 0) log(`  the CLI of ${tree} built with type errors (emitted anyway)`);
 }
 
 type Row = Record<string, unknown>;
