@@ -98,13 +98,13 @@ export interface WithinOptions<T> {
    * grant that must be given back). Its failures are swallowed: the caller
    * has already been told.
    */
-  readonly late?: (value: T) => unknown;
+  readonly late?: ((value: T) => unknown) | undefined;
   /**
    * Undoes, by owner, what the call may still do on the server when it
    * failed without an answer (a driver's own timeout, a dropped
    * connection): see {@link undoUnknownOutcome}.
    */
-  readonly unknown?: () => Promise<unknown>;
+  readonly unknown?: (() => Promise<unknown>) | undefined;
 }
 
 /** When {@link undoUnknownOutcome} runs its undo, in ms after the failure. */
@@ -153,48 +153,50 @@ export function undoUnknownOutcome(undo: () => Promise<unknown>): void {
  */
 export function within<T>(call: Promise<T>, options: WithinOptions<T>): Promise<T> {
   const { deadline, signal, timeout, late, unknown } = options;
-  if (unknown !== undefined) {
-    call = call.catch((error: unknown) => {
+  if (deadline === Number.POSITIVE_INFINITY && signal === undefined) {
+    if (unknown === undefined) return call;
+    return call.catch((error: unknown) => {
       undoUnknownOutcome(unknown);
       throw error;
     });
   }
-  if (deadline === Number.POSITIVE_INFINITY && signal === undefined) return call;
+  // One handler pair on the call does everything (the answer, a late grant,
+  // the undo of an unknown outcome): no promise in between, on the path of
+  // every lock's every round trip.
   return new Promise<T>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
-    let answered = false;
-    const giveUp = (error: Error): void => {
-      if (answered) return;
-      answered = true;
-      cleanup();
-      reject(error);
-      call.then(
-        (value) => {
-          try {
-            void Promise.resolve(late?.(value)).catch(() => undefined);
-          } catch {
-            // The caller has its answer; a failing clean-up has nobody to tell.
-          }
-        },
-        () => undefined,
-      );
-    };
-    const onAbort = (): void => giveUp(new AbortedError(signal?.reason));
     let cancelLong: (() => void) | undefined;
+    let answered = false;
     const cleanup = (): void => {
       if (timer !== undefined) clearTimeout(timer);
       cancelLong?.();
       signal?.removeEventListener('abort', onAbort);
     };
+    const giveUp = (error: Error): void => {
+      if (answered) return;
+      answered = true;
+      cleanup();
+      reject(error);
+    };
+    const onAbort = (): void => giveUp(new AbortedError(signal?.reason));
     call.then(
       (value) => {
-        if (answered) return;
-        answered = true;
-        cleanup();
-        resolve(value);
+        if (!answered) {
+          answered = true;
+          cleanup();
+          resolve(value);
+          return;
+        }
+        if (late === undefined) return;
+        try {
+          void Promise.resolve(late(value)).catch(() => undefined);
+        } catch {
+          // The caller has its answer; a failing clean-up has nobody to tell.
+        }
       },
       (error: unknown) => {
-        if (answered) return;
+        if (unknown !== undefined) undoUnknownOutcome(unknown);
+        if (answered) return; // a late failure: the caller has been told
         answered = true;
         cleanup();
         reject(error instanceof Error ? error : new Error(String(error)));

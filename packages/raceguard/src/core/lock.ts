@@ -521,8 +521,8 @@ export function acquireDeadline(key: string, checked: CheckedAcquireOptions): Ac
         deadline: checked.deadline,
         signal: checked.signal,
         timeout: () => timeout(detail),
-        ...(late && { late }),
-        ...(unknown && { unknown }),
+        late,
+        unknown,
       }),
   };
 }
