@@ -28,6 +28,7 @@ import {
   type Transaction,
   type Operation,
 } from '../packages/raceguard/dist/check/index.js';
+import { staleReadChain } from '../test/helpers/transactions.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -253,27 +254,7 @@ for (const [operations, keys] of [
   });
 }
 
-/** Transactional histories of growing size: a serial chain of read-modify-writes closed by one stale read (one cycle through every transaction), and concurrent list-append. */
-function chain(count: number): Transaction[] {
-  const history: Transaction[] = Array.from({ length: count - 1 }, (_, index) => ({
-    process: index % 5,
-    status: 'ok',
-    ops: [
-      { f: 'r', key: `k${index}`, value: null },
-      { f: 'w', key: `k${index}`, value: index + 1 },
-    ],
-    start: 2 * index,
-    end: 2 * index + 1,
-  }));
-  history.push({
-    process: 0,
-    status: 'ok',
-    ops: [{ f: 'r', key: 'k0', value: null }],
-    start: 2 * count,
-    end: 2 * count + 1,
-  });
-  return history;
-}
+/** Transactional histories of growing size: a serial chain closed by one stale read (one cycle through every transaction), and concurrent list-append. */
 /** Serializable list-append: `count` transactions of 4 micro-operations over `keys` keys, 5 at a time. */
 function appends(count: number, keys: number): Transaction[] {
   const lists: number[][] = Array.from({ length: keys }, () => []);
@@ -292,8 +273,8 @@ function appends(count: number, keys: number): Transaction[] {
 }
 const transactional: { history: string; transactions: number; verdict: string; ms: number }[] = [];
 for (const [name, history, workload] of [
-  ['rw-register chain, 10,001', chain(10_001), 'rw-register'],
-  ['rw-register chain, 100,001', chain(100_001), 'rw-register'],
+  ['rw-register chain, 10,001', staleReadChain(10_001), 'rw-register'],
+  ['rw-register chain, 100,001', staleReadChain(100_001), 'rw-register'],
   ['list-append, 25,000 (100,000 micro-ops)', appends(25_000, 2000), 'list-append'],
 ] as const) {
   const started = performance.now();

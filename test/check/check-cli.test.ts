@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { findHistories } from '../helpers/histories.js';
+import { staleReadChain } from '../helpers/transactions.js';
 
 const ROOT = findHistories() ?? '';
 const cli = (...args: string[]) =>
@@ -84,23 +85,7 @@ describe('raceguard check (CLI)', () => {
     assert.match(bad.stderr, /line 1: not a Jepsen log line/);
     // A transactional history honours the budget too: 10,001 transactions in one cycle.
     const chain = join(folder, 'chain.json');
-    const transactions = Array.from({ length: 10_000 }, (_, index) => ({
-      process: index % 5,
-      status: 'ok',
-      ops: [
-        { f: 'r', key: `k${index}`, value: null },
-        { f: 'w', key: `k${index}`, value: index + 1 },
-      ],
-      start: 2 * index,
-      end: 2 * index + 1,
-    }));
-    transactions.push({
-      process: 0,
-      status: 'ok',
-      ops: [{ f: 'r', key: 'k0', value: null }],
-      start: 20_000,
-      end: 20_001,
-    });
+    const transactions = staleReadChain(10_001);
     writeFileSync(chain, JSON.stringify({ transactions }));
     const rushed = cli('--workload', 'rw-register', '--timeout-ms', '1', '--json', chain);
     assert.equal(rushed.status, 2, rushed.stderr);

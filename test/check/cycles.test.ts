@@ -19,6 +19,7 @@ import {
   type Transaction,
 } from '../../packages/raceguard/src/check/index.js';
 import { dependencyEdges } from '../../packages/raceguard/src/check/anomalies.js';
+import { staleReadChain } from '../helpers/transactions.js';
 
 const r = (key: string, value: unknown): MicroOp => ({ f: 'r', key, value });
 const a = (key: string, value: unknown): MicroOp => ({ f: 'append', key, value });
@@ -228,23 +229,7 @@ describe(
       // Serial read-modify-writes of one key each, then a read of the first
       // key's initial value: one G-single-realtime cycle through everything.
       const count = 10_000;
-      const history: Transaction[] = Array.from({ length: count }, (_, index) => ({
-        process: index % 5,
-        status: 'ok',
-        ops: [
-          { f: 'r', key: `k${index}`, value: null },
-          { f: 'w', key: `k${index}`, value: index + 1 },
-        ],
-        start: 2 * index,
-        end: 2 * index + 1,
-      }));
-      history.push({
-        process: 0,
-        status: 'ok',
-        ops: [{ f: 'r', key: 'k0', value: null }],
-        start: 2 * count,
-        end: 2 * count + 1,
-      });
+      const history = staleReadChain(count + 1);
       const result = checkTransactions(history, { workload: 'rw-register', timeoutMs: 5000 });
       assert.equal(result.complete, true);
       assert.deepEqual(result.counts, { 'G-single-realtime': 1 });
