@@ -28,7 +28,13 @@ import * as my from '../packages/raceguard/dist/mysql/index.js';
 import { driveRow, ROW_STRATEGIES, rowOperations } from '../packages/cli/dist/lab/row-workload.js';
 import { mysqlDb, postgresDb, type LabPool } from '../packages/cli/dist/lab/sql.js';
 import { createScratchSchema } from '../packages/raceguard/dist/testing/index.js';
-import { benchPostgres, describeServer, fitClients, serverSettings } from './server.js';
+import {
+  benchPostgres,
+  describeServer,
+  fitClients,
+  serverSettings,
+  type ServerSettings,
+} from './server.js';
 import { median } from './stats.js';
 
 const { values: args } = parseArgs({
@@ -103,7 +109,7 @@ function strategiesOn(
 }
 
 interface Subject {
-  readonly settings?: Awaited<ReturnType<typeof serverSettings>>;
+  readonly settings?: ServerSettings;
   readonly label: string;
   /** PostgreSQL only: where worker processes of the combined benchmark connect. */
   readonly postgres?: { readonly url: string; readonly schema: string };
