@@ -5,10 +5,10 @@
  * it; a fill whose token was voided is refused. So a reader that loaded the
  * old row before a writer's invalidation can never write it back.
  */
-import { publishCache } from '../core/events.js';
+import { cacheEventsWanted, publishCache } from '../core/events.js';
 import { randomBytes } from 'node:crypto';
 import { pause, within } from '../core/deadline.js';
-import { InvalidArgumentError, RaceguardError, messageOf } from '../core/errors.js';
+import { InvalidArgumentError, RaceguardError, messageOf, rejection } from '../core/errors.js';
 import {
   assertAbortSignal,
   assertFunction,
@@ -83,6 +83,11 @@ export type CacheEvent =
   | { readonly type: 'backend-error'; readonly key: string; readonly error: CacheBackendError }
   /** The in-process tier's bus was subscribed (`up`) or lost (`down`: the tier emptied). */
   | { readonly type: 'local-tier'; readonly state: TierState };
+
+/** No tag keys (a get without tags). */
+const NO_KEYS: readonly string[] = [];
+/** What a read without an in-process tier keeps: nothing. */
+const ignore = (): void => undefined;
 
 /** Options of {@link LeaseCache}. */
 export interface LeaseCacheOptions {
@@ -355,56 +360,104 @@ export class LeaseCache implements AsyncDisposable {
    * invalidation overtook is refused: its caller still gets what it loaded,
    * but the cache keeps nothing stale.
    */
-  async get<T>(
+  get<T>(
     key: string,
     loader: (signal: AbortSignal | undefined) => Promise<T>,
     options: CacheGetOptions = {},
   ): Promise<T> {
-    this.#checkKey(key);
-    assertFunction('loader', loader);
-    assertPlainObject('options', options);
-    assertAbortSignal('options.signal', options.signal);
-    const tagKeys = options.tags === undefined ? [] : this.#tagKeysOf(options.tags);
-    const local = this.#local?.lookup(key);
-    if (local !== undefined) {
-      this.#emit({ type: 'hit', key, tier: 'local' });
-      return this.#serializer.deserialize(local) as T;
+    let tagKeys: readonly string[];
+    try {
+      this.#checkKey(key);
+      assertFunction('loader', loader);
+      assertPlainObject('options', options);
+      assertAbortSignal('options.signal', options.signal);
+      tagKeys = options.tags === undefined ? NO_KEYS : this.#tagKeysOf(options.tags);
+    } catch (error) {
+      return rejection(error);
+    }
+    if (this.#local !== undefined) return this.#getThroughLocal(key, tagKeys, loader, options);
+    // The hit path: one plain GET of the fresh value, one promise layer over the driver's reply.
+    const started = performance.now();
+    return this.#plainGet(`${this.#prefix}v:${identityOf(key)}`, key).then(
+      (fresh) =>
+        fresh === null
+          ? this.#read(key, tagKeys, loader, options.signal, ignore, started)
+          : this.#fresh<T>(key, fresh),
+      (error: unknown) => this.#getFailed(error, key, loader, options.signal),
+    );
+  }
+
+  /** {@link get} with the in-process tier: its copy first, and a ticket so a change announced meanwhile voids what is kept. */
+  async #getThroughLocal<T>(
+    key: string,
+    tagKeys: readonly string[],
+    loader: (signal: AbortSignal | undefined) => Promise<T>,
+    options: CacheGetOptions,
+  ): Promise<T> {
+    const local = this.#local as LocalTier;
+    const copy = local.lookup(key);
+    if (copy !== undefined) {
+      this.#hit(key, 'local');
+      return this.#serializer.deserialize(copy) as T;
     }
     // Taken before the first Redis read: a change announced meanwhile voids the local copy.
-    const ticket = this.#local?.begin(key);
+    const ticket = local.begin(key);
+    const started = performance.now();
     let kept: string | undefined;
+    const keep = (data: string): void => {
+      kept = data;
+    };
     try {
-      return await this.#read(key, tagKeys, loader, options.signal, (data) => {
-        kept = data;
-      });
+      let fresh: string | null;
+      try {
+        fresh = await this.#plainGet(`${this.#prefix}v:${identityOf(key)}`, key);
+      } catch (error) {
+        return await this.#getFailed(error, key, loader, options.signal);
+      }
+      if (fresh === null)
+        return await this.#read(key, tagKeys, loader, options.signal, keep, started);
+      this.#hit(key);
+      keep(fresh);
+      return this.#serializer.deserialize(fresh) as T;
     } finally {
-      this.#local?.settle(ticket, kept);
+      local.settle(ticket, kept);
     }
   }
 
+  /** A Redis hit's value. */
+  #fresh<T>(key: string, data: string): T {
+    this.#hit(key);
+    return this.#serializer.deserialize(data) as T;
+  }
+
+  /** A hit, told to whoever listens (the event is built only then). */
+  #hit(key: string, tier: 'redis' | 'local' = 'redis'): void {
+    if (this.#onEvent !== undefined || cacheEventsWanted()) this.#emit({ type: 'hit', key, tier });
+  }
+
+  /** The first GET failed: fail open (the loader's value, uncached) or rethrow. */
+  #getFailed<T>(
+    error: unknown,
+    key: string,
+    loader: (signal: AbortSignal | undefined) => Promise<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    if (!(error instanceof CacheBackendError) || !this.#failOpen) return rejection(error);
+    this.#emit({ type: 'backend-error', key, error });
+    return loader(signal);
+  }
+
+  /** The miss path, after a GET that found no fresh value: take the fill lease, wait behind one, or take the stale copy. */
   async #read<T>(
     key: string,
     tagKeys: readonly string[],
     loader: (signal: AbortSignal | undefined) => Promise<T>,
     signal: AbortSignal | undefined,
     keep: (data: string) => void,
+    /** When the caller's wait began (before its first GET). */
+    started: number,
   ): Promise<T> {
     const keys = this.#keysOf(key);
-    const started = performance.now();
-    // The hit path: one plain GET of the fresh value.
-    let fresh: string | null;
-    try {
-      fresh = await this.#plainGet(keys[0] as string, key);
-    } catch (error) {
-      if (!(error instanceof CacheBackendError) || !this.#failOpen) throw error;
-      this.#emit({ type: 'backend-error', key, error });
-      return loader(signal);
-    }
-    if (fresh !== null) {
-      this.#emit({ type: 'hit', key, tier: 'redis' });
-      keep(fresh);
-      return this.#serializer.deserialize(fresh) as T;
-    }
     const options = { signal };
     let unsubscribe: (() => Promise<void>) | undefined;
     /** The fill this caller waits behind: if it fails, the caller gets its error. */
@@ -734,12 +787,17 @@ export class LeaseCache implements AsyncDisposable {
   }
 
   /** `GET`, bounded like every call; through a script for clients without one. */
-  async #plainGet(redisKey: string, key: string): Promise<string | null> {
+  #plainGet(redisKey: string, key: string): Promise<string | null> {
     const get = (this.#client as { get?: unknown }).get;
     if (typeof get !== 'function') {
-      return (await this.#run(PLAIN_GET, [redisKey], [], key)) as string | null;
+      return this.#run(PLAIN_GET, [redisKey], [], key) as Promise<string | null>;
     }
-    const reply = (get as (k: string) => Promise<string | null>).call(this.#client, redisKey);
+    let reply: Promise<string | null>;
+    try {
+      reply = (get as (k: string) => Promise<string | null>).call(this.#client, redisKey);
+    } catch (error) {
+      reply = rejection(error);
+    }
     return this.#bounded(reply, key);
   }
 
@@ -754,19 +812,17 @@ export class LeaseCache implements AsyncDisposable {
   }
 
   /** A Redis call held to `callTimeoutMs`; its failure as a `CacheBackendError`. */
-  async #bounded<R>(call: Promise<R>, key: string, late?: (reply: R) => unknown): Promise<R> {
-    try {
-      return await within(call, {
-        deadline: performance.now() + this.#callTimeoutMs,
-        timeout: () => new Error(`no answer within ${this.#callTimeoutMs} ms`),
-        ...(late !== undefined && { late }),
-      });
-    } catch (error) {
+  #bounded<R>(call: Promise<R>, key: string, late?: (reply: R) => unknown): Promise<R> {
+    return within(call, {
+      deadline: performance.now() + this.#callTimeoutMs,
+      timeout: () => new Error(`no answer within ${this.#callTimeoutMs} ms`),
+      late,
+    }).catch((error: unknown) => {
       throw new CacheBackendError(
         `cache key ${JSON.stringify(key)}: Redis failed: ${messageOf(error)}`,
         error,
       );
-    }
+    });
   }
 
   #emit(event: CacheEvent): void {

@@ -140,7 +140,8 @@ export function undoUnknownOutcome(undo: () => Promise<unknown>): void {
  * resolve or reject with the call if it answers in time, reject with
  * `timeout()` or `AbortedError` if not. A reply that arrives afterwards goes
  * to `late`, so a lock granted to a caller who gave up is released, never
- * leaked; a late failure is ignored.
+ * leaked; a late failure is ignored. The deadlines of all pending calls
+ * share one timer ({@link Deadlines}).
  *
  * @example
  * ```ts
@@ -164,11 +165,11 @@ export function within<T>(call: Promise<T>, options: WithinOptions<T>): Promise<
   // the undo of an unknown outcome): no promise in between, on the path of
   // every lock's every round trip.
   return new Promise<T>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
+    let waiter: Waiter | undefined;
     let cancelLong: (() => void) | undefined;
     let answered = false;
     const cleanup = (): void => {
-      if (timer !== undefined) clearTimeout(timer);
+      if (waiter !== undefined) DEADLINES.remove(waiter);
       cancelLong?.();
       signal?.removeEventListener('abort', onAbort);
     };
@@ -206,8 +207,124 @@ export function within<T>(call: Promise<T>, options: WithinOptions<T>): Promise<
     signal?.addEventListener('abort', onAbort, { once: true });
     if (deadline !== Number.POSITIVE_INFINITY) {
       const ms = deadline - performance.now();
-      if (ms <= MAX_TIMER_MS) timer = setTimeout(() => giveUp(timeout()), Math.max(0, ms));
+      if (ms <= MAX_TIMER_MS) waiter = DEADLINES.add(deadline, () => giveUp(timeout()));
       else cancelLong = longTimer(() => giveUp(timeout()), ms);
     }
   });
 }
+
+/** A deadline {@link within} is waiting on; see {@link Deadlines}. */
+interface Waiter {
+  readonly deadline: number;
+  /** Its place in the heap; -1 once removed. */
+  index: number;
+  readonly expire: () => void;
+}
+
+/**
+ * Every pending deadline of {@link within} in the process, in one binary
+ * min-heap with one Node timer armed for the earliest: a round trip costs
+ * a heap entry, not a timer of its own (Node's timers allocate a list and
+ * a heap slot per distinct delay; on the path of every cache hit, store
+ * call and lock release, that showed). A new deadline later than the armed
+ * one (the common case: the same limit, later) only joins the heap; the
+ * timer is re-armed when an earlier one comes, and cleared when none is
+ * left, so an idle process exits. An expired deadline is given up when the
+ * timer fires, at most 1 ms before it by the monotonic clock (Node's own
+ * timers may fire that early against `performance.now()`).
+ */
+class Deadlines {
+  readonly #heap: Waiter[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  /** The deadline the timer is armed for (`Infinity`: none). */
+  #armedFor = Number.POSITIVE_INFINITY;
+
+  add(deadline: number, expire: () => void): Waiter {
+    const waiter: Waiter = { deadline, index: this.#heap.length, expire };
+    this.#heap.push(waiter);
+    this.#up(waiter.index);
+    if (deadline < this.#armedFor) this.#arm(deadline);
+    return waiter;
+  }
+
+  remove(waiter: Waiter): void {
+    const heap = this.#heap;
+    if (waiter.index < 0) return;
+    const last = heap.pop() as Waiter;
+    if (last !== waiter) {
+      heap[waiter.index] = last;
+      last.index = waiter.index;
+      this.#down(last.index);
+      this.#up(last.index);
+    }
+    waiter.index = -1;
+    if (heap.length === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#armedFor = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  #arm(deadline: number): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#armedFor = deadline;
+    this.#timer = setTimeout(this.#fire, Math.max(0, Math.ceil(deadline - performance.now())));
+  }
+
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Number.POSITIVE_INFINITY;
+    const heap = this.#heap;
+    const due = performance.now() + 1;
+    try {
+      for (let first = heap[0]; first !== undefined && first.deadline <= due; first = heap[0]) {
+        this.remove(first);
+        first.expire();
+      }
+    } finally {
+      // Even if an expiry threw, the deadlines after it keep their timer.
+      const next = heap[0];
+      if (next !== undefined && this.#timer === undefined) this.#arm(next.deadline);
+    }
+  };
+
+  #up(index: number): void {
+    const heap = this.#heap;
+    const waiter = heap[index] as Waiter;
+    while (index > 0) {
+      const parentIndex = (index - 1) >> 1;
+      const parent = heap[parentIndex] as Waiter;
+      if (parent.deadline <= waiter.deadline) break;
+      heap[index] = parent;
+      parent.index = index;
+      index = parentIndex;
+    }
+    heap[index] = waiter;
+    waiter.index = index;
+  }
+
+  #down(index: number): void {
+    const heap = this.#heap;
+    const waiter = heap[index] as Waiter;
+    const size = heap.length;
+    for (;;) {
+      const left = 2 * index + 1;
+      if (left >= size) break;
+      const right = left + 1;
+      const child =
+        right < size && (heap[right] as Waiter).deadline < (heap[left] as Waiter).deadline
+          ? right
+          : left;
+      const smaller = heap[child] as Waiter;
+      if (smaller.deadline >= waiter.deadline) break;
+      heap[index] = smaller;
+      smaller.index = index;
+      index = child;
+    }
+    heap[index] = waiter;
+    waiter.index = index;
+  }
+}
+
+/** The process's one set of pending deadlines. */
+const DEADLINES = new Deadlines();

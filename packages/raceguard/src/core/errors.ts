@@ -143,6 +143,15 @@ export function describeValue(value: unknown): string {
   return `an object (${kind})`;
 }
 
+/**
+ * A rejected promise of `error`, made an `Error` if it is not one: for a
+ * function that returns a promise and must not throw (bad input, a driver
+ * that threw synchronously).
+ */
+export function rejection(error: unknown): Promise<never> {
+  return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+}
+
 /** The message of an unknown thrown value. */
 export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;

@@ -136,14 +136,22 @@ export function publishCache(make: () => CacheEventMessage): void {
   if (cacheChannel.hasSubscribers) cacheChannel.publish(make());
 }
 
+/** Whether anyone listens for cache events (check before building one on a hot path). */
+export function cacheEventsWanted(): boolean {
+  return cacheChannel.hasSubscribers;
+}
+
 /** Whether anyone listens for lock events (check before timing anything). */
 export function lockEventsWanted(): boolean {
   return lockChannel.hasSubscribers;
 }
 
-/** Publish a lock event, built only when someone listens. */
-export function publishLock(make: () => LockEvent): void {
-  if (lockChannel.hasSubscribers) lockChannel.publish(make());
+/**
+ * Publish a lock event. Build it only when {@link lockEventsWanted}: lock
+ * events sit on the hottest paths, where even a closure per use shows.
+ */
+export function publishLock(event: LockEvent): void {
+  if (lockChannel.hasSubscribers) lockChannel.publish(event);
 }
 
 /** Publish a retry event, built only when someone listens. */

@@ -4,7 +4,7 @@
  * an exception thrown from a timer or an event handler.
  */
 import { createLazyAbort, type LazyAbort } from './abort.js';
-import { publishLock } from './events.js';
+import { lockEventsWanted, publishLock } from './events.js';
 import { LockLostError, type LockLossReason } from './lock.js';
 
 /**
@@ -47,7 +47,8 @@ export class LockLoss {
     this.#held = false;
     const lost = new LockLostError(this.#key, reason, cause);
     (this.#abort ??= createLazyAbort()).abort(lost);
-    publishLock(() => ({ event: 'lost', backend: this.#backend, key: this.#key, reason }));
+    if (lockEventsWanted())
+      publishLock({ event: 'lost', backend: this.#backend, key: this.#key, reason });
     try {
       this.#onLost?.(lost);
     } catch {

@@ -288,32 +288,39 @@ async function withLockObserved<T>(
         : error instanceof AbortedError
           ? 'aborted'
           : 'failed';
-    publishLock(() => ({ event, backend, key, waitedMs: performance.now() - started }));
+    if (lockEventsWanted())
+      publishLock({ event, backend, key, waitedMs: performance.now() - started });
     throw error;
   }
   const granted = performance.now();
-  // One event per use of the lock: its wait and its hold together (half the publishing).
-  const released = (): void =>
-    publishLock(() => ({
-      event: 'released',
-      backend,
-      key,
-      waitedMs: granted - started,
-      heldMs: performance.now() - granted,
-    }));
   let result: T;
   try {
     result = await fn(handle);
   } catch (error) {
-    released();
+    publishReleased(backend, key, started, granted);
     await handle
       .release()
       .catch((releaseError: unknown) => attachReleaseError(error, releaseError));
     throw error;
   }
-  released();
+  publishReleased(backend, key, started, granted);
   await handle.release();
   return result;
+}
+
+/**
+ * One event per use of the lock: its wait and its hold together (half the
+ * publishing), built only while someone listens, with no closure per use.
+ */
+function publishReleased(backend: string, key: string, started: number, granted: number): void {
+  if (lockEventsWanted())
+    publishLock({
+      event: 'released',
+      backend,
+      key,
+      waitedMs: granted - started,
+      heldMs: performance.now() - granted,
+    });
 }
 
 /** Attach a release failure to the caller's error (which wins) as `releaseError`. */

@@ -50,7 +50,7 @@ function wrap(store: IdempotencyStore, timeoutMs: number): IdempotencyStore {
     within(call, {
       deadline: performance.now() + timeoutMs,
       timeout: () => new StoreTimeoutError(operation, timeoutMs),
-      ...(late && { late }),
+      late,
     });
   return {
     claim: (request) =>

@@ -1,6 +1,6 @@
 import { LockLoss } from '../core/lock-loss.js';
 import { longTimer } from '../core/deadline.js';
-import { AbortedError, InvalidArgumentError } from '../core/errors.js';
+import { AbortedError, InvalidArgumentError, rejection } from '../core/errors.js';
 import {
   LockAcquireTimeoutError,
   LockNotOwnerError,
@@ -260,7 +260,7 @@ class LocalHandle implements LockHandle {
       try {
         assertPositiveInteger('ttlMs', ttlMs);
       } catch (error) {
-        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+        return rejection(error);
       }
       this.#lease(ttlMs);
     }

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../core/errors.js';
-import { publishLock } from '../core/events.js';
+import { lockEventsWanted, publishLock } from '../core/events.js';
 import { assertKnownOptions, assertPlainObject } from '../core/validate.js';
 import { MYSQL_ERRORS, MysqlLockTimeoutError } from './errors.js';
 import { quoteTable, type MysqlTableName } from './identifiers.js';
@@ -59,12 +59,13 @@ export async function lockRows(
   } catch (error) {
     const errno = (error as { errno?: unknown }).errno;
     if (errno === MYSQL_ERRORS.lockWaitTimeout || errno === MYSQL_ERRORS.lockNowait) {
-      publishLock(() => ({
-        event: 'timeout',
-        backend: 'MysqlRowLock',
-        key: `${Array.isArray(options.table) ? options.table.join('.') : String(options.table)}:rows`,
-        waitedMs: performance.now() - started,
-      }));
+      if (lockEventsWanted())
+        publishLock({
+          event: 'timeout',
+          backend: 'MysqlRowLock',
+          key: `${Array.isArray(options.table) ? options.table.join('.') : String(options.table)}:rows`,
+          waitedMs: performance.now() - started,
+        });
       throw new MysqlLockTimeoutError(`${table} ${clause}`, error);
     }
     throw error;

@@ -6,7 +6,7 @@
  * functions run the same audited statements as `raceguard/postgres` and
  * `raceguard/mysql` through it. No driver is imported here.
  */
-import { InvalidArgumentError } from '../core/errors.js';
+import { InvalidArgumentError, rejection } from '../core/errors.js';
 import { LockAcquireTimeoutError } from '../core/lock.js';
 import type { VersionedRows } from '../core/versioned-store.js';
 import { retry } from '../core/retry.js';
@@ -329,7 +329,7 @@ function onTarget<Db, R>(
   try {
     target = toTarget(db);
   } catch (error) {
-    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    return rejection(error);
   }
   return call(target);
 }

@@ -51,20 +51,29 @@ function observe(entry: DurationSeries, seconds: number): void {
  */
 class LockDurations {
   readonly series = new Map<string, DurationSeries>();
-  readonly #byKey = new Map<string, Map<string, DurationSeries>>();
+  /** backend → outcome → raw key → series. */
+  readonly #byKey = new Map<string, Map<string, Map<string, DurationSeries>>>();
   readonly #keyLabel: (key: string) => string;
 
   constructor(keyLabel: (key: string) => string) {
     this.#keyLabel = keyLabel;
   }
 
-  /** The series of `rawKey` for `backend` and `outcome` (`''`: a hold, which has none). */
+  /**
+   * The series of `rawKey` for `backend` and `outcome` (`''`: a hold, which
+   * has none). Looked up through nested maps by the strings as they come:
+   * no id string is built per event.
+   */
   of(backend: string, outcome: string, rawKey: string): DurationSeries {
-    const cacheKey = `${outcome}\u0000${backend}`;
-    let perKey = this.#byKey.get(cacheKey);
+    let byOutcome = this.#byKey.get(backend);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      this.#byKey.set(backend, byOutcome);
+    }
+    let perKey = byOutcome.get(outcome);
     if (perKey === undefined) {
       perKey = new Map();
-      this.#byKey.set(cacheKey, perKey);
+      byOutcome.set(outcome, perKey);
     }
     let found = perKey.get(rawKey);
     if (found === undefined) {

@@ -89,11 +89,13 @@ function perEventHandlers(
         'raceguard.lock.key': key,
       });
     }
-    addEvent('raceguard.lock.wait', {
-      ...attributes,
-      'raceguard.lock.waited_ms': Math.round(event.waitedMs * 1000) / 1000,
-      ...(granted && { 'raceguard.lock.held_ms': Math.round((event.heldMs ?? 0) * 1000) / 1000 }),
-    });
+    // Built only when span events are on: this runs on every use of every lock.
+    if (spanEvents)
+      addEvent('raceguard.lock.wait', {
+        ...attributes,
+        'raceguard.lock.waited_ms': Math.round(event.waitedMs * 1000) / 1000,
+        ...(granted && { 'raceguard.lock.held_ms': Math.round((event.heldMs ?? 0) * 1000) / 1000 }),
+      });
   };
   const onRetry = (message: unknown): void => {
     const event = message as RetryEventMessage;
@@ -103,15 +105,16 @@ function perEventHandlers(
     };
     if (event.event === 'retry') retries.add(1, attributes);
     else exhausted.add(1, attributes);
-    addEvent(event.event === 'retry' ? 'raceguard.retry' : 'raceguard.retry.exhausted', {
-      ...attributes,
-      'raceguard.attempt': event.attempt,
-    });
+    if (spanEvents)
+      addEvent(event.event === 'retry' ? 'raceguard.retry' : 'raceguard.retry.exhausted', {
+        ...attributes,
+        'raceguard.attempt': event.attempt,
+      });
   };
   const onIdempotency = (message: unknown): void => {
     const { event } = message as IdempotencyEventMessage;
     idempotency.add(1, { 'raceguard.idempotency.outcome': event });
-    addEvent('raceguard.idempotency', { 'raceguard.idempotency.outcome': event });
+    if (spanEvents) addEvent('raceguard.idempotency', { 'raceguard.idempotency.outcome': event });
   };
 
   const onCache = (message: unknown): void => {

@@ -11,7 +11,7 @@ import {
   KeyedBatcher,
   type BatcherOptions,
 } from '../core/batcher.js';
-import { CommitOutcomeUnknownError, InvalidArgumentError } from '../core/errors.js';
+import { CommitOutcomeUnknownError, InvalidArgumentError, rejection } from '../core/errors.js';
 import {
   assertAbortSignal,
   assertKnownOptions,
@@ -253,7 +253,7 @@ export function createCombiner(pool: PoolLike, options: CombinerOptions): Combin
         }
         return batcher.submit(batchKey, request, { signal: request.signal, deadlineMs });
       } catch (error) {
-        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+        return rejection(error);
       }
     },
     get pending() {

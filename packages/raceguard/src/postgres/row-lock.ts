@@ -4,7 +4,7 @@ import {
   assertPlainObject,
   assertPositiveInteger,
 } from '../core/validate.js';
-import { publishLock } from '../core/events.js';
+import { lockEventsWanted, publishLock } from '../core/events.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { DatabaseError, LockTimeoutError } from './errors.js';
 import { quoteIdentifier, quoteTable, type TableName } from './identifiers.js';
@@ -139,12 +139,13 @@ export async function lockRows(tx: Transaction, options: LockRowsOptions): Promi
     );
   } catch (error) {
     if (error instanceof DatabaseError && error.sqlState === '55P03') {
-      publishLock(() => ({
-        event: 'timeout',
-        backend: 'PostgresRowLock',
-        key: `${Array.isArray(options.table) ? options.table.join('.') : String(options.table)}:rows`,
-        waitedMs: performance.now() - started,
-      }));
+      if (lockEventsWanted())
+        publishLock({
+          event: 'timeout',
+          backend: 'PostgresRowLock',
+          key: `${Array.isArray(options.table) ? options.table.join('.') : String(options.table)}:rows`,
+          waitedMs: performance.now() - started,
+        });
       throw new LockTimeoutError(target, wait === 'nowait' ? 0 : lockTimeoutMs, error);
     }
     throw error;
