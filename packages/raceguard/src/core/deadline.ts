@@ -206,9 +206,11 @@ export function within<T>(call: Promise<T>, options: WithinOptions<T>): Promise<
     if (signal?.aborted === true) return onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
     if (deadline !== Number.POSITIVE_INFINITY) {
-      const ms = deadline - performance.now();
-      if (ms <= MAX_TIMER_MS) waiter = DEADLINES.add(deadline, () => giveUp(timeout()));
-      else cancelLong = longTimer(() => giveUp(timeout()), ms);
+      // A deadline under MAX_TIMER_MS on the monotonic clock (which starts
+      // at 0 with the process) is less than that away: no clock read needed.
+      if (deadline <= MAX_TIMER_MS || deadline - performance.now() <= MAX_TIMER_MS)
+        waiter = DEADLINES.add(deadline, () => giveUp(timeout()));
+      else cancelLong = longTimer(() => giveUp(timeout()), deadline - performance.now());
     }
   });
 }

@@ -149,11 +149,11 @@ export async function acquireLease(
         (late) => (late.token === undefined ? undefined : release(owner)),
         protocol.undoUnknown === false ? undefined : () => release(owner),
       );
-      const roundTripMs = performance.now() - sentAt;
+      const answeredAt = performance.now();
       let detail: string;
       if (attempt.token !== undefined) {
         const validUntil = leaseEnd(sentAt, ttlMs, driftFactor);
-        if (!isAborted(signal) && performance.now() < validUntil) {
+        if (!isAborted(signal) && answeredAt < validUntil) {
           failed = false;
           return leaseHandle(
             protocol,
@@ -180,7 +180,7 @@ export async function acquireLease(
         pauseMs: (leaseLeftMs) => {
           const poll = protocol.jitter === true ? Math.random() * protocol.pollMs : protocol.pollMs;
           // Wake early enough for a last attempt to answer before the deadline.
-          const last = deadline - performance.now() - roundTripMs;
+          const last = deadline - performance.now() - (answeredAt - sentAt);
           const lease = leaseLeftMs !== undefined && leaseLeftMs >= 0 ? leaseLeftMs + 1 : poll;
           return Math.max(1, Math.min(last, poll, lease));
         },

@@ -1,5 +1,11 @@
 import { InvalidArgumentError, messageOf } from '../core/errors.js';
-import { LeaseLocker, leaseSettings, type LeaseRoundTrips } from '../core/lease-acquire.js';
+import {
+  LeaseLocker,
+  leaseSettings,
+  type LeaseAttempt,
+  type LeaseRoundTrips,
+  type ReleaseWait,
+} from '../core/lease-acquire.js';
 import { LockBackendError, checkOptionNames } from '../core/lock.js';
 import { assertPlainObject } from '../core/validate.js';
 import {
@@ -163,25 +169,88 @@ export class RedisLock extends LeaseLocker {
 
   /** The round trips on `key`: one script each; waits end on a release message. */
   protected roundTrips(key: string): LeaseRoundTrips {
+    return new RedisKeyTrips(
+      this.#send,
+      this.#prefix,
+      key,
+      this.#fenceCounter,
+      this.#subscriptions,
+    );
+  }
+
+  /** {@link #run}, bound once per locker for the round trips of every acquire. */
+  readonly #send: ScriptRunner = (script, keys, args, what, answer) =>
+    this.#run(script, keys, args, what, answer);
+}
+
+/** How a key's round trips run a script: {@link RedisLock}'s `#run`. */
+type ScriptRunner = <T>(
+  script: LuaScript,
+  keys: string[],
+  args: (string | number)[],
+  what: string,
+  answer: (reply: unknown) => T,
+) => Promise<T>;
+
+/** The grant script's reply: `[1, token]` when granted, `[0, remaining lease ms]` when held. */
+function grantOf(reply: unknown): LeaseAttempt {
+  const [granted, value] = reply as [number, number];
+  return granted === 1 ? { token: BigInt(value) } : { leaseLeftMs: value > 0 ? value : undefined };
+}
+
+const isOne = (reply: unknown): boolean => reply === 1;
+const nothing = (): undefined => undefined;
+
+/**
+ * The round trips of one acquire on one key: one object, no closure per
+ * acquire or per call (an uncontended acquire and its release are the hot
+ * path); the wait for a release message is built only if the key is held.
+ */
+class RedisKeyTrips implements LeaseRoundTrips {
+  readonly #send: ScriptRunner;
+  readonly #grantKeys: string[];
+  readonly #lockKeys: string[];
+  readonly #channel: string;
+  readonly #subscriptions: ReleaseSubscriptions | undefined;
+  #wait: ReturnType<typeof waitForReleaseOn> | undefined;
+
+  constructor(
+    send: ScriptRunner,
+    prefix: string,
+    key: string,
+    fenceCounter: FenceCounter,
+    subscriptions: ReleaseSubscriptions | undefined,
+  ) {
     // One hash tag, so the lock and its counter live in the same cluster slot.
-    const lock = `${this.#prefix}lock:{${key}}`;
-    const channel = `${this.#prefix}released:{${key}}`;
-    const grantKeys = [lock, fenceKey(this.#prefix, key, this.#fenceCounter)];
-    const lockKeys = [lock];
-    return {
-      // `[1, token]` when granted, `[0, remaining lease ms]` when held.
-      tryGrant: (owner, ttlMs) =>
-        this.#run(ACQUIRE, grantKeys, [owner, ttlMs], 'acquire a lock', (reply) => {
-          const [granted, value] = reply as [number, number];
-          return granted === 1
-            ? { token: BigInt(value) }
-            : { leaseLeftMs: value > 0 ? value : undefined };
-        }),
-      renew: (owner, leaseMs) =>
-        this.#run(EXTEND, lockKeys, [owner, leaseMs], 'extend a lock', (reply) => reply === 1),
-      release: (owner) =>
-        this.#run(RELEASE, lockKeys, [owner, channel], 'release a lock', () => undefined),
-      ...waitForReleaseOn(this.#subscriptions === undefined ? [] : [this.#subscriptions], channel),
-    };
+    const lock = `${prefix}lock:{${key}}`;
+    this.#send = send;
+    this.#grantKeys = [lock, fenceKey(prefix, key, fenceCounter)];
+    this.#lockKeys = [lock];
+    this.#channel = `${prefix}released:{${key}}`;
+    this.#subscriptions = subscriptions;
+  }
+
+  tryGrant(owner: string, ttlMs: number): Promise<LeaseAttempt> {
+    return this.#send(ACQUIRE, this.#grantKeys, [owner, ttlMs], 'acquire a lock', grantOf);
+  }
+
+  renew(owner: string, leaseMs: number): Promise<boolean> {
+    return this.#send(EXTEND, this.#lockKeys, [owner, leaseMs], 'extend a lock', isOne);
+  }
+
+  release(owner: string): Promise<void> {
+    return this.#send(RELEASE, this.#lockKeys, [owner, this.#channel], 'release a lock', nothing);
+  }
+
+  waitForRelease(wait: ReleaseWait): Promise<void> {
+    this.#wait ??= waitForReleaseOn(
+      this.#subscriptions === undefined ? [] : [this.#subscriptions],
+      this.#channel,
+    );
+    return this.#wait.waitForRelease(wait);
+  }
+
+  end(failed: boolean): void {
+    this.#wait?.end(failed);
   }
 }
