@@ -65,6 +65,9 @@ class CountedCacheLayer extends CachePersistenceLayer {
 const handler = (body: { n?: number }) => ({ ok: true, n: body.n ?? 0 });
 
 const redis = new Redis(redisUrl);
+// The same server through a client that pipelines the commands of one tick
+// (node-redis, under Powertools' layer, does so by default).
+const pipelined = new Redis(redisUrl, { enableAutoPipelining: true });
 const pool = new pg.Pool({ connectionString: databaseUrl, max: 16 });
 pool.on('error', () => undefined);
 await createIdempotencyTable(pool, { table: 'bench_idempotency' });
@@ -102,14 +105,19 @@ const redisStore = new RedisIdempotencyStore({ client: redis });
 const postgresStore = new PostgresIdempotencyStore({ client: pool, table: 'bench_idempotency' });
 // The floor of any Redis-backed layer that claims and then stores the
 // response: two plain commands, no payload check, no owner, no scope.
-app.post('/redis-floor', async (request) => {
-  const key = `bench-floor:${String(request.headers['idempotency-key'])}`;
-  roundTrips.set('/redis-floor', (roundTrips.get('/redis-floor') ?? 0) + 2);
-  await redis.set(key, 'in-progress', 'PX', 30_000, 'NX');
-  const result = handler(request.body as { n?: number });
-  await redis.set(key, JSON.stringify(result), 'PX', 86_400_000);
-  return result;
-});
+function floor(path: string, client: Redis): void {
+  app.post(path, async (request) => {
+    const key = `bench-floor:${String(request.headers['idempotency-key'])}`;
+    roundTrips.set(path, (roundTrips.get(path) ?? 0) + 2);
+    await client.set(key, 'in-progress', 'PX', 30_000, 'NX');
+    const result = handler(request.body as { n?: number });
+    await client.set(key, JSON.stringify(result), 'PX', 86_400_000);
+    return result;
+  });
+}
+floor('/redis-floor', redis);
+floor('/redis-floor-pipelined', pipelined);
+guarded('/redis-pipelined', new RedisIdempotencyStore({ client: pipelined }));
 guarded('/memory', new MemoryIdempotencyStore());
 guarded('/redis', redisStore);
 guarded('/postgres', postgresStore);

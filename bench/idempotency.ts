@@ -3,7 +3,9 @@
  * and behind raceguard's Fastify plugin (memory, Redis and PostgreSQL
  * stores), behind `@aws-lambda-powertools/idempotency` with its Redis
  * persistence layer, and as the `floor` of any Redis layer (two plain
- * SETs); then a route that inserts a PostgreSQL row, bare and behind the
+ * SETs), and the Redis store and the floor again through a client that
+ * pipelines (as Powertools' node-redis does by default); then a route that
+ * inserts a PostgreSQL row, bare and behind the
  * Redis and PostgreSQL stores. All measured side by side in one run; each
  * ratio is to the bare version of the same route. The server runs in a
  * child process; this process is the load generator (64 connections, a
@@ -44,6 +46,20 @@ const VARIANTS = [
   { route: 'trivial', variant: 'raceguard', store: 'redis', path: '/redis' },
   { route: 'trivial', variant: 'raceguard', store: 'postgres', path: '/postgres' },
   { route: 'trivial', variant: 'powertools', store: 'redis', path: '/powertools' },
+  // Both Redis layers again through an ioredis client with auto-pipelining,
+  // as Powertools' node-redis client pipelines by default.
+  {
+    route: 'trivial',
+    variant: 'floor',
+    store: 'redis (auto-pipelining)',
+    path: '/redis-floor-pipelined',
+  },
+  {
+    route: 'trivial',
+    variant: 'raceguard',
+    store: 'redis (auto-pipelining)',
+    path: '/redis-pipelined',
+  },
   { route: 'insert', variant: 'unprotected', store: '-', path: '/unprotected-insert' },
   { route: 'insert', variant: 'raceguard', store: 'redis', path: '/redis-insert' },
   { route: 'insert', variant: 'raceguard', store: 'postgres', path: '/postgres-insert' },

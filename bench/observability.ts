@@ -5,7 +5,10 @@
  * `raceguard/otel` recording into the OpenTelemetry SDK (`otel`: a
  * MeterProvider with a manual reader, spans off), and the same in its
  * aggregated mode (`otel-aggregated`: local arrays, handed over at
- * collection). Operations: `withLock`
+ * collection); and `sdk-floor`, the SDK's own cost for what `otel` records
+ * per lock use: a listener that only records two histogram values with
+ * attributes built once (the least any per-event OpenTelemetry
+ * instrumentation of a lock can cost). Operations: `withLock`
  * on the in-process keyed mutex and on the Redis lock (uncontended, 32
  * workers on distinct keys), and `atomicDecrement` on PostgreSQL (which
  * publishes nothing unless it retries). Rounds interleave the variants;
@@ -63,8 +66,8 @@ async function measure(op: (worker: number) => Promise<unknown>): Promise<number
   return (ops * 1000) / (performance.now() - started);
 }
 
-type Variant = 'none' | 'events' | 'otel' | 'otel-aggregated';
-const VARIANTS: readonly Variant[] = ['none', 'events', 'otel', 'otel-aggregated'];
+type Variant = 'none' | 'events' | 'otel' | 'otel-aggregated' | 'sdk-floor';
+const VARIANTS: readonly Variant[] = ['none', 'events', 'otel', 'otel-aggregated', 'sdk-floor'];
 /** Turn a variant on; returns how to turn it off. */
 function enable(variant: Variant): () => void {
   if (variant === 'none') return () => undefined;
@@ -81,6 +84,23 @@ function enable(variant: Variant): () => void {
     exportIntervalMillis: 3_600_000,
   });
   const meterProvider = new MeterProvider({ readers: [reader] });
+  if (variant === 'sdk-floor') {
+    const meter = meterProvider.getMeter('floor');
+    const wait = meter.createHistogram('floor.wait', { unit: 's' });
+    const hold = meter.createHistogram('floor.hold', { unit: 's' });
+    const waitAttributes = { backend: 'floor', outcome: 'acquired', key: 'k' };
+    const holdAttributes = { backend: 'floor', key: 'k' };
+    const record = (message: unknown): void => {
+      const event = message as { waitedMs: number; heldMs?: number };
+      wait.record(event.waitedMs / 1000, waitAttributes);
+      hold.record((event.heldMs ?? 0) / 1000, holdAttributes);
+    };
+    subscribe(RACEGUARD_CHANNELS.lock, record);
+    return () => {
+      unsubscribe(RACEGUARD_CHANNELS.lock, record);
+      void meterProvider.shutdown();
+    };
+  }
   const telemetry = instrumentRaceguard({
     meterProvider,
     spanEvents: false,
@@ -127,6 +147,7 @@ try {
       events: [],
       otel: [],
       'otel-aggregated': [],
+      'sdk-floor': [],
     };
     for (let round = 0; round < rounds; round++) {
       for (const variant of VARIANTS) {
@@ -166,6 +187,6 @@ if (args.json) {
     `${renderTable(
       ['operation', 'variant', 'ops/s', 'x none'],
       results.map((r) => [r.operation, r.variant, r.opsPerSec, r.ratioToNone.toFixed(2)]),
-    )}\n\n${WORKERS} workers on distinct keys; none (the floor): nobody listens; events: a no-op subscriber on every raceguard channel; otel: raceguard/otel into the OpenTelemetry SDK (spans off); otel-aggregated: its aggregated mode; median of ${rounds} interleaved round(s) of ${durationMs} ms\n`,
+    )}\n\n${WORKERS} workers on distinct keys; none (the floor): nobody listens; events: a no-op subscriber on every raceguard channel; otel: raceguard/otel into the OpenTelemetry SDK (spans off); otel-aggregated: its aggregated mode; sdk-floor: two histogram records per lock use, attributes built once (the SDK's own cost); median of ${rounds} interleaved round(s) of ${durationMs} ms\n`,
   );
 }

@@ -1,8 +1,9 @@
 /**
  * The ORM adapters' cost: raceguard's atomic and optimistic helpers through
  * Kysely, Drizzle, TypeORM and Prisma (its client generated as the tests do), beside the same statements sent by hand
- * through the raw driver (the floor), on PostgreSQL and MariaDB, at 16
- * clients. Each client works on a row of its own, so the figures measure
+ * through the raw driver (the floor), and each ORM's own floor (the atomic
+ * statement by hand through the ORM's raw-SQL path), on PostgreSQL and
+ * MariaDB, at 16 clients. Each client works on a row of its own, so the figures measure
  * the adapter's overhead, not contention. Rounds interleave every variant;
  * medians are reported.
  *
@@ -14,7 +15,8 @@ import { PrismaMariaDb } from '@prisma/adapter-mariadb';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { drizzle as drizzleMysql } from 'drizzle-orm/mysql2';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
-import { Kysely, MysqlDialect, PostgresDialect } from 'kysely';
+import { sql as drizzleSql } from 'drizzle-orm';
+import { Kysely, MysqlDialect, PostgresDialect, sql as kyselySql } from 'kysely';
 import { createPool as createCallbackPool } from 'mysql2';
 import mysql from 'mysql2/promise';
 import { randomBytes } from 'node:crypto';
@@ -56,7 +58,8 @@ type Op = (i: number) => Promise<unknown>;
 interface Variant {
   readonly orm: string;
   readonly atomic: Op;
-  readonly optimistic: Op;
+  /** Absent for an ORM's own floor, measured on the atomic statement only. */
+  readonly optimistic?: Op;
 }
 
 const atomicOptions = (i: number) => ({ table: 'hot', key: { id: i }, column: 'v', amount: 1 });
@@ -87,6 +90,53 @@ function ormVariants(on: {
       optimistic: (i: number) => optimisticUpdate(db, optimisticOptions(i)),
     };
   });
+}
+
+/**
+ * Each ORM's own floor: the raw driver's atomic statement by hand through
+ * the ORM's own raw-SQL path (Kysely's and Drizzle's `sql` templates,
+ * TypeORM's `query`, Prisma's `$queryRawUnsafe` / `$executeRawUnsafe`), so
+ * an adapter's ratio to it is what the adapter adds, and the floor's ratio
+ * to the raw driver is what the ORM itself costs.
+ */
+function ormFloors(
+  on: {
+    readonly kdb: Kysely<Record<string, never>>;
+    readonly ddb: { execute(query: ReturnType<typeof drizzleSql>): Promise<unknown> };
+    readonly source: DataSource;
+    readonly prisma: {
+      $queryRawUnsafe(query: string, ...values: unknown[]): Promise<unknown>;
+    };
+  },
+  database: 'postgres' | 'mysql',
+): Variant[] {
+  // The raw driver's statement, as each ORM takes it.
+  const text =
+    database === 'postgres'
+      ? 'UPDATE hot SET v = v - $1 WHERE id = $2 AND v - $1 >= $3 RETURNING id, v'
+      : 'UPDATE hot SET v = LAST_INSERT_ID(v - ?) WHERE id = ? AND v >= ?';
+  const values = (i: number) => (database === 'postgres' ? [1, i, 0] : [1, i, 1]);
+  return [
+    {
+      orm: 'kysely (by hand)',
+      atomic: (i) =>
+        (database === 'postgres'
+          ? kyselySql`UPDATE hot SET v = v - ${1} WHERE id = ${i} AND v - ${1} >= ${0} RETURNING id, v`
+          : kyselySql`UPDATE hot SET v = LAST_INSERT_ID(v - ${1}) WHERE id = ${i} AND v >= ${1}`
+        ).execute(on.kdb),
+    },
+    {
+      orm: 'drizzle (by hand)',
+      atomic: (i) =>
+        on.ddb.execute(
+          database === 'postgres'
+            ? drizzleSql`UPDATE hot SET v = v - ${1} WHERE id = ${i} AND v - ${1} >= ${0} RETURNING id, v`
+            : drizzleSql`UPDATE hot SET v = LAST_INSERT_ID(v - ${1}) WHERE id = ${i} AND v >= ${1}`,
+        ),
+    },
+    { orm: 'typeorm (by hand)', atomic: (i) => on.source.query(text, values(i)) },
+    { orm: 'prisma (by hand)', atomic: (i) => on.prisma.$queryRawUnsafe(text, ...values(i)) },
+  ];
 }
 
 async function measure(op: Op): Promise<number> {
@@ -173,6 +223,7 @@ async function postgresVariants(): Promise<{
       },
     },
     ...ormVariants({ kdb, ddb, source, prisma }),
+    ...ormFloors({ kdb, ddb, source, prisma }, 'postgres'),
   ];
   return {
     variants,
@@ -257,6 +308,7 @@ async function mysqlVariants(): Promise<{
       },
     },
     ...ormVariants({ kdb, ddb, source, prisma }),
+    ...ormFloors({ kdb, ddb, source, prisma }, 'mysql'),
   ];
   return {
     variants,
@@ -289,13 +341,14 @@ for (const open of [postgresVariants, mysqlVariants]) {
   labels.push(label);
   try {
     for (const strategy of ['atomic', 'optimistic'] as const) {
-      for (const v of variants) await measure(v[strategy]); // connections open, plans warm
+      const measured = variants.filter((v) => v[strategy] !== undefined);
+      for (const v of measured) await measure(v[strategy] as Op); // connections open, plans warm
       const samples = new Map<string, number[]>();
       for (let round = 0; round < rounds; round++) {
-        for (const v of variants) {
+        for (const v of measured) {
           if (!args.json)
             process.stderr.write(`  ${label}, ${strategy}, round ${round + 1}: ${v.orm}...\n`);
-          samples.set(v.orm, [...(samples.get(v.orm) ?? []), await measure(v[strategy])]);
+          samples.set(v.orm, [...(samples.get(v.orm) ?? []), await measure(v[strategy] as Op)]);
         }
       }
       const floor = median(samples.get('raw driver (by hand)') ?? []);
