@@ -154,7 +154,7 @@ const SECTIONS: readonly Section[] = [
   },
   {
     bench: 'locks',
-    record: 'npm run build && npx tsx bench/record.ts locks -- bench/locks.ts --backend redis',
+    record: 'npm run build && npx tsx bench/record.ts locks -- bench/locks.ts',
     workloads: ['Redis lock, uncontended'],
     lines(output) {
       const rows = rowsOf(output);
@@ -572,7 +572,10 @@ const SECTIONS: readonly Section[] = [
           floor: 'fast-check’s scheduler, same bugs and trials',
           peers: 'fast-check',
           ours: deep
-            .map((bug, i) => `${String(bug.bug)} ${x(speedups[i], 1)} fewer runs`)
+            .map((bug, i) => {
+              const runs = bug.medianRuns as Record<string, number | null> | undefined;
+              return `${String(bug.bug)}: ${runs?.portfolio ?? '?'} runs against ${runs?.['fast-check'] ?? '?'} (speed-up ${x(speedups[i], 2)})`;
+            })
             .join(', '),
           target: '≥ 3× fewer runs',
           met: deep.length === 0 ? undefined : met === deep.length,
