@@ -22,10 +22,11 @@ import {
 import { fingerprintRequest, type RequestShape } from '../idempotency/fingerprint.js';
 import {
   DEFAULT_TTL_MS,
-  claimIdempotency,
+  claimPrepared,
+  prepareIdempotency,
   type ConcurrentPolicy,
   type Execution,
-  type IdempotencyOptions,
+  type PreparedIdempotency,
 } from '../idempotency/idempotent.js';
 import { parseIdempotencyKeyHeader } from '../idempotency/key.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
@@ -154,8 +155,8 @@ export interface HttpPolicy<Req> {
   readonly methods: ReadonlySet<string>;
   readonly header: string;
   readonly replayHeaders: ReadonlySet<string>;
-  /** The claim options that do not change per request, gathered once. */
-  readonly claimDefaults: Omit<IdempotencyOptions, 'scope' | 'key' | 'fingerprint'>;
+  /** The claim options that do not change per request, checked once (see `prepareIdempotency`). */
+  readonly prepared: PreparedIdempotency;
 }
 
 const HTTP_OPTIONS: ReadonlySet<string> = new Set([
@@ -234,7 +235,7 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
     methods: new Set((methods as readonly string[]).map((m) => m.toUpperCase())),
     header: header.toLowerCase(),
     replayHeaders: new Set(replay.map((h) => h.toLowerCase())),
-    claimDefaults: {
+    prepared: prepareIdempotency(store, {
       ...(options.concurrent !== undefined && { concurrent: options.concurrent }),
       ...(options.waitMs !== undefined && { waitMs: options.waitMs }),
       ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
@@ -242,7 +243,7 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
       ...(options.maxKeyLength !== undefined && { maxKeyLength: options.maxKeyLength }),
       ...(options.failOpen !== undefined && { failOpen: options.failOpen }),
       ...(options.callTimeoutMs !== undefined && { callTimeoutMs: options.callTimeoutMs }),
-    },
+    }),
   };
 }
 
@@ -316,8 +317,7 @@ export async function decide<Req>(
       ? options.fingerprint(info.request, shape)
       : fingerprintRequest(shape);
   try {
-    const claim = await claimIdempotency<StoredHttpResponse>(options.store, {
-      ...policy.claimDefaults,
+    const claim = await claimPrepared<StoredHttpResponse>(policy.prepared, {
       scope,
       key,
       fingerprint,

@@ -159,18 +159,39 @@ const RENAMED_OPTIONS = [
   ['storeTimeoutMs', "callTimeoutMs, the one name of a round trip's timeout on every backend"],
 ] as const;
 
-function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Settings {
+/** The options of a claim that are the same for every request, checked once. */
+export interface PreparedIdempotency {
+  /** The store, every call bounded by `callTimeoutMs`. */
+  readonly store: IdempotencyStore;
+  readonly maxKeyLength: number;
+  readonly concurrent: ConcurrentPolicy;
+  readonly waitMs: number;
+  readonly leaseMs: number;
+  readonly ttlMs: number;
+  readonly failOpen: boolean;
+}
+
+/** What each request brings to a prepared claim. */
+export type ClaimRequestOptions = Pick<
+  IdempotencyOptions,
+  'scope' | 'key' | 'fingerprint' | 'payload' | 'signal'
+>;
+
+/**
+ * Check the options that do not change per request, once: an adapter calls
+ * this at construction and {@link claimPrepared} per request. Throws
+ * `InvalidArgumentError`.
+ */
+export function prepareIdempotency(
+  store: IdempotencyStore,
+  options: Omit<IdempotencyOptions, keyof ClaimRequestOptions>,
+): PreparedIdempotency {
   if (typeof store !== 'object' || store === null || typeof store.claim !== 'function') {
     throw new InvalidArgumentError('store', 'an IdempotencyStore', store);
   }
   assertPlainObject('options', options);
-  assertNonEmptyString('options.scope', options.scope);
   const maxKeyLength = options.maxKeyLength ?? 255;
   assertPositiveInteger('options.maxKeyLength', maxKeyLength);
-  const key = validateIdempotencyKey(options.key, { maxLength: maxKeyLength });
-  if (options.fingerprint !== undefined) {
-    assertNonEmptyString('options.fingerprint', options.fingerprint);
-  }
   const concurrent = options.concurrent ?? 'conflict';
   assertOneOf('options.concurrent', concurrent, ['conflict', 'wait']);
   for (const [old, now] of RENAMED_OPTIONS) {
@@ -193,21 +214,43 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
   if (ttlMs < leaseMs) {
     throw new InvalidArgumentError('options.ttlMs', `at least options.leaseMs (${leaseMs})`, ttlMs);
   }
-  assertAbortSignal('options.signal', options.signal);
   const callTimeoutMs = options.callTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
   assertPositiveInteger('options.callTimeoutMs', callTimeoutMs);
   return {
     store: timeLimitedStore(store, callTimeoutMs),
-    scope: options.scope,
-    key,
-    fingerprint: options.fingerprint ?? fingerprintPayload(options.payload),
+    maxKeyLength,
     concurrent,
     waitMs,
     leaseMs,
     ttlMs,
     failOpen,
-    signal: options.signal,
   };
+}
+
+/** The settings of one claim: the prepared options and what the request brings, checked. */
+function forRequest(prepared: PreparedIdempotency, request: ClaimRequestOptions): Settings {
+  assertNonEmptyString('options.scope', request.scope);
+  const key = validateIdempotencyKey(request.key, { maxLength: prepared.maxKeyLength });
+  if (request.fingerprint !== undefined) {
+    assertNonEmptyString('options.fingerprint', request.fingerprint);
+  }
+  assertAbortSignal('options.signal', request.signal);
+  return {
+    store: prepared.store,
+    scope: request.scope,
+    key,
+    fingerprint: request.fingerprint ?? fingerprintPayload(request.payload),
+    concurrent: prepared.concurrent,
+    waitMs: prepared.waitMs,
+    leaseMs: prepared.leaseMs,
+    ttlMs: prepared.ttlMs,
+    failOpen: prepared.failOpen,
+    signal: request.signal,
+  };
+}
+
+function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Settings {
+  return forRequest(prepareIdempotency(store, options), options);
 }
 
 /**
@@ -232,7 +275,22 @@ export async function claimIdempotency<R>(
   store: IdempotencyStore,
   options: IdempotencyOptions,
 ): Promise<Claim<R>> {
-  const settings = settingsOf(store, options);
+  return claimWith<R>(settingsOf(store, options));
+}
+
+/**
+ * {@link claimIdempotency} with options checked once by
+ * {@link prepareIdempotency}: per request only the scope, key, fingerprint
+ * and signal are checked (the HTTP adapters' path).
+ */
+export async function claimPrepared<R>(
+  prepared: PreparedIdempotency,
+  request: ClaimRequestOptions,
+): Promise<Claim<R>> {
+  return claimWith<R>(forRequest(prepared, request));
+}
+
+async function claimWith<R>(settings: Settings): Promise<Claim<R>> {
   // randomUUID draws from a cached entropy pool: much cheaper per request than randomBytes.
   const owner = randomUUID();
   const started = performance.now();
