@@ -5,7 +5,7 @@
 import { publishIdempotency } from '../core/events.js';
 import { randomUUID } from 'node:crypto';
 import { createLazyAbort, isAborted, sleep, type LazyAbort } from '../core/abort.js';
-import { AbortedError, InvalidArgumentError } from '../core/errors.js';
+import { AbortedError, InvalidArgumentError, rejection } from '../core/errors.js';
 import { undoUnknownOutcome } from '../core/deadline.js';
 import {
   assertAbortSignal,
@@ -271,11 +271,17 @@ function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Setti
  * return receipt;
  * ```
  */
-export async function claimIdempotency<R>(
+export function claimIdempotency<R>(
   store: IdempotencyStore,
   options: IdempotencyOptions,
 ): Promise<Claim<R>> {
-  return claimWith<R>(settingsOf(store, options));
+  let settings: Settings;
+  try {
+    settings = settingsOf(store, options);
+  } catch (error) {
+    return rejection(error);
+  }
+  return claimWith<R>(settings);
 }
 
 /**
@@ -283,11 +289,17 @@ export async function claimIdempotency<R>(
  * {@link prepareIdempotency}: per request only the scope, key, fingerprint
  * and signal are checked (the HTTP adapters' path).
  */
-export async function claimPrepared<R>(
+export function claimPrepared<R>(
   prepared: PreparedIdempotency,
   request: ClaimRequestOptions,
 ): Promise<Claim<R>> {
-  return claimWith<R>(forRequest(prepared, request));
+  let settings: Settings;
+  try {
+    settings = forRequest(prepared, request);
+  } catch (error) {
+    return rejection(error);
+  }
+  return claimWith<R>(settings);
 }
 
 async function claimWith<R>(settings: Settings): Promise<Claim<R>> {
