@@ -376,15 +376,7 @@ export class LeaseCache implements AsyncDisposable {
       return rejection(error);
     }
     if (this.#local !== undefined) return this.#getThroughLocal(key, tagKeys, loader, options);
-    // The hit path: one plain GET of the fresh value, one promise layer over the driver's reply.
-    const started = performance.now();
-    return this.#plainGet(`${this.#prefix}v:${identityOf(key)}`, key).then(
-      (fresh) =>
-        fresh === null
-          ? this.#read(key, tagKeys, loader, options.signal, ignore, started)
-          : this.#fresh<T>(key, fresh),
-      (error: unknown) => this.#getFailed(error, key, loader, options.signal),
-    );
+    return this.#lookup(key, tagKeys, loader, options.signal, ignore, performance.now());
   }
 
   /** {@link get} with the in-process tier: its copy first, and a ticket so a change announced meanwhile voids what is kept. */
@@ -402,31 +394,51 @@ export class LeaseCache implements AsyncDisposable {
     }
     // Taken before the first Redis read: a change announced meanwhile voids the local copy.
     const ticket = local.begin(key);
-    const started = performance.now();
     let kept: string | undefined;
-    const keep = (data: string): void => {
-      kept = data;
-    };
     try {
-      let fresh: string | null;
-      try {
-        fresh = await this.#plainGet(`${this.#prefix}v:${identityOf(key)}`, key);
-      } catch (error) {
-        return await this.#getFailed(error, key, loader, options.signal);
-      }
-      if (fresh === null)
-        return await this.#read(key, tagKeys, loader, options.signal, keep, started);
-      this.#hit(key);
-      keep(fresh);
-      return this.#serializer.deserialize(fresh) as T;
+      return await this.#lookup(
+        key,
+        tagKeys,
+        loader,
+        options.signal,
+        (data) => {
+          kept = data;
+        },
+        performance.now(),
+      );
     } finally {
       local.settle(ticket, kept);
     }
   }
 
-  /** A Redis hit's value. */
-  #fresh<T>(key: string, data: string): T {
+  /**
+   * The Redis tiers: one plain GET of the fresh value, one promise layer
+   * over the driver's reply on a hit; on a miss the lease path
+   * ({@link #read}); a failed GET fails open or rejects ({@link #getFailed}).
+   * `started` is when the caller's wait began.
+   */
+  #lookup<T>(
+    key: string,
+    tagKeys: readonly string[],
+    loader: (signal: AbortSignal | undefined) => Promise<T>,
+    signal: AbortSignal | undefined,
+    keep: (data: string) => void,
+    started: number,
+  ): Promise<T> {
+    // The entry's value key: the first of {@link #keysOf}'s names, built alone for a hit.
+    return this.#plainGet(`${this.#prefix}v:${identityOf(key)}`, key).then(
+      (fresh) =>
+        fresh === null
+          ? this.#read(key, tagKeys, loader, signal, keep, started)
+          : this.#fresh<T>(key, fresh, keep),
+      (error: unknown) => this.#getFailed(error, key, loader, signal),
+    );
+  }
+
+  /** A Redis hit's value, kept for the in-process tier. */
+  #fresh<T>(key: string, data: string, keep: (data: string) => void): T {
     this.#hit(key);
+    keep(data);
     return this.#serializer.deserialize(data) as T;
   }
 

@@ -8,10 +8,8 @@ import { InvalidArgumentError } from '../core/errors.js';
 import {
   assertFunction,
   assertKnownOptions,
-  assertNonNegativeInteger,
   assertOneOf,
   assertPlainObject,
-  assertPositiveInteger,
 } from '../core/validate.js';
 import {
   IdempotencyInFlightError,
@@ -21,7 +19,6 @@ import {
 } from '../idempotency/errors.js';
 import { fingerprintRequest, type RequestShape } from '../idempotency/fingerprint.js';
 import {
-  DEFAULT_TTL_MS,
   claimPrepared,
   prepareIdempotency,
   type ConcurrentPolicy,
@@ -197,19 +194,10 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
   if (options.onError !== undefined) assertFunction('options.onError', options.onError);
   if (options.storeStatus !== undefined) assertFunction('options.storeStatus', options.storeStatus);
   assertOneOf('options.mode', options.mode ?? 'ietf', ['ietf', 'stripe']);
-  assertOneOf('options.concurrent', options.concurrent ?? 'conflict', ['conflict', 'wait']);
-  if (options.failOpen !== undefined && typeof options.failOpen !== 'boolean')
-    throw new InvalidArgumentError('options.failOpen', 'a boolean', options.failOpen);
-  if (options.waitMs !== undefined) assertNonNegativeInteger('options.waitMs', options.waitMs);
-  for (const name of ['leaseMs', 'ttlMs', 'maxKeyLength', 'callTimeoutMs'] as const) {
-    const value = options[name];
-    if (value !== undefined) assertPositiveInteger(`options.${name}`, value);
-  }
-  // Checked here, with the defaults, so a bad pair fails at start-up and not on every request.
-  const leaseMs = options.leaseMs ?? 30_000;
-  const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
-  if (ttlMs < leaseMs)
-    throw new InvalidArgumentError('options.ttlMs', `at least options.leaseMs (${leaseMs})`, ttlMs);
+  // The claim options (concurrent, waits, lease, TTL, key length, failOpen,
+  // callTimeoutMs): checked once here, with their defaults, so a bad set
+  // fails at start-up and not on every request.
+  const prepared = prepareIdempotency(store, options);
   const methods: readonly unknown[] = options.methods ?? ['POST', 'PATCH'];
   if (!Array.isArray(methods) || methods.some((m) => typeof m !== 'string' || m === '')) {
     throw new InvalidArgumentError('options.methods', 'an array of HTTP method names', methods);
@@ -235,15 +223,7 @@ export function createPolicy<Req>(options: HttpIdempotencyOptions<Req>): HttpPol
     methods: new Set((methods as readonly string[]).map((m) => m.toUpperCase())),
     header: header.toLowerCase(),
     replayHeaders: new Set(replay.map((h) => h.toLowerCase())),
-    prepared: prepareIdempotency(store, {
-      ...(options.concurrent !== undefined && { concurrent: options.concurrent }),
-      ...(options.waitMs !== undefined && { waitMs: options.waitMs }),
-      ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
-      ...(options.ttlMs !== undefined && { ttlMs: options.ttlMs }),
-      ...(options.maxKeyLength !== undefined && { maxKeyLength: options.maxKeyLength }),
-      ...(options.failOpen !== undefined && { failOpen: options.failOpen }),
-      ...(options.callTimeoutMs !== undefined && { callTimeoutMs: options.callTimeoutMs }),
-    }),
+    prepared,
   };
 }
 
@@ -284,7 +264,7 @@ export async function decide<Req>(
   let key: string | undefined;
   try {
     key = parseIdempotencyKeyHeader(info.headerValue, {
-      ...(options.maxKeyLength !== undefined && { maxLength: options.maxKeyLength }),
+      maxLength: policy.prepared.maxKeyLength,
     });
   } catch (error) {
     if (!(error instanceof InvalidIdempotencyKeyError)) throw error;

@@ -5,7 +5,7 @@
 import { publishIdempotency } from '../core/events.js';
 import { randomUUID } from 'node:crypto';
 import { createLazyAbort, isAborted, sleep, type LazyAbort } from '../core/abort.js';
-import { AbortedError, InvalidArgumentError, rejection } from '../core/errors.js';
+import { AbortedError, InvalidArgumentError } from '../core/errors.js';
 import { undoUnknownOutcome } from '../core/deadline.js';
 import {
   assertAbortSignal,
@@ -249,10 +249,6 @@ function forRequest(prepared: PreparedIdempotency, request: ClaimRequestOptions)
   };
 }
 
-function settingsOf(store: IdempotencyStore, options: IdempotencyOptions): Settings {
-  return forRequest(prepareIdempotency(store, options), options);
-}
-
 /**
  * Claim an idempotency key: the low-level protocol under {@link idempotent}
  * and the HTTP middleware, for code whose operation does not fit in one
@@ -275,13 +271,7 @@ export function claimIdempotency<R>(
   store: IdempotencyStore,
   options: IdempotencyOptions,
 ): Promise<Claim<R>> {
-  let settings: Settings;
-  try {
-    settings = settingsOf(store, options);
-  } catch (error) {
-    return rejection(error);
-  }
-  return claimWith<R>(settings);
+  return claimWith<R>(() => forRequest(prepareIdempotency(store, options), options));
 }
 
 /**
@@ -293,16 +283,12 @@ export function claimPrepared<R>(
   prepared: PreparedIdempotency,
   request: ClaimRequestOptions,
 ): Promise<Claim<R>> {
-  let settings: Settings;
-  try {
-    settings = forRequest(prepared, request);
-  } catch (error) {
-    return rejection(error);
-  }
-  return claimWith<R>(settings);
+  return claimWith<R>(() => forRequest(prepared, request));
 }
 
-async function claimWith<R>(settings: Settings): Promise<Claim<R>> {
+/** The claim loop; `check` builds the settings inside it, so bad input rejects. */
+async function claimWith<R>(check: () => Settings): Promise<Claim<R>> {
+  const settings = check();
   // randomUUID draws from a cached entropy pool: much cheaper per request than randomBytes.
   const owner = randomUUID();
   const started = performance.now();

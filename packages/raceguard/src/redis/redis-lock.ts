@@ -137,21 +137,15 @@ export class RedisLock extends LeaseLocker {
    * One script round trip, its reply mapped by `answer`: a single promise
    * layer of ours over the driver's reply on success (a grant and a release
    * are the hot path); on failure the `NOSCRIPT` fallback, and any error as a
-   * LockBackendError.
+   * LockBackendError. Bound once per locker: every acquire's round trips
+   * share it.
    */
-  #run<T>(
-    script: LuaScript,
-    keys: string[],
-    args: (string | number)[],
-    what: string,
-    answer: (reply: unknown) => T,
-  ): Promise<T> {
-    return script
+  readonly #run: ScriptRunner = (script, keys, args, what, answer) =>
+    script
       .send(this.#client, keys, args)
       .then(answer, (error: unknown) =>
         this.#recover(script, keys, args, error, what).then(answer),
       );
-  }
 
   async #recover(
     script: LuaScript,
@@ -169,18 +163,8 @@ export class RedisLock extends LeaseLocker {
 
   /** The round trips on `key`: one script each; waits end on a release message. */
   protected roundTrips(key: string): LeaseRoundTrips {
-    return new RedisKeyTrips(
-      this.#send,
-      this.#prefix,
-      key,
-      this.#fenceCounter,
-      this.#subscriptions,
-    );
+    return new RedisKeyTrips(this.#run, this.#prefix, key, this.#fenceCounter, this.#subscriptions);
   }
-
-  /** {@link #run}, bound once per locker for the round trips of every acquire. */
-  readonly #send: ScriptRunner = (script, keys, args, what, answer) =>
-    this.#run(script, keys, args, what, answer);
 }
 
 /** How a key's round trips run a script: {@link RedisLock}'s `#run`. */
