@@ -7,7 +7,11 @@
  * are matched row by row (the rows' text fields name them) and every numeric
  * field is reported as the median per side and their ratio (today / then).
  *
+ * Numeric fields that name a row too (a row per key count or client count)
+ * are given with `--by`.
+ *
  *   npx tsx bench/ab.ts --ref 5bf56b7 [--rounds 3] -- bench/locks.ts --backend redis --scenario uncontended
+ *   npx tsx bench/ab.ts --ref 7fe53e3 --by keys -- bench/ordering.ts
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, symlinkSync } from 'node:fs';
@@ -22,13 +26,17 @@ const { values: args } = parseArgs({
   options: {
     ref: { type: 'string' },
     rounds: { type: 'string', default: '3' },
+    by: { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
 });
 const command = separator === -1 ? [] : process.argv.slice(separator + 1);
 const rounds = Number(args.rounds);
+const naming = new Set(args.by.split(',').filter((field) => field !== ''));
 if (args.ref === undefined || command.length === 0 || !(rounds >= 1)) {
-  process.stderr.write('usage: ab --ref <commit> [--rounds N] -- <bench file> [its arguments]\n');
+  process.stderr.write(
+    'usage: ab --ref <commit> [--rounds N] [--by field,...] -- <bench file> [its arguments]\n',
+  );
   process.exit(2);
 }
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -73,10 +81,12 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 
-/** A row's name: its text fields, in order. */
+/** A row's name: its text fields and the `--by` fields, in order. */
 const nameOf = (row: Row) =>
   Object.entries(row)
-    .filter(([, value]) => typeof value === 'string' || typeof value === 'boolean')
+    .filter(
+      ([key, value]) => typeof value === 'string' || typeof value === 'boolean' || naming.has(key),
+    )
     .map(([key, value]) => `${key}=${String(value)}`)
     .join(' ');
 const numbersOf = (side: 'then' | 'now') => {
@@ -86,7 +96,8 @@ const numbersOf = (side: 'then' | 'now') => {
       const fields = byName.get(nameOf(row)) ?? new Map<string, number[]>();
       byName.set(nameOf(row), fields);
       for (const [key, value] of Object.entries(row))
-        if (typeof value === 'number') fields.set(key, [...(fields.get(key) ?? []), value]);
+        if (typeof value === 'number' && !naming.has(key))
+          fields.set(key, [...(fields.get(key) ?? []), value]);
     }
   return byName;
 };

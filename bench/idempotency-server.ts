@@ -101,8 +101,8 @@ function guarded(
     done();
   });
 }
-const redisStore = new RedisIdempotencyStore({ client: redis });
 const postgresStore = new PostgresIdempotencyStore({ client: pool, table: 'bench_idempotency' });
+const redisStore = new RedisIdempotencyStore({ client: redis });
 // The floor of any Redis-backed layer that claims and then stores the
 // response: two plain commands, no payload check, no owner, no scope.
 function floor(path: string, client: Redis): void {
@@ -116,6 +116,26 @@ function floor(path: string, client: Redis): void {
   });
 }
 floor('/redis-floor', redis);
+// The Redis store's own protocol without the middleware: its claim and its
+// completion (owner-checked, fingerprinted, leased scripts) called by hand,
+// so the gap to the floor splits into the store's share and the middleware's.
+let byHand = 0;
+app.post('/redis-store-by-hand', async (request) => {
+  roundTrips.set('/redis-store-by-hand', (roundTrips.get('/redis-store-by-hand') ?? 0) + 2);
+  const id = { scope: 'bench', key: String(request.headers['idempotency-key']) };
+  const owner = `bench:${process.pid}:${++byHand}`;
+  const claim = await redisStore.claim({
+    ...id,
+    fingerprint: 'by-hand',
+    owner,
+    leaseMs: 30_000,
+    ttlMs: 86_400_000,
+  });
+  if (claim.kind !== 'claimed') throw new Error(`not claimed: ${claim.kind}`);
+  const result = handler(request.body as { n?: number });
+  await redisStore.complete({ ...id, owner, result: JSON.stringify(result), ttlMs: 86_400_000 });
+  return result;
+});
 floor('/redis-floor-pipelined', pipelined);
 guarded('/redis-pipelined', new RedisIdempotencyStore({ client: pipelined }));
 guarded('/memory', new MemoryIdempotencyStore());

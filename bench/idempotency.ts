@@ -42,6 +42,7 @@ const connections = Number(args.connections);
 const VARIANTS = [
   { route: 'trivial', variant: 'unprotected', store: '-', path: '/unprotected' },
   { route: 'trivial', variant: 'floor', store: 'redis', path: '/redis-floor' },
+  { route: 'trivial', variant: 'store by hand', store: 'redis', path: '/redis-store-by-hand' },
   { route: 'trivial', variant: 'raceguard', store: 'memory', path: '/memory' },
   { route: 'trivial', variant: 'raceguard', store: 'redis', path: '/redis' },
   { route: 'trivial', variant: 'raceguard', store: 'postgres', path: '/postgres' },

@@ -5,10 +5,10 @@
  * release); the loop, the deadline and `signal`, the hand-back of a grant
  * that answers late, the lease arithmetic and the handle live here.
  */
-import { randomBytes } from 'node:crypto';
 import { isAborted } from './abort.js';
 import { AbortedError } from './errors.js';
 import { createLeaseHandle } from './lease-handle.js';
+import { nextOwnerId } from './owner-id.js';
 import {
   acquireDeadline,
   checkAcquire,
@@ -100,15 +100,6 @@ export interface LeaseLockProtocol {
   forKey(key: string): LeaseRoundTrips;
 }
 
-/** Random per process; with a counter it makes owner ids unique without random bytes per attempt. */
-const PROCESS_ID = randomBytes(12).toString('hex');
-let attempts = 0;
-
-/** A fresh owner id for one grant attempt: unique across processes and attempts. */
-function nextOwner(): string {
-  return `${PROCESS_ID}:${++attempts}`;
-}
-
 /**
  * Wait up to `options.waitMs` for the lease on `key`: attempt, and between
  * attempts wait for a release (by notification where the backend has one,
@@ -141,7 +132,7 @@ export async function acquireLease(
     if (trips.prepare !== undefined) await beforeDeadline(trips.prepare(), silent);
     for (;;) {
       if (isAborted(signal)) throw new AbortedError(signal?.reason);
-      const owner = nextOwner();
+      const owner = nextOwnerId();
       const sentAt = performance.now();
       const attempt = await beforeDeadline(
         trips.tryGrant(owner, ttlMs),

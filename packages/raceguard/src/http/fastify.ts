@@ -72,21 +72,25 @@ export function fastifyIdempotency(options: FastifyIdempotencyOptions): FastifyP
   };
 
   const plugin = (app: FastifyInstance): Promise<void> => {
-    app.addHook('preHandler', async (request, reply) => {
-      const decision = await decide(policy, {
+    // Callback-style hooks: an async hook costs a promise on every request,
+    // the unguarded ones (GET) included.
+    app.addHook('preHandler', (request, reply, done) => {
+      decide(policy, {
         request,
         method: request.method,
         url: request.url,
         headerValue: request.headers[policy.header],
         body: request.body,
-      });
-      if (decision.kind === 'respond') return send(reply, decision.response);
-      if (decision.kind === 'proceed') running.set(request, decision.execution);
-      return undefined;
+      }).then((decision) => {
+        // Answered here: Fastify expects no `done` after a reply from a hook.
+        if (decision.kind === 'respond') return void send(reply, decision.response);
+        if (decision.kind === 'proceed') running.set(request, decision.execution);
+        done();
+      }, done);
     });
-    app.addHook('onSend', async (request, reply, payload) => {
+    app.addHook('onSend', (request, reply, payload, done) => {
       const execution = running.get(request);
-      if (execution === undefined) return payload;
+      if (execution === undefined) return done(null, payload);
       running.delete(request);
       const body =
         typeof payload === 'string' || payload instanceof Uint8Array
@@ -94,25 +98,37 @@ export function fastifyIdempotency(options: FastifyIdempotencyOptions): FastifyP
           : payload === null || payload === undefined
             ? undefined
             : null;
-      if (body === null) {
-        // A stream cannot be stored: treat the request as not completed.
-        await execution.abandon().catch((error: unknown) => report(error as Error, request));
-        return payload;
-      }
-      const error = await finish(policy, execution, {
-        status: reply.statusCode,
-        headers: reply.getHeaders(),
-        body,
-      });
-      if (error !== undefined) report(error, request);
-      return payload;
+      const stored: Promise<Error | undefined> =
+        body === null
+          ? // A stream cannot be stored: treat the request as not completed.
+            execution.abandon().then(
+              () => undefined,
+              (error: unknown) => error as Error,
+            )
+          : finish(policy, execution, {
+              status: reply.statusCode,
+              headers: reply.getHeaders(),
+              body,
+            });
+      stored.then((error) => {
+        // An `onError` that throws fails the hook, as it would an async one.
+        try {
+          if (error !== undefined) report(error, request);
+        } catch (thrown) {
+          return done(thrown as Error);
+        }
+        done(null, payload);
+      }, done);
     });
     // The response never reached onSend (the client went away first): free the key.
-    app.addHook('onResponse', async (request) => {
+    app.addHook('onResponse', (request, _reply, done) => {
       const execution = running.get(request);
-      if (execution === undefined) return;
+      if (execution === undefined) return done();
       running.delete(request);
-      await execution.abandon().catch((error: unknown) => report(error as Error, request));
+      execution
+        .abandon()
+        .catch((error: unknown) => report(error as Error, request))
+        .then(() => done(), done);
     });
     return Promise.resolve();
   };

@@ -12,17 +12,76 @@ import crypto, { createHash } from 'node:crypto';
  * ```
  */
 export function canonicalJson(value: unknown): string {
-  return (
-    JSON.stringify(value, (_key, member: unknown) => {
-      if (member === null || typeof member !== 'object' || Array.isArray(member)) return member;
-      if (Buffer.isBuffer(member) || ArrayBuffer.isView(member)) return member;
-      const sorted: Record<string, unknown> = {};
-      for (const name of Object.keys(member).sort()) {
-        sorted[name] = (member as Record<string, unknown>)[name];
-      }
-      return sorted;
-    }) ?? 'undefined'
-  );
+  return plainCanonicalJson(value) ?? JSON.stringify(value, sortedMembers) ?? 'undefined';
+}
+
+/** The replacer of {@link canonicalJson}: each object's members in sorted order. */
+function sortedMembers(_key: string, member: unknown): unknown {
+  if (member === null || typeof member !== 'object' || Array.isArray(member)) return member;
+  if (Buffer.isBuffer(member) || ArrayBuffer.isView(member)) return member;
+  const sorted: Record<string, unknown> = {};
+  for (const name of Object.keys(member).sort()) {
+    sorted[name] = (member as Record<string, unknown>)[name];
+  }
+  return sorted;
+}
+
+/** Nesting beyond which {@link plainCanonicalJson} leaves a value to the replacer. */
+const MAX_PLAIN_DEPTH = 64;
+
+/**
+ * The text {@link canonicalJson} gives, written directly for what a parsed
+ * JSON body holds (plain objects, plain arrays, strings, numbers, booleans,
+ * null), without the replacer's copy of every object; `undefined` for
+ * anything else, which then takes the replacer's path. Objects whose
+ * member names would not come out of that copy in sorted order (names that
+ * start with a digit, which JavaScript orders as array indices, and
+ * `__proto__`, which the copy drops) take that path too, so both give the
+ * same text for every input.
+ */
+function plainCanonicalJson(value: unknown, depth = 0): string | undefined {
+  switch (typeof value) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+      return JSON.stringify(value);
+    case 'object':
+      break;
+    default:
+      return undefined;
+  }
+  if (value === null) return 'null';
+  // Deeper than any request body: possibly a cycle, which JSON.stringify reports.
+  if (depth > MAX_PLAIN_DEPTH) return undefined;
+  if (Array.isArray(value)) {
+    if (Object.getPrototypeOf(value) !== Array.prototype || 'toJSON' in value) return undefined;
+    let text = '[';
+    for (let i = 0; i < value.length; i += 1) {
+      const item: unknown = value[i];
+      const part = item === undefined ? 'null' : plainCanonicalJson(item, depth + 1);
+      if (part === undefined) return undefined;
+      text += i === 0 ? part : `,${part}`;
+    }
+    return `${text}]`;
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  const record = value as Record<string, unknown>;
+  if ('toJSON' in record) return undefined;
+  const names = Object.keys(record).sort();
+  let text = '{';
+  let first = true;
+  for (const name of names) {
+    const code = name.charCodeAt(0);
+    if ((code >= 48 && code <= 57) || name === '__proto__') return undefined;
+    const member = record[name];
+    if (member === undefined) continue;
+    const part = plainCanonicalJson(member, depth + 1);
+    if (part === undefined) return undefined;
+    text += `${first ? '' : ','}${JSON.stringify(name)}:${part}`;
+    first = false;
+  }
+  return `${text}}`;
 }
 
 /** What the default HTTP fingerprint covers. */
